@@ -1,0 +1,110 @@
+// The linear ACE basis: radial functions, real spherical harmonics, the atomic base A and the
+// product (invariant) basis B of one atom, with the adjoint pass for energy/forces and the
+// explicit Jacobian dB/dr_ij that only fitting needs.  No Python, MPI or LAMMPS in here: this is
+// the one implementation of the descriptors that the Python package and pair_style dcace share.
+//
+// Conventions (see docs/potential-format.md):
+//  * neighbours of a centre atom i are given as displacement vectors r_ij = r_j - r_i (Å) and
+//    species indices z_j in 0..n_species-1;
+//  * radial functions R_n(r), n = 0..n_radial-1 (degree convention uses n+1):
+//      s = (r - r_inner) / (r_cut - r_inner),  x = 1 - 2 s,
+//      R_n(r) = T_n(x) * (1 - s)^3            (Chebyshev T_n; C^2 at r_cut)
+//    a neighbour closer than r_inner is an error, one at r >= r_cut contributes nothing;
+//  * real orthonormal spherical harmonics Y_lm, flat index l*l + l + m, m = -l..l:
+//      Y_l0 = N_l0 P_l^0(z),  Y_lm = sqrt2 N_lm P_l^m(z) cos(m phi),  Y_l,-m = sqrt2 N_lm P_l^m sin(m phi)
+//    with P_l^m including the Condon-Shortley phase (-1)^m and N_lm = sqrt((2l+1)/4pi (l-m)!/(l+m)!);
+//  * channels c = (z_c, n_c, l_c); compact A index of (c, m) is chan_offset[c] + m + l_c;
+//      A_{c m} = sum_{j: z_j = z_c} R_{n_c}(r_ij) Y_{l_c m}(r_ij / r_ij);
+//  * monomials: products of 1..4 compact A entries (indices sorted ascending, padded with -1);
+//  * features: B_v = sum_t coef_t * monomial_{mono_t}, stored as CSR rows over monomials.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dcace {
+
+constexpr int kMaxOrder = 4;  // body order 5
+
+// An error in the input (geometry, species, sizes). Python bindings map it to ValueError.
+struct InputError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+struct BasisSpec {
+  int n_species = 1;
+  double r_cut = 5.0;
+  double r_inner = 0.5;
+  int n_radial = 1;
+  int l_max = 0;
+  std::vector<int> chan_z, chan_n, chan_l;  // channels of A
+  std::vector<int> mono_idx;                // kMaxOrder entries per monomial, -1 padded
+  int n_features = 0;
+  std::vector<int> feat_ptr;                // n_features + 1
+  std::vector<int> feat_mono;               // nnz
+  std::vector<double> feat_coef;            // nnz
+};
+
+// Scratch memory for one atom; reuse it across atoms (one per thread).
+struct Workspace {
+  std::vector<double> R, dR;      // n_neigh * n_radial
+  std::vector<double> Y, dY;      // n_neigh * (l_max+1)^2, and *3 for gradients
+  std::vector<double> A;          // n_A
+  std::vector<double> gA;         // n_A: dE/dA (adjoint)
+  std::vector<double> mono;       // n_mono values
+  std::vector<double> dBdA;       // n_A * n_features (fitting only), layout [k][v]
+  std::vector<int> active;        // neighbours inside the cutoff
+};
+
+class ACEBasis {
+ public:
+  explicit ACEBasis(BasisSpec spec);  // validates, throws InputError
+
+  const BasisSpec& spec() const { return spec_; }
+  int n_features() const { return spec_.n_features; }
+  int n_species() const { return spec_.n_species; }
+  int n_A() const { return n_A_; }
+  int n_monomials() const { return n_mono_; }
+  double cutoff() const { return spec_.r_cut; }
+
+  // Per-feature coefficients (length n_features) -> per-monomial weights (length n_monomials).
+  void monomial_weights(const double* coef, double* w) const;
+
+  // B_i (length n_features) of one atom.
+  void descriptors(int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const;
+
+  // Gradient dE/dr_ij (n_neigh x 3; zero rows for neighbours beyond the cutoff) of
+  // E = sum over monomials of w * monomial (= coef . B_i when w = monomial_weights(coef)).
+  // Returns that E, or, when w_energy is given, sum of w_energy * monomial (the DC gate uses one
+  // set of weights for forces and another for per-atom energies, in the same pass).
+  double energy_gradient(int n_neigh, const double* rij, const int* zj, const double* w,
+                         double* dE_drij, Workspace& ws, const double* w_energy = nullptr) const;
+
+  // Fitting: B_i and dB_i/dr_ij laid out as [(j*3 + a) * n_features + v].
+  void descriptor_gradients(int n_neigh, const double* rij, const int* zj, double* B,
+                            double* dB_drij, Workspace& ws) const;
+
+  // Radial functions and derivatives at r (n_radial each); exposed for tests.
+  void radial(double r, double* R, double* dR) const;
+
+ private:
+  void atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
+  void monomial_values(Workspace& ws) const;
+  void adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
+                      double* dE_drij) const;
+
+  BasisSpec spec_;
+  int n_A_ = 0, n_mono_ = 0, n_Y_ = 0;
+  std::vector<int> chan_offset_;
+  std::vector<std::vector<int>> chans_of_species_;
+  std::vector<int> mono_order_;
+};
+
+// Real spherical harmonics of unit-or-not vectors u (values only for the unit direction).
+// Y has (l_max+1)^2 entries; dY (3 per entry, [k*3+a]) is the gradient with respect to the
+// *vector* r (not the unit vector), i.e. it includes the 1/|r| projection factor.
+void real_sph_harm(int l_max, const double* r, double* Y, double* dY);
+
+}  // namespace dcace

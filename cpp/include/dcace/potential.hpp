@@ -1,0 +1,99 @@
+// A fitted dcace potential: the ACE basis, M linear experts and the gate that combines them, read
+// from and written to the plain-text .dcace file (format: docs/potential-format.md).  Both the
+// Python calculator and pair_style dcace load potentials only through this class.
+//
+// The divide-and-conquer combination for a structure S of N atoms (global gate):
+//   Bsum_s = sum_{i: Z_i = s} B_i,  p = concat_s(Bsum_s) / N            (D = S*K numbers)
+//   E_m    = sum_s c_{m,s} . Bsum_s + sum_s N_s e0_{m,s}
+//   y      = P ((p - mean) / scale),     logit_m = bias_m - |y - mu_m|^2 / (2 (tau sigma_m)^2)
+//   w      = softmax(logit),             E = sum_m w_m E_m
+//   c_eff,s = sum_m w_m c_{m,s} + (1/N) sum_m E_m dw_m/dp_s      (forces: F = -sum_i c_eff . dB_i/dr)
+//   e_i    = sum_m w_m (c_{m,Z_i} . B_i + e0_{m,Z_i})            (per-atom energies sum to E)
+// With M = 1 the gate is absent and c_eff = c_1.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dcace/ace_basis.hpp"
+#include "dcace/structure.hpp"
+
+namespace dcace {
+
+// A malformed potential file; what() starts with "<file>:<line>: ".
+struct FileError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Gate {
+  int n_experts = 1;   // M
+  int dim_in = 0;      // D = n_species * n_features
+  int dim_out = 0;     // d (rows of the projection)
+  double temperature = 1.0;
+  std::vector<double> mean, scale;   // D
+  std::vector<double> projection;    // d x D
+  std::vector<double> centroids;     // M x d
+  std::vector<double> spread;        // M
+  std::vector<double> bias;          // M
+  // w (M), optional dw/dp (M x D) and the distance to the nearest centroid in units of its spread.
+  void evaluate(const double* p, double* w, double* dw_dp, double* nearest) const;
+};
+
+// The result of the global gate for one structure (or one LAMMPS step).
+struct Combination {
+  std::vector<double> weights;         // M
+  std::vector<double> expert_energy;   // M
+  std::vector<double> c_eff;           // S x K, for forces and virial
+  std::vector<double> c_energy;        // S x K, sum_m w_m c_m (per-atom energies)
+  std::vector<double> e0_energy;       // S, sum_m w_m e0_m
+  std::vector<double> w_force;         // S x n_monomials (monomial weights of c_eff)
+  std::vector<double> w_energy;        // S x n_monomials (monomial weights of c_energy)
+  double energy = 0.0;
+  double nearest = 0.0;                // distance to the nearest centroid / its spread (0 if M = 1)
+};
+
+class Potential {
+ public:
+  static Potential read(const std::string& path);                           // throws FileError
+  static Potential parse(const std::string& text, const std::string& name);  // name for messages
+  std::string write() const;  // exact round trip: parse(write()) == *this, %.17g numbers
+
+  Potential() = default;
+  Potential(std::vector<std::string> elements, BasisSpec spec, std::vector<double> coef,
+            std::vector<double> e0, int n_experts, Gate gate, std::string metadata);
+
+  const std::vector<std::string>& elements() const { return elements_; }
+  int species_index(const std::string& element) const;  // -1 if absent
+  const ACEBasis& basis() const { return *basis_; }
+  int n_experts() const { return n_experts_; }
+  int n_species() const { return basis_->n_species(); }
+  int n_features() const { return basis_->n_features(); }
+  double cutoff() const { return basis_->cutoff(); }
+  const std::vector<double>& coefficients() const { return coef_; }  // M x S x K
+  const std::vector<double>& one_body() const { return e0_; }         // M x S
+  const Gate& gate() const { return gate_; }
+  const std::string& metadata() const { return metadata_; }            // JSON text (provenance)
+
+  // Global gate from per-species descriptor sums (S x K) and atom counts (S).  For M = 1 this is
+  // cheap and needs no sums (pass nullptr): weights = {1}, c_eff = c_1.
+  void combine(const double* Bsum, const double* counts, Combination& out) const;
+
+  // Whole-structure DC evaluation (two passes) for Python: returns E, fills per-atom energies,
+  // forces (N x 3), virial (6, Voigt, eV) and the combination used.
+  double compute(const Neighbours& nl, double* energies, double* forces, double* virial,
+                 Combination& comb) const;
+
+ private:
+  void check() const;
+  std::vector<std::string> elements_;
+  std::shared_ptr<ACEBasis> basis_;
+  std::vector<double> coef_, e0_;
+  int n_experts_ = 1;
+  Gate gate_;
+  std::string metadata_;
+  std::vector<double> w_single_;  // monomial weights of expert 1 (M = 1 fast path)
+};
+
+}  // namespace dcace

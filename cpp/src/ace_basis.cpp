@@ -1,0 +1,280 @@
+// Evaluation of one atom's ACE basis: A from the neighbours, monomials of A, features B as sparse
+// combinations of monomials, the adjoint pass (dE/dA -> dE/dr_ij) and the explicit Jacobian for fitting.
+#include "dcace/ace_basis.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+namespace dcace {
+
+namespace {
+
+std::string fmt(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.10g", x);
+  return buf;
+}
+
+// Partial derivatives of the product of `order` values a[0..order-1] with respect to each factor.
+inline void product_partials(int order, const double* a, double* p) {
+  switch (order) {
+    case 1: p[0] = 1.0; break;
+    case 2: p[0] = a[1]; p[1] = a[0]; break;
+    case 3: p[0] = a[1] * a[2]; p[1] = a[0] * a[2]; p[2] = a[0] * a[1]; break;
+    default: {
+      const double ab = a[0] * a[1], cd = a[2] * a[3];
+      p[0] = a[1] * cd; p[1] = a[0] * cd; p[2] = ab * a[3]; p[3] = ab * a[2];
+    }
+  }
+}
+
+}  // namespace
+
+ACEBasis::ACEBasis(BasisSpec spec) : spec_(std::move(spec)) {
+  const BasisSpec& s = spec_;
+  if (s.n_species < 1) throw InputError("n_species must be >= 1, got " + std::to_string(s.n_species));
+  if (!(s.r_cut > 0.0) || !std::isfinite(s.r_cut)) throw InputError("cutoff must be > 0, got " + fmt(s.r_cut));
+  if (!(s.r_inner >= 0.0) || !(s.r_inner < s.r_cut))
+    throw InputError("inner cutoff must be in [0, cutoff), got " + fmt(s.r_inner));
+  if (s.n_radial < 1) throw InputError("n_radial must be >= 1");
+  if (s.l_max < 0 || s.l_max > 15) throw InputError("l_max must be in 0..15, got " + std::to_string(s.l_max));
+  const size_t nc = s.chan_z.size();
+  if (s.chan_n.size() != nc || s.chan_l.size() != nc) throw InputError("channel arrays differ in length");
+  chan_offset_.resize(nc + 1, 0);
+  chans_of_species_.assign(s.n_species, {});
+  for (size_t c = 0; c < nc; ++c) {
+    if (s.chan_z[c] < 0 || s.chan_z[c] >= s.n_species) throw InputError("channel species out of range");
+    if (s.chan_n[c] < 0 || s.chan_n[c] >= s.n_radial) throw InputError("channel radial index out of range");
+    if (s.chan_l[c] < 0 || s.chan_l[c] > s.l_max) throw InputError("channel l out of range");
+    chan_offset_[c + 1] = chan_offset_[c] + 2 * s.chan_l[c] + 1;
+    chans_of_species_[s.chan_z[c]].push_back(static_cast<int>(c));
+  }
+  n_A_ = chan_offset_[nc];
+  n_Y_ = (s.l_max + 1) * (s.l_max + 1);
+  if (s.mono_idx.size() % kMaxOrder) throw InputError("monomial index array is not a multiple of 4");
+  n_mono_ = static_cast<int>(s.mono_idx.size() / kMaxOrder);
+  mono_order_.resize(n_mono_);
+  for (int t = 0; t < n_mono_; ++t) {
+    int o = 0;
+    while (o < kMaxOrder && s.mono_idx[t * kMaxOrder + o] >= 0) ++o;
+    if (o == 0) throw InputError("empty monomial " + std::to_string(t));
+    for (int q = 0; q < kMaxOrder; ++q) {
+      const int k = s.mono_idx[t * kMaxOrder + q];
+      if (q < o && k >= n_A_) throw InputError("monomial index out of range in monomial " + std::to_string(t));
+      if (q >= o && k >= 0) throw InputError("monomial " + std::to_string(t) + " is not -1 padded");
+    }
+    mono_order_[t] = o;
+  }
+  if (s.n_features < 0 || static_cast<int>(s.feat_ptr.size()) != s.n_features + 1)
+    throw InputError("feature pointer array has the wrong length");
+  if (s.feat_ptr[0] != 0 || s.feat_ptr.back() != static_cast<int>(s.feat_mono.size()) ||
+      s.feat_mono.size() != s.feat_coef.size())
+    throw InputError("feature CSR arrays are inconsistent");
+  for (int v = 0; v < s.n_features; ++v)
+    if (s.feat_ptr[v + 1] < s.feat_ptr[v]) throw InputError("feature pointers decrease");
+  for (int m : s.feat_mono)
+    if (m < 0 || m >= n_mono_) throw InputError("feature refers to a missing monomial");
+  for (double c : s.feat_coef)
+    if (!std::isfinite(c)) throw InputError("non-finite coupling coefficient");
+}
+
+void ACEBasis::radial(double r, double* R, double* dR) const {
+  const double w = spec_.r_cut - spec_.r_inner;
+  const double sv = (r - spec_.r_inner) / w;
+  const double x = 1.0 - 2.0 * sv;
+  const double om = 1.0 - sv;
+  const double env = om * om * om, denv = -3.0 * om * om;  // d/ds
+  double t0 = 1.0, t1 = x, d0 = 0.0, d1 = 1.0;             // T and dT/dx
+  for (int n = 0; n < spec_.n_radial; ++n) {
+    double t, d;
+    if (n == 0) { t = t0; d = d0; }
+    else if (n == 1) { t = t1; d = d1; }
+    else {
+      t = 2.0 * x * t1 - t0;
+      d = 2.0 * t1 + 2.0 * x * d1 - d0;
+      t0 = t1; t1 = t; d0 = d1; d1 = d;
+    }
+    R[n] = t * env;
+    dR[n] = (-2.0 * d * env + t * denv) / w;
+  }
+}
+
+void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
+  const int nr = spec_.n_radial;
+  ws.R.resize(static_cast<size_t>(n_neigh) * nr);
+  ws.dR.resize(static_cast<size_t>(n_neigh) * nr);
+  ws.Y.resize(static_cast<size_t>(n_neigh) * n_Y_);
+  ws.dY.resize(static_cast<size_t>(n_neigh) * n_Y_ * 3);
+  ws.A.assign(n_A_, 0.0);
+  ws.active.clear();
+  const double rc2 = spec_.r_cut * spec_.r_cut;
+  for (int j = 0; j < n_neigh; ++j) {
+    const double* d = rij + 3 * j;
+    const double r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+    if (!std::isfinite(r2)) throw InputError("neighbour " + std::to_string(j) + " has a non-finite position");
+    if (r2 >= rc2) continue;
+    const double r = std::sqrt(r2);
+    if (r < spec_.r_inner || r == 0.0)
+      throw InputError("neighbour at distance " + fmt(r) + " A, closer than the inner cutoff " +
+                       fmt(spec_.r_inner) + " A");
+    const int z = zj[j];
+    if (z < 0 || z >= spec_.n_species)
+      throw InputError("neighbour species index " + std::to_string(z) + " out of range");
+    const int a = static_cast<int>(ws.active.size());
+    ws.active.push_back(j);
+    double* R = ws.R.data() + static_cast<size_t>(a) * nr;
+    double* Y = ws.Y.data() + static_cast<size_t>(a) * n_Y_;
+    radial(r, R, ws.dR.data() + static_cast<size_t>(a) * nr);
+    real_sph_harm(spec_.l_max, d, Y, ws.dY.data() + static_cast<size_t>(a) * n_Y_ * 3);
+    for (int c : chans_of_species_[z]) {
+      const int l = spec_.chan_l[c];
+      const double Rn = R[spec_.chan_n[c]];
+      double* Ac = ws.A.data() + chan_offset_[c];
+      const double* Yl = Y + l * l;
+      for (int m = 0; m < 2 * l + 1; ++m) Ac[m] += Rn * Yl[m];
+    }
+  }
+}
+
+void ACEBasis::monomial_values(Workspace& ws) const {
+  ws.mono.resize(n_mono_);
+  const int* idx = spec_.mono_idx.data();
+  const double* A = ws.A.data();
+  for (int t = 0; t < n_mono_; ++t, idx += kMaxOrder) {
+    double p = A[idx[0]];
+    for (int q = 1; q < mono_order_[t]; ++q) p *= A[idx[q]];
+    ws.mono[t] = p;
+  }
+}
+
+void ACEBasis::monomial_weights(const double* coef, double* w) const {
+  std::fill(w, w + n_mono_, 0.0);
+  for (int v = 0; v < spec_.n_features; ++v) {
+    const double c = coef[v];
+    if (c == 0.0) continue;
+    for (int p = spec_.feat_ptr[v]; p < spec_.feat_ptr[v + 1]; ++p) w[spec_.feat_mono[p]] += c * spec_.feat_coef[p];
+  }
+}
+
+void ACEBasis::descriptors(int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const {
+  atomic_base(n_neigh, rij, zj, ws);
+  monomial_values(ws);
+  for (int v = 0; v < spec_.n_features; ++v) {
+    double b = 0.0;
+    for (int p = spec_.feat_ptr[v]; p < spec_.feat_ptr[v + 1]; ++p) b += spec_.feat_coef[p] * ws.mono[spec_.feat_mono[p]];
+    B[v] = b;
+  }
+}
+
+void ACEBasis::adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
+                              double* dE_drij) const {
+  std::fill(dE_drij, dE_drij + 3 * static_cast<size_t>(n_neigh), 0.0);
+  const int nr = spec_.n_radial;
+  for (size_t a = 0; a < ws.active.size(); ++a) {
+    const int j = ws.active[a];
+    const double* d = rij + 3 * j;
+    const double r = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    const double u[3] = {d[0] / r, d[1] / r, d[2] / r};
+    const double* R = ws.R.data() + a * nr;
+    const double* dR = ws.dR.data() + a * nr;
+    const double* Y = ws.Y.data() + a * n_Y_;
+    const double* dY = ws.dY.data() + a * n_Y_ * 3;
+    double g[3] = {0.0, 0.0, 0.0};
+    for (int c : chans_of_species_[zj[j]]) {
+      const int l = spec_.chan_l[c], n = spec_.chan_n[c];
+      const double* gA = ws.gA.data() + chan_offset_[c];
+      double sY = 0.0, sd[3] = {0.0, 0.0, 0.0};
+      for (int m = 0; m < 2 * l + 1; ++m) {
+        const int k = l * l + m;
+        sY += gA[m] * Y[k];
+        sd[0] += gA[m] * dY[3 * k];
+        sd[1] += gA[m] * dY[3 * k + 1];
+        sd[2] += gA[m] * dY[3 * k + 2];
+      }
+      const double a1 = dR[n] * sY;
+      for (int q = 0; q < 3; ++q) g[q] += a1 * u[q] + R[n] * sd[q];
+    }
+    for (int q = 0; q < 3; ++q) dE_drij[3 * j + q] = g[q];
+  }
+}
+
+double ACEBasis::energy_gradient(int n_neigh, const double* rij, const int* zj, const double* w,
+                                 double* dE_drij, Workspace& ws, const double* w_energy) const {
+  atomic_base(n_neigh, rij, zj, ws);
+  ws.gA.assign(n_A_, 0.0);
+  double E = 0.0;
+  const int* idx = spec_.mono_idx.data();
+  const double* A = ws.A.data();
+  double* gA = ws.gA.data();
+  double a[kMaxOrder], p[kMaxOrder];
+  const double* we = w_energy ? w_energy : w;
+  for (int t = 0; t < n_mono_; ++t, idx += kMaxOrder) {
+    const double wt = w[t];
+    if (wt == 0.0 && we[t] == 0.0) continue;
+    const int o = mono_order_[t];
+    for (int q = 0; q < o; ++q) a[q] = A[idx[q]];
+    product_partials(o, a, p);
+    E += we[t] * p[0] * a[0];
+    for (int q = 0; q < o; ++q) gA[idx[q]] += wt * p[q];
+  }
+  adjoint_to_rij(n_neigh, rij, zj, ws, dE_drij);
+  return E;
+}
+
+void ACEBasis::descriptor_gradients(int n_neigh, const double* rij, const int* zj, double* B,
+                                    double* dB_drij, Workspace& ws) const {
+  const int K = spec_.n_features;
+  atomic_base(n_neigh, rij, zj, ws);
+  monomial_values(ws);
+  ws.dBdA.assign(static_cast<size_t>(n_A_) * K, 0.0);
+  double a[kMaxOrder], p[kMaxOrder];
+  for (int v = 0; v < K; ++v) {
+    double b = 0.0;
+    for (int q = spec_.feat_ptr[v]; q < spec_.feat_ptr[v + 1]; ++q) {
+      const int t = spec_.feat_mono[q];
+      const double c = spec_.feat_coef[q];
+      b += c * ws.mono[t];
+      const int* idx = spec_.mono_idx.data() + static_cast<size_t>(t) * kMaxOrder;
+      const int o = mono_order_[t];
+      for (int s = 0; s < o; ++s) a[s] = ws.A[idx[s]];
+      product_partials(o, a, p);
+      for (int s = 0; s < o; ++s) ws.dBdA[static_cast<size_t>(idx[s]) * K + v] += c * p[s];
+    }
+    B[v] = b;
+  }
+  std::fill(dB_drij, dB_drij + static_cast<size_t>(n_neigh) * 3 * K, 0.0);
+  const int nr = spec_.n_radial;
+  for (size_t act = 0; act < ws.active.size(); ++act) {
+    const int j = ws.active[act];
+    const double* d = rij + 3 * j;
+    const double r = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    const double u[3] = {d[0] / r, d[1] / r, d[2] / r};
+    const double* R = ws.R.data() + act * nr;
+    const double* dR = ws.dR.data() + act * nr;
+    const double* Y = ws.Y.data() + act * n_Y_;
+    const double* dY = ws.dY.data() + act * n_Y_ * 3;
+    double* out0 = dB_drij + (static_cast<size_t>(j) * 3 + 0) * K;
+    double* out1 = out0 + K;
+    double* out2 = out1 + K;
+    for (int c : chans_of_species_[zj[j]]) {
+      const int l = spec_.chan_l[c], n = spec_.chan_n[c];
+      for (int m = 0; m < 2 * l + 1; ++m) {
+        const int k = l * l + m;
+        const double da0 = dR[n] * u[0] * Y[k] + R[n] * dY[3 * k];
+        const double da1 = dR[n] * u[1] * Y[k] + R[n] * dY[3 * k + 1];
+        const double da2 = dR[n] * u[2] * Y[k] + R[n] * dY[3 * k + 2];
+        const double* row = ws.dBdA.data() + static_cast<size_t>(chan_offset_[c] + m) * K;
+        for (int v = 0; v < K; ++v) {
+          const double g = row[v];
+          out0[v] += g * da0;
+          out1[v] += g * da1;
+          out2[v] += g * da2;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace dcace

@@ -1,0 +1,147 @@
+// Potential: validation, the global DC combination (effective coefficients) and whole-structure
+// evaluation.  File reading and writing live in potential_io.cpp.
+#include "dcace/potential.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace dcace {
+
+Potential::Potential(std::vector<std::string> elements, BasisSpec spec, std::vector<double> coef,
+                     std::vector<double> e0, int n_experts, Gate gate, std::string metadata)
+    : elements_(std::move(elements)),
+      basis_(std::make_shared<ACEBasis>(std::move(spec))),
+      coef_(std::move(coef)),
+      e0_(std::move(e0)),
+      n_experts_(n_experts),
+      gate_(std::move(gate)),
+      metadata_(std::move(metadata)) {
+  check();
+}
+
+void Potential::check() const {
+  const int S = basis_->n_species(), K = basis_->n_features(), M = n_experts_;
+  if (static_cast<int>(elements_.size()) != S)
+    throw InputError("the potential lists " + std::to_string(elements_.size()) + " elements but its basis has " +
+                     std::to_string(S) + " species");
+  for (size_t a = 0; a < elements_.size(); ++a)
+    for (size_t b = a + 1; b < elements_.size(); ++b)
+      if (elements_[a] == elements_[b]) throw InputError("element " + elements_[a] + " is listed twice");
+  if (M < 1) throw InputError("number of experts must be >= 1, got " + std::to_string(M));
+  if (coef_.size() != static_cast<size_t>(M) * S * K)
+    throw InputError("expected " + std::to_string(static_cast<size_t>(M) * S * K) + " coefficients, got " +
+                     std::to_string(coef_.size()));
+  if (e0_.size() != static_cast<size_t>(M) * S) throw InputError("one-body terms: expected M x n_species values");
+  for (double c : coef_)
+    if (!std::isfinite(c)) throw InputError("non-finite expert coefficient");
+  for (double c : e0_)
+    if (!std::isfinite(c)) throw InputError("non-finite one-body term");
+  const Gate& g = gate_;
+  if (g.n_experts != M) throw InputError("gate has " + std::to_string(g.n_experts) + " experts, potential " + std::to_string(M));
+  if (M > 1) {
+    const size_t D = static_cast<size_t>(S) * K;
+    if (g.dim_in != static_cast<int>(D)) throw InputError("gate input dimension must be n_species * n_features = " + std::to_string(D));
+    if (g.dim_out < 1) throw InputError("gate projection must have at least one row");
+    if (g.mean.size() != D || g.scale.size() != D) throw InputError("gate mean/scale must have n_species * n_features values");
+    if (g.projection.size() != static_cast<size_t>(g.dim_out) * D) throw InputError("gate projection has the wrong size");
+    if (g.centroids.size() != static_cast<size_t>(M) * g.dim_out) throw InputError("gate centroids have the wrong size");
+    if (g.spread.size() != static_cast<size_t>(M) || g.bias.size() != static_cast<size_t>(M))
+      throw InputError("gate spread/bias must have one value per expert");
+    if (!(g.temperature > 0.0) || !std::isfinite(g.temperature)) throw InputError("gate temperature must be > 0");
+    for (double s : g.scale)
+      if (!(s > 0.0) || !std::isfinite(s)) throw InputError("gate scale values must be > 0");
+    for (double s : g.spread)
+      if (!(s > 0.0) || !std::isfinite(s)) throw InputError("gate spreads must be > 0");
+    for (const auto* v : {&g.mean, &g.projection, &g.centroids, &g.bias})
+      for (double x : *v)
+        if (!std::isfinite(x)) throw InputError("non-finite gate parameter");
+  }
+  const_cast<Potential*>(this)->w_single_.assign(static_cast<size_t>(S) * basis_->n_monomials(), 0.0);
+  for (int s = 0; s < S; ++s)
+    basis_->monomial_weights(coef_.data() + static_cast<size_t>(s) * K,
+                             const_cast<Potential*>(this)->w_single_.data() + static_cast<size_t>(s) * basis_->n_monomials());
+}
+
+int Potential::species_index(const std::string& element) const {
+  for (size_t s = 0; s < elements_.size(); ++s)
+    if (elements_[s] == element) return static_cast<int>(s);
+  return -1;
+}
+
+void Potential::combine(const double* Bsum, const double* counts, Combination& out) const {
+  const int S = n_species(), K = n_features(), M = n_experts_;
+  const size_t SK = static_cast<size_t>(S) * K, nm = basis_->n_monomials();
+  out.weights.assign(M, 0.0);
+  out.expert_energy.assign(M, 0.0);
+  out.nearest = 0.0;
+  if (M == 1) {
+    out.weights[0] = 1.0;
+    out.c_eff.assign(coef_.begin(), coef_.end());
+    out.c_energy = out.c_eff;
+    out.e0_energy.assign(e0_.begin(), e0_.end());
+    out.w_force = w_single_;
+    out.w_energy = w_single_;
+    double E = 0.0;
+    if (Bsum && counts) {
+      for (size_t k = 0; k < SK; ++k) E += coef_[k] * Bsum[k];
+      for (int s = 0; s < S; ++s) E += e0_[s] * counts[s];
+    }
+    out.expert_energy[0] = out.energy = E;
+    return;
+  }
+  if (!Bsum || !counts) throw InputError("the gate of a potential with several experts needs descriptor sums");
+  double N = 0.0;
+  for (int s = 0; s < S; ++s) N += counts[s];
+  std::vector<double> p(SK, 0.0), dw(static_cast<size_t>(M) * SK);
+  if (N > 0.0)
+    for (size_t k = 0; k < SK; ++k) p[k] = Bsum[k] / N;
+  gate_.evaluate(p.data(), out.weights.data(), dw.data(), &out.nearest);
+  double Ebar = 0.0;
+  for (int m = 0; m < M; ++m) {
+    const double* c = coef_.data() + m * SK;
+    double E = 0.0;
+    for (size_t k = 0; k < SK; ++k) E += c[k] * Bsum[k];
+    for (int s = 0; s < S; ++s) E += e0_[m * S + s] * counts[s];
+    out.expert_energy[m] = E;
+    Ebar += out.weights[m] * E;
+  }
+  out.energy = Ebar;
+  out.c_energy.assign(SK, 0.0);
+  out.c_eff.assign(SK, 0.0);
+  out.e0_energy.assign(S, 0.0);
+  for (int m = 0; m < M; ++m) {
+    const double wm = out.weights[m];
+    // sum_m dw_m/dp = 0, so E_m may be measured from the mean: fewer cancellations
+    const double em = N > 0.0 ? (out.expert_energy[m] - Ebar) / N : 0.0;
+    const double* c = coef_.data() + m * SK;
+    const double* g = dw.data() + m * SK;
+    for (size_t k = 0; k < SK; ++k) {
+      out.c_energy[k] += wm * c[k];
+      out.c_eff[k] += wm * c[k] + em * g[k];
+    }
+    for (int s = 0; s < S; ++s) out.e0_energy[s] += wm * e0_[m * S + s];
+  }
+  out.w_force.assign(S * nm, 0.0);
+  out.w_energy.assign(S * nm, 0.0);
+  for (int s = 0; s < S; ++s) {
+    basis_->monomial_weights(out.c_eff.data() + s * K, out.w_force.data() + s * nm);
+    basis_->monomial_weights(out.c_energy.data() + s * K, out.w_energy.data() + s * nm);
+  }
+}
+
+double Potential::compute(const Neighbours& nl, double* energies, double* forces, double* virial,
+                          Combination& comb) const {
+  const int S = n_species(), K = n_features();
+  std::vector<double> Bsum(static_cast<size_t>(S) * K), counts(S);
+  if (n_experts_ > 1) {
+    structure_descriptor_sums(*basis_, nl, Bsum.data(), counts.data());
+    combine(Bsum.data(), counts.data(), comb);
+  } else {
+    combine(nullptr, nullptr, comb);
+  }
+  return structure_energy_forces(*basis_, nl, comb.w_force.data(), comb.e0_energy.data(), energies, forces,
+                                 virial, comb.w_energy.data());
+}
+
+}  // namespace dcace

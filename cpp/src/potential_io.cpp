@@ -1,0 +1,292 @@
+// Reading and writing the plain-text .dcace potential file (docs/potential-format.md).
+// Strict: every record is checked in order, every number must parse completely and be finite,
+// and every error names the file and line.  Numbers are written with %.17g: exact round trip.
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dcace/potential.hpp"
+
+namespace dcace {
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+constexpr const char* kMagic = "dcace-potential";
+
+class Reader {
+ public:
+  Reader(const std::string& text, std::string name) : name_(std::move(name)) {
+    std::istringstream in(text);
+    std::string line;
+    int no = 0;
+    while (std::getline(in, line)) {
+      ++no;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      size_t a = line.find_first_not_of(" \t");
+      if (a == std::string::npos || line[a] == '#') continue;
+      lines_.push_back({no, line});
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& msg) const {
+    const int no = pos_ < lines_.size() ? lines_[pos_].first : (lines_.empty() ? 0 : lines_.back().first + 1);
+    throw FileError(name_ + ":" + std::to_string(no) + ": " + msg);
+  }
+
+  bool done() const { return pos_ >= lines_.size(); }
+
+  // Next record, split into words; the first word must be `key`.
+  std::vector<std::string> record(const std::string& key) {
+    if (done()) fail("unexpected end of file: expected '" + key + "' (the file is truncated)");
+    auto words = split(lines_[pos_].second);
+    if (words.empty() || words[0] != key) fail("expected '" + key + "', found '" + (words.empty() ? "" : words[0]) + "'");
+    return words;
+  }
+  // The rest of the line after the first word (for free text such as metadata).
+  std::string rest(const std::string& key) {
+    record(key);
+    const std::string& l = lines_[pos_].second;
+    size_t a = l.find(key) + key.size();
+    a = l.find_first_not_of(" \t", a);
+    std::string r = a == std::string::npos ? "" : l.substr(a);
+    ++pos_;
+    return r;
+  }
+  std::vector<std::string> take(const std::string& key, size_t n_words) {
+    auto w = record(key);
+    if (w.size() != n_words)
+      fail("'" + key + "' takes " + std::to_string(n_words - 1) + " value(s), found " + std::to_string(w.size() - 1));
+    ++pos_;
+    return w;
+  }
+  std::vector<std::string> data_line() {
+    if (done()) fail("unexpected end of file inside a data block (the file is truncated)");
+    return split(lines_[pos_++].second);
+  }
+  void back() { --pos_; }
+
+  double number(const std::string& w) const {
+    errno = 0;
+    char* end = nullptr;
+    const double x = std::strtod(w.c_str(), &end);
+    if (end == w.c_str() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
+      fail("'" + w + "' is not a finite number");
+    return x;
+  }
+  long integer(const std::string& w, long lo, long hi, const std::string& what) const {
+    char* end = nullptr;
+    errno = 0;
+    const long x = std::strtol(w.c_str(), &end, 10);
+    if (end == w.c_str() || *end != '\0' || errno == ERANGE) fail(what + ": '" + w + "' is not an integer");
+    if (x < lo || x > hi) fail(what + " " + w + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+    return x;
+  }
+  // A matrix record "key rows cols" followed by `rows` lines of `cols` numbers.
+  std::vector<double> matrix(const std::string& key, long rows, long cols) {
+    auto w = take(key, 3);
+    const long r = integer(w[1], 0, 1L << 30, key + " rows"), c = integer(w[2], 0, 1L << 30, key + " columns");
+    if (r != rows || c != cols) {
+      back();
+      fail("'" + key + "' must be " + std::to_string(rows) + " x " + std::to_string(cols) + ", found " + w[1] + " x " + w[2]);
+    }
+    std::vector<double> out;
+    out.reserve(static_cast<size_t>(rows) * cols);
+    for (long i = 0; i < rows; ++i) {
+      auto d = data_line();
+      if (static_cast<long>(d.size()) != cols) {
+        back();
+        fail("row " + std::to_string(i + 1) + " of '" + key + "' has " + std::to_string(d.size()) + " numbers, expected " +
+             std::to_string(cols));
+      }
+      for (auto& s : d) out.push_back(number(s));
+    }
+    return out;
+  }
+
+  static std::vector<std::string> split(const std::string& l) {
+    std::vector<std::string> w;
+    std::istringstream in(l);
+    std::string s;
+    while (in >> s) w.push_back(s);
+    return w;
+  }
+
+ private:
+  std::string name_;
+  std::vector<std::pair<int, std::string>> lines_;
+  size_t pos_ = 0;
+};
+
+std::string num(double x) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
+void write_matrix(std::ostringstream& o, const std::string& key, const std::vector<double>& v, size_t rows, size_t cols) {
+  o << key << ' ' << rows << ' ' << cols << '\n';
+  for (size_t i = 0; i < rows; ++i) {
+    for (size_t j = 0; j < cols; ++j) o << (j ? " " : "") << num(v[i * cols + j]);
+    o << '\n';
+  }
+}
+
+}  // namespace
+
+Potential Potential::parse(const std::string& text, const std::string& name) {
+  Reader rd(text, name);
+  auto head = rd.take(kMagic, 2);
+  const long version = rd.integer(head[1], 1, 1 << 20, "format version");
+  if (version > kFormatVersion) {
+    rd.back();
+    rd.fail("format version " + head[1] + " is newer than this dcace reads (" + std::to_string(kFormatVersion) + ")");
+  }
+  auto el = rd.record("elements");
+  if (el.size() < 3) rd.fail("'elements' needs a count and the element names");
+  const long S = rd.integer(el[1], 1, 118, "number of elements");
+  if (static_cast<long>(el.size()) != S + 2) rd.fail("'elements' announces " + el[1] + " names but lists " + std::to_string(el.size() - 2));
+  std::vector<std::string> elements(el.begin() + 2, el.end());
+  rd.take("elements", el.size());  // consume
+  std::string metadata = rd.rest("metadata");
+  auto rad = rd.take("radial_basis", 2);
+  if (rad[1] != "chebyshev-cubic-envelope") {
+    rd.back();
+    rd.fail("unknown radial basis '" + rad[1] + "'");
+  }
+  BasisSpec spec;
+  spec.n_species = static_cast<int>(S);
+  spec.r_cut = rd.number(rd.take("r_cut", 2)[1]);
+  spec.r_inner = rd.number(rd.take("r_inner", 2)[1]);
+  spec.n_radial = static_cast<int>(rd.integer(rd.take("n_radial", 2)[1], 1, 1000, "n_radial"));
+  spec.l_max = static_cast<int>(rd.integer(rd.take("l_max", 2)[1], 0, 15, "l_max"));
+  const long nc = rd.integer(rd.take("channels", 2)[1], 0, 1L << 24, "number of channels");
+  for (long c = 0; c < nc; ++c) {
+    auto d = rd.data_line();
+    if (d.size() != 3) { rd.back(); rd.fail("a channel line needs 3 integers (z n l)"); }
+    spec.chan_z.push_back(static_cast<int>(rd.integer(d[0], 0, S - 1, "channel species")));
+    spec.chan_n.push_back(static_cast<int>(rd.integer(d[1], 0, spec.n_radial - 1, "channel radial index")));
+    spec.chan_l.push_back(static_cast<int>(rd.integer(d[2], 0, spec.l_max, "channel l")));
+  }
+  long nA = 0;
+  for (long c = 0; c < nc; ++c) nA += 2 * spec.chan_l[c] + 1;
+  const long nm = rd.integer(rd.take("monomials", 2)[1], 0, 1L << 28, "number of monomials");
+  spec.mono_idx.assign(static_cast<size_t>(nm) * kMaxOrder, -1);
+  for (long t = 0; t < nm; ++t) {
+    auto d = rd.data_line();
+    if (d.empty()) { rd.back(); rd.fail("empty monomial line"); }
+    const long o = rd.integer(d[0], 1, kMaxOrder, "monomial order");
+    if (static_cast<long>(d.size()) != o + 1) { rd.back(); rd.fail("monomial of order " + d[0] + " needs " + d[0] + " indices"); }
+    for (long q = 0; q < o; ++q) spec.mono_idx[t * kMaxOrder + q] = static_cast<int>(rd.integer(d[q + 1], 0, nA - 1, "A index"));
+  }
+  auto fw = rd.take("features", 3);
+  const long K = rd.integer(fw[1], 0, 1L << 24, "number of features");
+  const long nnz = rd.integer(fw[2], 0, 1L << 30, "number of feature terms");
+  spec.n_features = static_cast<int>(K);
+  spec.feat_ptr.push_back(0);
+  for (long v = 0; v < K; ++v) {
+    auto d = rd.data_line();
+    if (d.empty()) { rd.back(); rd.fail("empty feature line"); }
+    const long n = rd.integer(d[0], 0, 1L << 24, "number of terms");
+    if (static_cast<long>(d.size()) != 2 * n + 1) { rd.back(); rd.fail("feature " + std::to_string(v) + " announces " + d[0] + " terms but has " + std::to_string((d.size() - 1) / 2.0)); }
+    for (long q = 0; q < n; ++q) {
+      spec.feat_mono.push_back(static_cast<int>(rd.integer(d[1 + 2 * q], 0, nm - 1, "monomial index")));
+      spec.feat_coef.push_back(rd.number(d[2 + 2 * q]));
+    }
+    spec.feat_ptr.push_back(static_cast<int>(spec.feat_mono.size()));
+  }
+  if (static_cast<long>(spec.feat_mono.size()) != nnz) rd.fail("'features' announced " + fw[2] + " terms, found " + std::to_string(spec.feat_mono.size()));
+  const long M = rd.integer(rd.take("experts", 2)[1], 1, 1 << 20, "number of experts");
+  std::vector<double> e0 = rd.matrix("one_body", M, S);
+  std::vector<double> coef = rd.matrix("coefficients", M * S, K);
+  Gate gate;
+  gate.n_experts = static_cast<int>(M);
+  if (M > 1) {
+    auto gt = rd.take("gate", 2);
+    if (gt[1] != "gaussian") { rd.back(); rd.fail("unknown gate type '" + gt[1] + "'"); }
+    gate.temperature = rd.number(rd.take("gate_temperature", 2)[1]);
+    if (!(gate.temperature > 0)) { rd.back(); rd.fail("gate_temperature must be > 0"); }
+    const long D = S * K;
+    gate.dim_in = static_cast<int>(D);
+    gate.mean = rd.matrix("gate_mean", 1, D);
+    gate.scale = rd.matrix("gate_scale", 1, D);
+    auto pw = rd.record("gate_projection");
+    if (pw.size() != 3) rd.fail("'gate_projection' takes rows and columns");
+    const long d = rd.integer(pw[1], 1, 1L << 20, "gate projection rows");
+    gate.dim_out = static_cast<int>(d);
+    gate.projection = rd.matrix("gate_projection", d, D);
+    gate.centroids = rd.matrix("gate_centroids", M, d);
+    gate.spread = rd.matrix("gate_spread", 1, M);
+    gate.bias = rd.matrix("gate_bias", 1, M);
+  }
+  rd.take("end", 1);
+  if (!rd.done()) rd.fail("unexpected content after 'end'");
+  try {
+    return Potential(std::move(elements), std::move(spec), std::move(coef), std::move(e0), static_cast<int>(M),
+                     std::move(gate), std::move(metadata));
+  } catch (const InputError& e) {
+    throw FileError(name + ": inconsistent potential: " + e.what());
+  }
+}
+
+Potential Potential::read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FileError(path + ": cannot open the potential file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+std::string Potential::write() const {
+  const BasisSpec& s = basis_->spec();
+  const int S = s.n_species, K = s.n_features, M = n_experts_;
+  std::ostringstream o;
+  o << kMagic << ' ' << kFormatVersion << '\n';
+  o << "# dcace divide-and-conquer linear ACE potential; format: docs/potential-format.md\n";
+  o << "elements " << S;
+  for (auto& e : elements_) o << ' ' << e;
+  o << '\n';
+  o << "metadata " << metadata_ << '\n';
+  o << "radial_basis chebyshev-cubic-envelope\n";
+  o << "r_cut " << num(s.r_cut) << '\n' << "r_inner " << num(s.r_inner) << '\n';
+  o << "n_radial " << s.n_radial << '\n' << "l_max " << s.l_max << '\n';
+  o << "channels " << s.chan_z.size() << '\n';
+  for (size_t c = 0; c < s.chan_z.size(); ++c) o << s.chan_z[c] << ' ' << s.chan_n[c] << ' ' << s.chan_l[c] << '\n';
+  const size_t nm = s.mono_idx.size() / kMaxOrder;
+  o << "monomials " << nm << '\n';
+  for (size_t t = 0; t < nm; ++t) {
+    int ord = 0;
+    while (ord < kMaxOrder && s.mono_idx[t * kMaxOrder + ord] >= 0) ++ord;
+    o << ord;
+    for (int q = 0; q < ord; ++q) o << ' ' << s.mono_idx[t * kMaxOrder + q];
+    o << '\n';
+  }
+  o << "features " << K << ' ' << s.feat_mono.size() << '\n';
+  for (int v = 0; v < K; ++v) {
+    o << (s.feat_ptr[v + 1] - s.feat_ptr[v]);
+    for (int q = s.feat_ptr[v]; q < s.feat_ptr[v + 1]; ++q) o << ' ' << s.feat_mono[q] << ' ' << num(s.feat_coef[q]);
+    o << '\n';
+  }
+  o << "experts " << M << '\n';
+  write_matrix(o, "one_body", e0_, M, S);
+  write_matrix(o, "coefficients", coef_, static_cast<size_t>(M) * S, K);
+  if (M > 1) {
+    const size_t D = static_cast<size_t>(S) * K;
+    o << "gate gaussian\n" << "gate_temperature " << num(gate_.temperature) << '\n';
+    write_matrix(o, "gate_mean", gate_.mean, 1, D);
+    write_matrix(o, "gate_scale", gate_.scale, 1, D);
+    write_matrix(o, "gate_projection", gate_.projection, gate_.dim_out, D);
+    write_matrix(o, "gate_centroids", gate_.centroids, M, gate_.dim_out);
+    write_matrix(o, "gate_spread", gate_.spread, 1, M);
+    write_matrix(o, "gate_bias", gate_.bias, 1, M);
+  }
+  o << "end\n";
+  return o.str();
+}
+
+}  // namespace dcace

@@ -1,0 +1,322 @@
+// pybind11 module dcace._core: forwards numpy arrays to the C++ core (cpp/) without copies of the
+// inputs and returns new numpy arrays.  All physics lives in cpp/; the public Python API is in
+// fitting/dcace/*.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "dcace/ace_basis.hpp"
+#include "dcace/potential.hpp"
+#include "dcace/structure.hpp"
+
+namespace py = pybind11;
+using namespace dcace;
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+template <class T>
+std::vector<T> to_vec(const py::handle& h) {
+  auto a = carray<T>::ensure(h);
+  if (!a) throw py::value_error("expected a numeric array");
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+BasisSpec spec_from_dict(const py::dict& d) {
+  BasisSpec s;
+  s.n_species = d["n_species"].cast<int>();
+  s.r_cut = d["r_cut"].cast<double>();
+  s.r_inner = d["r_inner"].cast<double>();
+  s.n_radial = d["n_radial"].cast<int>();
+  s.l_max = d["l_max"].cast<int>();
+  s.chan_z = to_vec<int>(d["chan_z"]);
+  s.chan_n = to_vec<int>(d["chan_n"]);
+  s.chan_l = to_vec<int>(d["chan_l"]);
+  s.mono_idx = to_vec<int>(d["mono_idx"]);
+  s.n_features = d["n_features"].cast<int>();
+  s.feat_ptr = to_vec<int>(d["feat_ptr"]);
+  s.feat_mono = to_vec<int>(d["feat_mono"]);
+  s.feat_coef = to_vec<double>(d["feat_coef"]);
+  return s;
+}
+
+template <class T>
+py::array_t<T> vec_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<T> a(shape);
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+py::dict spec_to_dict(const BasisSpec& s) {
+  py::dict d;
+  d["n_species"] = s.n_species;
+  d["r_cut"] = s.r_cut;
+  d["r_inner"] = s.r_inner;
+  d["n_radial"] = s.n_radial;
+  d["l_max"] = s.l_max;
+  d["chan_z"] = vec_array(s.chan_z, {(py::ssize_t)s.chan_z.size()});
+  d["chan_n"] = vec_array(s.chan_n, {(py::ssize_t)s.chan_n.size()});
+  d["chan_l"] = vec_array(s.chan_l, {(py::ssize_t)s.chan_l.size()});
+  d["mono_idx"] = vec_array(s.mono_idx, {(py::ssize_t)(s.mono_idx.size() / kMaxOrder), kMaxOrder});
+  d["n_features"] = s.n_features;
+  d["feat_ptr"] = vec_array(s.feat_ptr, {(py::ssize_t)s.feat_ptr.size()});
+  d["feat_mono"] = vec_array(s.feat_mono, {(py::ssize_t)s.feat_mono.size()});
+  d["feat_coef"] = vec_array(s.feat_coef, {(py::ssize_t)s.feat_coef.size()});
+  return d;
+}
+
+// The CSR neighbour list passed from Python; keeps the arrays alive while in use.
+struct NL {
+  carray<int> species;
+  carray<int64_t> first;
+  carray<int> j;
+  carray<double> rij;
+  Neighbours view;
+  NL(const py::handle& sp, const py::handle& fi, const py::handle& jj, const py::handle& r)
+      : species(carray<int>::ensure(sp)), first(carray<int64_t>::ensure(fi)), j(carray<int>::ensure(jj)),
+        rij(carray<double>::ensure(r)) {
+    if (!species || !first || !j || !rij) throw py::value_error("neighbour list arrays must be numeric");
+    const py::ssize_t n = species.size();
+    if (first.size() != n + 1) throw py::value_error("first must have n_atoms + 1 entries");
+    const int64_t P = first.data()[n];
+    if (first.data()[0] != 0 || j.size() != P || rij.size() != 3 * P)
+      throw py::value_error("neighbour list arrays are inconsistent (first, j, rij)");
+    view.n_atoms = static_cast<int>(n);
+    view.species = species.data();
+    view.first = first.data();
+    view.j = j.data();
+    view.rij = rij.data();
+  }
+};
+
+py::dict combination_dict(const Combination& c, int S, int K) {
+  py::dict d;
+  d["weights"] = vec_array(c.weights, {(py::ssize_t)c.weights.size()});
+  d["expert_energies"] = vec_array(c.expert_energy, {(py::ssize_t)c.expert_energy.size()});
+  d["c_eff"] = vec_array(c.c_eff, {S, K});
+  d["c_energy"] = vec_array(c.c_energy, {S, K});
+  d["e0_energy"] = vec_array(c.e0_energy, {S});
+  d["energy"] = c.energy;
+  d["nearest"] = c.nearest;
+  return d;
+}
+
+Gate gate_from_dict(const py::object& o, int M, int S, int K) {
+  Gate g;
+  g.n_experts = M;
+  if (M == 1 || o.is_none()) return g;
+  py::dict d = o.cast<py::dict>();
+  g.dim_in = S * K;
+  g.temperature = d["temperature"].cast<double>();
+  g.mean = to_vec<double>(d["mean"]);
+  g.scale = to_vec<double>(d["scale"]);
+  auto P = carray<double>::ensure(d["projection"]);
+  if (!P || P.ndim() != 2) throw py::value_error("gate projection must be a 2-D array");
+  g.dim_out = static_cast<int>(P.shape(0));
+  g.projection.assign(P.data(), P.data() + P.size());
+  g.centroids = to_vec<double>(d["centroids"]);
+  g.spread = to_vec<double>(d["spread"]);
+  g.bias = to_vec<double>(d["bias"]);
+  return g;
+}
+
+py::dict gate_to_dict(const Gate& g, int M) {
+  py::dict d;
+  if (M == 1) return d;
+  d["temperature"] = g.temperature;
+  d["mean"] = vec_array(g.mean, {(py::ssize_t)g.mean.size()});
+  d["scale"] = vec_array(g.scale, {(py::ssize_t)g.scale.size()});
+  d["projection"] = vec_array(g.projection, {g.dim_out, g.dim_in});
+  d["centroids"] = vec_array(g.centroids, {M, g.dim_out});
+  d["spread"] = vec_array(g.spread, {M});
+  d["bias"] = vec_array(g.bias, {M});
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "dcace C++ core: ACE basis, DC gate and potential file";
+  m.attr("__version__") = DCACE_VERSION;
+  py::register_exception<FileError>(m, "PotentialFileError", PyExc_ValueError);
+
+  m.def(
+      "real_sph_harm",
+      [](int l_max, carray<double> r) {
+        if (r.ndim() != 2 || r.shape(1) != 3) throw py::value_error("r must have shape (n, 3)");
+        const py::ssize_t n = r.shape(0), nY = (l_max + 1) * (l_max + 1);
+        py::array_t<double> Y({n, nY}), dY({n, nY, (py::ssize_t)3});
+        for (py::ssize_t i = 0; i < n; ++i)
+          real_sph_harm(l_max, r.data() + 3 * i, Y.mutable_data() + i * nY, dY.mutable_data() + i * nY * 3);
+        return py::make_tuple(Y, dY);
+      },
+      py::arg("l_max"), py::arg("r"), "Real spherical harmonics Y (n, (l_max+1)^2) and dY/dr (n, (l_max+1)^2, 3).");
+
+  py::class_<ACEBasis, std::shared_ptr<ACEBasis>>(m, "BasisCore")
+      .def(py::init([](const py::dict& spec) { return std::make_shared<ACEBasis>(spec_from_dict(spec)); }))
+      .def_property_readonly("n_features", &ACEBasis::n_features)
+      .def_property_readonly("n_species", &ACEBasis::n_species)
+      .def_property_readonly("n_monomials", &ACEBasis::n_monomials)
+      .def_property_readonly("n_A", &ACEBasis::n_A)
+      .def_property_readonly("cutoff", &ACEBasis::cutoff)
+      .def("spec", [](const ACEBasis& b) { return spec_to_dict(b.spec()); })
+      .def("radial",
+           [](const ACEBasis& b, carray<double> r) {
+             const int nr = b.spec().n_radial;
+             py::array_t<double> R({r.size(), (py::ssize_t)nr}), dR({r.size(), (py::ssize_t)nr});
+             for (py::ssize_t i = 0; i < r.size(); ++i)
+               b.radial(r.data()[i], R.mutable_data() + i * nr, dR.mutable_data() + i * nr);
+             return py::make_tuple(R, dR);
+           })
+      .def("monomial_weights",
+           [](const ACEBasis& b, carray<double> c) {
+             if (c.size() != b.n_features()) throw py::value_error("expected n_features coefficients");
+             py::array_t<double> w(b.n_monomials());
+             b.monomial_weights(c.data(), w.mutable_data());
+             return w;
+           })
+      .def("descriptors",
+           [](const ACEBasis& b, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
+             NL nl(sp, fi, jj, r);
+             py::array_t<double> B({(py::ssize_t)nl.view.n_atoms, (py::ssize_t)b.n_features()});
+             double* out = B.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               structure_descriptors(b, nl.view, out);
+             }
+             return B;
+           },
+           "Per-atom descriptors (n_atoms, K) from a CSR neighbour list (species, first, j, rij).")
+      .def("descriptor_sums",
+           [](const ACEBasis& b, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
+             NL nl(sp, fi, jj, r);
+             py::array_t<double> B({(py::ssize_t)b.n_species(), (py::ssize_t)b.n_features()});
+             py::array_t<double> c(b.n_species());
+             double *pb = B.mutable_data(), *pc = c.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               structure_descriptor_sums(b, nl.view, pb, pc);
+             }
+             return py::make_tuple(B, c);
+           })
+      .def("fitting_rows",
+           [](const ACEBasis& b, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
+             NL nl(sp, fi, jj, r);
+             const py::ssize_t SK = (py::ssize_t)b.n_species() * b.n_features(), N = nl.view.n_atoms;
+             py::array_t<double> e(SK), f({3 * N, SK}), v({(py::ssize_t)6, SK});
+             double *pe = e.mutable_data(), *pf = f.mutable_data(), *pv = v.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               structure_fitting_rows(b, nl.view, pe, pf, pv);
+             }
+             return py::make_tuple(e, f, v);
+           },
+           "Energy row (S*K), force rows (3N, S*K), virial rows (6, S*K; Voigt xx yy zz yz xz xy).")
+      .def("energy_forces",
+           [](const ACEBasis& b, py::handle sp, py::handle fi, py::handle jj, py::handle r, carray<double> coef,
+              carray<double> e0) {
+             NL nl(sp, fi, jj, r);
+             const int S = b.n_species(), K = b.n_features();
+             if (coef.size() != (py::ssize_t)S * K || e0.size() != S)
+               throw py::value_error("coef must have n_species*n_features values and e0 n_species");
+             std::vector<double> w(static_cast<size_t>(S) * b.n_monomials());
+             for (int s = 0; s < S; ++s) b.monomial_weights(coef.data() + s * K, w.data() + s * b.n_monomials());
+             const py::ssize_t N = nl.view.n_atoms;
+             py::array_t<double> en(N), f({N, (py::ssize_t)3}), v(6);
+             double *pe = en.mutable_data(), *pf = f.mutable_data(), *pv = v.mutable_data();
+             double E;
+             {
+               py::gil_scoped_release nogil;
+               E = structure_energy_forces(b, nl.view, w.data(), e0.data(), pe, pf, pv);
+             }
+             return py::make_tuple(E, en, f, v);
+           })
+      .def("atom_descriptors",
+           [](const ACEBasis& b, carray<double> rij, carray<int> zj) {
+             Workspace ws;
+             py::array_t<double> B(b.n_features());
+             b.descriptors(static_cast<int>(zj.size()), rij.data(), zj.data(), B.mutable_data(), ws);
+             return B;
+           })
+      .def("atom_descriptor_gradients", [](const ACEBasis& b, carray<double> rij, carray<int> zj) {
+        Workspace ws;
+        const py::ssize_t n = zj.size(), K = b.n_features();
+        py::array_t<double> B(K), dB({n, (py::ssize_t)3, K});
+        b.descriptor_gradients(static_cast<int>(n), rij.data(), zj.data(), B.mutable_data(), dB.mutable_data(), ws);
+        return py::make_tuple(B, dB);
+      });
+
+  py::class_<Potential, std::shared_ptr<Potential>>(m, "PotentialCore")
+      .def(py::init([](std::vector<std::string> elements, const py::dict& spec, carray<double> coef, carray<double> e0,
+                       int n_experts, const py::object& gate, std::string metadata) {
+             BasisSpec s = spec_from_dict(spec);
+             const int S = s.n_species, K = s.n_features;
+             Gate g = gate_from_dict(gate, n_experts, S, K);
+             return std::make_shared<Potential>(std::move(elements), std::move(s),
+                                                std::vector<double>(coef.data(), coef.data() + coef.size()),
+                                                std::vector<double>(e0.data(), e0.data() + e0.size()), n_experts,
+                                                std::move(g), std::move(metadata));
+           }),
+           py::arg("elements"), py::arg("spec"), py::arg("coefficients"), py::arg("one_body"), py::arg("n_experts"),
+           py::arg("gate"), py::arg("metadata"))
+      .def_static("read", [](const std::string& p) { return std::make_shared<Potential>(Potential::read(p)); })
+      .def_static("parse", [](const std::string& t, const std::string& name) {
+        return std::make_shared<Potential>(Potential::parse(t, name));
+      })
+      .def("write", &Potential::write)
+      .def_property_readonly("elements", &Potential::elements)
+      .def_property_readonly("n_experts", &Potential::n_experts)
+      .def_property_readonly("n_species", &Potential::n_species)
+      .def_property_readonly("n_features", &Potential::n_features)
+      .def_property_readonly("cutoff", &Potential::cutoff)
+      .def_property_readonly("metadata", &Potential::metadata)
+      .def_property_readonly("basis", [](const Potential& p) { return std::make_shared<ACEBasis>(p.basis()); })
+      .def("spec", [](const Potential& p) { return spec_to_dict(p.basis().spec()); })
+      .def_property_readonly("coefficients",
+                             [](const Potential& p) {
+                               return vec_array(p.coefficients(), {p.n_experts(), p.n_species(), p.n_features()});
+                             })
+      .def_property_readonly("one_body",
+                             [](const Potential& p) { return vec_array(p.one_body(), {p.n_experts(), p.n_species()}); })
+      .def("gate", [](const Potential& p) { return gate_to_dict(p.gate(), p.n_experts()); })
+      .def("gate_weights",
+           [](const Potential& p, carray<double> x) {
+             const int M = p.n_experts();
+             const py::ssize_t D = (py::ssize_t)p.n_species() * p.n_features();
+             if (x.size() != D) throw py::value_error("p must have n_species * n_features values");
+             py::array_t<double> w(M), dw({(py::ssize_t)M, D});
+             double nearest = 0.0;
+             p.gate().evaluate(x.data(), w.mutable_data(), dw.mutable_data(), &nearest);
+             return py::make_tuple(w, dw, nearest);
+           },
+           "Gate weights w (M), dw/dp (M, S*K) and nearest-centroid distance for a mean descriptor p.")
+      .def("combine",
+           [](const Potential& p, carray<double> Bsum, carray<double> counts) {
+             Combination c;
+             p.combine(Bsum.data(), counts.data(), c);
+             return combination_dict(c, p.n_species(), p.n_features());
+           })
+      .def("compute", [](const Potential& p, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
+        NL nl(sp, fi, jj, r);
+        const py::ssize_t N = nl.view.n_atoms;
+        py::array_t<double> en(N), f({N, (py::ssize_t)3}), v(6);
+        double *pe = en.mutable_data(), *pf = f.mutable_data(), *pv = v.mutable_data();
+        Combination c;
+        double E;
+        {
+          py::gil_scoped_release nogil;
+          E = p.compute(nl.view, pe, pf, pv, c);
+        }
+        py::dict d = combination_dict(c, p.n_species(), p.n_features());
+        d["energy"] = E;
+        d["energies"] = en;
+        d["forces"] = f;
+        d["virial"] = v;
+        return d;
+      });
+}

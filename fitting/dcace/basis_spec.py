@@ -1,0 +1,182 @@
+"""Build the linear ACE basis specification (the C++ ``BasisSpec``) from a few user settings.
+
+Why this file exists: choosing which invariants form the basis (degree truncation, coupling,
+permutation reduction, expansion into monomials of A) happens once, in Python, at fit time; the
+result is stored in the potential file and the C++ core only multiplies and adds.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import coupling
+
+__all__ = ["build_basis_spec", "DEGREE_CONVENTION"]
+
+MAX_ORDER = 4  # kMaxOrder of ace_basis.hpp (body order 5)
+_DROP_TOL = 1e-14  # relative to a feature's largest monomial coefficient
+_DEG_EPS = 1e-9  # n + w_L l is compared with max_degree with this slack
+
+DEGREE_CONVENTION = (
+    "ACEpotentials total degree: a feature couples nu = 1..body_order-1 channels (z_t, n_t, l_t) "
+    "and is kept if sum_t (n_t + 1 + w_L * l_t) <= max_degree, where n_t is the C++ radial index "
+    "(chan_n, 0-based; the degree uses n + 1 >= 1).  nu = 1 gives A_{z n 0 0} (2-body).  Only "
+    "rotation- and inversion-invariant couplings (sum_t l_t even) are kept; repeated channels are "
+    "reduced to an independent set.  Feature labels list the channels (z, n, l) of each feature, "
+    "with 0-based n, sorted by (z, l, n) like the channels."
+)
+
+
+def _check_int(name, value, lo=None, hi=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be {rng}, got {value}")
+    return value
+
+
+def _check_real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _validate(n_species, cutoff, body_order, max_degree, inner_cutoff, w_L):
+    n_species = _check_int("n_species", n_species, lo=1)
+    cutoff = _check_real("cutoff", cutoff)
+    if cutoff <= 0:
+        raise ValueError(f"cutoff must be > 0, got {cutoff}")
+    body_order = _check_int("body_order", body_order, lo=2, hi=MAX_ORDER + 1)
+    max_degree = _check_real("max_degree", max_degree)
+    if max_degree < 0:
+        raise ValueError(f"max_degree must be >= 0, got {max_degree}")
+    inner_cutoff = _check_real("inner_cutoff", inner_cutoff)
+    if not 0 <= inner_cutoff < cutoff:
+        raise ValueError(f"inner_cutoff must be in [0, cutoff={cutoff}), got {inner_cutoff}")
+    w_L = _check_real("w_L", w_L)
+    if w_L <= 0:
+        raise ValueError(f"w_L must be > 0, got {w_L}")
+    return n_species, cutoff, body_order, max_degree, inner_cutoff, w_L
+
+
+def _channel_tuples(n_species, nu, max_degree, w_L):
+    """Sorted channel multisets of size nu within the degree budget, with at least one invariant.
+
+    Channels are (z, l, n) key tuples, n 1-based (degree convention); yields (tuple, pattern).
+    """
+    budget1 = max_degree - (nu - 1) + _DEG_EPS  # the other nu-1 channels cost >= 1 each
+    cands = []
+    for z in range(n_species):
+        l = 0
+        while 1 + w_L * l <= budget1:
+            n = 1
+            while n + w_L * l <= budget1:
+                cands.append((z, l, n, n + w_L * l))
+                n += 1
+            l += 1
+    cands.sort()
+
+    def rec(start, left, budget, cur):
+        if left == 0:
+            yield cur
+            return
+        for i in range(start, len(cands)):
+            d = cands[i][3]
+            if d + (left - 1) <= budget:
+                yield from rec(i, left - 1, budget - d, cur + (cands[i][:3],))
+
+    for tup in rec(0, nu, max_degree + _DEG_EPS, ()):
+        ls = tuple(c[1] for c in tup)
+        if sum(ls) % 2 or 2 * max(ls) > sum(ls):
+            continue
+        pattern = coupling.equality_pattern(tup)
+        offsets, W = coupling.coupling_terms(ls, pattern)
+        if W.shape[0]:
+            yield tup, ls, offsets, W
+
+
+def build_basis_spec(n_species, cutoff, body_order, max_degree, *, inner_cutoff=0.5,
+                     w_L=1.5) -> dict:
+    """The ACE basis of the given size, as the fields of the C++ ``BasisSpec``.
+
+    Returns a dict with n_species, r_cut, r_inner, n_radial, l_max, chan_z, chan_n, chan_l (int32),
+    mono_idx (int32, n_mono x 4, sorted compact A indices, -1 padded), n_features, feat_ptr,
+    feat_mono (int32), feat_coef (float64), plus ``feature_labels`` (per feature: tuple of channel
+    (z, n, l) triples, n 0-based) and ``degree_convention`` (text).  Raises ValueError on bad input.
+    """
+    n_species, cutoff, body_order, max_degree, inner_cutoff, w_L = _validate(
+        n_species, cutoff, body_order, max_degree, inner_cutoff, w_L)
+
+    # 1. the features: (channel tuple, coupling offsets, coupling coefficient rows)
+    groups = []
+    for nu in range(1, body_order):
+        groups.extend(_channel_tuples(n_species, nu, max_degree, w_L))
+    if not groups:
+        raise ValueError(f"max_degree={max_degree} admits no basis function "
+                         "(the smallest, A_{z,n=1,l=0}, has degree 1)")
+
+    # 2. channels in (z, l, n) order, compact A offsets
+    chans = sorted({c for tup, *_ in groups for c in tup})
+    chan_index = {c: i for i, c in enumerate(chans)}
+    chan_z = np.array([c[0] for c in chans], dtype=np.int32)
+    chan_l = np.array([c[1] for c in chans], dtype=np.int32)
+    chan_n = np.array([c[2] - 1 for c in chans], dtype=np.int32)  # C++ n = n_conv - 1
+    chan_offset = np.concatenate([[0], np.cumsum(2 * chan_l + 1)]).astype(np.int64)
+    n_A = int(chan_offset[-1])
+
+    # monomial keys: (order, sorted indices + 1, zero padded) as one int64, ordered by (order, idx)
+    base = n_A + 1
+    if (MAX_ORDER + 1) * base ** MAX_ORDER >= 2 ** 62:
+        raise ValueError(f"basis too large: {n_A} A entries")
+    powers = base ** np.arange(MAX_ORDER - 1, -1, -1, dtype=np.int64)
+
+    # 3. expand every feature into monomials of A
+    feat_keys, feat_vals, labels = [], [], []
+    for tup, ls, offsets, W in groups:
+        nu = len(tup)
+        cidx = np.array([chan_index[c] for c in tup])
+        K = np.sort(offsets + chan_offset[cidx], axis=1)
+        keys = nu * base ** MAX_ORDER + (K + 1) @ powers[:nu]
+        ukeys, inv = np.unique(keys, return_inverse=True)
+        label = tuple((c[0], c[2] - 1, c[1]) for c in tup)
+        for w in W:
+            coef = np.bincount(inv, weights=w, minlength=len(ukeys))
+            keep = np.abs(coef) >= _DROP_TOL * np.abs(coef).max()
+            feat_keys.append(ukeys[keep])
+            feat_vals.append(coef[keep])
+            labels.append(label)
+
+    all_keys = np.unique(np.concatenate(feat_keys))
+    digits = (all_keys[:, None] // powers[None, :]) % base  # drops the order digit
+    mono_idx = (digits - 1).astype(np.int32)  # padding digit 0 -> -1
+
+    feat_ptr = np.zeros(len(feat_keys) + 1, dtype=np.int64)
+    feat_ptr[1:] = np.cumsum([len(k) for k in feat_keys])
+    feat_mono = np.searchsorted(all_keys, np.concatenate(feat_keys)).astype(np.int32)
+    feat_coef = np.concatenate(feat_vals).astype(np.float64)
+    if feat_ptr[-1] >= 2 ** 31:
+        raise ValueError(f"basis too large: {feat_ptr[-1]} non-zeros")
+
+    return {
+        "n_species": n_species,
+        "r_cut": cutoff,
+        "r_inner": inner_cutoff,
+        "n_radial": int(chan_n.max()) + 1,
+        "l_max": int(chan_l.max()),
+        "chan_z": chan_z,
+        "chan_n": chan_n,
+        "chan_l": chan_l,
+        "mono_idx": mono_idx,
+        "n_features": len(labels),
+        "feat_ptr": feat_ptr.astype(np.int32),
+        "feat_mono": feat_mono,
+        "feat_coef": feat_coef,
+        "feature_labels": labels,
+        "degree_convention": DEGREE_CONVENTION + f" Here w_L = {w_L:g}, max_degree = "
+                             f"{max_degree:g}, body_order = {body_order}.",
+    }

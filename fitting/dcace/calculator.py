@@ -1,0 +1,38 @@
+"""ASE calculator for dcace potentials.
+
+For a structure of N atoms the energy is E = sum_m w_m(p) E_m with p the mean descriptor
+(for M = 1 simply E = sum_i c_{Z_i} . B_i + e0_{Z_i}); forces are F_k = -dE/dr_k including the
+gate's gradient (c_eff in the C++ core), the stress is (1/V) dE/d(strain) in ASE's Voigt order
+(xx yy zz yz xz xy) and is offered for 3-D periodic cells only.  Per-atom energies sum to E.
+results["expert_weights"] holds the gate weights w_m and results["nearest_centroid"] the distance
+to the nearest cluster centroid in units of its spread (an extrapolation grade).
+"""
+from __future__ import annotations
+
+from ase.calculators.calculator import Calculator as _ASECalculator
+from ase.calculators.calculator import all_changes
+
+from .potential import Potential
+
+
+class Calculator(_ASECalculator):
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, potential, **kwargs):
+        super().__init__(**kwargs)
+        self.potential = potential if isinstance(potential, Potential) else Potential.load(potential)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        out = self.potential.compute(self.atoms)
+        self.results["energy"] = out["energy"]
+        self.results["free_energy"] = out["energy"]
+        self.results["energies"] = out["energies"]
+        self.results["forces"] = out["forces"]
+        self.results["expert_weights"] = out["weights"]
+        self.results["nearest_centroid"] = out["nearest"]
+        if out["stress"] is not None:
+            self.results["stress"] = out["stress"]
+        elif "stress" in properties:
+            from ase.calculators.calculator import PropertyNotImplementedError
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")

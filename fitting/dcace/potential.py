@@ -1,0 +1,114 @@
+"""A fitted dcace potential in Python: build, save, load and evaluate one `.dcace` file.
+
+The file is written and parsed by the C++ core (`PotentialCore`), the same reader pair_style dcace
+uses, so Python and LAMMPS see identical numbers.  Metadata (provenance, fit settings, errors) is
+one line of JSON inside the file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from .basis import ACEBasis
+
+
+class Potential:
+    """A linear (M = 1) or divide-and-conquer (M > 1) ACE potential."""
+
+    def __init__(self, core: "_core.PotentialCore"):
+        self.core = core
+        try:
+            self.metadata = json.loads(core.metadata) if core.metadata.strip() else {}
+        except json.JSONDecodeError:
+            self.metadata = {"raw": core.metadata}
+        self.basis = ACEBasis.from_core(core.elements, core.basis, self.metadata.get("basis"))
+
+    # -- construction and files ----------------------------------------------------------------
+    @classmethod
+    def from_parts(cls, basis: ACEBasis, coefficients, one_body, gate: dict | None = None,
+                   metadata: dict | None = None) -> "Potential":
+        """Assemble a potential from expert coefficients (M, S, K), one-body terms (M, S) and a gate."""
+        coefficients = np.ascontiguousarray(coefficients, dtype=float)
+        if coefficients.ndim == 2:
+            coefficients = coefficients[None]
+        one_body = np.ascontiguousarray(one_body, dtype=float).reshape(coefficients.shape[0], -1)
+        M = coefficients.shape[0]
+        meta = dict(metadata or {})
+        meta.setdefault("basis", {"body_order": basis.body_order, "max_degree": basis.max_degree,
+                                  "w_L": basis.w_L, "cutoff": basis.cutoff,
+                                  "inner_cutoff": basis.inner_cutoff})
+        text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        core = _core.PotentialCore(basis.elements, basis.spec_, coefficients, one_body, M,
+                                   gate if M > 1 else None, text)
+        return cls(core)
+
+    @classmethod
+    def load(cls, path) -> "Potential":
+        return cls(_core.PotentialCore.read(str(path)))
+
+    def save(self, path) -> None:
+        Path(path).write_text(self.core.write())
+
+    def to_string(self) -> str:
+        return self.core.write()
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def elements(self) -> list[str]:
+        return list(self.core.elements)
+
+    @property
+    def n_experts(self) -> int:
+        return int(self.core.n_experts)
+
+    @property
+    def cutoff(self) -> float:
+        return float(self.core.cutoff)
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        return self.core.coefficients
+
+    @property
+    def one_body(self) -> np.ndarray:
+        return self.core.one_body
+
+    @property
+    def gate(self) -> dict:
+        return self.core.gate()
+
+    def gate_weights(self, p):
+        """w (M), dw/dp (M, S*K) and nearest-centroid distance for a mean descriptor p."""
+        return self.core.gate_weights(np.ascontiguousarray(p, dtype=float).ravel())
+
+    def __repr__(self) -> str:
+        return (f"Potential(elements={self.elements}, n_experts={self.n_experts}, "
+                f"n_features={self.core.n_features}, cutoff={self.cutoff})")
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def compute(self, atoms) -> dict:
+        """Energy, per-atom energies, forces, stress (ASE Voigt; None unless 3-D periodic),
+        expert weights and the nearest-centroid distance of one structure."""
+        species, first, j, rij = self.basis.neighbours(atoms)
+        out = self.core.compute(species, first, j, rij)
+        res = {
+            "energy": float(out["energy"]),
+            "energies": out["energies"],
+            "forces": out["forces"],
+            "virial": out["virial"],
+            "weights": out["weights"],
+            "expert_energies": out["expert_energies"],
+            "nearest": float(out["nearest"]),
+            "stress": None,
+        }
+        if atoms.pbc.all():
+            res["stress"] = -out["virial"] / abs(atoms.get_volume())
+        return res
+
+
+def load(path) -> Potential:
+    """Read a `.dcace` potential file."""
+    return Potential.load(path)

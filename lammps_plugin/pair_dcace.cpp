@@ -1,0 +1,431 @@
+/* pair_style dcace: the LAMMPS side of a divide-and-conquer linear ACE potential.
+ *
+ * Energy of the atoms handled by this style (types mapped to an element of the potential):
+ *   E = sum_m w_m(p) E_m,   E_m = sum_i c_{m,Z_i} . B_i + e0_{m,Z_i},   p = (sum_i B_i per species) / N
+ * The gate weights w_m depend on the whole system, so compute() runs two passes (DESIGN.md,
+ * "In LAMMPS"):
+ *   pass 1 (only with M > 1 experts): B_i of local atoms, summed per species, MPI_Allreduce of the
+ *          sums and counts; every rank then evaluates the same gate and effective coefficients
+ *          c_eff (Potential::combine);
+ *   pass 2: the linear-ACE adjoint with c_eff for forces (dE/dr_ij applied to i and to the
+ *          neighbour j, ghosts included: newton on, LAMMPS reverse-communicates) and with
+ *          sum_m w_m c_m for per-atom energies, which sum to E.
+ * The per-atom virial is tallied pair by pair from r_ij and dE/dr_ij; the global virial comes from
+ * virial_fdotr_compute() unless pair_modify nofdotr asks for the pairwise tally.
+ */
+
+#include "pair_dcace.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include "dcace/potential.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef DCACE_VERSION
+#define DCACE_VERSION "unknown"
+#endif
+#ifndef DCACE_LAMMPS_VERSION_STRING
+#define DCACE_LAMMPS_VERSION_STRING "unknown"
+#endif
+
+using namespace LAMMPS_NS;
+
+struct PairDCACE::Impl {
+  std::unique_ptr<dcace::Potential> pot;
+  std::string filename;        // as resolved on rank 0 (for messages)
+  double cut = 0.0, cutsq = 0.0;
+  int n_species = 0, n_features = 0, n_monomials = 0, n_experts = 1;
+
+  dcace::Combination comb;     // the gate result of the current step (same on every rank)
+  bool comb_valid = false;     // M = 1: computed once per potential
+
+  // scratch, grown only when needed
+  dcace::Workspace ws;
+  std::vector<double> rij, dE;  // 3 per neighbour
+  std::vector<int> zj, jidx;    // species and LAMMPS index per neighbour
+  std::vector<double> B;        // K
+  std::vector<double> sums_local, sums_global;  // S*K descriptor sums + S counts
+};
+
+namespace {
+
+// Broadcast a string from rank 0 (chunked: MPI counts are int).
+void bcast_string(std::string &s, MPI_Comm world)
+{
+  long long n = static_cast<long long>(s.size());
+  MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, world);
+  s.resize(static_cast<size_t>(n));
+  const long long chunk = INT_MAX / 2;
+  for (long long off = 0; off < n; off += chunk) {
+    const int len = static_cast<int>(std::min(chunk, n - off));
+    MPI_Bcast(&s[static_cast<size_t>(off)], len, MPI_CHAR, 0, world);
+  }
+}
+
+template <typename T> void grow(std::vector<T> &v, size_t n)
+{
+  if (v.size() < n) v.resize(n);
+}
+
+}    // namespace
+
+/* ---------------------------------------------------------------------- */
+
+PairDCACE::PairDCACE(LAMMPS *lmp) : Pair(lmp), impl(new Impl), map(nullptr), npvector_alloc(0)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  reinitflag = 0;
+  centroidstressflag = CENTROID_NOTAVAIL;
+  nextra = 0;
+  pvector = nullptr;
+}
+
+/* ---------------------------------------------------------------------- */
+
+PairDCACE::~PairDCACE()
+{
+  if (copymode) return;
+  memory->destroy(pvector);
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    memory->destroy(map);
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairDCACE::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+  memory->create(cutsq, n, n, "pair:cutsq");
+  memory->create(map, n, "pair:map");
+  for (int i = 0; i < n; i++) map[i] = -1;
+}
+
+/* ----------------------------------------------------------------------
+   pair_style dcace   (no arguments)
+------------------------------------------------------------------------- */
+
+void PairDCACE::settings(int narg, char **arg)
+{
+  if (narg != 0)
+    error->all(FLERR, "Illegal pair_style dcace command: it takes no arguments, got '{}'",
+               utils::join_words(std::vector<std::string>(arg, arg + narg), " "));
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style dcace requires 'metal' units");
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair_style dcace: dcace {} (plugin built against LAMMPS {})\n",
+                   DCACE_VERSION, DCACE_LAMMPS_VERSION_STRING);
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * file.dcace El1 El2 ... ElN   (N = number of atom types; NULL = not handled)
+------------------------------------------------------------------------- */
+
+void PairDCACE::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+
+  if (narg < 3) utils::missing_cmd_args(FLERR, "pair_coeff (pair_style dcace)", error);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for pair_style dcace must start with '* *', got '{} {}'", arg[0],
+               arg[1]);
+  const std::string file = arg[2];
+  if (narg != 3 + ntypes)
+    error->all(FLERR,
+               "pair_coeff * * {} needs one element name (or NULL) per atom type: "
+               "{} atom types, got {} names",
+               file, ntypes, narg - 3);
+
+  // rank 0 finds and reads the file, every rank parses the same text
+
+  std::string status, path, text;
+  if (comm->me == 0) {
+    path = utils::get_potential_file_path(file);
+    if (path.empty()) {
+      status = fmt::format("Cannot open dcace potential file {}: file not found", file);
+    } else {
+      std::ifstream in(path, std::ios::in | std::ios::binary);
+      if (!in) {
+        status = fmt::format("Cannot open dcace potential file {}: {}", path, strerror(errno));
+      } else {
+        std::ostringstream ss;
+        ss << in.rdbuf();
+        if (in.bad())
+          status = fmt::format("Error reading dcace potential file {}", path);
+        else
+          text = ss.str();
+      }
+    }
+  }
+  bcast_string(status, world);
+  if (!status.empty()) error->all(FLERR, status);
+  bcast_string(path, world);
+  bcast_string(text, world);
+
+  std::unique_ptr<dcace::Potential> pot;
+  try {
+    pot.reset(new dcace::Potential(dcace::Potential::parse(text, path)));
+  } catch (dcace::FileError &e) {
+    error->all(FLERR, "Invalid dcace potential file: {}", e.what());    // "<file>:<line>: ..."
+  } catch (std::exception &e) {
+    error->all(FLERR, "Invalid dcace potential file {}: {}", path, e.what());
+  }
+  text.clear();
+  text.shrink_to_fit();
+
+  // type -> species
+
+  std::vector<int> newmap(ntypes + 1, -1);
+  for (int i = 1; i <= ntypes; i++) {
+    const char *name = arg[2 + i];
+    if (strcmp(name, "NULL") == 0) continue;
+    const int s = pot->species_index(name);
+    if (s < 0)
+      error->all(FLERR, "Element {} not found in dcace potential file {} (it has: {})", name, path,
+                 utils::join_words(pot->elements(), " "));
+    newmap[i] = s;
+  }
+
+  int count = 0;
+  for (int i = 1; i <= ntypes; i++) {
+    map[i] = newmap[i];
+    for (int j = i; j <= ntypes; j++) {
+      setflag[i][j] = (newmap[i] >= 0 && newmap[j] >= 0) ? 1 : 0;
+      count += setflag[i][j];
+    }
+  }
+  if (count == 0)
+    error->all(FLERR, "pair_coeff * * {}: every atom type is NULL, pair_style dcace has nothing to do",
+               file);
+
+  Impl &d = *impl;
+  d.pot = std::move(pot);
+  d.filename = path;
+  d.cut = d.pot->cutoff();
+  d.cutsq = d.cut * d.cut;
+  d.n_species = d.pot->n_species();
+  d.n_features = d.pot->n_features();
+  d.n_monomials = d.pot->basis().n_monomials();
+  d.n_experts = d.pot->n_experts();
+  d.comb_valid = false;
+
+  // compute pair <id> dcace reads nextra when the compute is created, so pvector never shrinks
+  nextra = d.n_experts + 1;
+  if (nextra > npvector_alloc) {
+    memory->destroy(pvector);
+    memory->create(pvector, nextra, "pair:pvector");
+    npvector_alloc = nextra;
+  }
+  for (int k = 0; k < npvector_alloc; k++) pvector[k] = 0.0;
+
+  if (comm->me == 0)
+    utils::logmesg(lmp,
+                   "Read dcace potential {}: elements {}, {} features, {} monomials, {} expert(s), "
+                   "cutoff {} A\n",
+                   path, utils::join_words(d.pot->elements(), " "), d.n_features, d.n_monomials,
+                   d.n_experts, d.cut);
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairDCACE::init_style()
+{
+  if (!impl->pot) error->all(FLERR, "pair_style dcace: no potential read (missing pair_coeff)");
+  if (force->newton_pair == 0) error->all(FLERR, "Pair style dcace requires newton pair on");
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+/* ---------------------------------------------------------------------- */
+
+double PairDCACE::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  return impl->cut;
+}
+
+/* ----------------------------------------------------------------------
+   neighbours of local atom i that this style handles, inside the cutoff, into impl->rij/zj/jidx
+------------------------------------------------------------------------- */
+
+int PairDCACE::gather_neighbours(int i)
+{
+  Impl &d = *impl;
+  double **x = atom->x;
+  const int *type = atom->type;
+  const int jnum = list->numneigh[i];
+  const int *jlist = list->firstneigh[i];
+  grow(d.rij, 3 * static_cast<size_t>(jnum));
+  grow(d.zj, static_cast<size_t>(jnum));
+  grow(d.jidx, static_cast<size_t>(jnum));
+
+  const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+  int n = 0;
+  for (int jj = 0; jj < jnum; jj++) {
+    const int j = jlist[jj] & NEIGHMASK;
+    const int sj = map[type[j]];
+    if (sj < 0) continue;
+    const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+    if (dx * dx + dy * dy + dz * dz >= d.cutsq) continue;
+    d.rij[3 * n] = dx;
+    d.rij[3 * n + 1] = dy;
+    d.rij[3 * n + 2] = dz;
+    d.zj[n] = sj;
+    d.jidx[n] = j;
+    n++;
+  }
+  return n;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairDCACE::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  Impl &d = *impl;
+  const dcace::Potential &pot = *d.pot;
+  const dcace::ACEBasis &basis = pot.basis();
+  const int S = d.n_species, K = d.n_features, M = d.n_experts;
+  const size_t nm = static_cast<size_t>(d.n_monomials);
+
+  double **f = atom->f;
+  const int *type = atom->type;
+  const tagint *tag = atom->tag;
+  const int nlocal = atom->nlocal;
+  const int newton_pair = force->newton_pair;
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  dcace::Combination &comb = d.comb;
+
+  // pass 1: the global gate (M > 1 only)
+
+  if (M > 1) {
+    const size_t SK = static_cast<size_t>(S) * K;
+    d.sums_local.assign(SK + S, 0.0);
+    grow(d.sums_global, SK + S);
+    grow(d.B, static_cast<size_t>(K));
+    for (int ii = 0; ii < inum; ii++) {
+      const int i = ilist[ii];
+      const int s = map[type[i]];
+      if (s < 0) continue;
+      const int n = gather_neighbours(i);
+      try {
+        basis.descriptors(n, d.rij.data(), d.zj.data(), d.B.data(), d.ws);
+      } catch (std::exception &e) {
+        error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
+      }
+      double *bs = d.sums_local.data() + static_cast<size_t>(s) * K;
+      for (int k = 0; k < K; k++) bs[k] += d.B[k];
+      d.sums_local[SK + s] += 1.0;
+    }
+    MPI_Allreduce(d.sums_local.data(), d.sums_global.data(), static_cast<int>(SK + S), MPI_DOUBLE,
+                  MPI_SUM, world);
+    try {
+      pot.combine(d.sums_global.data(), d.sums_global.data() + SK, comb);
+    } catch (std::exception &e) {
+      error->all(FLERR, "pair dcace: gate evaluation failed: {}", e.what());
+    }
+  } else if (!d.comb_valid) {
+    pot.combine(nullptr, nullptr, comb);
+    d.comb_valid = true;
+  }
+
+  // pass 2: forces, per-atom energies, virial
+
+  const double *w_force = comb.w_force.data();
+  const double *w_energy = (M > 1) ? comb.w_energy.data() : nullptr;
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    const int s = map[type[i]];
+    if (s < 0) continue;
+    const int n = gather_neighbours(i);
+    grow(d.dE, 3 * static_cast<size_t>(n));
+    double ei = 0.0;
+    try {
+      ei = basis.energy_gradient(n, d.rij.data(), d.zj.data(), w_force + s * nm, d.dE.data(), d.ws,
+                                 w_energy ? w_energy + s * nm : nullptr);
+    } catch (std::exception &e) {
+      error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
+    }
+    ei += comb.e0_energy[s];
+
+    for (int p = 0; p < n; p++) {
+      const int j = d.jidx[p];
+      const double *g = d.dE.data() + 3 * p;    // dE/dr_ij, r_ij = x_j - x_i
+      f[i][0] += g[0];
+      f[i][1] += g[1];
+      f[i][2] += g[2];
+      f[j][0] -= g[0];
+      f[j][1] -= g[1];
+      f[j][2] -= g[2];
+      if (vflag_either) {
+        const double *r = d.rij.data() + 3 * p;
+        ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, g[0], g[1], g[2], -r[0], -r[1], -r[2]);
+      }
+    }
+    if (eflag_either) ev_tally_full(i, 2.0 * ei, 0.0, 0.0, 0.0, 0.0, 0.0);
+  }
+
+  if (vflag_fdotr) virial_fdotr_compute();
+
+  // gate output for compute pair: it sums pvector over ranks, so only rank 0 contributes
+
+  if (nextra > 0) {
+    for (int k = 0; k < npvector_alloc; k++) pvector[k] = 0.0;
+    if (comm->me == 0) {
+      for (int m = 0; m < M; m++) pvector[m] = comb.weights[m];
+      pvector[M] = comb.nearest;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+double PairDCACE::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  const Impl &d = *impl;
+  const int n = atom->ntypes + 1;
+  bytes += static_cast<double>(n) * n * (sizeof(int) + sizeof(double)) + n * sizeof(int);
+  bytes += static_cast<double>(d.rij.capacity() + d.dE.capacity() + d.B.capacity() +
+                               d.sums_local.capacity() + d.sums_global.capacity()) *
+      sizeof(double);
+  bytes += static_cast<double>(d.zj.capacity() + d.jidx.capacity()) * sizeof(int);
+  const dcace::Workspace &w = d.ws;
+  bytes += static_cast<double>(w.R.capacity() + w.dR.capacity() + w.Y.capacity() + w.dY.capacity() +
+                               w.A.capacity() + w.gA.capacity() + w.mono.capacity() +
+                               w.dBdA.capacity()) *
+      sizeof(double);
+  const dcace::Combination &c = d.comb;
+  bytes += static_cast<double>(c.c_eff.capacity() + c.c_energy.capacity() + c.w_force.capacity() +
+                               c.w_energy.capacity()) *
+      sizeof(double);
+  return bytes;
+}

@@ -1,0 +1,46 @@
+/* pair_style dcace: divide-and-conquer linear ACE potentials (plugin for LAMMPS).
+ *
+ *   units metal
+ *   pair_style dcace
+ *   pair_coeff * * potential.dcace El1 El2 ...      (one element per atom type, NULL = not handled)
+ *   compute w all pair dcace                         (c_w[1..M] gate weights, c_w[M+1] extrapolation)
+ *
+ * A thin adapter: neighbour lists, type -> species map, file distribution, MPI reduction of the
+ * gate input and tallies live here; all descriptor and gate math is dcace::Potential (the same code
+ * the Python calculator runs).  The core's headers stay out of this file (pimpl).
+ */
+#ifndef LMP_PAIR_DCACE_H
+#define LMP_PAIR_DCACE_H
+
+#include "pair.h"
+
+#include <memory>
+
+namespace LAMMPS_NS {
+
+class PairDCACE : public Pair {
+ public:
+  PairDCACE(class LAMMPS *);
+  ~PairDCACE() override;
+
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+  double memory_usage() override;
+
+  struct Impl;  // dcace::Potential, the gate result and per-atom scratch buffers
+
+ protected:
+  std::unique_ptr<Impl> impl;
+  int *map;            // atom type (1..ntypes) -> species index in the potential, -1 = NULL
+  int npvector_alloc;  // capacity of pvector (never shrinks: compute pair caches nextra)
+
+  void allocate();
+  int gather_neighbours(int i);
+};
+
+}    // namespace LAMMPS_NS
+
+#endif
