@@ -49,7 +49,7 @@ def main():
         "",
         f"Degree convention (ACEpotentials): sum_t (n_t + w_L l_t) <= D with n_t >= 1, w_L = {w_L},"
         " correlation order nu = 1 .. body order - 1 (nu = 1 is A_{z n 0 0}, the 2-body part)."
-        " K = number of features (by nu in brackets), n_A = length of the atomic base A,"
+        " K = number of features, \"K by nu\" = features of correlation order nu = 1 / 2 / ..., n_A = length of the atomic base A,"
         " monomials = distinct products of A entries, nnz = stored (feature, monomial)"
         " coefficients. Build time from a cold coupling cache, on "
         f"{platform.machine()} / Python {platform.python_version()}.",

@@ -101,6 +101,16 @@ def test_invariant_counts_match_characters(nu, lmax):
             assert got == want, (ls, pattern)
 
 
+def test_coupling_terms_unit_norm_and_real():
+    for ls, pattern in [((2, 2), (0, 0)), ((1, 2, 3), (0, 1, 2)), ((2, 2, 2, 2), (0, 0, 1, 1)),
+                        ((3, 3, 3, 3), (0, 0, 0, 0)), ((1, 1, 2, 4), (0, 0, 1, 2))]:
+        offsets, W = coupling.coupling_terms(ls, pattern)
+        assert W.dtype == np.float64 and offsets.shape == (W.shape[1], len(ls))
+        assert np.allclose(np.linalg.norm(W, axis=1), 1.0, atol=1e-14)
+        assert np.allclose(W @ W.T, np.eye(len(W)), atol=1e-13)
+        assert np.all(offsets >= 0) and np.all(offsets <= 2 * np.array(ls))
+
+
 def test_distinct_four_fold_count_is_number_of_trees():
     for ls in [(1, 2, 3, 4), (2, 2, 3, 3), (0, 2, 2, 4), (3, 3, 3, 3)]:
         trees = len(set(range(abs(ls[0] - ls[1]), ls[0] + ls[1] + 1))

@@ -210,14 +210,45 @@ double ACEBasis::energy_gradient(int n_neigh, const double* rij, const int* zj, 
   double* gA = ws.gA.data();
   double a[kMaxOrder], p[kMaxOrder];
   const double* we = w_energy ? w_energy : w;
-  for (int t = 0; t < n_mono_; ++t, idx += kMaxOrder) {
-    const double wt = w[t];
-    if (wt == 0.0 && we[t] == 0.0) continue;
+  // monomials are processed in runs of equal order so the inner products need no branching
+  for (int t = 0; t < n_mono_;) {
     const int o = mono_order_[t];
-    for (int q = 0; q < o; ++q) a[q] = A[idx[q]];
-    product_partials(o, a, p);
-    E += we[t] * p[0] * a[0];
-    for (int q = 0; q < o; ++q) gA[idx[q]] += wt * p[q];
+    int end = t;
+    while (end < n_mono_ && mono_order_[end] == o) ++end;
+    switch (o) {
+      case 1:
+        for (; t < end; ++t, idx += kMaxOrder) {
+          E += we[t] * A[idx[0]];
+          gA[idx[0]] += w[t];
+        }
+        break;
+      case 2:
+        for (; t < end; ++t, idx += kMaxOrder) {
+          const double a0 = A[idx[0]], a1 = A[idx[1]], wt = w[t];
+          E += we[t] * a0 * a1;
+          gA[idx[0]] += wt * a1;
+          gA[idx[1]] += wt * a0;
+        }
+        break;
+      case 3:
+        for (; t < end; ++t, idx += kMaxOrder) {
+          const double a0 = A[idx[0]], a1 = A[idx[1]], a2 = A[idx[2]], wt = w[t];
+          const double a01 = a0 * a1;
+          E += we[t] * a01 * a2;
+          gA[idx[0]] += wt * a1 * a2;
+          gA[idx[1]] += wt * a0 * a2;
+          gA[idx[2]] += wt * a01;
+        }
+        break;
+      default:
+        for (; t < end; ++t, idx += kMaxOrder) {
+          for (int q = 0; q < o; ++q) a[q] = A[idx[q]];
+          product_partials(o, a, p);
+          E += we[t] * p[0] * a[0];
+          const double wt = w[t];
+          for (int q = 0; q < o; ++q) gA[idx[q]] += wt * p[q];
+        }
+    }
   }
   adjoint_to_rij(n_neigh, rij, zj, ws, dE_drij);
   return E;

@@ -13,7 +13,21 @@ namespace dcace {
 namespace {
 constexpr double kPi = 3.14159265358979323846;
 constexpr int kMaxL = 15;
-}
+
+// K_lm = sqrt((2l+1)/(4 pi) (l-m)!/(l+m)!), times sqrt(2) for m > 0: computed once.
+struct NormTable {
+  double v[kMaxL + 1][kMaxL + 1];
+  NormTable() {
+    for (int l = 0; l <= kMaxL; ++l)
+      for (int m = 0; m <= l; ++m) {
+        double ratio = 1.0;
+        for (int k = l - m + 1; k <= l + m; ++k) ratio /= k;
+        v[l][m] = std::sqrt((2 * l + 1) / (4.0 * kPi) * ratio) * (m > 0 ? std::sqrt(2.0) : 1.0);
+      }
+  }
+};
+const NormTable kNorm;
+}  // namespace
 
 void real_sph_harm(int l_max, const double* r, double* Y, double* dY) {
   const double rn = std::sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]);
@@ -49,11 +63,7 @@ void real_sph_harm(int l_max, const double* r, double* Y, double* dY) {
   }
   for (int l = 0; l <= l_max; ++l) {
     for (int m = 0; m <= l; ++m) {
-      // N_lm = sqrt((2l+1)/(4 pi) (l-m)!/(l+m)!)
-      double ratio = 1.0;
-      for (int k = l - m + 1; k <= l + m; ++k) ratio /= k;
-      double K = std::sqrt((2 * l + 1) / (4.0 * kPi) * ratio);
-      if (m > 0) K *= std::sqrt(2.0);
+      const double K = kNorm.v[l][m];
       const double q = Q[l * L1 + m], dq = dQ[l * L1 + m];
       // gradient with respect to u of the polynomial, for the cos (+m) and sin (-m) parts
       double gc[3], gs[3];

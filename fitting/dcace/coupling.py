@@ -1,15 +1,9 @@
-"""Generalised Clebsch-Gordan couplings in dcace's real spherical-harmonic basis.
+"""Rotation-invariant couplings of dcace's real spherical harmonics (generalised Clebsch-Gordan).
 
-Why this file exists: the product basis B = sum_m C_m prod_t A_{c_t m_t} is rotation- and
-inversion-invariant only for special coefficient tensors C.  They are computed here once, at basis
-construction time (fit time); the C++ core only ever sees the resulting monomial coefficients.
-
-Method (exact to round-off, no coupling trees): in the complex basis |l m> (Condon-Shortley phase)
-the invariants of l_1 x ... x l_nu are the vectors of the M = 0 subspace annihilated by the total
-raising operator J+.  They are mapped to the real basis of ace_basis.hpp with the unitary matrix of
-:func:`real_from_complex`, and, for repeated channels, projected onto the tensors symmetric under
-swapping the repeated positions.  Every basis returned is orthonormal and *canonical*: it depends
-only on the subspace, not on how LAPACK happened to span it (see :func:`_canonical_basis`).
+Why: B = sum_m C_m prod_t A_{c_t m_t} is invariant only for special tensors C; they are computed
+here once, at fit time, and the C++ core only sees the resulting monomial coefficients.  Method:
+null space of the total raising operator J+ on the complex M = 0 subspace, mapped to the header's
+real basis, symmetrised over repeated channels; every basis returned is orthonormal and canonical.
 """
 
 from __future__ import annotations
