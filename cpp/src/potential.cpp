@@ -28,6 +28,10 @@ void Potential::check() const {
   for (size_t a = 0; a < elements_.size(); ++a)
     for (size_t b = a + 1; b < elements_.size(); ++b)
       if (elements_[a] == elements_[b]) throw InputError("element " + elements_[a] + " is listed twice");
+  for (const auto& e : elements_)
+    if (e.empty() || e.find_first_of(" \t\r\n") != std::string::npos)
+      throw InputError("element name '" + e + "' is empty or contains white space");
+  if (metadata_.find_first_of("\r\n") != std::string::npos) throw InputError("metadata must be a single line");
   if (M < 1) throw InputError("number of experts must be >= 1, got " + std::to_string(M));
   if (coef_.size() != static_cast<size_t>(M) * S * K)
     throw InputError("expected " + std::to_string(static_cast<size_t>(M) * S * K) + " coefficients, got " +

@@ -34,16 +34,23 @@ class Reader {
     }
   }
 
+  // Errors name the line last looked at (or the line after the last one at end of file).
   [[noreturn]] void fail(const std::string& msg) const {
-    const int no = pos_ < lines_.size() ? lines_[pos_].first : (lines_.empty() ? 0 : lines_.back().first + 1);
-    throw FileError(name_ + ":" + std::to_string(no) + ": " + msg);
+    throw FileError(name_ + ":" + std::to_string(last_no_) + ": " + msg);
+  }
+  void at_end() {
+    last_no_ = lines_.empty() ? 1 : lines_.back().first + 1;
   }
 
   bool done() const { return pos_ >= lines_.size(); }
 
   // Next record, split into words; the first word must be `key`.
   std::vector<std::string> record(const std::string& key) {
-    if (done()) fail("unexpected end of file: expected '" + key + "' (the file is truncated)");
+    if (done()) {
+      at_end();
+      fail("unexpected end of file: expected '" + key + "' (the file is truncated)");
+    }
+    last_no_ = lines_[pos_].first;
     auto words = split(lines_[pos_].second);
     if (words.empty() || words[0] != key) fail("expected '" + key + "', found '" + (words.empty() ? "" : words[0]) + "'");
     return words;
@@ -66,10 +73,13 @@ class Reader {
     return w;
   }
   std::vector<std::string> data_line() {
-    if (done()) fail("unexpected end of file inside a data block (the file is truncated)");
+    if (done()) {
+      at_end();
+      fail("unexpected end of file inside a data block (the file is truncated)");
+    }
+    last_no_ = lines_[pos_].first;
     return split(lines_[pos_++].second);
   }
-  void back() { --pos_; }
 
   double number(const std::string& w) const {
     errno = 0;
@@ -92,7 +102,6 @@ class Reader {
     auto w = take(key, 3);
     const long r = integer(w[1], 0, 1L << 30, key + " rows"), c = integer(w[2], 0, 1L << 30, key + " columns");
     if (r != rows || c != cols) {
-      back();
       fail("'" + key + "' must be " + std::to_string(rows) + " x " + std::to_string(cols) + ", found " + w[1] + " x " + w[2]);
     }
     std::vector<double> out;
@@ -100,8 +109,7 @@ class Reader {
     for (long i = 0; i < rows; ++i) {
       auto d = data_line();
       if (static_cast<long>(d.size()) != cols) {
-        back();
-        fail("row " + std::to_string(i + 1) + " of '" + key + "' has " + std::to_string(d.size()) + " numbers, expected " +
+          fail("row " + std::to_string(i + 1) + " of '" + key + "' has " + std::to_string(d.size()) + " numbers, expected " +
              std::to_string(cols));
       }
       for (auto& s : d) out.push_back(number(s));
@@ -121,6 +129,7 @@ class Reader {
   std::string name_;
   std::vector<std::pair<int, std::string>> lines_;
   size_t pos_ = 0;
+  int last_no_ = 1;
 };
 
 std::string num(double x) {
@@ -144,7 +153,6 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   auto head = rd.take(kMagic, 2);
   const long version = rd.integer(head[1], 1, 1 << 20, "format version");
   if (version > kFormatVersion) {
-    rd.back();
     rd.fail("format version " + head[1] + " is newer than this dcace reads (" + std::to_string(kFormatVersion) + ")");
   }
   auto el = rd.record("elements");
@@ -156,7 +164,6 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   std::string metadata = rd.rest("metadata");
   auto rad = rd.take("radial_basis", 2);
   if (rad[1] != "chebyshev-cubic-envelope") {
-    rd.back();
     rd.fail("unknown radial basis '" + rad[1] + "'");
   }
   BasisSpec spec;
@@ -168,7 +175,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   const long nc = rd.integer(rd.take("channels", 2)[1], 0, 1L << 24, "number of channels");
   for (long c = 0; c < nc; ++c) {
     auto d = rd.data_line();
-    if (d.size() != 3) { rd.back(); rd.fail("a channel line needs 3 integers (z n l)"); }
+    if (d.size() != 3) { rd.fail("a channel line needs 3 integers (z n l)"); }
     spec.chan_z.push_back(static_cast<int>(rd.integer(d[0], 0, S - 1, "channel species")));
     spec.chan_n.push_back(static_cast<int>(rd.integer(d[1], 0, spec.n_radial - 1, "channel radial index")));
     spec.chan_l.push_back(static_cast<int>(rd.integer(d[2], 0, spec.l_max, "channel l")));
@@ -179,9 +186,9 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   spec.mono_idx.assign(static_cast<size_t>(nm) * kMaxOrder, -1);
   for (long t = 0; t < nm; ++t) {
     auto d = rd.data_line();
-    if (d.empty()) { rd.back(); rd.fail("empty monomial line"); }
+    if (d.empty()) { rd.fail("empty monomial line"); }
     const long o = rd.integer(d[0], 1, kMaxOrder, "monomial order");
-    if (static_cast<long>(d.size()) != o + 1) { rd.back(); rd.fail("monomial of order " + d[0] + " needs " + d[0] + " indices"); }
+    if (static_cast<long>(d.size()) != o + 1) { rd.fail("monomial of order " + d[0] + " needs " + d[0] + " indices"); }
     for (long q = 0; q < o; ++q) spec.mono_idx[t * kMaxOrder + q] = static_cast<int>(rd.integer(d[q + 1], 0, nA - 1, "A index"));
   }
   auto fw = rd.take("features", 3);
@@ -191,9 +198,9 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   spec.feat_ptr.push_back(0);
   for (long v = 0; v < K; ++v) {
     auto d = rd.data_line();
-    if (d.empty()) { rd.back(); rd.fail("empty feature line"); }
+    if (d.empty()) { rd.fail("empty feature line"); }
     const long n = rd.integer(d[0], 0, 1L << 24, "number of terms");
-    if (static_cast<long>(d.size()) != 2 * n + 1) { rd.back(); rd.fail("feature " + std::to_string(v) + " announces " + d[0] + " terms but has " + std::to_string((d.size() - 1) / 2.0)); }
+    if (static_cast<long>(d.size()) != 2 * n + 1) { rd.fail("feature " + std::to_string(v) + " announces " + d[0] + " terms but has " + std::to_string((d.size() - 1) / 2.0)); }
     for (long q = 0; q < n; ++q) {
       spec.feat_mono.push_back(static_cast<int>(rd.integer(d[1 + 2 * q], 0, nm - 1, "monomial index")));
       spec.feat_coef.push_back(rd.number(d[2 + 2 * q]));
@@ -208,9 +215,9 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   gate.n_experts = static_cast<int>(M);
   if (M > 1) {
     auto gt = rd.take("gate", 2);
-    if (gt[1] != "gaussian") { rd.back(); rd.fail("unknown gate type '" + gt[1] + "'"); }
+    if (gt[1] != "gaussian") { rd.fail("unknown gate type '" + gt[1] + "'"); }
     gate.temperature = rd.number(rd.take("gate_temperature", 2)[1]);
-    if (!(gate.temperature > 0)) { rd.back(); rd.fail("gate_temperature must be > 0"); }
+    if (!(gate.temperature > 0)) { rd.fail("gate_temperature must be > 0"); }
     const long D = S * K;
     gate.dim_in = static_cast<int>(D);
     gate.mean = rd.matrix("gate_mean", 1, D);
