@@ -101,7 +101,7 @@ void ACEBasis::radial(double r, double* R, double* dR) const {
   }
 }
 
-void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
+void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad) const {
   const int nr = spec_.n_radial;
   ws.R.resize(static_cast<size_t>(n_neigh) * nr);
   ws.dR.resize(static_cast<size_t>(n_neigh) * nr);
@@ -127,7 +127,7 @@ void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Worksp
     double* R = ws.R.data() + static_cast<size_t>(a) * nr;
     double* Y = ws.Y.data() + static_cast<size_t>(a) * n_Y_;
     radial(r, R, ws.dR.data() + static_cast<size_t>(a) * nr);
-    real_sph_harm(spec_.l_max, d, Y, ws.dY.data() + static_cast<size_t>(a) * n_Y_ * 3);
+    real_sph_harm(spec_.l_max, d, Y, grad ? ws.dY.data() + static_cast<size_t>(a) * n_Y_ * 3 : nullptr);
     for (int c : chans_of_species_[z]) {
       const int l = spec_.chan_l[c];
       const double Rn = R[spec_.chan_n[c]];
@@ -159,7 +159,7 @@ void ACEBasis::monomial_weights(const double* coef, double* w) const {
 }
 
 void ACEBasis::descriptors(int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const {
-  atomic_base(n_neigh, rij, zj, ws);
+  atomic_base(n_neigh, rij, zj, ws, false);
   monomial_values(ws);
   for (int v = 0; v < spec_.n_features; ++v) {
     double b = 0.0;
@@ -202,7 +202,7 @@ void ACEBasis::adjoint_to_rij(int n_neigh, const double* rij, const int* zj, con
 
 double ACEBasis::energy_gradient(int n_neigh, const double* rij, const int* zj, const double* w,
                                  double* dE_drij, Workspace& ws, const double* w_energy) const {
-  atomic_base(n_neigh, rij, zj, ws);
+  atomic_base(n_neigh, rij, zj, ws, true);
   ws.gA.assign(n_A_, 0.0);
   double E = 0.0;
   const int* idx = spec_.mono_idx.data();
@@ -257,7 +257,7 @@ double ACEBasis::energy_gradient(int n_neigh, const double* rij, const int* zj, 
 void ACEBasis::descriptor_gradients(int n_neigh, const double* rij, const int* zj, double* B,
                                     double* dB_drij, Workspace& ws) const {
   const int K = spec_.n_features;
-  atomic_base(n_neigh, rij, zj, ws);
+  atomic_base(n_neigh, rij, zj, ws, true);
   monomial_values(ws);
   ws.dBdA.assign(static_cast<size_t>(n_A_) * K, 0.0);
   double a[kMaxOrder], p[kMaxOrder];

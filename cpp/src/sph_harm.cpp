@@ -65,9 +65,13 @@ void real_sph_harm(int l_max, const double* r, double* Y, double* dY) {
     for (int m = 0; m <= l; ++m) {
       const double K = kNorm.v[l][m];
       const double q = Q[l * L1 + m], dq = dQ[l * L1 + m];
+      const double cm = C[m], sm = S[m];
+      const int ip = l * l + l + m, im = l * l + l - m;
+      Y[ip] = K * q * cm;
+      if (m > 0) Y[im] = K * q * sm;
+      if (!dY) continue;
       // gradient with respect to u of the polynomial, for the cos (+m) and sin (-m) parts
       double gc[3], gs[3];
-      const double cm = C[m], sm = S[m];
       const double cm1 = m > 0 ? C[m - 1] : 0.0, sm1 = m > 0 ? S[m - 1] : 0.0;
       gc[0] = K * q * m * cm1;
       gc[1] = -K * q * m * sm1;
@@ -75,10 +79,7 @@ void real_sph_harm(int l_max, const double* r, double* Y, double* dY) {
       gs[0] = K * q * m * sm1;
       gs[1] = K * q * m * cm1;
       gs[2] = K * dq * sm;
-      const int ip = l * l + l + m, im = l * l + l - m;
-      Y[ip] = K * q * cm;
-      if (m > 0) Y[im] = K * q * sm;
-      if (dY) {
+      {
         const double pc = gc[0] * ux + gc[1] * uy + gc[2] * uz;
         for (int a = 0; a < 3; ++a) dY[ip * 3 + a] = (gc[a] - pc * (a == 0 ? ux : a == 1 ? uy : uz)) / rn;
         if (m > 0) {

@@ -90,7 +90,7 @@ class ACEBasis {
   void radial(double r, double* R, double* dR) const;
 
  private:
-  void atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
+  void atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad) const;
   void monomial_values(Workspace& ws) const;
   void adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
                       double* dE_drij) const;
