@@ -23,6 +23,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "platform.h"
 #include "update.h"
 #include "utils.h"
 
@@ -170,6 +171,8 @@ void PairDCACE::coeff(int narg, char **arg)
     path = utils::get_potential_file_path(file);
     if (path.empty()) {
       status = fmt::format("Cannot open dcace potential file {}: file not found", file);
+    } else if (platform::path_is_directory(path)) {
+      status = fmt::format("Cannot open dcace potential file {}: it is a directory", path);
     } else {
       std::ifstream in(path, std::ios::in | std::ios::binary);
       if (!in) {
@@ -423,6 +426,10 @@ double PairDCACE::memory_usage()
                                w.A.capacity() + w.gA.capacity() + w.mono.capacity() +
                                w.dBdA.capacity()) *
       sizeof(double);
+  if (d.pot)
+    bytes += static_cast<double>(d.pot->coefficients().size() + d.pot->one_body().size() +
+                                 d.pot->gate().projection.size()) *
+        sizeof(double);
   const dcace::Combination &c = d.comb;
   bytes += static_cast<double>(c.c_eff.capacity() + c.c_energy.capacity() + c.w_force.capacity() +
                                c.w_energy.capacity()) *

@@ -30,9 +30,8 @@ class PairDCACE : public Pair {
   double init_one(int, int) override;
   double memory_usage() override;
 
-  struct Impl;  // dcace::Potential, the gate result and per-atom scratch buffers
-
  protected:
+  struct Impl;         // dcace::Potential, the gate result and per-atom scratch buffers
   std::unique_ptr<Impl> impl;
   int *map;            // atom type (1..ntypes) -> species index in the potential, -1 = NULL
   int npvector_alloc;  // capacity of pvector (never shrinks: compute pair caches nextra)

