@@ -8,39 +8,47 @@ atom then sees its own images, possibly several shells of them), single atoms,
 unwrapped positions and non-periodic directions whose cell vectors are zero or
 coplanar with the others.
 
-Choice of back end (measured 2026, 2-core Xeon, numpy 2.4, vesin 0.6.2,
-matscipy 1.3.1, ase 3.x; ``benchmarks/bench_neighbours.py``)
-------------------------------------------------------------------------------
-Raw library calls, quantities i, j, S, D::
+Choice of back end
+------------------
+Measured with ``benchmarks/bench_neighbours.py`` (vesin 0.6.2, matscipy 1.3.1,
+ase 3.29.0, numpy 2.4.6; 2-core Xeon VM shared with other jobs, load average
+4-5, so the ranges are over 4 runs).  Every candidate returns i, j, S and D::
 
-                         bcc Mo 2000 atoms     Mo_train.xyz (194 structures)
-                         rc = 5.2, ms/call     rc = 5.2, s total
-    ase                       ~110                    ~1.9
-    matscipy                   ~12                    ~0.09
-    vesin (2 threads)          ~2.6                   ~0.03
-    this function              ~4.5                   ~0.05
+                           bcc Mo 2000 atoms      Mo_train.xyz, 194 structures
+                           rc = 5.2 A, ms/call    rc = 5.2 A, s for one pass
+    ase neighbor_list          310 - 580               5.2 - 7.8
+    matscipy                   8.1 - 12.8             0.20 - 0.30
+    vesin, 2 threads           4.0 - 6.9  (2.6 idle)  0.08 - 0.12
+    vesin, 1 thread            3.9 - 6.2  (4.6 idle)  0.08 - 0.12
+    this function              6.3 - 10.1             0.13 - 0.24
 
-(the last line includes validation, the (i, j, shift) sort and the CSR build;
-see the benchmark for the exact numbers of a given machine.)
+"this function" is vesin plus validation, the overlap check, the (i, j,
+shift) sort and the CSR build (about 1.5 ms at 2000 atoms / 52000 pairs and
+0.2 ms per 54-atom training structure).  vesin runs with its default thread
+count (``OMP_NUM_THREADS`` if set, else all cores).
 
 Correctness against ``ase.neighborlist.neighbor_list`` (same (i, j, shift) set,
-vectors to 1e-12): vesin and matscipy agree with ase on all 194 training
-structures, on 390 random triclinic cells with random pbc and cutoffs, on a
-1-atom bcc cell at rc = 5.2 (26 pairs), a 1-atom 1.5 A cube (178 pairs, 4
-shells), strongly skewed cells, slabs, wires, molecules and unwrapped
-positions.  matscipy raises ``LinAlgError: Singular matrix`` for any
-non-periodic system whose cell is zero or degenerate (a molecule with no
-cell, a single atom, a slab with a zero c vector) -- ase does too when the
-degenerate vector is not the zero vector.
+vectors to 1e-12): raw vesin and matscipy agree with ase on all 194
+training structures, on 390 random triclinic cells with random pbc and
+cutoffs, on a 1-atom bcc cell at rc = 5.2 (26 pairs), a 1-atom 1.5 A cube
+(178 pairs, shifts up to +-3), strongly skewed cells, slabs, wires,
+molecules and unwrapped positions.  This function (both its vesin path and
+its ase fallback) was further checked on ~1750 random cells with random pbc,
+global offsets up to ~1e3 A and zero/coplanar non-periodic cell vectors.
+matscipy raises ``LinAlgError: Singular matrix`` for any non-periodic system
+whose cell is zero or degenerate (a molecule with no cell, a single atom, a
+slab with a zero c vector) -- ase does too when the degenerate vector is not
+the zero vector.
 
 vesin is the fastest and is used, but two defects of vesin 0.6.2 shape the
 wrapper:
 
 * its cell list caps the number of bins at 1e5 while keeping their aspect
-  ratio; for strongly elongated bounding boxes (e.g. three atoms spanning
-  1e6 A along x, a 1600 x 1600 A periodic monolayer) the cap rounds one
-  dimension to 0 bins and the process dies with SIGFPE (integer division
-  by zero -- not catchable from Python);
+  ratio; for strongly elongated bounding boxes (measured: three atoms
+  spanning 1e6 A along x with pbc False; a 2000 x 2000 A monolayer with pbc
+  (T, T, F); a 6e5 x 4 x 4 A periodic box) the cap rounds one dimension to
+  0 bins and the process dies with SIGFPE (integer division by zero -- not
+  catchable from Python);
 * its handling of non-periodic directions has changed (and been fixed)
   several times between releases (bounding box from atom extents, margins,
   rotated mixed-pbc boxes), and it becomes very slow (~1 s for 3 atoms) when
@@ -55,8 +63,9 @@ non-periodic list (checked by the tests).  Before calling vesin the bin
 count it will use is recomputed here (same formula as vesin's cell list); if
 the 1e5-bin cap would collapse a dimension, or if fractional coordinates are
 so large that vesin's int32 bin indices could overflow, the list is computed
-by ``ase.neighborlist.primitive_neighbor_list`` instead (same convention,
-slower, but such systems are rare).
+by ``ase.neighborlist.primitive_neighbor_list`` instead (same convention;
+slow -- about 2 s for two atoms in a 1.2e6 A long box -- but such systems are
+pathological).  Cutoffs below 1e-5 A, which vesin refuses, also go to ase.
 
 Runtime dependency: ``vesin`` (ase is needed anyway); matscipy is not used.
 """
@@ -77,11 +86,13 @@ _DEGENERATE_RTOL = 1e-10
 _MAX_PAIRS = 2**31
 #: vesin's cell list bin cap (``MAX_NUMBER_OF_CELLS`` in its cpu_cell_list.cpp)
 _VESIN_MAX_CELLS = 1e5
+#: vesin 0.6.2 refuses cutoffs below ~1e-6 ("cutoff is too small")
+_VESIN_MIN_CUTOFF = 1e-5
 #: beyond this |fractional coordinate| * bins, vesin's int32 bin index may overflow
 _VESIN_MAX_BIN_INDEX = 1e8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NeighbourList:
     """Full neighbour list in CSR form.
 
@@ -120,7 +131,7 @@ def neighbour_list(atoms, cutoff) -> NeighbourList:
     # search a little further than the cutoff if the cutoff is tiny, so that
     # overlapping atoms are always seen
     search = max(cutoff, 2.0 * SAME_POSITION_TOLERANCE)
-    if _vesin_is_safe(positions, box, search):
+    if search >= _VESIN_MIN_CUTOFF and _vesin_is_safe(positions, box, search):
         i, j, shift, rij = _pairs_vesin(positions, box, search)
     else:
         i, j, shift, rij = _pairs_ase(positions, box, pbc, search)
@@ -223,14 +234,10 @@ def _check_overlaps(i, j, shift, d2):
 # back ends (both return i int64, j int64, shift int32 (P,3), rij float64 (P,3))
 
 
-def _vesin_cells(box, cutoff):
+def _vesin_cells(box, inverse, cutoff):
     """Bins per direction vesin's cell list will use for this box (None = crash)."""
-    a, b, c = box
-    widths = []
-    for u, v, w in ((a, b, c), (b, c, a), (c, a, b)):
-        normal = np.cross(v, w)
-        widths.append(abs(normal @ u) / np.linalg.norm(normal))
-    widths = np.array(widths)
+    # distance between the faces of the box = 1 / |column of the inverse|
+    widths = 1.0 / np.sqrt(np.einsum("ij,ij->j", inverse, inverse))
     n_cells = np.maximum(np.trunc(widths / cutoff), 1.0)
     total = float(np.prod(n_cells))
     if total > _VESIN_MAX_CELLS:
@@ -246,11 +253,12 @@ def _vesin_cells(box, cutoff):
 
 
 def _vesin_is_safe(positions, box, cutoff):
-    n_cells = _vesin_cells(box, cutoff)
+    inverse = np.linalg.inv(box)
+    n_cells = _vesin_cells(box, inverse, cutoff)
     if n_cells is None:
         return False
-    frac = np.linalg.solve(box.T, positions.T)  # (3, n)
-    return float(np.abs(frac).max(axis=1) @ n_cells) < _VESIN_MAX_BIN_INDEX
+    frac = positions @ inverse
+    return float(np.abs(frac).max(axis=0) @ n_cells) < _VESIN_MAX_BIN_INDEX
 
 
 def _pairs_vesin(positions, box, cutoff):
