@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +14,9 @@ from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULE_PATH = ROOT / "fitting" / "dcace" / "neighbours.py"
 MO_TRAIN = ROOT / "examples" / "data" / "zuo2020" / "Mo_train.xyz"
 
-try:
-    import dcace.neighbours as nb
-except ImportError:  # package not importable (compiled part not built yet)
-    _spec = importlib.util.spec_from_file_location("dcace_neighbours", MODULE_PATH)
-    nb = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(nb)
+import dcace.neighbours as nb
 
 neighbour_list = nb.neighbour_list
 
@@ -261,9 +254,8 @@ def test_elongated_boxes_do_not_crash(name):
     box = nb._periodic_box(atoms.positions, atoms.cell.array, atoms.pbc, 5.2)
     assert not nb._vesin_is_safe(atoms.positions, box, 5.2)
     code = (
-        "import importlib.util, numpy as np, ase\n"
-        f"spec = importlib.util.spec_from_file_location('m', {str(MODULE_PATH)!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "import numpy as np, ase\n"
+        "import dcace.neighbours as m\n"
         f"a = ase.Atoms({symbols!r}, positions={positions!r}, cell={cell.tolist()!r}, pbc={pbc!r})\n"
         "print(m.neighbour_list(a, 5.2).n_pairs)\n"
     )
