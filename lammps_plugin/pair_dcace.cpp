@@ -63,6 +63,16 @@ struct PairDCACE::Impl {
   std::vector<int> zj, jidx;    // species and LAMMPS index per neighbour
   std::vector<double> B;        // K
   std::vector<double> sums_local, sums_global;  // S*K descriptor sums + S counts
+  std::vector<double> mono_sums;                // S * n_monomials, pass 1 (M > 1)
+
+  // M > 1: what pass 1 learned about each local atom, reused by pass 2 (no second gather and no
+  // second accumulation of A).  Vectors are swapped in and out, so capacities persist across steps.
+  struct AtomCache {
+    std::vector<double> A, rij;
+    std::vector<int> zj, jidx;
+    int n = 0;
+  };
+  std::vector<AtomCache> cache;
 };
 
 namespace {
@@ -333,21 +343,33 @@ void PairDCACE::compute(int eflag, int vflag)
     const size_t SK = static_cast<size_t>(S) * K;
     d.sums_local.assign(SK + S, 0.0);
     grow(d.sums_global, SK + S);
-    grow(d.B, static_cast<size_t>(K));
+    d.mono_sums.assign(static_cast<size_t>(S) * nm, 0.0);
+    if (d.cache.size() < static_cast<size_t>(inum)) d.cache.resize(inum);
     for (int ii = 0; ii < inum; ii++) {
       const int i = ilist[ii];
       const int s = map[type[i]];
       if (s < 0) continue;
       const int n = gather_neighbours(i);
       try {
-        basis.descriptors(n, d.rij.data(), d.zj.data(), d.B.data(), d.ws);
+        basis.monomials(n, d.rij.data(), d.zj.data(), d.ws);   // values only
       } catch (std::exception &e) {
         error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
       }
-      double *bs = d.sums_local.data() + static_cast<size_t>(s) * K;
-      for (int k = 0; k < K; k++) bs[k] += d.B[k];
+      double *ms = d.mono_sums.data() + static_cast<size_t>(s) * nm;
+      const double *mono = d.ws.mono.data();
+      for (size_t t = 0; t < nm; t++) ms[t] += mono[t];
       d.sums_local[SK + s] += 1.0;
+      Impl::AtomCache &c = d.cache[ii];
+      std::swap(c.A, d.ws.A);
+      std::swap(c.rij, d.rij);
+      std::swap(c.zj, d.zj);
+      std::swap(c.jidx, d.jidx);
+      c.n = n;
     }
+    // sum_i B_i = features applied once to the per-species monomial sums
+    for (int s = 0; s < S; s++)
+      basis.features_from_monomials(d.mono_sums.data() + static_cast<size_t>(s) * nm,
+                                    d.sums_local.data() + static_cast<size_t>(s) * K);
     MPI_Allreduce(d.sums_local.data(), d.sums_global.data(), static_cast<int>(SK + S), MPI_DOUBLE,
                   MPI_SUM, world);
     try {
@@ -368,12 +390,26 @@ void PairDCACE::compute(int eflag, int vflag)
     const int i = ilist[ii];
     const int s = map[type[i]];
     if (s < 0) continue;
-    const int n = gather_neighbours(i);
+    int n;
+    Impl::AtomCache *c = nullptr;
+    if (M > 1) {  // neighbours and A from pass 1
+      c = &d.cache[ii];
+      std::swap(c->rij, d.rij);
+      std::swap(c->zj, d.zj);
+      std::swap(c->jidx, d.jidx);
+      n = c->n;
+    } else {
+      n = gather_neighbours(i);
+    }
     grow(d.dE, 3 * static_cast<size_t>(n));
     double ei = 0.0;
     try {
-      ei = basis.energy_gradient(n, d.rij.data(), d.zj.data(), w_force + s * nm, d.dE.data(), d.ws,
-                                 w_energy ? w_energy + s * nm : nullptr);
+      if (c)
+        ei = basis.energy_gradient_from_A(n, d.rij.data(), d.zj.data(), c->A.data(), w_force + s * nm,
+                                          d.dE.data(), d.ws, w_energy ? w_energy + s * nm : nullptr);
+      else
+        ei = basis.energy_gradient(n, d.rij.data(), d.zj.data(), w_force + s * nm, d.dE.data(), d.ws,
+                                   w_energy ? w_energy + s * nm : nullptr);
     } catch (std::exception &e) {
       error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
@@ -421,6 +457,10 @@ double PairDCACE::memory_usage()
                                d.sums_local.capacity() + d.sums_global.capacity()) *
       sizeof(double);
   bytes += static_cast<double>(d.zj.capacity() + d.jidx.capacity()) * sizeof(int);
+  bytes += static_cast<double>(d.mono_sums.capacity()) * sizeof(double);
+  for (const auto &c : d.cache)
+    bytes += static_cast<double>(c.A.capacity() + c.rij.capacity()) * sizeof(double) +
+        static_cast<double>(c.zj.capacity() + c.jidx.capacity()) * sizeof(int);
   const dcace::Workspace &w = d.ws;
   bytes += static_cast<double>(w.R.capacity() + w.dR.capacity() + w.Y.capacity() + w.dY.capacity() +
                                w.A.capacity() + w.gA.capacity() + w.mono.capacity() +

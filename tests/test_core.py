@@ -183,6 +183,23 @@ def test_adjoint_energy_forces_virial_match_finite_differences():
     assert rel(V, rows.virial @ coef.ravel()) < 1e-10
 
 
+def test_two_pass_route_equals_one_pass():
+    """LAMMPS's DC path (values-only pass 1, pass 2 from the kept A) gives the same numbers."""
+    rng = np.random.default_rng(8)
+    for elements, bo, deg in [(("Mo",), 4, 10), (("Mo", "Nb"), 5, 7)]:
+        b = basis(elements, bo, deg)
+        rij = rng.normal(size=(30, 3)) * 2.0
+        rij = rij[np.linalg.norm(rij, axis=1) > 1.0]
+        zj = rng.integers(0, len(elements), len(rij)).astype(np.int32)
+        coef = rng.normal(size=b.n_features)
+        E1, g1, B1 = b.core_.atom_energy_gradient(rij, zj, coef, False)
+        E2, g2, B2 = b.core_.atom_energy_gradient(rij, zj, coef, True)
+        assert abs(E1 - E2) <= 1e-13 * abs(E1)
+        assert np.abs(g1 - g2).max() <= 1e-13 * np.abs(g1).max()
+        assert np.abs(B1 - B2).max() <= 1e-14 * np.abs(B1).max()
+        assert abs(coef @ B1 - E1) <= 1e-12 * abs(E1)
+
+
 # ------------------------------------------------------------------------------ smoothness
 def test_cutoff_crossing_is_smooth():
     b = basis(("Mo",), 4, 10, cutoff=4.5)

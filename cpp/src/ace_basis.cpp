@@ -101,13 +101,28 @@ void ACEBasis::radial(double r, double* R, double* dR) const {
   }
 }
 
-void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad) const {
+void ACEBasis::radial_values(double r, double* R) const {
+  const double sv = (r - spec_.r_inner) / (spec_.r_cut - spec_.r_inner);
+  const double x = 1.0 - 2.0 * sv, om = 1.0 - sv, env = om * om * om;
+  double t0 = 1.0, t1 = x;
+  R[0] = env;
+  if (spec_.n_radial > 1) R[1] = x * env;
+  for (int n = 2; n < spec_.n_radial; ++n) {
+    const double t = 2.0 * x * t1 - t0;
+    t0 = t1;
+    t1 = t;
+    R[n] = t * env;
+  }
+}
+
+void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
+                           bool accumulate) const {
   const int nr = spec_.n_radial;
   ws.R.resize(static_cast<size_t>(n_neigh) * nr);
   ws.dR.resize(static_cast<size_t>(n_neigh) * nr);
   ws.Y.resize(static_cast<size_t>(n_neigh) * n_Y_);
   ws.dY.resize(static_cast<size_t>(n_neigh) * n_Y_ * 3);
-  ws.A.assign(n_A_, 0.0);
+  if (accumulate) ws.A.assign(n_A_, 0.0);
   ws.active.clear();
   const double rc2 = spec_.r_cut * spec_.r_cut;
   for (int j = 0; j < n_neigh; ++j) {
@@ -126,8 +141,12 @@ void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Worksp
     ws.active.push_back(j);
     double* R = ws.R.data() + static_cast<size_t>(a) * nr;
     double* Y = ws.Y.data() + static_cast<size_t>(a) * n_Y_;
-    radial(r, R, ws.dR.data() + static_cast<size_t>(a) * nr);
+    if (grad)
+      radial(r, R, ws.dR.data() + static_cast<size_t>(a) * nr);
+    else
+      radial_values(r, R);
     real_sph_harm(spec_.l_max, d, Y, grad ? ws.dY.data() + static_cast<size_t>(a) * n_Y_ * 3 : nullptr);
+    if (!accumulate) continue;
     for (int c : chans_of_species_[z]) {
       const int l = spec_.chan_l[c];
       const double Rn = R[spec_.chan_n[c]];
@@ -155,6 +174,19 @@ void ACEBasis::monomial_weights(const double* coef, double* w) const {
     const double c = coef[v];
     if (c == 0.0) continue;
     for (int p = spec_.feat_ptr[v]; p < spec_.feat_ptr[v + 1]; ++p) w[spec_.feat_mono[p]] += c * spec_.feat_coef[p];
+  }
+}
+
+void ACEBasis::monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
+  atomic_base(n_neigh, rij, zj, ws, false);
+  monomial_values(ws);
+}
+
+void ACEBasis::features_from_monomials(const double* mono, double* B) const {
+  for (int v = 0; v < spec_.n_features; ++v) {
+    double b = 0.0;
+    for (int p = spec_.feat_ptr[v]; p < spec_.feat_ptr[v + 1]; ++p) b += spec_.feat_coef[p] * mono[spec_.feat_mono[p]];
+    B[v] = b;
   }
 }
 
@@ -203,10 +235,21 @@ void ACEBasis::adjoint_to_rij(int n_neigh, const double* rij, const int* zj, con
 double ACEBasis::energy_gradient(int n_neigh, const double* rij, const int* zj, const double* w,
                                  double* dE_drij, Workspace& ws, const double* w_energy) const {
   atomic_base(n_neigh, rij, zj, ws, true);
+  return adjoint(n_neigh, rij, zj, ws.A.data(), w, dE_drij, ws, w_energy);
+}
+
+double ACEBasis::energy_gradient_from_A(int n_neigh, const double* rij, const int* zj, const double* A,
+                                        const double* w, double* dE_drij, Workspace& ws,
+                                        const double* w_energy) const {
+  atomic_base(n_neigh, rij, zj, ws, true, false);
+  return adjoint(n_neigh, rij, zj, A, w, dE_drij, ws, w_energy);
+}
+
+double ACEBasis::adjoint(int n_neigh, const double* rij, const int* zj, const double* A, const double* w,
+                         double* dE_drij, Workspace& ws, const double* w_energy) const {
   ws.gA.assign(n_A_, 0.0);
   double E = 0.0;
   const int* idx = spec_.mono_idx.data();
-  const double* A = ws.A.data();
   double* gA = ws.gA.data();
   double a[kMaxOrder], p[kMaxOrder];
   const double* we = w_energy ? w_energy : w;

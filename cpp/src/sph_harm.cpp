@@ -56,21 +56,24 @@ void real_sph_harm(int l_max, const double* r, double* Y, double* dY) {
     }
     for (int l = m + 2; l <= l_max; ++l) {
       const double a = 2 * l - 1, b = l + m - 1, c = l - m;
-      Q[l * L1 + m] = (a * uz * Q[(l - 1) * L1 + m] - b * Q[(l - 2) * L1 + m]) / c;
-      dQ[l * L1 + m] =
-          (a * (Q[(l - 1) * L1 + m] + uz * dQ[(l - 1) * L1 + m]) - b * dQ[(l - 2) * L1 + m]) / c;
+      const double ic = 1.0 / c;
+      Q[l * L1 + m] = (a * uz * Q[(l - 1) * L1 + m] - b * Q[(l - 2) * L1 + m]) * ic;
+      if (dY)
+        dQ[l * L1 + m] =
+            (a * (Q[(l - 1) * L1 + m] + uz * dQ[(l - 1) * L1 + m]) - b * dQ[(l - 2) * L1 + m]) * ic;
     }
   }
   for (int l = 0; l <= l_max; ++l) {
     for (int m = 0; m <= l; ++m) {
       const double K = kNorm.v[l][m];
-      const double q = Q[l * L1 + m], dq = dQ[l * L1 + m];
+      const double q = Q[l * L1 + m];
       const double cm = C[m], sm = S[m];
       const int ip = l * l + l + m, im = l * l + l - m;
       Y[ip] = K * q * cm;
       if (m > 0) Y[im] = K * q * sm;
       if (!dY) continue;
       // gradient with respect to u of the polynomial, for the cos (+m) and sin (-m) parts
+      const double dq = dQ[l * L1 + m];
       double gc[3], gs[3];
       const double cm1 = m > 0 ? C[m - 1] : 0.0, sm1 = m > 0 ? S[m - 1] : 0.0;
       gc[0] = K * q * m * cm1;

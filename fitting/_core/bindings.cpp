@@ -243,6 +243,28 @@ PYBIND11_MODULE(_core, m) {
              b.descriptors(static_cast<int>(zj.size()), rij.data(), zj.data(), B.mutable_data(), ws);
              return B;
            })
+      .def("atom_energy_gradient",
+           [](const ACEBasis& b, carray<double> rij, carray<int> zj, carray<double> coef, bool two_pass) {
+             if (coef.size() != b.n_features()) throw py::value_error("expected n_features coefficients");
+             Workspace ws;
+             const int n = static_cast<int>(zj.size());
+             std::vector<double> w(b.n_monomials());
+             b.monomial_weights(coef.data(), w.data());
+             py::array_t<double> g({(py::ssize_t)n, (py::ssize_t)3}), B(b.n_features());
+             double E;
+             if (two_pass) {  // the LAMMPS DC path: values-only pass 1, then pass 2 from the kept A
+               b.monomials(n, rij.data(), zj.data(), ws);
+               b.features_from_monomials(ws.mono.data(), B.mutable_data());
+               std::vector<double> A = ws.A;
+               E = b.energy_gradient_from_A(n, rij.data(), zj.data(), A.data(), w.data(), g.mutable_data(), ws);
+             } else {
+               b.descriptors(n, rij.data(), zj.data(), B.mutable_data(), ws);
+               E = b.energy_gradient(n, rij.data(), zj.data(), w.data(), g.mutable_data(), ws);
+             }
+             return py::make_tuple(E, g, B);
+           },
+           py::arg("rij"), py::arg("zj"), py::arg("coef"), py::arg("two_pass") = false,
+           "Energy c.B_i, dE/dr_ij (n, 3) and B_i of one atom (two_pass: the pass-1/pass-2 route).")
       .def("atom_descriptor_gradients", [](const ACEBasis& b, carray<double> rij, carray<int> zj) {
         Workspace ws;
         const py::ssize_t n = zj.size(), K = b.n_features();

@@ -82,6 +82,15 @@ class ACEBasis {
   double energy_gradient(int n_neigh, const double* rij, const int* zj, const double* w,
                          double* dE_drij, Workspace& ws, const double* w_energy = nullptr) const;
 
+  // Two-pass evaluation (the DC gate in LAMMPS).  Pass 1: values only; afterwards ws.A holds A_i and
+  // ws.mono its monomials (sum them per species, then features_from_monomials gives sum_i B_i).
+  void monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
+  void features_from_monomials(const double* mono, double* B) const;
+  // Pass 2: as energy_gradient, but with A_i kept from pass 1 (not accumulated again).
+  double energy_gradient_from_A(int n_neigh, const double* rij, const int* zj, const double* A,
+                                const double* w, double* dE_drij, Workspace& ws,
+                                const double* w_energy = nullptr) const;
+
   // Fitting: B_i and dB_i/dr_ij laid out as [(j*3 + a) * n_features + v].
   void descriptor_gradients(int n_neigh, const double* rij, const int* zj, double* B,
                             double* dB_drij, Workspace& ws) const;
@@ -90,7 +99,11 @@ class ACEBasis {
   void radial(double r, double* R, double* dR) const;
 
  private:
-  void atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad) const;
+  void atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
+                   bool accumulate = true) const;
+  void radial_values(double r, double* R) const;
+  double adjoint(int n_neigh, const double* rij, const int* zj, const double* A, const double* w,
+                 double* dE_drij, Workspace& ws, const double* w_energy) const;
   void monomial_values(Workspace& ws) const;
   void adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
                       double* dE_drij) const;

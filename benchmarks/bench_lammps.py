@@ -1,0 +1,169 @@
+"""Speed of pair_style dcace in LAMMPS (issue 5), in one run:
+
+1. bcc Mo, 2000 atoms, NVE from 300 K, 100 steps, 1 rank: microseconds per atom per step for
+   dcace linear (M = 1, body order 4, degree 12, cutoff 5.2 A), dcace DC (M from dcace.fit
+   experts="auto" on Zuo Mo; a hand-made M = 7 potential if the fit is unavailable) and the
+   in-binary peer pair_style snap, linear, 2J = 8 (random coefficients, same cutoff);
+   ratios DC/linear (target <= 1.3) and linear/SNAP (target <= 0.25);
+2. dcace DC on 16,000 atoms, 50 steps: 2 ranks vs 1 rank speed-up (target >= 1.7);
+3. memory: LAMMPS' "Per MPI rank memory allocation" and the max RSS from /usr/bin/time -v.
+
+Every case is run --repeat times (separate lmp processes); min and median are printed.  "wall" is
+LAMMPS' loop time; "cpu" multiplies it by LAMMPS' "% CPU use" (what the process got of its core:
+on a shared machine wall time includes waiting for the CPU).
+
+Usage: python benchmarks/bench_lammps.py [--repeat 3] [--workdir DIR] [--skip-snap]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import lammps_common as lc
+
+
+def summary(runs, key="us_atom_step"):
+    v = np.array([r[key] for r in runs])
+    return v.min(), float(np.median(v))
+
+
+def cpu_us(r):
+    return r["us_atom_step"] * r["cpu_pct"] / 100.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--big-steps", type=int, default=50)
+    ap.add_argument("--workdir", type=Path, default=None, help="keeps potentials and decks (default: temp)")
+    ap.add_argument("--body-order", type=int, default=4)
+    ap.add_argument("--max-degree", type=float, default=12)
+    ap.add_argument("--cutoff", type=float, default=5.2)
+    ap.add_argument("--experts", default="auto", help="M for the DC fit, or 'auto'")
+    ap.add_argument("--dc", type=Path, help="use this DC potential file instead of fitting")
+    ap.add_argument("--linear", type=Path, help="use this linear potential file instead of fitting")
+    ap.add_argument("--skip-snap", action="store_true")
+    ap.add_argument("--skip-big", action="store_true")
+    a = ap.parse_args()
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="bench_lammps_"))
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    import dcace
+
+    print(f"dcace {dcace.__version__}; lmp = {lc.LMP}; work dir {work}")
+    print(lc.machine())
+
+    basis = dict(body_order=a.body_order, max_degree=a.max_degree, cutoff=a.cutoff)
+    print("potentials:")
+    if a.linear:
+        lin_path, lin_src = a.linear, "file"
+        lin = dcace.load(lin_path)
+    else:
+        lin_path, lin, lin_src = lc.mo_potential(work, 1, 1, **basis)
+    if a.dc:
+        dc_path, dc_src = a.dc, "file"
+        dc = dcace.load(dc_path)
+    else:
+        experts = a.experts if a.experts == "auto" else int(a.experts)
+        dc_path, dc, dc_src = lc.mo_potential(work, experts, 7, **basis)
+    M = dc.n_experts
+    assert lin.n_experts == 1 and M > 1, (lin.n_experts, M)
+    snap_coeff, snap_param, ncoeff = lc.snap_files(work, 8, a.cutoff)
+    print(f"  SNAP 2J = 8: {ncoeff} bispectrum coefficients, cutoff {a.cutoff} A")
+
+    gate = f"compute w all pair dcace\nthermo_style custom step temp pe etotal press " + \
+        " ".join(f"c_w[{k}]" for k in range(1, M + 2))
+    cases = {
+        "dcace linear": (["pair_style dcace", f"pair_coeff * * {lin_path} Mo"], ""),
+        f"dcace DC (M={M})": (["pair_style dcace", f"pair_coeff * * {dc_path} Mo"], gate),
+    }
+    if not a.skip_snap:
+        cases["snap 2J=8"] = (["pair_style snap", f"pair_coeff * * {snap_coeff} {snap_param} Mo"], "")
+
+    results = {"settings": vars(a), "M": M, "dc_source": dc_src, "linear_source": lin_src,
+               "machine": lc.machine(), "cases": {}}
+    print(f"\n1. bcc Mo 2000 atoms, 300 K NVE, {a.steps} steps, 1 rank, {a.repeat} repeats "
+          "(cases interleaved)")
+    runs = {name: [] for name in cases}
+    for rep in range(a.repeat):
+        for name, (pair, extra) in cases.items():
+            deck = lc.bcc_deck(10, pair, a.steps, extra=extra)
+            r = lc.run_lmp(deck, work / "small", 1, name=f"in.{name.split()[0]}{len(runs[name])}")
+            runs[name].append(r)
+            print(f"   {name:18s} run {rep + 1}: {r['us_atom_step']:8.2f} us/atom/step wall, "
+                  f"CPU use {r['cpu_pct']:.0f}%, pair {r['pair_pct']:.1f}%", flush=True)
+    print(f"\n   {'case':18s} {'wall min':>9s} {'wall med':>9s} {'cpu min':>9s} {'cpu med':>9s}"
+          f"   {'LAMMPS MB/rank':>14s} {'max RSS MB':>10s}")
+    table = {}
+    for name, rs in runs.items():
+        wmin, wmed = summary(rs)
+        c = np.array([cpu_us(r) for r in rs])
+        table[name] = dict(wall_min=wmin, wall_med=wmed, cpu_min=c.min(), cpu_med=float(np.median(c)),
+                           mem_mb=rs[0]["mem_mb"], maxrss_mb=max(r["maxrss_mb"] for r in rs),
+                           runs=[r["us_atom_step"] for r in rs], cpu_pct=[r["cpu_pct"] for r in rs])
+        t = table[name]
+        mem = "/".join(f"{x:.1f}" for x in t["mem_mb"]) if t["mem_mb"] else "?"
+        print(f"   {name:18s} {wmin:9.2f} {wmed:9.2f} {c.min():9.2f} {np.median(c):9.2f}   "
+              f"{mem:>14s} {t['maxrss_mb']:10.1f}")
+    results["cases"] = table
+    lin_t, dc_t = table["dcace linear"], table[f"dcace DC (M={M})"]
+    ratio = {k: dc_t[k] / lin_t[k] for k in ("wall_min", "wall_med", "cpu_min", "cpu_med")}
+    print(f"\n   DC/linear       = {ratio['wall_min']:.3f} (wall min), {ratio['wall_med']:.3f} (wall med), "
+          f"{ratio['cpu_min']:.3f} (cpu min)   target <= 1.3: "
+          f"{'MET' if ratio['wall_min'] <= 1.3 else 'MISSED'}")
+    results["dc_over_linear"] = ratio
+    if not a.skip_snap:
+        sn = table["snap 2J=8"]
+        r2 = {k: lin_t[k] / sn[k] for k in ("wall_min", "wall_med", "cpu_min", "cpu_med")}
+        print(f"   linear/SNAP 2J8 = {r2['wall_min']:.3f} (wall min), {r2['wall_med']:.3f} (wall med), "
+              f"{r2['cpu_min']:.3f} (cpu min)   target <= 0.25: "
+              f"{'MET' if r2['wall_min'] <= 0.25 else 'MISSED'}")
+        r3 = dc_t["wall_min"] / sn["wall_min"]
+        print(f"   DC/SNAP 2J8     = {r3:.3f} (wall min)")
+        results["linear_over_snap"] = r2
+        results["dc_over_snap"] = r3
+
+    if not a.skip_big:
+        print(f"\n2. dcace DC (M={M}), bcc Mo 16,000 atoms, {a.big_steps} steps: 1 vs 2 ranks, "
+              f"{a.repeat} repeats")
+        big = {1: [], 2: []}
+        pair = cases[f"dcace DC (M={M})"][0]
+        for rep in range(a.repeat):
+            for n in (1, 2):
+                r = lc.run_lmp(lc.bcc_deck(20, pair, a.big_steps), work / "big", n,
+                               name=f"in.big{n}_{rep}")
+                big[n].append(r)
+                print(f"   {n} rank(s) run {rep + 1}: loop {r['loop']:7.2f} s, "
+                      f"{r['us_atom_step']:6.2f} us/atom/step wall, CPU use {r['cpu_pct']:.0f}%, "
+                      f"LAMMPS {r['mem_mb'][2]:.1f} MB/rank, max RSS {r['maxrss_mb']:.0f} MB", flush=True)
+        l1 = np.array([r["loop"] for r in big[1]])
+        l2 = np.array([r["loop"] for r in big[2]])
+        s_min, s_med = l1.min() / l2.min(), float(np.median(l1) / np.median(l2))
+        # CPU seconds of the loop per rank (LAMMPS' "% CPU use" x loop time): what the speed-up
+        # would be if each rank had a core to itself (MPICH busy-waits, so waiting counts as CPU
+        # and this estimate is conservative)
+        c1 = np.array([r["loop"] * r["cpu_pct"] / 100 for r in big[1]])
+        c2 = np.array([r["loop"] * r["cpu_pct"] / 100 for r in big[2]])
+        s_cpu = c1.min() / c2.min()
+        print(f"   speed-up 2 vs 1 rank = {s_min:.2f} (wall min/min), {s_med:.2f} (wall median), "
+              f"{s_cpu:.2f} (loop CPU time per rank, min/min)   target >= 1.7: "
+              f"{'MET' if s_min >= 1.7 else 'MISSED'} (wall)")
+        results["big"] = dict(loop_1=l1.tolist(), loop_2=l2.tolist(), speedup_min=s_min,
+                              speedup_med=s_med, speedup_cpu=s_cpu, mem_1=big[1][0]["mem_mb"], mem_2=big[2][0]["mem_mb"],
+                              maxrss_1=max(r["maxrss_mb"] for r in big[1]),
+                              maxrss_2=max(r["maxrss_mb"] for r in big[2]),
+                              cpu_pct_1=[r["cpu_pct"] for r in big[1]],
+                              cpu_pct_2=[r["cpu_pct"] for r in big[2]])
+
+    print(f"\n{lc.machine()}")
+    print(f"total {time.perf_counter() - t_start:.0f} s; results in {work / 'bench_lammps.json'}")
+    lc.save_json(work / "bench_lammps.json", results)
+
+
+if __name__ == "__main__":
+    main()

