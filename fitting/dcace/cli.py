@@ -1,0 +1,318 @@
+"""Command line: ``dcace fit``, ``dcace eval``, ``dcace --version``.
+
+    dcace fit --train TRAIN.xyz [--test TEST.xyz] --elements Mo --cutoff 5.2 --body-order 4 \\
+              --max-degree 12 [--experts auto|M] [--ridge L] [--energy-weight W] [--force-weight W] \\
+              [--stress-weight W] [--energy-key K] [--forces-key K] [--stress-key K] [--virial-key K] \\
+              [--seed S] [--plots DIR] -o OUT.dcace
+    dcace eval POTENTIAL DATA.xyz [--json] [same key options]
+
+Bad input (unreadable data, missing labels, unknown elements, a corrupted potential file) ends with
+one line ``dcace: error: ...`` naming the file and frame (or line) and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+_EXAMPLE_FIT = ("example:\n  dcace fit --train Mo_train.xyz --test Mo_test.xyz --elements Mo --cutoff 5.2 "
+                "--body-order 4 --max-degree 12 -o Mo.dcace\n"
+                "  dcace fit --train TiAl.xyz --elements Ti Al --cutoff 5.5 --body-order 3 --max-degree 10 "
+                "--forces-key force --virial-key virial -o TiAl.dcace")
+
+
+def _defaults():
+    from .fit import DEFAULTS
+
+    return DEFAULTS
+
+
+def _add_key_options(p):
+    p.add_argument("--energy-key", default="energy", metavar="K",
+                   help="total-energy key in atoms.info / calculator results (default: energy; example: --energy-key dft_energy)")
+    p.add_argument("--forces-key", default="forces", metavar="K",
+                   help="per-atom force array key (default: forces; example: --forces-key force)")
+    p.add_argument("--stress-key", default="stress", metavar="K",
+                   help="stress key, eV/Å^3, ASE sign convention, 3x3/9/6 numbers; frames without it get no "
+                        "stress rows (default: stress; example: --stress-key dft_stress)")
+    p.add_argument("--virial-key", default=None, metavar="K",
+                   help="virial key (eV, 3x3/9/6 numbers), used as stress = -virial/volume where no stress is "
+                        "given (default: none; example: --virial-key virial)")
+
+
+def _elements(values):
+    out = []
+    for v in values:
+        out += [x for x in v.replace(",", " ").split() if x]
+    return out
+
+
+def _experts(value):
+    if value == "auto":
+        return value
+    try:
+        m = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}") from None
+    if m < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}")
+    return m
+
+
+def _nonneg(value):
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(x) or x < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}")
+    return x
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    D = _defaults()
+    parser = argparse.ArgumentParser(
+        prog="dcace", description="Divide-and-conquer linear ACE interatomic potentials: fit and evaluate.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="run 'dcace fit -h' or 'dcace eval -h' for the options of a command")
+    parser.add_argument("--version", action="version", version=f"dcace {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{fit,eval}")
+
+    f = sub.add_parser("fit", help="fit a linear or divide-and-conquer potential",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLE_FIT,
+                       description="Fit a linear (--experts 1) or divide-and-conquer ACE potential and write "
+                                   "one .dcace file; prints a table of train / cross-validation / test errors.")
+    f.add_argument("--config", metavar="FILE",
+                   help="TOML file with any of these options (keys as the long options, '-' or '_'); command-line "
+                        "values win (default: none; example: --config fit.toml)")
+    f.add_argument("--train", nargs="+", metavar="FILE",
+                   help="training data, any ASE-readable file(s) (required; example: --train Mo_train.xyz)")
+    f.add_argument("--test", nargs="+", metavar="FILE",
+                   help="test data evaluated after the fit (default: none; example: --test Mo_test.xyz)")
+    f.add_argument("--elements", nargs="+", metavar="EL",
+                   help="element symbols of the potential (required; example: --elements Ti Al)")
+    f.add_argument("--cutoff", type=float, metavar="R", help="cutoff radius in Å (required; example: --cutoff 5.2)")
+    f.add_argument("--body-order", type=int, default=None, metavar="B",
+                   help="body order 2..5 (default: 4; example: --body-order 3)")
+    f.add_argument("--max-degree", type=float, default=None, metavar="D",
+                   help="total degree sum_t (n_t + 1.5 l_t) (default: 12; example: --max-degree 16)")
+    f.add_argument("--experts", type=_experts, default=None, metavar="auto|M",
+                   help="number of experts: 'auto' chooses M = 1..max-experts and the gate temperature by "
+                        "k-fold cross-validation; 1 is the plain linear potential (default: auto; example: --experts 4)")
+    f.add_argument("--ridge", type=_nonneg, default=None, metavar="L",
+                   help="ridge parameter on scaled columns (dimensionless); chosen by cross-validation over "
+                        f"1e-14..1e-3 if not given (default: CV; example: --ridge 1e-8)")
+    f.add_argument("--energy-weight", type=_nonneg, default=None, metavar="W",
+                   help="weight of a per-atom energy row (eV/atom) relative to one force component (eV/Å) "
+                        f"(default: {D['energy_weight']:g}; example: --energy-weight 100)")
+    f.add_argument("--force-weight", type=_nonneg, default=None, metavar="W",
+                   help=f"weight of a force-component row (default: {D['force_weight']:g}; example: --force-weight 1)")
+    f.add_argument("--stress-weight", type=_nonneg, default=None, metavar="W",
+                   help="weight of a stress row expressed as virial per atom (sigma V/N, eV/atom); 0 ignores "
+                        f"stresses (default: {D['stress_weight']:g}; example: --stress-weight 10)")
+    _add_key_options(f)
+    f.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed of the CV folds and k-means (default: 0; example: --seed 3)")
+    f.add_argument("--plots", metavar="DIR", default=None,
+                   help="write parity plots, error distributions and a cluster map into DIR (default: none; "
+                        "example: --plots figs/)")
+    f.add_argument("-o", "--output", metavar="OUT.dcace", help="potential file to write (required; example: -o Mo.dcace)")
+    g = f.add_argument_group("advanced")
+    g.add_argument("--committee", choices=("joint", "independent"), default=None,
+                   help="'joint': all experts fitted together on the combined model's energies, conservative "
+                        "forces and stresses; 'independent': each expert on its cluster (the paper) "
+                        "(default: joint; example: --committee independent)")
+    g.add_argument("--regularise", choices=("zero", "global"), default=None,
+                   help="ridge of the experts toward 0 or toward the global linear solution "
+                        "(default: global; example: --regularise zero)")
+    g.add_argument("--agreement", type=_nonneg, default=None, metavar="KAPPA",
+                   help="weight of a penalty keeping each expert's energy near the global model on training "
+                        "structures the gate does not give it (bounds gate-gradient forces; costs accuracy) "
+                        "(default: 0; example: --agreement 0.1)")
+    g.add_argument("--max-experts", type=int, default=None, metavar="M",
+                   help=f"largest M tried by --experts auto (default: {D['max_experts']}; example: --max-experts 4)")
+    g.add_argument("--temperatures", type=float, nargs="+", default=None, metavar="T",
+                   help="gate temperatures tau tried by cross-validation (default: "
+                        f"{' '.join(f'{t:g}' for t in D['temperatures'])}; example: --temperatures 0.5 1)")
+    g.add_argument("--cv-folds", type=int, default=None, metavar="K",
+                   help=f"folds of the cross-validation (default: {D['cv_folds']}; example: --cv-folds 10)")
+    g.add_argument("--no-pca", action="store_true",
+                   help="cluster and gate on all standardised descriptor columns instead of their leading "
+                        "principal components (default: PCA on; example: --no-pca)")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads for descriptor evaluation (default: 2; example: --threads 4)")
+    g.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                   help="memory for the candidates' normal equations; larger candidates are skipped and "
+                        f"reported (default: {D['memory_budget_gb']:g}; example: --memory-budget 4)")
+    g.add_argument("--report-json", metavar="FILE", default=None,
+                   help="also write the full fit report as JSON (default: none; example: --report-json fit.json)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars (default: progress bars on stderr)")
+
+    e = sub.add_parser("eval", help="evaluate a potential on data",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  dcace eval Mo.dcace Mo_test.xyz --json",
+                       description="Energy, force and stress errors of a potential on a data set.")
+    e.add_argument("potential", metavar="POTENTIAL", help="a .dcace potential file (example: Mo.dcace)")
+    e.add_argument("data", metavar="DATA", nargs="+", help="ASE-readable data file(s) (example: Mo_test.xyz)")
+    e.add_argument("--json", action="store_true",
+                   help="print one JSON object (n_structures, n_atoms, energy/force MAE and RMSE, stress_mae_gpa, "
+                        "n_experts) instead of a table (default: table)")
+    e.add_argument("--plots", metavar="FILE", default=None,
+                   help="write a parity plot to FILE (default: none; example: --plots parity.png)")
+    _add_key_options(e)
+    return parser
+
+
+_FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", "experts", "ridge",
+             "energy_weight", "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key",
+             "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
+             "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement"}
+
+
+def _merge_config(args, parser):
+    if not args.config:
+        return args
+    import tomllib
+
+    path = Path(args.config)
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    cfg = cfg.get("fit", cfg)
+    explicit = {a.dest for a in parser._subparsers._group_actions[0].choices["fit"]._actions}
+    for key, value in cfg.items():
+        k = key.replace("-", "_")
+        if k == "o":
+            k = "output"
+        if k not in _FIT_KEYS or k not in explicit:
+            raise ValueError(f"{path}: unknown option {key!r}")
+        if getattr(args, k, None) in (None, False):
+            if k in ("train", "test", "elements") and isinstance(value, str):
+                value = [value]
+            setattr(args, k, value)
+    return args
+
+
+def _cmd_fit(args, parser) -> int:
+    args = _merge_config(args, parser)
+    missing = [opt for opt, val in (("--train", args.train), ("--elements", args.elements),
+                                    ("--cutoff", args.cutoff), ("-o/--output", args.output)) if val in (None, [])]
+    if missing:
+        raise ValueError(f"dcace fit needs {', '.join(missing)}")
+    from .fit import fit
+
+    train = args.train if len(args.train) > 1 else args.train[0]
+    test = None if not args.test else (args.test if len(args.test) > 1 else args.test[0])
+    kw = dict(elements=_elements(args.elements), cutoff=float(args.cutoff),
+              body_order=4 if args.body_order is None else int(args.body_order),
+              max_degree=12 if args.max_degree is None else float(args.max_degree),
+              experts="auto" if args.experts is None else args.experts, test=test, ridge=args.ridge,
+              energy_weight=args.energy_weight, force_weight=args.force_weight, stress_weight=args.stress_weight,
+              energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key,
+              virial_key=args.virial_key, seed=0 if args.seed is None else int(args.seed),
+              committee=args.committee or "joint", regularise=args.regularise or "global",
+              agreement=args.agreement or 0.0,
+              max_experts=args.max_experts, temperatures=args.temperatures, cv_folds=args.cv_folds,
+              pca=not args.no_pca, threads=2 if args.threads is None else int(args.threads),
+              memory_budget_gb=args.memory_budget, progress=not args.quiet and sys.stderr.isatty(),
+              keep_arrays=bool(args.plots))
+    if float(kw["max_degree"]).is_integer():
+        kw["max_degree"] = int(kw["max_degree"])
+    pot = fit(train, **kw)
+    out = Path(args.output)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    pot.save(out)
+    rep = pot.report
+    print(str(rep))
+    if rep.cv_table and len(rep.cv_table) > 1:
+        print("\ncross-validation of the candidates (loss = weighted squared error of held-out folds):")
+        print(rep.cv_markdown())
+    t = rep.timings
+    print(f"\nwrote {out} ({pot.n_experts} expert(s)); time {t.get('total', 0):.1f} s "
+          f"(pass 1 {t.get('pass1', 0):.1f} s, pass 2 {t.get('pass2', 0):.1f} s, selection {t.get('selection', 0):.1f} s)")
+    if args.plots:
+        from .plots import write_fit_plots
+
+        files = write_fit_plots(rep, args.plots)
+        print("plots: " + ", ".join(files))
+    if args.report_json:
+        Path(args.report_json).write_text(rep.to_json())
+    return 0
+
+
+def evaluate(pot, data):
+    """Error summary (the ``dcace eval --json`` object) of a potential on a Dataset."""
+    from .report import ErrorStats
+
+    st = ErrorStats(keep=True)
+    for fr in data.frames:
+        try:
+            out = pot.compute(fr.atoms)
+        except ValueError as exc:
+            from .data import DataError
+
+            raise DataError(f"{fr.where}: {exc}") from None
+        st.add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
+               fr.stress if (fr.stress is not None and out["stress"] is not None) else None, out["stress"])
+    d = st.summary()
+    d["n_experts"] = pot.n_experts
+    return d, st
+
+
+def _cmd_eval(args) -> int:
+    from .data import read_data
+    from .potential import Potential
+
+    pot = Potential.load(args.potential)
+    src = args.data if len(args.data) > 1 else args.data[0]
+    data = read_data(src, elements=pot.elements, energy_key=args.energy_key, forces_key=args.forces_key,
+                     stress_key=args.stress_key, virial_key=args.virial_key)
+    d, st = evaluate(pot, data)
+    if args.plots:
+        from .plots import plot_eval
+
+        e_ref, e_pred, f_ref, f_pred = st.arrays()
+        plot_eval(e_ref, e_pred, f_ref, f_pred, args.plots, title=f"{args.potential} on {args.data[0]}")
+    if args.json:
+        print(json.dumps(d, sort_keys=True))
+    else:
+        from .report import format_table
+
+        print(f"{args.potential}: {pot.n_experts} expert(s), {d['n_structures']} structures, {d['n_atoms']} atoms")
+        print(format_table([("potential", Path(args.data[0]).name, d)]))
+        for note in data.notes:
+            print(f"note: {note}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "fit":
+            return _cmd_fit(args, parser)
+        return _cmd_eval(args)
+    except (ValueError, OSError) as exc:
+        msg = str(exc) or type(exc).__name__
+        print(f"dcace: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        print("dcace: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Clustering of training structures and the divide-and-conquer gate.
+
+Structures are described by their mean descriptor p_S = concat_s(Bsum_s) / N (D = S*K numbers).
+They are standardised (per-column mean and scale), optionally projected on their leading principal
+axes, and clustered with seeded k-means (k-means++ initialisation, Lloyd iterations, several
+restarts, all from one ``numpy.random.Generator`` -- deterministic for a given seed).
+
+The gate (exactly the C++ ``dcace::Gate``; ``gate_dict`` builds it):
+
+    y       = P ((p - mean) / scale)                        (d numbers; P = projection, d x D)
+    logit_m = bias_m - |y - mu_m|^2 / (2 (tau sigma_m)^2)
+    w       = softmax(logit)
+
+mu_m and sigma_m are the centroid and spread (RMS distance of the members to the centroid, floored)
+of cluster m in y-space, so distances are measured in units of each cluster's spread: the gate is
+dimensionless, C-infinity, and numerically stable (the max logit is subtracted).  tau (the
+temperature) sets the width of the switching layer between clusters; tau -> 0 is the hard
+nearest-centroid gate.  ``gate_weights`` is a vectorised numpy mirror of ``Gate::evaluate``
+(w and dw/dp), tested against the C++ core.
+
+``Eq8Gate`` is the paper's eq. 8 gate, d_m = sigma_m sqrt(n_m) / |p - mu_m|^4, w = softmax(d), on
+standardised features -- kept for comparison in fit reports only (it averages the experts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Standardiser", "fit_standardiser", "pca_projection", "kmeans", "Clustering", "cluster",
+           "gate_dict", "gate_weights", "Eq8Gate"]
+
+SPREAD_FLOOR_REL = 0.05   # spreads are floored at this fraction of the median spread
+_SCALE_FLOOR = 1e-12
+
+
+@dataclass
+class Standardiser:
+    mean: np.ndarray    # (D,)
+    scale: np.ndarray   # (D,)
+
+    def __call__(self, P):
+        return (np.asarray(P, dtype=float) - self.mean) / self.scale
+
+
+def fit_standardiser(P: np.ndarray) -> Standardiser:
+    """Per-column mean and standard deviation; constant columns get scale 1."""
+    P = np.asarray(P, dtype=float)
+    mean = P.mean(axis=0)
+    std = P.std(axis=0)
+    big = std.max() if std.size else 1.0
+    scale = np.where(std > max(_SCALE_FLOOR, 1e-10 * big), std, 1.0)
+    return Standardiser(mean, scale)
+
+
+def pca_projection(Z: np.ndarray, n_components: int | None = None, variance: float = 0.99,
+                   max_components: int = 20) -> np.ndarray:
+    """Leading principal axes (d x D) of standardised data Z (rows = structures).
+
+    d = n_components if given, else the smallest d explaining ``variance`` of the total variance,
+    capped at ``max_components`` and at the rank.  Signs are fixed (largest |entry| positive) so the
+    result is deterministic.
+    """
+    Z = np.asarray(Z, dtype=float)
+    Zc = Z - Z.mean(axis=0)
+    _, s, vt = np.linalg.svd(Zc, full_matrices=False)
+    var = s ** 2
+    rank = int((s > 1e-10 * (s[0] if s.size else 1.0)).sum()) or 1
+    if n_components is None:
+        frac = np.cumsum(var) / max(var.sum(), 1e-300)
+        d = int(np.searchsorted(frac, variance) + 1)
+        d = min(d, max_components, rank)
+    else:
+        d = min(int(n_components), rank)
+    d = max(d, 1)
+    V = vt[:d].copy()
+    for a in range(d):
+        k = int(np.argmax(np.abs(V[a])))
+        if V[a, k] < 0:
+            V[a] *= -1.0
+    return V
+
+
+def _kmeans_pp(Y, M, rng):
+    n = len(Y)
+    centres = np.empty((M, Y.shape[1]))
+    first = int(rng.integers(n))
+    centres[0] = Y[first]
+    d2 = ((Y - centres[0]) ** 2).sum(axis=1)
+    for m in range(1, M):
+        tot = d2.sum()
+        if tot <= 0:
+            idx = int(rng.integers(n))
+        else:
+            idx = int(np.searchsorted(np.cumsum(d2), rng.random() * tot))
+            idx = min(idx, n - 1)
+        centres[m] = Y[idx]
+        d2 = np.minimum(d2, ((Y - centres[m]) ** 2).sum(axis=1))
+    return centres
+
+
+def _sqdist(Y, C):
+    return ((Y[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
+
+
+def kmeans(Y: np.ndarray, M: int, seed: int = 0, n_init: int = 10, max_iter: int = 300):
+    """Seeded k-means (k-means++ + Lloyd); returns (labels (n,), centroids (M, d), inertia).
+
+    Labels are renumbered by decreasing cluster size (ties by first member), so the result does not
+    depend on the order the restarts found the clusters in.
+    """
+    Y = np.asarray(Y, dtype=float)
+    n = len(Y)
+    if M < 1:
+        raise ValueError("number of clusters must be >= 1")
+    if M > n:
+        raise ValueError(f"cannot make {M} clusters from {n} structures")
+    rng = np.random.default_rng(seed)
+    best = None
+    for _ in range(n_init if M > 1 else 1):
+        C = _kmeans_pp(Y, M, rng)
+        labels = None
+        for _it in range(max_iter):
+            d2 = _sqdist(Y, C)
+            new = np.argmin(d2, axis=1)
+            # re-seed empty clusters with the point farthest from its centroid
+            counts = np.bincount(new, minlength=M)
+            for m in np.flatnonzero(counts == 0):
+                far = int(np.argmax(d2[np.arange(n), new]))
+                new[far] = m
+                d2[far] = 0.0
+                counts = np.bincount(new, minlength=M)
+            if labels is not None and np.array_equal(new, labels):
+                break
+            labels = new
+            for m in range(M):
+                C[m] = Y[labels == m].mean(axis=0)
+        inertia = float(((Y - C[labels]) ** 2).sum())
+        if best is None or inertia < best[2] - 1e-12 * max(abs(best[2]), 1.0):
+            best = (labels.copy(), C.copy(), inertia)
+    labels, C, inertia = best
+    # canonical order: by size (desc), then by first member index
+    sizes = np.bincount(labels, minlength=M)
+    firsts = np.array([np.flatnonzero(labels == m)[0] for m in range(M)])
+    order = np.lexsort((firsts, -sizes))
+    remap = np.empty(M, dtype=int)
+    remap[order] = np.arange(M)
+    return remap[labels], C[order], inertia
+
+
+@dataclass
+class Clustering:
+    """k-means clusters of the training structures in gate space y = P z."""
+
+    standardiser: Standardiser
+    projection: np.ndarray     # (d, D)
+    labels: np.ndarray         # (n,)
+    centroids: np.ndarray      # (M, d)
+    spread: np.ndarray         # (M,)
+    sizes: np.ndarray          # (M,)
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.centroids)
+
+    def transform(self, P):
+        return self.standardiser(P) @ self.projection.T
+
+
+def cluster(P: np.ndarray, M: int, *, seed: int = 0, standardiser: Standardiser | None = None,
+            projection: np.ndarray | None = None) -> Clustering:
+    """Cluster structures (rows of P, mean descriptors) into M clusters."""
+    P = np.asarray(P, dtype=float)
+    st = standardiser or fit_standardiser(P)
+    V = projection if projection is not None else np.eye(P.shape[1])
+    Y = st(P) @ V.T
+    labels, C, _ = kmeans(Y, M, seed=seed)
+    sizes = np.bincount(labels, minlength=M)
+    rms = np.array([np.sqrt(((Y[labels == m] - C[m]) ** 2).sum(axis=1).mean()) for m in range(M)])
+    positive = rms[rms > 0]
+    ref = np.median(positive) if positive.size else 1.0
+    floor = max(SPREAD_FLOOR_REL * ref, 1e-8)
+    spread = np.maximum(rms, floor)
+    return Clustering(st, V, labels, C, spread, sizes)
+
+
+def gate_dict(cl: Clustering, temperature: float, bias=None) -> dict:
+    """The C++ Gate of a clustering at temperature tau (dict for PotentialCore)."""
+    M = cl.n_clusters
+    return {
+        "temperature": float(temperature),
+        "mean": np.ascontiguousarray(cl.standardiser.mean, dtype=float),
+        "scale": np.ascontiguousarray(cl.standardiser.scale, dtype=float),
+        "projection": np.ascontiguousarray(cl.projection, dtype=float),
+        "centroids": np.ascontiguousarray(cl.centroids, dtype=float),
+        "spread": np.ascontiguousarray(cl.spread, dtype=float),
+        "bias": np.zeros(M) if bias is None else np.ascontiguousarray(bias, dtype=float),
+    }
+
+
+def gate_weights(gate: dict, P: np.ndarray, gradient: bool = True):
+    """numpy mirror of ``Gate::evaluate`` for rows of P (n, D).
+
+    Returns w (n, M), dw/dp (n, M, D) (None unless ``gradient``) and the nearest-centroid distance
+    in units of its spread (n,).
+    """
+    P = np.atleast_2d(np.asarray(P, dtype=float))
+    mean, scale, V = gate["mean"], gate["scale"], np.asarray(gate["projection"])
+    C, sig, bias, tau = np.asarray(gate["centroids"]), np.asarray(gate["spread"]), np.asarray(gate["bias"]), gate["temperature"]
+    Y = ((P - mean) / scale) @ V.T                       # (n, d)
+    diff = Y[:, None, :] - C[None, :, :]                 # (n, M, d)
+    r2 = (diff ** 2).sum(axis=2)                         # (n, M)
+    t2 = (tau * sig) ** 2
+    logit = bias[None, :] - 0.5 * r2 / t2[None, :]
+    logit -= logit.max(axis=1, keepdims=True)
+    w = np.exp(logit)
+    w /= w.sum(axis=1, keepdims=True)
+    nearest = np.min(np.sqrt(r2) / sig[None, :], axis=1)
+    if not gradient:
+        return w, None, nearest
+    g = -diff / t2[None, :, None]                         # d logit_m / d y  (n, M, d)
+    gbar = (w[:, :, None] * g).sum(axis=1, keepdims=True)
+    dy = w[:, :, None] * (g - gbar)                       # dw_m / dy (n, M, d)
+    dw = (dy @ V) / scale[None, None, :]                  # (n, M, D)
+    return w, dw, nearest
+
+
+class Eq8Gate:
+    """The paper's eq. 8 gate on standardised features (comparison only, not written to files).
+
+    d_m = sigma_m sqrt(n_m) / |z - mu_m|^4, w = softmax(d), with mu_m, sigma_m the centroid and RMS
+    spread of cluster m in standardised feature space z.
+    """
+
+    def __init__(self, cl: Clustering, Z: np.ndarray):
+        M = cl.n_clusters
+        self.standardiser = cl.standardiser
+        self.mu = np.array([Z[cl.labels == m].mean(axis=0) for m in range(M)])
+        self.sigma = np.array([np.sqrt(((Z[cl.labels == m] - self.mu[m]) ** 2).sum(axis=1).mean()) for m in range(M)])
+        self.sigma = np.maximum(self.sigma, 1e-8)
+        self.n = cl.sizes.astype(float)
+
+    def weights(self, P: np.ndarray, gradient: bool = True):
+        Z = self.standardiser(np.atleast_2d(P))
+        diff = Z[:, None, :] - self.mu[None]                   # (n, M, D)
+        r2 = np.maximum((diff ** 2).sum(axis=2), 1e-300)
+        amp = self.sigma * np.sqrt(self.n)
+        d = amp[None, :] / r2 ** 2
+        d_max = d.max(axis=1, keepdims=True)
+        w = np.exp(d - d_max)
+        w /= w.sum(axis=1, keepdims=True)
+        if not gradient:
+            return w, None
+        # dd_m/dz = amp * (-2) r2^-3 * 2 diff = -4 amp diff / r2^3
+        dd = -4.0 * amp[None, :, None] * diff / (r2 ** 3)[:, :, None]
+        dbar = (w[:, :, None] * dd).sum(axis=1, keepdims=True)
+        dw = w[:, :, None] * (dd - dbar) / self.standardiser.scale[None, None, :]
+        return w, dw

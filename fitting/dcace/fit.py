@@ -1,0 +1,561 @@
+"""Fit linear and divide-and-conquer (DC) ACE potentials: ``dcace.fit``.
+
+Pipeline (memory O(candidates x folds x (M K)^2), independent of the number of structures):
+
+1. read + validate data (``dcace.data``); build the ACE basis.
+2. pass 1 over the training structures: per-species descriptor sums -> mean descriptors p_S,
+   per-species reference energies e_ref (least squares of E on atom counts; energies are fitted
+   relative to them), cross-validation folds (seeded), standardisation, optional PCA and seeded
+   k-means clusterings for every candidate number of experts M.
+3. pass 2: fitting rows of one structure at a time (C++ core, two threads); normal equations of
+   every candidate model are accumulated per fold at once: the global linear model, independent
+   per-cluster experts for each M (the paper's method) and the jointly fitted committee for each
+   (M, gate temperature tau) (``dcace.committee``).
+4. selection (``dcace.selection``): ridge lambda by k-fold CV on the linear model; (M, tau) by
+   k-fold CV of the combined model's weighted loss; eq. 9 of the paper is evaluated and reported.
+5. final solves on all training data; the potential file (``dcace.Potential``) with provenance.
+6. pass 3: the final potential (C++ core) and the linear baseline evaluated on the training set;
+   the test set (if any) evaluated with all compared models.
+
+Loss (weights are row multipliers, squared in the loss), per structure S with N atoms:
+    energy_weight^2 ((E_pred - E)/N)^2                     per-atom energy, eV/atom
+  + force_weight^2  sum_components (F_pred - F)^2          eV/Å
+  + stress_weight^2 sum_6 ((V/N)(sigma_pred - sigma))^2    stress as virial per atom, eV/atom
+"""
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+from .basis import ACEBasis
+from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
+from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
+from .data import Dataset, DataError, read_data
+from .potential import Potential
+from .report import ErrorStats, FitReport
+from .ridge import single_threaded_blas
+
+__all__ = ["fit", "DEFAULTS"]
+
+#: Defaults, chosen by cross-validation on the Zuo et al. data (docs/fitting.md).
+DEFAULTS = {
+    "energy_weight": 300.0,      # per-atom energy row vs one force component (1.0)
+    "force_weight": 1.0,
+    "stress_weight": 1.0,        # virial-per-atom rows (sigma V / N, eV/atom)
+    "cv_folds": 5,
+    "max_experts": 8,
+    "temperatures": (0.35, 0.7),  # gate temperature grid tau
+    "ridge_grid": tuple(10.0 ** np.arange(-14, -2)),
+    "ridge_experts_floor": 1e-10,  # committees start from max(linear ridge, this) ...
+    "ridge_dc_factors": (1e-2, 1.0, 1e2, 1e4),   # ... and the chosen one is refined x these, by CV
+    "parsimony": 0.01,           # fewer experts win if their CV loss is within 1 % of the best
+    "pca_variance": 0.99,
+    "pca_max_components": 10,
+    "batch_size": 64,
+    "memory_budget_gb": 1.2,
+}
+
+
+@dataclass
+class _Pass1:
+    Bsum: np.ndarray     # (n, D)
+    counts: np.ndarray   # (n, S)
+    N: np.ndarray        # (n,)
+    E: np.ndarray        # (n,) total energies
+    e_ref: np.ndarray    # (S,)
+    yE: np.ndarray       # (n,) centred energy per atom
+
+    @property
+    def P(self):
+        return self.Bsum / self.N[:, None]
+
+
+def _progress(it, total, desc, enabled):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc=desc, unit="str", leave=False, dynamic_ncols=True)
+
+
+def _frame_error(frame, exc):
+    return DataError(f"{frame.where}: {exc}")
+
+
+def _threaded_map(fn, frames, threads):
+    """Ordered map of fn over frames with a bounded look-ahead (deterministic order)."""
+    if threads <= 1:
+        for f in frames:
+            yield f, fn(f)
+        return
+    with ThreadPoolExecutor(threads) as ex:
+        pending = []
+        it = iter(frames)
+        for f in it:
+            pending.append((f, ex.submit(fn, f)))
+            if len(pending) >= 2 * threads:
+                break
+        while pending:
+            f, fut = pending.pop(0)
+            res = fut.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, ex.submit(fn, nxt)))
+            yield f, res
+
+
+def _descriptor_pass(basis, frames, progress, threads, desc="descriptors"):
+    S, K = basis.n_species, basis.n_features
+    n = len(frames)
+    Bsum = np.zeros((n, S * K))
+    counts = np.zeros((n, S))
+
+    def work(fr):
+        try:
+            return basis.descriptor_sums(fr.atoms)
+        except ValueError as exc:
+            return exc
+
+    for i, (fr, res) in enumerate(_progress(_threaded_map(work, frames, threads), n, desc, progress)):
+        if isinstance(res, Exception):
+            raise _frame_error(fr, res)
+        Bsum[i] = res[0].ravel()
+        counts[i] = res[1]
+    return Bsum, counts
+
+
+def _reference_energies(E, counts):
+    """Per-species e_ref minimising sum_S ((E - e_ref.n)/N)^2 (species absent get 0)."""
+    N = counts.sum(axis=1)
+    X = counts / N[:, None]
+    present = X.max(axis=0) > 0
+    e = np.zeros(counts.shape[1])
+    sol, *_ = np.linalg.lstsq(X[:, present], E / N, rcond=None)
+    e[present] = sol
+    return e
+
+
+class _Rows:
+    """Per-structure fitting statistics (pass 2 and test evaluation)."""
+
+    def __init__(self, basis, wF, wS):
+        self.basis = basis
+        self.wF2 = wF * wF
+        self.wS2 = wS * wS
+
+    def __call__(self, fr):
+        try:
+            r = self.basis.fitting_rows(fr.atoms)
+        except ValueError as exc:
+            return exc
+        return r
+
+
+def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: float = 12,
+        experts="auto", test=None, ridge: float | None = None, energy_weight: float | None = None,
+        force_weight: float | None = None, stress_weight: float | None = None,
+        energy_key: str = "energy", forces_key: str = "forces", stress_key: str | None = "stress",
+        virial_key: str | None = None, seed: int = 0, cv_folds: int | None = None,
+        max_experts: int | None = None, temperatures=None, pca: bool = True,
+        committee: str = "joint", regularise: str = "global", agreement: float = 0.0, compare: bool = True,
+        progress: bool = True, threads: int = 2, memory_budget_gb: float | None = None,
+        inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
+        batch_size: int | None = None, verbose: bool = False) -> Potential:
+    """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
+
+    Parameters (defaults in ``dcace.fit.DEFAULTS``)
+    ----------
+    train, test : path, list of paths, ``ase.Atoms`` list or :class:`dcace.data.Dataset`.
+    elements, cutoff, body_order, max_degree : the ACE basis (see ``dcace.ACEBasis``).
+    experts : ``"auto"`` (M = 1..max_experts and tau by k-fold CV) or an integer M (tau by CV).
+    ridge : ridge parameter (dimensionless, on scaled columns); None = chosen by CV.
+    energy_weight, force_weight, stress_weight : row weights (see the module docstring).
+    committee : ``"joint"`` (default; all experts fitted together on the combined model's energies,
+        conservative forces and stresses) or ``"independent"`` (the paper: each expert on its
+        cluster only).
+    regularise : ``"global"`` (default; experts ridge toward the global linear solution, so a
+        committee with a strong ridge is the linear model) or ``"zero"`` (ridge toward 0).
+    agreement : weight kappa of an optional penalty kappa wE^2 sum_S (1 - w_m(S)) ((E_m - E_lin)/N)^2
+        that keeps each expert's energy near the global model's on training structures the gate
+        does not give it (bounds gate-gradient forces of large committees; costs accuracy, so 0 by
+        default -- CV rejects committees whose held-out forces blow up).
+    compare : also fit and report the paper's variant (independent experts, eq. 8 gate).
+    keep_arrays : keep per-structure predictions for plots in ``pot.report.arrays``.
+
+    Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
+    :class:`dcace.report.FitReport` (errors, selection, timings).
+    """
+    with single_threaded_blas():
+        return _fit(**{k: v for k, v in locals().items()})
+
+
+def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridge, energy_weight,
+         force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
+         max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
+         memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose):
+    t_start = time.perf_counter()
+    timings = {}
+    wE = float(DEFAULTS["energy_weight"] if energy_weight is None else energy_weight)
+    wF = float(DEFAULTS["force_weight"] if force_weight is None else force_weight)
+    wS = float(DEFAULTS["stress_weight"] if stress_weight is None else stress_weight)
+    for name, v in (("energy_weight", wE), ("force_weight", wF), ("stress_weight", wS)):
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+    if wE == 0 and wF == 0:
+        raise ValueError("energy_weight and force_weight cannot both be 0")
+    k_folds = int(DEFAULTS["cv_folds"] if cv_folds is None else cv_folds)
+    max_M = int(DEFAULTS["max_experts"] if max_experts is None else max_experts)
+    temps = tuple(float(t) for t in (DEFAULTS["temperatures"] if temperatures is None else temperatures))
+    budget = float(DEFAULTS["memory_budget_gb"] if memory_budget_gb is None else memory_budget_gb) * 2**30
+    bsize = int(DEFAULTS["batch_size"] if batch_size is None else batch_size)
+    if committee not in ("joint", "independent"):
+        raise ValueError(f"committee must be 'joint' or 'independent', got {committee!r}")
+    if regularise not in ("zero", "global"):
+        raise ValueError(f"regularise must be 'zero' or 'global', got {regularise!r}")
+    if any(not (t > 0 and math.isfinite(t)) for t in temps) or not temps:
+        raise ValueError(f"temperatures must be positive numbers, got {temps}")
+    if experts == "auto":
+        Ms = list(range(1, max_M + 1))
+    else:
+        try:
+            M_fixed = int(experts)
+        except (TypeError, ValueError):
+            raise ValueError(f"experts must be 'auto' or a positive integer, got {experts!r}") from None
+        if M_fixed < 1 or M_fixed != experts and str(M_fixed) != str(experts):
+            raise ValueError(f"experts must be 'auto' or a positive integer, got {experts!r}")
+        Ms = [1, M_fixed] if M_fixed > 1 else [1]
+    if k_folds < 2:
+        raise ValueError(f"cv_folds must be >= 2, got {k_folds}")
+    if ridge is not None and not (ridge >= 0 and math.isfinite(ridge)):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge}")
+
+    keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
+    basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L)
+    elements = basis.elements
+    t0 = time.perf_counter()
+    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, **keys)
+    test_data = None
+    if test is not None:
+        test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, **keys)
+    timings["read"] = time.perf_counter() - t0
+    n = len(data)
+    S, K = basis.n_species, basis.n_features
+    D, Dp = S * K, S * K + S
+    if n < k_folds:
+        raise ValueError(f"{n} training structures are too few for {k_folds}-fold cross-validation")
+    Ms = [M for M in Ms if M <= max(1, n // (2 * k_folds)) or M == 1]
+    notes = list(data.notes) + (list(test_data.notes) if test_data else [])
+
+    # ---------------------------------------------------------------- pass 1: descriptor sums
+    t0 = time.perf_counter()
+    Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors")
+    E = np.array([f.energy for f in data.frames])
+    N = counts.sum(axis=1)
+    e_ref = _reference_energies(E, counts)
+    p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
+    P = p1.P
+    rng = np.random.default_rng(seed)
+    folds = np.empty(n, dtype=int)
+    folds[rng.permutation(n)] = np.arange(n) % k_folds
+    st = fit_standardiser(P)
+    Z = st(P)
+    if pca:
+        V = pca_projection(Z, variance=DEFAULTS["pca_variance"], max_components=DEFAULTS["pca_max_components"])
+    else:
+        V = np.eye(D)
+    clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    timings["pass1"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- candidates and accumulators
+    member = [np.ones(n)]
+    n_groups = 1 + sum(clusterings)
+    independent_ok = 8 * k_folds * n_groups * Dp * Dp <= 0.5 * budget
+    if independent_ok:
+        for M, cl in clusterings.items():
+            for m in range(M):
+                member.append((cl.labels == m).astype(float))
+    else:
+        if committee == "independent":
+            raise ValueError(f"independent experts for M = {sorted(clusterings)} need "
+                             f"{8 * k_folds * n_groups * Dp * Dp / 2**30:.2f} GiB of normal equations, more than "
+                             f"half the memory budget ({budget / 2**30:.2f} GiB); raise memory_budget_gb")
+        notes.append("independent-expert comparison (the paper's fits) skipped: its normal equations would "
+                     "exceed half the memory budget")
+        compare = False
+    membership = np.stack(member, axis=1)
+    groups = GroupAccumulator(k_folds, D, S, membership, wE)
+    # batches of structures: the per-batch work arrays (2B x D'^2) stay below ~64 MiB
+    bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
+    cand = []
+    for t in temps:      # priority: every M at the first temperature, then the others
+        for M in Ms:
+            if M > 1:
+                cand.append((M, t))
+    joint = {}
+    used = groups.nbytes
+    for M, t in cand:
+        need = joint_nbytes(k_folds, M, Dp)
+        if used + need > budget:
+            notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.0f} MiB "
+                         f"for {k_folds} folds) exceed the memory budget ({budget / 2**30:.2g} GiB)")
+            continue
+        g = gate_dict(clusterings[M], t)
+        joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
+        used += need
+
+    # ---------------------------------------------------------------- pass 2: fitting rows
+    t0 = time.perf_counter()
+    order = np.argsort(folds, kind="stable")
+    stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
+    rows_fn = _Rows(basis, wF, wS)
+    buf = []
+
+    def flush():
+        if not buf:
+            return
+        idx = np.array([x[0] for x in buf])
+        bt = Batch(int(folds[idx[0]]), np.stack([x[1] for x in buf]), np.stack([x[2] for x in buf]),
+                   np.array([x[3] for x in buf]), np.concatenate([Bsum[idx], counts[idx]], axis=1) / N[idx, None],
+                   p1.yE[idx], P[idx], idx)
+        groups.add(bt)
+        for acc in joint.values():
+            acc.add(bt)
+        buf.clear()
+
+    frames_in_order = [data.frames[i] for i in order]
+    it = _threaded_map(rows_fn, frames_in_order, threads)
+    for i, (fr, r) in zip(order, _progress(it, n, "pass 2/3 fitting rows", progress)):
+        if isinstance(r, Exception):
+            raise _frame_error(fr, r)
+        if buf and folds[buf[0][0]] != folds[i]:
+            flush()
+        Phi = r.forces
+        f = fr.forces.ravel()
+        A = (wF * wF) * (Phi.T @ Phi)
+        v = (wF * wF) * (Phi.T @ f)
+        yy = (wF * wF) * float(f @ f)
+        if fr.stress is not None and r.stress is not None:
+            scale = r.volume / fr.n_atoms
+            Psi = r.stress * scale
+            sig = fr.stress * scale
+            A += (wS * wS) * (Psi.T @ Psi)
+            v += (wS * wS) * (Psi.T @ sig)
+            yy += (wS * wS) * float(sig @ sig)
+            stress_store[int(i)] = (r.stress.copy(), fr.stress, scale)
+        buf.append((int(i), A, v, yy))
+        if len(buf) >= bsize:
+            flush()
+    flush()
+    timings["pass2"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- selection
+    t0 = time.perf_counter()
+    from .selection import Selector
+
+    sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
+                   stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
+                   kappa=float(agreement))
+    lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
+    lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
+    cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
+    n_stage1 = len(cv_rows)
+    chosen = sel.choose(cv_rows, committee=committee, experts=experts, parsimony=DEFAULTS["parsimony"])
+    if chosen["M"] > 1 and ridge is None:
+        lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, DEFAULTS["ridge_dc_factors"], committee)
+        cv_rows += extra
+    eq9 = sel.eq9(lam, Ms, chosen, lam_dc)
+    timings["selection"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- final models
+    t0 = time.perf_counter()
+    theta_lin = sel.solve_linear_total(lam)
+    M_sel, tau_sel = chosen["M"], chosen["tau"]
+    models = {"linear": (theta_lin[None, :], None)}
+    if M_sel > 1:
+        g = joint[(M_sel, tau_sel)].gate
+        wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
+        if committee == "joint":
+            theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
+        else:
+            theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
+        models["dc"] = (theta_dc, wfn)
+        if compare:
+            other = "independent" if committee == "joint" else "joint"
+            theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
+                       else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
+            models[f"dc-{other}"] = (theta_o, wfn)
+            eq8 = Eq8Gate(clusterings[M_sel], Z)
+            theta_ind = theta_o if other == "independent" else theta_dc
+            models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
+    timings["final_solve"] = time.perf_counter() - t0
+
+    # potential
+    theta_final, _ = models["dc" if M_sel > 1 else "linear"]
+    coef = theta_final[:, :D].reshape(-1, S, K)
+    e0 = theta_final[:, D:] + e_ref[None, :]
+    gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
+    settings = {
+        "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
+        "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
+        "experts": experts if experts == "auto" else int(experts), "committee": committee,
+        "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
+        "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
+        "temperatures": list(temps), "pca": bool(pca), **keys,
+    }
+    selection = {
+        "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
+        "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
+        "cluster_sizes": clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n],
+        "e_ref": e_ref.tolist(),
+    }
+    selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
+                            + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
+                            + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
+    errors = {}
+    cv_map = {(r["M"], r.get("tau"), r["fit"]): r for r in cv_rows[:n_stage1]}   # first row of each key
+    for r in cv_rows:
+        if (r["M"], r.get("tau"), r["fit"]) == (M_sel, tau_sel, committee) and r.get("ridge") == lam_dc:
+            cv_map[(M_sel, tau_sel, committee)] = r
+    lin_cv = cv_map.get((1, None, "linear"))
+    errors["linear"] = {"cv": _cv_summary(lin_cv)}
+    if M_sel > 1:
+        errors["dc"] = {"cv": _cv_summary(cv_map.get((M_sel, tau_sel, committee)))}
+        if compare:
+            other = "independent" if committee == "joint" else "joint"
+            errors[f"dc-{other}"] = {"cv": _cv_summary(cv_map.get((M_sel, tau_sel, other)))}
+            errors["paper-eq8"] = {"cv": None}
+
+    # ---------------------------------------------------------------- pass 3: training errors
+    t0 = time.perf_counter()
+    meta_partial = {
+        "dcace_version": _core.__version__, "fit": settings,
+        "data": {"train": data.files, "test": test_data.files if test_data else None},
+        "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
+                  "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K},
+        "selection": {k: v for k, v in selection.items() if k != "ridge_cv"},
+    }
+    pot = Potential.from_parts(basis, coef, e0, gate, meta_partial)
+    lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
+                                                          (theta_lin[D:] + e_ref)[None, :], None, {})
+    train_stats = {"linear": ErrorStats(keep_arrays), "dc": ErrorStats(keep_arrays)} if M_sel > 1 else \
+        {"linear": ErrorStats(keep_arrays)}
+    nearest_train = np.zeros(n)
+    weights_train = np.zeros((n, M_sel))
+
+    def eval_work(fr):
+        try:
+            out = [lin_pot.compute(fr.atoms)]
+            if M_sel > 1:
+                out.append(pot.compute(fr.atoms))
+            return out
+        except ValueError as exc:
+            return exc
+
+    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, data.frames, threads), n,
+                                            "pass 3/3 training errors", progress)):
+        if isinstance(res, Exception):
+            raise _frame_error(fr, res)
+        for name, out in zip(("linear", "dc"), res):
+            train_stats[name].add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
+                                  fr.stress, out["stress"] if fr.stress is not None else None)
+        weights_train[i] = res[-1]["weights"]
+        nearest_train[i] = res[-1]["nearest"]
+    for name, stt in train_stats.items():
+        errors[name]["train"] = stt.summary()
+    timings["pass3"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- test set
+    arrays = {}
+    if test_data is not None:
+        t0 = time.perf_counter()
+        test_stats = {name: ErrorStats(keep_arrays) for name in models}
+        tstats_cpp = ErrorStats(keep_arrays)
+        for fr, r in _progress(_threaded_map(rows_fn, test_data.frames, threads), len(test_data),
+                               "test set", progress):
+            if isinstance(r, Exception):
+                raise _frame_error(fr, r)
+            b = r.energy
+            ncount = r.counts
+            for name, (theta, wfn) in models.items():
+                Ec, w, c_eff = committee_predict(theta, wfn, b[None], ncount[None])
+                Etot = float(Ec[0] + ncount @ e_ref)
+                F = (r.forces @ c_eff[0]).reshape(-1, 3)
+                sp = r.stress @ c_eff[0] if (r.stress is not None and fr.stress is not None) else None
+                test_stats[name].add(fr.n_atoms, fr.energy, Etot, fr.forces, F, fr.stress if sp is not None else None, sp)
+            out = pot.compute(fr.atoms)
+            tstats_cpp.add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
+                           fr.stress, out["stress"] if fr.stress is not None else None)
+        for name, stt in test_stats.items():
+            errors.setdefault(name, {})["test"] = stt.summary()
+        # the official numbers of the written potential come from the C++ core
+        final_name = "dc" if M_sel > 1 else "linear"
+        errors[final_name]["test"] = tstats_cpp.summary()
+        if keep_arrays:
+            arrays["test"] = {name: stt.arrays() for name, stt in test_stats.items()}
+            arrays["test"][final_name] = tstats_cpp.arrays()
+        timings["test"] = time.perf_counter() - t0
+    for name in list(errors):
+        for which in ("train", "test"):
+            errors[name].setdefault(which, None)
+    if keep_arrays:
+        arrays["train"] = {name: stt.arrays() for name, stt in train_stats.items()}
+        arrays["clusters"] = {"Z": Z, "labels": clusterings[M_sel].labels if M_sel > 1 else np.zeros(n, int),
+                              "weights": weights_train, "nearest": nearest_train}
+
+    # ---------------------------------------------------------------- final file with errors
+    meta = dict(meta_partial)
+    meta["errors"] = _round_errors(errors)
+    meta["selection"]["cv"] = [
+        {k: _round(v) for k, v in r.items() if k in ("M", "tau", "fit", "ridge", "loss", "energy_mae_mev_per_atom",
+                                                      "energy_rmse_mev_per_atom", "force_rmse_ev_per_a")}
+        for r in cv_rows]
+    meta["notes"] = notes
+    pot = Potential.from_parts(basis, coef, e0, gate, meta)
+    timings["total"] = time.perf_counter() - t_start
+    report = FitReport(settings=settings, selection=selection, errors=errors, timings=timings, notes=notes,
+                       cv_table=cv_rows, arrays=arrays)
+    pot.report = report
+    return pot
+
+
+def _cv_summary(row):
+    if row is None:
+        return None
+    return {k: row.get(k) for k in ("n_structures", "n_atoms", "energy_mae_mev_per_atom", "energy_rmse_mev_per_atom",
+                                    "force_mae_ev_per_a", "force_rmse_ev_per_a", "stress_mae_gpa", "stress_rmse_gpa")}
+
+
+def _round(v, digits=6):
+    if isinstance(v, float):
+        return float(f"{v:.{digits}g}") if math.isfinite(v) else None
+    return v
+
+
+def _round_errors(errors):
+    out = {}
+    for model, sets in errors.items():
+        out[model] = {}
+        for which, s in sets.items():
+            out[model][which] = None if s is None else {k: _round(v) for k, v in s.items()}
+    return out
+
+
+# ``dcace.fit`` is both this submodule and the function above.  The package binds the name lazily
+# (PEP 562), so whichever is imported first wins: ``from dcace.fit import DEFAULTS`` (or any
+# ``import dcace.fit``) makes the package attribute the module.  Making the module callable keeps
+# ``dcace.fit(frames, ...)`` working in every import order.
+import sys as _sys
+import types as _types
+
+
+class _CallableModule(_types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return fit(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,114 @@
+"""Ridge regression on accumulated normal equations, with column scaling.
+
+A model's weighted least-squares loss is  L(theta) = theta^T H theta - 2 theta^T h + yy.  Columns
+are scaled by sc_j = 1 / sqrt(Href_jj) (Href = the global linear model's normal matrix on all
+training data, repeated for every expert block), so the ridge parameter lambda is dimensionless:
+    (sc H sc + diag(lam)) x = sc h + lam * (prior / sc),   theta = sc x,
+i.e. ridge toward ``prior`` (zero, or the global linear solution).  For a cross-validation training
+set holding a fraction f of the data lam is multiplied by f, so the penalty per data point is the
+same in every fold and in the final fit.  One-body (per-species constant) columns get only a tiny
+penalty (ONE_BODY_LAMBDA) that keeps absent species and unused experts well defined.
+
+Solves are Cholesky factorisations (LAPACK potrf/potrs through scipy) on matrices assembled in a
+fixed order, so the same data give the same bits; an eigen-decomposition with clipped eigenvalues is
+the fallback for matrices that are not numerically positive definite.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+__all__ = ["ONE_BODY_LAMBDA", "column_scale", "ridge_solve", "quadratic_sse", "penalty_vector"]
+
+ONE_BODY_LAMBDA = 1e-9
+
+
+def column_scale(diag: np.ndarray) -> np.ndarray:
+    """1/sqrt(diag), with columns that carry (almost) no data scaled by 1."""
+    diag = np.asarray(diag, dtype=float)
+    big = diag.max() if diag.size else 1.0
+    ok = diag > 1e-14 * max(big, 1e-300)
+    sc = np.ones_like(diag)
+    sc[ok] = 1.0 / np.sqrt(diag[ok])
+    return sc
+
+
+def penalty_vector(D: int, S: int, M: int, lam: float, one_body_lam: float = ONE_BODY_LAMBDA) -> np.ndarray:
+    """Ridge penalty per (scaled) column for M blocks of [c (D), e0 (S)]."""
+    blk = np.concatenate([np.full(D, float(lam)), np.full(S, float(one_body_lam))])
+    return np.tile(blk, M)
+
+
+def ridge_solve(H: np.ndarray, h: np.ndarray, sc: np.ndarray, pen: np.ndarray, prior: np.ndarray | None = None):
+    """theta minimising theta^T H theta - 2 h^T theta + sum_j pen_j ((theta_j - prior_j)/sc_j)^2."""
+    Hs = H * sc[:, None] * sc[None, :]
+    rhs = h * sc
+    if prior is not None:
+        rhs = rhs + pen * (prior / sc)
+    Hs[np.diag_indices_from(Hs)] += pen
+    try:
+        cf = scipy.linalg.cho_factor(Hs, lower=False, overwrite_a=True, check_finite=False)
+        x = scipy.linalg.cho_solve(cf, rhs, check_finite=False)
+    except np.linalg.LinAlgError:
+        Hs = H * sc[:, None] * sc[None, :]
+        Hs[np.diag_indices_from(Hs)] += pen
+        evals, evecs = np.linalg.eigh(0.5 * (Hs + Hs.T))
+        floor = max(evals.max(), 1e-300) * 1e-13
+        x = evecs @ ((evecs.T @ rhs) / np.maximum(evals, floor))
+    return sc * x
+
+
+def quadratic_sse(theta: np.ndarray, H: np.ndarray, h: np.ndarray, yy: float) -> float:
+    """Weighted squared error theta^T H theta - 2 theta^T h + yy (clipped at 0)."""
+    return max(float(theta @ (H @ theta) - 2.0 * theta @ h + yy), 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# BLAS threads.  Measured on the 2-core development machine (OpenBLAS 0.3.31 from the numpy/scipy
+# wheels): multi-threaded OpenBLAS is 5-30x *slower* than one thread for the matrix sizes of a fit
+# (Cholesky of n = 640: 0.18 s vs 0.005 s) and its results may depend on the thread count.  The
+# fit therefore runs BLAS single-threaded (the C++ descriptor work uses the threads instead), which
+# also makes the potential file bit-for-bit reproducible.
+
+import contextlib as _contextlib
+import ctypes as _ctypes
+
+
+def _openblas_handles():
+    handles = []
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = sorted({line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return handles
+    for path in paths:
+        try:
+            lib = _ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, set_ in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                          ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+                          ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+                          ("openblas_get_num_threads", "openblas_set_num_threads")):
+            if hasattr(lib, get) and hasattr(lib, set_):
+                handles.append((getattr(lib, get), getattr(lib, set_)))
+                break
+    return handles
+
+
+@_contextlib.contextmanager
+def single_threaded_blas():
+    """Run the block with OpenBLAS limited to one thread (restored afterwards)."""
+    handles = _openblas_handles()
+    saved = []
+    for get, set_ in handles:
+        try:
+            saved.append((set_, int(get())))
+            set_(1)
+        except Exception:  # pragma: no cover - exotic BLAS builds
+            pass
+    try:
+        yield
+    finally:
+        for set_, nthreads in saved:
+            set_(nthreads)

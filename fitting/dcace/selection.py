@@ -1,0 +1,276 @@
+"""Model selection from accumulated normal equations: ridge lambda, number of experts M, gate
+temperature tau by k-fold cross-validation, and the paper's eq. 9.
+
+Cross-validation: the training system of fold f is (total - fold f); the held-out weighted loss is
+the quadratic form theta_f^T H_f theta_f - 2 theta_f^T h_f + yy_f of the fold's own statistics.
+Energy and stress errors of held-out structures are also computed directly (from the stored mean
+descriptors and the few stress rows), so the CV table reports energy MAE/RMSE, stress MAE and the
+force RMSE (= the rest of the loss).  The criterion is the total held-out weighted loss.
+
+Eq. 9 (paper): g(M) = max_S |err_global(S)| / max_S |err_DC,M(S)| over training structures
+(per-atom energy errors of models fitted on all training data); M maximising g.  Evaluated for the
+paper's method (independent experts, eq. 8 gate) and for this package's gate and committee.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .clustering import Eq8Gate, gate_weights
+from .committee import committee_predict
+from .report import EV_A3_TO_GPA
+from .ridge import column_scale, penalty_vector, quadratic_sse, ridge_solve
+
+__all__ = ["Selector"]
+
+
+class Selector:
+    def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z,
+                 regularise="global", kappa=0.0):
+        self.groups, self.joint, self.p1 = groups, joint, p1
+        self.folds, self.k, self.D, self.S = folds, k, D, S
+        self.Dp = D + S
+        self.wE, self.wF, self.wS = wE, wF, wS
+        self.stress_store = stress_store
+        self.clusterings = clusterings
+        self.Z = Z
+        self.regularise = regularise
+        self.kappa = float(kappa)
+        self.n = len(folds)
+        self.group_index = {}
+        col = 1
+        if groups.H.shape[1] > 1:   # per-cluster groups present (independent experts)
+            for M in sorted(clusterings):
+                self.group_index[M] = list(range(col, col + M))
+                col += M
+        Htot = groups.H[:, 0].sum(axis=0)
+        self.sc = column_scale(np.diag(Htot))
+        self.frac = np.array([(folds != f).sum() / self.n for f in range(k)])
+        self.fold_idx = [np.flatnonzero(folds == f) for f in range(k)]
+        self._lin_cache = {}
+
+    # ------------------------------------------------------------------ linear
+    def _group_total(self, g):
+        H = self.groups.H[:, g].sum(axis=0)
+        h = self.groups.h[:, g].sum(axis=0)
+        return H, h
+
+    def _solve_group(self, g, lam, fold=None, prior=None):
+        H, h = self._group_total(g)
+        frac = 1.0
+        if fold is not None:
+            H = H - self.groups.H[fold, g]
+            h = h - self.groups.h[fold, g]
+            frac = self.frac[fold]
+        pen = penalty_vector(self.D, self.S, 1, lam * frac)
+        return ridge_solve(H, h, self.sc, pen, prior)
+
+    def linear_fold(self, lam, f):
+        key = (lam, f)
+        if key not in self._lin_cache:
+            self._lin_cache[key] = self._solve_group(0, lam, fold=f)
+        return self._lin_cache[key]
+
+    def solve_linear_total(self, lam):
+        return self._solve_group(0, lam)
+
+    def choose_ridge(self, ridge, grid):
+        """lambda by CV of the global linear model (or the given value); returns (lam, table)."""
+        if ridge is not None:
+            return float(ridge), [{"ridge": float(ridge), "loss": self._linear_cv_loss(float(ridge))}]
+        table = [{"ridge": float(lam), "loss": self._linear_cv_loss(float(lam))} for lam in grid]
+        best = min(table, key=lambda r: r["loss"])
+        return best["ridge"], table
+
+    def _linear_cv_loss(self, lam):
+        tot = 0.0
+        for f in range(self.k):
+            th = self.linear_fold(lam, f)
+            tot += quadratic_sse(th, self.groups.H[f, 0], self.groups.h[f, 0], self.groups.yy[f, 0])
+        return tot
+
+    # ------------------------------------------------------------------ committees
+    def _prior(self, M, theta_lin):
+        if self.regularise == "global" and theta_lin is not None:
+            return np.tile(theta_lin, M)
+        return None
+
+    def solve_joint(self, M, tau, lam, fold=None, theta_lin=None, kappa=None):
+        acc = self.joint[(M, tau)]
+        frac = 1.0
+        if fold is None:
+            H, h = acc.total()
+            idx = np.arange(self.n)
+        else:
+            H, h = acc.training(fold)
+            frac = self.frac[fold]
+            idx = np.flatnonzero(self.folds != fold)
+        kappa = self.kappa if kappa is None else kappa
+        if kappa > 0 and theta_lin is not None:
+            self._add_agreement(H, h, acc, idx, theta_lin, kappa)
+        pen = penalty_vector(self.D, self.S, M, lam * frac)
+        return ridge_solve(H, h, np.tile(self.sc, M), pen, self._prior(M, theta_lin)).reshape(M, self.Dp)
+
+    def _add_agreement(self, H, h, acc, idx, theta_lin, kappa):
+        """Agreement penalty kappa wE^2 sum_S (1 - w_m(S)) ((E_m(S) - E_lin(S)) / N)^2 over the
+        training structures: an expert follows the global linear model where the gate does not
+        hand it the structure, so expert energies -- and with them the gate-gradient forces
+        (1/N) sum_m (E_m - E) Phi dw_m/dp -- stay bounded between and outside clusters."""
+        p1 = self.p1
+        U = np.concatenate([p1.Bsum[idx], p1.counts[idx]], axis=1) / p1.N[idx, None]
+        W, _ = acc.gate_fn(p1.P[idx])
+        Dp, M = self.Dp, acc.M
+        c = kappa * self.wE ** 2
+        ulin = U @ theta_lin
+        for m in range(M):
+            pi = c * (1.0 - W[:, m])
+            G = (U * pi[:, None]).T @ U
+            sl = slice(m * Dp, (m + 1) * Dp)
+            H[sl, sl] += G
+            h[sl] += (U * pi[:, None]).T @ ulin
+
+    def solve_joint_total(self, M, tau, lam, theta_lin=None):
+        return self.solve_joint(M, tau, lam, None, theta_lin)
+
+    def solve_independent(self, M, lam, fold=None, theta_lin=None):
+        th = []
+        for g in self.group_index[M]:
+            H, h = self._group_total(g)
+            frac = 1.0
+            if fold is not None:
+                H = H - self.groups.H[fold, g]
+                h = h - self.groups.h[fold, g]
+                frac = self.frac[fold]
+            pen = penalty_vector(self.D, self.S, 1, lam * frac)
+            prior = theta_lin if (self.regularise == "global" and theta_lin is not None) else None
+            th.append(ridge_solve(H, h, self.sc, pen, prior))
+        return np.stack(th)
+
+    def solve_independent_total(self, M, lam, theta_lin=None):
+        return self.solve_independent(M, lam, None, theta_lin)
+
+    # ------------------------------------------------------------------ CV evaluation
+    def _direct_errors(self, theta, wfn, idx):
+        """Held-out energy and stress errors of a committee for structures idx (centred frame)."""
+        p1 = self.p1
+        E, _, c_eff = committee_predict(theta, wfn, p1.Bsum[idx], p1.counts[idx])
+        de = E / p1.N[idx] - p1.yE[idx]
+        s_abs = s_sq_gpa = s_sq_w = 0.0
+        s_n = 0
+        for j, i in enumerate(idx):
+            st = self.stress_store.get(int(i))
+            if st is None:
+                continue
+            Psi, sig, scale = st
+            ds = Psi @ c_eff[j] - sig
+            s_abs += float(np.abs(ds).sum())
+            s_sq_w += float((scale * ds) @ (scale * ds))
+            s_n += 6
+        return de, s_abs, s_sq_w, s_n
+
+    def _cv_row(self, M, tau, fit, thetas, H, h, yy, wfn, lam=None):
+        loss = 0.0
+        de_all = []
+        s_abs = s_sq_w = 0.0
+        s_n = 0
+        for f in range(self.k):
+            th = thetas[f]
+            Hf = H[f] if not callable(H) else H(f)
+            loss += quadratic_sse(th.ravel(), Hf, h[f], yy[f])
+            de, a, q, c = self._direct_errors(th, wfn, self.fold_idx[f])
+            de_all.append(de)
+            s_abs += a
+            s_sq_w += q
+            s_n += c
+        de = np.concatenate(de_all)
+        n_comp = 3 * int(self.p1.N.sum())
+        f_sse = (loss - self.wE ** 2 * float(de @ de) - self.wS ** 2 * s_sq_w)
+        f_rmse = float(np.sqrt(max(f_sse, 0.0) / self.wF ** 2 / n_comp)) if self.wF > 0 else None
+        return {
+            "M": M, "tau": tau, "fit": fit, "ridge": lam, "loss": float(loss),
+            "n_structures": self.n, "n_atoms": int(self.p1.N.sum()),
+            "energy_mae_mev_per_atom": 1000.0 * float(np.abs(de).mean()),
+            "energy_rmse_mev_per_atom": 1000.0 * float(np.sqrt((de ** 2).mean())),
+            "force_mae_ev_per_a": None,
+            "force_rmse_ev_per_a": f_rmse,
+            "stress_mae_gpa": EV_A3_TO_GPA * s_abs / s_n if s_n else None,
+            "stress_rmse_gpa": None,
+        }
+
+    def cv_all(self, lam, committee="joint", compare=True, lam_dc=None):
+        """CV rows of the linear model (ridge lam) and every committee candidate (ridge lam_dc)."""
+        lam_dc = lam if lam_dc is None else lam_dc
+        rows = []
+        g = self.groups
+        lin = [self.linear_fold(lam, f)[None, :] for f in range(self.k)]
+        rows.append(self._cv_row(1, None, "linear", lin, g.H[:, 0], g.h[:, 0], g.yy[:, 0], None, lam))
+        ind_cache = {}
+        for (M, tau), acc in self.joint.items():
+            wfn = acc.gate_fn
+            if committee == "joint" or compare:
+                th = [self.solve_joint(M, tau, lam_dc, f, lin[f][0]) for f in range(self.k)]
+                rows.append(self._cv_row(M, tau, "joint", th, acc.matrix, acc.h, acc.yy, wfn, lam_dc))
+            if committee == "independent" or compare:
+                if M not in ind_cache:
+                    ind_cache[M] = [self.solve_independent(M, lam_dc, f, lin[f][0]) for f in range(self.k)]
+                rows.append(self._cv_row(M, tau, "independent", ind_cache[M], acc.matrix, acc.h, acc.yy, wfn, lam_dc))
+        return rows
+
+    def choose(self, rows, committee="joint", experts="auto", parsimony=0.0):
+        """Lowest CV loss; among candidates within (1 + parsimony) of it, the fewest experts
+        (then the larger temperature, i.e. the smoother gate)."""
+        ok = [r for r in rows if r["fit"] in ("linear", committee)]
+        if experts != "auto":
+            M = int(experts)
+            ok = [r for r in ok if r["M"] == M] or ok
+        best = min(r["loss"] for r in ok)
+        near = [r for r in ok if r["loss"] <= best * (1.0 + parsimony)]
+        pick = min(near, key=lambda r: (r["M"], -(r["tau"] or 0.0), r["loss"]))
+        return {"M": pick["M"], "tau": pick["tau"], "fit": pick["fit"], "cv_loss": pick["loss"]}
+
+    def refine_committee_ridge(self, chosen, lam, lam_dc, factors, committee="joint"):
+        """CV of the chosen (M, tau) at committee ridges lam_dc * factor; returns (best, rows)."""
+        M, tau = chosen["M"], chosen["tau"]
+        acc = self.joint[(M, tau)]
+        best_lam, best_loss, rows = lam_dc, chosen["cv_loss"], []
+        lin = [self.linear_fold(lam, f) for f in range(self.k)]
+        for fac in factors:
+            if fac == 1.0:
+                continue
+            lam_try = lam_dc * fac
+            if committee == "joint":
+                th = [self.solve_joint(M, tau, lam_try, f, lin[f]) for f in range(self.k)]
+            else:
+                th = [self.solve_independent(M, lam_try, f, lin[f]) for f in range(self.k)]
+            row = self._cv_row(M, tau, committee, th, acc.matrix, acc.h, acc.yy, acc.gate_fn, lam_try)
+            rows.append(row)
+            if row["loss"] < best_loss:
+                best_lam, best_loss = lam_try, row["loss"]
+        chosen["cv_loss"] = best_loss
+        return best_lam, rows
+
+    # ------------------------------------------------------------------ eq. 9
+    def eq9(self, lam, Ms, chosen, lam_dc=None):
+        p1 = self.p1
+        idx = np.arange(self.n)
+        lin = self.solve_linear_total(lam)
+        de_lin, *_ = self._direct_errors(lin[None, :], None, idx)
+        sup_lin = float(np.abs(de_lin).max())
+        paper, ours = {1: 1.0}, {1: 1.0}
+        for M in Ms:
+            if M == 1 or M not in self.clusterings:
+                continue
+            if M in self.group_index:
+                ind = self.solve_independent_total(M, lam if lam_dc is None else lam_dc, lin)
+                eq8 = Eq8Gate(self.clusterings[M], self.Z)
+                de, *_ = self._direct_errors(ind, lambda Pm: eq8.weights(Pm), idx)
+                paper[M] = sup_lin / max(float(np.abs(de).max()), 1e-300)
+            taus = [t for (m, t) in self.joint if m == M]
+            if taus:
+                tau = chosen["tau"] if (M == chosen["M"] and chosen["tau"] in taus) else taus[0]
+                acc = self.joint[(M, tau)]
+                th = self.solve_joint_total(M, tau, lam if lam_dc is None else lam_dc, lin)
+                de, *_ = self._direct_errors(th, acc.gate_fn, idx)
+                ours[M] = sup_lin / max(float(np.abs(de).max()), 1e-300)
+        return {"paper_g": {str(k): v for k, v in paper.items()}, "paper_M": max(paper, key=lambda m: (paper[m], -m)),
+                "joint_g": {str(k): v for k, v in ours.items()}, "joint_M": max(ours, key=lambda m: (ours[m], -m)),
+                "sup_err_linear_mev_per_atom": 1000.0 * sup_lin}
