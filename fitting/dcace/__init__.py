@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["ACEBasis", "FittingRows", "Calculator", "Potential", "load", "fit", "__version__"]
+__all__ = ["ACEBasis", "FittingRows", "Calculator", "Potential", "load", "fit", "read_data", "DataError",
+           "FitReport", "__version__"]
 
 _LAZY = {
     "ACEBasis": ".basis",
@@ -20,7 +21,10 @@ _LAZY = {
     "Calculator": ".calculator",
     "Potential": ".potential",
     "load": ".potential",
-    "fit": ".fit",
+    "fit": ".pipeline",
+    "read_data": ".data",
+    "DataError": ".data",
+    "FitReport": ".report",
 }
 
 

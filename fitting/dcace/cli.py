@@ -26,7 +26,7 @@ _EXAMPLE_FIT = ("example:\n  dcace fit --train Mo_train.xyz --test Mo_test.xyz -
 
 
 def _defaults():
-    from .fit import DEFAULTS
+    from .pipeline import DEFAULTS
 
     return DEFAULTS
 
@@ -208,7 +208,7 @@ def _cmd_fit(args, parser) -> int:
                                     ("--cutoff", args.cutoff), ("-o/--output", args.output)) if val in (None, [])]
     if missing:
         raise ValueError(f"dcace fit needs {', '.join(missing)}")
-    from .fit import fit
+    from .pipeline import fit
 
     train = args.train if len(args.train) > 1 else args.train[0]
     test = None if not args.test else (args.test if len(args.test) > 1 else args.test[0])

@@ -1,4 +1,4 @@
-"""Fit linear and divide-and-conquer (DC) ACE potentials: ``dcace.fit``.
+"""Fit linear and divide-and-conquer (DC) ACE potentials: the pipeline behind ``dcace.fit``.
 
 Pipeline (memory O(candidates x folds x (M K)^2), independent of the number of structures):
 
@@ -168,7 +168,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         batch_size: int | None = None, verbose: bool = False) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
-    Parameters (defaults in ``dcace.fit.DEFAULTS``)
+    Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
     ----------
     train, test : path, list of paths, ``ase.Atoms`` list or :class:`dcace.data.Dataset`.
     elements, cutoff, body_order, max_degree : the ACE basis (see ``dcace.ACEBasis``).
@@ -543,19 +543,3 @@ def _round_errors(errors):
         for which, s in sets.items():
             out[model][which] = None if s is None else {k: _round(v) for k, v in s.items()}
     return out
-
-
-# ``dcace.fit`` is both this submodule and the function above.  The package binds the name lazily
-# (PEP 562), so whichever is imported first wins: ``from dcace.fit import DEFAULTS`` (or any
-# ``import dcace.fit``) makes the package attribute the module.  Making the module callable keeps
-# ``dcace.fit(frames, ...)`` working in every import order.
-import sys as _sys
-import types as _types
-
-
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return fit(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
