@@ -161,10 +161,25 @@ void ACEBasis::monomial_values(Workspace& ws) const {
   ws.mono.resize(n_mono_);
   const int* idx = spec_.mono_idx.data();
   const double* A = ws.A.data();
-  for (int t = 0; t < n_mono_; ++t, idx += kMaxOrder) {
-    double p = A[idx[0]];
-    for (int q = 1; q < mono_order_[t]; ++q) p *= A[idx[q]];
-    ws.mono[t] = p;
+  double* out = ws.mono.data();
+  // runs of equal order (monomials are stored by order): no branch in the inner loops
+  for (int t = 0; t < n_mono_;) {
+    const int o = mono_order_[t];
+    int end = t;
+    while (end < n_mono_ && mono_order_[end] == o) ++end;
+    switch (o) {
+      case 1:
+        for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]];
+        break;
+      case 2:
+        for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]] * A[idx[1]];
+        break;
+      case 3:
+        for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]] * A[idx[1]] * A[idx[2]];
+        break;
+      default:
+        for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]] * A[idx[1]] * A[idx[2]] * A[idx[3]];
+    }
   }
 }
 
