@@ -209,7 +209,6 @@ def test_random_cells(backend):
         done += 1
 
 
-@pytest.mark.skipif(not MO_TRAIN.exists(), reason="Mo training set not available")
 def test_mo_training_set():
     frames = ase.io.read(MO_TRAIN, ":")
     assert len(frames) == 194

@@ -66,6 +66,8 @@ ACEBasis::ACEBasis(BasisSpec spec) : spec_(std::move(spec)) {
       if (q >= o && k >= 0) throw InputError("monomial " + std::to_string(t) + " is not -1 padded");
     }
     mono_order_[t] = o;
+    if (order_runs_.empty() || order_runs_.back().order != o) order_runs_.push_back({t, t + 1, o});
+    else order_runs_.back().end = t + 1;
   }
   if (s.n_features < 0 || static_cast<int>(s.feat_ptr.size()) != s.n_features + 1)
     throw InputError("feature pointer array has the wrong length");
@@ -162,12 +164,11 @@ void ACEBasis::monomial_values(Workspace& ws) const {
   const int* idx = spec_.mono_idx.data();
   const double* A = ws.A.data();
   double* out = ws.mono.data();
-  // runs of equal order (monomials are stored by order): no branch in the inner loops
-  for (int t = 0; t < n_mono_;) {
-    const int o = mono_order_[t];
-    int end = t;
-    while (end < n_mono_ && mono_order_[end] == o) ++end;
-    switch (o) {
+  // runs of equal order: no branch in the inner loops
+  for (const OrderRun& run : order_runs_) {
+    int t = run.begin;
+    const int end = run.end;
+    switch (run.order) {
       case 1:
         for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]];
         break;
@@ -206,13 +207,8 @@ void ACEBasis::features_from_monomials(const double* mono, double* B) const {
 }
 
 void ACEBasis::descriptors(int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const {
-  atomic_base(n_neigh, rij, zj, ws, false);
-  monomial_values(ws);
-  for (int v = 0; v < spec_.n_features; ++v) {
-    double b = 0.0;
-    for (int p = spec_.feat_ptr[v]; p < spec_.feat_ptr[v + 1]; ++p) b += spec_.feat_coef[p] * ws.mono[spec_.feat_mono[p]];
-    B[v] = b;
-  }
+  monomials(n_neigh, rij, zj, ws);
+  features_from_monomials(ws.mono.data(), B);
 }
 
 void ACEBasis::adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
@@ -268,12 +264,11 @@ double ACEBasis::adjoint(int n_neigh, const double* rij, const int* zj, const do
   double* gA = ws.gA.data();
   double a[kMaxOrder], p[kMaxOrder];
   const double* we = w_energy ? w_energy : w;
-  // monomials are processed in runs of equal order so the inner products need no branching
-  for (int t = 0; t < n_mono_;) {
-    const int o = mono_order_[t];
-    int end = t;
-    while (end < n_mono_ && mono_order_[end] == o) ++end;
-    switch (o) {
+  // runs of equal order: no branch in the inner loops
+  for (const OrderRun& run : order_runs_) {
+    int t = run.begin;
+    const int end = run.end;
+    switch (run.order) {
       case 1:
         for (; t < end; ++t, idx += kMaxOrder) {
           E += we[t] * A[idx[0]];
@@ -300,11 +295,11 @@ double ACEBasis::adjoint(int n_neigh, const double* rij, const int* zj, const do
         break;
       default:
         for (; t < end; ++t, idx += kMaxOrder) {
-          for (int q = 0; q < o; ++q) a[q] = A[idx[q]];
-          product_partials(o, a, p);
+          for (int q = 0; q < run.order; ++q) a[q] = A[idx[q]];
+          product_partials(run.order, a, p);
           E += we[t] * p[0] * a[0];
           const double wt = w[t];
-          for (int q = 0; q < o; ++q) gA[idx[q]] += wt * p[q];
+          for (int q = 0; q < run.order; ++q) gA[idx[q]] += wt * p[q];
         }
     }
   }

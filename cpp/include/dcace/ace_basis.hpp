@@ -113,6 +113,10 @@ class ACEBasis {
   std::vector<int> chan_offset_;
   std::vector<std::vector<int>> chans_of_species_;
   std::vector<int> mono_order_;
+  struct OrderRun {
+    int begin, end, order;  // monomials begin..end-1 all have this order
+  };
+  std::vector<OrderRun> order_runs_;
 };
 
 // Real spherical harmonics of unit-or-not vectors u (values only for the unit direction).
