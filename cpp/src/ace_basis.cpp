@@ -52,6 +52,20 @@ ACEBasis::ACEBasis(BasisSpec spec) : spec_(std::move(spec)) {
     chans_of_species_[s.chan_z[c]].push_back(static_cast<int>(c));
   }
   n_A_ = chan_offset_[nc];
+  runs_of_species_.assign(s.n_species, {});
+  for (int z = 0; z < s.n_species; ++z)
+    for (int c : chans_of_species_[z]) {
+      auto& runs = runs_of_species_[z];
+      const int l = s.chan_l[c], n = s.chan_n[c];
+      if (!runs.empty()) {
+        ChannelRun& g = runs.back();
+        if (g.l == l && n == g.n0 + g.count && chan_offset_[c] == g.offset + g.count * (2 * l + 1)) {
+          ++g.count;
+          continue;
+        }
+      }
+      runs.push_back({l, n, 1, chan_offset_[c]});
+    }
   n_Y_ = (s.l_max + 1) * (s.l_max + 1);
   if (s.mono_idx.size() % kMaxOrder) throw InputError("monomial index array is not a multiple of 4");
   n_mono_ = static_cast<int>(s.mono_idx.size() / kMaxOrder);
@@ -149,12 +163,23 @@ void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Worksp
       radial_values(r, R);
     real_sph_harm(spec_.l_max, d, Y, grad ? ws.dY.data() + static_cast<size_t>(a) * n_Y_ * 3 : nullptr);
     if (!accumulate) continue;
-    for (int c : chans_of_species_[z]) {
-      const int l = spec_.chan_l[c];
-      const double Rn = R[spec_.chan_n[c]];
-      double* Ac = ws.A.data() + chan_offset_[c];
-      const double* Yl = Y + l * l;
-      for (int m = 0; m < 2 * l + 1; ++m) Ac[m] += Rn * Yl[m];
+    // A_{(z l n) m} += R_n Y_lm over runs of channels with equal (z, l) and consecutive n
+    double* A = ws.A.data();
+    for (const ChannelRun& g : runs_of_species_[z]) {
+      const double* Rg = R + g.n0;
+      const double* Yl = Y + g.l * g.l;
+      double* Ag = A + g.offset;
+      if (g.l == 0) {
+        const double y = Yl[0];
+        for (int k = 0; k < g.count; ++k) Ag[k] += Rg[k] * y;
+      } else {
+        const int w = 2 * g.l + 1;
+        for (int k = 0; k < g.count; ++k) {
+          const double rk = Rg[k];
+          double* row = Ag + k * w;
+          for (int m = 0; m < w; ++m) row[m] += rk * Yl[m];
+        }
+      }
     }
   }
 }

@@ -112,6 +112,10 @@ class ACEBasis {
   int n_A_ = 0, n_mono_ = 0, n_Y_ = 0;
   std::vector<int> chan_offset_;
   std::vector<std::vector<int>> chans_of_species_;
+  struct ChannelRun {
+    int l, n0, count, offset;  // channels (z, l, n0..n0+count-1) stored contiguously from offset
+  };
+  std::vector<std::vector<ChannelRun>> runs_of_species_;
   std::vector<int> mono_order_;
   struct OrderRun {
     int begin, end, order;  // monomials begin..end-1 all have this order
