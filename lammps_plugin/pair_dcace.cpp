@@ -61,7 +61,6 @@ struct PairDCACE::Impl {
   dcace::Workspace ws;
   std::vector<double> rij, dE;  // 3 per neighbour
   std::vector<int> zj, jidx;    // species and LAMMPS index per neighbour
-  std::vector<double> B;        // K
   std::vector<double> sums_local, sums_global;  // S*K descriptor sums + S counts
   std::vector<double> mono_sums;                // S * n_monomials, pass 1 (M > 1)
 
@@ -453,7 +452,7 @@ double PairDCACE::memory_usage()
   const Impl &d = *impl;
   const int n = atom->ntypes + 1;
   bytes += static_cast<double>(n) * n * (sizeof(int) + sizeof(double)) + n * sizeof(int);
-  bytes += static_cast<double>(d.rij.capacity() + d.dE.capacity() + d.B.capacity() +
+  bytes += static_cast<double>(d.rij.capacity() + d.dE.capacity() +
                                d.sums_local.capacity() + d.sums_global.capacity()) *
       sizeof(double);
   bytes += static_cast<double>(d.zj.capacity() + d.jidx.capacity()) * sizeof(int);

@@ -132,18 +132,8 @@ class Selector:
         return self.solve_joint(M, tau, lam, None, theta_lin)
 
     def solve_independent(self, M, lam, fold=None, theta_lin=None):
-        th = []
-        for g in self.group_index[M]:
-            H, h = self._group_total(g)
-            frac = 1.0
-            if fold is not None:
-                H = H - self.groups.H[fold, g]
-                h = h - self.groups.h[fold, g]
-                frac = self.frac[fold]
-            pen = penalty_vector(self.D, self.S, 1, lam * frac)
-            prior = theta_lin if (self.regularise == "global" and theta_lin is not None) else None
-            th.append(ridge_solve(H, h, self.sc, pen, prior))
-        return np.stack(th)
+        prior = theta_lin if (self.regularise == "global" and theta_lin is not None) else None
+        return np.stack([self._solve_group(g, lam, fold=fold, prior=prior) for g in self.group_index[M]])
 
     def solve_independent_total(self, M, lam, theta_lin=None):
         return self.solve_independent(M, lam, None, theta_lin)
