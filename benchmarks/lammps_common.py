@@ -143,8 +143,12 @@ def lmp_env():
     return env
 
 
-def bcc_deck(n_cells, pair_lines, steps, temperature=300.0, thermo=50, extra="", dt=0.001):
+def bcc_deck(n_cells, pair_lines, steps, temperature=300.0, thermo=50, extra="", dt=0.001,
+             equilibrate=0):
+    """bcc Mo, velocities for `temperature`, NVE.  With `equilibrate` > 0 steps, those steps run
+    first (same NVE) and the timestep is reset, so the last run starts from a thermalised state."""
     pair = "\n".join(pair_lines)
+    pre = f"run {equilibrate}\nreset_timestep 0\n" if equilibrate > 0 else ""
     return f"""units metal
 atom_style atomic
 lattice bcc 3.16
@@ -158,7 +162,7 @@ fix 1 all nve
 timestep {dt}
 thermo {thermo}
 {extra}
-run {steps}
+{pre}run {steps}
 """
 
 
@@ -179,15 +183,17 @@ def run_lmp(deck, cwd, nprocs=1, name="in.lmp", timeout=None):
 
 
 def parse(stdout, stderr=""):
+    """Timings of the last run of the deck (earlier runs are equilibration)."""
     out = {"stdout": stdout}
-    m = re.search(r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", stdout)
+    stdout_last = stdout[stdout.rfind("Loop time"):] if "Loop time" in stdout else stdout
+    m = re.search(r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", stdout_last)
     out["loop"], out["nprocs"], out["steps"], out["atoms"] = float(m[1]), int(m[2]), int(m[3]), int(m[4])
     out["us_atom_step"] = 1e6 * out["loop"] / (out["steps"] * out["atoms"])
-    m = re.search(r"([\d.]+)% CPU use", stdout)
+    m = re.search(r"([\d.]+)% CPU use", stdout_last)
     out["cpu_pct"] = float(m[1]) if m else float("nan")
     m = re.search(r"Per MPI rank memory allocation \(min/avg/max\) = ([\d.]+) \| ([\d.]+) \| ([\d.]+) Mbytes", stdout)
     out["mem_mb"] = tuple(float(x) for x in m.groups()) if m else None
-    m = re.search(r"^Pair\s*\|\s*[\d.]+\s*\|\s*([\d.]+)\s*\|.*\|\s*([\d.]+)\s*$", stdout, re.M)
+    m = re.search(r"^Pair\s*\|\s*[\d.]+\s*\|\s*([\d.]+)\s*\|.*\|\s*([\d.]+)\s*$", stdout_last, re.M)
     out["pair_pct"] = float(m[2]) if m else float("nan")
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
     out["maxrss_mb"] = int(m[1]) / 1024 if m else float("nan")

@@ -349,14 +349,12 @@ void PairDCACE::compute(int eflag, int vflag)
       const int s = map[type[i]];
       if (s < 0) continue;
       const int n = gather_neighbours(i);
-      try {
-        basis.monomials(n, d.rij.data(), d.zj.data(), d.ws);   // values only
+      try {  // values only, monomials added to the species' sums
+        basis.add_monomials(n, d.rij.data(), d.zj.data(), d.ws,
+                            d.mono_sums.data() + static_cast<size_t>(s) * nm);
       } catch (std::exception &e) {
         error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
       }
-      double *ms = d.mono_sums.data() + static_cast<size_t>(s) * nm;
-      const double *mono = d.ws.mono.data();
-      for (size_t t = 0; t < nm; t++) ms[t] += mono[t];
       d.sums_local[SK + s] += 1.0;
       Impl::AtomCache &c = d.cache[ii];
       std::swap(c.A, d.ws.A);

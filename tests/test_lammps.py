@@ -5,8 +5,8 @@
   linear and a 3-expert DC Mo potential, a 2-element TiAl DC potential with the types in another
   order than the file and with a NULL type under pair_style hybrid;
 * 1, 2 and 4 MPI ranks agree on a 2000-atom DC system (the global gate);
-* NVE energy conservation of 2000-atom bcc Mo for 1 ps with a fitted DC potential whose gate
-  moves between experts during the run;
+* NVE energy conservation of 2000-atom bcc Mo at ~300 K for 1 ps (after 0.3 ps of thermalisation)
+  with a DC potential whose gate moves between experts with the thermal disorder;
 * errors are LAMMPS errors (exit status 1, clear text), never a crash;
 * the style is registered by the entry point, `plugin load` works, and `lammps.lammps()` starts
   through dcace.lammps_support without LD_LIBRARY_PATH.
@@ -251,10 +251,10 @@ def mo(work):
     out["dc"] = work / "mo_dc.dcace"
     dcace.Potential.from_parts(basis, coef, e0, pca_gate(basis, test, idx), {"test": "dc"}).save(out["dc"])
     # gate for MD: a 1-D axis from the perfect bcc lattice (expert 1) to a rattled one
-    # (u_rms 0.04 Å per component, ~150 K, where NVE from 300 K equilibrates: expert 3)
+    # (u_rms 0.06 Å per component, about bcc Mo at 300 K: expert 3)
     p0 = mean_descriptor(basis, bcc_mo(3))
     hot = bcc_mo(6)
-    hot.positions += np.random.default_rng(0).normal(scale=0.04, size=hot.positions.shape)
+    hot.positions += np.random.default_rng(0).normal(scale=0.06, size=hot.positions.shape)
     axis = mean_descriptor(basis, hot) - p0
     Y = np.linalg.norm(axis)
     gate = dict(temperature=1.0, mean=p0, scale=np.ones_like(p0), projection=(axis / Y)[None],
@@ -442,60 +442,66 @@ mass 1 95.95
 pair_style dcace
 pair_coeff * * {pot} Mo
 compute w all pair dcace
-velocity all create 300 4928459 loop geom
+velocity all create 600 4928459 loop geom
 fix 1 all nve
 timestep 0.001
 thermo {every}
 thermo_style custom step temp pe etotal c_w[1] c_w[2] c_w[3] c_w[4]
 thermo_modify format float %.15g norm no
+run {equilibrate}
+reset_timestep 0
 run {steps}
 """
 
 
-def thermo_table(stdout):
-    """The thermo rows of the (last) run as an array."""
+def thermo_tables(stdout):
+    """The thermo rows of each run of the deck, as arrays."""
     lines = stdout.splitlines()
-    start = max(i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "Temp"])
-    rows = []
-    for l in lines[start + 1:]:
-        if l.startswith("Loop time"):
-            break
-        rows.append([float(x) for x in l.split()])
-    return np.array(rows)
+    tables, rows = [], None
+    for l in lines:
+        if l.split()[:2] == ["Step", "Temp"]:
+            rows = []
+        elif rows is not None and l.startswith("Loop time"):
+            tables.append(np.array(rows))
+            rows = None
+        elif rows is not None:
+            rows.append([float(x) for x in l.split()])
+    return tables
 
 
 def test_nve_energy_conservation(mo, work):
-    """2000-atom bcc Mo, fitted DC potential, 300 K, 1 fs, 1 ps (1000 steps), 2 ranks.
+    """2000-atom bcc Mo, DC potential with a gate that switches along thermal disorder, 1 fs, 2 ranks:
+    velocities for 600 K on the perfect lattice, 0.3 ps to thermalise (equipartition: ~300 K; the
+    gate hands the crystal from expert 1 to the others), then 1 ps (1000 steps) measured.
 
-    Bounds: velocity Verlet conserves a shadow Hamiltonian; E_total fluctuates around it by
-    ~ (omega dt)^2 kT / 8 per atom: Mo's highest phonons (~9 THz, omega ~ 57/ps, dt = 1 fs) and
-    kT(300 K) = 0.026 eV give ~1e-5 eV/atom, largest in the first ~50 fs when the perfect lattice
-    heats its vibrations.  So: max |E(t) - E(0)| <= 3e-5 eV/atom, and over the last 0.8 ps (after
-    equilibration) no trend: |fitted slope| x 0.8 ps <= 2e-6 eV/atom.  A force that is not -dE/dr
-    (e.g. the gate-gradient term missing, a ghost force lost) pumps energy in steadily and
-    fails the trend bound."""
+    Bounds (issue: |dE| <= 1e-5 eV/atom): max |E(t) - E(0)| <= 1e-5 eV/atom over the measured ps,
+    and no trend: |fitted slope| x 1 ps <= 2e-6 eV/atom.  A force that is not -dE/dr (e.g. the
+    gate-gradient term missing, a ghost force lost) pumps energy in steadily and fails both.  (From
+    the perfect lattice itself, E_total would settle ~1e-5 away from E(0) in the first ~50 fs:
+    velocity Verlet conserves a shadow energy whose O(dt^2) offset depends on the forces, which
+    are zero there -- benchmarks/nve_drift.py --equilibrate 0 shows it.)"""
     cwd = work / "nve"
     cwd.mkdir()
-    proc = run_lmp(NVE_DECK.format(pot=mo["dc_md"], every=10, steps=1000), cwd, nprocs=2)
-    t = thermo_table(proc.stdout)
-    assert t.shape[0] == 101
-    step, temp, etot, w, nearest = t[:, 0], t[:, 1], t[:, 3] / 2000, t[:, 4:7], t[:, 7]
+    proc = run_lmp(NVE_DECK.format(pot=mo["dc_md"], every=10, equilibrate=300, steps=1000), cwd,
+                   nprocs=2)
+    eq, t = thermo_tables(proc.stdout)
+    assert eq.shape[0] == 31 and t.shape[0] == 101
+    step, temp, etot, w = t[:, 0], t[:, 1], t[:, 3] / 2000, t[:, 4:7]
     dE = etot - etot[0]
-    late = step >= 200
-    slope = np.polyfit(step[late] * 1e-3, etot[late], 1)[0]  # eV/atom/ps
+    slope = np.polyfit(step * 1e-3, etot, 1)[0]  # eV/atom/ps
     msg = f"max |dE| {np.abs(dE).max():.2e} eV/atom, slope {slope:.2e} eV/atom/ps"
-    print(f"NVE 1 ps: {msg}; T(late) {temp[late].mean():.1f} K; w1 {w[0, 0]:.3f} -> "
-          f"{w[late, 0].min():.3f}..{w[late, 0].max():.3f}; mean w {w[late].mean(axis=0).round(3)}")
-    assert np.abs(dE).max() <= 3e-5, msg
-    assert abs(slope) * 0.8 <= 2e-6, msg
-    # physical dynamics: equipartition takes 300 K to ~150 K
-    assert 100 < temp[late].mean() < 200, temp
-    # the gate really moves: expert 1 dominates the perfect lattice, loses it as the crystal
-    # heats, and all three experts keep a share
-    assert w[0, 0] > 0.5 and w[late, 0].max() < 0.35, w[:, 0]
-    assert (w[late].mean(axis=0) > 0.1).all() and w[late].std(axis=0).min() > 5e-3, w
+    print(f"NVE 1 ps after 0.3 ps: {msg}; T {temp.mean():.1f} K; w1 {eq[0, 4]:.3f} -> "
+          f"{w[:, 0].min():.3f}..{w[:, 0].max():.3f}; mean w {w.mean(axis=0).round(3)}; "
+          f"std w {w.std(axis=0).round(4)}")
+    assert np.abs(dE).max() <= 1e-5, msg
+    assert abs(slope) * 1.0 <= 2e-6, msg
+    # physical dynamics: equipartition takes 600 K to ~300 K
+    assert 250 < temp.mean() < 350, temp
+    # the gate really moves: expert 1 has the perfect lattice, loses it as the crystal heats,
+    # and in the measured ps every expert keeps a share that fluctuates with the vibrations
+    assert eq[0, 4] > 0.5 and w[:, 0].max() < 0.35, (eq[:, 4], w[:, 0])
+    assert (w.mean(axis=0) > 0.03).all() and w.std(axis=0).min() > 1e-3, w
     assert np.allclose(w.sum(axis=1), 1.0, atol=1e-12)
-    assert nearest[late].max() > 0.1
 
 
 # ------------------------------------------------------------------------------ errors

@@ -117,29 +117,68 @@ void ACEBasis::radial(double r, double* R, double* dR) const {
   }
 }
 
-void ACEBasis::radial_values(double r, double* R) const {
-  const double sv = (r - spec_.r_inner) / (spec_.r_cut - spec_.r_inner);
-  const double x = 1.0 - 2.0 * sv, om = 1.0 - sv, env = om * om * om;
-  double t0 = 1.0, t1 = x;
-  R[0] = env;
-  if (spec_.n_radial > 1) R[1] = x * env;
-  for (int n = 2; n < spec_.n_radial; ++n) {
-    const double t = 2.0 * x * t1 - t0;
-    t0 = t1;
-    t1 = t;
-    R[n] = t * env;
+void ACEBasis::radial_block(int n, const double* r, double* R, double* dR, double* tmp) const {
+  const int nr = spec_.n_radial;
+  const double w = spec_.r_cut - spec_.r_inner;
+  double* x = tmp;          // 1 - 2 s
+  double* env = tmp + n;    // (1 - s)^3
+  double* denv = tmp + 2 * n;
+  double* t0 = tmp + 3 * n;
+  double* t1 = tmp + 4 * n;
+  double* d0 = tmp + 5 * n;
+  double* d1 = tmp + 6 * n;
+  for (int a = 0; a < n; ++a) {
+    const double sv = (r[a] - spec_.r_inner) / w;
+    x[a] = 1.0 - 2.0 * sv;
+    const double om = 1.0 - sv;
+    env[a] = om * om * om;
+    denv[a] = -3.0 * om * om;
+    t0[a] = 1.0;
+    t1[a] = x[a];
+    d0[a] = 0.0;
+    d1[a] = 1.0;
+  }
+  // same operations, in the same order, as radial()
+  for (int a = 0; a < n; ++a) R[static_cast<size_t>(a) * nr] = env[a];
+  if (dR)
+    for (int a = 0; a < n; ++a) dR[static_cast<size_t>(a) * nr] = (-2.0 * 0.0 * env[a] + 1.0 * denv[a]) / w;
+  if (nr > 1) {
+    for (int a = 0; a < n; ++a) R[static_cast<size_t>(a) * nr + 1] = x[a] * env[a];
+    if (dR)
+      for (int a = 0; a < n; ++a)
+        dR[static_cast<size_t>(a) * nr + 1] = (-2.0 * 1.0 * env[a] + x[a] * denv[a]) / w;
+  }
+  for (int k = 2; k < nr; ++k) {
+    if (dR) {
+      for (int a = 0; a < n; ++a) {
+        const double t = 2.0 * x[a] * t1[a] - t0[a];
+        const double d = 2.0 * t1[a] + 2.0 * x[a] * d1[a] - d0[a];
+        t0[a] = t1[a];
+        t1[a] = t;
+        d0[a] = d1[a];
+        d1[a] = d;
+        R[static_cast<size_t>(a) * nr + k] = t * env[a];
+        dR[static_cast<size_t>(a) * nr + k] = (-2.0 * d * env[a] + t * denv[a]) / w;
+      }
+    } else {
+      for (int a = 0; a < n; ++a) {
+        const double t = 2.0 * x[a] * t1[a] - t0[a];
+        t0[a] = t1[a];
+        t1[a] = t;
+        R[static_cast<size_t>(a) * nr + k] = t * env[a];
+      }
+    }
   }
 }
 
 void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
                            bool accumulate) const {
   const int nr = spec_.n_radial;
-  ws.R.resize(static_cast<size_t>(n_neigh) * nr);
-  ws.dR.resize(static_cast<size_t>(n_neigh) * nr);
-  ws.Y.resize(static_cast<size_t>(n_neigh) * n_Y_);
-  ws.dY.resize(static_cast<size_t>(n_neigh) * n_Y_ * 3);
   if (accumulate) ws.A.assign(n_A_, 0.0);
+  // 1. neighbours inside the cutoff (their distances kept in rad_tmp's last block)
   ws.active.clear();
+  ws.rad_tmp.resize(8 * static_cast<size_t>(n_neigh) + 8);
+  double* rr = ws.rad_tmp.data() + 7 * static_cast<size_t>(n_neigh);
   const double rc2 = spec_.r_cut * spec_.r_cut;
   for (int j = 0; j < n_neigh; ++j) {
     const double* d = rij + 3 * j;
@@ -153,19 +192,28 @@ void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Worksp
     const int z = zj[j];
     if (z < 0 || z >= spec_.n_species)
       throw InputError("neighbour species index " + std::to_string(z) + " out of range");
-    const int a = static_cast<int>(ws.active.size());
+    rr[ws.active.size()] = r;
     ws.active.push_back(j);
-    double* R = ws.R.data() + static_cast<size_t>(a) * nr;
+  }
+  const int na = static_cast<int>(ws.active.size());
+  if (ws.R.size() < static_cast<size_t>(na) * nr) ws.R.resize(static_cast<size_t>(na) * nr);
+  if (ws.Y.size() < static_cast<size_t>(na) * n_Y_) ws.Y.resize(static_cast<size_t>(na) * n_Y_);
+  if (grad) {
+    if (ws.dR.size() < static_cast<size_t>(na) * nr) ws.dR.resize(static_cast<size_t>(na) * nr);
+    if (ws.dY.size() < static_cast<size_t>(na) * n_Y_ * 3) ws.dY.resize(static_cast<size_t>(na) * n_Y_ * 3);
+  }
+  // 2. radial functions of all of them
+  radial_block(na, rr, ws.R.data(), grad ? ws.dR.data() : nullptr, ws.rad_tmp.data());
+  // 3. harmonics, and A_{(z l n) m} += R_n Y_lm over runs of channels with equal (z, l) and
+  //    consecutive n
+  for (int a = 0; a < na; ++a) {
+    const int j = ws.active[a];
+    const double* R = ws.R.data() + static_cast<size_t>(a) * nr;
     double* Y = ws.Y.data() + static_cast<size_t>(a) * n_Y_;
-    if (grad)
-      radial(r, R, ws.dR.data() + static_cast<size_t>(a) * nr);
-    else
-      radial_values(r, R);
-    real_sph_harm(spec_.l_max, d, Y, grad ? ws.dY.data() + static_cast<size_t>(a) * n_Y_ * 3 : nullptr);
+    real_sph_harm(spec_.l_max, rij + 3 * j, Y, grad ? ws.dY.data() + static_cast<size_t>(a) * n_Y_ * 3 : nullptr);
     if (!accumulate) continue;
-    // A_{(z l n) m} += R_n Y_lm over runs of channels with equal (z, l) and consecutive n
     double* A = ws.A.data();
-    for (const ChannelRun& g : runs_of_species_[z]) {
+    for (const ChannelRun& g : runs_of_species_[zj[j]]) {
       const double* Rg = R + g.n0;
       const double* Yl = Y + g.l * g.l;
       double* Ag = A + g.offset;
@@ -186,25 +234,34 @@ void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Worksp
 
 void ACEBasis::monomial_values(Workspace& ws) const {
   ws.mono.resize(n_mono_);
+  monomial_values_into<false>(ws.A.data(), ws.mono.data());
+}
+
+template <bool Add>
+void ACEBasis::monomial_values_into(const double* A, double* out) const {
   const int* idx = spec_.mono_idx.data();
-  const double* A = ws.A.data();
-  double* out = ws.mono.data();
+  auto put = [out](int t, double v) {
+    if constexpr (Add)
+      out[t] += v;
+    else
+      out[t] = v;
+  };
   // runs of equal order: no branch in the inner loops
   for (const OrderRun& run : order_runs_) {
     int t = run.begin;
     const int end = run.end;
     switch (run.order) {
       case 1:
-        for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]];
+        for (; t < end; ++t, idx += kMaxOrder) put(t, A[idx[0]]);
         break;
       case 2:
-        for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]] * A[idx[1]];
+        for (; t < end; ++t, idx += kMaxOrder) put(t, A[idx[0]] * A[idx[1]]);
         break;
       case 3:
-        for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]] * A[idx[1]] * A[idx[2]];
+        for (; t < end; ++t, idx += kMaxOrder) put(t, A[idx[0]] * A[idx[1]] * A[idx[2]]);
         break;
       default:
-        for (; t < end; ++t, idx += kMaxOrder) out[t] = A[idx[0]] * A[idx[1]] * A[idx[2]] * A[idx[3]];
+        for (; t < end; ++t, idx += kMaxOrder) put(t, A[idx[0]] * A[idx[1]] * A[idx[2]] * A[idx[3]]);
     }
   }
 }
@@ -221,6 +278,12 @@ void ACEBasis::monomial_weights(const double* coef, double* w) const {
 void ACEBasis::monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
   atomic_base(n_neigh, rij, zj, ws, false);
   monomial_values(ws);
+}
+
+void ACEBasis::add_monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws,
+                             double* sum) const {
+  atomic_base(n_neigh, rij, zj, ws, false);
+  monomial_values_into<true>(ws.A.data(), sum);
 }
 
 void ACEBasis::features_from_monomials(const double* mono, double* B) const {

@@ -56,6 +56,7 @@ struct Workspace {
   std::vector<double> mono;       // n_mono values
   std::vector<double> dBdA;       // n_A * n_features (fitting only), layout [k][v]
   std::vector<int> active;        // neighbours inside the cutoff
+  std::vector<double> rad_tmp;    // radial recurrence scratch, 6 * n_neigh
 };
 
 class ACEBasis {
@@ -85,6 +86,8 @@ class ACEBasis {
   // Two-pass evaluation (the DC gate in LAMMPS).  Pass 1: values only; afterwards ws.A holds A_i and
   // ws.mono its monomials (sum them per species, then features_from_monomials gives sum_i B_i).
   void monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
+  // The same, but the monomials are added to sum[0..n_monomials) instead of stored in ws.mono.
+  void add_monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws, double* sum) const;
   void features_from_monomials(const double* mono, double* B) const;
   // Pass 2: as energy_gradient, but with A_i kept from pass 1 (not accumulated again).
   double energy_gradient_from_A(int n_neigh, const double* rij, const int* zj, const double* A,
@@ -101,10 +104,14 @@ class ACEBasis {
  private:
   void atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
                    bool accumulate = true) const;
-  void radial_values(double r, double* R) const;
+  // R (and dR) of n neighbours at distances r[0..n): the Chebyshev recurrence runs across
+  // neighbours, so the chains are independent and pipeline (bitwise the same as radial()).
+  void radial_block(int n, const double* r, double* R, double* dR, double* tmp) const;
   double adjoint(int n_neigh, const double* rij, const int* zj, const double* A, const double* w,
                  double* dE_drij, Workspace& ws, const double* w_energy) const;
   void monomial_values(Workspace& ws) const;
+  template <bool Add>
+  void monomial_values_into(const double* A, double* out) const;
   void adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
                       double* dE_drij) const;
 
