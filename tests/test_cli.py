@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ase import Atoms
 from ase.io import read, write
 
 import dcace
@@ -71,6 +72,36 @@ def test_linear_fit_and_stressless_eval(small_files, capsys, tmp_path):
     code, out, err = run(["eval", str(pot), str(nostress), "--json"], capsys)
     res = json.loads(out)
     assert code == 0 and res["stress_mae_gpa"] is None and res["n_experts"] == 1
+
+
+def test_basis_options_reach_the_file(small_files, capsys, tmp_path):
+    """--angular-weight and --inner-cutoff change the basis the file holds (K as the spec builder
+    says, the inner cutoff enforced by the evaluator), from the command line and a config file."""
+    from dcace.basis_spec import build_basis_spec
+
+    d, train, _ = small_files
+    pot = tmp_path / "wl.dcace"
+    code, out, err = run(["fit", "--train", str(train), "--elements", "Mo", "--cutoff", "5.2", "--body-order", "3",
+                          "--max-degree", "6", "--experts", "1", "--cv-folds", "3", "--angular-weight", "1.0",
+                          "--inner-cutoff", "1.2", "-o", str(pot), "--quiet"], capsys)
+    assert code == 0, err
+    p = dcace.load(pot)
+    k_wl1 = build_basis_spec(1, 5.2, 3, 6, inner_cutoff=1.2, w_L=1.0)["n_features"]
+    assert p.core.n_features == k_wl1 != build_basis_spec(1, 5.2, 3, 6)["n_features"]
+    assert p.basis.inner_cutoff == 1.2
+    with pytest.raises(ValueError, match="inner cutoff"):
+        p.compute(Atoms("Mo2", positions=[[0, 0, 0], [0, 0, 1.1]]))
+    cfg = tmp_path / "wl.toml"
+    cfg.write_text(f'train = "{train}"\nelements = "Mo"\ncutoff = 5.2\nbody-order = 3\nmax-degree = 6\n'
+                   f'experts = 1\ncv-folds = 3\nangular-weight = 1.0\noutput = "{tmp_path / "c.dcace"}"\n')
+    code, out, err = run(["fit", "--config", str(cfg), "--quiet"], capsys)
+    assert code == 0, err
+    assert dcace.load(tmp_path / "c.dcace").core.n_features == build_basis_spec(1, 5.2, 3, 6, w_L=1.0)["n_features"]
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--train", str(train), "--elements", "Mo", "--cutoff", "5.2", "--angular-weight", "0",
+              "-o", str(tmp_path / "x.dcace")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--angular-weight" in err and "> 0" in err
 
 
 def test_config_file(small_files, capsys, tmp_path):

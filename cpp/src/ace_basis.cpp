@@ -97,24 +97,8 @@ ACEBasis::ACEBasis(BasisSpec spec) : spec_(std::move(spec)) {
 }
 
 void ACEBasis::radial(double r, double* R, double* dR) const {
-  const double w = spec_.r_cut - spec_.r_inner;
-  const double sv = (r - spec_.r_inner) / w;
-  const double x = 1.0 - 2.0 * sv;
-  const double om = 1.0 - sv;
-  const double env = om * om * om, denv = -3.0 * om * om;  // d/ds
-  double t0 = 1.0, t1 = x, d0 = 0.0, d1 = 1.0;             // T and dT/dx
-  for (int n = 0; n < spec_.n_radial; ++n) {
-    double t, d;
-    if (n == 0) { t = t0; d = d0; }
-    else if (n == 1) { t = t1; d = d1; }
-    else {
-      t = 2.0 * x * t1 - t0;
-      d = 2.0 * t1 + 2.0 * x * d1 - d0;
-      t0 = t1; t1 = t; d0 = d1; d1 = d;
-    }
-    R[n] = t * env;
-    dR[n] = (-2.0 * d * env + t * denv) / w;
-  }
+  double tmp[8];
+  radial_block(1, &r, R, dR, tmp);
 }
 
 void ACEBasis::radial_block(int n, const double* r, double* R, double* dR, double* tmp) const {
@@ -138,7 +122,6 @@ void ACEBasis::radial_block(int n, const double* r, double* R, double* dR, doubl
     d0[a] = 0.0;
     d1[a] = 1.0;
   }
-  // same operations, in the same order, as radial()
   for (int a = 0; a < n; ++a) R[static_cast<size_t>(a) * nr] = env[a];
   if (dR)
     for (int a = 0; a < n; ++a) dR[static_cast<size_t>(a) * nr] = (-2.0 * 0.0 * env[a] + 1.0 * denv[a]) / w;

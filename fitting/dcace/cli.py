@@ -63,6 +63,13 @@ def _experts(value):
     return m
 
 
+def _positive(value):
+    x = _nonneg(value)
+    if x == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value!r}")
+    return x
+
+
 def _nonneg(value):
     try:
         x = float(value)
@@ -124,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "example: --plots figs/)")
     f.add_argument("-o", "--output", metavar="OUT.dcace", help="potential file to write (required; example: -o Mo.dcace)")
     g = f.add_argument_group("advanced")
+    g.add_argument("--angular-weight", type=_positive, default=None, metavar="W_L",
+                   help="weight of l in the total degree sum (n + 1 + W_L l) <= max degree; smaller values give "
+                        "more angular resolution per coefficient (Ni: W_L 1.0 at degree 12 has K = 347 and "
+                        "test force MAE 0.0153 vs 0.0173 at 1.5, K = 211; docs/user-guide.md) "
+                        "(default: 1.5; example: --angular-weight 1.0)")
+    g.add_argument("--inner-cutoff", type=_nonneg, default=None, metavar="R",
+                   help="start of the radial basis in Å; a pair closer than it is an error in MD "
+                        "(default: 0.5; example: --inner-cutoff 1.0)")
     g.add_argument("--committee", choices=("joint", "independent"), default=None,
                    help="'joint': all experts fitted together on the combined model's energies, conservative "
                         "forces and stresses; 'independent': each expert on its cluster (the paper) "
@@ -172,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", "experts", "ridge",
              "energy_weight", "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key",
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
-             "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement"}
+             "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
+             "angular_weight", "inner_cutoff"}
 
 
 def _merge_config(args, parser):
@@ -224,7 +240,9 @@ def _cmd_fit(args, parser) -> int:
               max_experts=args.max_experts, temperatures=args.temperatures, cv_folds=args.cv_folds,
               pca=not args.no_pca, threads=2 if args.threads is None else int(args.threads),
               memory_budget_gb=args.memory_budget, progress=not args.quiet and sys.stderr.isatty(),
-              keep_arrays=bool(args.plots))
+              keep_arrays=bool(args.plots),
+              w_L=1.5 if args.angular_weight is None else float(args.angular_weight),
+              inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff))
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)

@@ -104,8 +104,8 @@ class ACEBasis {
  private:
   void atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
                    bool accumulate = true) const;
-  // R (and dR) of n neighbours at distances r[0..n): the Chebyshev recurrence runs across
-  // neighbours, so the chains are independent and pipeline (bitwise the same as radial()).
+  // R (and dR, unless null) of n neighbours at distances r[0..n), tmp >= 7 n doubles: the
+  // Chebyshev recurrence runs across neighbours, so the chains are independent and pipeline.
   void radial_block(int n, const double* r, double* R, double* dR, double* tmp) const;
   double adjoint(int n_neigh, const double* rij, const int* zj, const double* A, const double* w,
                  double* dE_drij, Workspace& ws, const double* w_energy) const;
