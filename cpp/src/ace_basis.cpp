@@ -39,7 +39,8 @@ ACEBasis::ACEBasis(BasisSpec spec) : spec_(std::move(spec)) {
   if (!(s.r_inner >= 0.0) || !(s.r_inner < s.r_cut))
     throw InputError("inner cutoff must be in [0, cutoff), got " + fmt(s.r_inner));
   if (s.n_radial < 1) throw InputError("n_radial must be >= 1");
-  if (s.l_max < 0 || s.l_max > 15) throw InputError("l_max must be in 0..15, got " + std::to_string(s.l_max));
+  if (s.l_max < 0 || s.l_max > kMaxL)
+    throw InputError("l_max must be in 0.." + std::to_string(kMaxL) + ", got " + std::to_string(s.l_max));
   const size_t nc = s.chan_z.size();
   if (s.chan_n.size() != nc || s.chan_l.size() != nc) throw InputError("channel arrays differ in length");
   chan_offset_.resize(nc + 1, 0);
@@ -284,33 +285,49 @@ void ACEBasis::descriptors(int n_neigh, const double* rij, const int* zj, double
 
 void ACEBasis::adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
                               double* dE_drij) const {
+  // dE/dr_ij = sum_{(n l m)} gA_{nlm} d(R_n Y_lm)/dr = u sum_lm Y_lm H_lm + sum_lm dY_lm G_lm with
+  // G_lm = sum_n R_n gA_{nlm} and H_lm = sum_n R'_n gA_{nlm} (channels of the neighbour's species),
+  // accumulated over the runs of channels with consecutive n, as A is.
   std::fill(dE_drij, dE_drij + 3 * static_cast<size_t>(n_neigh), 0.0);
   const int nr = spec_.n_radial;
+  double G[(kMaxL + 1) * (kMaxL + 1)], H[(kMaxL + 1) * (kMaxL + 1)];
   for (size_t a = 0; a < ws.active.size(); ++a) {
     const int j = ws.active[a];
     const double* d = rij + 3 * j;
     const double r = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
-    const double u[3] = {d[0] / r, d[1] / r, d[2] / r};
     const double* R = ws.R.data() + a * nr;
     const double* dR = ws.dR.data() + a * nr;
     const double* Y = ws.Y.data() + a * n_Y_;
     const double* dY = ws.dY.data() + a * n_Y_ * 3;
-    double g[3] = {0.0, 0.0, 0.0};
-    for (int c : chans_of_species_[zj[j]]) {
-      const int l = spec_.chan_l[c], n = spec_.chan_n[c];
-      const double* gA = ws.gA.data() + chan_offset_[c];
-      double sY = 0.0, sd[3] = {0.0, 0.0, 0.0};
-      for (int m = 0; m < 2 * l + 1; ++m) {
-        const int k = l * l + m;
-        sY += gA[m] * Y[k];
-        sd[0] += gA[m] * dY[3 * k];
-        sd[1] += gA[m] * dY[3 * k + 1];
-        sd[2] += gA[m] * dY[3 * k + 2];
+    std::fill(G, G + n_Y_, 0.0);
+    std::fill(H, H + n_Y_, 0.0);
+    for (const ChannelRun& g : runs_of_species_[zj[j]]) {
+      const int w = 2 * g.l + 1;
+      const double* Rg = R + g.n0;
+      const double* dRg = dR + g.n0;
+      const double* gAg = ws.gA.data() + g.offset;
+      double* Gl = G + g.l * g.l;
+      double* Hl = H + g.l * g.l;
+      for (int k = 0; k < g.count; ++k) {
+        const double rk = Rg[k], drk = dRg[k];
+        const double* row = gAg + k * w;
+        for (int m = 0; m < w; ++m) {
+          Gl[m] += rk * row[m];
+          Hl[m] += drk * row[m];
+        }
       }
-      const double a1 = dR[n] * sY;
-      for (int q = 0; q < 3; ++q) g[q] += a1 * u[q] + R[n] * sd[q];
     }
-    for (int q = 0; q < 3; ++q) dE_drij[3 * j + q] = g[q];
+    double sYH = 0.0, g0 = 0.0, g1 = 0.0, g2 = 0.0;
+    for (int k = 0; k < n_Y_; ++k) {
+      sYH += Y[k] * H[k];
+      g0 += dY[3 * k] * G[k];
+      g1 += dY[3 * k + 1] * G[k];
+      g2 += dY[3 * k + 2] * G[k];
+    }
+    const double s = sYH / r;
+    dE_drij[3 * j] = g0 + s * d[0];
+    dE_drij[3 * j + 1] = g1 + s * d[1];
+    dE_drij[3 * j + 2] = g2 + s * d[2];
   }
 }
 

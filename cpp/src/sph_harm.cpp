@@ -14,7 +14,6 @@ namespace dcace {
 
 namespace {
 constexpr double kPi = 3.14159265358979323846;
-constexpr int kMaxL = 15;
 
 // N_m^m = first[m];  N_{m+1}^m = second[m] u_z N_m^m;
 // N_l^m = a[l][m] u_z N_{l-1}^m - b[l][m] N_{l-2}^m  (l >= m + 2).

@@ -27,6 +27,7 @@
 namespace dcace {
 
 constexpr int kMaxOrder = 4;  // body order 5
+constexpr int kMaxL = 15;     // largest angular momentum of the harmonics
 
 // An error in the input (geometry, species, sizes). Python bindings map it to ValueError.
 struct InputError : std::invalid_argument {
