@@ -105,9 +105,10 @@ void ACEBasis::radial(double r, double* R, double* dR) const {
 void ACEBasis::radial_block(int n, const double* r, double* R, double* dR, double* tmp) const {
   const int nr = spec_.n_radial;
   const double w = spec_.r_cut - spec_.r_inner;
-  double* x = tmp;          // 1 - 2 s
-  double* env = tmp + n;    // (1 - s)^3
-  double* denv = tmp + 2 * n;
+  // R_k = T_k(x) (1 - s)^3 with x = 1 - 2 s, s = (r - r_inner) / w; dR_k = (-2 T_k' env + T_k env') / w
+  double* x = tmp;
+  double* env = tmp + n;
+  double* denv = tmp + 2 * n;  // d env / ds
   double* t0 = tmp + 3 * n;
   double* t1 = tmp + 4 * n;
   double* d0 = tmp + 5 * n;
@@ -125,12 +126,12 @@ void ACEBasis::radial_block(int n, const double* r, double* R, double* dR, doubl
   }
   for (int a = 0; a < n; ++a) R[static_cast<size_t>(a) * nr] = env[a];
   if (dR)
-    for (int a = 0; a < n; ++a) dR[static_cast<size_t>(a) * nr] = (-2.0 * 0.0 * env[a] + 1.0 * denv[a]) / w;
+    for (int a = 0; a < n; ++a) dR[static_cast<size_t>(a) * nr] = denv[a] / w;
   if (nr > 1) {
     for (int a = 0; a < n; ++a) R[static_cast<size_t>(a) * nr + 1] = x[a] * env[a];
     if (dR)
       for (int a = 0; a < n; ++a)
-        dR[static_cast<size_t>(a) * nr + 1] = (-2.0 * 1.0 * env[a] + x[a] * denv[a]) / w;
+        dR[static_cast<size_t>(a) * nr + 1] = (-2.0 * env[a] + x[a] * denv[a]) / w;
   }
   for (int k = 2; k < nr; ++k) {
     if (dR) {
