@@ -57,7 +57,7 @@ struct Workspace {
   std::vector<double> mono;       // n_mono values
   std::vector<double> dBdA;       // n_A * n_features (fitting only), layout [k][v]
   std::vector<int> active;        // neighbours inside the cutoff
-  std::vector<double> rad_tmp;    // radial recurrence scratch, 6 * n_neigh
+  std::vector<double> rad_tmp;    // radial recurrence scratch (7 n_active) and distances (n_neigh)
 };
 
 class ACEBasis {
