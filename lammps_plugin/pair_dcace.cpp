@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -58,11 +59,12 @@ struct PairDCACE::Impl {
   bool comb_valid = false;     // M = 1: computed once per potential
 
   // scratch, grown only when needed
-  dcace::Workspace ws;
+  dcace::AtomScratch sc;
   std::vector<double> rij, dE;  // 3 per neighbour
   std::vector<int> zj, jidx;    // species and LAMMPS index per neighbour
   std::vector<double> sums_local, sums_global;  // S*K descriptor sums + S counts
   std::vector<double> mono_sums;                // S * n_monomials, pass 1 (M > 1)
+  std::vector<double> core_sums;                // S * n_monomials: density-core correction (pass 1)
 
   // M > 1: what pass 1 learned about each local atom, reused by pass 2 (no second gather and no
   // second accumulation of A).  Vectors are swapped in and out, so capacities persist across steps.
@@ -260,9 +262,10 @@ void PairDCACE::coeff(int narg, char **arg)
   if (comm->me == 0)
     utils::logmesg(lmp,
                    "Read dcace potential {}: elements {}, {} features, {} monomials, {} expert(s), "
-                   "cutoff {} A\n",
+                   "cutoff {} A, {}\n",
                    path, utils::join_words(d.pot->elements(), " "), d.n_features, d.n_monomials,
-                   d.n_experts, d.cut);
+                   d.n_experts, d.cut,
+                   d.pot->baseline().enabled() ? "ZBL short-range baseline" : "no short-range baseline");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -339,10 +342,13 @@ void PairDCACE::compute(int eflag, int vflag)
   // pass 1: the global gate (M > 1 only)
 
   if (M > 1) {
-    const size_t SK = static_cast<size_t>(S) * K;
-    d.sums_local.assign(SK + S, 0.0);
-    grow(d.sums_global, SK + S);
+    // reduced per step: sum_i B_i (S x K), counts (S) and, with a density core, sum_i (f_i - 1) B_i
+    const bool core = pot.baseline().has_density_core();
+    const size_t SK = static_cast<size_t>(S) * K, nsum = SK + S + (core ? SK : 0);
+    d.sums_local.assign(nsum, 0.0);
+    grow(d.sums_global, nsum);
     d.mono_sums.assign(static_cast<size_t>(S) * nm, 0.0);
+    d.core_sums.assign(core ? static_cast<size_t>(S) * nm : 0, 0.0);
     if (d.cache.size() < static_cast<size_t>(inum)) d.cache.resize(inum);
     for (int ii = 0; ii < inum; ii++) {
       const int i = ilist[ii];
@@ -350,27 +356,32 @@ void PairDCACE::compute(int eflag, int vflag)
       if (s < 0) continue;
       const int n = gather_neighbours(i);
       try {  // values only, monomials added to the species' sums
-        basis.add_monomials(n, d.rij.data(), d.zj.data(), d.ws,
-                            d.mono_sums.data() + static_cast<size_t>(s) * nm);
+        pot.atom_pass1(s, n, d.rij.data(), d.zj.data(), d.mono_sums.data() + static_cast<size_t>(s) * nm,
+                       core ? d.core_sums.data() + static_cast<size_t>(s) * nm : nullptr, d.sc);
       } catch (std::exception &e) {
         error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
       }
       d.sums_local[SK + s] += 1.0;
       Impl::AtomCache &c = d.cache[ii];
-      std::swap(c.A, d.ws.A);
+      std::swap(c.A, d.sc.basis.A);
       std::swap(c.rij, d.rij);
       std::swap(c.zj, d.zj);
       std::swap(c.jidx, d.jidx);
       c.n = n;
     }
     // sum_i B_i = features applied once to the per-species monomial sums
-    for (int s = 0; s < S; s++)
+    for (int s = 0; s < S; s++) {
       basis.features_from_monomials(d.mono_sums.data() + static_cast<size_t>(s) * nm,
                                     d.sums_local.data() + static_cast<size_t>(s) * K);
-    MPI_Allreduce(d.sums_local.data(), d.sums_global.data(), static_cast<int>(SK + S), MPI_DOUBLE,
+      if (core)
+        basis.features_from_monomials(d.core_sums.data() + static_cast<size_t>(s) * nm,
+                                      d.sums_local.data() + SK + S + static_cast<size_t>(s) * K);
+    }
+    MPI_Allreduce(d.sums_local.data(), d.sums_global.data(), static_cast<int>(nsum), MPI_DOUBLE,
                   MPI_SUM, world);
     try {
-      pot.combine(d.sums_global.data(), d.sums_global.data() + SK, comb);
+      pot.combine(d.sums_global.data(), d.sums_global.data() + SK, comb,
+                  core ? d.sums_global.data() + SK + S : nullptr);
     } catch (std::exception &e) {
       error->all(FLERR, "pair dcace: gate evaluation failed: {}", e.what());
     }
@@ -381,8 +392,8 @@ void PairDCACE::compute(int eflag, int vflag)
 
   // pass 2: forces, per-atom energies, virial
 
-  const double *w_force = comb.w_force.data();
-  const double *w_energy = (M > 1) ? comb.w_energy.data() : nullptr;
+  // sums that are finite only if every per-atom energy and force term is (checked after the loop)
+  double energy_check = 0.0, force_check = 0.0;
   for (int ii = 0; ii < inum; ii++) {
     const int i = ilist[ii];
     const int s = map[type[i]];
@@ -401,20 +412,17 @@ void PairDCACE::compute(int eflag, int vflag)
     grow(d.dE, 3 * static_cast<size_t>(n));
     double ei = 0.0;
     try {
-      if (c)
-        ei = basis.energy_gradient_from_A(n, d.rij.data(), d.zj.data(), c->A.data(), w_force + s * nm,
-                                          d.dE.data(), d.ws, w_energy ? w_energy + s * nm : nullptr);
-      else
-        ei = basis.energy_gradient(n, d.rij.data(), d.zj.data(), w_force + s * nm, d.dE.data(), d.ws,
-                                   w_energy ? w_energy + s * nm : nullptr);
+      ei = pot.atom_energy_gradient(s, n, d.rij.data(), d.zj.data(), comb, c ? c->A.data() : nullptr,
+                                    d.dE.data(), d.sc);
     } catch (std::exception &e) {
       error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
-    ei += comb.e0_energy[s];
+    energy_check += ei;
 
     for (int p = 0; p < n; p++) {
       const int j = d.jidx[p];
       const double *g = d.dE.data() + 3 * p;    // dE/dr_ij, r_ij = x_j - x_i
+      force_check += g[0] + g[1] + g[2];
       f[i][0] += g[0];
       f[i][1] += g[1];
       f[i][2] += g[2];
@@ -428,6 +436,11 @@ void PairDCACE::compute(int eflag, int vflag)
     }
     if (eflag_either) ev_tally_full(i, 2.0 * ei, 0.0, 0.0, 0.0, 0.0, 0.0);
   }
+
+  if (!std::isfinite(energy_check) || !std::isfinite(force_check))
+    error->one(FLERR, "pair dcace: non-finite {} from potential file {} on step {}: its coefficients or "
+               "gate overflow for this configuration", std::isfinite(energy_check) ? "forces" : "energy",
+               d.filename, update->ntimestep);
 
   if (vflag_fdotr) virial_fdotr_compute();
 
@@ -454,11 +467,11 @@ double PairDCACE::memory_usage()
                                d.sums_local.capacity() + d.sums_global.capacity()) *
       sizeof(double);
   bytes += static_cast<double>(d.zj.capacity() + d.jidx.capacity()) * sizeof(int);
-  bytes += static_cast<double>(d.mono_sums.capacity()) * sizeof(double);
+  bytes += static_cast<double>(d.mono_sums.capacity() + d.core_sums.capacity()) * sizeof(double);
   for (const auto &c : d.cache)
     bytes += static_cast<double>(c.A.capacity() + c.rij.capacity()) * sizeof(double) +
         static_cast<double>(c.zj.capacity() + c.jidx.capacity()) * sizeof(int);
-  const dcace::Workspace &w = d.ws;
+  const dcace::Workspace &w = d.sc.basis;
   bytes += static_cast<double>(w.R.capacity() + w.dR.capacity() + w.Y.capacity() + w.dY.capacity() +
                                w.A.capacity() + w.gA.capacity() + w.mono.capacity() +
                                w.dBdA.capacity()) *

@@ -89,8 +89,17 @@ def test_basis_options_reach_the_file(small_files, capsys, tmp_path):
     k_wl1 = build_basis_spec(1, 5.2, 3, 6, inner_cutoff=1.2, w_L=1.0)["n_features"]
     assert p.core.n_features == k_wl1 != build_basis_spec(1, 5.2, 3, 6)["n_features"]
     assert p.basis.inner_cutoff == 1.2
+    # with the short-range core a pair closer than the inner cutoff is ZBL's (repulsive), not an error
+    dimer = p.compute(Atoms("Mo2", positions=[[0, 0, 0], [0, 0, 1.1]]))["energy"]
+    assert dimer - 2 * p.compute(Atoms("Mo"))["energy"] > 50.0
+    nob = tmp_path / "nob.dcace"
+    code, out, err = run(["fit", "--train", str(train), "--elements", "Mo", "--cutoff", "5.2", "--body-order", "3",
+                          "--max-degree", "6", "--experts", "1", "--cv-folds", "3", "--inner-cutoff", "1.2",
+                          "--no-baseline", "-o", str(nob), "--quiet"], capsys)
+    assert code == 0, err
+    assert dcace.load(nob).baseline is None and p.baseline == "zbl"
     with pytest.raises(ValueError, match="inner cutoff"):
-        p.compute(Atoms("Mo2", positions=[[0, 0, 0], [0, 0, 1.1]]))
+        dcace.load(nob).compute(Atoms("Mo2", positions=[[0, 0, 0], [0, 0, 1.1]]))
     cfg = tmp_path / "wl.toml"
     cfg.write_text(f'train = "{train}"\nelements = "Mo"\ncutoff = 5.2\nbody-order = 3\nmax-degree = 6\n'
                    f'experts = 1\ncv-folds = 3\nangular-weight = 1.0\noutput = "{tmp_path / "c.dcace"}"\n')

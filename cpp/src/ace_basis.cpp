@@ -39,6 +39,21 @@ ACEBasis::ACEBasis(BasisSpec spec) : spec_(std::move(spec)) {
   if (!(s.r_inner >= 0.0) || !(s.r_inner < s.r_cut))
     throw InputError("inner cutoff must be in [0, cutoff), got " + fmt(s.r_inner));
   if (s.n_radial < 1) throw InputError("n_radial must be >= 1");
+  if (!s.core_lo.empty() || !s.core_hi.empty()) {
+    const size_t np = static_cast<size_t>(s.n_species) * s.n_species;
+    if (s.core_lo.size() != np || s.core_hi.size() != np)
+      throw InputError("core range arrays must have n_species^2 = " + std::to_string(np) + " entries");
+    for (int a = 0; a < s.n_species; ++a)
+      for (int b = 0; b < s.n_species; ++b) {
+        const double lo = s.core_lo[a * s.n_species + b], hi = s.core_hi[a * s.n_species + b];
+        const std::string pair = "species " + std::to_string(a) + "-" + std::to_string(b);
+        if (!(lo >= s.r_inner) || !(lo < hi) || !(hi < s.r_cut) || !std::isfinite(hi))
+          throw InputError("core range of " + pair + " must satisfy inner cutoff " + fmt(s.r_inner) +
+                           " <= lo < hi < cutoff " + fmt(s.r_cut) + ", got [" + fmt(lo) + ", " + fmt(hi) + "]");
+        if (lo != s.core_lo[b * s.n_species + a] || hi != s.core_hi[b * s.n_species + a])
+          throw InputError("core range of " + pair + " is not symmetric");
+      }
+  }
   if (s.l_max < 0 || s.l_max > kMaxL)
     throw InputError("l_max must be in 0.." + std::to_string(kMaxL) + ", got " + std::to_string(s.l_max));
   const size_t nc = s.chan_z.size();
@@ -156,12 +171,34 @@ void ACEBasis::radial_block(int n, const double* r, double* R, double* dR, doubl
   }
 }
 
-void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
+// R_n <- g R_n and dR_n <- g dR_n + g' R_n for the active neighbours of a centre of species zi
+// (rr: their distances); g = 1 above the pair's window, so most neighbours cost one comparison.
+void ACEBasis::apply_core_envelope(int zi, const int* zj, const double* rr, Workspace& ws, bool grad) const {
+  const int nr = spec_.n_radial;
+  for (size_t a = 0; a < ws.active.size(); ++a) {
+    const int z = zj[ws.active[a]];
+    const double hi = core_hi(zi, z);
+    if (rr[a] >= hi) continue;
+    double dg;
+    const double g = core_switch(rr[a], core_lo(zi, z), hi, &dg);
+    double* R = ws.R.data() + a * nr;
+    if (grad) {
+      double* dR = ws.dR.data() + a * nr;
+      for (int k = 0; k < nr; ++k) dR[k] = g * dR[k] + dg * R[k];
+    }
+    for (int k = 0; k < nr; ++k) R[k] *= g;
+  }
+}
+
+void ACEBasis::atomic_base(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
                            bool accumulate) const {
   const int nr = spec_.n_radial;
   if (accumulate) ws.A.assign(n_A_, 0.0);
   // 1. neighbours inside the cutoff (their distances kept in rad_tmp's last block)
   ws.active.clear();
+  const bool core = has_core();
+  if (core && (zi < 0 || zi >= spec_.n_species))
+    throw InputError("centre species index " + std::to_string(zi) + " out of range");
   ws.rad_tmp.resize(8 * static_cast<size_t>(n_neigh) + 8);
   double* rr = ws.rad_tmp.data() + 7 * static_cast<size_t>(n_neigh);
   const double rc2 = spec_.r_cut * spec_.r_cut;
@@ -171,12 +208,15 @@ void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Worksp
     if (!std::isfinite(r2)) throw InputError("neighbour " + std::to_string(j) + " has a non-finite position");
     if (r2 >= rc2) continue;
     const double r = std::sqrt(r2);
-    if (r < spec_.r_inner || r == 0.0)
-      throw InputError("neighbour at distance " + fmt(r) + " A, closer than the inner cutoff " +
-                       fmt(spec_.r_inner) + " A");
     const int z = zj[j];
     if (z < 0 || z >= spec_.n_species)
       throw InputError("neighbour species index " + std::to_string(z) + " out of range");
+    if (core) {
+      if (r <= core_lo(zi, z)) continue;  // inside the core: only the baseline acts
+    } else if (r < spec_.r_inner || r == 0.0) {
+      throw InputError("neighbour at distance " + fmt(r) + " A, closer than the inner cutoff " +
+                       fmt(spec_.r_inner) + " A");
+    }
     rr[ws.active.size()] = r;
     ws.active.push_back(j);
   }
@@ -189,6 +229,7 @@ void ACEBasis::atomic_base(int n_neigh, const double* rij, const int* zj, Worksp
   }
   // 2. radial functions of all of them
   radial_block(na, rr, ws.R.data(), grad ? ws.dR.data() : nullptr, ws.rad_tmp.data());
+  if (core) apply_core_envelope(zi, zj, rr, ws, grad);
   // 3. harmonics, and A_{(z l n) m} += R_n Y_lm over runs of channels with equal (z, l) and
   //    consecutive n
   for (int a = 0; a < na; ++a) {
@@ -260,14 +301,14 @@ void ACEBasis::monomial_weights(const double* coef, double* w) const {
   }
 }
 
-void ACEBasis::monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
-  atomic_base(n_neigh, rij, zj, ws, false);
+void ACEBasis::monomials(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
+  atomic_base(zi, n_neigh, rij, zj, ws, false);
   monomial_values(ws);
 }
 
-void ACEBasis::add_monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws,
+void ACEBasis::add_monomials(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws,
                              double* sum) const {
-  atomic_base(n_neigh, rij, zj, ws, false);
+  atomic_base(zi, n_neigh, rij, zj, ws, false);
   monomial_values_into<true>(ws.A.data(), sum);
 }
 
@@ -279,8 +320,8 @@ void ACEBasis::features_from_monomials(const double* mono, double* B) const {
   }
 }
 
-void ACEBasis::descriptors(int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const {
-  monomials(n_neigh, rij, zj, ws);
+void ACEBasis::descriptors(int zi, int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const {
+  monomials(zi, n_neigh, rij, zj, ws);
   features_from_monomials(ws.mono.data(), B);
 }
 
@@ -332,16 +373,16 @@ void ACEBasis::adjoint_to_rij(int n_neigh, const double* rij, const int* zj, con
   }
 }
 
-double ACEBasis::energy_gradient(int n_neigh, const double* rij, const int* zj, const double* w,
+double ACEBasis::energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, const double* w,
                                  double* dE_drij, Workspace& ws, const double* w_energy) const {
-  atomic_base(n_neigh, rij, zj, ws, true);
+  atomic_base(zi, n_neigh, rij, zj, ws, true);
   return adjoint(n_neigh, rij, zj, ws.A.data(), w, dE_drij, ws, w_energy);
 }
 
-double ACEBasis::energy_gradient_from_A(int n_neigh, const double* rij, const int* zj, const double* A,
+double ACEBasis::energy_gradient_from_A(int zi, int n_neigh, const double* rij, const int* zj, const double* A,
                                         const double* w, double* dE_drij, Workspace& ws,
                                         const double* w_energy) const {
-  atomic_base(n_neigh, rij, zj, ws, true, false);
+  atomic_base(zi, n_neigh, rij, zj, ws, true, false);
   return adjoint(n_neigh, rij, zj, A, w, dE_drij, ws, w_energy);
 }
 
@@ -396,10 +437,10 @@ double ACEBasis::adjoint(int n_neigh, const double* rij, const int* zj, const do
   return E;
 }
 
-void ACEBasis::descriptor_gradients(int n_neigh, const double* rij, const int* zj, double* B,
+void ACEBasis::descriptor_gradients(int zi, int n_neigh, const double* rij, const int* zj, double* B,
                                     double* dB_drij, Workspace& ws) const {
   const int K = spec_.n_features;
-  atomic_base(n_neigh, rij, zj, ws, true);
+  atomic_base(zi, n_neigh, rij, zj, ws, true);
   monomial_values(ws);
   ws.dBdA.assign(static_cast<size_t>(n_A_) * K, 0.0);
   double a[kMaxOrder], p[kMaxOrder];

@@ -9,14 +9,16 @@
 namespace dcace {
 
 Potential::Potential(std::vector<std::string> elements, BasisSpec spec, std::vector<double> coef,
-                     std::vector<double> e0, int n_experts, Gate gate, std::string metadata)
+                     std::vector<double> e0, int n_experts, Gate gate, std::string metadata,
+                     Baseline baseline)
     : elements_(std::move(elements)),
       basis_(std::make_shared<ACEBasis>(std::move(spec))),
       coef_(std::move(coef)),
       e0_(std::move(e0)),
       n_experts_(n_experts),
       gate_(std::move(gate)),
-      metadata_(std::move(metadata)) {
+      metadata_(std::move(metadata)),
+      baseline_(std::move(baseline)) {
   check();
 }
 
@@ -41,6 +43,7 @@ void Potential::check() const {
     if (!std::isfinite(c)) throw InputError("non-finite expert coefficient");
   for (double c : e0_)
     if (!std::isfinite(c)) throw InputError("non-finite one-body term");
+  baseline_.check(*basis_);
   const Gate& g = gate_;
   if (g.n_experts != M) throw InputError("gate has " + std::to_string(g.n_experts) + " experts, potential " + std::to_string(M));
   if (M > 1) {
@@ -67,13 +70,21 @@ void Potential::check() const {
                              const_cast<Potential*>(this)->w_single_.data() + static_cast<size_t>(s) * basis_->n_monomials());
 }
 
+void Potential::check_finite(const double* v, size_t n, const char* what) const {
+  for (size_t k = 0; k < n; ++k)
+    if (!std::isfinite(v[k]))
+      throw InputError(source_ + ": non-finite " + what + " (entry " + std::to_string(k) +
+                       "): the potential's coefficients or gate overflow for this structure");
+}
+
 int Potential::species_index(const std::string& element) const {
   for (size_t s = 0; s < elements_.size(); ++s)
     if (elements_[s] == element) return static_cast<int>(s);
   return -1;
 }
 
-void Potential::combine(const double* Bsum, const double* counts, Combination& out) const {
+void Potential::combine(const double* Bsum, const double* counts, Combination& out,
+                        const double* core_correction) const {
   const int S = n_species(), K = n_features(), M = n_experts_;
   const size_t SK = static_cast<size_t>(S) * K, nm = basis_->n_monomials();
   out.weights.assign(M, 0.0);
@@ -101,11 +112,15 @@ void Potential::combine(const double* Bsum, const double* counts, Combination& o
   if (N > 0.0)
     for (size_t k = 0; k < SK; ++k) p[k] = Bsum[k] / N;
   gate_.evaluate(p.data(), out.weights.data(), dw.data(), &out.nearest);
+  check_finite(out.weights.data(), M, "gate weights");
+  check_finite(dw.data(), dw.size(), "gate gradient");
   double Ebar = 0.0;
   for (int m = 0; m < M; ++m) {
     const double* c = coef_.data() + m * SK;
     double E = 0.0;
     for (size_t k = 0; k < SK; ++k) E += c[k] * Bsum[k];
+    if (core_correction)
+      for (size_t k = 0; k < SK; ++k) E += c[k] * core_correction[k];
     for (int s = 0; s < S; ++s) E += e0_[m * S + s] * counts[s];
     out.expert_energy[m] = E;
     Ebar += out.weights[m] * E;
@@ -134,18 +149,87 @@ void Potential::combine(const double* Bsum, const double* counts, Combination& o
   }
 }
 
+double Potential::atom_core_switch(int zi, int n_neigh, const double* rij) const {
+  if (!baseline_.has_density_core()) return 1.0;
+  double df;
+  return baseline_.density_switch(zi, core_density(baseline_.density_cutoff, n_neigh, rij, nullptr), &df);
+}
+
+void Potential::atom_pass1(int zi, int n_neigh, const double* rij, const int* zj, double* mono_sum,
+                           double* core_sum, AtomScratch& sc) const {
+  const double f = atom_core_switch(zi, n_neigh, rij);
+  if (f == 1.0) {
+    basis_->add_monomials(zi, n_neigh, rij, zj, sc.basis, mono_sum);
+    return;
+  }
+  basis_->monomials(zi, n_neigh, rij, zj, sc.basis);
+  const double* mono = sc.basis.mono.data();
+  for (int t = 0; t < basis_->n_monomials(); ++t) {
+    mono_sum[t] += mono[t];
+    core_sum[t] += (f - 1.0) * mono[t];
+  }
+}
+
+double Potential::atom_energy_gradient(int zi, int n, const double* rij, const int* zj, const Combination& comb,
+                                       const double* A, double* dE, AtomScratch& sc) const {
+  const size_t nm = static_cast<size_t>(basis_->n_monomials());
+  const double* w_force = comb.w_force.data() + zi * nm;
+  const double* w_energy = comb.w_energy.data() + zi * nm;
+  double f = 1.0, df = 0.0;
+  if (baseline_.has_density_core()) {
+    sc.drho.resize(3 * static_cast<size_t>(n));
+    const double rho = core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
+    f = baseline_.density_switch(zi, rho, &df);
+  }
+  const double* w = w_force;
+  if (f < 1.0) {  // f_i scales the experts' part sum_m w_m c_m, not the gate-gradient part of c_eff
+    sc.w.resize(nm);
+    for (size_t t = 0; t < nm; ++t) sc.w[t] = w_force[t] - (1.0 - f) * w_energy[t];
+    w = sc.w.data();
+  }
+  const double eps = A ? basis_->energy_gradient_from_A(zi, n, rij, zj, A, w, dE, sc.basis, w_energy)
+                       : basis_->energy_gradient(zi, n, rij, zj, w, dE, sc.basis, w_energy);
+  double e = comb.e0_energy[zi] + f * eps;
+  if (baseline_.enabled()) e += baseline_.pair_energy_gradient(*basis_, zi, n, rij, zj, dE);
+  if (f < 1.0) {
+    const double kappa = baseline_.dense_core_energy_gradient(*basis_, zi, n, rij, zj, 1.0 - f, dE);
+    e += (1.0 - f) * kappa;
+    const double c = (eps - kappa) * df;
+    for (size_t k = 0; k < 3 * static_cast<size_t>(n); ++k) dE[k] += c * sc.drho[k];
+  }
+  return e;
+}
+
 double Potential::compute(const Neighbours& nl, double* energies, double* forces, double* virial,
                           Combination& comb) const {
   const int S = n_species(), K = n_features();
-  std::vector<double> Bsum(static_cast<size_t>(S) * K), counts(S);
-  if (n_experts_ > 1) {
-    structure_descriptor_sums(*basis_, nl, Bsum.data(), counts.data());
-    combine(Bsum.data(), counts.data(), comb);
+  const size_t nm = static_cast<size_t>(basis_->n_monomials());
+  AtomScratch sc;
+  if (n_experts_ > 1) {  // pass 1: descriptor sums (and the density core's correction) for the gate
+    std::vector<double> mono(S * nm, 0.0), core(S * nm, 0.0), Bsum(static_cast<size_t>(S) * K),
+        Bcore(static_cast<size_t>(S) * K), counts(S, 0.0);
+    for_each_atom(*basis_, nl, [&](int i, int s, int n, const double* rij, const int* zj) {
+      atom_pass1(s, n, rij, zj, mono.data() + s * nm, core.data() + s * nm, sc);
+      counts[s] += 1.0;
+      (void)i;
+    });
+    for (int s = 0; s < S; ++s) {
+      basis_->features_from_monomials(mono.data() + s * nm, Bsum.data() + static_cast<size_t>(s) * K);
+      basis_->features_from_monomials(core.data() + s * nm, Bcore.data() + static_cast<size_t>(s) * K);
+    }
+    combine(Bsum.data(), counts.data(), comb, baseline_.has_density_core() ? Bcore.data() : nullptr);
   } else {
     combine(nullptr, nullptr, comb);
   }
-  return structure_energy_forces(*basis_, nl, comb.w_force.data(), comb.e0_energy.data(), energies, forces,
-                                 virial, comb.w_energy.data());
+  const double E = tally_atoms(*basis_, nl, energies, forces, virial,
+                               [&](int, int s, int n, const double* rij, const int* zj, double* dE) {
+                                 return atom_energy_gradient(s, n, rij, zj, comb, nullptr, dE, sc);
+                               });
+  check_finite(&E, 1, "energy");
+  check_finite(forces, 3 * static_cast<size_t>(nl.n_atoms), "forces");
+  check_finite(virial, 6, "virial (stress)");
+  check_finite(energies, static_cast<size_t>(nl.n_atoms), "per-atom energies");
+  return E;
 }
 
 }  // namespace dcace

@@ -16,7 +16,7 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: short-range core (core_range, baseline zbl)
 constexpr const char* kMagic = "dcace-potential";
 
 class Reader {
@@ -43,6 +43,12 @@ class Reader {
   }
 
   bool done() const { return pos_ >= lines_.size(); }
+  // Whether the next record starts with `key` (optional records).
+  bool next_is(const std::string& key) const {
+    if (done()) return false;
+    auto w = split(lines_[pos_].second);
+    return !w.empty() && w[0] == key;
+  }
 
   // Next record, split into words; the first word must be `key`.
   std::vector<std::string> record(const std::string& key) {
@@ -146,6 +152,27 @@ void write_matrix(std::ostringstream& o, const std::string& key, const std::vect
   }
 }
 
+// core_range P, then P lines "a b lo hi" (a <= b, every pair once): the inner envelope of the basis.
+void read_core_range(Reader& rd, BasisSpec& spec) {
+  const int S = spec.n_species;
+  const long P = static_cast<long>(S) * (S + 1) / 2;
+  auto w = rd.take("core_range", 2);
+  if (rd.integer(w[1], P, P, "number of core_range pairs") != P) rd.fail("core_range must list every pair once");
+  const size_t np = static_cast<size_t>(S) * S;
+  spec.core_lo.assign(np, -1.0);
+  spec.core_hi.assign(np, -1.0);
+  for (long k = 0; k < P; ++k) {
+    auto d = rd.data_line();
+    if (d.size() != 4) rd.fail("a core_range line needs 4 values (a b lo hi)");
+    const long a = rd.integer(d[0], 0, S - 1, "core_range species"), b = rd.integer(d[1], 0, S - 1, "core_range species");
+    if (spec.core_lo[a * S + b] >= 0.0) rd.fail("core_range lists the pair " + d[0] + " " + d[1] + " twice");
+    const double lo = rd.number(d[2]), hi = rd.number(d[3]);
+    if (!(lo >= 0.0 && lo < hi)) rd.fail("core_range needs 0 <= lo < hi, got " + d[2] + " " + d[3]);
+    spec.core_lo[a * S + b] = spec.core_lo[b * S + a] = lo;
+    spec.core_hi[a * S + b] = spec.core_hi[b * S + a] = hi;
+  }
+}
+
 }  // namespace
 
 Potential Potential::parse(const std::string& text, const std::string& name) {
@@ -172,6 +199,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   spec.r_inner = rd.number(rd.take("r_inner", 2)[1]);
   spec.n_radial = static_cast<int>(rd.integer(rd.take("n_radial", 2)[1], 1, 1000, "n_radial"));
   spec.l_max = static_cast<int>(rd.integer(rd.take("l_max", 2)[1], 0, 15, "l_max"));
+  if (version >= 2 && rd.next_is("core_range")) read_core_range(rd, spec);
   const long nc = rd.integer(rd.take("channels", 2)[1], 0, 1L << 24, "number of channels");
   for (long c = 0; c < nc; ++c) {
     auto d = rd.data_line();
@@ -231,11 +259,30 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
     gate.spread = rd.matrix("gate_spread", 1, M);
     gate.bias = rd.matrix("gate_bias", 1, M);
   }
+  Baseline baseline;
+  if (version >= 2 && rd.next_is("baseline")) {
+    auto bw = rd.record("baseline");
+    if (bw.size() < 2 || bw[1] != "zbl") rd.fail("unknown baseline '" + (bw.size() > 1 ? bw[1] : "") + "' (known: zbl)");
+    if (static_cast<long>(bw.size()) != S + 2)
+      rd.fail("'baseline zbl' needs one atomic number per element (" + std::to_string(S) + ")");
+    for (long a = 0; a < S; ++a) baseline.atomic_numbers.push_back(static_cast<double>(rd.integer(bw[2 + a], 1, 118, "atomic number")));
+    rd.take("baseline", bw.size());
+    if (rd.next_is("core_density")) {
+      baseline.density_cutoff = rd.number(rd.take("core_density", 2)[1]);
+      const std::vector<double> range = rd.matrix("core_density_range", S, 2);
+      for (long a = 0; a < S; ++a) {
+        baseline.rho_lo.push_back(range[2 * a]);
+        baseline.rho_hi.push_back(range[2 * a + 1]);
+      }
+    }
+  }
   rd.take("end", 1);
   if (!rd.done()) rd.fail("unexpected content after 'end'");
   try {
-    return Potential(std::move(elements), std::move(spec), std::move(coef), std::move(e0), static_cast<int>(M),
-                     std::move(gate), std::move(metadata));
+    Potential pot(std::move(elements), std::move(spec), std::move(coef), std::move(e0), static_cast<int>(M),
+                  std::move(gate), std::move(metadata), std::move(baseline));
+    pot.source_ = name;
+    return pot;
   } catch (const InputError& e) {
     throw FileError(name + ": inconsistent potential: " + e.what());
   }
@@ -262,6 +309,11 @@ std::string Potential::write() const {
   o << "radial_basis chebyshev-cubic-envelope\n";
   o << "r_cut " << num(s.r_cut) << '\n' << "r_inner " << num(s.r_inner) << '\n';
   o << "n_radial " << s.n_radial << '\n' << "l_max " << s.l_max << '\n';
+  if (basis_->has_core()) {
+    o << "core_range " << S * (S + 1) / 2 << '\n';
+    for (int a = 0; a < S; ++a)
+      for (int b = a; b < S; ++b) o << a << ' ' << b << ' ' << num(basis_->core_lo(a, b)) << ' ' << num(basis_->core_hi(a, b)) << '\n';
+  }
   o << "channels " << s.chan_z.size() << '\n';
   for (size_t c = 0; c < s.chan_z.size(); ++c) o << s.chan_z[c] << ' ' << s.chan_n[c] << ' ' << s.chan_l[c] << '\n';
   const size_t nm = s.mono_idx.size() / kMaxOrder;
@@ -291,6 +343,20 @@ std::string Potential::write() const {
     write_matrix(o, "gate_centroids", gate_.centroids, M, gate_.dim_out);
     write_matrix(o, "gate_spread", gate_.spread, 1, M);
     write_matrix(o, "gate_bias", gate_.bias, 1, M);
+  }
+  if (baseline_.enabled()) {
+    o << "baseline zbl";
+    for (double z : baseline_.atomic_numbers) o << ' ' << static_cast<int>(z);
+    o << '\n';
+    if (baseline_.has_density_core()) {
+      o << "core_density " << num(baseline_.density_cutoff) << '\n';
+      std::vector<double> range;
+      for (int a = 0; a < S; ++a) {
+        range.push_back(baseline_.rho_lo[a]);
+        range.push_back(baseline_.rho_hi[a]);
+      }
+      write_matrix(o, "core_density_range", range, S, 2);
+    }
   }
   o << "end\n";
   return o.str();

@@ -45,7 +45,7 @@ void structure_descriptors(const ACEBasis& basis, const Neighbours& nl, double* 
     const int n = static_cast<int>(nl.first[i + 1] - b);
     const int* z = neighbour_species(nl, i, zj);
     try {
-      basis.descriptors(n, nl.rij + 3 * b, z, B + static_cast<size_t>(i) * K, ws);
+      basis.descriptors(nl.species[i], n, nl.rij + 3 * b, z, B + static_cast<size_t>(i) * K, ws);
     } catch (const InputError& e) { rethrow_for_atom(i, e); }
   }
 }
@@ -63,7 +63,7 @@ void structure_descriptor_sums(const ACEBasis& basis, const Neighbours& nl, doub
     const int n = static_cast<int>(nl.first[i + 1] - b);
     const int* z = neighbour_species(nl, i, zj);
     try {
-      basis.descriptors(n, nl.rij + 3 * b, z, B.data(), ws);
+      basis.descriptors(nl.species[i], n, nl.rij + 3 * b, z, B.data(), ws);
     } catch (const InputError& e) { rethrow_for_atom(i, e); }
     const int s = nl.species[i];
     for (int v = 0; v < K; ++v) Bsum[s * K + v] += B[v];
@@ -89,7 +89,7 @@ void structure_fitting_rows(const ACEBasis& basis, const Neighbours& nl, double*
     const int* z = neighbour_species(nl, i, zj);
     dB.resize(static_cast<size_t>(n) * 3 * K);
     try {
-      basis.descriptor_gradients(n, nl.rij + 3 * b, z, B.data(), dB.data(), ws);
+      basis.descriptor_gradients(nl.species[i], n, nl.rij + 3 * b, z, B.data(), dB.data(), ws);
     } catch (const InputError& e) { rethrow_for_atom(i, e); }
     const size_t off = static_cast<size_t>(nl.species[i]) * K;
     for (int v = 0; v < K; ++v) energy_row[off + v] += B[v];
@@ -117,33 +117,34 @@ void structure_fitting_rows(const ACEBasis& basis, const Neighbours& nl, double*
   }
 }
 
-double structure_energy_forces(const ACEBasis& basis, const Neighbours& nl, const double* w,
-                               const double* e0, double* energies, double* forces, double* virial,
-                               const double* w_energy) {
-  const size_t nm = static_cast<size_t>(basis.n_monomials());
-  std::fill(forces, forces + 3 * static_cast<size_t>(nl.n_atoms), 0.0);
-  std::fill(virial, virial + 6, 0.0);
-  std::vector<double> g;
-  Workspace ws;
+void for_each_atom(const ACEBasis& basis, const Neighbours& nl, const AtomFn& fn) {
   std::vector<int> zj;
-  double E = 0.0;
   for (int i = 0; i < nl.n_atoms; ++i) {
     check_centre(basis, nl, i);
     const int64_t b = nl.first[i];
     const int n = static_cast<int>(nl.first[i + 1] - b);
     const int* z = neighbour_species(nl, i, zj);
-    const int s = nl.species[i];
-    g.resize(static_cast<size_t>(n) * 3);
-    double ei;
     try {
-      ei = basis.energy_gradient(n, nl.rij + 3 * b, z, w + s * nm, g.data(), ws,
-                                 w_energy ? w_energy + s * nm : nullptr) + e0[s];
+      fn(i, nl.species[i], n, nl.rij + 3 * b, z);
     } catch (const InputError& e) { rethrow_for_atom(i, e); }
+  }
+}
+
+double tally_atoms(const ACEBasis& basis, const Neighbours& nl, double* energies, double* forces, double* virial,
+                   const AtomEnergyFn& fn) {
+  std::fill(forces, forces + 3 * static_cast<size_t>(nl.n_atoms), 0.0);
+  std::fill(virial, virial + 6, 0.0);
+  std::vector<double> g;
+  double E = 0.0;
+  for_each_atom(basis, nl, [&](int i, int s, int n, const double* rij, const int* z) {
+    g.assign(static_cast<size_t>(n) * 3, 0.0);
+    const double ei = fn(i, s, n, rij, z, g.data());
     energies[i] = ei;
     E += ei;
+    const int64_t b = nl.first[i];
     for (int p = 0; p < n; ++p) {
       const int j = nl.j[b + p];
-      const double* r = nl.rij + 3 * (b + p);
+      const double* r = rij + 3 * p;
       const double* gp = g.data() + 3 * p;
       for (int a = 0; a < 3; ++a) {
         forces[3 * j + a] -= gp[a];
@@ -156,8 +157,20 @@ double structure_energy_forces(const ACEBasis& basis, const Neighbours& nl, cons
       virial[4] -= r[0] * gp[2];
       virial[5] -= r[0] * gp[1];
     }
-  }
+  });
   return E;
+}
+
+double structure_energy_forces(const ACEBasis& basis, const Neighbours& nl, const double* w,
+                               const double* e0, double* energies, double* forces, double* virial,
+                               const double* w_energy) {
+  const size_t nm = static_cast<size_t>(basis.n_monomials());
+  Workspace ws;
+  return tally_atoms(basis, nl, energies, forces, virial,
+                     [&](int, int s, int n, const double* rij, const int* z, double* g) {
+                       return basis.energy_gradient(s, n, rij, z, w + s * nm, g, ws,
+                                                    w_energy ? w_energy + s * nm : nullptr) + e0[s];
+                     });
 }
 
 }  // namespace dcace

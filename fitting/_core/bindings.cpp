@@ -42,6 +42,10 @@ BasisSpec spec_from_dict(const py::dict& d) {
   s.feat_ptr = to_vec<int>(d["feat_ptr"]);
   s.feat_mono = to_vec<int>(d["feat_mono"]);
   s.feat_coef = to_vec<double>(d["feat_coef"]);
+  if (d.contains("core_lo") && !d["core_lo"].is_none()) {  // (S, S) arrays of the inner envelope
+    s.core_lo = to_vec<double>(d["core_lo"]);
+    s.core_hi = to_vec<double>(d["core_hi"]);
+  }
   return s;
 }
 
@@ -67,6 +71,13 @@ py::dict spec_to_dict(const BasisSpec& s) {
   d["feat_ptr"] = vec_array(s.feat_ptr, {(py::ssize_t)s.feat_ptr.size()});
   d["feat_mono"] = vec_array(s.feat_mono, {(py::ssize_t)s.feat_mono.size()});
   d["feat_coef"] = vec_array(s.feat_coef, {(py::ssize_t)s.feat_coef.size()});
+  if (!s.core_lo.empty()) {
+    d["core_lo"] = vec_array(s.core_lo, {s.n_species, s.n_species});
+    d["core_hi"] = vec_array(s.core_hi, {s.n_species, s.n_species});
+  } else {
+    d["core_lo"] = py::none();
+    d["core_hi"] = py::none();
+  }
   return d;
 }
 
@@ -125,6 +136,33 @@ Gate gate_from_dict(const py::object& o, int M, int S, int K) {
   return g;
 }
 
+Baseline baseline_from_dict(const py::object& o) {
+  Baseline b;
+  if (o.is_none()) return b;
+  py::dict d = o.cast<py::dict>();
+  b.atomic_numbers = to_vec<double>(d["atomic_numbers"]);
+  if (d.contains("density_cutoff") && !d["density_cutoff"].is_none()) {
+    b.density_cutoff = d["density_cutoff"].cast<double>();
+    b.rho_lo = to_vec<double>(d["rho_lo"]);
+    b.rho_hi = to_vec<double>(d["rho_hi"]);
+  }
+  return b;
+}
+
+py::object baseline_to_dict(const Baseline& b) {
+  if (!b.enabled()) return py::none();
+  py::dict d;
+  d["atomic_numbers"] = b.atomic_numbers;
+  if (b.has_density_core()) {
+    d["density_cutoff"] = b.density_cutoff;
+    d["rho_lo"] = b.rho_lo;
+    d["rho_hi"] = b.rho_hi;
+  } else {
+    d["density_cutoff"] = py::none();
+  }
+  return d;
+}
+
 py::dict gate_to_dict(const Gate& g, int M) {
   py::dict d;
   if (M == 1) return d;
@@ -144,6 +182,21 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "dcace C++ core: ACE basis, DC gate and potential file";
   m.attr("__version__") = DCACE_VERSION;
   py::register_exception<FileError>(m, "PotentialFileError", PyExc_ValueError);
+
+  m.def(
+      "core_density",
+      [](carray<int64_t> first, carray<double> rij, double r_rho) {
+        const py::ssize_t n = first.size() - 1;
+        if (n < 0 || rij.size() != 3 * first.data()[n]) throw py::value_error("first and rij are inconsistent");
+        py::array_t<double> rho(n);
+        for (py::ssize_t i = 0; i < n; ++i) {
+          const int64_t b = first.data()[i];
+          rho.mutable_data()[i] = core_density(r_rho, static_cast<int>(first.data()[i + 1] - b), rij.data() + 3 * b, nullptr);
+        }
+        return rho;
+      },
+      py::arg("first"), py::arg("rij"), py::arg("r_rho"),
+      "Core density rho_i = sum_j (1 - r_ij^2/r_rho^2)^6 of every atom of a CSR neighbour list (baseline.hpp).");
 
   m.def(
       "real_sph_harm",
@@ -237,14 +290,15 @@ PYBIND11_MODULE(_core, m) {
              return py::make_tuple(E, en, f, v);
            })
       .def("atom_descriptors",
-           [](const ACEBasis& b, carray<double> rij, carray<int> zj) {
+           [](const ACEBasis& b, carray<double> rij, carray<int> zj, int zi) {
              Workspace ws;
              py::array_t<double> B(b.n_features());
-             b.descriptors(static_cast<int>(zj.size()), rij.data(), zj.data(), B.mutable_data(), ws);
+             b.descriptors(zi, static_cast<int>(zj.size()), rij.data(), zj.data(), B.mutable_data(), ws);
              return B;
-           })
+           },
+           py::arg("rij"), py::arg("zj"), py::arg("zi") = 0)
       .def("atom_energy_gradient",
-           [](const ACEBasis& b, carray<double> rij, carray<int> zj, carray<double> coef, bool two_pass) {
+           [](const ACEBasis& b, carray<double> rij, carray<int> zj, carray<double> coef, bool two_pass, int zi) {
              if (coef.size() != b.n_features()) throw py::value_error("expected n_features coefficients");
              Workspace ws;
              const int n = static_cast<int>(zj.size());
@@ -253,39 +307,42 @@ PYBIND11_MODULE(_core, m) {
              py::array_t<double> g({(py::ssize_t)n, (py::ssize_t)3}), B(b.n_features());
              double E;
              if (two_pass) {  // the LAMMPS DC path: values-only pass 1, then pass 2 from the kept A
-               b.monomials(n, rij.data(), zj.data(), ws);
+               b.monomials(zi, n, rij.data(), zj.data(), ws);
                b.features_from_monomials(ws.mono.data(), B.mutable_data());
                std::vector<double> A = ws.A;
-               E = b.energy_gradient_from_A(n, rij.data(), zj.data(), A.data(), w.data(), g.mutable_data(), ws);
+               E = b.energy_gradient_from_A(zi, n, rij.data(), zj.data(), A.data(), w.data(), g.mutable_data(), ws);
              } else {
-               b.descriptors(n, rij.data(), zj.data(), B.mutable_data(), ws);
-               E = b.energy_gradient(n, rij.data(), zj.data(), w.data(), g.mutable_data(), ws);
+               b.descriptors(zi, n, rij.data(), zj.data(), B.mutable_data(), ws);
+               E = b.energy_gradient(zi, n, rij.data(), zj.data(), w.data(), g.mutable_data(), ws);
              }
              return py::make_tuple(E, g, B);
            },
-           py::arg("rij"), py::arg("zj"), py::arg("coef"), py::arg("two_pass") = false,
+           py::arg("rij"), py::arg("zj"), py::arg("coef"), py::arg("two_pass") = false, py::arg("zi") = 0,
            "Energy c.B_i, dE/dr_ij (n, 3) and B_i of one atom (two_pass: the pass-1/pass-2 route).")
-      .def("atom_descriptor_gradients", [](const ACEBasis& b, carray<double> rij, carray<int> zj) {
+      .def("atom_descriptor_gradients", [](const ACEBasis& b, carray<double> rij, carray<int> zj, int zi) {
         Workspace ws;
         const py::ssize_t n = zj.size(), K = b.n_features();
         py::array_t<double> B(K), dB({n, (py::ssize_t)3, K});
-        b.descriptor_gradients(static_cast<int>(n), rij.data(), zj.data(), B.mutable_data(), dB.mutable_data(), ws);
+        b.descriptor_gradients(zi, static_cast<int>(n), rij.data(), zj.data(), B.mutable_data(), dB.mutable_data(), ws);
         return py::make_tuple(B, dB);
-      });
+      }, py::arg("rij"), py::arg("zj"), py::arg("zi") = 0);
 
   py::class_<Potential, std::shared_ptr<Potential>>(m, "PotentialCore")
       .def(py::init([](std::vector<std::string> elements, const py::dict& spec, carray<double> coef, carray<double> e0,
-                       int n_experts, const py::object& gate, std::string metadata) {
+                       int n_experts, const py::object& gate, std::string metadata, const py::object& core) {
              BasisSpec s = spec_from_dict(spec);
              const int S = s.n_species, K = s.n_features;
              Gate g = gate_from_dict(gate, n_experts, S, K);
+             Baseline bl = baseline_from_dict(core);
              return std::make_shared<Potential>(std::move(elements), std::move(s),
                                                 std::vector<double>(coef.data(), coef.data() + coef.size()),
                                                 std::vector<double>(e0.data(), e0.data() + e0.size()), n_experts,
-                                                std::move(g), std::move(metadata));
+                                                std::move(g), std::move(metadata), std::move(bl));
            }),
            py::arg("elements"), py::arg("spec"), py::arg("coefficients"), py::arg("one_body"), py::arg("n_experts"),
-           py::arg("gate"), py::arg("metadata"))
+           py::arg("gate"), py::arg("metadata"), py::arg("short_range") = py::none(),
+           "short_range: None, or the short-range core {atomic_numbers: per element (ZBL; the spec needs core "
+           "windows), density_cutoff, rho_lo, rho_hi (per element; optional density core)}.")
       .def_static("read", [](const std::string& p) { return std::make_shared<Potential>(Potential::read(p)); })
       .def_static("parse", [](const std::string& t, const std::string& name) {
         return std::make_shared<Potential>(Potential::parse(t, name));
@@ -297,6 +354,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_features", &Potential::n_features)
       .def_property_readonly("cutoff", &Potential::cutoff)
       .def_property_readonly("metadata", &Potential::metadata)
+      .def_property_readonly("short_range", [](const Potential& p) { return baseline_to_dict(p.baseline()); },
+                             "The short-range core as a dict (see __init__), or None without one.")
       .def_property_readonly("basis", [](const Potential& p) { return std::make_shared<ACEBasis>(p.basis()); })
       .def("spec", [](const Potential& p) { return spec_to_dict(p.basis().spec()); })
       .def_property_readonly("coefficients",

@@ -55,7 +55,10 @@ class ACEBasis:
     """
 
     def __init__(self, elements, cutoff: float, body_order: int, max_degree: float, *,
-                 inner_cutoff: float = 0.5, w_L: float = 1.5):
+                 inner_cutoff: float = 0.5, w_L: float = 1.5, core_window=None):
+        """core_window: None, or (lo, hi) arrays (S, S) of the short-range core (dcace.baseline):
+        the radial functions of pair (a, b) are switched on over [lo, hi], and neighbours closer
+        than lo are left to the baseline."""
         self.elements = _check_elements(elements)
         self.cutoff = float(cutoff)
         self.body_order = int(body_order)
@@ -64,7 +67,16 @@ class ACEBasis:
         self.w_L = float(w_L)
         self.spec_ = build_basis_spec(len(self.elements), self.cutoff, self.body_order, max_degree,
                                       inner_cutoff=self.inner_cutoff, w_L=self.w_L)
+        if core_window is not None:
+            lo, hi = (np.ascontiguousarray(x, dtype=float) for x in core_window)
+            self.spec_["core_lo"], self.spec_["core_hi"] = lo, hi
         self.core_ = _core.BasisCore(self.spec_)
+
+    @property
+    def core_window(self):
+        """(lo, hi) arrays (S, S) of the short-range core, or None."""
+        lo = self.spec_.get("core_lo")
+        return None if lo is None else (np.asarray(lo), np.asarray(self.spec_["core_hi"]))
 
     @classmethod
     def from_core(cls, elements, core, settings: dict | None = None) -> "ACEBasis":

@@ -137,8 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "test force MAE 0.0153 vs 0.0173 at 1.5, K = 211; docs/user-guide.md) "
                         "(default: 1.5; example: --angular-weight 1.0)")
     g.add_argument("--inner-cutoff", type=_nonneg, default=None, metavar="R",
-                   help="start of the radial basis in Å; a pair closer than it is an error in MD "
-                        "(default: 0.5; example: --inner-cutoff 1.0)")
+                   help="start of the radial basis in Å; with --no-baseline a pair closer than it is an error "
+                        "in MD (default: 0.5; example: --inner-cutoff 1.0)")
+    g.add_argument("--no-baseline", action="store_true",
+                   help="fit without the short-range core (ZBL repulsion below the data's shortest distances "
+                        "and where an atom is denser than any training atom; docs/short-range.md) "
+                        "(default: with it)")
+    g.add_argument("--core-range", metavar="LO:HI", default=None,
+                   help="where ZBL hands over to ACE, in Å: LO:HI for every pair or 'Ti-Al=LO:HI,Al-Al=LO:HI' "
+                        "(default: from the data, 0.15 below to 0.10 above each pair's shortest distance; "
+                        "example: --core-range 1.6:2.0)")
     g.add_argument("--committee", choices=("joint", "independent"), default=None,
                    help="'joint': all experts fitted together on the combined model's energies, conservative "
                         "forces and stresses; 'independent': each expert on its cluster (the paper) "
@@ -188,7 +196,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "energy_weight", "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key",
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
-             "angular_weight", "inner_cutoff"}
+             "angular_weight", "inner_cutoff", "no_baseline", "core_range"}
 
 
 def _merge_config(args, parser):
@@ -224,6 +232,7 @@ def _cmd_fit(args, parser) -> int:
                                     ("--cutoff", args.cutoff), ("-o/--output", args.output)) if val in (None, [])]
     if missing:
         raise ValueError(f"dcace fit needs {', '.join(missing)}")
+    from .baseline import parse_core_range
     from .pipeline import fit
 
     train = args.train if len(args.train) > 1 else args.train[0]
@@ -242,7 +251,9 @@ def _cmd_fit(args, parser) -> int:
               memory_budget_gb=args.memory_budget, progress=not args.quiet and sys.stderr.isatty(),
               keep_arrays=bool(args.plots),
               w_L=1.5 if args.angular_weight is None else float(args.angular_weight),
-              inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff))
+              inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff),
+              baseline=None if args.no_baseline else "zbl",
+              core_range=None if args.core_range is None else parse_core_range(args.core_range))
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)

@@ -35,6 +35,7 @@ from . import _core
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
+from .baseline import CoreSettings, core_window, density_core, residual_dataset, shortest_distances
 from .data import Dataset, DataError, read_data
 from .potential import Potential
 from .report import ErrorStats, FitReport
@@ -165,7 +166,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         committee: str = "joint", regularise: str = "global", agreement: float = 0.0, compare: bool = True,
         progress: bool = True, threads: int = 2, memory_budget_gb: float | None = None,
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
-        batch_size: int | None = None, verbose: bool = False) -> Potential:
+        batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
+        core_range=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -186,6 +188,10 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         default -- CV rejects committees whose held-out forces blow up).
     compare : also fit and report the paper's variant (independent experts, eq. 8 gate).
     keep_arrays : keep per-structure predictions for plots in ``pot.report.arrays``.
+    baseline : ``"zbl"`` (default: the ZBL screened-nuclear repulsion below the data's shortest
+        distances, the experts fitted on the residual; ``dcace.baseline``) or None.
+    core_range : where ZBL hands over to ACE: None (from the data's shortest distance per pair),
+        ``(lo, hi)`` in Å for every pair, or ``{"Ti-Al": (lo, hi), ...}``.
 
     Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
     :class:`dcace.report.FitReport` (errors, selection, timings).
@@ -197,7 +203,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
 def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridge, energy_weight,
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
-         memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose):
+         memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range):
     t_start = time.perf_counter()
     timings = {}
     wE = float(DEFAULTS["energy_weight"] if energy_weight is None else energy_weight)
@@ -235,21 +241,36 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge}")
 
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
-    basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L)
-    elements = basis.elements
+    core = CoreSettings(baseline, core_range)
+    elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
     t0 = time.perf_counter()
     data = train if isinstance(train, Dataset) else read_data(train, elements=elements, **keys)
     test_data = None
     if test is not None:
         test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, **keys)
     timings["read"] = time.perf_counter() - t0
+    core_notes, window, short_range = [], None, None
+    if core.baseline is not None:
+        shortest = shortest_distances(data.frames, elements, cutoff)
+        lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
+        window = (lo, hi)
+    basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
+                     core_window=window)
+    data_orig, test_orig = data, test_data
+    if core.baseline is not None:   # the experts learn DFT minus the baseline (paper eq. 10)
+        S0, K0 = basis.n_species, basis.n_features
+        short_range = density_core(data.frames, basis)
+        base_pot = Potential.from_parts(basis, np.zeros((1, S0, K0)), np.zeros((1, S0)), None, {},
+                                        short_range=short_range)
+        data = residual_dataset(data, base_pot)
+        test_data = residual_dataset(test_data, base_pot) if test_data is not None else None
     n = len(data)
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
     if n < k_folds:
         raise ValueError(f"{n} training structures are too few for {k_folds}-fold cross-validation")
     Ms = [M for M in Ms if M <= max(1, n // (2 * k_folds)) or M == 1]
-    notes = list(data.notes) + (list(test_data.notes) if test_data else [])
+    notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
@@ -400,6 +421,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     e0 = theta_final[:, D:] + e_ref[None, :]
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
     settings = {
+        "baseline": core.baseline, "core_range": _jsonable_range(core.core_range),
         "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
         "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
         "experts": experts if experts == "auto" else int(experts), "committee": committee,
@@ -436,12 +458,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "dcace_version": _core.__version__, "fit": settings,
         "data": {"train": data.files, "test": test_data.files if test_data else None},
         "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
-                  "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K},
+                  "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K,
+                  "baseline": core.baseline,
+                  "core_window": None if window is None else {
+                      f"{elements[a]}-{elements[b]}": [round(float(window[0][a, b]), 6), round(float(window[1][a, b]), 6)]
+                      for a in range(S) for b in range(a, S)}},
         "selection": {k: v for k, v in selection.items() if k != "ridge_cv"},
     }
-    pot = Potential.from_parts(basis, coef, e0, gate, meta_partial)
+    pot = Potential.from_parts(basis, coef, e0, gate, meta_partial, short_range=short_range)
     lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
-                                                          (theta_lin[D:] + e_ref)[None, :], None, {})
+                                                          (theta_lin[D:] + e_ref)[None, :], None, {},
+                                                          short_range=short_range)
     train_stats = {"linear": ErrorStats(keep_arrays), "dc": ErrorStats(keep_arrays)} if M_sel > 1 else \
         {"linear": ErrorStats(keep_arrays)}
     nearest_train = np.zeros(n)
@@ -456,7 +483,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         except ValueError as exc:
             return exc
 
-    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, data.frames, threads), n,
+    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, data_orig.frames, threads), n,
                                             "pass 3/3 training errors", progress)):
         if isinstance(res, Exception):
             raise _frame_error(fr, res)
@@ -475,10 +502,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         t0 = time.perf_counter()
         test_stats = {name: ErrorStats(keep_arrays) for name in models}
         tstats_cpp = ErrorStats(keep_arrays)
+        originals = iter(test_orig.frames)
         for fr, r in _progress(_threaded_map(rows_fn, test_data.frames, threads), len(test_data),
                                "test set", progress):
             if isinstance(r, Exception):
                 raise _frame_error(fr, r)
+            fr_orig = next(originals)   # labels with the baseline in, for the written potential
             b = r.energy
             ncount = r.counts
             for name, (theta, wfn) in models.items():
@@ -487,9 +516,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                 F = (r.forces @ c_eff[0]).reshape(-1, 3)
                 sp = r.stress @ c_eff[0] if (r.stress is not None and fr.stress is not None) else None
                 test_stats[name].add(fr.n_atoms, fr.energy, Etot, fr.forces, F, fr.stress if sp is not None else None, sp)
-            out = pot.compute(fr.atoms)
-            tstats_cpp.add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
-                           fr.stress, out["stress"] if fr.stress is not None else None)
+            out = pot.compute(fr_orig.atoms)
+            tstats_cpp.add(fr.n_atoms, fr_orig.energy, out["energy"], fr_orig.forces, out["forces"],
+                           fr_orig.stress, out["stress"] if fr_orig.stress is not None else None)
         for name, stt in test_stats.items():
             errors.setdefault(name, {})["test"] = stt.summary()
         # the official numbers of the written potential come from the C++ core
@@ -515,12 +544,18 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                                                       "energy_rmse_mev_per_atom", "force_rmse_ev_per_a")}
         for r in cv_rows]
     meta["notes"] = notes
-    pot = Potential.from_parts(basis, coef, e0, gate, meta)
+    pot = Potential.from_parts(basis, coef, e0, gate, meta, short_range=short_range)
     timings["total"] = time.perf_counter() - t_start
     report = FitReport(settings=settings, selection=selection, errors=errors, timings=timings, notes=notes,
                        cv_table=cv_rows, arrays=arrays)
     pot.report = report
     return pot
+
+
+def _jsonable_range(core_range):
+    if core_range is None or isinstance(core_range, dict):
+        return None if core_range is None else {k: [float(x) for x in v] for k, v in core_range.items()}
+    return [float(x) for x in core_range]
 
 
 def _cv_summary(row):

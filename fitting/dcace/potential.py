@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ase.data import atomic_numbers
 
 from . import _core
 from .basis import ACEBasis
@@ -29,8 +30,11 @@ class Potential:
     # -- construction and files ----------------------------------------------------------------
     @classmethod
     def from_parts(cls, basis: ACEBasis, coefficients, one_body, gate: dict | None = None,
-                   metadata: dict | None = None) -> "Potential":
-        """Assemble a potential from expert coefficients (M, S, K), one-body terms (M, S) and a gate."""
+                   metadata: dict | None = None, short_range: dict | None = None) -> "Potential":
+        """Assemble a potential from expert coefficients (M, S, K), one-body terms (M, S) and a gate.
+
+        short_range: the short-range core (dcace.baseline), None or ``{"density_cutoff": r or None, "rho_lo": [...],
+        "rho_hi": [...]}`` (ZBL with the basis's core windows; atomic numbers from the elements)."""
         coefficients = np.ascontiguousarray(coefficients, dtype=float)
         if coefficients.ndim == 2:
             coefficients = coefficients[None]
@@ -41,8 +45,10 @@ class Potential:
                                   "w_L": basis.w_L, "cutoff": basis.cutoff,
                                   "inner_cutoff": basis.inner_cutoff})
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        if short_range is not None:
+            short_range = dict(short_range, atomic_numbers=[float(atomic_numbers[el]) for el in basis.elements])
         core = _core.PotentialCore(basis.elements, basis.spec_, coefficients, one_body, M,
-                                   gate if M > 1 else None, text)
+                                   gate if M > 1 else None, text, short_range)
         return cls(core)
 
     @classmethod
@@ -75,6 +81,16 @@ class Potential:
     @property
     def one_body(self) -> np.ndarray:
         return self.core.one_body
+
+    @property
+    def baseline(self) -> str | None:
+        """'zbl' when the potential has the ZBL short-range baseline, else None."""
+        return None if self.core.short_range is None else "zbl"
+
+    @property
+    def short_range(self) -> dict | None:
+        """The short-range core: ZBL atomic numbers, density cutoff and thresholds (or None)."""
+        return self.core.short_range
 
     @property
     def gate(self) -> dict:

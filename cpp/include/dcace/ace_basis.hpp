@@ -10,6 +10,10 @@
 //      s = (r - r_inner) / (r_cut - r_inner),  x = 1 - 2 s,
 //      R_n(r) = T_n(x) * (1 - s)^3            (Chebyshev T_n; C^2 at r_cut)
 //    a neighbour closer than r_inner is an error, one at r >= r_cut contributes nothing;
+//  * optional inner envelope (the ACE half of the short-range core, docs/potential-format.md): for
+//    the pair (centre species zi, neighbour species zj), R_n is multiplied by the C^2 switch
+//    g(r) = core_switch(r; lo, hi) (0 below lo, 1 above hi); neighbours at r <= lo contribute
+//    nothing (no inner-cutoff error: the baseline's repulsion takes over there);
 //  * real orthonormal spherical harmonics Y_lm, flat index l*l + l + m, m = -l..l:
 //      Y_l0 = N_l0 P_l^0(z),  Y_lm = sqrt2 N_lm P_l^m(z) cos(m phi),  Y_l,-m = sqrt2 N_lm P_l^m sin(m phi)
 //    with P_l^m including the Condon-Shortley phase (-1)^m and N_lm = sqrt((2l+1)/4pi (l-m)!/(l+m)!);
@@ -34,12 +38,25 @@ struct InputError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// The C^2 switch of the short-range core: g = 0 for r <= lo, 1 for r >= hi, and in between the
+// quintic smoothstep x^3 (10 - 15 x + 6 x^2), x = (r - lo) / (hi - lo) (g' and g'' vanish at both ends).
+// The ACE radial functions are multiplied by g, the baseline's pair repulsion by 1 - g.
+inline double core_switch(double r, double lo, double hi, double* dg) {
+  if (r <= lo) { *dg = 0.0; return 0.0; }
+  if (r >= hi) { *dg = 0.0; return 1.0; }
+  const double w = hi - lo, x = (r - lo) / w;
+  *dg = 30.0 * x * x * (1.0 - x) * (1.0 - x) / w;
+  return x * x * x * (10.0 + x * (6.0 * x - 15.0));
+}
+
 struct BasisSpec {
   int n_species = 1;
   double r_cut = 5.0;
   double r_inner = 0.5;
   int n_radial = 1;
   int l_max = 0;
+  std::vector<double> core_lo, core_hi;     // n_species^2 each (symmetric): inner envelope per pair
+                                            // [lo, hi]; both empty = no envelope
   std::vector<int> chan_z, chan_n, chan_l;  // channels of A
   std::vector<int> mono_idx;                // kMaxOrder entries per monomial, -1 padded
   int n_features = 0;
@@ -70,44 +87,49 @@ class ACEBasis {
   int n_A() const { return n_A_; }
   int n_monomials() const { return n_mono_; }
   double cutoff() const { return spec_.r_cut; }
+  bool has_core() const { return !spec_.core_lo.empty(); }
+  // inner envelope window of the pair (a, b); only when has_core()
+  double core_lo(int a, int b) const { return spec_.core_lo[static_cast<size_t>(a) * spec_.n_species + b]; }
+  double core_hi(int a, int b) const { return spec_.core_hi[static_cast<size_t>(a) * spec_.n_species + b]; }
 
   // Per-feature coefficients (length n_features) -> per-monomial weights (length n_monomials).
   void monomial_weights(const double* coef, double* w) const;
 
   // B_i (length n_features) of one atom.
-  void descriptors(int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const;
+  void descriptors(int zi, int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const;
 
   // Gradient dE/dr_ij (n_neigh x 3; zero rows for neighbours beyond the cutoff) of
   // E = sum over monomials of w * monomial (= coef . B_i when w = monomial_weights(coef)).
   // Returns that E, or, when w_energy is given, sum of w_energy * monomial (the DC gate uses one
   // set of weights for forces and another for per-atom energies, in the same pass).
-  double energy_gradient(int n_neigh, const double* rij, const int* zj, const double* w,
+  double energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, const double* w,
                          double* dE_drij, Workspace& ws, const double* w_energy = nullptr) const;
 
   // Two-pass evaluation (the DC gate in LAMMPS).  Pass 1: values only; afterwards ws.A holds A_i and
   // ws.mono its monomials (sum them per species, then features_from_monomials gives sum_i B_i).
-  void monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
+  void monomials(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
   // The same, but the monomials are added to sum[0..n_monomials) instead of stored in ws.mono.
-  void add_monomials(int n_neigh, const double* rij, const int* zj, Workspace& ws, double* sum) const;
+  void add_monomials(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws, double* sum) const;
   void features_from_monomials(const double* mono, double* B) const;
   // Pass 2: as energy_gradient, but with A_i kept from pass 1 (not accumulated again).
-  double energy_gradient_from_A(int n_neigh, const double* rij, const int* zj, const double* A,
+  double energy_gradient_from_A(int zi, int n_neigh, const double* rij, const int* zj, const double* A,
                                 const double* w, double* dE_drij, Workspace& ws,
                                 const double* w_energy = nullptr) const;
 
   // Fitting: B_i and dB_i/dr_ij laid out as [(j*3 + a) * n_features + v].
-  void descriptor_gradients(int n_neigh, const double* rij, const int* zj, double* B,
+  void descriptor_gradients(int zi, int n_neigh, const double* rij, const int* zj, double* B,
                             double* dB_drij, Workspace& ws) const;
 
   // Radial functions and derivatives at r (n_radial each); exposed for tests.
   void radial(double r, double* R, double* dR) const;
 
  private:
-  void atomic_base(int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
+  void atomic_base(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws, bool grad,
                    bool accumulate = true) const;
   // R (and dR, unless null) of n neighbours at distances r[0..n), tmp >= 7 n doubles: the
   // Chebyshev recurrence runs across neighbours, so the chains are independent and pipeline.
   void radial_block(int n, const double* r, double* R, double* dR, double* tmp) const;
+  void apply_core_envelope(int zi, const int* zj, const double* rr, Workspace& ws, bool grad) const;
   double adjoint(int n_neigh, const double* rij, const int* zj, const double* A, const double* w,
                  double* dE_drij, Workspace& ws, const double* w_energy) const;
   void monomial_values(Workspace& ws) const;

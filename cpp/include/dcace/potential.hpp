@@ -10,6 +10,7 @@
 //   c_eff,s = sum_m w_m c_{m,s} + (1/N) sum_m E_m dw_m/dp_s      (forces: F = -sum_i c_eff . dB_i/dr)
 //   e_i    = sum_m w_m (c_{m,Z_i} . B_i + e0_{m,Z_i})            (per-atom energies sum to E)
 // With M = 1 the gate is absent and c_eff = c_1.
+// An optional short-range baseline (baseline.hpp, ZBL) adds its pair energy to E and to e_i.
 #pragma once
 
 #include <memory>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "dcace/ace_basis.hpp"
+#include "dcace/baseline.hpp"
 #include "dcace/structure.hpp"
 
 namespace dcace {
@@ -54,6 +56,13 @@ struct Combination {
   double nearest = 0.0;                // distance to the nearest centroid / its spread (0 if M = 1)
 };
 
+// Scratch memory of the per-atom evaluator (one per thread; reuse across atoms).
+struct AtomScratch {
+  Workspace basis;
+  std::vector<double> w;     // per-atom monomial weights (density core)
+  std::vector<double> drho;  // d rho_i / d r_ij
+};
+
 class Potential {
  public:
   static Potential read(const std::string& path);                           // throws FileError
@@ -62,7 +71,8 @@ class Potential {
 
   Potential() = default;
   Potential(std::vector<std::string> elements, BasisSpec spec, std::vector<double> coef,
-            std::vector<double> e0, int n_experts, Gate gate, std::string metadata);
+            std::vector<double> e0, int n_experts, Gate gate, std::string metadata,
+            Baseline baseline = {});
 
   const std::vector<std::string>& elements() const { return elements_; }
   int species_index(const std::string& element) const;  // -1 if absent
@@ -75,10 +85,29 @@ class Potential {
   const std::vector<double>& one_body() const { return e0_; }         // M x S
   const Gate& gate() const { return gate_; }
   const std::string& metadata() const { return metadata_; }            // JSON text (provenance)
+  const Baseline& baseline() const { return baseline_; }               // short-range core (may be off)
+  const std::string& source() const { return source_; }                // file name it was read from
+  // Throws InputError "<source>: non-finite <what> ..." unless all n values are finite.
+  void check_finite(const double* v, size_t n, const char* what) const;
 
   // Global gate from per-species descriptor sums (S x K) and atom counts (S).  For M = 1 this is
-  // cheap and needs no sums (pass nullptr): weights = {1}, c_eff = c_1.
-  void combine(const double* Bsum, const double* counts, Combination& out) const;
+  // cheap and needs no sums (pass nullptr): weights = {1}, c_eff = c_1.  With a density core,
+  // core_correction (S x K, may be null) is sum_i (f_i - 1) B_i: the experts' energies use
+  // Bsum + core_correction, the gate input p = Bsum / N does not.
+  void combine(const double* Bsum, const double* counts, Combination& out,
+               const double* core_correction = nullptr) const;
+
+  // The per-atom evaluator behind Potential::compute and pair_style dcace.
+  // Pass 1 (M > 1 only): adds atom i's monomials to mono_sum (n_monomials of its species) and, with
+  // a density core, (f_i - 1) times them to core_sum; leaves A_i in sc.basis.A.
+  void atom_pass1(int zi, int n_neigh, const double* rij, const int* zj, double* mono_sum, double* core_sum,
+                  AtomScratch& sc) const;
+  // Pass 2: energy e_i of atom i (centre species zi; ACE, one-body term and short-range core) for the
+  // step's combination, and dE/dr_ij (n_neigh x 3, overwritten).  A: A_i kept from pass 1, or null.
+  double atom_energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, const Combination& comb,
+                              const double* A, double* dE_drij, AtomScratch& sc) const;
+  // f_i of the density core (1 without one).
+  double atom_core_switch(int zi, int n_neigh, const double* rij) const;
 
   // Whole-structure DC evaluation (two passes) for Python: returns E, fills per-atom energies,
   // forces (N x 3), virial (6, Voigt, eV) and the combination used.
@@ -93,6 +122,8 @@ class Potential {
   int n_experts_ = 1;
   Gate gate_;
   std::string metadata_;
+  Baseline baseline_;
+  std::string source_ = "<potential>";
   std::vector<double> w_single_;  // monomial weights of expert 1 (M = 1 fast path)
 };
 

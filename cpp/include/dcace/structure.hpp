@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "dcace/ace_basis.hpp"
 
@@ -19,6 +20,18 @@ struct Neighbours {
   const int* j = nullptr;
   const double* rij = nullptr;
 };
+
+// Per-atom callback: atom index i, centre species s, its n neighbours (vectors rij, n x 3, and species zj).
+using AtomFn = std::function<void(int i, int s, int n, const double* rij, const int* zj)>;
+// The same, returning e_i and filling dE/dr_ij (n x 3).
+using AtomEnergyFn = std::function<double(int i, int s, int n, const double* rij, const int* zj, double* dE)>;
+
+// Calls fn for every atom, in order (InputErrors get "atom i: " in front).
+void for_each_atom(const ACEBasis& basis, const Neighbours& nl, const AtomFn& fn);
+// Calls fn for every atom and tallies: energies[i] = e_i, forces = -dE/dr (n_atoms x 3), virial
+// (Voigt, eV) = -sum_pairs r_ij (x) dE/dr_ij.  Returns E = sum_i e_i.
+double tally_atoms(const ACEBasis& basis, const Neighbours& nl, double* energies, double* forces, double* virial,
+                   const AtomEnergyFn& fn);
 
 // B (n_atoms x K, row-major).
 void structure_descriptors(const ACEBasis& basis, const Neighbours& nl, double* B);

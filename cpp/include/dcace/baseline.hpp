@@ -1,0 +1,58 @@
+// The short-range core of a dcace potential (paper eq. 10, E = E_baseline + sum_m w_m E_m): where the
+// data end, a physical repulsion takes over from the fitted ACE experts.  Two parts, both optional:
+//
+// 1. Pair core (ZBL).  The universal ZBL screened-nuclear repulsion of Ziegler, Biersack and Littmark,
+//      phi(r) = (e^2 / 4 pi eps0) Z_a Z_b / r * sum_k c_k exp(-d_k r / a),
+//      a = 0.46850 / (Z_a^0.23 + Z_b^0.23) A,  c = (0.18175, 0.50986, 0.28022, 0.02817),
+//      d = (3.19980, 0.94229, 0.40290, 0.20162),
+//    acts on every pair as phi(r) (1 - g(r)), g = core_switch(r; lo, hi) of the pair's core window of
+//    the basis (ace_basis.hpp), where the ACE radial functions are switched on by g.  Each atom carries
+//    half of each of its pairs, so per-atom energies sum to E.
+//
+// 2. Density core.  An atom whose neighbourhood is denser than any training atom's is handed from ACE
+//    to the full ZBL repulsion of its pairs:
+//      rho_i   = sum_j (1 - r_ij^2 / r_rho^2)^6            (r_ij < r_rho; no square root, C^5 at r_rho)
+//      f_i     = 1 - core_switch(rho_i; rho_lo_s, rho_hi_s)   (s = species of i; 1 for every training atom)
+//      kappa_i = (1/2) sum_j phi(r_ij) g(r_ij) t(r_ij),    t = 1 - core_switch(r; 3/4 r_cut, r_cut)
+//      e_i     = e0 + f_i eps_i + (1 - f_i) kappa_i + (pair core)
+//    with eps_i the (gated) ACE energy of atom i.  Where f_i = 1 (all of the training data, by
+//    construction of rho_lo) the model is exactly the fitted one.
+#pragma once
+
+#include <vector>
+
+#include "dcace/ace_basis.hpp"
+
+namespace dcace {
+
+constexpr double kCoulomb = 14.399645;  // e^2 / (4 pi eps0), eV A (the value LAMMPS's metal units use)
+
+// ZBL pair energy phi(r) and dphi/dr for nuclear charges za, zb (unswitched).
+double zbl_energy(double za, double zb, double r, double* dphi_dr);
+
+// rho_i of one atom from its neighbour vectors; with drho (n x 3) also d rho / d r_ij.
+double core_density(double r_rho, int n_neigh, const double* rij, double* drho_drij);
+
+struct Baseline {
+  std::vector<double> atomic_numbers;  // per species (ZBL); empty = no baseline at all
+  double density_cutoff = 0.0;         // r_rho; 0 = no density core
+  std::vector<double> rho_lo, rho_hi;  // per species
+
+  bool enabled() const { return !atomic_numbers.empty(); }
+  bool has_density_core() const { return density_cutoff > 0.0; }
+
+  // Pair core: half the switched ZBL energy of atom i's pairs (centre species zi), *adding* its
+  // derivative to dE_drij (n_neigh x 3).  Pairs at r >= hi cost one comparison.  Throws InputError
+  // for coincident atoms.
+  double pair_energy_gradient(const ACEBasis& basis, int zi, int n_neigh, const double* rij, const int* zj,
+                              double* dE_drij) const;
+  // f_i and df/drho for a centre of species zi (1 and 0 without a density core).
+  double density_switch(int zi, double rho, double* df) const;
+  // kappa_i, adding scale * d kappa_i / d r_ij to dE_drij.
+  double dense_core_energy_gradient(const ACEBasis& basis, int zi, int n_neigh, const double* rij,
+                                    const int* zj, double scale, double* dE_drij) const;
+  // Throws InputError unless consistent with a basis of n_species species (and its core window).
+  void check(const ACEBasis& basis) const;
+};
+
+}  // namespace dcace

@@ -1,0 +1,164 @@
+"""The short-range core of a dcace potential: where the ZBL baseline hands over to ACE.
+
+A potential fitted with the baseline (the default) is E = E_ZBL + sum_m w_m E_m (paper eq. 10). For
+each element pair (a, b) a window [lo, hi] is chosen from the training data: below lo only the
+ZBL screened-nuclear repulsion acts (the ACE radial functions are multiplied by a C^2 switch that is
+0 there), above hi only ACE, and in between the two cross over smoothly (formulas in
+``cpp/include/dcace/baseline.hpp``). The experts are fitted on the residual (DFT minus ZBL), so
+the ACE part only ever describes distances that the data cover, and cannot dig a hole below them.
+
+Default window (chosen by measurement, docs/short-range.md): hi = r_min + HI_ABOVE and
+lo = max(r_min - LO_BELOW, inner cutoff) with r_min the shortest distance of that pair in the
+training data. A pair absent from the data gets r_min = the covalent-radius estimate
+COVALENT_FACTOR * (r_cov,a + r_cov,b), with a note.
+
+All evaluation is in the C++ core; this module only chooses numbers and subtracts the baseline's
+energies, forces and stresses from the training labels (through the core).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+from ase.data import atomic_numbers, covalent_radii
+
+from .neighbours import neighbour_list
+
+__all__ = ["CoreSettings", "shortest_distances", "core_window", "parse_core_range", "density_core",
+           "residual_dataset"]
+
+HI_ABOVE = 0.10        # A above the shortest distance in the data: ACE fully on
+LO_BELOW = 0.15        # A below it: ACE fully off, ZBL alone
+COVALENT_FACTOR = 0.8  # shortest distance of a pair the data lack, relative to r_cov,a + r_cov,b
+DENSITY_WIDTH = 0.3    # the density core switches ACE off between rho_max and (1 + this) rho_max
+
+
+@dataclasses.dataclass
+class CoreSettings:
+    """What the user asked for: a baseline kind and an optional window (None = from the data)."""
+    baseline: str | None = "zbl"          # "zbl" or None
+    core_range: object = None             # None, (lo, hi) for every pair, or {"Ti-Al": (lo, hi), ...}
+
+    def __post_init__(self):
+        if self.baseline in ("none", "None", False):
+            self.baseline = None
+        if self.baseline not in (None, "zbl"):
+            raise ValueError(f"baseline must be 'zbl' or None, got {self.baseline!r}")
+
+
+def shortest_distances(frames, elements, search: float) -> np.ndarray:
+    """(S, S) shortest distance of every element pair within `search` A over `frames` (inf if none)."""
+    index = {el: s for s, el in enumerate(elements)}
+    S = len(elements)
+    best = np.full((S, S), np.inf)
+    for fr in frames:
+        atoms = fr.atoms if hasattr(fr, "atoms") else fr
+        sp = np.array([index[s] for s in atoms.get_chemical_symbols()])
+        nl = neighbour_list(atoms, search)
+        if nl.n_pairs == 0:
+            continue
+        d = np.linalg.norm(nl.rij, axis=1)
+        a, b = sp[nl.centres()], sp[nl.j]
+        np.minimum.at(best, (a, b), d)
+    return np.minimum(best, best.T)
+
+
+def _pair_key(text, elements):
+    parts = text.split("-")
+    if len(parts) != 2 or any(p not in elements for p in parts):
+        raise ValueError(f"core_range: {text!r} is not an element pair of {elements} (write e.g. "
+                         f"'{elements[0]}-{elements[-1]}')")
+    return elements.index(parts[0]), elements.index(parts[1])
+
+
+def parse_core_range(text: str):
+    """CLI syntax: 'LO:HI' for every pair, or 'Ti-Al=LO:HI,Al-Al=LO:HI' per pair."""
+    def window(s, what):
+        m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*:\s*([0-9.eE+-]+)\s*", s)
+        if not m:
+            raise ValueError(f"--core-range: {what!r} must be LO:HI in A, e.g. 1.2:2.0")
+        return float(m.group(1)), float(m.group(2))
+    if "=" not in text:
+        return window(text, text)
+    out = {}
+    for item in text.split(","):
+        key, _, val = item.partition("=")
+        out[key.strip()] = window(val, item)
+    return out
+
+
+def core_window(elements, shortest: np.ndarray, cutoff: float, inner_cutoff: float, core_range=None):
+    """(lo, hi) arrays (S, S) of the core window and notes on how each pair got its window."""
+    S = len(elements)
+    lo = np.zeros((S, S))
+    hi = np.zeros((S, S))
+    notes = []
+    user = {}
+    if isinstance(core_range, dict):
+        for key, w in core_range.items():
+            a, b = _pair_key(key, elements)
+            user[(a, b)] = user[(b, a)] = tuple(float(x) for x in w)
+    elif core_range is not None:
+        w = tuple(float(x) for x in core_range)
+        if len(w) != 2:
+            raise ValueError(f"core_range must be (lo, hi), got {core_range!r}")
+        user = {(a, b): w for a in range(S) for b in range(S)}
+    for a in range(S):
+        for b in range(a, S):
+            pair = f"{elements[a]}-{elements[b]}"
+            if (a, b) in user:
+                l, h = user[(a, b)]
+                if not (inner_cutoff <= l < h < cutoff):
+                    raise ValueError(f"core_range for {pair}: need inner cutoff {inner_cutoff:g} <= lo < hi < "
+                                     f"cutoff {cutoff:g}, got {l:g}:{h:g} (option --core-range / core_range=)")
+            else:
+                r = shortest[a, b]
+                if not np.isfinite(r):
+                    r = COVALENT_FACTOR * (covalent_radii[atomic_numbers[elements[a]]]
+                                           + covalent_radii[atomic_numbers[elements[b]]])
+                    notes.append(f"no {pair} pair closer than the cutoff in the training data: core window "
+                                 f"placed at the covalent-radius estimate {r:.3f} A")
+                h = min(r + HI_ABOVE, 0.9 * cutoff)
+                l = max(min(r - LO_BELOW, h - 0.1), inner_cutoff)
+                if not l < h:
+                    raise ValueError(f"cannot place the core window of {pair} (shortest distance {r:.3f} A) "
+                                     f"above the inner cutoff {inner_cutoff:g}: lower --inner-cutoff or give "
+                                     f"--core-range")
+            lo[a, b] = lo[b, a] = l
+            hi[a, b] = hi[b, a] = h
+    return lo, hi, notes
+
+
+def density_core(frames, basis) -> dict:
+    """The density core's settings: r_rho = the cutoff, rho_lo = the largest core density of any
+    training atom of that species (so ACE stays fully on for all of the training data), rho_hi =
+    (1 + DENSITY_WIDTH) rho_lo."""
+    from . import _core
+
+    S = basis.n_species
+    rho_max = np.zeros(S)
+    for fr in frames:
+        species, first, _, rij = basis.neighbours(fr.atoms)
+        rho = _core.core_density(first, rij, basis.cutoff)
+        np.maximum.at(rho_max, species, rho)
+    rho_lo = np.where(rho_max > 0, rho_max, 1e-3) * (1 + 1e-9)
+    return {"density_cutoff": float(basis.cutoff), "rho_lo": rho_lo.tolist(),
+            "rho_hi": ((1 + DENSITY_WIDTH) * rho_lo).tolist()}
+
+
+def residual_dataset(dataset, baseline_potential, threads_map=None):
+    """A copy of `dataset` whose energies, forces and stresses have the baseline's subtracted.
+
+    `baseline_potential` is a dcace.Potential with zero ACE coefficients and the baseline on, so
+    its compute() is the baseline alone (evaluated by the C++ core, as in MD).
+    """
+    out = []
+    for fr in dataset.frames:
+        b = baseline_potential.compute(fr.atoms)
+        stress = None
+        if fr.stress is not None:
+            stress = fr.stress - b["stress"] if b["stress"] is not None else fr.stress
+        out.append(dataclasses.replace(fr, energy=fr.energy - b["energy"], forces=fr.forces - b["forces"],
+                                       stress=stress))
+    return dataclasses.replace(dataset, frames=out)
