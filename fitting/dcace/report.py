@@ -125,7 +125,7 @@ class FitReport:
         lines = ["| M | tau | experts | ridge | CV loss | CV E MAE meV/at | CV E RMSE meV/at | CV F RMSE eV/Å | CV S MAE GPa |",
                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
         for r in self.cv_table:
-            lines.append(f"| {r['M']} | {_fmt(r.get('tau'), '.3g')} | {r['fit']} | {_fmt(r.get('ridge'), '.0e')} | {r['loss']:.6g} | "
+            lines.append(f"| {r['M']} | {_fmt(r.get('tau'), '.3g')} | {r['fit']} | {_fmt(r.get('ridge'), '.0e')} | {_fmt(r.get('loss'), '.6g')} | "
                          f"{_fmt(r.get('energy_mae_mev_per_atom'), '.3f')} | {_fmt(r.get('energy_rmse_mev_per_atom'), '.3f')} | "
                          f"{_fmt(r.get('force_rmse_ev_per_a'), '.4f')} | {_fmt(r.get('stress_mae_gpa'), '.3f')} |")
         return "\n".join(lines)
@@ -136,6 +136,22 @@ class FitReport:
         if self.notes:
             parts += [""] + [f"note: {n}" for n in self.notes]
         return "\n".join(parts)
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "FitReport":
+        """The report of a fit rebuilt from a potential file's metadata (``Potential.metadata``).
+
+        Settings, selection (with the candidates' CV rows as ``cv_table``), errors and notes are in
+        the file; timings and plot arrays are not (empty).  ``str(report)`` and ``report.table()``
+        give the same table as right after the fit, up to the 6 significant digits stored.
+        """
+        meta = meta or {}
+        selection = dict(meta.get("selection") or {})
+        cv = selection.pop("cv", None) or []
+        errors = {m: {w: (dict(v) if v is not None else None) for w, v in (sets or {}).items()}
+                  for m, sets in (meta.get("errors") or {}).items()}
+        return cls(settings=dict(meta.get("fit") or {}), selection=selection, errors=errors, timings={},
+                   notes=list(meta.get("notes") or []), cv_table=[dict(r) for r in cv], arrays={})
 
     def to_json(self) -> str:
         d = {"settings": self.settings, "selection": self.selection, "errors": self.errors,
