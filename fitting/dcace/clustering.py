@@ -256,8 +256,9 @@ class Eq8Gate:
         r2 = np.maximum((diff ** 2).sum(axis=2), r2_min)
         d = amp[None, :] / r2 ** 2                             # finite by the floor
         d_max = d.max(axis=1, keepdims=True)
-        lse = d_max + np.log(np.exp(d - d_max).sum(axis=1, keepdims=True))
-        w = np.exp(d - lse)
+        with np.errstate(under="ignore"):     # exp of very negative numbers is 0, as it should be
+            lse = d_max + np.log(np.exp(d - d_max).sum(axis=1, keepdims=True))
+            w = np.exp(d - lse)
         if not gradient:
             return w, None
         # dd_m/dz = amp * (-2) r2^-3 * 2 diff = -4 amp r2^-5/2 (diff / |diff|): the unit vector and

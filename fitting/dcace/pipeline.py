@@ -316,10 +316,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     for M, t in cand:
         need = joint_nbytes(k_folds, M, Dp)
         if used + need > budget:
-            notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.0f} MiB "
-                         f"for {k_folds} folds) on top of the {used / 2**20:.0f} MiB already allocated "
-                         f"({(used + need) / 2**20:.0f} MiB in total) exceed the memory budget "
-                         f"({budget / 2**20:.0f} MiB, --memory-budget)")
+            notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
+                         f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
+                         f"({(used + need) / 2**20:.3g} MiB in total) exceed the memory budget "
+                         f"({budget / 2**20:.3g} MiB, --memory-budget)")
             continue
         g = gate_dict(clusterings[M], t)
         joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])

@@ -99,6 +99,9 @@ def format_table(rows: list[tuple[str, str, dict]]) -> str:
     return "\n".join(lines)
 
 
+_MODEL_ORDER = ("linear", "dc", "dc-independent", "dc-joint", "paper-eq8")
+
+
 @dataclass
 class FitReport:
     """What a fit did and how well it did; ``str(report)`` is the closing table."""
@@ -148,8 +151,10 @@ class FitReport:
         meta = meta or {}
         selection = dict(meta.get("selection") or {})
         cv = selection.pop("cv", None) or []
-        errors = {m: {w: (dict(v) if v is not None else None) for w, v in (sets or {}).items()}
-                  for m, sets in (meta.get("errors") or {}).items()}
+        stored = meta.get("errors") or {}     # JSON keys are sorted: restore the fit's model order
+        order = [m for m in _MODEL_ORDER if m in stored] + sorted(m for m in stored if m not in _MODEL_ORDER)
+        errors = {m: {w: (dict(v) if v is not None else None) for w, v in (stored[m] or {}).items()}
+                  for m in order}
         return cls(settings=dict(meta.get("fit") or {}), selection=selection, errors=errors, timings={},
                    notes=list(meta.get("notes") or []), cv_table=[dict(r) for r in cv], arrays={})
 
