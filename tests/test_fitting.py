@@ -496,6 +496,11 @@ def test_duplicated_frames_with_three_experts_fit_and_save(tmp_path):
     assert "paper-eq8" in meta["errors"] and json.loads(text)["selection"]["eq9"]["paper_M"] in (1, 3)
     g = meta["selection"]["eq9"]["paper_g"]
     assert all(v is None or np.isfinite(v) for v in g.values())
+    # the report's JSON is strict too, even with a non-finite comparison number in it
+    rep = pot.report
+    rep.errors["paper-eq8"]["test"]["energy_mae_mev_per_atom"] = float("nan")
+    assert json.loads(rep.to_json())["errors"]["paper-eq8"]["test"]["energy_mae_mev_per_atom"] is None
+    assert "| paper-eq8 | test | — |" in rep.table()
     # three distinct structures, three experts: the committee is exact on the training energies
     assert pot.report.errors["dc"]["train"]["energy_mae_mev_per_atom"] < 1e-3
 

@@ -159,9 +159,21 @@ class FitReport:
                    notes=list(meta.get("notes") or []), cv_table=[dict(r) for r in cv], arrays={})
 
     def to_json(self) -> str:
+        """Strict JSON: numbers that are not finite (a diverged comparison model) become null."""
         d = {"settings": self.settings, "selection": self.selection, "errors": self.errors,
              "timings": self.timings, "notes": self.notes, "cv_table": self.cv_table}
-        return json.dumps(d, sort_keys=True, indent=1, default=_json_default)
+        plain = json.loads(json.dumps(d, default=_json_default))    # numpy -> Python; NaN/inf kept
+        return json.dumps(_finite(plain), sort_keys=True, indent=1, allow_nan=False)
+
+
+def _finite(obj):
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _json_default(o):
