@@ -343,8 +343,12 @@ def test_too_many_experts_and_too_large_basis_are_refused(small_files, capsys, t
 def test_tomli_fallback(monkeypatch):
     """Python 3.10 has no tomllib: the CLI uses the tomli backport, which pyproject requires there."""
     import importlib
-    import tomllib
     import types
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:   # Python 3.10
+        import tomli as tomllib
 
     import dcace.cli
 
