@@ -511,6 +511,10 @@ def test_experts_above_the_cv_limit_is_an_error():
     with pytest.raises(ValueError, match=rf"--experts {n // 6 + 1} is too many for {n} training structures "
                                          rf"with 3-fold cross-validation: the largest allowed is M = {n // 6}"):
         dcace.fit(frames, experts=n // 6 + 1, cv_folds=3, **SMALL)
+    # "auto" stops at the limit and says so
+    pot = dcace.fit(frames[:24], experts="auto", max_experts=8, temperatures=(0.5,), cv_folds=3, **SMALL)
+    assert {r["M"] for r in pot.report.cv_table} <= {1, 2, 3, 4}
+    assert any("tried M <= 4, not up to --max-experts 8: 24 training structures" in x for x in pot.report.notes)
 
 
 def test_linear_memory_is_checked_before_the_basis_is_built():

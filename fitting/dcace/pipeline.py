@@ -265,6 +265,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                          f"more training data")
     Ms = [M for M in Ms if M <= M_allowed or M == 1]
     notes = list(data.notes) + (list(test_data.notes) if test_data else [])
+    if experts == "auto" and max_M > M_allowed:
+        notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
+                     f"structures allow at most n / (2 x {k_folds} folds) experts")
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
