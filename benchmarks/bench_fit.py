@@ -78,7 +78,9 @@ def main():
     for name, r in rows:
         lines.append(f"| {name} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['pass2_s'] or 0:.1f} | "
                      f"{r['selection_s'] or 0:.1f} | {r['peak_rss_mib']:.0f} |")
-    lines += ["", "Closing report of the first fit:", "", "```", rows[0][1]["stdout"].strip(), "```", ""]
+    # the fits write into a temporary directory: show the output name of the command above
+    report = rows[0][1]["stdout"].strip().replace(str(tmp) + os.sep, "")
+    lines += ["", "Closing report of the first fit:", "", "```", report, "```", ""]
     text = "\n".join(lines)
     print(text)
     print(json.dumps({name: {k: v for k, v in r.items() if k != "stdout"} for name, r in rows}, indent=1))

@@ -25,6 +25,45 @@ MO_TEST = DATA / "Mo_test.xyz"
 TIME = Path("/usr/bin/time")
 
 
+# ------------------------------------------------------------------------------ provenance
+ROOT = Path(__file__).resolve().parents[1]
+_PATH_OPTIONS = ("--markdown", "--dc", "--linear", "--potential", "--out")
+_SCRATCH_INPUTS = ("--dc", "--linear", "--potential")
+
+
+def reader_command(script, argv):
+    """The command line of a generated document, as a reader can run it from the repository root.
+
+    ``--workdir DIR`` only chooses where scratch files go (default: a new temporary directory) and
+    is dropped; paths are made relative to the repository root when they are inside it; a potential
+    passed from a temporary directory (``--dc``, ``--linear``, ``--potential``) is a scratch copy of
+    the one the script fits itself when the option is left out, and is dropped too.
+    """
+    import tempfile
+
+    out, i, args = [], 0, list(argv)
+    tmp = Path(tempfile.gettempdir()).resolve()
+    while i < len(args):
+        opt = args[i]
+        val = args[i + 1] if i + 1 < len(args) else None
+        if opt == "--workdir":
+            i += 2
+            continue
+        if opt in _PATH_OPTIONS and val is not None:
+            p = Path(val).resolve()
+            if opt in _SCRATCH_INPUTS and p.is_relative_to(tmp):
+                i += 2
+                continue
+            if p.is_relative_to(ROOT):
+                val = str(p.relative_to(ROOT))
+            out += [opt, val]
+            i += 2
+            continue
+        out.append(opt)
+        i += 1
+    return " ".join(["python", script] + out)
+
+
 # ------------------------------------------------------------------------------ potentials
 def _errors(pot, model):
     try:

@@ -235,8 +235,8 @@ def render(cache, args, deg):
     # best per element
     L += ["## Best setting per element vs MTP (Zuo et al.)", "",
           "Among all fits in this file (body order ≤ 5): the lowest test energy MAE among fits whose force MAE "
-          "is within 1.2 × MTP (if none is: the lowest force MAE among fits with energy MAE ≤ MTP); bar: energy ≤ MTP for 4 of 6, force ≤ 1.2 × MTP "
-          "for all six. `wE100`: energy weight 100 instead of the default 300; `wL0.5`: angular weight "
+          "is within 1.2 × MTP (if none is: the lowest force MAE among fits with energy MAE ≤ MTP); bar: test energy MAE ≤ MTP's "
+          "and test force MAE ≤ 1.2 × MTP's (how many elements meet each: below the table). `wE100`: energy weight 100 instead of the default 300; `wL0.5`: angular weight "
           "0.5 in the degree sum instead of 1.5 (`--angular-weight`); `M3`: 3 experts fixed instead of `auto`; "
           "`rc4.5`: cutoff 4.5 Å instead of the "
           "paper's.", "",

@@ -174,3 +174,211 @@ def test_version_and_help(capsys):
 def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "dcace.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("dcace ")
+
+
+# ------------------------------------------------------------------------------------------ issue 12
+TINY = ["--elements", "Mo", "--cutoff", "5.2", "--body-order", "2", "--max-degree", "4", "--experts", "1",
+        "--cv-folds", "3", "--quiet"]
+
+
+@pytest.fixture
+def no_fit(monkeypatch):
+    """Makes any fit an error: a check that must happen "before any work" passes only if it does."""
+    import dcace.pipeline
+
+    def boom(*a, **k):
+        raise AssertionError("the fit started")
+    monkeypatch.setattr(dcace.pipeline, "fit", boom)
+
+
+def test_output_that_is_the_data_is_refused_before_any_work(small_files, capsys, tmp_path, no_fit):
+    import os
+
+    d, train, test = small_files
+    before = train.read_bytes(), test.read_bytes()
+    link = tmp_path / "hard.xyz"
+    os.link(train, link)                       # same inode, another name
+    for out in (train, link, test, tmp_path / ".." / tmp_path.name / "hard.xyz"):
+        code, _, err = run(["fit", "--train", str(train), "--test", str(test), *TINY, "-o", str(out)], capsys)
+        assert code == 2 and "refusing to overwrite" in err and str(out) in err, err
+    code, _, err = run(["fit", "--train", str(train), "--test", str(test), *TINY, "--report-json", str(test), "-o",
+                        str(tmp_path / "x.dcace")], capsys)
+    assert code == 2 and "--report-json" in err and "is the --test data file" in err
+    assert (train.read_bytes(), test.read_bytes()) == before
+
+
+def test_unwritable_outputs_are_refused_before_any_work(small_files, capsys, tmp_path, no_fit):
+    d, train, _ = small_files
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    # --plots an existing file: refused before the potential is written
+    code, _, err = run(["fit", "--train", str(train), *TINY, "--plots", str(afile), "-o", str(tmp_path / "p.dcace")],
+                       capsys)
+    assert code == 2 and "--plots" in err and "not a directory" in err
+    assert not (tmp_path / "p.dcace").exists() and afile.read_text() == "not a directory\n"
+    # -o below a file, or a directory
+    for out, msg in ((afile / "p.dcace", "is a file, not a directory"), (tmp_path, "is a directory")):
+        code, _, err = run(["fit", "--train", str(train), *TINY, "-o", str(out)], capsys)
+        assert code == 2 and "-o/--output" in err and msg in err, err
+
+
+def test_a_failed_write_leaves_the_previous_file(small_files, capsys, tmp_path, monkeypatch):
+    """The potential goes through a temporary file: a write that dies half way leaves the old file
+    (and no temporary file) behind."""
+    d, train, _ = small_files
+    out = tmp_path / "p.dcace"
+    out.write_text("previous potential\n")
+    real = Path.write_text
+
+    def half(self, text, *a, **k):
+        real(self, text[: len(text) // 2], *a, **k)
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", half)
+    code, _, err = run(["fit", "--train", str(train), *TINY, "-o", str(out)], capsys)
+    monkeypatch.undo()
+    assert code == 2 and "No space left" in err
+    assert out.read_text() == "previous potential\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.dcace"]
+    # and a successful run replaces it with a complete, loadable file
+    code, _, err = run(["fit", "--train", str(train), *TINY, "-o", str(out)], capsys)
+    assert code == 0, err
+    assert dcace.load(out).n_experts == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["p.dcace"]
+
+
+def test_atomic_path_keeps_the_old_file_on_error(tmp_path):
+    from dcace.atomic import atomic_path, write_text_atomic
+
+    p = tmp_path / "f.txt"
+    write_text_atomic(p, "one\n")
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_text("tw")
+            raise RuntimeError("died")
+    assert p.read_text() == "one\n" and [x.name for x in tmp_path.iterdir()] == ["f.txt"]
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask   # like a plain open(), not mkstemp's 0600
+
+
+def _renamed_keys(frames, energy="E_dft", forces="F_dft", stress="S_dft"):
+    out = []
+    for a in frames:
+        b = a.copy()
+        b.info[energy] = a.get_potential_energy()
+        b.arrays[forces] = a.get_forces()
+        if stress:
+            b.info[stress] = a.get_stress(voigt=False)
+        out.append(b)
+    return out
+
+
+def test_config_keys_are_not_overridden_by_defaults_and_eval_uses_the_fitted_keys(small_files, capsys, tmp_path):
+    d, train, test = small_files
+    data = tmp_path / "renamed.xyz"
+    write(data, _renamed_keys(read(train, ":")), format="extxyz")
+    cfg = tmp_path / "fit.toml"
+    out = tmp_path / "k.dcace"
+    cfg.write_text(f'train = "{data}"\nelements = "Mo"\ncutoff = 5.2\nbody-order = 2\nmax-degree = 4\n'
+                   f'experts = 1\ncv-folds = 3\nseed = 3\nenergy_key = "E_dft"\nforces_key = "F_dft"\n'
+                   f'stress_key = "S_dft"\noutput = "{out}"\n')
+    code, _, err = run(["fit", "--config", str(cfg), "--quiet"], capsys)
+    assert code == 0, err
+    meta = dcace.load(out).metadata
+    assert (meta["fit"]["energy_key"], meta["fit"]["forces_key"], meta["fit"]["stress_key"]) == ("E_dft", "F_dft", "S_dft")
+    assert meta["fit"]["seed"] == 3
+    assert meta["errors"]["linear"]["train"]["stress_mae_gpa"] is not None      # the stresses were fitted
+    # a value typed on the command line wins, even when it is the built-in default (--seed 0)
+    code, _, err = run(["fit", "--config", str(cfg), "--seed", "0", "--quiet"], capsys)
+    assert code == 0, err
+    meta = dcace.load(out).metadata
+    assert meta["fit"]["seed"] == 0
+    # eval without key options reads the data with the keys the potential was fitted with
+    code, res, err = run(["eval", str(out), str(data), "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(res)
+    assert res["energy_mae_mev_per_atom"] == pytest.approx(meta["errors"]["linear"]["train"]["energy_mae_mev_per_atom"],
+                                                           rel=1e-5)
+    assert res["stress_mae_gpa"] is not None
+    # typed keys still win
+    code, _, err = run(["eval", str(out), str(data), "--energy-key", "nothere"], capsys)
+    assert code == 2 and "no energy under key 'nothere'" in err
+
+
+def test_stress_and_virial_key_typos_are_errors(small_files, capsys, tmp_path):
+    d, train, _ = small_files
+    out = str(tmp_path / "x.dcace")
+    for opt in ("--stress-key", "--virial-key"):
+        code, _, err = run(["fit", "--train", str(train), *TINY, opt, "strss", "-o", out], capsys)
+        assert code == 2 and "under key 'strss'" in err and opt in err and "keys present" in err and "'stress'" in err
+    # data without any stress is fine with the default key
+    frames = read(train, ":")
+    for a in frames:
+        a.calc.results.pop("stress", None)
+    nostress = tmp_path / "nostress.xyz"
+    write(nostress, frames, format="extxyz")
+    code, _, err = run(["fit", "--train", str(nostress), *TINY, "-o", out], capsys)
+    assert code == 0, err
+    assert dcace.load(out).metadata["errors"]["linear"]["train"]["stress_mae_gpa"] is None
+
+
+def test_too_many_experts_and_too_large_basis_are_refused(small_files, capsys, tmp_path, monkeypatch):
+    d, train, _ = small_files
+    n = len(read(train, ":"))
+    out = str(tmp_path / "x.dcace")
+    args = ["fit", "--train", str(train), "--elements", "Mo", "--cutoff", "5.2", "--body-order", "2",
+            "--max-degree", "4", "--cv-folds", "5", "--quiet", "-o", out]
+    code, _, err = run(args + ["--experts", str(n // 10 + 1)], capsys)
+    assert code == 2 and f"--experts {n // 10 + 1}" in err and f"{n} training structures" in err
+    assert f"largest allowed is M = {n // 10}" in err
+    # degree 40: 60,982 features; refused with the figure before the basis is built
+    import time
+
+    import dcace.basis
+
+    monkeypatch.setattr(dcace.basis.ACEBasis, "__init__", lambda *a, **k: pytest.fail("basis built"))
+    t0 = time.perf_counter()
+    code, _, err = run(["fit", "--train", str(train), "--elements", "Mo", "--cutoff", "5.2", "--max-degree", "40",
+                        "--quiet", "-o", out], capsys)
+    assert code == 2 and "K = 60982" in err and "GiB" in err and "--memory-budget" in err and "--max-degree" in err
+    need = float(err.split("need ")[1].split(" GiB")[0])
+    assert need == pytest.approx(8 * 60983 ** 2 * 10 / 2 ** 30, rel=1e-3)
+    assert time.perf_counter() - t0 < 30
+    assert not Path(out).exists()
+
+
+def test_tomli_fallback(monkeypatch):
+    """Python 3.10 has no tomllib: the CLI uses the tomli backport, which pyproject requires there."""
+    import importlib
+    import types
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:   # Python 3.10
+        import tomli as tomllib
+
+    import dcace.cli
+
+    fake = types.ModuleType("tomli")
+    fake.loads, fake.TOMLDecodeError = tomllib.loads, tomllib.TOMLDecodeError
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    monkeypatch.setitem(sys.modules, "tomli", fake)
+    try:
+        mod = importlib.reload(dcace.cli)
+        assert mod.tomllib is fake
+    finally:
+        monkeypatch.undo()
+        importlib.reload(dcace.cli)
+    py = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert "\"tomli>=1.1; python_version < '3.11'\"" in py
+
+
+def test_help_states_one_degree_formula(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    h = " ".join(capsys.readouterr().out.split())
+    formula = "a feature is kept if sum_t (n_t + W_L l_t) <= D, n_t >= 1"
+    assert h.count(formula) == 2
+    assert "n + 1 + W_L l" not in h and "(n_t + 1.5 l_t)" not in h

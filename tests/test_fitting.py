@@ -157,8 +157,17 @@ def test_kmeans_is_seeded_and_canonical():
     rng = np.random.default_rng(0)
     Y = np.concatenate([rng.normal(size=(30, 2)) + c for c in ([0, 0], [6, 0], [0, 6])])
     l1, c1, i1 = kmeans(Y, 3, seed=5)
-    l2, c2, i2 = kmeans(Y[::-1][::-1].copy(), 3, seed=5)
-    assert np.array_equal(l1, l2) and np.array_equal(c1, c2)
+    l1b, c1b, _ = kmeans(Y, 3, seed=5)
+    assert np.array_equal(l1, l1b) and np.array_equal(c1, c1b)          # seeded: same bits
+    # the order of the structures does not matter: the clusters of permuted data are the same sets
+    # (labels map 1:1; their numbers may differ, ties in size are broken by the first member)
+    perm = np.random.default_rng(3).permutation(len(Y))
+    l2, c2, i2 = kmeans(Y[perm], 3, seed=5)
+    pairs = set(zip(l1[perm].tolist(), l2.tolist()))
+    assert len(pairs) == 3 and len({a for a, _ in pairs}) == 3 and len({b for _, b in pairs}) == 3
+    for a, b in pairs:
+        assert np.allclose(c1[a], c2[b], rtol=1e-12, atol=1e-12)
+    assert i2 == pytest.approx(i1, rel=1e-12)
     assert sorted(np.bincount(l1)) == [30, 30, 30]
     assert (np.diff(np.bincount(l1)) <= 0).all()  # numbered by decreasing size
 
@@ -238,13 +247,54 @@ def small_fit(experts=3, seed=0, committee="joint"):
 
 
 def test_linear_fit_reproduces_least_squares_and_reports():
-    pot = small_fit(experts=1)
+    """The streamed normal equations give numpy.linalg.lstsq's solution of the explicit weighted
+    design matrix (energy-per-atom, force and virial-per-atom rows) with the ridge written as extra
+    rows sqrt(lam) theta_j / sc_j, sc_j = 1 / |column j| (energies relative to the per-species
+    reference energies, whose one-body columns get the tiny ONE_BODY_LAMBDA)."""
+    from dcace.pipeline import _reference_energies
+    from dcace.ridge import ONE_BODY_LAMBDA
+
+    frames = mo_frames(3)
+    wE, wF, wS, lam = 300.0, 1.0, 1.0, 1e-8
+    pot = dcace.fit(frames, experts=1, ridge=lam, cv_folds=3, energy_weight=wE, force_weight=wF, stress_weight=wS,
+                    **SMALL)
     assert pot.n_experts == 1
     rep = pot.report
     assert set(rep.errors) == {"linear"}
+    ds_full = read_data(list(frames), elements=["Mo"])
+    # the experts are fitted on DFT minus the short-range baseline, in the basis with its core window
+    basis = pot.basis
+    assert basis.core_window is not None and pot.short_range is not None
+    K = basis.n_features
+    base = dcace.Potential.from_parts(basis, np.zeros((1, 1, K)), np.zeros((1, 1)), short_range=pot.short_range)
+    ds = dcace.baseline.residual_dataset(ds_full, base)
+    e_ref = _reference_energies(np.array([f.energy for f in ds]), np.array([[f.n_atoms] for f in ds], float))
+    X, y = [], []
+    for fr in ds:
+        r = basis.fitting_rows(fr.atoms)
+        N = fr.n_atoms
+        X.append(wE * np.concatenate([r.energy, r.counts])[None] / N)
+        y.append([wE * (fr.energy - N * e_ref[0]) / N])
+        X.append(wF * np.pad(r.forces, ((0, 0), (0, 1))))
+        y.append(wF * fr.forces.ravel())
+        sc = r.volume / N
+        X.append(wS * sc * np.pad(r.stress, ((0, 0), (0, 1))))
+        y.append(wS * sc * fr.stress)
+    X, y = np.concatenate(X), np.concatenate(y)
+    norms = np.linalg.norm(X, axis=0)
+    pen = np.append(np.full(X.shape[1] - 1, lam), ONE_BODY_LAMBDA)
+    Xa = np.vstack([X, np.diag(np.sqrt(pen) * norms)])
+    ref = np.linalg.lstsq(Xa, np.concatenate([y, np.zeros(X.shape[1])]), rcond=None)[0]
+    theta = np.concatenate([pot.coefficients.ravel(), pot.one_body.ravel() - e_ref])
+    assert np.abs(X @ theta - X @ ref).max() <= 1e-8 * np.abs(X @ ref).max()
+    assert np.allclose(theta, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+    loss = lambda t: np.sum((Xa @ t - np.concatenate([y, np.zeros(X.shape[1])])) ** 2)  # noqa: E731
+    assert loss(theta) == pytest.approx(loss(ref), rel=1e-12)
+    # the reported training errors are those of this solution
     tr = rep.errors["linear"]["train"]
-    assert tr["n_structures"] == len(mo_frames(3))
-    assert 0 < tr["energy_mae_mev_per_atom"] < 50 and 0 < tr["force_mae_ev_per_a"] < 0.5
+    e_err = [abs(pot.compute(f.atoms)["energy"] - f.energy) / f.n_atoms for f in ds_full]
+    assert tr["n_structures"] == len(frames)
+    assert tr["energy_mae_mev_per_atom"] == pytest.approx(1000 * np.mean(e_err), rel=1e-9)
     assert "| linear | train |" in str(rep)
 
 
@@ -293,7 +343,15 @@ def test_independent_committee_option_and_comparison():
     rep = pot.report
     assert rep.settings["committee"] == "independent"
     assert {"linear", "dc", "dc-joint", "paper-eq8"} <= set(rep.errors)
-    assert rep.selection["eq9"]["paper_M"] in (1, 2)
+    eq9 = rep.selection["eq9"]
+    # eq. 9: g(M) = sup error of the linear model / sup error of M experts, on the training set;
+    # the sup of the linear model is the largest training energy error of the fitted linear model
+    assert eq9["sup_err_linear_mev_per_atom"] == pytest.approx(
+        rep.errors["linear"]["train"]["energy_max_mev_per_atom"], rel=1e-6)
+    for key in ("paper", "joint"):
+        g = {int(m): v for m, v in eq9[f"{key}_g"].items()}
+        assert g[1] == 1.0 and set(g) == {1, 2} and all(np.isfinite(v) and v > 0 for v in g.values())
+        assert eq9[f"{key}_M"] == max(g, key=lambda m: (g[m], -m))
 
 
 def test_tial_multi_element_fit():
@@ -326,18 +384,46 @@ def test_bad_fit_options():
 
 
 def test_memory_budget_skips_candidates_and_reports():
+    import re
+
+    from dcace.committee import joint_nbytes
+
+    budget_gb = 0.0002
     pot = dcace.fit(mo_frames(3), experts="auto", max_experts=4, temperatures=(0.5,), cv_folds=3,
-                    memory_budget_gb=0.0002, **SMALL)
-    notes = " ".join(pot.report.notes)
-    assert "exceed the memory budget" in notes
-    assert pot.n_experts in (1, 2, 3, 4)
+                    memory_budget_gb=budget_gb, **SMALL)
+    rep = pot.report
+    Dp = pot.basis.n_features + 1
+    skipped = []
+    for note in rep.notes:
+        num = r"([0-9.e+-]+)"
+        m = re.match(rf"candidate M=(\d+), tau=0.5 skipped: its normal equations \({num} MiB for 3 folds\) on top of "
+                     rf"the {num} MiB already allocated \({num} MiB in total\) exceed the memory budget \({num} MiB", note)
+        if m:
+            M = int(m.group(1))
+            need, used, total, budget = map(float, m.groups()[1:])
+            skipped.append(M)
+            # the note states the cumulative figure, and it is the one that exceeds the budget
+            assert need == pytest.approx(joint_nbytes(3, M, Dp) / 2**20, rel=5e-3)
+            assert total == pytest.approx(used + need, rel=5e-3)
+            assert budget == pytest.approx(budget_gb * 2**30 / 2**20, rel=5e-3) and total > budget
+    assert skipped, rep.notes
+    cands = {r["M"] for r in rep.cv_table}
+    assert not cands & set(skipped) and cands - {1}     # some committees fit, the skipped ones were not tried
+    # the chosen M is the fewest experts within the parsimony margin of the best CV loss
+    lam = rep.selection["ridge"]
+    lam_dc0 = max(lam, 1e-10)      # the committees' first ridge (DEFAULTS["ridge_experts_floor"]), before refinement
+    rows = [r for r in rep.cv_table if (r["fit"], r["ridge"]) in (("linear", lam), ("joint", lam_dc0))]
+    assert {r["M"] for r in rows} == cands
+    best = min(r["loss"] for r in rows)
+    M_exp = min(r["M"] for r in rows if r["loss"] <= best * 1.01)
+    assert pot.n_experts == M_exp
 
 
 def test_agreement_penalty_and_zero_regularisation_options():
     base = dict(experts=3, temperatures=(0.5,), cv_folds=3, **SMALL)
     p0 = dcace.fit(mo_frames(3), **base)
-    p1 = dcace.fit(mo_frames(3), agreement=1.0, regularise="zero", **base)
-    assert p1.report.settings["agreement"] == 1.0 and p1.report.settings["regularise"] == "zero"
+    p1 = dcace.fit(mo_frames(3), agreement=1.0, **base)          # only the agreement penalty changes
+    assert p1.report.settings["agreement"] == 1.0 and p1.report.settings["regularise"] == "global"
     assert not np.allclose(p0.coefficients, p1.coefficients)
     # with a strong agreement penalty the experts' energies on the training set move toward the
     # global model's: the spread of expert energies shrinks
@@ -345,3 +431,145 @@ def test_agreement_penalty_and_zero_regularisation_options():
         out = [pot.compute(a)["expert_energies"] / len(a) for a in mo_frames(6)]
         return float(np.mean([np.ptp(e) for e in out]))
     assert spread(p1) < spread(p0)
+    # ridge toward zero instead of toward the global solution (the only change): other coefficients
+    p2 = dcace.fit(mo_frames(3), regularise="zero", **base)
+    assert p2.report.settings["regularise"] == "zero" and p2.report.settings["agreement"] == 0.0
+    assert not np.allclose(p0.coefficients, p2.coefficients)
+
+
+# ------------------------------------------------------------------------------------------ issue 12
+def _duplicated(frames, copies):
+    out = []
+    for a in frames:
+        for _ in range(copies):
+            b = a.copy()
+            b.calc = a.calc
+            out.append(b)
+    return out
+
+
+def test_eq8_gate_is_finite_at_a_centroid():
+    """Duplicated structures put cluster members exactly on their centroid (|z - mu| = 0), where the
+    eq. 8 gate's d_m = sigma sqrt(n) / |z - mu|^4 is infinite: the weights must be the one-hot limit
+    and the gradient finite; elsewhere the gradient is the derivative of the weights."""
+    from dcace.clustering import Eq8Gate, fit_standardiser
+
+    basis = dcace.ACEBasis(["Mo"], 5.2, 2, 5)
+    fr = read(MO_TRAIN, "::40")[:3]
+    P0 = np.array([basis.descriptor_sums(a)[0].ravel() / len(a) for a in fr])
+    P = np.repeat(P0, 2, axis=0)
+    st = fit_standardiser(P)
+    cl = cluster(P, 3, seed=0, standardiser=st)
+    eq8 = Eq8Gate(cl, st(P))
+    assert (np.abs(eq8.mu[cl.labels] - st(P)).max(axis=1) == 0).all()   # members sit exactly on centroids
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        w, dw = eq8.weights(P)
+    assert np.isfinite(w).all() and np.isfinite(dw).all()
+    assert np.array_equal(w, np.eye(3)[cl.labels]) and np.abs(dw).max() == 0
+    # a gate of distinct structures, between its clusters: dw matches central differences of w
+    Pd = np.array([basis.descriptor_sums(a)[0].ravel() / len(a) for a in read(MO_TRAIN, "::7")])
+    std = fit_standardiser(Pd)
+    cld = cluster(Pd, 3, seed=0, standardiser=std)
+    gd = Eq8Gate(cld, std(Pd))
+    ws = gd.weights(Pd, gradient=False)[0]
+    i = int(np.argmin(ws.max(axis=1)))               # the most mixed training structure
+    p = Pd[i]
+    w0, dw0 = gd.weights(p[None])
+    assert 0.05 < w0.max() < 0.95 and np.abs(dw0).max() > 0
+    for j in range(P.shape[1]):
+        h = 1e-5 * std.scale[j]
+        e = np.zeros_like(p)
+        e[j] = h
+        fd = (gd.weights((p + e)[None], gradient=False)[0] - gd.weights((p - e)[None], gradient=False)[0]) / (2 * h)
+        assert np.allclose(dw0[0, :, j], fd[0], rtol=1e-4, atol=1e-6 * np.abs(dw0).max())
+
+
+def test_duplicated_frames_with_three_experts_fit_and_save(tmp_path):
+    """Zuo Mo frames, each four times: the comparison-only eq. 8 gate used to overflow and abort the
+    fit ("Out of range float values are not JSON compliant"); now the fit completes and the file
+    holds only finite numbers or null."""
+    import json
+
+    frames = _duplicated(read(MO_TRAIN, "::40")[:3], 4)
+    pot = dcace.fit(frames, elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=3, cv_folds=2,
+                    progress=False, test=frames[::4])
+    assert pot.n_experts == 3
+    path = tmp_path / "dup.dcace"
+    pot.save(path)
+    meta = dcace.load(path).metadata
+    text = json.dumps(meta, allow_nan=False)     # raises on NaN / inf
+    assert "paper-eq8" in meta["errors"] and json.loads(text)["selection"]["eq9"]["paper_M"] in (1, 3)
+    g = meta["selection"]["eq9"]["paper_g"]
+    assert all(v is None or np.isfinite(v) for v in g.values())
+    # the report's JSON is strict too, even with a non-finite comparison number in it
+    rep = pot.report
+    rep.errors["paper-eq8"]["test"]["energy_mae_mev_per_atom"] = float("nan")
+    assert json.loads(rep.to_json())["errors"]["paper-eq8"]["test"]["energy_mae_mev_per_atom"] is None
+    assert "| paper-eq8 | test | — |" in rep.table()
+    # three distinct structures, three experts: the committee is exact on the training energies
+    assert pot.report.errors["dc"]["train"]["energy_mae_mev_per_atom"] < 1e-3
+
+
+def test_experts_above_the_cv_limit_is_an_error():
+    frames = mo_frames(3)
+    n = len(frames)
+    with pytest.raises(ValueError, match=rf"--experts {n // 6 + 1} is too many for {n} training structures "
+                                         rf"with 3-fold cross-validation: the largest allowed is M = {n // 6}"):
+        dcace.fit(frames, experts=n // 6 + 1, cv_folds=3, **SMALL)
+    # "auto" stops at the limit and says so
+    pot = dcace.fit(frames[:24], experts="auto", max_experts=8, temperatures=(0.5,), cv_folds=3, **SMALL)
+    assert {r["M"] for r in pot.report.cv_table} <= {1, 2, 3, 4}
+    assert any("tried M <= 4, not up to --max-experts 8: 24 training structures" in x for x in pot.report.notes)
+
+
+def test_linear_memory_is_checked_before_the_basis_is_built():
+    from dcace.basis_spec import build_basis_spec, count_features
+
+    for args in ((1, 4, 12), (2, 3, 8), (1, 5, 10), (3, 2, 7)):
+        assert count_features(*args) == build_basis_spec(args[0], 5.0, args[1], args[2])["n_features"]
+    assert count_features(1, 4, 12, w_L=1.0) == build_basis_spec(1, 5.0, 4, 12, w_L=1.0)["n_features"] == 347
+    # 8 bytes x (D + S)^2 x (folds + 5); K = 79 at body order 3, degree 12
+    need = 8 * 80 ** 2 * 8
+    with pytest.raises(ValueError, match=r"K = 79 .*memory budget.*--max-degree.*--memory-budget"):
+        dcace.fit(mo_frames(3), elements=["Mo"], cutoff=5.2, body_order=3, max_degree=12, cv_folds=3,
+                  memory_budget_gb=0.99 * need / 2**30, progress=False)
+
+
+def test_stress_key_named_but_absent_everywhere_is_an_error(tmp_path):
+    frames = [_atoms(stress=np.zeros(6)), _atoms()]
+    p = write_subset(tmp_path / "s.xyz", frames)
+    with pytest.raises(DataError, match=r"s.xyz: no frame has a stress under key 'dft_stress' .*keys present: "
+                                        r"\[.*'stress'.*\]"):
+        read_data(p, elements=["Mo"], stress_key="dft_stress")
+    with pytest.raises(DataError, match=r"no frame has a virial under key 'virial'"):
+        read_data(p, elements=["Mo"], virial_key="virial")
+    with pytest.raises(DataError, match=r"no frame has a stress under key 'dft_stress'"):
+        read_data([p, p], elements=["Mo"], stress_key="dft_stress")
+    # the default key absent everywhere: data without stresses, no error
+    q = write_subset(tmp_path / "n.xyz", [_atoms(), _atoms()])
+    assert read_data(q, elements=["Mo"]).n_with_stress == 0
+    # a key present on one frame of one file is enough
+    assert read_data([q, p], elements=["Mo"], stress_key="stress").n_with_stress == 1
+    assert read_data(q, elements=["Mo"], stress_key="dft_stress", required_keys=()).n_with_stress == 0
+
+
+def test_report_from_metadata_survives_save_and_load(tmp_path):
+    from dcace.report import FitReport
+
+    pot = small_fit(experts=3)
+    path = tmp_path / "r.dcace"
+    pot.save(path)
+    rep = FitReport.from_metadata(dcace.load(path).metadata)
+    # the same table, up to the 6 significant digits the file stores
+    a, b = rep.table().splitlines(), pot.report.table().splitlines()
+    assert len(a) == len(b) > 4 and a[:2] == b[:2]
+    for la, lb in zip(a[2:], b[2:]):
+        ca, cb = la.split("|")[1:-1], lb.split("|")[1:-1]
+        assert ca[:2] == cb[:2]
+        for x, y in zip(ca[2:], cb[2:]):
+            assert x.strip() == y.strip() == "—" or float(x) == pytest.approx(float(y), rel=1e-3, abs=2e-3)
+    assert rep.selection["summary"] == pot.report.selection["summary"]
+    assert rep.notes == pot.report.notes and rep.settings["seed"] == pot.report.settings["seed"]
+    assert [(r["M"], r["fit"]) for r in rep.cv_table] == [(r["M"], r["fit"]) for r in pot.report.cv_table]
+    assert str(rep).splitlines()[0] == str(pot.report).splitlines()[0]
+    assert "| dc | train |" in rep.table() and rep.cv_markdown().count("\n") == len(rep.cv_table) + 1

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import coupling
 
-__all__ = ["build_basis_spec", "DEGREE_CONVENTION"]
+__all__ = ["build_basis_spec", "count_features", "DEGREE_CONVENTION"]
 
 MAX_ORDER = 4  # kMaxOrder of ace_basis.hpp (body order 5)
 _DROP_TOL = 1e-14  # relative to a feature's largest monomial coefficient
@@ -98,6 +98,18 @@ def _channel_tuples(n_species, nu, max_degree, w_L):
         offsets, W = coupling.coupling_terms(ls, pattern)
         if W.shape[0]:
             yield tup, ls, offsets, W
+
+
+def count_features(n_species, body_order, max_degree, *, w_L=1.5) -> int:
+    """K, the number of features per centre species, without building the basis.
+
+    Enumerates the channel tuples and their couplings (the cheap part; it also fills the coupling
+    cache the build reuses) but not the expansion into monomials of A: about a second for the
+    60,982 features of body order 4, degree 40.  Equal to ``build_basis_spec(...)["n_features"]``.
+    """
+    n_species, _, body_order, max_degree, _, w_L = _validate(n_species, 1.0, body_order, max_degree, 0.0, w_L)
+    return sum(W.shape[0] for nu in range(1, body_order)
+               for *_, W in _channel_tuples(n_species, nu, max_degree, w_L))
 
 
 def build_basis_spec(n_species, cutoff, body_order, max_degree, *, inner_cutoff=0.5,

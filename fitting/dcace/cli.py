@@ -17,6 +17,13 @@ import math
 import sys
 from pathlib import Path
 
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10: the tomli backport (a dependency there)
+    import tomli as tomllib
+
+from .atomic import check_output_dir, check_output_file, same_file, write_text_atomic
+
 __all__ = ["main"]
 
 _EXAMPLE_FIT = ("example:\n  dcace fit --train Mo_train.xyz --test Mo_test.xyz --elements Mo --cutoff 5.2 "
@@ -31,17 +38,24 @@ def _defaults():
     return DEFAULTS
 
 
-def _add_key_options(p):
-    p.add_argument("--energy-key", default="energy", metavar="K",
-                   help="total-energy key in atoms.info / calculator results (default: energy; example: --energy-key dft_energy)")
-    p.add_argument("--forces-key", default="forces", metavar="K",
-                   help="per-atom force array key (default: forces; example: --forces-key force)")
-    p.add_argument("--stress-key", default="stress", metavar="K",
+#: Data keys when neither the command line, a config file nor (for eval) the potential names them.
+KEY_DEFAULTS = {"energy_key": "energy", "forces_key": "forces", "stress_key": "stress", "virial_key": None}
+
+
+def _add_key_options(p, where="default"):
+    # argparse defaults are None so that "not typed" can be told from "typed the default value"
+    # (a config file, or the keys stored in a potential, fill what the user did not type)
+    p.add_argument("--energy-key", default=None, metavar="K",
+                   help=f"total-energy key in atoms.info / calculator results ({where}: energy; example: --energy-key dft_energy)")
+    p.add_argument("--forces-key", default=None, metavar="K",
+                   help=f"per-atom force array key ({where}: forces; example: --forces-key force)")
+    p.add_argument("--stress-key", default=None, metavar="K",
                    help="stress key, eV/Å^3, ASE sign convention, 3x3/9/6 numbers; frames without it get no "
-                        "stress rows (default: stress; example: --stress-key dft_stress)")
+                        "stress rows, but a key you name that no frame has is an error "
+                        f"({where}: stress; example: --stress-key dft_stress)")
     p.add_argument("--virial-key", default=None, metavar="K",
                    help="virial key (eV, 3x3/9/6 numbers), used as stress = -virial/volume where no stress is "
-                        "given (default: none; example: --virial-key virial)")
+                        f"given; a key no frame has is an error ({where}: none; example: --virial-key virial)")
 
 
 def _elements(values):
@@ -108,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--body-order", type=int, default=None, metavar="B",
                    help="body order 2..5 (default: 4; example: --body-order 3)")
     f.add_argument("--max-degree", type=float, default=None, metavar="D",
-                   help="total degree sum_t (n_t + 1.5 l_t) (default: 12; example: --max-degree 16)")
+                   help="total degree: a feature is kept if sum_t (n_t + W_L l_t) <= D, n_t >= 1, W_L = "
+                        "--angular-weight (default: 12; example: --max-degree 16)")
     f.add_argument("--experts", type=_experts, default=None, metavar="auto|M",
                    help="number of experts: 'auto' chooses M = 1..max-experts and the gate temperature by "
                         "k-fold cross-validation; 1 is the plain linear potential (default: auto; example: --experts 4)")
@@ -132,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", metavar="OUT.dcace", help="potential file to write (required; example: -o Mo.dcace)")
     g = f.add_argument_group("advanced")
     g.add_argument("--angular-weight", type=_positive, default=None, metavar="W_L",
-                   help="weight of l in the total degree sum (n + 1 + W_L l) <= max degree; smaller values give "
+                   help="weight of l in the total degree: a feature is kept if sum_t (n_t + W_L l_t) <= D, n_t >= 1, "
+                        "D = --max-degree; smaller values give "
                         "more angular resolution per coefficient (Ni: W_L 1.0 at degree 12 has K = 347 and "
                         "test force MAE 0.0153 vs 0.0173 at 1.5, K = 211; docs/user-guide.md) "
                         "(default: 1.5; example: --angular-weight 1.0)")
@@ -171,8 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="threads for descriptor evaluation (default: 2; example: --threads 4)")
     g.add_argument("--memory-budget", type=float, default=None, metavar="GB",
-                   help="memory for the candidates' normal equations; larger candidates are skipped and "
-                        f"reported (default: {D['memory_budget_gb']:g}; example: --memory-budget 4)")
+                   help="memory for the normal equations (linear model, independent experts, committee "
+                        "candidates): candidates that do not fit are skipped and reported; a basis whose linear "
+                        "model alone does not fit is refused before any work "
+                        f"(default: {D['memory_budget_gb']:g}; example: --memory-budget 4)")
     g.add_argument("--report-json", metavar="FILE", default=None,
                    help="also write the full fit report as JSON (default: none; example: --report-json fit.json)")
     g.add_argument("--quiet", action="store_true", help="no progress bars (default: progress bars on stderr)")
@@ -188,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "n_experts) instead of a table (default: table)")
     e.add_argument("--plots", metavar="FILE", default=None,
                    help="write a parity plot to FILE (default: none; example: --plots parity.png)")
-    _add_key_options(e)
+    _add_key_options(e, where="default: the keys the potential was fitted with, else")
     return parser
 
 
@@ -200,10 +218,14 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
 
 
 def _merge_config(args, parser):
+    """Fill the options the user did not type from the ``--config`` TOML file.
+
+    Every fit option has the argparse default None (False for the two flags), so "not typed" is
+    exactly "still None / False": a value typed on the command line wins, even when it equals the
+    built-in default (``--seed 0``, ``--energy-key energy``); everything else comes from the file.
+    """
     if not args.config:
         return args
-    import tomllib
-
     path = Path(args.config)
     try:
         cfg = tomllib.loads(path.read_text())
@@ -219,7 +241,8 @@ def _merge_config(args, parser):
             k = "output"
         if k not in _FIT_KEYS or k not in explicit:
             raise ValueError(f"{path}: unknown option {key!r}")
-        if getattr(args, k, None) in (None, False):
+        current = getattr(args, k, None)
+        if current is None or current is False:   # not `in (None, False)`: 0 == False (--seed 0)
             if k in ("train", "test", "elements") and isinstance(value, str):
                 value = [value]
             setattr(args, k, value)
@@ -232,6 +255,10 @@ def _cmd_fit(args, parser) -> int:
                                     ("--cutoff", args.cutoff), ("-o/--output", args.output)) if val in (None, [])]
     if missing:
         raise ValueError(f"dcace fit needs {', '.join(missing)}")
+    for k, v in KEY_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    _check_fit_outputs(args)
     from .baseline import parse_core_range
     from .pipeline import fit
 
@@ -260,7 +287,7 @@ def _cmd_fit(args, parser) -> int:
     out = Path(args.output)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    pot.save(out)
+    write_text_atomic(out, pot.to_string())
     rep = pot.report
     print(str(rep))
     if rep.cv_table and len(rep.cv_table) > 1:
@@ -275,8 +302,24 @@ def _cmd_fit(args, parser) -> int:
         files = write_fit_plots(rep, args.plots)
         print("plots: " + ", ".join(files))
     if args.report_json:
-        Path(args.report_json).write_text(rep.to_json())
+        write_text_atomic(args.report_json, rep.to_json())
     return 0
+
+
+def _check_fit_outputs(args) -> None:
+    """Refuse, before any work, outputs that would overwrite the data or cannot be written."""
+    inputs = [("--train", f) for f in args.train] + [("--test", f) for f in (args.test or [])]
+    outputs = [("-o/--output", args.output)] + ([("--report-json", args.report_json)] if args.report_json else [])
+    for opt, path in outputs:
+        for in_opt, data in inputs:
+            if same_file(path, data):
+                raise ValueError(f"{opt} {path} is the {in_opt} data file {data}: refusing to overwrite the "
+                                 f"training/test data; choose another output name")
+        check_output_file(path, opt)
+    if args.report_json and same_file(args.report_json, args.output):
+        raise ValueError(f"--report-json {args.report_json} and -o/--output {args.output} are the same file")
+    if args.plots:
+        check_output_dir(args.plots, "--plots")   # an existing file (data or not) is refused here
 
 
 def evaluate(pot, data):
@@ -298,14 +341,37 @@ def evaluate(pot, data):
     return d, st
 
 
+def eval_keys(args, metadata):
+    """Data keys of ``dcace eval``: typed on the command line, else the ones the potential was fitted
+    with (``metadata["fit"]``), else the built-in defaults.  Returns (keys, names typed)."""
+    fitted = (metadata or {}).get("fit") or {}
+    keys, typed = {}, set()
+    for k, default in KEY_DEFAULTS.items():
+        v = getattr(args, k)
+        if v is not None:
+            keys[k] = v
+            typed.add(k)
+        elif isinstance(fitted.get(k), str):
+            keys[k] = fitted[k]
+        else:
+            keys[k] = default
+    return keys, typed
+
+
 def _cmd_eval(args) -> int:
     from .data import read_data
     from .potential import Potential
 
+    if args.plots:
+        for what, path in [("POTENTIAL", args.potential)] + [("DATA", d) for d in args.data]:
+            if same_file(args.plots, path):
+                raise ValueError(f"--plots {args.plots} is the {what} file {path}: refusing to overwrite it")
+        check_output_file(args.plots, "--plots")
     pot = Potential.load(args.potential)
     src = args.data if len(args.data) > 1 else args.data[0]
-    data = read_data(src, elements=pot.elements, energy_key=args.energy_key, forces_key=args.forces_key,
-                     stress_key=args.stress_key, virial_key=args.virial_key)
+    keys, typed = eval_keys(args, pot.metadata)
+    data = read_data(src, elements=pot.elements, **keys,
+                     required_keys={k for k in ("stress_key", "virial_key") if k in typed and keys[k] is not None})
     d, st = evaluate(pot, data)
     if args.plots:
         from .plots import plot_eval

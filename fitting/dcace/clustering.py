@@ -241,18 +241,30 @@ class Eq8Gate:
         self.n = cl.sizes.astype(float)
 
     def weights(self, P: np.ndarray, gradient: bool = True):
+        """w (n, M) and dw/dp (n, M, D), finite for every input.
+
+        d_m grows without bound as z approaches a centroid (duplicated training structures put
+        members exactly on it: |z - mu_m| = 0).  The squared distance is floored at ``r2_min``, the
+        smallest value at which d_m and its gradient (|dd_m/dz| = 4 amp_m r2^-5/2) stay below
+        ~1e280, and the softmax is taken as exp(d - logsumexp(d)) with the maximum subtracted, so
+        it never evaluates inf - inf; at a centroid the weights are one-hot and dw = 0.
+        """
         Z = self.standardiser(np.atleast_2d(P))
         diff = Z[:, None, :] - self.mu[None]                   # (n, M, D)
-        r2 = np.maximum((diff ** 2).sum(axis=2), 1e-300)
         amp = self.sigma * np.sqrt(self.n)
-        d = amp[None, :] / r2 ** 2
+        r2_min = (4.0 * float(amp.max()) * 1e-280) ** 0.4
+        r2 = np.maximum((diff ** 2).sum(axis=2), r2_min)
+        d = amp[None, :] / r2 ** 2                             # finite by the floor
         d_max = d.max(axis=1, keepdims=True)
-        w = np.exp(d - d_max)
-        w /= w.sum(axis=1, keepdims=True)
+        with np.errstate(under="ignore"):     # exp of very negative numbers is 0, as it should be
+            lse = d_max + np.log(np.exp(d - d_max).sum(axis=1, keepdims=True))
+            w = np.exp(d - lse)
         if not gradient:
             return w, None
-        # dd_m/dz = amp * (-2) r2^-3 * 2 diff = -4 amp diff / r2^3
-        dd = -4.0 * amp[None, :, None] * diff / (r2 ** 3)[:, :, None]
+        # dd_m/dz = amp * (-2) r2^-3 * 2 diff = -4 amp r2^-5/2 (diff / |diff|): the unit vector and
+        # r2^-5/2 separately, so no intermediate (r2^3) underflows
+        unit = diff / np.sqrt(r2)[:, :, None]
+        dd = -4.0 * (amp[None, :] * r2 ** -2.5)[:, :, None] * unit
         dbar = (w[:, :, None] * dd).sum(axis=1, keepdims=True)
         dw = w[:, :, None] * (dd - dbar) / self.standardiser.scale[None, None, :]
         return w, dw

@@ -20,7 +20,9 @@ elements that are not in the fit's element list, stresses of the wrong shape.
 Stress is optional per frame: frames without stress (or without a 3-D periodic cell) simply
 contribute no stress rows; their number is reported (``Dataset.n_without_stress``) and a note is
 added to ``Dataset.notes``.  This is the documented behaviour for a stress key present on only
-some frames (e.g. Zuo et al.'s Ni training set, 108 of 263 frames without stress).
+some frames (e.g. Zuo et al.'s Ni training set, 108 of 263 frames without stress).  A stress key
+the caller chose (anything but the default ``"stress"``) or a virial key that no frame has is a typo
+and an error listing the keys present (``read_data(required_keys=...)``).
 """
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ class Dataset:
     files: list[dict] = field(default_factory=list)   # [{"name", "sha256", "n_frames"}]
     notes: list[str] = field(default_factory=list)
     keys: dict = field(default_factory=dict)
+    optional_found: dict = field(default_factory=dict)  # {"stress_key"|"virial_key": found on some frame}
+    keys_seen: set = field(default_factory=set)          # union of the label keys of all frames
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -97,7 +101,8 @@ class Dataset:
         return sorted(s)
 
     def subset(self, indices: Iterable[int]) -> "Dataset":
-        return Dataset([self.frames[i] for i in indices], list(self.files), list(self.notes), dict(self.keys))
+        return Dataset([self.frames[i] for i in indices], list(self.files), list(self.notes), dict(self.keys),
+                       dict(self.optional_found), set(self.keys_seen))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,27 +295,70 @@ def _iter_source(source, index):
         yield "<atoms>", i, a
 
 
+DEFAULT_STRESS_KEY = "stress"
+
+
+def _source_name(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
+        return ", ".join(map(str, source))
+    return "<atoms>"
+
+
+def _check_optional_keys(ds: "Dataset", source, required) -> None:
+    """A stress/virial key the user named but no frame has is a typo, not "data without stress"."""
+    for opt, flag in (("stress_key", "--stress-key / stress_key="), ("virial_key", "--virial-key / virial_key=")):
+        key = ds.keys.get(opt)
+        if opt in required and key is not None and not ds.optional_found.get(opt):
+            raise DataError(f"{_source_name(source)}: no frame has a {opt.split('_')[0]} under key {key!r} "
+                            f"(looked in atoms.info, atoms.arrays and calculator results of all {len(ds)} frames; "
+                            f"keys present: {sorted(ds.keys_seen)}); name the key with {flag}"
+                            + (", or leave the option out for data without stresses" if opt == "stress_key" else ""))
+
+
 def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str = "energy",
               forces_key: str = "forces", stress_key: str | None = "stress", virial_key: str | None = None,
-              index=":") -> Dataset:
+              index=":", required_keys=None) -> Dataset:
     """Read and validate structures with their energies, forces and (optional) stresses.
 
     ``source`` is a path, a list of paths, an ``ase.Atoms`` or a list of ``Atoms``.  Returns a
     :class:`Dataset`; raises :class:`DataError` naming the file and frame of the first problem.
+
+    ``required_keys``: which of ``"stress_key"``, ``"virial_key"`` must be found on at least one
+    frame (a key absent from every frame is then an error listing the keys present).  The default
+    (None) requires the ones the caller changed: a stress key other than ``"stress"`` and any
+    virial key; the default stress key absent everywhere is data without stresses.
     """
     from ase import Atoms
 
+    if required_keys is None:
+        required_keys = {k for k, v, d in (("stress_key", stress_key, DEFAULT_STRESS_KEY),
+                                           ("virial_key", virial_key, None)) if v is not None and v != d}
+    required_keys = set(required_keys)
     if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
         parts = [read_data(s, elements=elements, energy_key=energy_key, forces_key=forces_key,
-                           stress_key=stress_key, virial_key=virial_key, index=index) for s in source]
+                           stress_key=stress_key, virial_key=virial_key, index=index, required_keys=())
+                 for s in source]
         ds = Dataset([f for p in parts for f in p.frames], [x for p in parts for x in p.files],
-                     [n for p in parts for n in p.notes], parts[0].keys)
+                     [n for p in parts for n in p.notes], parts[0].keys,
+                     {k: any(p.optional_found.get(k) for p in parts) for k in ("stress_key", "virial_key")},
+                     set().union(*(p.keys_seen for p in parts)))
+        _check_optional_keys(ds, source, required_keys)
         return ds
     frames: list[Frame] = []
     skipped: dict[str, list[int]] = {}
     name = None
+    found = {"stress_key": False, "virial_key": False}
+    seen: set = set()
     for name, i, atoms in _iter_source(source, index):
         where = f"{name}, frame {i}"
+        if isinstance(atoms, Atoms):
+            for opt, key in (("stress_key", stress_key), ("virial_key", virial_key)):
+                if not found[opt] and key is not None and _lookup(atoms, key) is not _MISSING:
+                    found[opt] = True
+            if len(seen) < 200:
+                seen.update(_available_keys(atoms))
         e, f, s, note = _validate_frame(atoms, where, elements, energy_key, forces_key, stress_key, virial_key)
         if note is not None:
             skipped.setdefault(note, []).append(i)
@@ -328,4 +376,6 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
             notes.append(f"{name}: {len(idx)} of {len(frames)} frames have no usable stress ({why}: frames "
                          f"{shown}); their stress rows are skipped")
     keys = {"energy_key": energy_key, "forces_key": forces_key, "stress_key": stress_key, "virial_key": virial_key}
-    return Dataset(frames, files, notes, keys)
+    ds = Dataset(frames, files, notes, keys, found, seen)
+    _check_optional_keys(ds, source, required_keys)
+    return ds

@@ -242,6 +242,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     core = CoreSettings(baseline, core_range)
+    try:   # K is counted in ~1 s, before the (much slower) basis build and any pass over the data
+        from .basis_spec import count_features
+
+        n_el = 1 if isinstance(elements, str) else len(elements)
+        K_count = count_features(n_el, body_order, max_degree, w_L=w_L)
+    except (TypeError, ValueError):
+        K_count = None   # bad settings: ACEBasis below names them
+    if K_count is not None:
+        _check_linear_memory(n_el, K_count, k_folds, budget)
     elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
     t0 = time.perf_counter()
     data = train if isinstance(train, Dataset) else read_data(train, elements=elements, **keys)
@@ -269,8 +278,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     D, Dp = S * K, S * K + S
     if n < k_folds:
         raise ValueError(f"{n} training structures are too few for {k_folds}-fold cross-validation")
-    Ms = [M for M in Ms if M <= max(1, n // (2 * k_folds)) or M == 1]
+    M_allowed = max(1, n // (2 * k_folds))
+    if experts != "auto" and M_fixed > M_allowed:
+        raise ValueError(f"--experts {M_fixed} is too many for {n} training structures with {k_folds}-fold "
+                         f"cross-validation: the largest allowed is M = {M_allowed} (every expert needs "
+                         f"2 x cv_folds = {2 * k_folds} structures); give --experts {M_allowed} or fewer, or "
+                         f"more training data")
+    Ms = [M for M in Ms if M <= M_allowed or M == 1]
     notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
+    if experts == "auto" and max_M > M_allowed:
+        notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
+                     f"structures allow at most n / (2 x {k_folds} folds) experts")
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
@@ -322,8 +340,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     for M, t in cand:
         need = joint_nbytes(k_folds, M, Dp)
         if used + need > budget:
-            notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.0f} MiB "
-                         f"for {k_folds} folds) exceed the memory budget ({budget / 2**30:.2g} GiB)")
+            notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
+                         f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
+                         f"({(used + need) / 2**20:.3g} MiB in total) exceed the memory budget "
+                         f"({budget / 2**20:.3g} MiB, --memory-budget)")
             continue
         g = gate_dict(clusterings[M], t)
         joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
@@ -463,7 +483,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                   "core_window": None if window is None else {
                       f"{elements[a]}-{elements[b]}": [round(float(window[0][a, b]), 6), round(float(window[1][a, b]), 6)]
                       for a in range(S) for b in range(a, S)}},
-        "selection": {k: v for k, v in selection.items() if k != "ridge_cv"},
+        "selection": _finite({k: v for k, v in selection.items() if k != "ridge_cv"}),
     }
     pot = Potential.from_parts(basis, coef, e0, gate, meta_partial, short_range=short_range)
     lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
@@ -556,6 +576,35 @@ def _jsonable_range(core_range):
     if core_range is None or isinstance(core_range, dict):
         return None if core_range is None else {k: [float(x) for x in v] for k, v in core_range.items()}
     return [float(x) for x in core_range]
+
+
+def _linear_nbytes(S, K, k_folds):
+    """Bytes of the linear model's normal equations: one (D' x D') matrix per fold, the pass-2 work
+    arrays of one structure (A and its padded copy, u u^T) and the selection's solves (total,
+    training and scaled copies)."""
+    Dp = S * K + S
+    return 8 * Dp * Dp * (k_folds + 5)
+
+
+def _check_linear_memory(S, K, k_folds, budget):
+    need = _linear_nbytes(S, K, k_folds)
+    if need > budget:
+        raise ValueError(f"the basis has K = {K} features per species ({S * K + S} columns); the normal equations "
+                         f"of even the linear model need {need / 2**30:.1f} GiB ({k_folds} folds), more than the "
+                         f"memory budget of {budget / 2**30:.2f} GiB: lower --max-degree / --body-order (or raise "
+                         f"--angular-weight), or raise --memory-budget to at least {math.ceil(need / 2**30 * 10) / 10:g} if the "
+                         f"machine has the memory")
+
+
+def _finite(obj):
+    """obj with every non-finite float replaced by None (JSON metadata)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _cv_summary(row):

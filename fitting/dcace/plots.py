@@ -30,6 +30,14 @@ _COLOURS = {"linear": "tab:blue", "dc": "tab:red", "dc-independent": "tab:orange
             "paper-eq8": "tab:gray"}
 
 
+def _save(fig, path, **kw):
+    """fig.savefig(path) through a temporary file renamed at the end (no half-written figure)."""
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **kw)
+
+
 def _mae(a, b):
     return float(np.abs(np.asarray(a) - np.asarray(b)).mean()) if len(a) else float("nan")
 
@@ -65,7 +73,7 @@ def write_fit_plots(report, directory) -> list[str]:
             ax.set_title(f"{which}: {lab}")
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "parity.png", dpi=120)
+    _save(fig, out / "parity.png", dpi=120)
     plt.close(fig)
     files.append(str(out / "parity.png"))
 
@@ -93,7 +101,7 @@ def write_fit_plots(report, directory) -> list[str]:
             ax.set_ylabel("count")
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "errors.png", dpi=120)
+    _save(fig, out / "errors.png", dpi=120)
     plt.close(fig)
     files.append(str(out / "errors.png"))
 
@@ -117,7 +125,7 @@ def write_fit_plots(report, directory) -> list[str]:
         axes[1].set_ylabel("largest gate weight")
         axes[1].set_title("gate on the training set")
         fig.tight_layout()
-        fig.savefig(out / "clusters.png", dpi=120)
+        _save(fig, out / "clusters.png", dpi=120)
         plt.close(fig)
         files.append(str(out / "clusters.png"))
     return files
@@ -137,7 +145,7 @@ def plot_eval(e_ref, e_pred, f_ref, f_pred, path, title=""):
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -159,5 +167,5 @@ def plot_path(x, energy, fmax, fgate, weights, path, xlabel="path coordinate", t
     axes[2].legend(fontsize=8, ncol=min(4, w.shape[1]))
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
     plt.close(fig)

@@ -25,7 +25,12 @@ class Potential:
             self.metadata = json.loads(core.metadata) if core.metadata.strip() else {}
         except json.JSONDecodeError:
             self.metadata = {"raw": core.metadata}
+        if not isinstance(self.metadata, dict):
+            self.metadata = {"raw": core.metadata}
         self.basis = ACEBasis.from_core(core.elements, core.basis, self.metadata.get("basis"))
+        from .report import FitReport   # a fit's report, as far as the file's metadata holds it
+
+        self.report = FitReport.from_metadata(self.metadata)
 
     # -- construction and files ----------------------------------------------------------------
     @classmethod

@@ -99,6 +99,9 @@ def format_table(rows: list[tuple[str, str, dict]]) -> str:
     return "\n".join(lines)
 
 
+_MODEL_ORDER = ("linear", "dc", "dc-independent", "dc-joint", "paper-eq8")
+
+
 @dataclass
 class FitReport:
     """What a fit did and how well it did; ``str(report)`` is the closing table."""
@@ -125,7 +128,7 @@ class FitReport:
         lines = ["| M | tau | experts | ridge | CV loss | CV E MAE meV/at | CV E RMSE meV/at | CV F RMSE eV/Å | CV S MAE GPa |",
                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
         for r in self.cv_table:
-            lines.append(f"| {r['M']} | {_fmt(r.get('tau'), '.3g')} | {r['fit']} | {_fmt(r.get('ridge'), '.0e')} | {r['loss']:.6g} | "
+            lines.append(f"| {r['M']} | {_fmt(r.get('tau'), '.3g')} | {r['fit']} | {_fmt(r.get('ridge'), '.0e')} | {_fmt(r.get('loss'), '.6g')} | "
                          f"{_fmt(r.get('energy_mae_mev_per_atom'), '.3f')} | {_fmt(r.get('energy_rmse_mev_per_atom'), '.3f')} | "
                          f"{_fmt(r.get('force_rmse_ev_per_a'), '.4f')} | {_fmt(r.get('stress_mae_gpa'), '.3f')} |")
         return "\n".join(lines)
@@ -137,10 +140,40 @@ class FitReport:
             parts += [""] + [f"note: {n}" for n in self.notes]
         return "\n".join(parts)
 
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "FitReport":
+        """The report of a fit rebuilt from a potential file's metadata (``Potential.metadata``).
+
+        Settings, selection (with the candidates' CV rows as ``cv_table``), errors and notes are in
+        the file; timings and plot arrays are not (empty).  ``str(report)`` and ``report.table()``
+        give the same table as right after the fit, up to the 6 significant digits stored.
+        """
+        meta = meta or {}
+        selection = dict(meta.get("selection") or {})
+        cv = selection.pop("cv", None) or []
+        stored = meta.get("errors") or {}     # JSON keys are sorted: restore the fit's model order
+        order = [m for m in _MODEL_ORDER if m in stored] + sorted(m for m in stored if m not in _MODEL_ORDER)
+        errors = {m: {w: (dict(v) if v is not None else None) for w, v in (stored[m] or {}).items()}
+                  for m in order}
+        return cls(settings=dict(meta.get("fit") or {}), selection=selection, errors=errors, timings={},
+                   notes=list(meta.get("notes") or []), cv_table=[dict(r) for r in cv], arrays={})
+
     def to_json(self) -> str:
+        """Strict JSON: numbers that are not finite (a diverged comparison model) become null."""
         d = {"settings": self.settings, "selection": self.selection, "errors": self.errors,
              "timings": self.timings, "notes": self.notes, "cv_table": self.cv_table}
-        return json.dumps(d, sort_keys=True, indent=1, default=_json_default)
+        plain = json.loads(json.dumps(d, default=_json_default))    # numpy -> Python; NaN/inf kept
+        return json.dumps(_finite(plain), sort_keys=True, indent=1, allow_nan=False)
+
+
+def _finite(obj):
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _json_default(o):

@@ -13,6 +13,8 @@ paper's method (independent experts, eq. 8 gate) and for this package's gate and
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .clustering import Eq8Gate, gate_weights
@@ -250,10 +252,15 @@ class Selector:
             if M == 1 or M not in self.clusterings:
                 continue
             if M in self.group_index:
-                ind = self.solve_independent_total(M, lam if lam_dc is None else lam_dc, lin)
-                eq8 = Eq8Gate(self.clusterings[M], self.Z)
-                de, *_ = self._direct_errors(ind, lambda Pm: eq8.weights(Pm), idx)
-                paper[M] = sup_lin / max(float(np.abs(de).max()), 1e-300)
+                # comparison only: a failure or a non-finite number is reported (None), never fatal
+                try:
+                    ind = self.solve_independent_total(M, lam if lam_dc is None else lam_dc, lin)
+                    eq8 = Eq8Gate(self.clusterings[M], self.Z)
+                    de, *_ = self._direct_errors(ind, lambda Pm: eq8.weights(Pm), idx)
+                    g = sup_lin / max(float(np.abs(de).max()), 1e-300)
+                except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+                    g = float("nan")
+                paper[M] = g if math.isfinite(g) else None
             taus = [t for (m, t) in self.joint if m == M]
             if taus:
                 tau = chosen["tau"] if (M == chosen["M"] and chosen["tau"] in taus) else taus[0]
@@ -261,6 +268,8 @@ class Selector:
                 th = self.solve_joint_total(M, tau, lam if lam_dc is None else lam_dc, lin)
                 de, *_ = self._direct_errors(th, acc.gate_fn, idx)
                 ours[M] = sup_lin / max(float(np.abs(de).max()), 1e-300)
-        return {"paper_g": {str(k): v for k, v in paper.items()}, "paper_M": max(paper, key=lambda m: (paper[m], -m)),
+        finite = {m: g for m, g in paper.items() if g is not None}
+        return {"paper_g": {str(k): v for k, v in paper.items()}, "paper_M": max(finite, key=lambda m: (finite[m], -m)),
+                "paper_non_finite": [m for m, g in paper.items() if g is None],
                 "joint_g": {str(k): v for k, v in ours.items()}, "joint_M": max(ours, key=lambda m: (ours[m], -m)),
                 "sup_err_linear_mev_per_atom": 1000.0 * sup_lin}
