@@ -193,3 +193,130 @@ def test_malformed_files_name_the_line(dc, tmp_path, case):
 def test_missing_file(tmp_path):
     with pytest.raises(ValueError, match="cannot open"):
         dcace.load(tmp_path / "nope.dcace")
+
+
+# ------------------------------------------------------------------------------ issue 12: strict reader
+def load_bytes(tmp_path, data, name="bad.dcace"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def replace_line(text, needle, new):
+    lines = text.splitlines()
+    no = line_of(text, needle)
+    lines[no - 1] = new
+    return "\n".join(lines) + "\n", no
+
+
+@pytest.mark.parametrize("record,count", [("monomials", 268435456), ("channels", 16777216),
+                                          ("features", 16777216), ("experts", 1048576)])
+def test_huge_counts_are_refused_before_allocating(dc, tmp_path, record, count):
+    """A 4 KB file must not make the reader allocate gigabytes: the count is checked against the
+    lines left in the file, with an error naming file, line and count."""
+    import resource
+    text = dc.to_string()
+    old = text.splitlines()[line_of(text, record + " ") - 1].split()
+    new = " ".join([record, str(count)] + old[2:])
+    bad, no = replace_line(text, record + " ", new)
+    path = load_bytes(tmp_path, bad.encode())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(PotentialFileError, match=rf"bad\.dcace:\d+: .*{count}") as err:
+        dcace.load(path)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"the reader grew by {grown_mb:.0f} MB"
+    if record != "experts":  # experts: the error is at the first matrix the count would size
+        assert f":{no}:" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("case", ["metadata-bytes", "number-bytes", "element-bytes"])
+def test_non_utf8_bytes_name_file_and_line(dc, tmp_path, case):
+    text = dc.to_string()
+    if case == "metadata-bytes":
+        no = line_of(text, "metadata")
+        data = text.encode().replace(b'{"basis"', b'{"caf\xe9":1,"basis"', 1)
+        msg = rf":{no}: metadata is not valid UTF-8"
+    elif case == "number-bytes":
+        no = line_of(text, "r_cut")
+        data = text.encode().replace(b"r_cut ", b"r_cut \xff", 1)
+        msg = rf":{no}: '\\xff.*' is not a finite number"
+    else:
+        no = line_of(text, "elements")
+        data = text.encode().replace(b"elements 1 Mo", b"elements 1 M\xf6", 1)
+        msg = rf":{no}: element name 'M\\xf6' is not valid UTF-8"
+    path = load_bytes(tmp_path, data)
+    with pytest.raises(PotentialFileError, match=msg) as err:
+        dcace.load(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("meta", ['[1, 2]', '"text"', '42', 'null', ''])
+def test_metadata_must_be_a_json_object(dc, tmp_path, meta):
+    text = dc.to_string()
+    bad, no = replace_line(text, "metadata", f"metadata {meta}".rstrip())
+    path = load_bytes(tmp_path, bad.encode())
+    with pytest.raises(PotentialFileError, match=rf"bad\.dcace:{no}: metadata must be one JSON object"):
+        dcace.load(path)
+
+
+def test_metadata_guard_in_python(basis):
+    """A core object whose metadata is JSON but not an object (built in memory, not read from a
+    file) gives a ValueError, not an AttributeError later."""
+    from dcace import _core
+    good = dcace.Potential.from_parts(basis, np.zeros((1, 1, basis.n_features)), [[0.0]], None, {})
+    core = _core.PotentialCore(good.elements, basis.spec_, good.coefficients, good.one_body, 1, None, "[1]")
+    with pytest.raises(ValueError, match="metadata must be a JSON object"):
+        dcace.Potential(core)
+
+
+@pytest.mark.parametrize("case", ["hex-float", "inf", "plus-index", "hex-index", "nul-cut",
+                                  "version-leading-zero", "version-plus", "plus-float"])
+def test_reader_is_as_strict_as_the_format(dc, tmp_path, case):
+    text = dc.to_string()
+    if case == "hex-float":
+        bad, no = replace_line(text, "gate_temperature", "gate_temperature 0x10")
+        msg = rf":{no}: '0x10' is not a finite number"
+    elif case == "inf":
+        bad, no = replace_line(text, "gate_temperature", "gate_temperature infinity")
+        msg = rf":{no}: 'infinity' is not a finite number"
+    elif case == "plus-index":
+        bad, no = replace_line(text, "n_radial", "n_radial +8")
+        msg = rf":{no}: n_radial: '\+8' is not an integer"
+    elif case == "hex-index":
+        bad, no = replace_line(text, "l_max", "l_max 0x2")
+        msg = rf":{no}: l_max: '0x2' is not an integer"
+    elif case == "nul-cut":
+        no = line_of(text, "r_cut")
+        data = text.encode().replace(b"r_cut 4.5999999999999996", b"r_cut 4.5\x00999", 1)
+        msg = rf":{no}: NUL byte in column 10"
+    elif case == "version-leading-zero":
+        bad, no = replace_line(text, "dcace-potential", "dcace-potential 01")
+        msg = r":1: format version '01' must be a plain integer without leading zeros"
+    elif case == "version-plus":
+        bad, no = replace_line(text, "dcace-potential", "dcace-potential +1")
+        msg = r":1: format version: '\+1' is not an integer"
+    else:
+        bad, no = replace_line(text, "r_inner", "r_inner +0.5")
+        msg = rf":{no}: '\+0\.5' is not a finite number"
+    path = load_bytes(tmp_path, data if case == "nul-cut" else bad.encode())
+    with pytest.raises(PotentialFileError, match=msg) as err:
+        dcace.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_accepts_what_the_writer_writes(basis):
+    """%.17g output: exponents with a sign, negative numbers, integers without a sign."""
+    coef = np.array([[[1e-300, -2.5e+20, 3.0] + [0.0] * (basis.n_features - 3)]])
+    pot = dcace.Potential.from_parts(basis, coef, [[-1e-5]], None, {})
+    text = pot.to_string()
+    assert "e-300" in text and "e+20" in text
+    again = dcace.Potential(dcace._core.PotentialCore.parse(text, "x"))
+    np.testing.assert_array_equal(again.coefficients, pot.coefficients)
+
+
+def test_directory_is_reported_as_a_directory(tmp_path):
+    d = tmp_path / "pot.dcace"
+    d.mkdir()
+    with pytest.raises(PotentialFileError, match=rf"{d}: cannot open the potential file: it is a directory"):
+        dcace.load(d)
