@@ -135,7 +135,7 @@ void Potential::combine(const double* Bsum, const double* counts, Combination& o
 }
 
 double Potential::compute(const Neighbours& nl, double* energies, double* forces, double* virial,
-                          Combination& comb) const {
+                          Combination& comb, double* virial_atoms) const {
   const int S = n_species(), K = n_features();
   std::vector<double> Bsum(static_cast<size_t>(S) * K), counts(S);
   if (n_experts_ > 1) {
@@ -145,7 +145,7 @@ double Potential::compute(const Neighbours& nl, double* energies, double* forces
     combine(nullptr, nullptr, comb);
   }
   return structure_energy_forces(*basis_, nl, comb.w_force.data(), comb.e0_energy.data(), energies, forces,
-                                 virial, comb.w_energy.data());
+                                 virial, comb.w_energy.data(), virial_atoms);
 }
 
 }  // namespace dcace

@@ -34,9 +34,11 @@ void structure_fitting_rows(const ACEBasis& basis, const Neighbours& nl, double*
 // constants e0 (n_species): per-atom energies, forces (n_atoms x 3) and virial (Voigt, eV; the
 // ASE stress is -virial / volume).  Returns the total energy.
 // With w_energy given, per-atom energies use those monomial weights instead of w (DC gate).
+// With virial_atoms given (n_atoms x 6, same Voigt order), half of each pair's -r_ij (x) dE/dr_ij
+// goes to i and half to j (as LAMMPS' ev_tally_xyz): the per-atom virials sum to the virial.
 double structure_energy_forces(const ACEBasis& basis, const Neighbours& nl, const double* w,
                                const double* e0, double* energies, double* forces, double* virial,
-                               const double* w_energy = nullptr);
+                               const double* w_energy = nullptr, double* virial_atoms = nullptr);
 
 // Sum over atoms of B per centre species (n_species x K) and the atom count per species.
 void structure_descriptor_sums(const ACEBasis& basis, const Neighbours& nl, double* Bsum, double* counts);
