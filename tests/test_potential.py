@@ -320,3 +320,114 @@ def test_directory_is_reported_as_a_directory(tmp_path):
     d.mkdir()
     with pytest.raises(PotentialFileError, match=rf"{d}: cannot open the potential file: it is a directory"):
         dcace.load(d)
+
+
+# ------------------------------------------------------------------------------ issue 12 item 17: calculator
+def test_per_atom_virials_sum_to_the_virial(dc, basis):
+    rng = np.random.default_rng(11)
+    at = mo_cell(rng, 0.01)
+    out = dc.compute(at)
+    assert out["virials"].shape == (len(at), 6)
+    np.testing.assert_allclose(out["virials"].sum(axis=0), out["virial"], rtol=0,
+                               atol=1e-12 * np.abs(out["virial"]).max())
+    assert np.abs(out["virials"] - out["virials"].mean(axis=0)).max() > 1e-4  # really per atom
+    np.testing.assert_allclose(out["stresses"].sum(axis=0), out["stress"], rtol=0,
+                               atol=1e-12 * np.abs(out["stress"]).max())
+
+
+def test_calculator_stresses_follow_ase(dc, tmp_path):
+    """ASE's convention (lj.py, Atoms.get_stresses): Voigt (N, 6), -(per-atom virial) / V, sum = stress."""
+    path = tmp_path / "dc.dcace"
+    dc.save(path)
+    at = mo_cell(np.random.default_rng(12))
+    at.calc = dcace.Calculator(path)
+    s = at.get_stresses()
+    assert s.shape == (len(at), 6)
+    np.testing.assert_allclose(s.sum(axis=0), at.get_stress(), rtol=0, atol=1e-12 * np.abs(s).max() * len(at))
+    full = at.get_stresses(voigt=False)
+    assert full.shape == (len(at), 3, 3) and np.allclose(full, full.transpose(0, 2, 1))
+    # the same split as ASE's own pair potential would give for a pair term: compare with LennardJones
+    from ase.calculators.lj import LennardJones
+    lj = at.copy()
+    lj.calc = LennardJones(sigma=2.5, epsilon=0.01, rc=4.0)
+    assert lj.get_stresses().shape == s.shape
+    mol = at.copy()
+    mol.pbc = False
+    mol.calc = dcace.Calculator(path)
+    from ase.calculators.calculator import PropertyNotImplementedError
+    with pytest.raises(PropertyNotImplementedError):
+        mol.get_stresses()
+
+
+def test_calculator_potential_is_an_ase_parameter(dc, basis, tmp_path):
+    a, b = tmp_path / "a.dcace", tmp_path / "b.dcace"
+    dc.save(a)
+    rng = np.random.default_rng(13)
+    lin = dcace.Potential.from_parts(basis, rng.normal(size=(1, 1, basis.n_features)) * 0.05, [[-9.0]], None, {})
+    lin.save(b)
+    calc = dcace.Calculator(potential=a)
+    assert calc.parameters["potential"] == str(a)
+    assert calc.todict() == {"potential": str(a)}
+    at = mo_cell(rng)
+    at.calc = calc
+    Ea = at.get_potential_energy()
+    assert calc.set(potential=str(a)) == {}  # unchanged: results kept
+    assert calc.results
+    changed = calc.set(potential=b)
+    assert changed == {"potential": str(b)} and calc.results == {}
+    Eb = at.get_potential_energy()
+    assert Eb == pytest.approx(lin.compute(at)["energy"], rel=1e-14) and abs(Ea - Eb) > 1e-3
+    assert dcace.Calculator(dc).potential is dc  # a Potential object works too
+    with pytest.raises(ValueError, match="needs a potential"):
+        dcace.Calculator()
+
+
+def test_calculator_caches_results(dc, tmp_path):
+    path = tmp_path / "dc.dcace"
+    dc.save(path)
+    at = mo_cell(np.random.default_rng(14))
+    calc = dcace.Calculator(path)
+    at.calc = calc
+    calls = []
+    compute = calc.potential.compute
+    calc.potential.compute = lambda atoms: (calls.append(1), compute(atoms))[1]
+    F1 = at.get_forces()
+    at.get_forces(); at.get_potential_energy(); at.get_stress(); at.get_stresses()
+    assert len(calls) == 1
+    at.positions[3, 0] += 0.01
+    F2 = at.get_forces()
+    assert len(calls) == 2 and np.abs(F2 - F1).max() > 1e-5
+
+
+# ------------------------------------------------------------------------------ issue 12 item 21d: shapes
+def test_wrong_array_shapes_raise_value_errors(dc, basis):
+    core, bc = dc.core, basis.core_
+    S, K = basis.n_species, basis.n_features
+    at = mo_cell(np.random.default_rng(15))
+    species, first, j, rij = basis.neighbours(at)
+    rng = np.random.default_rng(16)
+    r = rng.normal(size=(6, 3)) + 2.0
+    z = np.zeros(6, dtype=np.int32)
+    cases = [
+        (lambda: core.combine(np.zeros(S * K - 1), np.ones(S)), r"combine: Bsum must have shape \(n_species, n_features\) = \(1, %d\) or \(%d,\), got \(%d,\)" % (K, K, K - 1)),
+        (lambda: core.combine(np.zeros((S, K)), np.ones(S + 1)), r"combine: counts must have shape \(n_species,\) = \(1,\), got \(2,\)"),
+        (lambda: core.compute(species, first, j, rij[:-1]), r"rij must have shape \(n_pairs, 3\)"),
+        (lambda: core.compute(species, first, j, rij.ravel()), r"rij must have shape \(n_pairs, 3\)"),
+        (lambda: core.compute(species, first[:-1], j, rij), r"first must have shape \(n_atoms \+ 1,\)"),
+        (lambda: core.compute(species[:, None], first, j, rij), r"species must have shape \(n_atoms,\)"),
+        (lambda: core.compute(species, first, j[:-1], rij), r"j must have shape \(n_pairs,\)"),
+        (lambda: bc.energy_forces(species, first, j, rij, np.zeros(K + 1), np.zeros(S)), r"energy_forces: coef must have shape \(n_species, n_features\)"),
+        (lambda: bc.energy_forces(species, first, j, rij, np.zeros((S, K)), np.zeros(2)), r"energy_forces: e0 must have shape \(n_species,\)"),
+        (lambda: bc.atom_descriptors(r[:5], z), r"atom_descriptors: rij must have shape \(n_neighbours, 3\) with n_neighbours = len\(zj\) = \(6, 3\), got \(5, 3\)"),
+        (lambda: bc.atom_descriptors(r.ravel(), z), r"atom_descriptors: rij must have shape"),
+        (lambda: bc.atom_descriptors(r, z[:, None]), r"atom_descriptors: zj must have shape \(n_neighbours,\)"),
+        (lambda: bc.atom_energy_gradient(r, z[:4], np.zeros(K)), r"atom_energy_gradient: rij must have shape"),
+        (lambda: bc.atom_energy_gradient(r, z, np.zeros(K - 1)), r"atom_energy_gradient: coef must have shape \(n_features,\)"),
+        (lambda: bc.atom_descriptor_gradients(r[:, :2], z), r"atom_descriptor_gradients: rij must have shape"),
+    ]
+    for call, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            call()
+    # and the right shapes still work
+    core.combine(np.zeros((S, K)), np.ones(S))
+    bc.atom_energy_gradient(r, z, np.zeros(K))
