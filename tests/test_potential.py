@@ -260,14 +260,14 @@ def test_metadata_must_be_a_json_object(dc, tmp_path, meta):
         dcace.load(path)
 
 
-def test_metadata_guard_in_python(basis):
-    """A core object whose metadata is JSON but not an object (built in memory, not read from a
-    file) gives a ValueError, not an AttributeError later."""
+def test_metadata_must_be_an_object_in_memory_too(basis):
+    """A potential built in memory with metadata that is JSON but not an object is refused (it
+    could be written but not read back)."""
     from dcace import _core
     good = dcace.Potential.from_parts(basis, np.zeros((1, 1, basis.n_features)), [[0.0]], None, {})
-    core = _core.PotentialCore(good.elements, basis.spec_, good.coefficients, good.one_body, 1, None, "[1]")
-    with pytest.raises(ValueError, match="metadata must be a JSON object"):
-        dcace.Potential(core)
+    for meta in ("[1]", "", '"x"'):
+        with pytest.raises(ValueError, match=r"metadata must be one JSON object"):
+            _core.PotentialCore(good.elements, basis.spec_, good.coefficients, good.one_body, 1, None, meta)
 
 
 @pytest.mark.parametrize("case", ["hex-float", "inf", "plus-index", "hex-index", "nul-cut",

@@ -32,6 +32,11 @@ void Potential::check() const {
     if (e.empty() || e.find_first_of(" \t\r\n") != std::string::npos)
       throw InputError("element name '" + e + "' is empty or contains white space");
   if (metadata_.find_first_of("\r\n") != std::string::npos) throw InputError("metadata must be a single line");
+  {  // the file reader accepts only a JSON object: what is written must read back
+    const size_t a = metadata_.find_first_not_of(" \t"), b = metadata_.find_last_not_of(" \t");
+    if (a == std::string::npos || metadata_[a] != '{' || metadata_[b] != '}')
+      throw InputError("metadata must be one JSON object {...}");
+  }
   if (M < 1) throw InputError("number of experts must be >= 1, got " + std::to_string(M));
   if (coef_.size() != static_cast<size_t>(M) * S * K)
     throw InputError("expected " + std::to_string(static_cast<size_t>(M) * S * K) + " coefficients, got " +
