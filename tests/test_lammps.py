@@ -860,3 +860,20 @@ def test_lammps_version_guard(small, pretend_plugin):
     text = proc.stdout + proc.stderr
     assert "WARNING: dcace plugin" in text and "Registering pair_style dcace anyway" in text
     assert printed(proc.stdout, "PE")[0] == pytest.approx(small["energy"], rel=1e-10)
+
+
+def test_per_atom_stress_matches_calculator_stresses(small):
+    """compute stress/atom (virial part, bar*Å^3, xx yy zz xy xz yz) = the calculator's per-atom
+    stresses (ASE Voigt, eV/Å^3) x volume x nktv2p: both split each pair's virial half-half."""
+    cwd = small["cwd"]
+    deck = SMALL.format(data="s.data", pot=small["pot"]).replace("run 0", """compute sa all stress/atom NULL virial
+dump d all custom 1 sa.dump id c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
+dump_modify d sort id format float %.17g
+run 0""")
+    run_lmp(deck, cwd, name="in.stress_atom")
+    sa = read_dump(cwd / "sa.dump")[:, 1:]
+    at = small["atoms"].copy()
+    at.calc = dcace.Calculator(small["pot"])
+    s = at.get_stresses() * at.get_volume() * NKTV2P
+    ref = s[:, [0, 1, 2, 5, 4, 3]]
+    assert np.abs(sa - ref).max() <= 1e-9 * np.abs(ref).max(), np.abs(sa - ref).max()
