@@ -170,6 +170,8 @@ PYBIND11_MODULE(_core, m) {
       "real_sph_harm",
       [](int l_max, carray<double> r) {
         if (r.ndim() != 2 || r.shape(1) != 3) throw py::value_error("r must have shape (n, 3)");
+        if (l_max < 0 || l_max > kMaxL)
+          throw py::value_error("real_sph_harm: l_max must be in 0.." + std::to_string(kMaxL) + ", got " + std::to_string(l_max));
         const py::ssize_t n = r.shape(0), nY = (l_max + 1) * (l_max + 1);
         py::array_t<double> Y({n, nY}), dY({n, nY, (py::ssize_t)3});
         for (py::ssize_t i = 0; i < n; ++i)
