@@ -428,6 +428,9 @@ def test_wrong_array_shapes_raise_value_errors(dc, basis):
         (lambda: bc.atom_energy_gradient(r, z, np.zeros(K - 1)), r"atom_energy_gradient: coef must have shape \(n_features,\)"),
         (lambda: bc.atom_descriptor_gradients(r[:, :2], z), r"atom_descriptor_gradients: rij must have shape"),
     ]
+    bad_first = first.copy()
+    bad_first[1] = first[-1] + 100  # past the end, then decreasing again
+    cases += [(lambda: core.compute(species, bad_first, j, rij), r"first must be non-decreasing .*first\[1\] = ")]
     cases += [(lambda: dcace._core.real_sph_harm(16, r), r"real_sph_harm: l_max must be in 0\.\.15, got 16"),
               (lambda: dcace._core.real_sph_harm(-2, r), r"l_max must be in 0\.\.15, got -2")]
     for call, msg in cases:

@@ -105,6 +105,10 @@ struct NL {
     check_shape(first, "neighbour list", "first", "(n_atoms + 1,)", {{n + 1}});
     const int64_t P = first.data()[n];
     if (first.data()[0] != 0 || P < 0) throw py::value_error("neighbour list: first must start at 0 and end at the number of pairs >= 0");
+    for (py::ssize_t i = 0; i < n; ++i)  // every atom's pairs inside 0..P (the core trusts them)
+      if (first.data()[i + 1] < first.data()[i] || first.data()[i + 1] > P)
+        throw py::value_error("neighbour list: first must be non-decreasing from 0 to first[-1]; first[" +
+                              std::to_string(i + 1) + "] = " + std::to_string(first.data()[i + 1]));
     check_shape(j, "neighbour list", "j", "(n_pairs,) with n_pairs = first[-1]", {{(py::ssize_t)P}});
     check_shape(rij, "neighbour list", "rij", "(n_pairs, 3) with n_pairs = first[-1]", {{(py::ssize_t)P, 3}});
     view.n_atoms = static_cast<int>(n);
