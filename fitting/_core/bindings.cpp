@@ -20,6 +20,25 @@ using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
 namespace {
 
+std::string shape_str(const std::vector<py::ssize_t>& sh) {
+  std::string t = "(";
+  for (size_t k = 0; k < sh.size(); ++k) t += (k ? ", " : "") + std::to_string(sh[k]);
+  return t + (sh.size() == 1 ? ",)" : ")");
+}
+
+// ValueError unless `a` has one of `shapes`: "<fn>: <name> must have shape <what> = (...), got (...)".
+// Every array whose size the core trusts goes through here (the core reads without bounds checks).
+void check_shape(const py::array& a, const char* fn, const char* name, const char* what,
+                 std::initializer_list<std::vector<py::ssize_t>> shapes) {
+  std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
+  for (const auto& sh : shapes)
+    if (got == sh) return;
+  std::string want;
+  for (const auto& sh : shapes) want += (want.empty() ? "" : " or ") + shape_str(sh);
+  throw py::value_error(std::string(fn) + ": " + name + " must have shape " + what + " = " + want + ", got " +
+                        shape_str(got));
+}
+
 template <class T>
 std::vector<T> to_vec(const py::handle& h) {
   auto a = carray<T>::ensure(h);
@@ -93,10 +112,16 @@ struct NL {
         rij(carray<double>::ensure(r)) {
     if (!species || !first || !j || !rij) throw py::value_error("neighbour list arrays must be numeric");
     const py::ssize_t n = species.size();
-    if (first.size() != n + 1) throw py::value_error("first must have n_atoms + 1 entries");
+    check_shape(species, "neighbour list", "species", "(n_atoms,)", {{n}});
+    check_shape(first, "neighbour list", "first", "(n_atoms + 1,)", {{n + 1}});
     const int64_t P = first.data()[n];
-    if (first.data()[0] != 0 || j.size() != P || rij.size() != 3 * P)
-      throw py::value_error("neighbour list arrays are inconsistent (first, j, rij)");
+    if (first.data()[0] != 0 || P < 0) throw py::value_error("neighbour list: first must start at 0 and end at the number of pairs >= 0");
+    for (py::ssize_t i = 0; i < n; ++i)  // every atom's pairs inside 0..P (the core trusts them)
+      if (first.data()[i + 1] < first.data()[i] || first.data()[i + 1] > P)
+        throw py::value_error("neighbour list: first must be non-decreasing from 0 to first[-1]; first[" +
+                              std::to_string(i + 1) + "] = " + std::to_string(first.data()[i + 1]));
+    check_shape(j, "neighbour list", "j", "(n_pairs,) with n_pairs = first[-1]", {{(py::ssize_t)P}});
+    check_shape(rij, "neighbour list", "rij", "(n_pairs, 3) with n_pairs = first[-1]", {{(py::ssize_t)P, 3}});
     view.n_atoms = static_cast<int>(n);
     view.species = species.data();
     view.first = first.data();
@@ -202,6 +227,8 @@ PYBIND11_MODULE(_core, m) {
       "real_sph_harm",
       [](int l_max, carray<double> r) {
         if (r.ndim() != 2 || r.shape(1) != 3) throw py::value_error("r must have shape (n, 3)");
+        if (l_max < 0 || l_max > kMaxL)
+          throw py::value_error("real_sph_harm: l_max must be in 0.." + std::to_string(kMaxL) + ", got " + std::to_string(l_max));
         const py::ssize_t n = r.shape(0), nY = (l_max + 1) * (l_max + 1);
         py::array_t<double> Y({n, nY}), dY({n, nY, (py::ssize_t)3});
         for (py::ssize_t i = 0; i < n; ++i)
@@ -275,8 +302,8 @@ PYBIND11_MODULE(_core, m) {
               carray<double> e0) {
              NL nl(sp, fi, jj, r);
              const int S = b.n_species(), K = b.n_features();
-             if (coef.size() != (py::ssize_t)S * K || e0.size() != S)
-               throw py::value_error("coef must have n_species*n_features values and e0 n_species");
+             check_shape(coef, "energy_forces", "coef", "(n_species, n_features)", {{S, K}, {(py::ssize_t)S * K}});
+             check_shape(e0, "energy_forces", "e0", "(n_species,)", {{S}});
              std::vector<double> w(static_cast<size_t>(S) * b.n_monomials());
              for (int s = 0; s < S; ++s) b.monomial_weights(coef.data() + s * K, w.data() + s * b.n_monomials());
              const py::ssize_t N = nl.view.n_atoms;
@@ -291,6 +318,8 @@ PYBIND11_MODULE(_core, m) {
            })
       .def("atom_descriptors",
            [](const ACEBasis& b, carray<double> rij, carray<int> zj, int zi) {
+             check_shape(zj, "atom_descriptors", "zj", "(n_neighbours,)", {{zj.size()}});
+             check_shape(rij, "atom_descriptors", "rij", "(n_neighbours, 3) with n_neighbours = len(zj)", {{zj.size(), 3}});
              Workspace ws;
              py::array_t<double> B(b.n_features());
              b.descriptors(zi, static_cast<int>(zj.size()), rij.data(), zj.data(), B.mutable_data(), ws);
@@ -299,7 +328,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("rij"), py::arg("zj"), py::arg("zi") = 0)
       .def("atom_energy_gradient",
            [](const ACEBasis& b, carray<double> rij, carray<int> zj, carray<double> coef, bool two_pass, int zi) {
-             if (coef.size() != b.n_features()) throw py::value_error("expected n_features coefficients");
+             check_shape(zj, "atom_energy_gradient", "zj", "(n_neighbours,)", {{zj.size()}});
+             check_shape(rij, "atom_energy_gradient", "rij", "(n_neighbours, 3) with n_neighbours = len(zj)", {{zj.size(), 3}});
+             check_shape(coef, "atom_energy_gradient", "coef", "(n_features,)", {{b.n_features()}});
              Workspace ws;
              const int n = static_cast<int>(zj.size());
              std::vector<double> w(b.n_monomials());
@@ -320,6 +351,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("rij"), py::arg("zj"), py::arg("coef"), py::arg("two_pass") = false, py::arg("zi") = 0,
            "Energy c.B_i, dE/dr_ij (n, 3) and B_i of one atom (two_pass: the pass-1/pass-2 route).")
       .def("atom_descriptor_gradients", [](const ACEBasis& b, carray<double> rij, carray<int> zj, int zi) {
+        check_shape(zj, "atom_descriptor_gradients", "zj", "(n_neighbours,)", {{zj.size()}});
+        check_shape(rij, "atom_descriptor_gradients", "rij", "(n_neighbours, 3) with n_neighbours = len(zj)", {{zj.size(), 3}});
         Workspace ws;
         const py::ssize_t n = zj.size(), K = b.n_features();
         py::array_t<double> B(K), dB({n, (py::ssize_t)3, K});
@@ -378,6 +411,9 @@ PYBIND11_MODULE(_core, m) {
            "Gate weights w (M), dw/dp (M, S*K) and nearest-centroid distance for a mean descriptor p.")
       .def("combine",
            [](const Potential& p, carray<double> Bsum, carray<double> counts) {
+             const py::ssize_t S = p.n_species(), K = p.n_features();
+             check_shape(Bsum, "combine", "Bsum", "(n_species, n_features)", {{S, K}, {S * K}});
+             check_shape(counts, "combine", "counts", "(n_species,)", {{S}});
              Combination c;
              p.combine(Bsum.data(), counts.data(), c);
              return combination_dict(c, p.n_species(), p.n_features());
@@ -385,19 +421,20 @@ PYBIND11_MODULE(_core, m) {
       .def("compute", [](const Potential& p, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
         NL nl(sp, fi, jj, r);
         const py::ssize_t N = nl.view.n_atoms;
-        py::array_t<double> en(N), f({N, (py::ssize_t)3}), v(6);
-        double *pe = en.mutable_data(), *pf = f.mutable_data(), *pv = v.mutable_data();
+        py::array_t<double> en(N), f({N, (py::ssize_t)3}), v(6), va({N, (py::ssize_t)6});
+        double *pe = en.mutable_data(), *pf = f.mutable_data(), *pv = v.mutable_data(), *pva = va.mutable_data();
         Combination c;
         double E;
         {
           py::gil_scoped_release nogil;
-          E = p.compute(nl.view, pe, pf, pv, c);
+          E = p.compute(nl.view, pe, pf, pv, c, pva);
         }
         py::dict d = combination_dict(c, p.n_species(), p.n_features());
         d["energy"] = E;
         d["energies"] = en;
         d["forces"] = f;
         d["virial"] = v;
+        d["virials"] = va;  // per-atom virials (N, 6), Voigt xx yy zz yz xz xy, sum = virial
         return d;
       });
 }

@@ -28,8 +28,8 @@ from .neighbours import neighbour_list
 __all__ = ["CoreSettings", "shortest_distances", "core_window", "parse_core_range", "density_core",
            "residual_dataset"]
 
-HI_ABOVE = 0.10        # A above the shortest distance in the data: ACE fully on
-LO_BELOW = 0.15        # A below it: ACE fully off, ZBL alone
+HI_ABOVE = 0.0         # A above the shortest distance in the data: ACE fully on (so every training pair is pure ACE)
+LO_BELOW = 0.3         # A below it: ACE fully off, ZBL alone
 COVALENT_FACTOR = 0.8  # shortest distance of a pair the data lack, relative to r_cov,a + r_cov,b
 DENSITY_WIDTH = 0.3    # the density core switches ACE off between rho_max and (1 + this) rho_max
 

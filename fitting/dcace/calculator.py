@@ -4,23 +4,45 @@ For a structure of N atoms the energy is E = sum_m w_m(p) E_m with p the mean de
 (for M = 1 simply E = sum_i c_{Z_i} . B_i + e0_{Z_i}); forces are F_k = -dE/dr_k including the
 gate's gradient (c_eff in the C++ core), the stress is (1/V) dE/d(strain) in ASE's Voigt order
 (xx yy zz yz xz xy) and is offered for 3-D periodic cells only.  Per-atom energies sum to E.
+"stresses" (N, 6) are per-atom stresses as ASE's LennardJones gives them: -(per-atom virial) / V,
+each pair's virial split half-half between its two atoms; they sum to the stress.
+The potential is the ASE parameter `potential` (a .dcace path, or a dcace.Potential): todict()
+gives the path, set(potential=...) loads another one and discards the results.
 results["expert_weights"] holds the gate weights w_m and results["nearest_centroid"] the distance
 to the nearest cluster centroid in units of its spread (an extrapolation grade).
 """
 from __future__ import annotations
 
+import os
+
 from ase.calculators.calculator import Calculator as _ASECalculator
-from ase.calculators.calculator import all_changes
+from ase.calculators.calculator import all_changes, equal
 
 from .potential import Potential
 
 
 class Calculator(_ASECalculator):
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
 
-    def __init__(self, potential, **kwargs):
-        super().__init__(**kwargs)
-        self.potential = potential if isinstance(potential, Potential) else Potential.load(potential)
+    def __init__(self, potential=None, **kwargs):
+        self.potential = None
+        super().__init__(potential=potential, **kwargs)
+        if self.potential is None:
+            raise ValueError("dcace.Calculator needs a potential: a .dcace file or a dcace.Potential")
+
+    def set(self, **kwargs):
+        if "potential" in kwargs and not equal(kwargs["potential"], self.parameters.get("potential")):
+            value = kwargs["potential"]
+            if value is not None and not isinstance(value, Potential):
+                kwargs["potential"] = value = os.fspath(value)
+                pot = Potential.load(value)  # errors before anything changes
+            else:
+                pot = value
+            changed = super().set(**kwargs)
+            self.potential = pot
+            self.reset()
+            return changed
+        return super().set(**kwargs)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -33,6 +55,7 @@ class Calculator(_ASECalculator):
         self.results["nearest_centroid"] = out["nearest"]
         if out["stress"] is not None:
             self.results["stress"] = out["stress"]
-        elif "stress" in properties:
+            self.results["stresses"] = out["stresses"]
+        elif "stress" in properties or "stresses" in properties:
             from ase.calculators.calculator import PropertyNotImplementedError
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")

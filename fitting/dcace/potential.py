@@ -25,8 +25,8 @@ class Potential:
             self.metadata = json.loads(core.metadata) if core.metadata.strip() else {}
         except json.JSONDecodeError:
             self.metadata = {"raw": core.metadata}
-        if not isinstance(self.metadata, dict):
-            self.metadata = {"raw": core.metadata}
+        if not isinstance(self.metadata, dict):  # the file reader accepts only {...}; guard the rest
+            raise ValueError(f"potential metadata must be a JSON object, got {type(self.metadata).__name__}")
         self.basis = ACEBasis.from_core(core.elements, core.basis, self.metadata.get("basis"))
         from .report import FitReport   # a fit's report, as far as the file's metadata holds it
 
@@ -120,13 +120,16 @@ class Potential:
             "energies": out["energies"],
             "forces": out["forces"],
             "virial": out["virial"],
+            "virials": out["virials"],
             "weights": out["weights"],
             "expert_energies": out["expert_energies"],
             "nearest": float(out["nearest"]),
             "stress": None,
+            "stresses": None,
         }
         if atoms.pbc.all():
             res["stress"] = -out["virial"] / abs(atoms.get_volume())
+            res["stresses"] = -out["virials"] / abs(atoms.get_volume())  # per atom, sums to stress
         return res
 
 

@@ -110,9 +110,10 @@ class Potential {
   double atom_core_switch(int zi, int n_neigh, const double* rij) const;
 
   // Whole-structure DC evaluation (two passes) for Python: returns E, fills per-atom energies,
-  // forces (N x 3), virial (6, Voigt, eV) and the combination used.
+  // forces (N x 3), virial (6, Voigt, eV) and the combination used; optionally per-atom virials
+  // (N x 6, summing to the virial; see structure_energy_forces).
   double compute(const Neighbours& nl, double* energies, double* forces, double* virial,
-                 Combination& comb) const;
+                 Combination& comb, double* virial_atoms = nullptr) const;
 
  private:
   void check() const;

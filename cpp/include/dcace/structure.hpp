@@ -29,9 +29,10 @@ using AtomEnergyFn = std::function<double(int i, int s, int n, const double* rij
 // Calls fn for every atom, in order (InputErrors get "atom i: " in front).
 void for_each_atom(const ACEBasis& basis, const Neighbours& nl, const AtomFn& fn);
 // Calls fn for every atom and tallies: energies[i] = e_i, forces = -dE/dr (n_atoms x 3), virial
-// (Voigt, eV) = -sum_pairs r_ij (x) dE/dr_ij.  Returns E = sum_i e_i.
+// (Voigt, eV) = -sum_pairs r_ij (x) dE/dr_ij, and (if not null) per-atom virials (n_atoms x 6, half
+// of each pair to i and half to j).  Returns E = sum_i e_i.
 double tally_atoms(const ACEBasis& basis, const Neighbours& nl, double* energies, double* forces, double* virial,
-                   const AtomEnergyFn& fn);
+                   double* virial_atoms, const AtomEnergyFn& fn);
 
 // B (n_atoms x K, row-major).
 void structure_descriptors(const ACEBasis& basis, const Neighbours& nl, double* B);
@@ -47,9 +48,11 @@ void structure_fitting_rows(const ACEBasis& basis, const Neighbours& nl, double*
 // constants e0 (n_species): per-atom energies, forces (n_atoms x 3) and virial (Voigt, eV; the
 // ASE stress is -virial / volume).  Returns the total energy.
 // With w_energy given, per-atom energies use those monomial weights instead of w (DC gate).
+// With virial_atoms given (n_atoms x 6, same Voigt order), half of each pair's -r_ij (x) dE/dr_ij
+// goes to i and half to j (as LAMMPS' ev_tally_xyz): the per-atom virials sum to the virial.
 double structure_energy_forces(const ACEBasis& basis, const Neighbours& nl, const double* w,
                                const double* e0, double* energies, double* forces, double* virial,
-                               const double* w_energy = nullptr);
+                               const double* w_energy = nullptr, double* virial_atoms = nullptr);
 
 // Sum over atoms of B per centre species (n_species x K) and the atom count per species.
 void structure_descriptor_sums(const ACEBasis& basis, const Neighbours& nl, double* Bsum, double* counts);

@@ -1,0 +1,313 @@
+"""The short-range core (dcace.baseline; cpp/include/dcace/baseline.hpp), tested as physics.
+
+* forces, stresses and per-atom energies are the exact derivatives of E (central finite
+  differences) where the core acts: a pair inside the ZBL hand-over window, and atoms denser than
+  any training atom (density core), for a linear and a two-expert DC potential with a mixed gate;
+* default fits of all six Zuo et al. elements and of TiAl are safe off their data: every dimer rises
+  monotonically and stays above the separated atoms from the bottom of its core window down to
+  0.1 Å, no dimer below the data's shortest distance has a hole deeper than HOLE_BOUND, and the
+  ground-state crystal compressed from a/a0 = 1 to 0.4 has rising energy and positive pressure;
+* the fit is unchanged where the data are: with the default window the experts see exactly the
+  DFT labels (the baseline is zero on every training structure), so the fitted coefficients equal
+  those of a fit without the baseline;
+* LAMMPS equals the calculator to round-off with the core on, on 1, 2 and 4 ranks;
+* a bad core setting is an error naming the option and the value; a potential without a core
+  (format version 1) still loads and still refuses a pair inside its inner cutoff.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.io import read
+
+import dcace
+from dcace import _core
+from dcace.baseline import shortest_distances
+from dcace.probes import compression_curve, dimer_curve, first_violation
+
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+MO_TRAIN = DATA / "zuo2020" / "Mo_train.xyz"
+OLD = Path(__file__).resolve().parent / "data"
+SMALL = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=8, progress=False, compare=False, cv_folds=3)
+# Deepest dimer energy (eV, relative to the separated atoms) allowed between the data's shortest
+# distance and 0.1 Å.  Without the core the Mo dimer reaches -3,700 eV at 1.2 Å and -77,000 eV at
+# 0.55 Å; with it the ACE part between the data and the core window is what remains (Mo: -11 eV).
+HOLE_BOUND = -20.0
+
+
+# ------------------------------------------------------------------------------ helpers
+def fd_check(pot, atoms, h=1e-5, rtol=1e-6):
+    """Forces, stress and sum of per-atom energies against central differences of pot's energy."""
+    def energy(at):
+        return pot.compute(at)["energy"]
+    out = pot.compute(atoms)
+    F = out["forces"]
+    assert abs(out["energies"].sum() - out["energy"]) <= 1e-10 * abs(out["energy"])
+    Ffd = np.zeros_like(F)
+    for i in range(len(atoms)):
+        for a in range(3):
+            p, m = atoms.copy(), atoms.copy()
+            p.positions[i, a] += h
+            m.positions[i, a] -= h
+            Ffd[i, a] = -(energy(p) - energy(m)) / (2 * h)
+    scale = np.abs(F).max()
+    assert np.abs(Ffd - F).max() <= rtol * scale, f"forces: |dF| {np.abs(Ffd - F).max():.2e} vs |F| {scale:.2e}"
+    # stress = (1/V) dE/d(strain), Voigt xx yy zz yz xz xy
+    V = atoms.get_volume()
+    sfd = np.zeros(6)
+    for q, (a, b) in enumerate([(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]):
+        vals = []
+        for sgn in (1, -1):
+            eps = np.zeros((3, 3))
+            eps[a, b] += sgn * h / (1 if a == b else 2)
+            eps[b, a] += 0 if a == b else sgn * h / 2
+            at = atoms.copy()
+            at.set_cell(atoms.cell @ (np.eye(3) + eps), scale_atoms=True)
+            vals.append(energy(at))
+        sfd[q] = (vals[0] - vals[1]) / (2 * h) / V
+    sscale = np.abs(out["stress"]).max()
+    assert np.abs(sfd - out["stress"]).max() <= rtol * sscale, f"stress {out['stress']} vs {sfd}"
+    return out
+
+
+def core_switch_of(pot, atoms):
+    """f_i of the density core for every atom (1 = ACE fully on)."""
+    sr = pot.short_range
+    species, first, _, rij = pot.basis.neighbours(atoms)
+    rho = _core.core_density(first, rij, sr["density_cutoff"])
+    lo, hi = np.array(sr["rho_lo"])[species], np.array(sr["rho_hi"])[species]
+    x = np.clip((rho - lo) / (hi - lo), 0, 1)
+    return 1 - x ** 3 * (10 - 15 * x + 6 * x * x)
+
+
+@pytest.fixture(scope="module")
+def mo_linear():
+    return dcace.fit(str(MO_TRAIN), experts=1, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def mo_mixed(mo_linear):
+    """Two experts (the linear fit and a perturbed copy) with a gate that mixes them on compressed bcc."""
+    basis = mo_linear.basis
+    K = basis.n_features
+    c = mo_linear.coefficients[0]
+    rng = np.random.default_rng(1)
+    coef = np.stack([c, c * (1 + 0.05 * rng.standard_normal(c.shape))])
+    e0 = np.repeat(mo_linear.one_body, 2, axis=0) + np.array([[0.0], [0.02]])
+    p0 = basis.descriptor_sums(compressed_bcc(mo_linear, 0.5))[0].ravel() / 16
+    axis = rng.standard_normal(K)
+    axis /= np.linalg.norm(axis)
+    gate = dict(temperature=1.0, mean=p0, scale=np.abs(p0) + 1e-3, projection=axis[None],
+                centroids=np.array([[-0.02], [0.03]]), spread=np.array([0.05, 0.05]), bias=np.zeros(2))
+    return dcace.Potential.from_parts(basis, coef, e0, gate, {}, short_range=mo_linear.short_range)
+
+
+def compressed_bcc(pot, where, rattle=0.02, seed=0):
+    """16-atom bcc Mo compressed so that a perfect crystal sits `where` (0..1) inside the density
+    core's switching range, then rattled."""
+    sr = pot.short_range
+    target = sr["rho_lo"][0] + where * (sr["rho_hi"][0] - sr["rho_lo"][0])
+    lo, hi = 0.6, 1.0
+    for _ in range(50):   # bisection on the lattice scale
+        s = 0.5 * (lo + hi)
+        at = bulk("Mo", "bcc", a=3.16 * s, cubic=True).repeat(2)
+        _, first, _, rij = pot.basis.neighbours(at)
+        rho = _core.core_density(first, rij, sr["density_cutoff"])[0]
+        lo, hi = (s, hi) if rho > target else (lo, s)
+    at.positions += np.random.default_rng(seed).normal(scale=rattle, size=at.positions.shape)
+    return at
+
+
+# ------------------------------------------------------------------------------ derivatives
+def test_pair_window_is_exact_derivative(mo_linear):
+    pot = mo_linear
+    lo, hi = (w[0, 0] for w in pot.basis.core_window)
+    at = bulk("Mo", "bcc", a=3.16, cubic=True).repeat(2)
+    at.positions += np.random.default_rng(2).normal(scale=0.03, size=at.positions.shape)
+    d = at.positions[1] - at.positions[0]
+    for target in (lo + 0.3 * (hi - lo), lo + 0.8 * (hi - lo)):   # ZBL and ACE both switching
+        x = at.copy()
+        x.positions[1] = x.positions[0] + d / np.linalg.norm(d) * target
+        assert lo < x.get_distance(0, 1) < hi
+        fd_check(pot, x)
+
+
+@pytest.mark.parametrize("where", [0.3, 0.7])
+def test_density_core_is_exact_derivative(mo_linear, mo_mixed, where):
+    at = compressed_bcc(mo_linear, where)
+    f = core_switch_of(mo_linear, at)
+    assert ((f > 0.02) & (f < 0.98)).sum() >= 4, f"the density switch is not in play: f = {f}"
+    fd_check(mo_linear, at)
+    out = fd_check(mo_mixed, at)
+    assert 0.05 < out["weights"].min(), f"the gate is not mixed: {out['weights']}"
+
+
+def test_density_core_changes_the_energy_only_beyond_the_data(mo_linear):
+    """Without the core the same compressed cell digs in; with it the energy is the interpolation
+    between the fitted ACE energy and the ZBL energy of the atom's pairs."""
+    at = compressed_bcc(mo_linear, 1.5, rattle=0.0)   # beyond rho_hi: ACE fully off
+    assert core_switch_of(mo_linear, at).max() == 0.0
+    E_core = mo_linear.compute(at)["energy"] / len(at)
+    e0 = mo_linear.one_body[0, 0]
+    # = e0 + (1/2) sum_j ZBL(r_ij) over the pairs (the ACE window factor is 1 at these distances)
+    from dcace.neighbours import neighbour_list
+    nl = neighbour_list(at, 5.2)
+    r = np.linalg.norm(nl.rij, axis=1)
+    Z = 42.0
+    a = 0.46850 / (2 * Z ** 0.23)
+    phi = 14.399645 * Z * Z / r * sum(c * np.exp(-d * r / a) for c, d in
+                                      zip((0.18175, 0.50986, 0.28022, 0.02817), (3.19980, 0.94229, 0.40290, 0.20162)))
+    x = np.clip((r - 0.75 * 5.2) / (0.25 * 5.2), 0, 1)
+    taper = 1 - x ** 3 * (10 - 15 * x + 6 * x * x)
+    expected = e0 + 0.5 * np.sum(phi * taper) / len(at)
+    assert E_core == pytest.approx(expected, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------ off the data
+def _zuo(el):
+    return str(DATA / "zuo2020" / f"{el}_train.xyz"), {}
+
+
+def _tial():
+    return str(DATA / "tial" / "TiAl_tutorial.xyz"), dict(forces_key="force", virial_key="virial")
+
+
+def _l10():
+    a, c = 4.00, 4.08
+    return Atoms("Ti2Al2", cell=[a, a, c], pbc=True,
+                 scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+
+
+DEFAULT_SETS = {  # elements, cutoff (the paper's), crystal
+    "Mo": (["Mo"], 5.2, lambda: bulk("Mo", "bcc", a=3.16, cubic=True)),
+    "Si": (["Si"], 4.7, lambda: bulk("Si", "diamond", a=5.43, cubic=True)),
+    "Ge": (["Ge"], 5.1, lambda: bulk("Ge", "diamond", a=5.66, cubic=True)),
+    "Cu": (["Cu"], 3.9, lambda: bulk("Cu", "fcc", a=3.62, cubic=True)),
+    "Ni": (["Ni"], 4.0, lambda: bulk("Ni", "fcc", a=3.52, cubic=True)),
+    "Li": (["Li"], 5.1, lambda: bulk("Li", "bcc", a=3.44, cubic=True)),
+    "TiAl": (["Ti", "Al"], 5.5, _l10),
+}
+
+
+@pytest.mark.parametrize("name", list(DEFAULT_SETS))
+def test_default_fit_is_safe_off_the_data(name):
+    """A default-basis fit (body order 4, degree 12; linear, to keep CI short: below the data the
+    core does not depend on the experts) probed below its data."""
+    elements, rc, crystal = DEFAULT_SETS[name]
+    train, keys = _tial() if name == "TiAl" else _zuo(name)
+    pot = dcace.fit(train, elements=elements, cutoff=rc, experts=1, progress=False, compare=False, **keys)
+    assert pot.baseline == "zbl"
+    rmin = shortest_distances(read(train, ":"), elements, rc)
+    lo_w, _ = pot.basis.core_window
+    for (i, a), (j, b) in itertools.combinations_with_replacement(enumerate(elements), 2):
+        r = np.linspace(rmin[i, j], 0.1, 500)
+        E = dimer_curve(pot, a, b, r)
+        core = r <= lo_w[i, j]
+        assert core.sum() > 300
+        k = first_violation(E[core])
+        assert k is None, f"{a}-{b} dimer falls at {r[core][k]:.3f} A inside the core"
+        assert (E[core] > 0).all(), f"{a}-{b} dimer below the separated atoms in the core: {E[core].min():.3g} eV"
+        assert E.min() > HOLE_BOUND, f"{a}-{b} dimer has a hole of {E.min():.3g} eV at {r[np.argmin(E)]:.3f} A"
+        assert E[-1] > 1e3   # ZBL at 0.1 A: thousands of eV
+    scales = np.linspace(1.0, 0.4, 61)
+    Ec, P = compression_curve(pot, crystal(), scales)
+    k = first_violation(Ec)
+    assert k is None, f"{name}: compressed crystal energy falls at a/a0 = {scales[k]:.3f}"
+    assert (P[scales < 0.95] > 0).all(), f"{name}: pressure <= 0 at a/a0 = {scales[(scales < 0.95) & (P <= 0)]}"
+
+
+def test_fit_on_the_data_is_unchanged_by_the_core():
+    """The default window ends at each pair's shortest training distance and the density core
+    starts above the densest training atom: the baseline is zero on the training data, so the
+    coefficients are those of the fit without it."""
+    frames = read(MO_TRAIN, ":")[::3]
+    kw = dict(SMALL, experts=1, ridge=1e-8)
+    with_core = dcace.fit(frames, **kw)
+    without = dcace.fit(frames, baseline=None, **kw)
+    assert with_core.baseline == "zbl" and without.baseline is None
+    c1, c0 = with_core.coefficients, without.coefficients
+    assert np.abs(c1 - c0).max() <= 1e-9 * np.abs(c0).max()
+    for fr in frames[:10]:   # and the energies on the data are the same
+        assert with_core.compute(fr)["energy"] == pytest.approx(without.compute(fr)["energy"], rel=1e-12, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------ LAMMPS
+def test_lammps_matches_calculator_with_the_core(mo_linear, mo_mixed, tmp_path):
+    import test_lammps as tl
+
+    for label, pot, M in (("linear", mo_linear, 1), ("dc", mo_mixed, 2)):
+        path = tmp_path / f"{label}.dcace"
+        pot.save(path)
+        at = compressed_bcc(mo_linear, 0.5, rattle=0.03).repeat((3, 2, 2))   # 192 atoms, density core on
+        lo, hi = (w[0, 0] for w in mo_linear.basis.core_window)
+        d = at.positions[1] - at.positions[0]
+        at.positions[1] = at.positions[0] + d / np.linalg.norm(d) * (lo + 0.5 * (hi - lo))   # and a close pair
+        at.wrap()
+        seen = tl.write_data(at, tmp_path / f"{label}.data", ["Mo"])
+        ref = tl.reference(path, seen)
+        runs = {}
+        for n in (1, 2, 4):
+            tag = f"{label}{n}"
+            proc = tl.run_lmp(tl.structure_deck(f"{label}.data", ["pair_style dcace", f"pair_coeff * * {path} Mo"],
+                                                M, tag), tmp_path, nprocs=n, name=f"in.{tag}")
+            assert re.search(rf"on {n} procs", proc.stdout)
+            assert "ZBL short-range baseline" in proc.stdout
+            runs[n] = tl.lammps_results(proc.stdout, tmp_path, tag, M)
+        tl.assert_matches(runs[1], ref, M, f"{label} core")
+        for n in (2, 4):
+            assert abs(runs[n]["energy"] - runs[1]["energy"]) <= 1e-10 * abs(runs[1]["energy"])
+            assert np.abs(runs[n]["forces"] - runs[1]["forces"]).max() <= 1e-10 * np.abs(runs[1]["forces"]).max()
+
+
+# ------------------------------------------------------------------------------ files and bad input
+def test_core_round_trips_and_old_files_load(mo_linear, tmp_path):
+    text = mo_linear.to_string()
+    assert text.startswith("dcace-potential 2\n") and "\nbaseline zbl 42\n" in text and "\ncore_range 1\n" in text
+    back = dcace.Potential(_core.PotentialCore.parse(text, "x.dcace"))
+    assert back.to_string() == text
+    at = compressed_bcc(mo_linear, 0.5)
+    assert back.compute(at)["energy"] == mo_linear.compute(at)["energy"]
+    for name in ("old_v1_Mo_linear.dcace", "old_v1_Mo_dc.dcace"):   # written by dcace 3812c2c
+        old = dcace.load(OLD / name)
+        assert old.baseline is None and old.basis.core_window is None
+        current = mo_linear.to_string().splitlines()[0]
+        assert old.to_string().splitlines()[0] == current != "dcace-potential 1"   # re-saved as current
+        with pytest.raises(ValueError, match="inner cutoff"):
+            old.compute(Atoms("Mo2", positions=[[0, 0, 0], [0.4, 0, 0]]))
+        assert np.isfinite(old.compute(bulk("Mo", "bcc", a=3.16, cubic=True))["energy"])
+
+
+@pytest.mark.parametrize("core_range, message", [
+    ((0.2, 1.8), "inner cutoff 0.5 <= lo < hi < cutoff 5.2"),
+    ((1.8, 1.2), "lo < hi"),
+    ((1.0, 6.0), "< cutoff 5.2"),
+    ({"Mo-W": (1.0, 1.5)}, "'Mo-W' is not an element pair"),
+])
+def test_bad_core_range_is_a_clear_error(core_range, message):
+    frames = read(MO_TRAIN, ":")[:12]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dcace.fit(frames, experts=1, core_range=core_range, **{k: v for k, v in SMALL.items() if k != "cv_folds"},
+                  cv_folds=2)
+
+
+def test_bad_baseline_is_a_clear_error():
+    with pytest.raises(ValueError, match="baseline must be 'zbl' or None"):
+        dcace.fit(str(MO_TRAIN), experts=1, baseline="lj", **SMALL)
+
+
+def test_non_finite_results_are_errors_naming_the_file(mo_linear, tmp_path):
+    text = mo_linear.to_string()
+    lines = text.splitlines()
+    k = lines.index(next(l for l in lines if l.startswith("coefficients"))) + 1
+    lines[k] = " ".join(["1e308"] * len(lines[k].split()))
+    bad = tmp_path / "huge.dcace"
+    bad.write_text("\n".join(lines) + "\n")
+    pot = dcace.load(bad)
+    with pytest.raises(ValueError, match=r"huge\.dcace: non-finite (energy|forces)"):
+        pot.compute(bulk("Mo", "bcc", a=3.16, cubic=True))
