@@ -27,7 +27,7 @@ from ase.io import read
 
 import dcace
 from dcace.baseline import shortest_distances
-from dcace.probes import compression_curve, dimer_curve, first_violation
+from dcace.probes import compression_curve, dimer_curve, equilibrium, first_violation
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 SETS = {  # name: (elements, cutoff, body order, crystal, train, test, keys)
@@ -85,7 +85,7 @@ def probe(name, window):
             dimers.append(f"{a}-{b}: error ({str(exc)[:40]})")
     scales = np.linspace(1.0, 0.4, 121)
     try:
-        E, P = compression_curve(pot, (crystal or tial_crystal)(), scales)
+        E, P = compression_curve(pot, equilibrium(pot, (crystal or tial_crystal)()), scales)
         k = first_violation(E)
         neg = scales[(scales < 0.95) & ~(P > 0)]
         comp = (f"{'E rises' if k is None else f'E falls at {scales[k]:.3f}'}; "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-__all__ = ["dimer_curve", "compression_curve", "first_violation"]
+__all__ = ["dimer_curve", "compression_curve", "equilibrium", "first_violation"]
 
 
 def _energy(pot, atoms):
@@ -31,7 +31,8 @@ def dimer_curve(pot, a: str, b: str, distances) -> np.ndarray:
 
 
 def compression_curve(pot, atoms, scales):
-    """Energy per atom (eV) and pressure (GPa) of `atoms` scaled uniformly by each factor."""
+    """Energy per atom (eV) and pressure (GPa) of `atoms` scaled uniformly by each factor (start
+    from ``equilibrium(pot, atoms)`` for a/a0)."""
     from ase.units import GPa
 
     E, P = [], []
@@ -42,6 +43,20 @@ def compression_curve(pot, atoms, scales):
         E.append(out["energy"] / len(at))
         P.append(-float(np.sum(out["stress"][:3])) / 3 / GPa)
     return np.array(E), np.array(P)
+
+
+def equilibrium(pot, atoms, bounds=(0.85, 1.15)):
+    """`atoms` scaled uniformly to the potential's own energy minimum (cell shape kept)."""
+    from scipy.optimize import minimize_scalar
+
+    def energy(s):
+        at = atoms.copy()
+        at.set_cell(atoms.cell * s, scale_atoms=True)
+        return _energy(pot, at)["energy"]
+    s = minimize_scalar(energy, bounds=bounds, method="bounded", options={"xatol": 1e-6}).x
+    at = atoms.copy()
+    at.set_cell(atoms.cell * s, scale_atoms=True)
+    return at
 
 
 def first_violation(values, rising=True, tol=0.0):
