@@ -16,7 +16,7 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 3;  // 1 original; 2 ZBL baseline; 3 extrapolation grade
 constexpr const char* kMagic = "dcace-potential";
 
 class Reader {
@@ -43,6 +43,12 @@ class Reader {
   }
 
   bool done() const { return pos_ >= lines_.size(); }
+  // Whether the next record starts with `key` (optional records).
+  bool next_is(const std::string& key) const {
+    if (done()) return false;
+    auto w = split(lines_[pos_].second);
+    return !w.empty() && w[0] == key;
+  }
 
   // Next record, split into words; the first word must be `key`.
   std::vector<std::string> record(const std::string& key) {
@@ -231,11 +237,36 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
     gate.spread = rd.matrix("gate_spread", 1, M);
     gate.bias = rd.matrix("gate_bias", 1, M);
   }
+  // extrapolation grade (format version 3; absent or `grade none`: unavailable)
+  bool has_grade = false;
+  Grade grade;
+  if (rd.next_is("grade")) {
+    auto gw = rd.take("grade", 2);
+    if (gw[1] == "maxvol") {
+      has_grade = true;
+      for (long s = 0; s < S; ++s) {
+        auto mw = rd.record("grade_matrix");
+        if (mw.size() != 3) rd.fail("'grade_matrix' takes rows and columns");
+        const long r = rd.integer(mw[2], 0, K, "grade_matrix columns");
+        grade.rank.push_back(static_cast<int>(r));
+        if (r == 0) {  // a species without training atoms: no data lines
+          rd.take("grade_matrix", 3);
+          grade.G.emplace_back();
+        } else {
+          grade.G.push_back(rd.matrix("grade_matrix", K, r));
+        }
+      }
+    } else if (gw[1] != "none") {
+      rd.fail("unknown extrapolation grade '" + gw[1] + "' (expected maxvol or none)");
+    }
+  }
   rd.take("end", 1);
   if (!rd.done()) rd.fail("unexpected content after 'end'");
   try {
-    return Potential(std::move(elements), std::move(spec), std::move(coef), std::move(e0), static_cast<int>(M),
-                     std::move(gate), std::move(metadata));
+    Potential pot(std::move(elements), std::move(spec), std::move(coef), std::move(e0), static_cast<int>(M),
+                  std::move(gate), std::move(metadata));
+    if (has_grade) pot.set_grade(std::move(grade));
+    return pot;
   } catch (const InputError& e) {
     throw FileError(name + ": inconsistent potential: " + e.what());
   }
@@ -291,6 +322,17 @@ std::string Potential::write() const {
     write_matrix(o, "gate_centroids", gate_.centroids, M, gate_.dim_out);
     write_matrix(o, "gate_spread", gate_.spread, 1, M);
     write_matrix(o, "gate_bias", gate_.bias, 1, M);
+  }
+  if (grade_) {
+    o << "grade " << grade_->kind << '\n';
+    for (int sp = 0; sp < S; ++sp) {
+      if (grade_->rank[sp] == 0)
+        o << "grade_matrix " << K << " 0\n";
+      else
+        write_matrix(o, "grade_matrix", grade_->G[sp], K, grade_->rank[sp]);
+    }
+  } else {
+    o << "grade none\n";
   }
   o << "end\n";
   return o.str();

@@ -5,7 +5,9 @@ For a structure of N atoms the energy is E = sum_m w_m(p) E_m with p the mean de
 gate's gradient (c_eff in the C++ core), the stress is (1/V) dE/d(strain) in ASE's Voigt order
 (xx yy zz yz xz xy) and is offered for 3-D periodic cells only.  Per-atom energies sum to E.
 results["expert_weights"] holds the gate weights w_m and results["nearest_centroid"] the distance
-to the nearest cluster centroid in units of its spread (an extrapolation grade).
+to the nearest cluster centroid in units of its spread.  results["extrapolation"] is the per-atom
+extrapolation grade gamma (N,) (<= 1 on the training atoms, > 1 extrapolation; docs/extrapolation.md)
+and results["max_extrapolation"] its maximum; both are None for a potential without a grade.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ class Calculator(_ASECalculator):
         self.results["forces"] = out["forces"]
         self.results["expert_weights"] = out["weights"]
         self.results["nearest_centroid"] = out["nearest"]
+        g = out["extrapolation"]
+        self.results["extrapolation"] = g
+        self.results["max_extrapolation"] = (float(g.max()) if len(g) else 0.0) if g is not None else None
         if out["stress"] is not None:
             self.results["stress"] = out["stress"]
         elif "stress" in properties:

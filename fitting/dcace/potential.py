@@ -29,8 +29,9 @@ class Potential:
     # -- construction and files ----------------------------------------------------------------
     @classmethod
     def from_parts(cls, basis: ACEBasis, coefficients, one_body, gate: dict | None = None,
-                   metadata: dict | None = None) -> "Potential":
-        """Assemble a potential from expert coefficients (M, S, K), one-body terms (M, S) and a gate."""
+                   metadata: dict | None = None, grade=None) -> "Potential":
+        """Assemble a potential from expert coefficients (M, S, K), one-body terms (M, S), a gate
+        and an optional extrapolation grade (a list of per-species (K, r_s) matrices, dcace.grade)."""
         coefficients = np.ascontiguousarray(coefficients, dtype=float)
         if coefficients.ndim == 2:
             coefficients = coefficients[None]
@@ -43,6 +44,8 @@ class Potential:
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)
         core = _core.PotentialCore(basis.elements, basis.spec_, coefficients, one_body, M,
                                    gate if M > 1 else None, text)
+        if grade is not None:
+            core.set_grade([np.ascontiguousarray(g, dtype=float) for g in grade])
         return cls(core)
 
     @classmethod
@@ -80,6 +83,16 @@ class Potential:
     def gate(self) -> dict:
         return self.core.gate()
 
+    @property
+    def has_grade(self) -> bool:
+        """Whether the file has an extrapolation grade (format version >= 3)."""
+        return bool(self.core.has_grade)
+
+    @property
+    def grade_matrices(self) -> list | None:
+        """Per-species grade matrices G_s (K, r_s), or None (no grade)."""
+        return list(self.core.grade_matrices()) if self.core.has_grade else None
+
     def gate_weights(self, p):
         """w (M), dw/dp (M, S*K) and nearest-centroid distance for a mean descriptor p."""
         return self.core.gate_weights(np.ascontiguousarray(p, dtype=float).ravel())
@@ -91,9 +104,11 @@ class Potential:
     # -- evaluation ------------------------------------------------------------------------------
     def compute(self, atoms) -> dict:
         """Energy, per-atom energies, forces, stress (ASE Voigt; None unless 3-D periodic),
-        expert weights and the nearest-centroid distance of one structure."""
+        expert weights, the nearest-centroid distance and the per-atom extrapolation grade
+        (None if the potential file has none) of one structure."""
         species, first, j, rij = self.basis.neighbours(atoms)
         out = self.core.compute(species, first, j, rij)
+        grade = self.core.extrapolation(species, first, j, rij) if self.core.has_grade else None
         res = {
             "energy": float(out["energy"]),
             "energies": out["energies"],
@@ -103,6 +118,7 @@ class Potential:
             "expert_energies": out["expert_energies"],
             "nearest": float(out["nearest"]),
             "stress": None,
+            "extrapolation": grade,
         }
         if atoms.pbc.all():
             res["stress"] = -out["virial"] / abs(atoms.get_volume())

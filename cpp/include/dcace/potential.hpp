@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "dcace/ace_basis.hpp"
+#include "dcace/grade.hpp"
 #include "dcace/structure.hpp"
 
 namespace dcace {
@@ -85,6 +86,16 @@ class Potential {
   double compute(const Neighbours& nl, double* energies, double* forces, double* virial,
                  Combination& comb) const;
 
+  // Extrapolation grade (grade.cpp; absent in files of format version < 3).
+  bool has_grade() const { return static_cast<bool>(grade_); }
+  const Grade& grade() const { return *grade_; }     // only if has_grade()
+  void set_grade(Grade g);                            // validates sizes and finiteness
+  // gamma of every atom of a structure (n_atoms values); throws InputError without a grade.
+  void extrapolation(const Neighbours& nl, double* gamma) const;
+  // gamma of one atom of species s (LAMMPS); scratch is grown as needed.
+  double atom_extrapolation(int s, int n_neigh, const double* rij, const int* zj, Workspace& ws,
+                            std::vector<double>& scratch) const;
+
  private:
   void check() const;
   std::vector<std::string> elements_;
@@ -94,6 +105,7 @@ class Potential {
   Gate gate_;
   std::string metadata_;
   std::vector<double> w_single_;  // monomial weights of expert 1 (M = 1 fast path)
+  std::shared_ptr<const Grade> grade_;  // extrapolation grade, if the file has one
 };
 
 }  // namespace dcace
