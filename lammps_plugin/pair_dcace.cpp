@@ -72,6 +72,8 @@ struct PairDCACE::Impl {
     int n = 0;
   };
   std::vector<AtomCache> cache;
+
+  std::vector<double> grade_scratch;  // compute dcace/atom: B_i and B_i G
 };
 
 namespace {
@@ -439,6 +441,39 @@ void PairDCACE::compute(int eflag, int vflag)
       for (int m = 0; m < M; m++) pvector[m] = comb.weights[m];
       pvector[M] = comb.nearest;
     }
+  }
+}
+
+/* ----------------------------------------------------------------------
+   compute dcace/atom: the extrapolation grade of local atoms (only when the compute is invoked)
+------------------------------------------------------------------------- */
+
+bool PairDCACE::has_potential() const { return static_cast<bool>(impl->pot); }
+bool PairDCACE::has_grade() const { return impl->pot && impl->pot->has_grade(); }
+int PairDCACE::n_experts() const { return impl->pot ? impl->pot->n_experts() : 1; }
+std::string PairDCACE::potential_file() const { return impl->filename; }
+
+void PairDCACE::extrapolation_per_atom(double **out, const int *mask, int groupbit)
+{
+  Impl &d = *impl;
+  if (!d.pot || !d.pot->has_grade())
+    error->all(FLERR, "compute dcace/atom: potential file {} has no extrapolation grade", d.filename);
+  if (!list || static_cast<int>(d.comb.weights.size()) != d.n_experts)
+    error->all(FLERR, "compute dcace/atom is used before pair dcace has computed forces (run 0 first)");
+  const int *type = atom->type;
+  const tagint *tag = atom->tag;
+  const int M = d.n_experts;
+  for (int ii = 0; ii < list->inum; ii++) {
+    const int i = list->ilist[ii];
+    const int s = map[type[i]];
+    if (s < 0 || !(mask[i] & groupbit)) continue;
+    const int n = gather_neighbours(i);
+    try {
+      out[i][0] = d.pot->atom_extrapolation(s, n, d.rij.data(), d.zj.data(), d.ws, d.grade_scratch);
+    } catch (std::exception &e) {
+      error->one(FLERR, "compute dcace/atom: atom {} (type {}): {}", tag[i], type[i], e.what());
+    }
+    for (int m = 0; m < M; m++) out[i][1 + m] = d.comb.weights[m];
   }
 }
 
