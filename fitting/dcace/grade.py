@@ -7,7 +7,7 @@ species s is
 
     gamma_i = max_k |(B_i G_s)_k|,   G_s = A^{-1}  (K x r),
 
-dimensionless, 1 on the active set, <= 1 (+ tol) on the training atoms, > 1 outside the convex-ish
+dimensionless, 1 on the active set, <= 1 + tol (1e-6) on the training atoms, > 1 outside the convex-ish
 hull the active set spans (ML-PACE's convention: gamma > 1 is extrapolation).  The C++ core
 evaluates gamma (``dcace.Potential.compute()["extrapolation"]``, ``compute dcace/atom`` in
 LAMMPS); this module only builds G_s from the training set.
@@ -25,17 +25,20 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-__all__ = ["maxvol", "maxvol_grade", "fit_grade", "GRADE_DEFAULTS"]
+__all__ = ["maxvol", "maxvol_grade", "fit_grade", "GRADE_DEFAULTS", "ROUNDOFF"]
+
+#: training atoms count as "above 1" when gamma > 1 + ROUNDOFF (the active set is 1 to round-off)
+ROUNDOFF = 1e-6
 
 GRADE_DEFAULTS = {
-    "tol": 1e-3,           # converged when max |C| <= 1 + tol
+    "tol": 1e-6,           # converged when max |C| <= 1 + tol (a few more swaps than 1e-3)
     "max_swaps": 4000,     # cap on MaxVol swaps per species
     "max_atoms": 50_000,   # larger species are subsampled (seeded) before MaxVol
     "rank_rtol": 1e-11,    # singular values below rtol * largest (scaled columns) are dropped
 }
 
 
-def maxvol(X, tol=1e-3, max_swaps=4000):
+def maxvol(X, tol=1e-6, max_swaps=4000):
     """Rows I of the tall full-column-rank X (n x r) with locally maximal |det X[I]|.
 
     Returns (I, C, n_swaps, max|C|) with C = X X[I]^{-1} (max|C| <= 1 + tol unless the swap cap
@@ -111,7 +114,9 @@ def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None):
     """Per-species grade matrices from the training frames (ase.Atoms), notes and statistics.
 
     Returns (G_list, notes, stats) with stats["fraction_above_1"] the fraction of training atoms
-    with gamma > 1 (computed with the same G, on all atoms, also those left out by subsampling)."""
+    with gamma > 1 + ROUNDOFF (computed with the same G on all atoms, also those left out by
+    subsampling; the K active-set atoms have gamma = 1 exactly, up to round-off, so the strict
+    count "> 1" would count about half of them)."""
     max_atoms = GRADE_DEFAULTS["max_atoms"] if max_atoms is None else int(max_atoms)
     S, K = basis.n_species, basis.n_features
     Xs = [[] for _ in range(S)]
@@ -136,7 +141,7 @@ def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None):
         notes += [f"grade {el}: {m}" for m in sn]
         G_list.append(np.ascontiguousarray(G))
         g = grade_values(X, G) if len(X) else np.zeros(0)
-        above = int(np.sum(g > 1.0))
+        above = int(np.sum(g > 1.0 + ROUNDOFF))
         n_above += above
         n_total += len(X)
         if len(g):

@@ -519,7 +519,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
     grade_G, grade_notes, grade_stats = fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed)
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
-                            f"atoms above 1 (max {grade_stats['max_training_grade']:.6g})"]
+                            f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
     meta["grade"] = {"kind": "maxvol", "fraction_above_1": _round(grade_stats["fraction_above_1"]),
                      "max_training_grade": _round(grade_stats["max_training_grade"])}
     timings["grade"] = time.perf_counter() - t0
