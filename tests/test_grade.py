@@ -330,3 +330,48 @@ def test_lammps_compute_needs_a_grade(work):
     assert re.search(r"potential file \S*old_v1_Mo\.dcace has no extrapolation grade \(format version < 3\); "
                      r"refit with this dcace", text), text[-2000:]
     assert len(back) == 54
+
+
+def recipe_from_docs():
+    """The recipe block of docs/pair_style_dcace.md (the second code block after its heading)."""
+    text = (ROOT / "docs" / "pair_style_dcace.md").read_text()
+    part = text.split("Recipe: stop a run that extrapolates", 1)[1]
+    return part.split("```", 2)[1].strip("\n")
+
+
+def test_documented_recipe(mo, work):
+    """The documented deck, verbatim, on a cell compressed while it runs: it dumps only frames with
+    some atom above 1 and halts at the first check above 2."""
+    cwd = work / "recipe"
+    cwd.mkdir(exist_ok=True)
+    recipe = recipe_from_docs()
+    assert "dcace/atom" in recipe and "fix stop all halt" in recipe
+    deck = f"""
+units metal
+atom_style atomic
+boundary p p p
+lattice bcc 3.16
+region b block 0 4 0 4 0 4
+create_box 1 b
+create_atoms 1 box
+mass 1 95.95
+pair_style dcace
+pair_coeff * * {mo[1]} Mo
+velocity all create 300 4928 mom yes rot yes
+timestep 0.001
+fix nve all nve
+fix sq all deform 1 x scale 0.8 y scale 0.8 z scale 0.8 remap x
+{recipe}
+thermo 100
+run 2000
+print "END $(step) $(v_gmax:%.10g)"
+"""
+    proc = run_lmp(deck, cwd)
+    step, gmax = printed(proc.stdout, "END")
+    frames = read(cwd / "extrapolative.dump", ":", format="lammps-dump-text")
+    grades = [f.arrays["c_g[1]"].max() if "c_g[1]" in f.arrays else None for f in frames]
+    print(f"recipe: halted at step {step:.0f} (max grade {gmax:.3g}); dumped {len(frames)} frames, "
+          f"grades {[round(float(g), 2) for g in grades]}")
+    assert step < 2000 and step % 100 == 0 and gmax > 2.0
+    assert frames and all(g is not None and g >= 1.0 for g in grades)
+    assert len(frames[0]) == 128 and np.abs(frames[0].get_forces()).max() > 0
