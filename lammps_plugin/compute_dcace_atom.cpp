@@ -1,5 +1,5 @@
 /* compute dcace/atom: per-atom extrapolation grade and gate weights of pair_style dcace.
- * The math is the core's (dcace::Potential::atom_extrapolation, via PairDCACE); this file only
+ * The math is the core's (dcace::Potential::atom_descriptors and grade_values, via PairDCACE); this file only
  * finds the pair style, owns the per-atom array and checks that a grade is available.
  */
 

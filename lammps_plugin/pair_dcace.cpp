@@ -73,7 +73,9 @@ struct PairDCACE::Impl {
   };
   std::vector<AtomCache> cache;
 
-  std::vector<double> grade_scratch;  // compute dcace/atom: B_i and B_i G
+  // compute dcace/atom: descriptors of a block of atoms, their species, indices, grades, scratch
+  std::vector<double> grade_B, grade_out, grade_scratch;
+  std::vector<int> grade_s, grade_i;
 };
 
 namespace {
@@ -462,19 +464,38 @@ void PairDCACE::extrapolation_per_atom(double **out, const int *mask, int groupb
     error->all(FLERR, "compute dcace/atom is used before pair dcace has computed forces (run 0 first)");
   const int *type = atom->type;
   const tagint *tag = atom->tag;
-  const int M = d.n_experts;
+  const int M = d.n_experts, K = d.n_features;
+  // blocks of atoms: descriptors one by one, then gamma of the block at once (shares G in cache)
+  const int nb = 16;
+  grow(d.grade_B, static_cast<size_t>(nb) * K);
+  grow(d.grade_out, static_cast<size_t>(nb));
+  grow(d.grade_s, static_cast<size_t>(nb));
+  grow(d.grade_i, static_cast<size_t>(nb));
+  int fill = 0;
+  auto flush = [&]() {
+    d.pot->grade_values(fill, d.grade_s.data(), d.grade_B.data(), d.grade_out.data(), d.grade_scratch);
+    for (int a = 0; a < fill; a++) {
+      const int i = d.grade_i[a];
+      out[i][0] = d.grade_out[a];
+      for (int m = 0; m < M; m++) out[i][1 + m] = d.comb.weights[m];
+    }
+    fill = 0;
+  };
   for (int ii = 0; ii < list->inum; ii++) {
     const int i = list->ilist[ii];
     const int s = map[type[i]];
     if (s < 0 || !(mask[i] & groupbit)) continue;
     const int n = gather_neighbours(i);
     try {
-      out[i][0] = d.pot->atom_extrapolation(s, n, d.rij.data(), d.zj.data(), d.ws, d.grade_scratch);
+      d.pot->atom_descriptors(s, n, d.rij.data(), d.zj.data(), d.ws, d.grade_B.data() + static_cast<size_t>(fill) * K);
     } catch (std::exception &e) {
       error->one(FLERR, "compute dcace/atom: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
-    for (int m = 0; m < M; m++) out[i][1 + m] = d.comb.weights[m];
+    d.grade_s[fill] = s;
+    d.grade_i[fill] = i;
+    if (++fill == nb) flush();
   }
+  if (fill) flush();
 }
 
 /* ---------------------------------------------------------------------- */

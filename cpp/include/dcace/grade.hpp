@@ -21,8 +21,12 @@ struct Grade {
 
   // Sizes (S species, K features, r_s <= K) and finiteness; throws InputError.
   void check(int n_species, int n_features) const;
-  // gamma of one atom of species s from its descriptor B (K values); scratch >= r_s doubles.
-  double gamma(int s, const double* B, int n_features, double* scratch) const;
+  // gamma of n atoms of species species[a] from their descriptors B (n x K, row-major).  Atoms are
+  // taken in blocks that share each row of G while it is in cache (G is K x K doubles, ~350 kB at
+  // K = 211: one atom at a time is limited by memory traffic).  scratch is grown as needed.
+  void gamma(int n, const int* species, const double* B, int n_features, double* out,
+             std::vector<double>& scratch) const;
+  static constexpr int kBlock = 16;
 };
 
 }  // namespace dcace

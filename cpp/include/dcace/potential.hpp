@@ -92,9 +92,12 @@ class Potential {
   void set_grade(Grade g);                            // validates sizes and finiteness
   // gamma of every atom of a structure (n_atoms values); throws InputError without a grade.
   void extrapolation(const Neighbours& nl, double* gamma) const;
-  // gamma of one atom of species s (LAMMPS); scratch is grown as needed.
-  double atom_extrapolation(int s, int n_neigh, const double* rij, const int* zj, Workspace& ws,
-                            std::vector<double>& scratch) const;
+  // LAMMPS (compute dcace/atom): B_i of one atom of species s (the grade's one per-atom descriptor
+  // call), then gamma of a batch of atoms from their B (n x K); scratch is grown as needed.
+  void atom_descriptors(int s, int n_neigh, const double* rij, const int* zj, Workspace& ws,
+                        double* B) const;
+  void grade_values(int n, const int* species, const double* B, double* gamma,
+                    std::vector<double>& scratch) const;
 
  private:
   void check() const;
