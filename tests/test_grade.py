@@ -276,7 +276,7 @@ def test_lammps_compute_matches_calculator(mo, dc, work, nprocs):
         assert g.max() > 1.0 > np.median(g)  # the displaced atom extrapolates, the rest does not
 
 
-def halt_deck(pot, deform):
+def halt_deck(pot, deform, temperature=300):
     squeeze = "fix sq all deform 1 x scale 0.8 y scale 0.8 z scale 0.8 remap x" if deform else ""
     return f"""
 units metal
@@ -289,7 +289,7 @@ create_atoms 1 box
 mass 1 95.95
 pair_style dcace
 pair_coeff * * {pot} Mo
-velocity all create 300 4928 mom yes rot yes
+velocity all create {temperature} 4928 mom yes rot yes
 timestep 0.001
 compute g all dcace/atom
 compute gmax all reduce max c_g[1]
@@ -318,6 +318,17 @@ def test_fix_halt_stops_an_extrapolating_run(mo, work):
     step0, gmax0 = printed(control.stdout, "END")
     print(f"same run without compression: {step0:.0f} steps, max grade {gmax0:.3f}")
     assert step0 == 1000 and gmax0 <= 1.0
+
+
+def test_fix_halt_stops_a_hot_run(mo, work):
+    """9000 K initial velocities on the perfect lattice (~4500 K after equipartition, far above the
+    melting point): the grade exceeds 1 within the first picosecond and the run stops."""
+    cwd = work / "hot"
+    cwd.mkdir(exist_ok=True)
+    proc = run_lmp(halt_deck(mo[1], deform=False, temperature=9000), cwd)
+    step, gmax = printed(proc.stdout, "END")
+    print(f"hot run halted at step {step:.0f} with max grade {gmax:.3f}")
+    assert 10 <= step < 1000 and gmax > 1.0
 
 
 def test_lammps_compute_needs_a_grade(work):
