@@ -167,6 +167,25 @@ def test_round_trip_and_from_parts(small, work):
         dcace.Potential.from_parts(pot.basis, pot.coefficients, pot.one_body, None, {}, grade=[bad])
 
 
+def test_species_without_training_atoms_and_switch_off(small, work):
+    """r_s = 0 (no training atoms of that species): every atom has grade inf, never 0 or NaN; the
+    file keeps it; Calculator(extrapolation=False) skips the grade."""
+    pot, _ = small
+    K = pot.core.n_features
+    p0 = dcace.Potential.from_parts(pot.basis, pot.coefficients, pot.one_body, None, {}, grade=[np.zeros((K, 0))])
+    path = work / "empty_grade.dcace"
+    p0.save(path)
+    assert f"\ngrade maxvol\ngrade_matrix {K} 0\nend\n" in path.read_text()
+    back = dcace.load(path)
+    assert back.to_string() == p0.to_string() and back.grade_matrices[0].shape == (K, 0)
+    g = grade_of(back, rattled_bcc(0.05, rep=2))
+    assert np.all(np.isinf(g)) and np.all(g > 0)
+    at = rattled_bcc(0.05, rep=2)
+    at.calc = dcace.Calculator(pot, extrapolation=False)
+    at.get_potential_energy()
+    assert "extrapolation" not in at.calc.results and "max_extrapolation" not in at.calc.results
+
+
 def test_old_file_reports_no_grade(work):
     pot = dcace.load(OLD_V1)
     assert OLD_V1.read_text().startswith("dcace-potential 1\n")

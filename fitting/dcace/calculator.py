@@ -20,22 +20,26 @@ from .potential import Potential
 class Calculator(_ASECalculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, potential, **kwargs):
+    def __init__(self, potential, extrapolation: bool = True, **kwargs):
+        """extrapolation=False skips the grade (about as costly as the forces; the two results keys
+        are then absent)."""
         super().__init__(**kwargs)
         self.potential = potential if isinstance(potential, Potential) else Potential.load(potential)
+        self.extrapolation = bool(extrapolation)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        out = self.potential.compute(self.atoms)
+        out = self.potential.compute(self.atoms, extrapolation=self.extrapolation)
         self.results["energy"] = out["energy"]
         self.results["free_energy"] = out["energy"]
         self.results["energies"] = out["energies"]
         self.results["forces"] = out["forces"]
         self.results["expert_weights"] = out["weights"]
         self.results["nearest_centroid"] = out["nearest"]
-        g = out["extrapolation"]
-        self.results["extrapolation"] = g
-        self.results["max_extrapolation"] = (float(g.max()) if len(g) else 0.0) if g is not None else None
+        if self.extrapolation:
+            g = out["extrapolation"]
+            self.results["extrapolation"] = g
+            self.results["max_extrapolation"] = (float(g.max()) if len(g) else 0.0) if g is not None else None
         if out["stress"] is not None:
             self.results["stress"] = out["stress"]
         elif "stress" in properties:

@@ -102,13 +102,13 @@ class Potential:
                 f"n_features={self.core.n_features}, cutoff={self.cutoff})")
 
     # -- evaluation ------------------------------------------------------------------------------
-    def compute(self, atoms) -> dict:
+    def compute(self, atoms, extrapolation: bool = True) -> dict:
         """Energy, per-atom energies, forces, stress (ASE Voigt; None unless 3-D periodic),
         expert weights, the nearest-centroid distance and the per-atom extrapolation grade
-        (None if the potential file has none) of one structure."""
+        (None if the potential file has none, or with extrapolation=False) of one structure."""
         species, first, j, rij = self.basis.neighbours(atoms)
         out = self.core.compute(species, first, j, rij)
-        grade = self.core.extrapolation(species, first, j, rij) if self.core.has_grade else None
+        grade = self.core.extrapolation(species, first, j, rij) if extrapolation and self.core.has_grade else None
         res = {
             "energy": float(out["energy"]),
             "energies": out["energies"],
