@@ -438,3 +438,40 @@ def test_two_species_in_ase_and_lammps(work):
     gb = grade_of(pot, back)
     print(f"TiAl: grade {gb.min():.3f}..{gb.max():.3f}, LAMMPS - ASE {np.abs(dump[:, 1] - gb).max():.1e}")
     assert np.abs(dump[:, 1] - gb).max() <= 2e-9 * max(1.0, gb.max())
+
+
+def test_lammps_compute_under_hybrid_with_null_type_and_group(mo, work):
+    """`pair_style hybrid/overlay dcace lj/cut`, type 2 (Ar) NULL for dcace: the compute finds the
+    sub-style; Ar atoms and atoms outside the group get 0; the others equal the calculator on the
+    structure without the Ar atoms."""
+    cwd = work / "hybrid"
+    cwd.mkdir(exist_ok=True)
+    at = rattled_bcc(0.08, rep=4, seed=7)
+    sym = np.array(at.get_chemical_symbols())
+    sym[[3, 40, 77]] = "Ar"
+    at.set_chemical_symbols(sym)
+    seen = write_data(at, cwd / "h.data", ["Mo", "Ar"])
+    is_ar = np.array(seen.get_chemical_symbols()) == "Ar"
+    deck = f"""
+units metal
+atom_style atomic
+boundary p p p
+atom_modify map array
+read_data h.data
+pair_style hybrid/overlay dcace lj/cut 4.0
+pair_coeff * * dcace {mo[1]} Mo NULL
+pair_coeff * 2 lj/cut 0.01 2.2
+group low id <= 100
+compute g low dcace/atom
+dump d all custom 1 grade.dump id type c_g[1] c_g[2]
+dump_modify d sort id format float %.17g
+run 0
+"""
+    run_lmp(deck, cwd)
+    dump = read_dump(cwd / "grade.dump")
+    ref = grade_of(mo[0], seen[~is_ar])
+    ids = dump[:, 0].astype(int)
+    inside = (ids <= 100) & ~is_ar
+    assert np.all(dump[~inside, 2:] == 0.0)
+    assert np.all(dump[inside, 3] == 1.0)
+    assert np.abs(dump[inside, 2] - ref[inside[~is_ar]]).max() <= 2e-9 * max(1.0, ref.max())
