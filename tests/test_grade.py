@@ -23,6 +23,7 @@ from ase.build import bulk
 from ase.io import read
 
 import dcace
+import dcace.grade
 from dcace.grade import ROUNDOFF, grade_values, maxvol, maxvol_grade
 
 from test_lammps import bcc_mo, mean_descriptor, printed, read_dump, run_lmp, write_data
@@ -100,6 +101,25 @@ def test_maxvol_fewer_atoms_than_features():
     assert G.shape == (20, 7) and info["rank"] == 7 and notes
     assert grade_values(X, G).max() <= 1 + 1e-6
     assert grade_values(rng.normal(size=(50, 20)) * 5, G).max() > 1      # elsewhere: extrapolation
+
+
+def test_subsample_is_seeded_and_graded_on_all_atoms(train):
+    """max_atoms below the species' count: MaxVol on a seeded subsample (same seed, same matrix),
+    the statistics still over every training atom, and the note says so."""
+    basis = dcace.ACEBasis(["Mo"], 5.0, 3, 6)
+    frames = train[:60]
+    n = sum(len(a) for a in frames)
+    G1, notes, st = dcace.grade.fit_grade(basis, frames, seed=3, max_atoms=500)
+    G2, _, _ = dcace.grade.fit_grade(basis, frames, seed=3, max_atoms=500)
+    G3, _, _ = dcace.grade.fit_grade(basis, frames, seed=4, max_atoms=500)
+    assert np.array_equal(G1[0], G2[0]) and not np.array_equal(G1[0], G3[0])
+    assert any(f"subsample of 500 of {n} atoms" in m for m in notes)
+    X = np.concatenate([basis.descriptors(a) for a in frames])
+    g = grade_values(X, G1[0])
+    assert st["species"][0]["n_atoms"] == n
+    assert st["fraction_above_1"] == np.mean(g > 1 + ROUNDOFF) and st["max_training_grade"] == g.max()
+    Gall, _, st_all = dcace.grade.fit_grade(basis, frames, seed=3)
+    assert st_all["max_training_grade"] <= 1 + 1e-6        # no subsample: every atom <= 1
 
 
 # ------------------------------------------------------------------------------ training set and physics

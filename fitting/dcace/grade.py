@@ -113,42 +113,63 @@ def grade_values(X, G):
 def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None):
     """Per-species grade matrices from the training frames (ase.Atoms), notes and statistics.
 
-    Returns (G_list, notes, stats) with stats["fraction_above_1"] the fraction of training atoms
-    with gamma > 1 + ROUNDOFF (computed with the same G on all atoms, also those left out by
-    subsampling; the K active-set atoms have gamma = 1 exactly, up to round-off, so the strict
-    count "> 1" would count about half of them)."""
+    Memory is O(min(n_s, max_atoms) K) per species: the seeded subsample is drawn from the atom
+    counts before any descriptor is kept, and when a species is subsampled its training atoms are
+    graded in a second, streamed pass.  Returns (G_list, notes, stats) with stats["fraction_above_1"]
+    the fraction of all training atoms with gamma > 1 + ROUNDOFF (the K active-set atoms have
+    gamma = 1 exactly, up to round-off, so the strict count "> 1" would count about half of them)."""
     max_atoms = GRADE_DEFAULTS["max_atoms"] if max_atoms is None else int(max_atoms)
     S, K = basis.n_species, basis.n_features
-    Xs = [[] for _ in range(S)]
-    for atoms in frames:
-        B = basis.descriptors(atoms)
-        sp = basis.species_of(atoms)
-        for s in range(S):
-            if np.any(sp == s):
-                Xs[s].append(B[sp == s])
-    Xs = [np.concatenate(x) if x else np.zeros((0, K)) for x in Xs]
+    species = [basis.species_of(a) for a in frames]
+    n_s = np.zeros(S, dtype=np.int64)
+    for sp in species:
+        n_s += np.bincount(sp, minlength=S)
     rng = np.random.default_rng(seed)
+    keep = []          # per species: sorted global indices kept, or None (all)
+    for s in range(S):
+        keep.append(np.sort(rng.choice(n_s[s], size=max_atoms, replace=False)) if n_s[s] > max_atoms else None)
+    Xs = [[] for _ in range(S)]
+    seen = np.zeros(S, dtype=np.int64)
+    for atoms, sp in zip(frames, species):
+        B = basis.descriptors(atoms)
+        for s in range(S):
+            rows = B[sp == s]
+            if not len(rows):
+                continue
+            if keep[s] is not None:
+                lo, hi = np.searchsorted(keep[s], [seen[s], seen[s] + len(rows)])
+                rows = rows[keep[s][lo:hi] - seen[s]]
+            Xs[s].append(rows)
+            seen[s] += int(np.sum(sp == s))
+    Xs = [np.concatenate(x) if x else np.zeros((0, K)) for x in Xs]
     G_list, notes, stats = [], [], {"species": []}
-    n_above, n_total, gmax = 0, 0, 0.0
     for s, X in enumerate(Xs):
         el = basis.elements[s]
-        Xfit = X
-        if len(X) > max_atoms:
-            idx = np.sort(rng.choice(len(X), size=max_atoms, replace=False))
-            Xfit = X[idx]
-            notes.append(f"grade {el}: MaxVol on a seeded subsample of {max_atoms} of {len(X)} atoms")
-        G, sn, info = maxvol_grade(Xfit, tol=tol)
+        if keep[s] is not None:
+            notes.append(f"grade {el}: MaxVol on a seeded subsample of {max_atoms} of {n_s[s]} atoms")
+        G, sn, info = maxvol_grade(X, tol=tol)
         notes += [f"grade {el}: {m}" for m in sn]
         G_list.append(np.ascontiguousarray(G))
-        g = grade_values(X, G) if len(X) else np.zeros(0)
+        stats["species"].append({"element": el, "n_atoms": int(n_s[s]), "rank": int(G.shape[1]),
+                                 "swaps": int(info.get("swaps", 0))})
+    # grades of all training atoms (second pass only for subsampled species)
+    g_all = [[grade_values(X, G_list[s])] if keep[s] is None and len(X) else [] for s, X in enumerate(Xs)]
+    if any(k is not None for k in keep):
+        for atoms, sp in zip(frames, species):
+            B = None
+            for s in range(S):
+                if keep[s] is not None and np.any(sp == s):
+                    B = basis.descriptors(atoms) if B is None else B
+                    g_all[s].append(grade_values(B[sp == s], G_list[s]))
+    n_above, gmax = 0, 0.0
+    for s in range(S):
+        g = np.concatenate(g_all[s]) if g_all[s] else np.zeros(0)
         above = int(np.sum(g > 1.0 + ROUNDOFF))
         n_above += above
-        n_total += len(X)
         if len(g):
             gmax = max(gmax, float(g.max()))
-        stats["species"].append({"element": el, "n_atoms": int(len(X)), "rank": int(G.shape[1]),
-                                 "swaps": int(info.get("swaps", 0)), "above_1": above,
-                                 "max_training_grade": float(g.max()) if len(g) else None})
+        stats["species"][s].update(above_1=above, max_training_grade=float(g.max()) if len(g) else None)
+    n_total = int(n_s.sum())
     stats["fraction_above_1"] = n_above / n_total if n_total else 0.0
     stats["max_training_grade"] = gmax
     return G_list, notes, stats
