@@ -511,6 +511,8 @@ double PairDCACE::memory_usage()
       sizeof(double);
   bytes += static_cast<double>(d.zj.capacity() + d.jidx.capacity()) * sizeof(int);
   bytes += static_cast<double>(d.mono_sums.capacity()) * sizeof(double);
+  bytes += static_cast<double>(d.grade_B.capacity() + d.grade_out.capacity() + d.grade_scratch.capacity()) *
+      sizeof(double);
   for (const auto &c : d.cache)
     bytes += static_cast<double>(c.A.capacity() + c.rij.capacity()) * sizeof(double) +
         static_cast<double>(c.zj.capacity() + c.jidx.capacity()) * sizeof(int);

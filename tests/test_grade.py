@@ -495,3 +495,16 @@ run 0
     assert np.all(dump[~inside, 2:] == 0.0)
     assert np.all(dump[inside, 3] == 1.0)
     assert np.abs(dump[inside, 2] - ref[inside[~is_ar]]).max() <= 2e-9 * max(1.0, ref.max())
+
+
+def test_cli_eval_reports_the_grade(mo, capsys):
+    from dcace.cli import main
+    import json
+    test = ROOT / "examples" / "data" / "zuo2020" / "Mo_test.xyz"
+    assert main(["eval", str(mo[1]), str(test), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    gm = [mo[0].compute(a)["extrapolation"].max() for a in read(test, ":")]
+    assert d["max_extrapolation"] == pytest.approx(max(gm), rel=1e-12)
+    assert d["extrapolating_structures"] == pytest.approx(np.mean(np.array(gm) > 1))
+    assert main(["eval", str(OLD_V1), str(test)]) == 0
+    assert "extrapolation grade: not available" in capsys.readouterr().out
