@@ -473,7 +473,11 @@ void PairDCACE::extrapolation_per_atom(double **out, const int *mask, int groupb
   grow(d.grade_i, static_cast<size_t>(nb));
   int fill = 0;
   auto flush = [&]() {
-    d.pot->grade_values(fill, d.grade_s.data(), d.grade_B.data(), d.grade_out.data(), d.grade_scratch);
+    try {
+      d.pot->grade_values(fill, d.grade_s.data(), d.grade_B.data(), d.grade_out.data(), d.grade_scratch);
+    } catch (std::exception &e) {
+      error->one(FLERR, "compute dcace/atom (potential file {}): {}", d.filename, e.what());
+    }
     for (int a = 0; a < fill; a++) {
       const int i = d.grade_i[a];
       out[i][0] = d.grade_out[a];

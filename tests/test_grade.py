@@ -206,6 +206,29 @@ def test_species_without_training_atoms_and_switch_off(small, work):
     assert "extrapolation" not in at.calc.results and "max_extrapolation" not in at.calc.results
 
 
+def test_overflowing_grade_is_an_error_not_inf(small, work):
+    """A grade matrix of 1e308 loads (finite) but B G overflows: an error naming the cause, in ASE and
+    in LAMMPS, never a silent inf or NaN."""
+    pot, _ = small
+    K = pot.core.n_features
+    at = rattled_bcc(0.05, rep=2)
+    B = pot.basis.descriptors(at)
+    assert np.abs(B).sum(axis=1).min() > 2.0
+    G = np.zeros((K, K))
+    G[:, 0] = 1e308 * np.sign(B[0])            # (B_0 G)_0 = 1e308 sum |B_0| overflows
+    big = dcace.Potential.from_parts(pot.basis, pot.coefficients, pot.one_body, None, {}, grade=[G])
+    with pytest.raises(ValueError, match="non-finite extrapolation grade"):
+        big.compute(at)
+    path = work / "big_grade.dcace"
+    big.save(path)
+    cwd = work / "big"
+    cwd.mkdir(exist_ok=True)
+    write_data(at, cwd / "s.data", ["Mo"])
+    proc = run_lmp(grade_deck("s.data", path, 1), cwd, check=False)
+    assert proc.returncode != 0
+    assert "non-finite extrapolation grade" in proc.stdout + proc.stderr
+
+
 def test_old_file_reports_no_grade(work):
     pot = dcace.load(OLD_V1)
     assert OLD_V1.read_text().startswith("dcace-potential 1\n")

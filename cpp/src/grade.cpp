@@ -29,42 +29,66 @@ void Grade::check(int n_species, int n_features) const {
   }
 }
 
+namespace {
+
 // The K x r multiply-adds per atom dominate the grade's cost: on x86-64 an AVX2/FMA clone is chosen
-// at load time where the CPU has it (same clone for ASE and LAMMPS on one machine).
+// at load time where the CPU has it (same clone for ASE and LAMMPS on one machine).  The kernel does
+// not throw (exceptions do not unwind through the clones): a non-finite row gives NaN.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define DCACE_CLONES __attribute__((target_clones("avx2,fma", "default")))
 #else
 #define DCACE_CLONES
 #endif
 DCACE_CLONES
-void Grade::gamma(int n, const int* species, const double* B, int K, double* out,
-                  std::vector<double>& y) const {
+void gamma_kernel(const Grade& g, int n, const int* species, const double* B, int K, double* out,
+                  double* y) noexcept {
   const size_t stride = static_cast<size_t>(K);   // r_s <= K
-  if (y.size() < kBlock * stride) y.resize(kBlock * stride);
-  for (int a0 = 0; a0 < n; a0 += kBlock) {
-    const int nb = std::min(kBlock, n - a0);
-    for (int a = 0; a < nb; ++a) std::fill(y.begin() + a * stride, y.begin() + a * stride + rank[species[a0 + a]], 0.0);
+  for (int a0 = 0; a0 < n; a0 += Grade::kBlock) {
+    const int nb = std::min(Grade::kBlock, n - a0);
+    const double* Gs[Grade::kBlock];
+    int rs[Grade::kBlock];
+    for (int a = 0; a < nb; ++a) {
+      const int s = species[a0 + a];
+      Gs[a] = g.G[s].data();
+      rs[a] = g.rank[s];
+      std::fill(y + a * stride, y + a * stride + rs[a], 0.0);
+    }
     for (int v = 0; v < K; ++v) {
       for (int a = 0; a < nb; ++a) {
-        const int s = species[a0 + a], r = rank[s];
+        const int r = rs[a];
         const double b = B[static_cast<size_t>(a0 + a) * K + v];
-        const double* row = G[s].data() + static_cast<size_t>(v) * r;
-        double* ya = y.data() + a * stride;
+        const double* __restrict row = Gs[a] + static_cast<size_t>(v) * r;
+        double* __restrict ya = y + a * stride;
         for (int k = 0; k < r; ++k) ya[k] += b * row[k];
       }
     }
     for (int a = 0; a < nb; ++a) {
-      const int r = rank[species[a0 + a]];
+      const int r = g.rank[species[a0 + a]];
       if (r == 0) {
         out[a0 + a] = std::numeric_limits<double>::infinity();
         continue;
       }
-      const double* ya = y.data() + a * stride;
-      double m = 0.0;
-      for (int k = 0; k < r; ++k) m = std::fmax(m, std::fabs(ya[k]));
-      out[a0 + a] = m;
+      const double* ya = y + a * stride;
+      double m = 0.0, nan_if_bad = 0.0;   // 0 * (inf or NaN) is NaN
+      for (int k = 0; k < r; ++k) {
+        m = std::fmax(m, std::fabs(ya[k]));
+        nan_if_bad += 0.0 * ya[k];
+      }
+      out[a0 + a] = std::isnan(nan_if_bad) ? std::numeric_limits<double>::quiet_NaN() : m;
     }
   }
+}
+
+}  // namespace
+
+void Grade::gamma(int n, const int* species, const double* B, int K, double* out,
+                  std::vector<double>& y) const {
+  if (y.size() < kBlock * static_cast<size_t>(K)) y.resize(kBlock * static_cast<size_t>(K));
+  gamma_kernel(*this, n, species, B, K, out, y.data());
+  for (int a = 0; a < n; ++a)
+    if (std::isnan(out[a]))
+      throw InputError("non-finite extrapolation grade (descriptor row " + std::to_string(a) +
+                       "): overflow in B G or non-finite descriptors");
 }
 
 void Potential::set_grade(Grade g) {
