@@ -12,7 +12,10 @@ Every case is run --repeat times (separate lmp processes); min and median are pr
 LAMMPS' loop time; "cpu" multiplies it by LAMMPS' "% CPU use" (what the process got of its core:
 on a shared machine wall time includes waiting for the CPU).
 
-Usage: python benchmarks/bench_lammps.py [--repeat 3] [--workdir DIR] [--skip-snap]
+With --grade-every N ...: dcace linear again with `compute dcace/atom` pulled every N steps by
+`fix halt` (the grade's cost; target every 100 steps <= +2 %).
+
+Usage: python benchmarks/bench_lammps.py [--repeat 3] [--workdir DIR] [--skip-snap] [--grade-every 1 100]
 """
 from __future__ import annotations
 
@@ -50,6 +53,9 @@ def main():
     ap.add_argument("--linear", type=Path, help="use this linear potential file instead of fitting")
     ap.add_argument("--skip-snap", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--grade-every", type=int, nargs="*", default=[],
+                    help="also time dcace linear with compute dcace/atom pulled every N steps by fix halt "
+                         "(e.g. --grade-every 1 100)")
     ap.add_argument("--markdown", type=Path, default=None,
                     help="also write the tables as Markdown here (e.g. docs/speed.md)")
     a = ap.parse_args()
@@ -85,6 +91,10 @@ def main():
         "dcace linear": (["pair_style dcace", f"pair_coeff * * {lin_path} Mo"], ""),
         f"dcace DC (M={M})": (["pair_style dcace", f"pair_coeff * * {dc_path} Mo"], gate),
     }
+    for n in a.grade_every:   # the grade is evaluated only on the steps fix halt checks it
+        grade = ("compute g all dcace/atom\ncompute gmax all reduce max c_g[1]\nvariable gmax equal c_gmax\n"
+                 f"fix stop all halt {n} v_gmax > 1e300 error soft")
+        cases[f"linear, grade/{n}"] = (["pair_style dcace", f"pair_coeff * * {lin_path} Mo"], grade)
     if not a.skip_snap:
         cases["snap 2J=8"] = (["pair_style snap", f"pair_coeff * * {snap_coeff} {snap_param} Mo"], "")
 
@@ -120,6 +130,13 @@ def main():
           f"{ratio['cpu_min']:.3f} (cpu min)   target <= 1.3: "
           f"{'MET' if ratio['wall_min'] <= 1.3 else 'MISSED'}")
     results["dc_over_linear"] = ratio
+    for n in a.grade_every:
+        g = table[f"linear, grade/{n}"]
+        over = {k: g[k] / lin_t[k] - 1.0 for k in ("wall_min", "wall_med", "cpu_min")}
+        print(f"   grade every {n:4d} steps: {100 * over['wall_min']:+.1f} % (wall min), "
+              f"{100 * over['wall_med']:+.1f} % (wall med), {100 * over['cpu_min']:+.1f} % (cpu min) vs linear"
+              + ("   target <= +2 %: " + ("MET" if over["wall_min"] <= 0.02 else "MISSED") if n >= 100 else ""))
+        results.setdefault("grade_overhead", {})[n] = over
     if not a.skip_snap:
         sn = table["snap 2J=8"]
         r2 = {k: lin_t[k] / sn[k] for k in ("wall_min", "wall_med", "cpu_min", "cpu_med")}
@@ -188,6 +205,10 @@ def write_markdown(path, res, a):
     r = res["dc_over_linear"]
     L += ["", f"- DC / linear: {r['wall_min']:.3f} (wall min), {r['wall_med']:.3f} (wall median), "
           f"{r['cpu_min']:.3f} (cpu min); target <= 1.3."]
+    for n, over in res.get("grade_overhead", {}).items():
+        L.append(f"- linear with the extrapolation grade (compute dcace/atom via fix halt) every {n} steps: "
+                 f"{100 * over['wall_min']:+.1f} % (wall min), {100 * over['wall_med']:+.1f} % (wall median) "
+                 "vs linear without" + ("; target <= +2 %." if int(n) >= 100 else "."))
     if "linear_over_snap" in res:
         r2 = res["linear_over_snap"]
         L.append(f"- linear / SNAP 2J=8: {r2['wall_min']:.3f} (wall min); target <= 0.25. "

@@ -10,6 +10,7 @@
  * DCACE_IGNORE_LAMMPS_VERSION=1 registers it anyway (at the user's risk).
  */
 
+#include "compute_dcace_atom.h"
 #include "library.h"
 #include "pair_dcace.h"
 
@@ -49,6 +50,12 @@ static void *dcace_creator(void *lmp)
   return pair;
 }
 
+static void *dcace_atom_creator(void *lmp, int argc, char **argv)
+{
+  Compute *compute = new ComputeDCACEAtom(static_cast<LAMMPS *>(lmp), argc, argv);
+  return compute;
+}
+
 extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
                                                                           void *regfunc)
 {
@@ -82,5 +89,12 @@ extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *l
   plugin.author = "dcace developers";
   plugin.creator.v1 = &dcace_creator;
   plugin.handle = handle;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+
+  // compute dcace/atom: extrapolation grade and gate weights per atom
+  plugin.style = "compute";
+  plugin.name = "dcace/atom";
+  plugin.info = "dcace per-atom extrapolation grade v" DCACE_VERSION;
+  plugin.creator.v2 = &dcace_atom_creator;
   (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
 }

@@ -74,6 +74,10 @@ struct PairDCACE::Impl {
     int n = 0;
   };
   std::vector<AtomCache> cache;
+
+  // compute dcace/atom: descriptors of a block of atoms, their species, indices, grades, scratch
+  std::vector<double> grade_B, grade_out, grade_core, grade_scratch;
+  std::vector<int> grade_s, grade_i;
 };
 
 namespace {
@@ -547,6 +551,64 @@ void PairDCACE::compute(int eflag, int vflag)
   }
 }
 
+/* ----------------------------------------------------------------------
+   compute dcace/atom: the extrapolation grade of local atoms (only when the compute is invoked)
+------------------------------------------------------------------------- */
+
+bool PairDCACE::has_potential() const { return static_cast<bool>(impl->pot); }
+bool PairDCACE::has_grade() const { return impl->pot && impl->pot->has_grade(); }
+int PairDCACE::n_experts() const { return impl->pot ? impl->pot->n_experts() : 1; }
+std::string PairDCACE::potential_file() const { return impl->filename; }
+
+void PairDCACE::extrapolation_per_atom(double **out, const int *mask, int groupbit)
+{
+  Impl &d = *impl;
+  if (!d.pot || !d.pot->has_grade())
+    error->all(FLERR, "compute dcace/atom: potential file {} has no extrapolation grade", d.filename);
+  if (!list || static_cast<int>(d.comb.weights.size()) != d.n_experts)
+    error->all(FLERR, "compute dcace/atom is used before pair dcace has computed forces (run 0 first)");
+  const int *type = atom->type;
+  const tagint *tag = atom->tag;
+  const int M = d.n_experts, K = d.n_features;
+  // blocks of atoms: descriptors one by one, then gamma of the block at once (shares G in cache)
+  const int nb = 16;
+  grow(d.grade_B, static_cast<size_t>(nb) * K);
+  grow(d.grade_out, static_cast<size_t>(nb));
+  grow(d.grade_core, static_cast<size_t>(nb));
+  grow(d.grade_s, static_cast<size_t>(nb));
+  grow(d.grade_i, static_cast<size_t>(nb));
+  int fill = 0;
+  auto flush = [&]() {
+    try {
+      d.pot->grade_values(fill, d.grade_s.data(), d.grade_B.data(), d.grade_out.data(), d.grade_scratch);
+    } catch (std::exception &e) {
+      error->one(FLERR, "compute dcace/atom (potential file {}): {}", d.filename, e.what());
+    }
+    for (int a = 0; a < fill; a++) {
+      const int i = d.grade_i[a];
+      out[i][0] = std::max(d.grade_out[a], d.grade_core[a]);   // MaxVol and the short-range core
+      for (int m = 0; m < M; m++) out[i][1 + m] = d.comb.weights[m];
+    }
+    fill = 0;
+  };
+  for (int ii = 0; ii < list->inum; ii++) {
+    const int i = list->ilist[ii];
+    const int s = map[type[i]];
+    if (s < 0 || !(mask[i] & groupbit)) continue;
+    const int n = gather_neighbours(i);
+    try {
+      d.pot->atom_descriptors(s, n, d.rij.data(), d.zj.data(), d.sc.basis, d.grade_B.data() + static_cast<size_t>(fill) * K);
+    } catch (std::exception &e) {
+      error->one(FLERR, "compute dcace/atom: atom {} (type {}): {}", tag[i], type[i], e.what());
+    }
+    d.grade_s[fill] = s;
+    d.grade_i[fill] = i;
+    d.grade_core[fill] = d.pot->core_grade(s, n, d.rij.data(), d.zj.data());
+    if (++fill == nb) flush();
+  }
+  if (fill) flush();
+}
+
 /* ---------------------------------------------------------------------- */
 
 double PairDCACE::memory_usage()
@@ -560,6 +622,8 @@ double PairDCACE::memory_usage()
       sizeof(double);
   bytes += static_cast<double>(d.zj.capacity() + d.jidx.capacity()) * sizeof(int);
   bytes += static_cast<double>(d.mono_sums.capacity() + d.core_sums.capacity()) * sizeof(double);
+  bytes += static_cast<double>(d.grade_B.capacity() + d.grade_out.capacity() + d.grade_core.capacity() + d.grade_scratch.capacity()) *
+      sizeof(double);
   for (const auto &c : d.cache)
     bytes += static_cast<double>(c.A.capacity() + c.rij.capacity()) * sizeof(double) +
         static_cast<double>(c.zj.capacity() + c.jidx.capacity()) * sizeof(int);

@@ -15,6 +15,7 @@
 #include "pair.h"
 
 #include <memory>
+#include <string>
 
 namespace LAMMPS_NS {
 
@@ -30,6 +31,14 @@ class PairDCACE : public Pair {
   double init_one(int, int) override;
   double memory_usage() override;
   void *extract(const char *, int &) override;
+
+  // compute dcace/atom (compute_dcace_atom.cpp): gamma_i into out[i][0] and the gate weights of the
+  // last force evaluation into out[i][1..M] for local atoms in the group of types handled here.
+  bool has_potential() const;
+  bool has_grade() const;
+  int n_experts() const;
+  std::string potential_file() const;
+  void extrapolation_per_atom(double **out, const int *mask, int groupbit);
 
  protected:
   struct Impl;         // dcace::Potential, the gate result and per-atom scratch buffers

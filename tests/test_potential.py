@@ -163,7 +163,7 @@ def test_malformed_files_name_the_line(dc, tmp_path, case):
         bad = mutate(text, text.splitlines()[no - 1], "r_cut nan")
         msg = rf":{no}: 'nan' is not a finite number"
     elif case == "version":
-        bad = mutate(text, "dcace-potential 2", "dcace-potential 7")
+        bad = mutate(text, text.splitlines()[0], "dcace-potential 7")
         msg = r":1: format version 7 is newer"
     elif case == "element-count":
         no = line_of(text, "elements")
@@ -393,7 +393,7 @@ def test_calculator_caches_results(dc, tmp_path):
     at.calc = calc
     calls = []
     compute = calc.potential.compute
-    calc.potential.compute = lambda atoms: (calls.append(1), compute(atoms))[1]
+    calc.potential.compute = lambda atoms, **kw: (calls.append(1), compute(atoms, **kw))[1]
     F1 = at.get_forces()
     at.get_forces(); at.get_potential_energy(); at.get_stress(); at.get_stresses()
     assert len(calls) == 1

@@ -154,6 +154,21 @@ void Potential::combine(const double* Bsum, const double* counts, Combination& o
   }
 }
 
+double Potential::core_grade(int zi, int n, const double* rij, const int* zj) const {
+  if (!baseline_.enabled()) return 0.0;
+  double g = 0.0;
+  for (int j = 0; j < n; ++j) {
+    const double* d = rij + 3 * j;
+    const double r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2], hi = basis_->core_hi(zi, zj[j]);
+    if (r2 < hi * hi) g = std::max(g, hi / std::sqrt(r2));
+  }
+  if (baseline_.has_density_core()) {   // only beyond the densest training atom (quiet inside)
+    const double x = core_density(baseline_.density_cutoff, n, rij, nullptr) / baseline_.rho_lo[zi];
+    if (x > 1.0) g = std::max(g, x);
+  }
+  return g;
+}
+
 double Potential::atom_core_switch(int zi, int n_neigh, const double* rij) const {
   if (!baseline_.has_density_core()) return 1.0;
   double df;

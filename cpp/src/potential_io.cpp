@@ -18,7 +18,7 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 2;  // 2: short-range core (core_range, baseline zbl)
+constexpr int kFormatVersion = 3;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation grade
 constexpr const char* kMagic = "dcace-potential";
 
 // Length of the valid UTF-8 prefix of s (s.size() if all of s is valid UTF-8).
@@ -403,12 +403,36 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
       }
     }
   }
+  // extrapolation grade (format version 3; absent or `grade none`: unavailable)
+  bool has_grade = false;
+  Grade grade;
+  if (rd.next_is("grade")) {
+    auto gw = rd.take("grade", 2);
+    if (gw[1] == "maxvol") {
+      has_grade = true;
+      for (long s = 0; s < S; ++s) {
+        auto mw = rd.record("grade_matrix");
+        if (mw.size() != 3) rd.fail("'grade_matrix' takes rows and columns");
+        const long r = rd.integer(mw[2], 0, K, "grade_matrix columns");
+        grade.rank.push_back(static_cast<int>(r));
+        if (r == 0) {  // a species without training atoms: no data lines
+          rd.take("grade_matrix", 3);
+          grade.G.emplace_back();
+        } else {
+          grade.G.push_back(rd.matrix("grade_matrix", K, r));
+        }
+      }
+    } else if (gw[1] != "none") {
+      rd.fail("unknown extrapolation grade '" + gw[1] + "' (expected maxvol or none)");
+    }
+  }
   rd.take("end", 1);
   if (!rd.done()) rd.fail("unexpected content after 'end'");
   try {
     Potential pot(std::move(elements), std::move(spec), std::move(coef), std::move(e0), static_cast<int>(M),
                   std::move(gate), std::move(metadata), std::move(baseline));
     pot.source_ = name;
+    if (has_grade) pot.set_grade(std::move(grade));
     return pot;
   } catch (const InputError& e) {
     throw FileError(name + ": inconsistent potential: " + e.what());
@@ -487,6 +511,17 @@ std::string Potential::write() const {
       }
       write_matrix(o, "core_density_range", range, S, 2);
     }
+  }
+  if (grade_) {
+    o << "grade " << grade_->kind << '\n';
+    for (int sp = 0; sp < S; ++sp) {
+      if (grade_->rank[sp] == 0)
+        o << "grade_matrix " << K << " 0\n";
+      else
+        write_matrix(o, "grade_matrix", grade_->G[sp], K, grade_->rank[sp]);
+    }
+  } else {
+    o << "grade none\n";
   }
   o << "end\n";
   return o.str();

@@ -436,5 +436,42 @@ PYBIND11_MODULE(_core, m) {
         d["virial"] = v;
         d["virials"] = va;  // per-atom virials (N, 6), Voigt xx yy zz yz xz xy, sum = virial
         return d;
-      });
+      })
+      // extrapolation grade (cpp/src/grade.cpp)
+      .def_property_readonly("has_grade", &Potential::has_grade)
+      .def("grade_matrices",
+           [](const Potential& p) {
+             py::list out;
+             if (!p.has_grade()) return out;
+             const Grade& g = p.grade();
+             for (size_t s = 0; s < g.G.size(); ++s)
+               out.append(vec_array(g.G[s], {(py::ssize_t)p.n_features(), (py::ssize_t)g.rank[s]}));
+             return out;
+           },
+           "Per-species grade matrices G_s (K, r_s); an empty list if the potential has no grade.")
+      .def("set_grade",
+           [](Potential& p, const py::list& mats) {
+             Grade g;
+             for (const auto& m : mats) {
+               auto a = carray<double>::ensure(m);
+               if (!a || a.ndim() != 2) throw py::value_error("each grade matrix must be a 2-D array (K, r)");
+               if (a.shape(0) != p.n_features())
+                 throw py::value_error("grade matrices must have n_features = " + std::to_string(p.n_features()) +
+                                       " rows, got " + std::to_string(a.shape(0)));
+               g.rank.push_back(static_cast<int>(a.shape(1)));
+               g.G.emplace_back(a.data(), a.data() + a.size());
+             }
+             p.set_grade(std::move(g));
+           },
+           py::arg("matrices"), "Attach the extrapolation grade: one (K, r_s) matrix per species.")
+      .def("extrapolation", [](const Potential& p, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
+        NL nl(sp, fi, jj, r);
+        py::array_t<double> g(nl.view.n_atoms);
+        double* pg = g.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          p.extrapolation(nl.view, pg);
+        }
+        return g;
+      }, "Per-atom extrapolation grade gamma (n_atoms,) of a structure.");
 }

@@ -9,7 +9,9 @@ each pair's virial split half-half between its two atoms; they sum to the stress
 The potential is the ASE parameter `potential` (a .dcace path, or a dcace.Potential): todict()
 gives the path, set(potential=...) loads another one and discards the results.
 results["expert_weights"] holds the gate weights w_m and results["nearest_centroid"] the distance
-to the nearest cluster centroid in units of its spread (an extrapolation grade).
+to the nearest cluster centroid in units of its spread.  results["extrapolation"] is the per-atom
+extrapolation grade gamma (N,) (<= 1 on the training atoms, > 1 extrapolation; docs/extrapolation.md)
+and results["max_extrapolation"] its maximum; both are None for a potential without a grade.
 """
 from __future__ import annotations
 
@@ -24,11 +26,19 @@ from .potential import Potential
 class Calculator(_ASECalculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
 
-    def __init__(self, potential=None, **kwargs):
+    default_parameters = {"extrapolation": True}
+
+    def __init__(self, potential=None, extrapolation: bool = True, **kwargs):
+        """extrapolation=False skips the grade (about as costly as the forces; the two results keys
+        are then absent)."""
         self.potential = None
-        super().__init__(potential=potential, **kwargs)
+        super().__init__(potential=potential, extrapolation=bool(extrapolation), **kwargs)
         if self.potential is None:
             raise ValueError("dcace.Calculator needs a potential: a .dcace file or a dcace.Potential")
+
+    @property
+    def extrapolation(self) -> bool:
+        return bool(self.parameters.get("extrapolation", True))
 
     def set(self, **kwargs):
         if "potential" in kwargs and not equal(kwargs["potential"], self.parameters.get("potential")):
@@ -42,17 +52,24 @@ class Calculator(_ASECalculator):
             self.potential = pot
             self.reset()
             return changed
-        return super().set(**kwargs)
+        changed = super().set(**kwargs)
+        if "extrapolation" in changed:
+            self.reset()
+        return changed
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        out = self.potential.compute(self.atoms)
+        out = self.potential.compute(self.atoms, extrapolation=self.extrapolation)
         self.results["energy"] = out["energy"]
         self.results["free_energy"] = out["energy"]
         self.results["energies"] = out["energies"]
         self.results["forces"] = out["forces"]
         self.results["expert_weights"] = out["weights"]
         self.results["nearest_centroid"] = out["nearest"]
+        if self.extrapolation:
+            g = out["extrapolation"]
+            self.results["extrapolation"] = g
+            self.results["max_extrapolation"] = (float(g.max()) if len(g) else 0.0) if g is not None else None
         if out["stress"] is not None:
             self.results["stress"] = out["stress"]
             self.results["stresses"] = out["stresses"]

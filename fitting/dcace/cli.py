@@ -327,6 +327,7 @@ def evaluate(pot, data):
     from .report import ErrorStats
 
     st = ErrorStats(keep=True)
+    gmax = []   # per-structure maximum extrapolation grade (if the file has a grade)
     for fr in data.frames:
         try:
             out = pot.compute(fr.atoms)
@@ -336,8 +337,12 @@ def evaluate(pot, data):
             raise DataError(f"{fr.where}: {exc}") from None
         st.add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
                fr.stress if (fr.stress is not None and out["stress"] is not None) else None, out["stress"])
+        if out["extrapolation"] is not None:
+            gmax.append(float(out["extrapolation"].max()))
     d = st.summary()
     d["n_experts"] = pot.n_experts
+    d["max_extrapolation"] = max(gmax) if gmax else None
+    d["extrapolating_structures"] = (sum(g > 1.0 for g in gmax) / len(gmax)) if gmax else None
     return d, st
 
 
@@ -385,6 +390,11 @@ def _cmd_eval(args) -> int:
 
         print(f"{args.potential}: {pot.n_experts} expert(s), {d['n_structures']} structures, {d['n_atoms']} atoms")
         print(format_table([("potential", Path(args.data[0]).name, d)]))
+        if d["max_extrapolation"] is None:
+            print("extrapolation grade: not available (potential file format version < 3)")
+        else:
+            print(f"extrapolation grade: max {d['max_extrapolation']:.3g}; "
+                  f"{100 * d['extrapolating_structures']:.1f} % of the structures have an atom above 1")
         for note in data.notes:
             print(f"note: {note}")
     return 0

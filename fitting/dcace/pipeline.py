@@ -37,6 +37,7 @@ from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weig
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
 from .baseline import CoreSettings, core_window, density_core, residual_dataset, shortest_distances
 from .data import Dataset, DataError, read_data
+from .grade import fit_grade
 from .potential import Potential
 from .report import ErrorStats, FitReport
 from .ridge import single_threaded_blas
@@ -564,7 +565,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                                                       "energy_rmse_mev_per_atom", "force_rmse_ev_per_a")}
         for r in cv_rows]
     meta["notes"] = notes
-    pot = Potential.from_parts(basis, coef, e0, gate, meta, short_range=short_range)
+    t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
+    grade_G, grade_notes, grade_stats = fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed)
+    notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
+                            f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
+    meta["grade"] = {"kind": "maxvol", "fraction_above_1": _round(grade_stats["fraction_above_1"]),
+                     "max_training_grade": _round(grade_stats["max_training_grade"])}
+    timings["grade"] = time.perf_counter() - t0
+    pot = Potential.from_parts(basis, coef, e0, gate, meta, grade=grade_G,
+                               short_range=short_range)
     timings["total"] = time.perf_counter() - t_start
     report = FitReport(settings=settings, selection=selection, errors=errors, timings=timings, notes=notes,
                        cv_table=cv_rows, arrays=arrays)

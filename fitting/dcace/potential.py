@@ -35,11 +35,13 @@ class Potential:
     # -- construction and files ----------------------------------------------------------------
     @classmethod
     def from_parts(cls, basis: ACEBasis, coefficients, one_body, gate: dict | None = None,
-                   metadata: dict | None = None, short_range: dict | None = None) -> "Potential":
-        """Assemble a potential from expert coefficients (M, S, K), one-body terms (M, S) and a gate.
+                   metadata: dict | None = None, short_range: dict | None = None, grade=None) -> "Potential":
+        """Assemble a potential from expert coefficients (M, S, K), one-body terms (M, S), a gate, the
+        short-range core and an optional extrapolation grade.
 
-        short_range: the short-range core (dcace.baseline), None or ``{"density_cutoff": r or None, "rho_lo": [...],
-        "rho_hi": [...]}`` (ZBL with the basis's core windows; atomic numbers from the elements)."""
+        short_range: the short-range core (dcace.baseline), None or ``{"density_cutoff": r or None,
+        "rho_lo": [...], "rho_hi": [...]}`` (ZBL with the basis's core windows; atomic numbers from the
+        elements).  grade: a list of per-species (K, r_s) matrices (dcace.grade), or None."""
         coefficients = np.ascontiguousarray(coefficients, dtype=float)
         if coefficients.ndim == 2:
             coefficients = coefficients[None]
@@ -54,6 +56,8 @@ class Potential:
             short_range = dict(short_range, atomic_numbers=[float(atomic_numbers[el]) for el in basis.elements])
         core = _core.PotentialCore(basis.elements, basis.spec_, coefficients, one_body, M,
                                    gate if M > 1 else None, text, short_range)
+        if grade is not None:
+            core.set_grade([np.ascontiguousarray(g, dtype=float) for g in grade])
         return cls(core)
 
     @classmethod
@@ -101,6 +105,16 @@ class Potential:
     def gate(self) -> dict:
         return self.core.gate()
 
+    @property
+    def has_grade(self) -> bool:
+        """Whether the file has an extrapolation grade (format version >= 3)."""
+        return bool(self.core.has_grade)
+
+    @property
+    def grade_matrices(self) -> list | None:
+        """Per-species grade matrices G_s (K, r_s), or None (no grade)."""
+        return list(self.core.grade_matrices()) if self.core.has_grade else None
+
     def gate_weights(self, p):
         """w (M), dw/dp (M, S*K) and nearest-centroid distance for a mean descriptor p."""
         return self.core.gate_weights(np.ascontiguousarray(p, dtype=float).ravel())
@@ -110,11 +124,13 @@ class Potential:
                 f"n_features={self.core.n_features}, cutoff={self.cutoff})")
 
     # -- evaluation ------------------------------------------------------------------------------
-    def compute(self, atoms) -> dict:
+    def compute(self, atoms, extrapolation: bool = True) -> dict:
         """Energy, per-atom energies, forces, stress (ASE Voigt; None unless 3-D periodic),
-        expert weights and the nearest-centroid distance of one structure."""
+        expert weights, the nearest-centroid distance and the per-atom extrapolation grade
+        (None if the potential file has none, or with extrapolation=False) of one structure."""
         species, first, j, rij = self.basis.neighbours(atoms)
         out = self.core.compute(species, first, j, rij)
+        grade = self.core.extrapolation(species, first, j, rij) if extrapolation and self.core.has_grade else None
         res = {
             "energy": float(out["energy"]),
             "energies": out["energies"],
@@ -126,6 +142,7 @@ class Potential:
             "nearest": float(out["nearest"]),
             "stress": None,
             "stresses": None,
+            "extrapolation": grade,
         }
         if atoms.pbc.all():
             res["stress"] = -out["virial"] / abs(atoms.get_volume())

@@ -20,6 +20,7 @@
 
 #include "dcace/ace_basis.hpp"
 #include "dcace/baseline.hpp"
+#include "dcace/grade.hpp"
 #include "dcace/structure.hpp"
 
 namespace dcace {
@@ -106,6 +107,11 @@ class Potential {
   // step's combination, and dE/dr_ij (n_neigh x 3, overwritten).  A: A_i kept from pass 1, or null.
   double atom_energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, const Combination& comb,
                               const double* A, double* dE_drij, AtomScratch& sc) const;
+  // The short-range core's part of the extrapolation grade of one atom: the largest of
+  // hi(s, z_j) / r_ij over its neighbours closer than their pair's hi and rho_i / rho_lo,s where
+  // that is > 1: 0 for every training atom with the default core, > 1 where the core takes over
+  // from ACE (a neighbour inside the window, or a neighbourhood denser than any training atom).  The grade reported is max(MaxVol gamma, this).
+  double core_grade(int zi, int n_neigh, const double* rij, const int* zj) const;
   // f_i of the density core (1 without one).
   double atom_core_switch(int zi, int n_neigh, const double* rij) const;
 
@@ -114,6 +120,19 @@ class Potential {
   // (N x 6, summing to the virial; see structure_energy_forces).
   double compute(const Neighbours& nl, double* energies, double* forces, double* virial,
                  Combination& comb, double* virial_atoms = nullptr) const;
+
+  // Extrapolation grade (grade.cpp; absent in files of format version < 3).
+  bool has_grade() const { return static_cast<bool>(grade_); }
+  const Grade& grade() const { return *grade_; }     // only if has_grade()
+  void set_grade(Grade g);                            // validates sizes and finiteness
+  // gamma of every atom of a structure (n_atoms values); throws InputError without a grade.
+  void extrapolation(const Neighbours& nl, double* gamma) const;
+  // LAMMPS (compute dcace/atom): B_i of one atom of species s (the grade's one per-atom descriptor
+  // call), then gamma of a batch of atoms from their B (n x K); scratch is grown as needed.
+  void atom_descriptors(int s, int n_neigh, const double* rij, const int* zj, Workspace& ws,
+                        double* B) const;
+  void grade_values(int n, const int* species, const double* B, double* gamma,
+                    std::vector<double>& scratch) const;
 
  private:
   void check() const;
@@ -126,6 +145,7 @@ class Potential {
   Baseline baseline_;
   std::string source_ = "<potential>";
   std::vector<double> w_single_;  // monomial weights of expert 1 (M = 1 fast path)
+  std::shared_ptr<const Grade> grade_;  // extrapolation grade, if the file has one
 };
 
 }  // namespace dcace
