@@ -289,6 +289,15 @@ def test_core_round_trips_and_old_files_load(mo_linear, tmp_path):
         assert np.isfinite(old.compute(bulk("Mo", "bcc", a=3.16, cubic=True))["energy"])
 
 
+def test_version_2_file_loads_with_its_core():
+    """A format-2 file (core records, no grade): the core is evaluated, the grade is unavailable."""
+    pot = dcace.load(OLD / "v2_Mo_core.dcace")
+    assert pot.baseline == "zbl" and pot.basis.core_window is not None
+    out = pot.compute(Atoms("Mo2", positions=[[0, 0, 0], [0.3, 0, 0]]))
+    assert out["extrapolation"] is None
+    assert out["energy"] - 2 * pot.compute(Atoms("Mo"))["energy"] == pytest.approx(zbl(42, 42, 0.3), rel=1e-12)
+
+
 @pytest.mark.parametrize("core_range, message", [
     ((0.2, 1.8), "inner cutoff 0.5 <= lo < hi < cutoff 5.2"),
     ((1.8, 1.2), "lo < hi"),
@@ -317,3 +326,78 @@ def test_non_finite_results_are_errors_naming_the_file(mo_linear, tmp_path):
     pot = dcace.load(bad)
     with pytest.raises(ValueError, match=r"huge\.dcace: non-finite (energy|forces)"):
         pot.compute(bulk("Mo", "bcc", a=3.16, cubic=True))
+
+
+# ------------------------------------------------------------------------------ Delta-learning
+LJ_LINES = ["pair_style lj/cut 5.0", "pair_coeff * * 0.05 2.6", "pair_modify shift yes"]
+
+
+def lj():
+    from ase.calculators.lj import LennardJones
+    return LennardJones(epsilon=0.05, sigma=2.6, rc=5.0)   # energy shifted to 0 at rc, as LAMMPS's shift yes
+
+
+@pytest.fixture(scope="module")
+def delta_fits():
+    frames = read(MO_TRAIN, ":")[::4]
+    kw = dict(SMALL, experts=1, ridge=1e-8)
+    return frames, dcace.fit(frames, baseline=lj(), **kw), dcace.fit(frames, baseline=LJ_LINES, **kw)
+
+
+def test_delta_learning_on_an_ase_calculator(delta_fits):
+    """The experts learn DFT minus the baseline; baseline + potential reproduces the reported errors."""
+    from ase.calculators.mixing import SumCalculator
+
+    frames, pot, _ = delta_fits
+    assert pot.baseline is None and pot.delta_baseline["kind"] == "ase"
+    assert pot.delta_baseline["calculator"].endswith("LennardJones")
+    with pytest.warns(UserWarning, match="fitted on top of the baseline"):
+        dc = dcace.Calculator(pot)
+    errs = []
+    for fr in frames:
+        at = fr.copy()
+        at.calc = SumCalculator([lj(), dc])
+        errs.append(abs(at.get_potential_energy() - fr.get_potential_energy()) / len(at))
+    rep = pot.report.errors["linear"]["train"]
+    assert rep["energy_mae_mev_per_atom"] == pytest.approx(1000 * np.mean(errs), rel=1e-8)
+    # the baseline is not negligible here: it moves the labels by more than the fit's error
+    at = frames[0].copy()
+    at.calc = lj()
+    assert abs(at.get_potential_energy()) / len(at) > 0.01
+
+
+def test_delta_learning_on_lammps_lines_equals_the_ase_baseline(delta_fits, tmp_path):
+    """The same LJ given as LAMMPS lines (evaluated through the lammps module) gives the same fit,
+    and the documented `pair_style hybrid/overlay` deck runs it in LAMMPS."""
+    import test_lammps as tl
+
+    frames, pot_ase, pot_lmp = delta_fits
+    assert pot_lmp.delta_baseline == {"kind": "lammps", "lines": LJ_LINES,
+                                      "deck": "pair_style hybrid/overlay lj/cut 5.0 dcace"}
+    c0, c1 = pot_ase.coefficients, pot_lmp.coefficients
+    assert np.abs(c1 - c0).max() <= 1e-6 * np.abs(c0).max()
+    path = tmp_path / "delta.dcace"
+    pot_lmp.save(path)
+    at = frames[1].copy()
+    seen = tl.write_data(at, tmp_path / "d.data", ["Mo"])
+    lines = ["pair_style hybrid/overlay lj/cut 5.0 dcace", "pair_coeff * * lj/cut 0.05 2.6",
+             "pair_modify shift yes", f"pair_coeff * * dcace {path} Mo"]
+    deck = tl.structure_deck("d.data", lines, 1, "d")
+    proc = tl.run_lmp(deck, tmp_path)
+    E_lmp = tl.printed(proc.stdout, "RES_d")[0]
+    ref = seen.copy()
+    import warnings
+    from ase.calculators.mixing import SumCalculator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref.calc = SumCalculator([lj(), dcace.Calculator(str(path))])
+    assert E_lmp == pytest.approx(ref.get_potential_energy(), rel=1e-10)
+
+
+def test_bad_lammps_baseline_is_a_clear_error():
+    frames = read(MO_TRAIN, ":")[:12]
+    with pytest.raises(ValueError, match=r"baseline \(LAMMPS lines \['pair_style foo 1.0'\]\) failed: "
+                                         r".*Unrecognized pair style 'foo'"):
+        dcace.fit(frames, experts=1, baseline="pair_style foo 1.0", **dict(SMALL, cv_folds=2))
+    with pytest.raises(ValueError, match="core_range applies to the built-in ZBL core"):
+        dcace.fit(frames, experts=1, baseline=lj(), core_range=(1.0, 1.5), **dict(SMALL, cv_folds=2))

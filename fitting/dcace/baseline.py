@@ -25,7 +25,7 @@ from ase.data import atomic_numbers, covalent_radii
 
 from .neighbours import neighbour_list
 
-__all__ = ["CoreSettings", "shortest_distances", "core_window", "parse_core_range", "density_core",
+__all__ = ["CoreSettings", "ExternalBaseline", "shortest_distances", "core_window", "parse_core_range", "density_core",
            "residual_dataset"]
 
 HI_ABOVE = 0.0         # A above the shortest distance in the data: ACE fully on (so every training pair is pure ACE)
@@ -36,15 +36,86 @@ DENSITY_WIDTH = 0.3    # the density core switches ACE off between rho_max and (
 
 @dataclasses.dataclass
 class CoreSettings:
-    """What the user asked for: a baseline kind and an optional window (None = from the data)."""
-    baseline: str | None = "zbl"          # "zbl" or None
+    """What the user asked for: a baseline and an optional window (None = from the data).
+
+    baseline: "zbl" (the built-in short-range core), None, an ASE calculator, or LAMMPS
+    ``pair_style`` / ``pair_coeff`` lines (a list of strings, or one string with ';' between lines).
+    An external baseline replaces the built-in core: the experts are fitted on DFT minus it and the
+    written potential holds the experts only (combine them with ASE's SumCalculator or LAMMPS's
+    pair_style hybrid/overlay; docs/short-range.md, "Delta-learning on your own baseline").
+    """
+    baseline: object = "zbl"
     core_range: object = None             # None, (lo, hi) for every pair, or {"Ti-Al": (lo, hi), ...}
+    external: "ExternalBaseline | None" = None
 
     def __post_init__(self):
-        if self.baseline in ("none", "None", False):
+        if isinstance(self.baseline, str) and self.baseline.strip().lower() in ("none", ""):
             self.baseline = None
-        if self.baseline not in (None, "zbl"):
-            raise ValueError(f"baseline must be 'zbl' or None, got {self.baseline!r}")
+        if self.baseline is False:
+            self.baseline = None
+        if self.baseline in (None, "zbl"):
+            return
+        if isinstance(self.baseline, str) and "pair_style" not in self.baseline:
+            raise ValueError(f"baseline must be 'zbl', None, an ASE calculator or LAMMPS pair_style/pair_coeff "
+                             f"lines, got {self.baseline!r}")
+        self.external = ExternalBaseline(self.baseline)
+        self.baseline = "external"
+        if self.core_range is not None:
+            raise ValueError("core_range applies to the built-in ZBL core, not to an external baseline")
+
+
+class ExternalBaseline:
+    """A baseline the user brings: an ASE calculator, or LAMMPS pair style lines evaluated through the
+    `lammps` module (ASE's LAMMPSlib, the same LAMMPS that runs pair_style dcace)."""
+
+    def __init__(self, spec):
+        self.lines = None
+        if hasattr(spec, "get_potential_energy") or hasattr(spec, "calculate"):
+            self.calc = spec
+            return
+        lines = spec.split(";") if isinstance(spec, str) else list(spec)
+        self.lines = [str(l).strip() for l in lines if str(l).strip()]
+        if not self.lines or not self.lines[0].startswith("pair_style"):
+            raise ValueError(f"baseline: LAMMPS lines must start with 'pair_style', got {self.lines!r}")
+        self.calc = None   # built for the elements on first use
+
+    def _lammps(self, elements):
+        from ase.calculators.lammpslib import LAMMPSlib
+
+        from .lammps_support import preload_mpi
+
+        preload_mpi()
+        return LAMMPSlib(lmpcmds=self.lines, atom_types={el: k + 1 for k, el in enumerate(elements)},
+                         keep_alive=True)
+
+    def labels(self, atoms, elements):
+        """(energy, forces, stress or None) of the baseline for one structure."""
+        at = atoms.copy()
+        if self.calc is None:
+            self.calc = self._lammps(elements)
+        at.calc = self.calc
+        try:
+            E = at.get_potential_energy()
+            F = at.get_forces()
+            S = at.get_stress() if at.pbc.all() else None
+        except Exception as exc:   # LAMMPS errors arrive as plain Exceptions
+            what = f"LAMMPS lines {self.lines!r}" if self.lines else f"calculator {type(self.calc).__name__}"
+            raise ValueError(f"baseline ({what}) failed: {str(exc).strip().splitlines()[0]}") from None
+        return float(E), np.asarray(F, dtype=float), None if S is None else np.asarray(S, dtype=float)
+
+    def describe(self) -> dict:
+        """What the potential's metadata records, so that its user can rebuild the baseline."""
+        if self.lines:
+            return {"kind": "lammps", "lines": self.lines,
+                    "deck": "pair_style hybrid/overlay " + self.lines[0].split(None, 1)[1] + " dcace"}
+        params = {}
+        try:
+            params = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v))
+                      for k, v in dict(getattr(self.calc, "parameters", {}) or {}).items()}
+        except (TypeError, ValueError):
+            pass
+        return {"kind": "ase", "calculator": f"{type(self.calc).__module__}.{type(self.calc).__name__}",
+                "parameters": params}
 
 
 def shortest_distances(frames, elements, search: float) -> np.ndarray:
@@ -147,18 +218,24 @@ def density_core(frames, basis) -> dict:
             "rho_hi": ((1 + DENSITY_WIDTH) * rho_lo).tolist()}
 
 
-def residual_dataset(dataset, baseline_potential, threads_map=None):
+def residual_dataset(dataset, baseline, elements=None):
     """A copy of `dataset` whose energies, forces and stresses have the baseline's subtracted.
 
-    `baseline_potential` is a dcace.Potential with zero ACE coefficients and the baseline on, so
-    its compute() is the baseline alone (evaluated by the C++ core, as in MD).
+    `baseline` is a dcace.Potential with zero ACE coefficients and the core on (its compute() is the
+    built-in baseline alone, evaluated by the C++ core as in MD), or an ExternalBaseline.
     """
     out = []
     for fr in dataset.frames:
-        b = baseline_potential.compute(fr.atoms)
+        if isinstance(baseline, ExternalBaseline):
+            try:
+                E, F, S = baseline.labels(fr.atoms, elements)
+            except ValueError as exc:
+                raise ValueError(f"{fr.where}: {exc}") from None
+        else:
+            b = baseline.compute(fr.atoms)
+            E, F, S = b["energy"], b["forces"], b["stress"]
         stress = None
         if fr.stress is not None:
-            stress = fr.stress - b["stress"] if b["stress"] is not None else fr.stress
-        out.append(dataclasses.replace(fr, energy=fr.energy - b["energy"], forces=fr.forces - b["forces"],
-                                       stress=stress))
+            stress = fr.stress - S if S is not None else fr.stress
+        out.append(dataclasses.replace(fr, energy=fr.energy - E, forces=fr.forces - F, stress=stress))
     return dataclasses.replace(dataset, frames=out)

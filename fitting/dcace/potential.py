@@ -97,6 +97,12 @@ class Potential:
         return None if self.core.short_range is None else "zbl"
 
     @property
+    def delta_baseline(self) -> dict | None:
+        """The external baseline this potential was fitted on top of (it is not in the file's
+        energies: add it with ASE's SumCalculator or LAMMPS's pair_style hybrid/overlay), or None."""
+        return (self.metadata.get("basis") or {}).get("delta_baseline")
+
+    @property
     def short_range(self) -> dict | None:
         """The short-range core: ZBL atomic numbers, density cutoff and thresholds (or None)."""
         return self.core.short_range
