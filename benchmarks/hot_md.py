@@ -3,7 +3,7 @@
 The runs that collapsed before the short-range core (issue "Safe outside the training data"):
   * Mo NVT, 250 atoms, 4,500 K and 6,000 K, several seeds;
   * a primary knock-on atom (PKA) of 25, 100 and 500 eV in 250-atom bcc Mo, NVE with an adaptive
-    time step (`fix dt/reset`, at most 0.02 Å per step, dt <= 1 fs): energy conservation;
+    time step (`fix dt/reset`, at most 0.01 Å per step, dt <= 1 fs): energy conservation;
   * TiAl NPT at 1,500 K, 256 atoms of L1_0.
 Each run reports whether it finished, the smallest interatomic distance seen (thermo every 10
 steps, `compute pair/local dist`) against the shortest distance of the training data, the
@@ -61,7 +61,7 @@ timestep 0.001
 """ + WATCH.format(every=every) + f"run {steps}\n"
 
 
-def mo_pka_deck(pot, energy_ev, ps, seed=4321, every=10, xmax=0.02):
+def mo_pka_deck(pot, energy_ev, ps, seed=4321, every=10, xmax=0.01):
     """bcc Mo at ~300 K (0.2 ps of NVE from 600 K), then atom 1 gets energy_ev along [1 1 1] (head
     on into its nearest neighbour); NVE with dt/reset until `ps` of simulated time."""
     v = math.sqrt(2 * energy_ev / (MASS["Mo"] * MVV2E)) / math.sqrt(3)

@@ -7,9 +7,9 @@ ZBL screened-nuclear repulsion acts (the ACE radial functions are multiplied by 
 ``cpp/include/dcace/baseline.hpp``). The experts are fitted on the residual (DFT minus ZBL), so
 the ACE part only ever describes distances that the data cover, and cannot dig a hole below them.
 
-Default window (chosen by measurement, docs/short-range.md): hi = r_min + HI_ABOVE and
+Default window (chosen by measurement, docs/short-range.md): hi = r_min - HI_BELOW and
 lo = max(r_min - LO_BELOW, inner cutoff) with r_min the shortest distance of that pair in the
-training data. A pair absent from the data gets r_min = the covalent-radius estimate
+training data, so that no training pair (and no pair slightly closer, as test data have) is touched. A pair absent from the data gets r_min = the covalent-radius estimate
 COVALENT_FACTOR * (r_cov,a + r_cov,b), with a note.
 
 All evaluation is in the C++ core; this module only chooses numbers and subtracts the baseline's
@@ -28,7 +28,7 @@ from .neighbours import neighbour_list
 __all__ = ["CoreSettings", "ExternalBaseline", "shortest_distances", "core_window", "parse_core_range", "density_core",
            "residual_dataset"]
 
-HI_ABOVE = 0.0         # A above the shortest distance in the data: ACE fully on (so every training pair is pure ACE)
+HI_BELOW = 0.05        # A below the shortest distance in the data: ACE fully on above (every training pair is pure ACE)
 LO_BELOW = 0.3         # A below it: ACE fully off, ZBL alone
 COVALENT_FACTOR = 0.8  # shortest distance of a pair the data lack, relative to r_cov,a + r_cov,b
 DENSITY_WIDTH = 0.3    # the density core switches ACE off between rho_max and (1 + this) rho_max
@@ -190,7 +190,7 @@ def core_window(elements, shortest: np.ndarray, cutoff: float, inner_cutoff: flo
                                            + covalent_radii[atomic_numbers[elements[b]]])
                     notes.append(f"no {pair} pair closer than the cutoff in the training data: core window "
                                  f"placed at the covalent-radius estimate {r:.3f} A")
-                h = min(r + HI_ABOVE, 0.9 * cutoff)
+                h = min(r - HI_BELOW, 0.9 * cutoff)
                 l = max(min(r - LO_BELOW, h - 0.1), inner_cutoff)
                 if not l < h:
                     raise ValueError(f"cannot place the core window of {pair} (shortest distance {r:.3f} A) "

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "'pair_style zbl 1.0 1.5; pair_coeff * * 42 42')")
     g.add_argument("--core-range", metavar="LO:HI", default=None,
                    help="where ZBL hands over to ACE, in Å: LO:HI for every pair or 'Ti-Al=LO:HI,Al-Al=LO:HI' "
-                        "(default: from the data, from 0.3 A below each pair's shortest distance up to it; "
+                        "(default: from the data, from 0.3 to 0.05 A below each pair's shortest distance; "
                         "example: --core-range 1.6:2.0)")
     g.add_argument("--committee", choices=("joint", "independent"), default=None,
                    help="'joint': all experts fitted together on the combined model's energies, conservative "
