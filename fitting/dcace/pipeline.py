@@ -276,6 +276,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if core.baseline == "zbl":   # the experts learn DFT minus the baseline (paper eq. 10)
         S0, K0 = basis.n_species, basis.n_features
         short_range = density_core(data.frames, basis)
+        core_notes.append("short-range core: ZBL below the pair windows " + ", ".join(
+            f"{elements[a]}-{elements[b]} {lo[a, b]:.3f}-{hi[a, b]:.3f} A (shortest in the data {shortest[a, b]:.3f})"
+            for a in range(len(elements)) for b in range(a, len(elements)))
+            + "; ACE handed to ZBL above core densities " + ", ".join(
+            f"{el} {r:.4g}" for el, r in zip(elements, short_range["rho_lo"])) + " (the densest training atoms)")
         base_pot = Potential.from_parts(basis, np.zeros((1, S0, K0)), np.zeros((1, S0)), None, {},
                                         short_range=short_range)
         data = residual_dataset(data, base_pot)
