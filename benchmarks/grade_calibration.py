@@ -192,7 +192,8 @@ def write_doc(results, out):
              "Species with more than 50,000 training atoms are subsampled (seeded) for MaxVol; fewer "
              "training atoms than K, or rank-deficient descriptors, use the row space of the data "
              "(r_s < K columns; noted in the fit report); a species without training atoms gets γ = inf. "
-             "Cost: one descriptor evaluation and K·r_s multiply-adds per atom, only when asked for.\n")
+             "Cost: one descriptor evaluation and K·r_s multiply-adds per atom, only when asked for."
+             "\n\n**With the short-range core** (every fit since format version 2, `short-range.md`) the grade reported is max(γ_MaxVol, γ_core): γ_core = hi/r for a neighbour closer than its pair's core window top hi, and ρ_i/ρ_lo where the core density exceeds that of the densest training atom (0 otherwise). It is 0 on every training atom and > 1 exactly where the core takes over from ACE: ACE does not see a neighbour below its window, so without this term a dimer inside the core would show γ_MaxVol = 0. The tables below were measured on γ_MaxVol (dimer columns: before the core existed; with it, a dimer at 1.5 Å reports hi/1.5 = 1.22 for Mo)." + "\n")
     L.append("## Calibration on the Zuo et al. data\n")
     L.append("Linear fits (body order 4, degree 12, paper cutoffs; the grade does not depend on the experts). "
              "ρ: Spearman rank correlation over the test structures between the structure's maximum grade and "

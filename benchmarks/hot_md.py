@@ -37,6 +37,15 @@ units metal
 atom_style atomic
 boundary p p p
 """
+MO_BOX = """
+lattice bcc 3.16
+region box block 0 5 0 5 0 5
+create_box 1 box
+create_atoms 1 box
+mass 1 {mass}
+pair_style dcace
+pair_coeff * * {pot} Mo
+"""
 WATCH = """
 compute pl all pair/local dist
 compute mind all reduce min c_pl inputs local
@@ -47,14 +56,7 @@ thermo_modify format float %.10g norm no lost error
 
 
 def mo_nvt_deck(pot, T, seed, steps, every=10):
-    return HEAD + f"""
-lattice bcc 3.16
-region box block 0 5 0 5 0 5
-create_box 1 box
-create_atoms 1 box
-mass 1 {MASS['Mo']}
-pair_style dcace
-pair_coeff * * {pot} Mo
+    return HEAD + MO_BOX.format(mass=MASS["Mo"], pot=pot) + f"""
 velocity all create {2 * T} {seed} mom yes rot yes dist gaussian
 fix 1 all nvt temp {T} {T} 0.1
 timestep 0.001
@@ -65,14 +67,7 @@ def mo_pka_deck(pot, energy_ev, ps, seed=4321, every=10, xmax=0.01):
     """bcc Mo at ~300 K (0.2 ps of NVE from 600 K), then atom 1 gets energy_ev along [1 1 1] (head
     on into its nearest neighbour); NVE with dt/reset until `ps` of simulated time."""
     v = math.sqrt(2 * energy_ev / (MASS["Mo"] * MVV2E)) / math.sqrt(3)
-    return HEAD + f"""
-lattice bcc 3.16
-region box block 0 5 0 5 0 5
-create_box 1 box
-create_atoms 1 box
-mass 1 {MASS['Mo']}
-pair_style dcace
-pair_coeff * * {pot} Mo
+    return HEAD + MO_BOX.format(mass=MASS["Mo"], pot=pot) + f"""
 velocity all create 600 {seed} mom yes rot yes dist gaussian
 fix 1 all nve
 timestep 0.001
