@@ -382,3 +382,23 @@ def test_help_states_one_degree_formula(capsys):
     formula = "a feature is kept if sum_t (n_t + W_L l_t) <= D, n_t >= 1"
     assert h.count(formula) == 2
     assert "n + 1 + W_L l" not in h and "(n_t + 1.5 l_t)" not in h
+
+
+def test_weights_and_baseline_options_reach_the_fit(small_files, tmp_path, capsys):
+    """--weights config_type=TYPE:W and --baseline (LAMMPS lines) are what the fit records; a bad
+    --weights names the option and the item."""
+    d, train, _ = small_files
+    out = tmp_path / "w.dcace"
+    code, _, err = run(["fit", "--train", str(train), "--elements", "Mo", "--cutoff", "5.2", "--body-order", "3",
+                        "--max-degree", "6", "--experts", "1", "--cv-folds", "3", "--weights",
+                        "config_type=Elastic:0.5,AIMD-NVT:2", "--baseline",
+                        "pair_style lj/cut 5.0; pair_coeff * * 0.05 2.6; pair_modify shift yes",
+                        "-o", str(out), "--quiet"], capsys)
+    assert code == 0, err
+    meta = dcace.load(out).metadata
+    assert meta["fit"]["weights"] == {"Elastic": 0.5, "AIMD-NVT": 2.0}
+    assert meta["basis"]["delta_baseline"]["lines"] == ["pair_style lj/cut 5.0", "pair_coeff * * 0.05 2.6",
+                                                        "pair_modify shift yes"]
+    code, _, err = run(["fit", "--train", str(train), "--elements", "Mo", "--cutoff", "5.2", "--weights",
+                        "Elastic=2", "-o", str(tmp_path / "x.dcace"), "--quiet"], capsys)
+    assert code != 0 and "--weights 'Elastic=2'" in err and not (tmp_path / "x.dcace").exists()

@@ -573,3 +573,50 @@ def test_report_from_metadata_survives_save_and_load(tmp_path):
     assert [(r["M"], r["fit"]) for r in rep.cv_table] == [(r["M"], r["fit"]) for r in pot.report.cv_table]
     assert str(rep).splitlines()[0] == str(pot.report).splitlines()[0]
     assert "| dc | train |" in rep.table() and rep.cv_markdown().count("\n") == len(rep.cv_table) + 1
+
+
+# ------------------------------------------------------------------------------ weights
+def _weight_fit(frames, **kw):
+    return dcace.fit(frames, elements=["Mo"], cutoff=5.2, body_order=3, max_degree=6, experts=1, ridge=1e-8,
+                     cv_folds=3, progress=False, compare=False, baseline=None, **kw)
+
+
+def test_config_type_weight_zero_equals_leaving_the_frames_out():
+    """A weight multiplies every row of its frames: weight 0 is the fit without them (coefficients
+    and one-body terms), and the same through a per-frame info weight."""
+    frames = mo_frames(3)
+    kinds = [f.info["config_type"] for f in frames]
+    drop = "Elastic"
+    assert 0 < kinds.count(drop) < len(frames)
+    kept = [f for f, k in zip(frames, kinds) if k != drop]
+    ref = _weight_fit(kept)
+    zero = _weight_fit(frames, weights={"config_type": {drop: 0.0}})
+    c0, c1 = ref.coefficients, zero.coefficients
+    assert np.abs(c1 - c0).max() <= 1e-7 * np.abs(c0).max()
+    assert np.allclose(zero.one_body, ref.one_body, rtol=0, atol=1e-7)
+    tagged = []
+    for f, k in zip(frames, kinds):
+        g = f.copy()
+        g.calc = f.calc
+        g.info["w"] = 0.0 if k == drop else 1.0
+        tagged.append(g)
+    per_frame = _weight_fit(tagged, weight_key="w")
+    assert np.abs(per_frame.coefficients - c0).max() <= 1e-7 * np.abs(c0).max()
+    # a weight changes the fit (the test above is not trivially satisfied)
+    half = _weight_fit(frames, weights={drop: 0.5})
+    assert np.abs(half.coefficients - c0).max() > 1e-4 * np.abs(c0).max()
+    assert zero.metadata["fit"]["weights"] == {drop: 0.0}
+
+
+def test_bad_weights_are_clear_errors():
+    frames = mo_frames(3)
+    with pytest.raises(ValueError, match=r"config_type\(s\) \['Surfaces'\] that no training frame has \(present: \["):
+        _weight_fit(frames, weights={"Surfaces": 2.0})
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        _weight_fit(frames, weights={"Elastic": -1})
+    bad = [f.copy() for f in frames]
+    for g, f in zip(bad, frames):
+        g.calc = f.calc
+    bad[2].info["weight"] = "heavy"
+    with pytest.raises(DataError, match=r"frame 2: weight 'weight' = 'heavy' is not a number"):
+        _weight_fit(bad)

@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of a stress row expressed as virial per atom (sigma V/N, eV/atom); 0 ignores "
                         f"stresses (default: {D['stress_weight']:g}; example: --stress-weight 10)")
     _add_key_options(f)
+    f.add_argument("--weights", metavar="SPEC", default=None,
+                   help="weights of configuration types, multiplying all rows (energy, forces, stress) of their "
+                        "frames: 'config_type=TYPE:W,TYPE:W' or 'TYPE:W,TYPE:W' (default: all 1; example: "
+                        "--weights config_type=AIMD-NVT:0.5,Surface:2)")
+    f.add_argument("--weight-key", metavar="K", default=None,
+                   help="per-frame weight in the frames' info, multiplied with --weights (default: weight; "
+                        "example: --weight-key w)")
     f.add_argument("--seed", type=int, default=None, metavar="S",
                    help="seed of the CV folds and k-means (default: 0; example: --seed 3)")
     f.add_argument("--plots", metavar="DIR", default=None,
@@ -220,7 +227,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "energy_weight", "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key",
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
-             "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range"}
+             "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key"}
 
 
 def _merge_config(args, parser):
@@ -255,6 +262,28 @@ def _merge_config(args, parser):
     return args
 
 
+def parse_weights(spec):
+    """'config_type=AIMD-NVT:0.5,Surface:2' (or without 'config_type=', or a TOML table) -> dict."""
+    if isinstance(spec, dict):
+        return spec
+    text = str(spec).strip()
+    if text.startswith("config_type="):
+        text = text[len("config_type="):]
+    elif "=" in text.split(":", 1)[0]:
+        raise ValueError(f"--weights {spec!r}: only config_type weights are supported (write "
+                         "config_type=TYPE:W,TYPE:W); per-frame weights come from --weight-key")
+    out = {}
+    for item in text.split(","):
+        name, sep, w = item.rpartition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"--weights {spec!r}: {item!r} must be TYPE:WEIGHT")
+        try:
+            out[name.strip()] = float(w)
+        except ValueError:
+            raise ValueError(f"--weights {spec!r}: weight {w!r} of {name.strip()!r} is not a number") from None
+    return out
+
+
 def _cmd_fit(args, parser) -> int:
     args = _merge_config(args, parser)
     missing = [opt for opt, val in (("--train", args.train), ("--elements", args.elements),
@@ -286,7 +315,9 @@ def _cmd_fit(args, parser) -> int:
               w_L=1.5 if args.angular_weight is None else float(args.angular_weight),
               inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff),
               baseline=None if args.no_baseline else (args.baseline or "zbl"),
-              core_range=None if args.core_range is None else parse_core_range(args.core_range))
+              core_range=None if args.core_range is None else parse_core_range(args.core_range),
+              weights=None if args.weights is None else parse_weights(args.weights),
+              weight_key=args.weight_key or "weight")
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)

@@ -51,6 +51,9 @@ class Frame:
     stress: np.ndarray | None  # (6,) ASE Voigt stress, eV/Å^3, or None
     source: str            # file name (or "<atoms>")
     index: int             # frame index within the source
+    config_type: str | None = None   # atoms.info["config_type"], if any
+    weight: float = 1.0    # the frame's own weight (atoms.info[weight_key]); dcace.fit multiplies
+                           # it by the weight of its config_type (weights=)
 
     @property
     def n_atoms(self) -> int:
@@ -248,6 +251,19 @@ def _validate_frame(atoms, where, elements, energy_key, forces_key, stress_key, 
     return e, f, stress, note
 
 
+def _type_and_weight(atoms, where, weight_key):
+    info = getattr(atoms, "info", {}) or {}
+    ctype = info.get("config_type")
+    w = info.get(weight_key, 1.0) if weight_key else 1.0
+    try:
+        w = float(w)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: weight {weight_key!r} = {w!r} is not a number") from None
+    if not (np.isfinite(w) and w >= 0):
+        raise DataError(f"{where}: weight {weight_key!r} = {w!r} must be a finite number >= 0")
+    return (None if ctype is None else str(ctype)), w
+
+
 def _clean_atoms(atoms):
     from ase import Atoms
 
@@ -319,11 +335,14 @@ def _check_optional_keys(ds: "Dataset", source, required) -> None:
 
 def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str = "energy",
               forces_key: str = "forces", stress_key: str | None = "stress", virial_key: str | None = None,
-              index=":", required_keys=None) -> Dataset:
+              index=":", required_keys=None, weight_key: str = "weight") -> Dataset:
     """Read and validate structures with their energies, forces and (optional) stresses.
 
     ``source`` is a path, a list of paths, an ``ase.Atoms`` or a list of ``Atoms``.  Returns a
     :class:`Dataset`; raises :class:`DataError` naming the file and frame of the first problem.
+
+    ``weight_key``: an optional per-frame weight in ``atoms.info`` (finite, >= 0; default 1): all
+    rows of the frame (energy, forces, stress) are multiplied by it in the fit.
 
     ``required_keys``: which of ``"stress_key"``, ``"virial_key"`` must be found on at least one
     frame (a key absent from every frame is then an error listing the keys present).  The default
@@ -338,7 +357,8 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
     required_keys = set(required_keys)
     if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
         parts = [read_data(s, elements=elements, energy_key=energy_key, forces_key=forces_key,
-                           stress_key=stress_key, virial_key=virial_key, index=index, required_keys=())
+                           stress_key=stress_key, virial_key=virial_key, index=index, required_keys=(),
+                           weight_key=weight_key)
                  for s in source]
         ds = Dataset([f for p in parts for f in p.frames], [x for p in parts for x in p.files],
                      [n for p in parts for n in p.notes], parts[0].keys,
@@ -362,7 +382,7 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
         e, f, s, note = _validate_frame(atoms, where, elements, energy_key, forces_key, stress_key, virial_key)
         if note is not None:
             skipped.setdefault(note, []).append(i)
-        frames.append(Frame(_clean_atoms(atoms), e, f, s, name, i))
+        frames.append(Frame(_clean_atoms(atoms), e, f, s, name, i, *_type_and_weight(atoms, where, weight_key)))
     files = []
     if isinstance(source, (str, os.PathLike)):
         files.append({"name": Path(source).name, "sha256": _sha256(Path(source)), "n_frames": len(frames)})

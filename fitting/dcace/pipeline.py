@@ -132,13 +132,14 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors"):
     return Bsum, counts
 
 
-def _reference_energies(E, counts):
-    """Per-species e_ref minimising sum_S ((E - e_ref.n)/N)^2 (species absent get 0)."""
+def _reference_energies(E, counts, weights=None):
+    """Per-species e_ref minimising sum_S w_S^2 ((E - e_ref.n)/N)^2 (species absent get 0)."""
     N = counts.sum(axis=1)
+    w = np.ones(len(E)) if weights is None else np.asarray(weights, dtype=float)
     X = counts / N[:, None]
-    present = X.max(axis=0) > 0
+    present = (X * (w[:, None] > 0)).max(axis=0) > 0
     e = np.zeros(counts.shape[1])
-    sol, *_ = np.linalg.lstsq(X[:, present], E / N, rcond=None)
+    sol, *_ = np.linalg.lstsq(w[:, None] * X[:, present], w * E / N, rcond=None)
     e[present] = sol
     return e
 
@@ -169,7 +170,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         progress: bool = True, threads: int = 2, memory_budget_gb: float | None = None,
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
-        core_range=None) -> Potential:
+        core_range=None, weights=None, weight_key: str = "weight") -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -192,6 +193,10 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     keep_arrays : keep per-structure predictions for plots in ``pot.report.arrays``.
     baseline : ``"zbl"`` (default: the ZBL screened-nuclear repulsion below the data's shortest
         distances, the experts fitted on the residual; ``dcace.baseline``) or None.
+    weights : per-``config_type`` weights, ``{"AIMD-NVT": 0.5, "Surface": 2}`` (or
+        ``{"config_type": {...}}``), multiplying all rows (energy, forces, stress) of those frames,
+        times each frame's own ``atoms.info[weight_key]`` (default 1). Reported errors stay
+        unweighted; the CV loss that selects the model is weighted.
     core_range : where ZBL hands over to ACE: None (from the data's shortest distance per pair),
         ``(lo, hi)`` in Å for every pair, or ``{"Ti-Al": (lo, hi), ...}``.
 
@@ -205,7 +210,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
 def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridge, energy_weight,
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
-         memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range):
+         memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
+         weight_key):
     t_start = time.perf_counter()
     timings = {}
     wE = float(DEFAULTS["energy_weight"] if energy_weight is None else energy_weight)
@@ -255,10 +261,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         _check_linear_memory(n_el, K_count, k_folds, budget)
     elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
     t0 = time.perf_counter()
-    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, **keys)
+    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key, **keys)
     test_data = None
     if test is not None:
-        test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, **keys)
+        test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, weight_key=weight_key,
+                                                                     **keys)
     timings["read"] = time.perf_counter() - t0
     core_notes, window, short_range = [], None, None
     if core.baseline == "zbl":
@@ -307,7 +314,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors")
     E = np.array([f.energy for f in data.frames])
     N = counts.sum(axis=1)
-    e_ref = _reference_energies(E, counts)
+    wts = frame_weights(data.frames, weights)
+    e_ref = _reference_energies(E, counts, wts)
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
     P = p1.P
     rng = np.random.default_rng(seed)
@@ -373,8 +381,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             return
         idx = np.array([x[0] for x in buf])
         bt = Batch(int(folds[idx[0]]), np.stack([x[1] for x in buf]), np.stack([x[2] for x in buf]),
-                   np.array([x[3] for x in buf]), np.concatenate([Bsum[idx], counts[idx]], axis=1) / N[idx, None],
-                   p1.yE[idx], P[idx], idx)
+                   np.array([x[3] for x in buf]),
+                   np.concatenate([Bsum[idx], counts[idx]], axis=1) * (wts[idx] / N[idx])[:, None],
+                   p1.yE[idx] * wts[idx], P[idx], idx)
         groups.add(bt)
         for acc in joint.values():
             acc.add(bt)
@@ -400,7 +409,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             v += (wS * wS) * (Psi.T @ sig)
             yy += (wS * wS) * float(sig @ sig)
             stress_store[int(i)] = (r.stress.copy(), fr.stress, scale)
-        buf.append((int(i), A, v, yy))
+        w2 = wts[i] * wts[i]   # the frame's weight multiplies all its rows
+        buf.append((int(i), w2 * A, w2 * v, w2 * yy))
         if len(buf) >= bsize:
             flush()
     flush()
@@ -412,7 +422,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                   kappa=float(agreement))
+                   kappa=float(agreement), weights=wts)
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
     lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
     cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
@@ -460,6 +470,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "experts": experts if experts == "auto" else int(experts), "committee": committee,
         "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
         "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
+        "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
     selection = {
@@ -592,6 +603,39 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                        cv_table=cv_rows, arrays=arrays)
     pot.report = report
     return pot
+
+
+def _config_weights(weights):
+    """{config_type: weight} from the accepted spellings ({"config_type": {...}} or flat)."""
+    if not isinstance(weights, dict):
+        raise ValueError(f"weights must be a dict {{config_type: weight}}, got {weights!r}")
+    spec = weights.get("config_type", weights) if set(weights) <= {"config_type"} else weights
+    out = {}
+    for k, v in spec.items():
+        try:
+            w = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"weights: {k!r}: {v!r} is not a number") from None
+        if not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"weights: {k!r}: {v!r} must be a finite number >= 0")
+        out[str(k)] = w
+    return out
+
+
+def frame_weights(frames, weights):
+    """(n,) weight of every frame: its own weight times its config_type's (unnamed types: 1)."""
+    w = np.array([f.weight for f in frames], dtype=float)
+    if weights is not None:
+        spec = _config_weights(weights)
+        present = sorted({f.config_type for f in frames if f.config_type is not None})
+        unknown = sorted(set(spec) - set(present))
+        if unknown:
+            raise ValueError(f"weights name config_type(s) {unknown} that no training frame has "
+                             f"(present: {present or 'none: the frames have no config_type'})")
+        w *= np.array([spec.get(f.config_type, 1.0) for f in frames])
+    if not (w > 0).any():
+        raise ValueError("every training frame has weight 0")
+    return w
 
 
 def _jsonable_range(core_range):

@@ -26,13 +26,14 @@ __all__ = ["Selector"]
 
 
 class Selector:
-    def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z,
+    def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, weights=None,
                  regularise="global", kappa=0.0):
         self.groups, self.joint, self.p1 = groups, joint, p1
         self.folds, self.k, self.D, self.S = folds, k, D, S
         self.Dp = D + S
         self.wE, self.wF, self.wS = wE, wF, wS
         self.stress_store = stress_store
+        self.w = np.ones(len(p1.N)) if weights is None else np.asarray(weights, dtype=float)   # per structure
         self.clusterings = clusterings
         self.Z = Z
         self.regularise = regularise
@@ -124,7 +125,7 @@ class Selector:
         c = kappa * self.wE ** 2
         ulin = U @ theta_lin
         for m in range(M):
-            pi = c * (1.0 - W[:, m])
+            pi = c * (1.0 - W[:, m]) * self.w[idx] ** 2
             G = (U * pi[:, None]).T @ U
             sl = slice(m * Dp, (m + 1) * Dp)
             H[sl, sl] += G
@@ -146,6 +147,7 @@ class Selector:
         p1 = self.p1
         E, _, c_eff = committee_predict(theta, wfn, p1.Bsum[idx], p1.counts[idx])
         de = E / p1.N[idx] - p1.yE[idx]
+        de_w2 = float((self.w[idx] ** 2 * de ** 2).sum())   # as the weighted loss counts it
         s_abs = s_sq_gpa = s_sq_w = 0.0
         s_n = 0
         for j, i in enumerate(idx):
@@ -155,27 +157,29 @@ class Selector:
             Psi, sig, scale = st
             ds = Psi @ c_eff[j] - sig
             s_abs += float(np.abs(ds).sum())
-            s_sq_w += float((scale * ds) @ (scale * ds))
+            s_sq_w += self.w[i] ** 2 * float((scale * ds) @ (scale * ds))
             s_n += 6
-        return de, s_abs, s_sq_w, s_n
+        return de, s_abs, s_sq_w, s_n, de_w2
 
     def _cv_row(self, M, tau, fit, thetas, H, h, yy, wfn, lam=None):
         loss = 0.0
         de_all = []
+        de_w2 = 0.0
         s_abs = s_sq_w = 0.0
         s_n = 0
         for f in range(self.k):
             th = thetas[f]
             Hf = H[f] if not callable(H) else H(f)
             loss += quadratic_sse(th.ravel(), Hf, h[f], yy[f])
-            de, a, q, c = self._direct_errors(th, wfn, self.fold_idx[f])
+            de, a, q, c, dw = self._direct_errors(th, wfn, self.fold_idx[f])
+            de_w2 += dw
             de_all.append(de)
             s_abs += a
             s_sq_w += q
             s_n += c
         de = np.concatenate(de_all)
-        n_comp = 3 * int(self.p1.N.sum())
-        f_sse = (loss - self.wE ** 2 * float(de @ de) - self.wS ** 2 * s_sq_w)
+        n_comp = 3 * float((self.w ** 2 * self.p1.N).sum())   # force components, weighted as the loss
+        f_sse = (loss - self.wE ** 2 * de_w2 - self.wS ** 2 * s_sq_w)
         f_rmse = float(np.sqrt(max(f_sse, 0.0) / self.wF ** 2 / n_comp)) if self.wF > 0 else None
         return {
             "M": M, "tau": tau, "fit": fit, "ridge": lam, "loss": float(loss),
