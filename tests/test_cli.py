@@ -402,3 +402,11 @@ def test_weights_and_baseline_options_reach_the_fit(small_files, tmp_path, capsy
     code, _, err = run(["fit", "--train", str(train), "--elements", "Mo", "--cutoff", "5.2", "--weights",
                         "Elastic=2", "-o", str(tmp_path / "x.dcace"), "--quiet"], capsys)
     assert code != 0 and "--weights 'Elastic=2'" in err and not (tmp_path / "x.dcace").exists()
+
+
+def test_e0_option_parses_and_names_bad_items():
+    from dcace.cli import parse_e0
+
+    assert parse_e0(["Ti=-1.23", "Al=-0.45"]) == {"Ti": -1.23, "Al": -0.45}
+    with pytest.raises(ValueError, match=r"--e0 'Ti:-1' must be ELEMENT=ENERGY"):
+        parse_e0(["Ti:-1"])

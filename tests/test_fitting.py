@@ -620,3 +620,38 @@ def test_bad_weights_are_clear_errors():
     bad[2].info["weight"] = "heavy"
     with pytest.raises(DataError, match=r"frame 2: weight 'weight' = 'heavy' is not a number"):
         _weight_fit(bad)
+
+
+# ------------------------------------------------------------------------------ isolated atoms
+TIAL_KW = dict(elements=["Ti", "Al"], cutoff=5.5, body_order=3, max_degree=6, experts=1, cv_folds=3,
+               forces_key="force", virial_key="virial", progress=False, compare=False)
+
+
+def test_isolated_atom_energies_fix_the_one_body_terms():
+    """Least squares on atom counts cannot separate Ti from Al on (near-)equiatomic data; given
+    isolated-atom energies (e0= or isolated_atom frames) the free atoms have exactly those energies."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = read(DATA / "tial" / "TiAl_tutorial.xyz", "::4")
+    e0 = {"Ti": -1.23, "Al": -0.45}
+    pot = dcace.fit(frames, e0=e0, **TIAL_KW)
+    box = 40.0
+    for el, v in e0.items():
+        assert pot.compute(Atoms(el, positions=[[0, 0, 0]], cell=[box] * 3))["energy"] == pytest.approx(v, abs=1e-6)
+    free = dcace.fit(frames, **TIAL_KW)
+    assert abs(free.one_body[0, 0] - (-1.23)) > 1.0     # without it: the least-squares split
+    # the same through isolated_atom frames in the data
+    atoms = []
+    for el, v in e0.items():
+        a = Atoms(el, positions=[[0, 0, 0]], cell=[box] * 3, pbc=False)
+        a.calc = SinglePointCalculator(a, energy=v, forces=np.zeros((1, 3)))
+        a.info["config_type"] = "isolated_atom"
+        atoms.append(a)
+    for a in atoms:   # the tutorial file's keys: forces under 'force'
+        a.arrays["force"] = np.zeros((1, 3))
+    from_frames = dcace.fit(list(frames) + atoms, **TIAL_KW)
+    assert np.allclose(from_frames.one_body, pot.one_body, atol=1e-6)
+    assert any("isolated_atom frames" in n for n in from_frames.report.notes)
+    with pytest.raises(ValueError, match=r"e0 names 'Nb', which is not one of the elements \['Ti', 'Al'\]"):
+        dcace.fit(frames, e0={"Nb": -2.0}, **TIAL_KW)

@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights of configuration types, multiplying all rows (energy, forces, stress) of their "
                         "frames: 'config_type=TYPE:W,TYPE:W' or 'TYPE:W,TYPE:W' (default: all 1; example: "
                         "--weights config_type=AIMD-NVT:0.5,Surface:2)")
+    f.add_argument("--e0", nargs="+", metavar="EL=E", default=None,
+                   help="isolated-atom energies (eV) that fix the one-body terms instead of fitting them "
+                        "(default: from frames with config_type = isolated_atom, else least squares on atom "
+                        "counts; example: --e0 Ti=-1.23 Al=-0.45)")
     f.add_argument("--weight-key", metavar="K", default=None,
                    help="per-frame weight in the frames' info, multiplied with --weights (default: weight; "
                         "example: --weight-key w)")
@@ -227,7 +231,8 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "energy_weight", "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key",
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
-             "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key"}
+             "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
+             "e0"}
 
 
 def _merge_config(args, parser):
@@ -260,6 +265,22 @@ def _merge_config(args, parser):
                 value = [value]
             setattr(args, k, value)
     return args
+
+
+def parse_e0(items):
+    """['Ti=-1.23', 'Al=-0.45'] (or a TOML table) -> {'Ti': -1.23, 'Al': -0.45}."""
+    if isinstance(items, dict):
+        return items
+    out = {}
+    for item in ([items] if isinstance(items, str) else items):
+        el, sep, v = str(item).partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[el.strip()] = float(v)
+        except ValueError:
+            raise ValueError(f"--e0 {item!r} must be ELEMENT=ENERGY, e.g. --e0 Ti=-1.23") from None
+    return out
 
 
 def parse_weights(spec):
@@ -317,7 +338,8 @@ def _cmd_fit(args, parser) -> int:
               baseline=None if args.no_baseline else (args.baseline or "zbl"),
               core_range=None if args.core_range is None else parse_core_range(args.core_range),
               weights=None if args.weights is None else parse_weights(args.weights),
-              weight_key=args.weight_key or "weight")
+              weight_key=args.weight_key or "weight",
+              e0=None if args.e0 is None else parse_e0(args.e0))
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)

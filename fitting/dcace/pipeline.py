@@ -132,16 +132,43 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors"):
     return Bsum, counts
 
 
-def _reference_energies(E, counts, weights=None):
-    """Per-species e_ref minimising sum_S w_S^2 ((E - e_ref.n)/N)^2 (species absent get 0)."""
+def _reference_energies(E, counts, weights=None, fixed=None):
+    """Per-species e_ref minimising sum_S w_S^2 ((E - e_ref.n)/N)^2 (species absent get 0); species
+    with a finite value in `fixed` (S,) keep it."""
     N = counts.sum(axis=1)
     w = np.ones(len(E)) if weights is None else np.asarray(weights, dtype=float)
+    fx = np.full(counts.shape[1], np.nan) if fixed is None else np.asarray(fixed, dtype=float)
+    known = np.isfinite(fx)
     X = counts / N[:, None]
-    present = (X * (w[:, None] > 0)).max(axis=0) > 0
-    e = np.zeros(counts.shape[1])
-    sol, *_ = np.linalg.lstsq(w[:, None] * X[:, present], w * E / N, rcond=None)
-    e[present] = sol
+    present = ((X * (w[:, None] > 0)).max(axis=0) > 0) & ~known
+    e = np.where(known, fx, 0.0)
+    if present.any():
+        sol, *_ = np.linalg.lstsq(w[:, None] * X[:, present], w * (E - counts @ e) / N, rcond=None)
+        e[present] = sol
     return e
+
+
+def isolated_atom_energies(frames, elements, e0):
+    """(S,) isolated-atom energies (nan where unknown) from e0= or from isolated_atom frames."""
+    fixed = np.full(len(elements), np.nan)
+    notes = []
+    for fr in frames:
+        if fr.config_type == "isolated_atom" and fr.n_atoms == 1:
+            fixed[elements.index(fr.atoms.get_chemical_symbols()[0])] = fr.energy
+    if np.isfinite(fixed).any():
+        notes.append("isolated-atom energies from the isolated_atom frames: " + ", ".join(
+            f"{el} {v:.6f} eV" for el, v in zip(elements, fixed) if np.isfinite(v)))
+    for el, v in dict(e0 or {}).items():
+        if el not in elements:
+            raise ValueError(f"e0 names {el!r}, which is not one of the elements {elements}")
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"e0: {el}={v!r} is not a number") from None
+        if not math.isfinite(v):
+            raise ValueError(f"e0: {el}={v!r} must be finite")
+        fixed[elements.index(el)] = v
+    return fixed, notes
 
 
 class _Rows:
@@ -170,7 +197,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         progress: bool = True, threads: int = 2, memory_budget_gb: float | None = None,
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
-        core_range=None, weights=None, weight_key: str = "weight") -> Potential:
+        core_range=None, weights=None, weight_key: str = "weight", e0=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -197,6 +224,9 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         ``{"config_type": {...}}``), multiplying all rows (energy, forces, stress) of those frames,
         times each frame's own ``atoms.info[weight_key]`` (default 1). Reported errors stay
         unweighted; the CV loss that selects the model is weighted.
+    e0 : isolated-atom energies ``{"Ti": -1.23, "Al": -0.45}`` (eV): the one-body terms are fixed to
+        them instead of fitted. Without it, single-atom frames with ``config_type = isolated_atom``
+        give them; species with neither get least-squares reference energies on atom counts.
     core_range : where ZBL hands over to ACE: None (from the data's shortest distance per pair),
         ``(lo, hi)`` in Å for every pair, or ``{"Ti-Al": (lo, hi), ...}``.
 
@@ -211,7 +241,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key):
+         weight_key, e0):
     t_start = time.perf_counter()
     timings = {}
     wE = float(DEFAULTS["energy_weight"] if energy_weight is None else energy_weight)
@@ -315,7 +345,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     E = np.array([f.energy for f in data.frames])
     N = counts.sum(axis=1)
     wts = frame_weights(data.frames, weights)
-    e_ref = _reference_energies(E, counts, wts)
+    e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0)
+    notes += e0_notes
+    e_ref = _reference_energies(E, counts, wts, e_fixed)
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
     P = p1.P
     rng = np.random.default_rng(seed)
@@ -422,7 +454,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                   kappa=float(agreement), weights=wts)
+                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed))
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
     lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
     cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
@@ -471,6 +503,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
         "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
         "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
+        "e0": None if e0 is None else {k: float(v) for k, v in dict(e0).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
     selection = {

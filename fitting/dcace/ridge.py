@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-__all__ = ["ONE_BODY_LAMBDA", "column_scale", "ridge_solve", "quadratic_sse", "penalty_vector"]
+__all__ = ["ONE_BODY_LAMBDA", "FIXED_ONE_BODY_LAMBDA", "column_scale", "ridge_solve", "quadratic_sse", "penalty_vector"]
 
 ONE_BODY_LAMBDA = 1e-9
 
@@ -33,9 +33,17 @@ def column_scale(diag: np.ndarray) -> np.ndarray:
     return sc
 
 
-def penalty_vector(D: int, S: int, M: int, lam: float, one_body_lam: float = ONE_BODY_LAMBDA) -> np.ndarray:
-    """Ridge penalty per (scaled) column for M blocks of [c (D), e0 (S)]."""
-    blk = np.concatenate([np.full(D, float(lam)), np.full(S, float(one_body_lam))])
+FIXED_ONE_BODY_LAMBDA = 1e12   # pins a one-body term the user gave (e0=) to its reference value
+
+
+def penalty_vector(D: int, S: int, M: int, lam: float, one_body_lam: float = ONE_BODY_LAMBDA,
+                   fixed_one_body=None) -> np.ndarray:
+    """Ridge penalty per (scaled) column for M blocks of [c (D), e0 (S)]; species in the mask
+    fixed_one_body (S,) keep their reference energy (their one-body offset is pinned to 0)."""
+    ob = np.full(S, float(one_body_lam))
+    if fixed_one_body is not None:
+        ob[np.asarray(fixed_one_body, dtype=bool)] = FIXED_ONE_BODY_LAMBDA
+    blk = np.concatenate([np.full(D, float(lam)), ob])
     return np.tile(blk, M)
 
 

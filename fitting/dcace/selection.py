@@ -26,7 +26,7 @@ __all__ = ["Selector"]
 
 
 class Selector:
-    def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, weights=None,
+    def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, weights=None, fixed_one_body=None,
                  regularise="global", kappa=0.0):
         self.groups, self.joint, self.p1 = groups, joint, p1
         self.folds, self.k, self.D, self.S = folds, k, D, S
@@ -34,6 +34,7 @@ class Selector:
         self.wE, self.wF, self.wS = wE, wF, wS
         self.stress_store = stress_store
         self.w = np.ones(len(p1.N)) if weights is None else np.asarray(weights, dtype=float)   # per structure
+        self.fixed_one_body = fixed_one_body   # (S,) species whose e0 the user gave
         self.clusterings = clusterings
         self.Z = Z
         self.regularise = regularise
@@ -64,7 +65,7 @@ class Selector:
             H = H - self.groups.H[fold, g]
             h = h - self.groups.h[fold, g]
             frac = self.frac[fold]
-        pen = penalty_vector(self.D, self.S, 1, lam * frac)
+        pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=self.fixed_one_body)
         return ridge_solve(H, h, self.sc, pen, prior)
 
     def linear_fold(self, lam, f):
@@ -110,7 +111,7 @@ class Selector:
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)
-        pen = penalty_vector(self.D, self.S, M, lam * frac)
+        pen = penalty_vector(self.D, self.S, M, lam * frac, fixed_one_body=self.fixed_one_body)
         return ridge_solve(H, h, np.tile(self.sc, M), pen, self._prior(M, theta_lin)).reshape(M, self.Dp)
 
     def _add_agreement(self, H, h, acc, idx, theta_lin, kappa):
