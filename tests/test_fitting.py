@@ -636,6 +636,9 @@ def test_isolated_atom_energies_fix_the_one_body_terms():
     frames = read(DATA / "tial" / "TiAl_tutorial.xyz", "::4")
     e0 = {"Ti": -1.23, "Al": -0.45}
     pot = dcace.fit(frames, e0=e0, **TIAL_KW)
+    assert pot.metadata["fit"]["e0"] == e0
+    dc = dcace.fit(frames, e0=e0, **dict(TIAL_KW, experts=2))   # a committee: every expert's e0 fixed
+    assert dc.n_experts == 2 and np.allclose(dc.one_body, [[-1.23, -0.45]] * 2, atol=1e-6)
     box = 40.0
     for el, v in e0.items():
         assert pot.compute(Atoms(el, positions=[[0, 0, 0]], cell=[box] * 3))["energy"] == pytest.approx(v, abs=1e-6)

@@ -196,10 +196,12 @@ double Potential::atom_energy_gradient(int zi, int n, const double* rij, const i
   const double* w_force = comb.w_force.data() + zi * nm;
   const double* w_energy = comb.w_energy.data() + zi * nm;
   double f = 1.0, df = 0.0;
-  if (baseline_.has_density_core()) {
-    sc.drho.resize(3 * static_cast<size_t>(n));
-    const double rho = core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
-    f = baseline_.density_switch(zi, rho, &df);
+  if (baseline_.has_density_core()) {  // rho first; its gradient only where the switch acts (rare)
+    f = baseline_.density_switch(zi, core_density(baseline_.density_cutoff, n, rij, nullptr), &df);
+    if (f < 1.0) {
+      sc.drho.resize(3 * static_cast<size_t>(n));
+      core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
+    }
   }
   const double* w = w_force;
   if (f < 1.0) {  // f_i scales the experts' part sum_m w_m c_m, not the gate-gradient part of c_eff

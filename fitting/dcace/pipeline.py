@@ -244,6 +244,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          weight_key, e0):
     t_start = time.perf_counter()
     timings = {}
+    e0_given = e0   # the user's isolated-atom energies (the name e0 is the fitted one-body array below)
     wE = float(DEFAULTS["energy_weight"] if energy_weight is None else energy_weight)
     wF = float(DEFAULTS["force_weight"] if force_weight is None else force_weight)
     wS = float(DEFAULTS["stress_weight"] if stress_weight is None else stress_weight)
@@ -345,7 +346,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     E = np.array([f.energy for f in data.frames])
     N = counts.sum(axis=1)
     wts = frame_weights(data.frames, weights)
-    e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0)
+    e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
     notes += e0_notes
     e_ref = _reference_energies(E, counts, wts, e_fixed)
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
@@ -503,7 +504,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
         "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
         "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
-        "e0": None if e0 is None else {k: float(v) for k, v in dict(e0).items()},
+        "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
     selection = {
