@@ -298,13 +298,16 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, weight_key=weight_key,
                                                                      **keys)
     timings["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     core_notes, window, short_range = [], None, None
     if core.baseline == "zbl":
         shortest = shortest_distances(data.frames, elements, cutoff)
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         window = (lo, hi)
+    t_basis = time.perf_counter()
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
                      core_window=window)
+    timings["basis"] = time.perf_counter() - t_basis
     data_orig, test_orig = data, test_data
     if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
         data = data_orig = residual_dataset(data, core.external, elements)
@@ -323,6 +326,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                                         short_range=short_range)
         data = residual_dataset(data, base_pot)
         test_data = residual_dataset(test_data, base_pot) if test_data is not None else None
+    timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
     n = len(data)
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
