@@ -658,3 +658,19 @@ def test_isolated_atom_energies_fix_the_one_body_terms():
     assert any("isolated_atom frames" in n for n in from_frames.report.notes)
     with pytest.raises(ValueError, match=r"e0 names 'Nb', which is not one of the elements \['Ti', 'Al'\]"):
         dcace.fit(frames, e0={"Nb": -2.0}, **TIAL_KW)
+
+
+def test_plot_arrays_are_relative_to_the_reference_energies(tmp_path):
+    """The parity plot's energies are E - sum_s n_s e_s per atom (meV/atom errors visible), and the
+    figures are written."""
+    from dcace.plots import write_fit_plots
+
+    frames = mo_frames(3)
+    pot = dcace.fit(frames, experts=2, keep_arrays=True, **dict(SMALL, cv_folds=3))
+    e_ref_sp = pot.report.selection["e_ref"][0]
+    e_ref, e_pred, _, _ = pot.report.arrays["train"]["linear"]
+    absolute = np.array([f.get_potential_energy() / len(f) for f in frames])
+    assert np.allclose(e_ref, absolute - e_ref_sp, rtol=0, atol=1e-9)
+    assert np.abs(e_ref).max() < 2.0 < np.abs(absolute).min()
+    files = write_fit_plots(pot.report, tmp_path)
+    assert {Path(f).name for f in files} == {"parity.png", "errors.png", "clusters.png"}

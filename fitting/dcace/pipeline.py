@@ -570,9 +570,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                                             "pass 3/3 training errors", progress)):
         if isinstance(res, Exception):
             raise _frame_error(fr, res)
+        e_off = float(counts[i] @ e_ref)   # plots: energies relative to the per-species references
         for name, out in zip(("linear", "dc"), res):
             train_stats[name].add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
-                                  fr.stress, out["stress"] if fr.stress is not None else None)
+                                  fr.stress, out["stress"] if fr.stress is not None else None, e_offset=e_off)
         weights_train[i] = res[-1]["weights"]
         nearest_train[i] = res[-1]["nearest"]
     for name, stt in train_stats.items():
@@ -598,10 +599,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                 Etot = float(Ec[0] + ncount @ e_ref)
                 F = (r.forces @ c_eff[0]).reshape(-1, 3)
                 sp = r.stress @ c_eff[0] if (r.stress is not None and fr.stress is not None) else None
-                test_stats[name].add(fr.n_atoms, fr.energy, Etot, fr.forces, F, fr.stress if sp is not None else None, sp)
+                test_stats[name].add(fr.n_atoms, fr.energy, Etot, fr.forces, F, fr.stress if sp is not None else None, sp,
+                                     e_offset=float(ncount @ e_ref))
             out = pot.compute(fr_orig.atoms)
             tstats_cpp.add(fr.n_atoms, fr_orig.energy, out["energy"], fr_orig.forces, out["forces"],
-                           fr_orig.stress, out["stress"] if fr_orig.stress is not None else None)
+                           fr_orig.stress, out["stress"] if fr_orig.stress is not None else None,
+                           e_offset=float(ncount @ e_ref))
         for name, stt in test_stats.items():
             errors.setdefault(name, {})["test"] = stt.summary()
         # the official numbers of the written potential come from the C++ core

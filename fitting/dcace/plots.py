@@ -1,11 +1,12 @@
 """Figures of a fit (matplotlib, Agg backend; files only, no display).
 
-- ``parity.png``: predicted vs reference energies (per atom) and force components, train and test,
-  linear vs DC (the paper's Fig. 3 style, with MAEs in the legends);
+- ``parity.png``: predicted vs reference energies (per atom, relative to the per-species reference
+  energies, meV/atom, so that errors of a few meV/atom are visible) and force components, train and
+  test, linear (filled) vs DC (open markers) (the paper's Fig. 3 style, with MAEs in the legends);
 - ``errors.png``: distributions of the energy and force errors (log-scale histograms);
 - ``clusters.png``: the training structures' standardised mean descriptors projected on their two
-  leading principal axes, coloured by cluster (the paper's Fig. 4 style), with the distance to the
-  nearest centroid beside it;
+  leading principal axes, coloured by cluster with one discrete colour per class and the cluster
+  centres marked (the paper's Fig. 4 style), with the distance to the nearest centroid beside it;
 - ``path.png`` (``plot_path``): energy, max |F|, gate-gradient force and gate weights along a path.
 """
 from __future__ import annotations
@@ -60,18 +61,22 @@ def write_fit_plots(report, directory) -> list[str]:
                 continue
             e_ref, e_pred, f_ref, f_pred = arrays[which][name]
             c = _COLOURS.get(name, None)
-            axes[r, 0].scatter(e_ref, e_pred, s=8, alpha=0.6, color=c,
+            style = dict(color=c, alpha=0.6) if name == "linear" else dict(facecolors="none", edgecolors=c)
+            axes[r, 0].scatter(1000 * np.asarray(e_ref), 1000 * np.asarray(e_pred), s=14, lw=0.8, **style,
                                label=f"{name}: MAE {1000 * _mae(e_ref, e_pred):.2f} meV/atom")
-            axes[r, 1].scatter(f_ref, f_pred, s=2, alpha=0.3, color=c,
+            axes[r, 1].scatter(f_ref, f_pred, s=6, lw=0.5, **(style if name == "linear" else dict(style, alpha=0.5)),
                                label=f"{name}: MAE {_mae(f_ref, f_pred):.3f} eV/Å")
-        for c, (lab, unit) in enumerate((("energy", "eV/atom"), ("force component", "eV/Å"))):
+        for c, (lab, unit) in enumerate((("energy − Σ n_s e_s (per atom)", "meV/atom"),
+                                         ("force component", "eV/Å"))):
             ax = axes[r, c]
             lim = ax.get_xlim()
             ax.plot(lim, lim, "k--", lw=0.8)
             ax.set_xlabel(f"reference {lab} ({unit})")
             ax.set_ylabel(f"predicted {lab} ({unit})")
-            ax.set_title(f"{which}: {lab}")
-            ax.legend(fontsize=8)
+            ax.set_title(f"{which}: {lab.split(' ')[0]}")
+            ax.tick_params(labelsize=9)
+            ax.ticklabel_format(useOffset=False, style="plain", axis="both")
+            ax.legend(fontsize=9)
     fig.tight_layout()
     _save(fig, out / "parity.png", dpi=120)
     plt.close(fig)
@@ -113,14 +118,23 @@ def write_fit_plots(report, directory) -> list[str]:
         _, _, vt = np.linalg.svd(Zc, full_matrices=False)
         Y = Zc @ vt[:2].T if vt.shape[0] >= 2 else np.column_stack([Zc @ vt[0], np.zeros(len(Z))])
         labels = np.asarray(cl["labels"])
+        M = int(labels.max()) + 1
+        from matplotlib.colors import BoundaryNorm, ListedColormap
+
+        cmap = ListedColormap([plt.get_cmap("tab10")(k % 10) for k in range(M)])
+        norm = BoundaryNorm(np.arange(M + 1) - 0.5, M)
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-        sc = axes[0].scatter(Y[:, 0], Y[:, 1], c=labels, cmap="tab10", s=14, vmin=0, vmax=9)
+        sc = axes[0].scatter(Y[:, 0], Y[:, 1], c=labels, cmap=cmap, norm=norm, s=14)
+        for m in range(M):   # the cluster centres, in the same projection
+            cy = Y[labels == m].mean(axis=0)
+            axes[0].scatter(*cy, marker="X", s=160, color=cmap(m), edgecolors="k", linewidths=1.2, zorder=3)
         axes[0].set_xlabel("PC 1 of standardised mean descriptor")
         axes[0].set_ylabel("PC 2")
-        axes[0].set_title(f"training structures by cluster (M = {int(labels.max()) + 1})")
-        fig.colorbar(sc, ax=axes[0], label="cluster")
+        axes[0].set_title(f"training structures by cluster (M = {M}; X: cluster centres)")
+        cb = fig.colorbar(sc, ax=axes[0], label="cluster", ticks=np.arange(M))
+        cb.ax.tick_params(labelsize=9)
         w = np.asarray(cl["weights"])
-        axes[1].scatter(np.asarray(cl["nearest"]), w.max(axis=1), c=labels, cmap="tab10", s=14, vmin=0, vmax=9)
+        axes[1].scatter(np.asarray(cl["nearest"]), w.max(axis=1), c=labels, cmap=cmap, norm=norm, s=14)
         axes[1].set_xlabel("distance to nearest centroid (units of its spread)")
         axes[1].set_ylabel("largest gate weight")
         axes[1].set_title("gate on the training set")

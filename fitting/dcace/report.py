@@ -37,7 +37,10 @@ class ErrorStats:
         self.keep = keep
         self.e_ref, self.e_pred, self.f_ref, self.f_pred, self.n_per = [], [], [], [], []
 
-    def add(self, n_atoms: int, e_ref: float, e_pred: float, f_ref=None, f_pred=None, s_ref=None, s_pred=None):
+    def add(self, n_atoms: int, e_ref: float, e_pred: float, f_ref=None, f_pred=None, s_ref=None, s_pred=None,
+            e_offset: float = 0.0):
+        """e_offset: the structure's per-species reference energy sum_s n_s e_s, subtracted from the
+        kept energies only (plots show energies relative to it, so meV/atom errors are visible)."""
         de = (e_pred - e_ref) / n_atoms
         self.n_structures += 1
         self.n_atoms += int(n_atoms)
@@ -55,8 +58,8 @@ class ErrorStats:
             self.s_sq += float(ds @ ds)
             self.s_n += ds.size
         if self.keep:
-            self.e_ref.append(e_ref / n_atoms)
-            self.e_pred.append(e_pred / n_atoms)
+            self.e_ref.append((e_ref - e_offset) / n_atoms)
+            self.e_pred.append((e_pred - e_offset) / n_atoms)
             self.n_per.append(n_atoms)
             if f_ref is not None and f_pred is not None:
                 self.f_ref.append(np.asarray(f_ref, float).ravel())
