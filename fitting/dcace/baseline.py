@@ -25,7 +25,7 @@ from ase.data import atomic_numbers, covalent_radii
 
 from .neighbours import neighbour_list
 
-__all__ = ["CoreSettings", "ExternalBaseline", "shortest_distances", "core_window", "parse_core_range", "density_core",
+__all__ = ["CoreSettings", "ExternalBaseline", "neighbour_extremes", "shortest_distances", "core_window", "parse_core_range", "density_core",
            "residual_dataset"]
 
 HI_BELOW = 0.05        # A below the shortest distance in the data: ACE fully on above (every training pair is pure ACE)
@@ -118,21 +118,30 @@ class ExternalBaseline:
                 "parameters": params}
 
 
-def shortest_distances(frames, elements, search: float) -> np.ndarray:
-    """(S, S) shortest distance of every element pair within `search` A over `frames` (inf if none)."""
+def neighbour_extremes(frames, elements, cutoff: float):
+    """One pass over `frames`: the (S, S) shortest distance of every element pair within `cutoff`
+    (inf if none) and the (S,) largest core density rho_i of an atom of each species (0 if none)."""
+    from . import _core
+
     index = {el: s for s, el in enumerate(elements)}
     S = len(elements)
     best = np.full((S, S), np.inf)
+    rho_max = np.zeros(S)
     for fr in frames:
         atoms = fr.atoms if hasattr(fr, "atoms") else fr
         sp = np.array([index[s] for s in atoms.get_chemical_symbols()])
-        nl = neighbour_list(atoms, search)
+        nl = neighbour_list(atoms, cutoff)
+        np.maximum.at(rho_max, sp, _core.core_density(nl.first, nl.rij, cutoff))
         if nl.n_pairs == 0:
             continue
         d = np.linalg.norm(nl.rij, axis=1)
-        a, b = sp[nl.centres()], sp[nl.j]
-        np.minimum.at(best, (a, b), d)
-    return np.minimum(best, best.T)
+        np.minimum.at(best, (sp[nl.centres()], sp[nl.j]), d)
+    return np.minimum(best, best.T), rho_max
+
+
+def shortest_distances(frames, elements, search: float) -> np.ndarray:
+    """(S, S) shortest distance of every element pair within `search` A over `frames` (inf if none)."""
+    return neighbour_extremes(frames, elements, search)[0]
 
 
 def _pair_key(text, elements):
@@ -201,20 +210,13 @@ def core_window(elements, shortest: np.ndarray, cutoff: float, inner_cutoff: flo
     return lo, hi, notes
 
 
-def density_core(frames, basis) -> dict:
-    """The density core's settings: r_rho = the cutoff, rho_lo = the largest core density of any
-    training atom of that species (so ACE stays fully on for all of the training data), rho_hi =
-    (1 + DENSITY_WIDTH) rho_lo."""
-    from . import _core
-
-    S = basis.n_species
-    rho_max = np.zeros(S)
-    for fr in frames:
-        species, first, _, rij = basis.neighbours(fr.atoms)
-        rho = _core.core_density(first, rij, basis.cutoff)
-        np.maximum.at(rho_max, species, rho)
+def density_core(rho_max, cutoff: float) -> dict:
+    """The density core's settings from the densest training atom of each species (rho_max, from
+    neighbour_extremes): r_rho = the cutoff, rho_lo = rho_max (so ACE stays fully on for all of the
+    training data), rho_hi = (1 + DENSITY_WIDTH) rho_lo."""
+    rho_max = np.asarray(rho_max, dtype=float)
     rho_lo = np.where(rho_max > 0, rho_max, 1e-3) * (1 + 1e-9)
-    return {"density_cutoff": float(basis.cutoff), "rho_lo": rho_lo.tolist(),
+    return {"density_cutoff": float(cutoff), "rho_lo": rho_lo.tolist(),
             "rho_hi": ((1 + DENSITY_WIDTH) * rho_lo).tolist()}
 
 

@@ -36,7 +36,7 @@ from . import _core
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
-from .baseline import CoreSettings, core_window, density_core, residual_dataset, shortest_distances
+from .baseline import CoreSettings, core_window, density_core, neighbour_extremes, residual_dataset
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
 from .potential import Potential
@@ -301,7 +301,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     core_notes, window, short_range = [], None, None
     if core.baseline == "zbl":
-        shortest = shortest_distances(data.frames, elements, cutoff)
+        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff)
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         window = (lo, hi)
     t_basis = time.perf_counter()
@@ -316,7 +316,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                           + "; the errors reported are those of baseline + this potential")
     if core.baseline == "zbl":   # the experts learn DFT minus the baseline (paper eq. 10)
         S0, K0 = basis.n_species, basis.n_features
-        short_range = density_core(data.frames, basis)
+        short_range = density_core(rho_max, cutoff)
         core_notes.append("short-range core: ZBL below the pair windows " + ", ".join(
             f"{elements[a]}-{elements[b]} {lo[a, b]:.3f}-{hi[a, b]:.3f} A (shortest in the data {shortest[a, b]:.3f})"
             for a in range(len(elements)) for b in range(a, len(elements)))
