@@ -114,7 +114,8 @@ def fixed_embedding(n_species, C, order=None):
     rank = np.argsort(np.argsort(np.arange(n_species) if order is None else np.asarray(order), kind="stable"),
                       kind="stable")
     k = np.arange(C)[:, None]
-    return np.cos(np.pi * k * (rank[None, :] + 0.5) / n_species)
+    W = np.cos(np.pi * k * (rank[None, :] + 0.5) / n_species)
+    return np.where(np.abs(W) < 1e-12, 0.0, W)   # cos(pi/2) is 6e-17 in floating point: exactly 0
 
 
 def _channel_tuples(n_species, nu, max_degree, w_L, blocks=None):

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from . import _core, cost
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
+from .basis_spec import check_degree_blocks
 from .baseline import CoreSettings, core_window, density_core, neighbour_extremes, residual_dataset
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
@@ -79,11 +80,7 @@ class _Pass1:
 
 
 def _progress(it, total, desc, enabled):
-    if not enabled:
-        return it
-    from tqdm import tqdm
-
-    return tqdm(it, total=total, desc=desc, unit="str", leave=False, dynamic_ncols=True)
+    return cost.progress(it, total, desc, enabled)
 
 
 def _frame_error(frame, exc):
@@ -197,7 +194,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         progress: bool = True, threads: int = 2, memory_budget_gb: float | None = None,
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
-        core_range=None, weights=None, weight_key: str = "weight", e0=None) -> Potential:
+        core_range=None, weights=None, weight_key: str = "weight", e0=None, max_degree_blocks=None,
+        chemical_channels: int | None = None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -229,6 +227,12 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         give them; species with neither get least-squares reference energies on atom counts.
     core_range : where ZBL hands over to ACE: None (from the data's shortest distance per pair),
         ``(lo, hi)`` in Å for every pair, or ``{"Ti-Al": (lo, hi), ...}``.
+    max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
+        distinct species (``dcace.basis_spec.check_degree_blocks``).
+    chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
+
+    Before pass 2 the fit prints (with ``progress``) K, the unknowns, the memory of every
+    candidate and an estimated pass-2 time (``dcace.cost``; also in ``report.cost``).
 
     Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
     :class:`dcace.report.FitReport` (errors, selection, timings).
@@ -241,7 +245,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0):
+         weight_key, e0, max_degree_blocks, chemical_channels):
     t_start = time.perf_counter()
     timings = {}
     e0_given = e0   # the user's isolated-atom energies (the name e0 is the fitted one-body array below)
@@ -285,11 +289,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         from .basis_spec import count_features
 
         n_el = 1 if isinstance(elements, str) else len(elements)
-        K_count = count_features(n_el, body_order, max_degree, w_L=w_L)
+        K_count = count_features(n_el, body_order, max_degree, w_L=w_L, max_degree_blocks=max_degree_blocks,
+                                 chemical_channels=chemical_channels)
     except (TypeError, ValueError):
         K_count = None   # bad settings: ACEBasis below names them
     if K_count is not None:
-        _check_linear_memory(n_el, K_count, k_folds, budget)
+        cost.check_linear_memory(n_el, K_count, k_folds, budget)
     elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
     t0 = time.perf_counter()
     data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key, **keys)
@@ -306,7 +311,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         window = (lo, hi)
     t_basis = time.perf_counter()
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
-                     core_window=window)
+                     core_window=window, max_degree_blocks=max_degree_blocks, chemical_channels=chemical_channels)
     timings["basis"] = time.perf_counter() - t_basis
     data_orig, test_orig = data, test_data
     if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
@@ -392,11 +397,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for M in Ms:
             if M > 1:
                 cand.append((M, t))
-    joint = {}
+    joint, skipped = {}, {}
     used = groups.nbytes
     for M, t in cand:
         need = joint_nbytes(k_folds, M, Dp)
         if used + need > budget:
+            skipped[(M, t)] = need
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
                          f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
                          f"({(used + need) / 2**20:.3g} MiB in total) exceed the memory budget "
@@ -406,11 +412,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
         used += need
 
+    rows_fn = _Rows(basis, wF, wS)
+    cost_info = _announce_cost(basis, data.frames, rows_fn, groups, joint, skipped, k_folds,
+                               groups.membership.shape[1], budget,
+                               bsize, P, seed, threads, progress)
+
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
     order = np.argsort(folds, kind="stable")
     stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
-    rows_fn = _Rows(basis, wF, wS)
     buf = []
 
     def flush():
@@ -452,6 +462,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             flush()
     flush()
     timings["pass2"] = time.perf_counter() - t0
+    cost_info["pass2_measured_s"] = timings["pass2"]
 
     # ---------------------------------------------------------------- selection
     t0 = time.perf_counter()
@@ -499,11 +510,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
+    basis_blocks = {str(b): float(d) for b, d in sorted(
+        check_degree_blocks(max_degree_blocks, S, body_order, max_degree).items())} or None
     settings = {
         "baseline": core.baseline if core.external is None else core.external.describe(),
         "core_range": _jsonable_range(core.core_range),
         "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
         "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
+        "max_degree_blocks": basis_blocks, "chemical_channels": basis.chemical_channels,
         "experts": experts if experts == "auto" else int(experts), "committee": committee,
         "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
         "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
@@ -541,6 +555,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "data": {"train": data.files, "test": test_data.files if test_data else None},
         "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
                   "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K,
+                  "max_degree_blocks": basis_blocks, "chemical_channels": basis.chemical_channels,
                   "baseline": None if core.baseline is None else ("zbl" if core.external is None else "external"),
                   "delta_baseline": None if core.external is None else core.external.describe(),
                   "core_window": None if window is None else {
@@ -642,8 +657,39 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     timings["total"] = time.perf_counter() - t_start
     report = FitReport(settings=settings, selection=selection, errors=errors, timings=timings, notes=notes,
                        cv_table=cv_rows, arrays=arrays)
+    report.cost = cost_info
     pot.report = report
     return pot
+
+
+def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
+                   threads, progress):
+    """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost)."""
+    S, K = basis.n_species, basis.n_features
+    D, Dp = S * K, S * K + S
+
+    def gram(fr, r):   # the dominant products of pass 2 (the loop below computes the real ones)
+        A = r.forces.T @ r.forces
+        return A if r.stress is None else A + r.stress.T @ r.stress
+
+    def zero_batch(idx):
+        idx = np.asarray(idx)[:max(1, bsize)]
+        B = len(idx)
+        return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B),
+                     P[idx], idx)
+
+    est = cost.estimate_pass2(rows_fn, gram, frames, [groups, *joint.values()], zero_batch, seed=seed)
+    joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
+    lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
+                            joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads)
+    if progress:
+        import sys
+
+        print("\n".join(lines), file=sys.stderr, flush=True)
+    return dict(est, K=K, unknowns_per_expert=Dp, lines=lines,
+                memory_bytes={"linear+independent": groups.nbytes,
+                              **{f"M={M},tau={t:g}": nb for (M, t), nb in joint_bytes.items()}},
+                skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
 
 
 def _config_weights(weights):
@@ -683,24 +729,6 @@ def _jsonable_range(core_range):
     if core_range is None or isinstance(core_range, dict):
         return None if core_range is None else {k: [float(x) for x in v] for k, v in core_range.items()}
     return [float(x) for x in core_range]
-
-
-def _linear_nbytes(S, K, k_folds):
-    """Bytes of the linear model's normal equations: one (D' x D') matrix per fold, the pass-2 work
-    arrays of one structure (A and its padded copy, u u^T) and the selection's solves (total,
-    training and scaled copies)."""
-    Dp = S * K + S
-    return 8 * Dp * Dp * (k_folds + 5)
-
-
-def _check_linear_memory(S, K, k_folds, budget):
-    need = _linear_nbytes(S, K, k_folds)
-    if need > budget:
-        raise ValueError(f"the basis has K = {K} features per species ({S * K + S} columns); the normal equations "
-                         f"of even the linear model need {need / 2**30:.1f} GiB ({k_folds} folds), more than the "
-                         f"memory budget of {budget / 2**30:.2f} GiB: lower --max-degree / --body-order (or raise "
-                         f"--angular-weight), or raise --memory-budget to at least {math.ceil(need / 2**30 * 10) / 10:g} if the "
-                         f"machine has the memory")
 
 
 def _finite(obj):
