@@ -296,3 +296,47 @@ def test_lammps_matches_ase_for_embedded_and_block_potentials(tmp_path):
         ref = reference(path, at)
         assert np.abs(ref["forces"]).max() > 1e-3, key   # the forces are not trivially zero
         assert_matches(lammps_results(out, tmp_path, key, 1), ref, 1, key)
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_many_element_defaults_and_bad_options(tmp_path, capsys, monkeypatch):
+    from dcace.cli import main
+    import dcace.pipeline
+
+    out = str(tmp_path / "x.dcace")
+    base = ["fit", "--train", str(NBMOTA), "--elements", "Nb", "Mo", "Ta", "--cutoff", "4.6", "-o", out]
+    # bad blocks / channel counts: exit status 2, the option named, nothing written
+    for extra, match in ((["--max-degree-blocks", "5:6"], "--max-degree-blocks): block 5"),
+                         (["--max-degree-blocks", "2-6"], "--max-degree-blocks '2-6': each block must be"),
+                         (["--chemical-channels", "4"], "--chemical-channels) must be between 1 and the number")):
+        assert main(base + ["--quiet"] + extra) == 2
+        assert match in capsys.readouterr().err
+    assert not Path(out).exists()
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(train, **kw):
+        seen.update(kw)
+        raise Stop
+    monkeypatch.setattr(dcace.pipeline, "fit", record)
+    with pytest.raises(Stop):
+        main(base)
+    err = capsys.readouterr().err
+    body, D, blocks = cost.default_many_element_basis(3, 5, 1.2 * 2**30)
+    assert (seen["body_order"], seen["max_degree"], seen["max_degree_blocks"]) == (body, D, blocks)
+    assert (body, D, blocks) == (4, 9, {2: 7, 3: 5})   # docs/fitting.md: 172 MiB <= 1.2 GiB / 4
+    K = count_features(3, 4, 9, max_degree_blocks=blocks)
+    assert cost.linear_nbytes(3, K, 5) <= 1.2 * 2**30 / 4 < cost.linear_nbytes(
+        3, count_features(3, 4, 10, max_degree_blocks={2: 8, 3: 6}), 5)
+    assert "3 elements and no basis options: --body-order 4 --max-degree 9 --max-degree-blocks 2:7,3:5" in err
+    # any basis option given: no default applied; a larger budget allows a larger degree
+    seen.clear()
+    with pytest.raises(Stop):
+        main(base + ["--chemical-channels", "2", "--quiet"])
+    assert seen["chemical_channels"] == 2 and seen["max_degree"] == 12 and seen["max_degree_blocks"] is None
+    with pytest.raises(Stop):
+        main(base + ["--memory-budget", "8", "--quiet"])
+    assert seen["max_degree"] == 11

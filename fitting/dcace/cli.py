@@ -276,6 +276,24 @@ def _merge_config(args, parser):
     return args
 
 
+_BASIS_OPTIONS = ("body_order", "max_degree", "max_degree_blocks", "chemical_channels")
+
+
+def _many_element_defaults(args, kw):
+    """The basis of a 3+ element fit without basis options (dcace.cost.default_many_element_basis)."""
+    from .cost import default_many_element_basis
+    from .pipeline import DEFAULTS
+
+    folds = DEFAULTS["cv_folds"] if args.cv_folds is None else int(args.cv_folds)
+    budget = float(DEFAULTS["memory_budget_gb"] if args.memory_budget is None else args.memory_budget) * 2**30
+    bo, D, blocks = default_many_element_basis(len(kw["elements"]), folds, budget)
+    if not args.quiet:
+        print(f"dcace fit: {len(kw['elements'])} elements and no basis options: --body-order {bo} --max-degree {D} "
+              f"--max-degree-blocks {','.join(f'{b}:{d}' for b, d in blocks.items())} (the largest degree <= 12 "
+              f"whose linear normal equations take <= 1/4 of the memory budget; docs/fitting.md)", file=sys.stderr)
+    return bo, D, blocks
+
+
 def parse_degree_blocks(spec):
     """'2:10,3:8' (or a TOML table {2 = 10}) -> {2: 10.0, 3: 8.0}; checked against the elements in the fit."""
     if isinstance(spec, dict):
@@ -367,6 +385,8 @@ def _cmd_fit(args, parser) -> int:
               e0=None if args.e0 is None else parse_e0(args.e0),
               max_degree_blocks=None if args.max_degree_blocks is None else parse_degree_blocks(args.max_degree_blocks),
               chemical_channels=args.chemical_channels)
+    if len(kw["elements"]) >= 3 and all(getattr(args, k) is None for k in _BASIS_OPTIONS):
+        kw["body_order"], kw["max_degree"], kw["max_degree_blocks"] = _many_element_defaults(args, kw)
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)

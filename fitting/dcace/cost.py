@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 __all__ = ["linear_nbytes", "check_linear_memory", "estimate_pass2", "cost_lines", "progress",
-           "REDUCE_OPTIONS"]
+           "default_many_element_basis", "REDUCE_OPTIONS"]
 
 #: the options that make the normal equations smaller, in the order to try them
 REDUCE_OPTIONS = ("lower --max-degree or --body-order, give smaller --max-degree-blocks for functions coupling "
@@ -50,6 +50,24 @@ def check_linear_memory(S, K, k_folds, budget):
                          f"of even the linear model need {_gib(need):.1f} GiB ({k_folds} folds), more than the "
                          f"memory budget of {_gib(budget):.2f} GiB: {REDUCE_OPTIONS}, or raise --memory-budget "
                          f"to at least {math.ceil(_gib(need) * 10) / 10:g} if the machine has the memory")
+
+
+def default_many_element_basis(n_elements, k_folds, budget, *, body_order=4, top_degree=12, lowest_degree=4):
+    """(body_order, max_degree, max_degree_blocks) that `dcace fit` uses for 3+ elements and no basis options.
+
+    Rule (docs/fitting.md): body order 4 and per-block degrees D for one species, D - 2 for two,
+    D - 4 for three; D is the largest integer <= 12 whose linear normal equations take at most a
+    quarter of the memory budget, so that committee candidates fit as well."""
+    from .basis_spec import count_features
+
+    for D in range(top_degree, lowest_degree - 1, -1):
+        blocks = {b: D - 2 * (b - 1) for b in range(2, min(n_elements, body_order - 1) + 1)}
+        K = count_features(n_elements, body_order, D, max_degree_blocks=blocks)
+        if linear_nbytes(n_elements, K, k_folds) <= budget / 4:
+            return body_order, D, blocks
+    raise ValueError(f"no default basis for {n_elements} elements fits a quarter of the memory budget of "
+                     f"{_gib(budget):.2f} GiB: give the basis (--max-degree, --max-degree-blocks, "
+                     "--chemical-channels) or raise --memory-budget")
 
 
 def _hms(seconds):
