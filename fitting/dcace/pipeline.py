@@ -168,11 +168,33 @@ def isolated_atom_energies(frames, elements, e0):
     return fixed, notes
 
 
+def _structure_terms(fr, r, wF, wS, weight):
+    """One structure's force and stress terms of the normal equations (A, v, yy) times its weight^2,
+    and (Psi, sigma, V/N) for the selection's stress errors (None without stress)."""
+    Phi = r.forces
+    f = fr.forces.ravel()
+    A = (wF * wF) * (Phi.T @ Phi)
+    v = (wF * wF) * (Phi.T @ f)
+    yy = (wF * wF) * float(f @ f)
+    stress = None
+    if fr.stress is not None and r.stress is not None:
+        scale = r.volume / fr.n_atoms
+        Psi = r.stress * scale
+        sig = fr.stress * scale
+        A += (wS * wS) * (Psi.T @ Psi)
+        v += (wS * wS) * (Psi.T @ sig)
+        yy += (wS * wS) * float(sig @ sig)
+        stress = (r.stress.copy(), fr.stress, scale)
+    w2 = weight * weight   # the frame's weight multiplies all its rows
+    return w2 * A, w2 * v, w2 * yy, stress
+
+
 class _Rows:
     """Per-structure fitting statistics (pass 2 and test evaluation)."""
 
     def __init__(self, basis, wF, wS):
         self.basis = basis
+        self.wF, self.wS = wF, wS
         self.wF2 = wF * wF
         self.wS2 = wS * wS
 
@@ -443,21 +465,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             raise _frame_error(fr, r)
         if buf and folds[buf[0][0]] != folds[i]:
             flush()
-        Phi = r.forces
-        f = fr.forces.ravel()
-        A = (wF * wF) * (Phi.T @ Phi)
-        v = (wF * wF) * (Phi.T @ f)
-        yy = (wF * wF) * float(f @ f)
-        if fr.stress is not None and r.stress is not None:
-            scale = r.volume / fr.n_atoms
-            Psi = r.stress * scale
-            sig = fr.stress * scale
-            A += (wS * wS) * (Psi.T @ Psi)
-            v += (wS * wS) * (Psi.T @ sig)
-            yy += (wS * wS) * float(sig @ sig)
-            stress_store[int(i)] = (r.stress.copy(), fr.stress, scale)
-        w2 = wts[i] * wts[i]   # the frame's weight multiplies all its rows
-        buf.append((int(i), w2 * A, w2 * v, w2 * yy))
+        A, v, yy, stress = _structure_terms(fr, r, wF, wS, wts[i])
+        if stress is not None:
+            stress_store[int(i)] = stress
+        buf.append((int(i), A, v, yy))
         if len(buf) >= bsize:
             flush()
     flush()
@@ -668,9 +679,8 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
 
-    def gram(fr, r):   # the dominant products of pass 2 (the loop below computes the real ones)
-        A = r.forces.T @ r.forces
-        return A if r.stress is None else A + r.stress.T @ r.stress
+    def gram(fr, r):   # the per-structure work of pass 2, as the loop does it
+        return _structure_terms(fr, r, rows_fn.wF, rows_fn.wS, 1.0)
 
     def zero_batch(idx):
         idx = np.asarray(idx)[:max(1, bsize)]
