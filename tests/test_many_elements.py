@@ -220,7 +220,8 @@ def test_fit_prints_its_cost_before_pass_2(capsys):
     err = capsys.readouterr().err
     K = pot.basis.n_features
     assert f"cost: K = {K} features per species x 1 species -> {K + 1} unknowns per expert" in err
-    assert re.search(r"cost: normal equations \(3 folds\): linear model .*MiB", err)
+    assert re.search(r"cost: normal equations \(3 folds\): linear model .*MiB, pass-2 work arrays and solve "
+                     r"copies .*MiB", err)
     assert re.search(rf"cost:   committee M=2, tau=0.5: {2 * (K + 1)} unknowns, .*MiB", err)
     assert re.search(r"cost: pass 2 estimated at \d\d:\d\d for \d+ structures / \d+ atoms \(timed on 8", err)
     # said before pass 2 starts; pass lines on a non-terminal stderr end with the pass's time

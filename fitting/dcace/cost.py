@@ -118,17 +118,20 @@ def estimate_pass2(rows_fn, gram_fn, frames, accumulators, make_batch, *, n_samp
 def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, budget, estimate, threads):
     """Lines printed before pass 2: K, unknowns, memory per candidate, estimated time."""
     Dp = S * K + S
-    used = group_bytes + sum(joint_bytes.values())
+    work = linear_nbytes(S, K, k_folds) - 8 * k_folds * Dp * Dp   # as check_linear_memory counts them
+    used = group_bytes + work + sum(joint_bytes.values())
     lines = [f"cost: K = {K} features per species x {S} species -> {Dp} unknowns per expert "
              f"(one-body terms included)",
              f"cost: normal equations ({k_folds} folds): linear model"
-             + (f" + {n_groups - 1} independent experts" if n_groups > 1 else "") + f" {_size(group_bytes)}"]
+             + (f" + {n_groups - 1} independent experts" if n_groups > 1 else "") + f" {_size(group_bytes)}, "
+             f"pass-2 work arrays and solve copies {_size(work)}"]
     for (M, tau), nb in joint_bytes.items():
         lines.append(f"cost:   committee M={M}, tau={tau:g}: {M * Dp} unknowns, {_size(nb)}")
     for (M, tau), nb in skipped.items():
         lines.append(f"cost:   committee M={M}, tau={tau:g}: {M * Dp} unknowns, {_size(nb)} -- skipped "
                      f"(over the budget)")
-    lines.append(f"cost: total {_size(used)} of the {_size(budget)} memory budget (--memory-budget)")
+    lines.append(f"cost: total {_size(used)} of the {_size(budget)} memory budget (--memory-budget; the "
+                 "process needs more: data, rows and temporaries, see docs/many-elements.md)")
     e = estimate
     lines.append(f"cost: pass 2 estimated at {_hms(e['seconds'])} for {e['n_structures']} structures / "
                  f"{e['n_atoms']} atoms (timed on {e['n_sample']}: {1e3 * e['rows_s_per_atom']:.3g} ms/atom rows, "
