@@ -142,7 +142,8 @@ def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, bu
 
 def progress(it, total, desc, enabled, stream=None):
     """`it` with progress on stderr: tqdm on a terminal, else a line at every 10 % (or 5 min) with
-    elapsed time and ETA once the pass has run a second, and a last line with the pass's total time."""
+    elapsed time and ETA once the pass has run a second, and a last line with the pass's total time.
+    With it=None, a bar object with update(k) and close() (the tqdm interface) instead."""
     if not enabled:
         return it
     stream = sys.stderr if stream is None else stream
@@ -151,28 +152,39 @@ def progress(it, total, desc, enabled, stream=None):
         from tqdm import tqdm
 
         return tqdm(it, total=total, desc=desc, unit="str", leave=False, dynamic_ncols=True, file=stream)
-    return _progress_lines(it, total, desc, stream)
+    bar = LineBar(total, desc, stream)
+    return bar if it is None else bar.wrap(it)
 
 
-def _progress_lines(it, total, desc, stream):
-    t0 = last = time.perf_counter()
-    step = 0
-    done = 0
+class LineBar:
+    """Progress as plain lines (logs, batch jobs): `desc: 300/2974 (10 %), elapsed 01:02, ETA 09:18`."""
 
-    def finish():
-        print(f"{desc}: {done}/{total} done, elapsed {_hms(time.perf_counter() - t0)}", file=stream, flush=True)
+    def __init__(self, total, desc, stream):
+        self.total, self.desc, self.stream = total, desc, stream
+        self.done, self.step = 0, 0
+        self.t0 = self.last = time.perf_counter()
+        self.closed = False
 
-    for item in it:
-        done += 1
+    def update(self, k=1):
+        self.done += k
         now = time.perf_counter()
-        if done >= total:   # the last item: said before it is handed out (callers may zip and stop)
-            finish()
-        elif (10 * done // max(total, 1) > step and now - t0 >= 1.0) or now - last >= 300:
-            step = 10 * done // max(total, 1)
-            last = now
-            el = now - t0
-            print(f"{desc}: {done}/{total} ({100 * done / total:.0f} %), elapsed {_hms(el)}, "
-                  f"ETA {_hms(el / done * (total - done))}", file=stream, flush=True)
-        yield item
-    if done < total:
-        finish()
+        if self.done >= self.total:
+            self.close()
+        elif (10 * self.done // max(self.total, 1) > self.step and now - self.t0 >= 1.0) or now - self.last >= 300:
+            self.step = 10 * self.done // max(self.total, 1)
+            self.last = now
+            el = now - self.t0
+            print(f"{self.desc}: {self.done}/{self.total} ({100 * self.done / self.total:.0f} %), elapsed {_hms(el)}, "
+                  f"ETA {_hms(el / self.done * (self.total - self.done))}", file=self.stream, flush=True)
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            print(f"{self.desc}: {self.done}/{self.total} done, elapsed {_hms(time.perf_counter() - self.t0)}",
+                  file=self.stream, flush=True)
+
+    def wrap(self, it):
+        for item in it:   # the last item is announced before it is handed out (callers may zip and stop)
+            self.update()
+            yield item
+        self.close()
