@@ -386,6 +386,10 @@ def _check_fit_outputs(args) -> None:
         raise ValueError(f"--report-json {args.report_json} and -o/--output {args.output} are the same file")
     if args.plots:
         check_output_dir(args.plots, "--plots")   # an existing file (data or not) is refused here
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError('--plots needs matplotlib, which is not installed: pip install "dcace[plots]"') from None
 
 
 def evaluate(pot, data):
