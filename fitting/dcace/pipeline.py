@@ -373,10 +373,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     rng = np.random.default_rng(seed)
     folds = np.empty(n, dtype=int)
     folds[rng.permutation(n)] = np.arange(n) % k_folds
-    # batches of structures: the per-batch work arrays (2B x D'^2) stay below ~64 MiB; they are the
-    # fixed blocks of passes 1 and 2 (dcace.parallel)
+    # fixed blocks of <= batch_size structures (the units of work and of summation of passes 1 and 2,
+    # dcace.parallel), accumulated in batches whose work arrays (2B x D'^2) stay below ~64 MiB
+    blocks = fit_blocks(folds, max(1, bsize))
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
-    blocks = fit_blocks(folds, bsize)
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks, blocks)
     E = np.array([f.energy for f in data.frames])
     N = counts.sum(axis=1)
@@ -457,14 +457,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         return w2 * A, w2 * v, w2 * yy
 
     def block_batch(b, accs):
-        """Block b's normal equations into the one-fold accumulators accs; its errors."""
+        """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
         idx, errors, stats = blocks[b], [], []
-        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i] for i in idx], threads)):
-            if isinstance(r, Exception):
-                errors.append((int(i), str(_frame_error(fr, r))))
-                continue
-            stats.append((int(i),) + structure_stats(i, fr, r))
-        if stats:
+
+        def flush():
             ix = np.array([x[0] for x in stats])
             bt = Batch(0, np.stack([x[1] for x in stats]), np.stack([x[2] for x in stats]),
                        np.array([x[3] for x in stats]),
@@ -472,6 +468,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                        p1.yE[ix] * wts[ix], P[ix], ix)
             for acc in accs:
                 acc.add(bt)
+            stats.clear()
+
+        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i] for i in idx], threads)):
+            if isinstance(r, Exception):
+                errors.append((int(i), str(_frame_error(fr, r))))
+                continue
+            stats.append((int(i),) + structure_stats(i, fr, r))
+            if len(stats) >= bsize:
+                flush()
+        if stats:
+            flush()
         return errors
 
     bar = _progress(None, n, "pass 2/3 fitting rows", progress) if progress else None
