@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cluster and gate on all standardised descriptor columns instead of their leading "
                         "principal components (default: PCA on; example: --no-pca)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="threads for descriptor evaluation (default: 2; example: --threads 4)")
+                   help="threads per process for descriptors and fitting rows (default: the cores this process may "
+                        "use, shared among MPI ranks; example: --threads 4)")
     g.add_argument("--memory-budget", type=float, default=None, metavar="GB",
                    help="memory for the normal equations (linear model, independent experts, committee "
                         "candidates): candidates that do not fit are skipped and reported; a basis whose linear "
@@ -321,7 +322,10 @@ def _cmd_fit(args, parser) -> int:
             setattr(args, k, v)
     _check_fit_outputs(args)
     from .baseline import parse_core_range
+    from .parallel import world_from_environment
     from .pipeline import fit
+
+    comm = world_from_environment()   # mpiexec -n N dcace fit: N ranks, rank 0 writes (dcace.parallel)
 
     train = args.train if len(args.train) > 1 else args.train[0]
     test = None if not args.test else (args.test if len(args.test) > 1 else args.test[0])
@@ -335,7 +339,7 @@ def _cmd_fit(args, parser) -> int:
               committee=args.committee or "joint", regularise=args.regularise or "global",
               agreement=args.agreement or 0.0,
               max_experts=args.max_experts, temperatures=args.temperatures, cv_folds=args.cv_folds,
-              pca=not args.no_pca, threads=2 if args.threads is None else int(args.threads),
+              pca=not args.no_pca, threads=None if args.threads is None else int(args.threads), comm=comm,
               memory_budget_gb=args.memory_budget, progress=not args.quiet and sys.stderr.isatty(),
               keep_arrays=bool(args.plots),
               w_L=1.5 if args.angular_weight is None else float(args.angular_weight),
@@ -349,6 +353,8 @@ def _cmd_fit(args, parser) -> int:
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
     out = Path(args.output)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +366,8 @@ def _cmd_fit(args, parser) -> int:
         print(rep.cv_markdown())
     t = rep.timings
     print(f"\nwrote {out} ({pot.n_experts} expert(s)); time {t.get('total', 0):.1f} s "
-          f"(pass 1 {t.get('pass1', 0):.1f} s, pass 2 {t.get('pass2', 0):.1f} s, selection {t.get('selection', 0):.1f} s)")
+          f"(pass 1 {t.get('pass1', 0):.1f} s, pass 2 {t.get('pass2', 0):.1f} s, selection {t.get('selection', 0):.1f} s; "
+          f"{t.get('ranks', 1)} rank(s) x {t.get('threads', 1)} thread(s))")
     if args.plots:
         from .plots import write_fit_plots
 
@@ -385,6 +392,10 @@ def _check_fit_outputs(args) -> None:
         raise ValueError(f"--report-json {args.report_json} and -o/--output {args.output} are the same file")
     if args.plots:
         check_output_dir(args.plots, "--plots")   # an existing file (data or not) is refused here
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError('--plots needs matplotlib, which is not installed: pip install "dcace[plots]"') from None
 
 
 def evaluate(pot, data):

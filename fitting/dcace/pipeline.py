@@ -7,13 +7,15 @@ Pipeline (memory O(candidates x folds x (M K)^2), independent of the number of s
    per-species reference energies e_ref (least squares of E on atom counts; energies are fitted
    relative to them), cross-validation folds (seeded), standardisation, optional PCA and seeded
    k-means clusterings for every candidate number of experts M.
-3. pass 2: fitting rows of one structure at a time (C++ core, two threads); normal equations of
+3. pass 2: fitting rows of one structure at a time (C++ core, threads); normal equations of
    every candidate model are accumulated per fold at once: the global linear model, independent
    per-cluster experts for each M (the paper's method) and the jointly fitted committee for each
    (M, gate temperature tau) (``dcace.committee``).
 4. selection (``dcace.selection``): ridge lambda by k-fold CV on the linear model; (M, tau) by
    k-fold CV of the combined model's weighted loss; eq. 9 of the paper is evaluated and reported.
 5. final solves on all training data; the potential file (``dcace.Potential``) with provenance.
+   Passes 1 and 2 run over fixed blocks of structures, on one or many MPI ranks with the same
+   arithmetic (``dcace.parallel``): serial and MPI fits write the same bytes.
 6. pass 3: the final potential (C++ core) and the linear baseline evaluated on the training set;
    the test set (if any) evaluated with all compared models.
 
@@ -39,6 +41,7 @@ from .committee import Batch, GroupAccumulator, JointAccumulator, committee_pred
 from .baseline import CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
+from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .potential import Potential
 from .report import ErrorStats, FitReport
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
@@ -114,11 +117,17 @@ def _threaded_map(fn, frames, threads):
             yield f, res
 
 
-def _descriptor_pass(basis, frames, progress, threads, desc="descriptors"):
+def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None):
+    """(Bsum (n, D), counts (n, S)); with ranks/blocks each rank computes its blocks' structures and
+    every rank gets all rows (``dcace.parallel``)."""
     S, K = basis.n_species, basis.n_features
     n = len(frames)
-    Bsum = np.zeros((n, S * K))
-    counts = np.zeros((n, S))
+    ranks = ranks or Ranks(None)
+    mine = np.arange(n) if blocks is None else \
+        np.concatenate([blocks[b] for b in ranks.own_blocks(blocks)] or [np.zeros(0, int)])
+    Bsum = np.zeros((len(mine), S * K))
+    counts = np.zeros((len(mine), S))
+    errors = []
 
     def work(fr):
         try:
@@ -126,12 +135,15 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors"):
         except ValueError as exc:
             return exc
 
-    for i, (fr, res) in enumerate(_progress(_threaded_map(work, frames, threads), n, desc, progress)):
+    it = _threaded_map(work, [frames[i] for i in mine], threads)
+    for j, (fr, res) in enumerate(_progress(it, len(mine), desc, progress)):
         if isinstance(res, Exception):
-            raise _frame_error(fr, res)
-        Bsum[i] = res[0].ravel()
-        counts[i] = res[1]
-    return Bsum, counts
+            errors.append((int(mine[j]), str(_frame_error(fr, res))))
+            continue
+        Bsum[j] = res[0].ravel()
+        counts[j] = res[1]
+    ranks.check(errors)
+    return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
 def _reference_energies(E, counts, weights=None, fixed=None):
@@ -196,11 +208,11 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         virial_key: str | None = None, seed: int = 0, cv_folds: int | None = None,
         max_experts: int | None = None, temperatures=None, pca: bool = True,
         committee: str = "joint", regularise: str = "global", agreement: float = 0.0, compare: bool = True,
-        progress: bool = True, threads: int = 2, memory_budget_gb: float | None = None,
+        progress: bool = True, threads: int | None = None, memory_budget_gb: float | None = None,
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
-        repulsion_restraints: float | None = None) -> Potential:
+        repulsion_restraints: float | None = None, comm=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -236,20 +248,32 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
 
+    threads : threads per process (default: the cores this process may use, shared among the ranks).
+    comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
+        blocks of structures, rank 0 selects and solves, every rank returns the same potential, and
+        the file is byte-identical to the serial fit's (``dcace.parallel``; ``pip install "dcace[mpi]"``).
+
     Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
-    :class:`dcace.report.FitReport` (errors, selection, timings).
+    :class:`dcace.report.FitReport` (errors, selection, timings; ``timings["ranks"]``, ``["threads"]``).
     """
+    kw = {k: v for k, v in locals().items() if k != "comm"}
+    ranks = as_ranks(comm)
+    if threads is None:
+        kw["threads"] = default_threads(ranks.size)
+    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     with single_threaded_blas():
-        return _fit(**{k: v for k, v in locals().items()})
+        return ranks.share(lambda: _fit(**kw, ranks=ranks))
 
 
 def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridge, energy_weight,
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0, repulsion_restraints):
+         weight_key, e0, repulsion_restraints, ranks):
     t_start = time.perf_counter()
-    timings = {}
+    timings = {"ranks": ranks.size, "threads": int(threads)}
+    progress = progress and ranks.is_root
     e0_given = e0   # the user's isolated-atom energies (the name e0 is the fitted one-body array below)
     wE = float(DEFAULTS["energy_weight"] if energy_weight is None else energy_weight)
     wF = float(DEFAULTS["force_weight"] if force_weight is None else force_weight)
@@ -361,18 +385,22 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
-    Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors")
+    rng = np.random.default_rng(seed)
+    folds = np.empty(n, dtype=int)
+    folds[rng.permutation(n)] = np.arange(n) % k_folds
+    # fixed blocks of <= batch_size structures (the units of work and of summation of passes 1 and 2,
+    # dcace.parallel), accumulated in batches whose work arrays (2B x D'^2) stay below ~64 MiB
+    blocks = fit_blocks(folds, max(1, bsize))
+    bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
+    Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks, blocks)
     E = np.array([f.energy for f in data.frames])
     N = counts.sum(axis=1)
     wts = frame_weights(data.frames, weights)
     e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
     notes += e0_notes
-    e_ref = _reference_energies(E, counts, wts, e_fixed)
+    e_ref = ranks.bcast(_reference_energies(E, counts, wts, e_fixed))   # rank 0's numbers on every rank
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
     P = p1.P
-    rng = np.random.default_rng(seed)
-    folds = np.empty(n, dtype=int)
-    folds[rng.permutation(n)] = np.arange(n) % k_folds
     st = fit_standardiser(P)
     Z = st(P)
     if pca:
@@ -380,6 +408,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     else:
         V = np.eye(D)
     clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    clusterings = ranks.bcast(clusterings)
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
@@ -401,8 +430,6 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     membership = np.stack(member, axis=1)
     groups = GroupAccumulator(k_folds, D, S, membership, wE)
     restraint = None if restraint_rows is None else RestraintRows(restraint_rows, D, S, membership.shape[1])
-    # batches of structures: the per-batch work arrays (2B x D'^2) stay below ~64 MiB
-    bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
     cand = []
     for t in temps:      # priority: every M at the first temperature, then the others
         for M in Ms:
@@ -426,31 +453,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
-    order = np.argsort(folds, kind="stable")
     stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
     rows_fn = _Rows(basis, wF, wS)
-    buf = []
 
-    def flush():
-        if not buf:
-            return
-        idx = np.array([x[0] for x in buf])
-        bt = Batch(int(folds[idx[0]]), np.stack([x[1] for x in buf]), np.stack([x[2] for x in buf]),
-                   np.array([x[3] for x in buf]),
-                   np.concatenate([Bsum[idx], counts[idx]], axis=1) * (wts[idx] / N[idx])[:, None],
-                   p1.yE[idx] * wts[idx], P[idx], idx)
-        groups.add(bt)
-        for acc in joint.values():
-            acc.add(bt)
-        buf.clear()
-
-    frames_in_order = [data.frames[i] for i in order]
-    it = _threaded_map(rows_fn, frames_in_order, threads)
-    for i, (fr, r) in zip(order, _progress(it, n, "pass 2/3 fitting rows", progress)):
-        if isinstance(r, Exception):
-            raise _frame_error(fr, r)
-        if buf and folds[buf[0][0]] != folds[i]:
-            flush()
+    def structure_stats(i, fr, r):
+        """(A, v, yy) of one structure's force and stress rows, times its weight squared."""
         Phi = r.forces
         f = fr.forces.ravel()
         A = (wF * wF) * (Phi.T @ Phi)
@@ -465,10 +472,41 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             yy += (wS * wS) * float(sig @ sig)
             stress_store[int(i)] = (r.stress.copy(), fr.stress, scale)
         w2 = wts[i] * wts[i]   # the frame's weight multiplies all its rows
-        buf.append((int(i), w2 * A, w2 * v, w2 * yy))
-        if len(buf) >= bsize:
+        return w2 * A, w2 * v, w2 * yy
+
+    def block_batch(b, accs):
+        """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
+        idx, errors, stats = blocks[b], [], []
+
+        def flush():
+            ix = np.array([x[0] for x in stats])
+            bt = Batch(0, np.stack([x[1] for x in stats]), np.stack([x[2] for x in stats]),
+                       np.array([x[3] for x in stats]),
+                       np.concatenate([Bsum[ix], counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
+                       p1.yE[ix] * wts[ix], P[ix], ix)
+            for acc in accs:
+                acc.add(bt)
+            stats.clear()
+
+        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i] for i in idx], threads)):
+            if isinstance(r, Exception):
+                errors.append((int(i), str(_frame_error(fr, r))))
+                continue
+            stats.append((int(i),) + structure_stats(i, fr, r))
+            if len(stats) >= bsize:
+                flush()
+        if stats:
             flush()
-    flush()
+        return errors
+
+    bar = _progress(None, n, "pass 2/3 fitting rows", progress) if progress else None
+    accumulate_blocks(ranks, blocks, folds, [groups, *joint.values()], block_batch,
+                      None if bar is None else bar.update)
+    if bar is not None:
+        bar.close()
+    stress_store = ranks.gather_dict(stress_store)
+    if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share)
+        return None
     timings["pass2"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- selection
