@@ -529,32 +529,44 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- final models
     t0 = time.perf_counter()
-    theta_lin = sel.solve_linear_total(lam)
     M_sel, tau_sel = chosen["M"], chosen["tau"]
-    models = {"linear": (theta_lin[None, :], None)}
-    if M_sel > 1:
-        g = joint[(M_sel, tau_sel)].gate
-        wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
-        if committee == "joint":
-            theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
-        else:
-            theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
-        models["dc"] = (theta_dc, wfn)
-        if compare:
-            other = "independent" if committee == "joint" else "joint"
-            theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
-                       else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
-            models[f"dc-{other}"] = (theta_o, wfn)
-            eq8 = Eq8Gate(clusterings[M_sel], Z)
-            theta_ind = theta_o if other == "independent" else theta_dc
-            models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
-    timings["final_solve"] = time.perf_counter() - t0
+    gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
 
-    # potential
+    def solve_final():
+        theta_lin = sel.solve_linear_total(lam)
+        models = {"linear": (theta_lin[None, :], None)}
+        if M_sel > 1:
+            g = joint[(M_sel, tau_sel)].gate
+            wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
+            if committee == "joint":
+                theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
+            else:
+                theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
+            models["dc"] = (theta_dc, wfn)
+            if compare:
+                other = "independent" if committee == "joint" else "joint"
+                theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
+                           else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
+                models[f"dc-{other}"] = (theta_o, wfn)
+                eq8 = Eq8Gate(clusterings[M_sel], Z)
+                theta_ind = theta_o if other == "independent" else theta_dc
+                models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
+        return theta_lin, models
+
+    theta_lin, models = solve_final()
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
-    gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
+    if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
+        t_shift = time.perf_counter()
+        shift, shift_notes = core_shifts(
+            lambda sh: Potential.from_parts(basis, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh)),
+            pure_zbl(elements, cutoff, inner_cutoff, w_L), basis, shortest)
+        short_range = dict(short_range, pair_shift=shift)
+        notes += shift_notes
+        timings["core_shift"] = time.perf_counter() - t_shift
+    timings["final_solve"] = time.perf_counter() - t0
+
     settings = {
         "baseline": core.baseline if core.external is None else core.external.describe(),
         "core_range": _jsonable_range(core.core_range),
@@ -605,14 +617,6 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                       for a in range(S) for b in range(a, S)}},
         "selection": _finite({k: v for k, v in selection.items() if k != "ridge_cv"}),
     }
-    if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
-        t_shift = time.perf_counter()
-        shift, shift_notes = core_shifts(
-            lambda sh: Potential.from_parts(basis, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh)),
-            pure_zbl(elements, cutoff, inner_cutoff, w_L), basis)
-        short_range = dict(short_range, pair_shift=shift)
-        notes += shift_notes
-        timings["core_shift"] = time.perf_counter() - t_shift
     pot = Potential.from_parts(basis, coef, e0, gate, meta_partial, short_range=short_range)
     lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
                                                           (theta_lin[D:] + e_ref)[None, :], None, {},
