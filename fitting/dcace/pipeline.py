@@ -39,6 +39,7 @@ from .committee import Batch, GroupAccumulator, JointAccumulator, committee_pred
 from .baseline import CoreSettings, core_window, density_core, neighbour_extremes, residual_dataset
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
+from . import state as _fit_state
 from .potential import Potential
 from .report import ErrorStats, FitReport
 from .ridge import single_threaded_blas
@@ -197,7 +198,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         progress: bool = True, threads: int = 2, memory_budget_gb: float | None = None,
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
-        core_range=None, weights=None, weight_key: str = "weight", e0=None) -> Potential:
+        core_range=None, weights=None, weight_key: str = "weight", e0=None, state=None,
+        reuse=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -229,6 +231,11 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         give them; species with neither get least-squares reference energies on atom counts.
     core_range : where ZBL hands over to ACE: None (from the data's shortest distance per pair),
         ``(lo, hi)`` in Å for every pair, or ``{"Ti-Al": (lo, hi), ...}``.
+    state : path: also write the fit state (``dcace.state``, docs/fit-state.md) that
+        ``dcace.refit(new, resume=state)`` continues from; its size is in ``pot.report.selection["state"]``.
+    reuse : a fit state (path or ``FitState``): a from-scratch fit whose first structures are the
+        state's, with the state's folds, clusters, e_ref and short-range core (the structures after
+        them get folds and clusters as in a refit) -- the fit an incremental refit equals to round-off.
 
     Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
     :class:`dcace.report.FitReport` (errors, selection, timings).
@@ -241,7 +248,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0):
+         weight_key, e0, state=None, reuse=None, resume=None):
     t_start = time.perf_counter()
     timings = {}
     e0_given = e0   # the user's isolated-atom energies (the name e0 is the fitted one-body array below)
@@ -281,6 +288,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     core = CoreSettings(baseline, core_range)
+    fixed = _fit_state.fixed_parts(resume, reuse)   # state whose folds, clusters, e_ref, core stay (or None)
     try:   # K is counted in ~1 s, before the (much slower) basis build and any pass over the data
         from .basis_spec import count_features
 
@@ -301,7 +309,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     core_notes, window, short_range = [], None, None
     if core.baseline == "zbl":
-        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff)
+        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff) if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         window = (lo, hi)
     t_basis = time.perf_counter()
@@ -327,7 +335,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         data = residual_dataset(data, base_pot)
         test_data = residual_dataset(test_data, base_pot) if test_data is not None else None
     timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
-    n = len(data)
+    n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
     if n < k_folds:
@@ -338,7 +346,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                          f"cross-validation: the largest allowed is M = {M_allowed} (every expert needs "
                          f"2 x cv_folds = {2 * k_folds} structures); give --experts {M_allowed} or fewer, or "
                          f"more training data")
-    Ms = [M for M in Ms if M <= M_allowed or M == 1]
+    Ms = [M for M in Ms if M <= M_allowed or M == 1] if fixed is None else fixed.Ms
     notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
     if experts == "auto" and max_M > M_allowed:
         notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
@@ -348,23 +356,33 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors")
     E = np.array([f.energy for f in data.frames])
-    N = counts.sum(axis=1)
-    wts = frame_weights(data.frames, weights)
-    e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+    hashes = [_fit_state.frame_hash(f) for f in data.frames]
+    if resume is None:
+        wts = frame_weights(data.frames, weights)
+        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+    else:   # the state's structures first, then the new ones
+        Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
     notes += e0_notes
-    e_ref = _reference_energies(E, counts, wts, e_fixed)
+    N = counts.sum(axis=1)
+    e_ref = _reference_energies(E, counts, wts, e_fixed) if fixed is None else fixed.arrays["e_ref"]
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
     P = p1.P
-    rng = np.random.default_rng(seed)
-    folds = np.empty(n, dtype=int)
-    folds[rng.permutation(n)] = np.arange(n) % k_folds
-    st = fit_standardiser(P)
-    Z = st(P)
-    if pca:
-        V = pca_projection(Z, variance=DEFAULTS["pca_variance"], max_components=DEFAULTS["pca_max_components"])
-    else:
-        V = np.eye(D)
-    clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    if fixed is None:
+        rng = np.random.default_rng(seed)
+        folds = np.empty(n, dtype=int)
+        folds[rng.permutation(n)] = np.arange(n) % k_folds
+        st = fit_standardiser(P)
+        Z = st(P)
+        if pca:
+            V = pca_projection(Z, variance=DEFAULTS["pca_variance"], max_components=DEFAULTS["pca_max_components"])
+        else:
+            V = np.eye(D)
+        clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    else:   # folds, standardiser, projection and clusters of the state; new structures join them
+        if reuse is not None:
+            fixed.check_prefix(hashes)
+        folds, st, V, clusterings = fixed.fixed_pass1(P, seed, k_folds)
+        Z = st(P)
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
@@ -395,6 +413,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     joint = {}
     used = groups.nbytes
     for M, t in cand:
+        if fixed is not None and (M, t) not in fixed.joint_keys:
+            continue
         need = joint_nbytes(k_folds, M, Dp)
         if used + need > budget:
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
@@ -408,8 +428,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
-    order = np.argsort(folds, kind="stable")
+    offset = 0 if resume is None else resume.n      # a refit adds only the new structures' rows ...
+    split = n if fixed is None else fixed.n          # ... after the state's, which a reuse fit adds first
+    todo = np.arange(offset, n)
+    order = todo[np.lexsort((folds[todo], todo >= split))]
     stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
+    if resume is not None:
+        resume.restore(groups, joint)
+        stress_store = resume.stress_store()
     rows_fn = _Rows(basis, wF, wS)
     buf = []
 
@@ -426,12 +452,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             acc.add(bt)
         buf.clear()
 
-    frames_in_order = [data.frames[i] for i in order]
+    frames_in_order = [data.frames[i - offset] for i in order]
     it = _threaded_map(rows_fn, frames_in_order, threads)
     for i, (fr, r) in zip(order, _progress(it, n, "pass 2/3 fitting rows", progress)):
         if isinstance(r, Exception):
             raise _frame_error(fr, r)
-        if buf and folds[buf[0][0]] != folds[i]:
+        if buf and (folds[buf[0][0]], buf[0][0] >= split) != (folds[i], i >= split):
             flush()
         Phi = r.forces
         f = fr.forces.ravel()
@@ -511,6 +537,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
+    if reuse is not None:
+        fixed.check_settings(settings, "fit(reuse=...)")
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
         "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
@@ -538,7 +566,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     meta_partial = {
         "dcace_version": _core.__version__, "fit": settings,
-        "data": {"train": data.files, "test": test_data.files if test_data else None},
+        "data": {"train": data.files if resume is None else resume.meta["files"] + data.files,
+                 "test": test_data.files if test_data else None},
         "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
                   "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K,
                   "baseline": None if core.baseline is None else ("zbl" if core.external is None else "external"),
@@ -566,7 +595,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         except ValueError as exc:
             return exc
 
-    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, data_orig.frames, threads), n,
+    frames3 = data_orig.frames if resume is None else []   # a refit has the sums, not the old structures
+    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, frames3, threads), n,
                                             "pass 3/3 training errors", progress)):
         if isinstance(res, Exception):
             raise _frame_error(fr, res)
@@ -577,7 +607,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         weights_train[i] = res[-1]["weights"]
         nearest_train[i] = res[-1]["nearest"]
     for name, stt in train_stats.items():
-        errors[name]["train"] = stt.summary()
+        errors[name]["train"] = stt.summary() if resume is None else _fit_state.sums_errors(
+            sel, *models[name], joint.get((M_sel, tau_sel)) if name == "dc" else None)
     timings["pass3"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- test set
@@ -631,7 +662,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for r in cv_rows]
     meta["notes"] = notes
     t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
-    grade_G, grade_notes, grade_stats = fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed)
+    grade_G, grade_notes, grade_stats = (fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed) if resume is None
+                                         else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
                             f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
     meta["grade"] = {"kind": "maxvol", "fraction_above_1": _round(grade_stats["fraction_above_1"]),
@@ -643,6 +675,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     report = FitReport(settings=settings, selection=selection, errors=errors, timings=timings, notes=notes,
                        cv_table=cv_rows, arrays=arrays)
     pot.report = report
+    if resume is not None:
+        selection["refit"] = _fit_state.refit_summary(resume, n, coef, clusterings.get(M_sel), committee)
+    if state is not None:
+        t0 = time.perf_counter()
+        fs = _fit_state.build_state(
+            settings=settings, basis=basis, coef=coef, one_body=e0, p1=p1, wts=wts, folds=folds, hashes=hashes,
+            e_fixed=e_fixed, core_extremes=None if core.baseline != "zbl" else (shortest, rho_max), st=st, V=V,
+            clusterings=clusterings, groups=groups, joint=joint, stress_store=stress_store, grade_stats=grade_stats,
+            pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"])
+        selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
+        timings["state"] = time.perf_counter() - t0
     return pot
 
 
