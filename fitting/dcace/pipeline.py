@@ -299,6 +299,20 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if K_count is not None:
         _check_linear_memory(n_el, K_count, k_folds, budget)
     elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
+    settings = {
+        "baseline": core.baseline if core.external is None else core.external.describe(),
+        "core_range": _jsonable_range(core.core_range),
+        "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
+        "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
+        "experts": experts if experts == "auto" else int(experts), "committee": committee,
+        "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
+        "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
+        "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
+        "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
+        "temperatures": list(temps), "pca": bool(pca), **keys,
+    }
+    if reuse is not None:
+        fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
     data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key, **keys)
     test_data = None
@@ -525,20 +539,6 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
-    settings = {
-        "baseline": core.baseline if core.external is None else core.external.describe(),
-        "core_range": _jsonable_range(core.core_range),
-        "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
-        "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
-        "experts": experts if experts == "auto" else int(experts), "committee": committee,
-        "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
-        "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
-        "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
-        "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
-        "temperatures": list(temps), "pca": bool(pca), **keys,
-    }
-    if reuse is not None:
-        fixed.check_settings(settings, "fit(reuse=...)")
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
         "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,

@@ -282,6 +282,13 @@ def load_state(path) -> FitState:
         return path
     path = Path(path)
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except FileNotFoundError:
+        raise StateError(f"{path}: no such state file") from None
+    if magic != b"PK\x03\x04":
+        raise StateError(f"{path}: not a dcace fit state (not an .npz archive; write one with dcace fit --save-state)")
+    try:
         z = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise StateError(f"{path}: no such state file") from None
