@@ -14,7 +14,8 @@ spread over different extrapolative environments.
 
 Pool files are extxyz (or anything ASE reads) or LAMMPS text dumps; a dump without an ``element``
 column needs the type -> element map (``--type-map``; for a one-element potential the potential's
-element is used).  ``--cut-radius r`` writes, instead of each picked frame, the non-periodic cluster
+element is used).  Picks from a labelled pool keep their labels (energy, forces) in the output.
+``--cut-radius r`` writes, instead of each picked frame, the non-periodic cluster
 of atoms within r of its most extrapolative atom (what a molecular DFT code can afford).
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ class SelectionError(ValueError):
 
 @dataclass
 class PoolFrame:
-    atoms: object            # ase.Atoms (no calculator)
+    atoms: object            # ase.Atoms (with the file's labels, if any, as its calculator)
     source: str
     index: int
     gamma: np.ndarray | None = None      # (N,) per-atom grade
@@ -58,6 +59,8 @@ def _is_dump(path, fmt):
 
 
 def _dump_has_elements(path) -> bool:
+    if Path(path).stat().st_size == 0:
+        raise SelectionError(f"{path}: empty dump, no frames (did no frame exceed the dump threshold?)")
     with open(path) as fh:
         for line in fh:
             if line.startswith("ITEM: ATOMS"):
@@ -96,7 +99,6 @@ def read_pool(files, elements, type_map=None, fmt=None):
             unknown = sorted(set(at.get_chemical_symbols()) - set(elements))
             if unknown:
                 raise SelectionError(f"{path} frame {k}: element(s) {unknown} that the potential ({elements}) lacks")
-            at.calc = None
             frames.append(PoolFrame(at, str(path), k))
     return frames
 
@@ -210,6 +212,7 @@ def select_cli(args) -> int:
     for k, i in zip(info, picks):
         fr = frames[i]
         at = fr.atoms.copy()
+        at.calc = fr.atoms.calc    # labels of a labelled pool (extxyz) stay with the pick
         if args.cut_radius:
             centre = int(np.argmax(fr.gamma))
             at = cut_cluster(fr.atoms, centre, args.cut_radius)

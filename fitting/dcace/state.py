@@ -119,6 +119,22 @@ class FitState:
             out[int(M)] = Clustering(st, V, labels, C, sig, sizes)
         return out
 
+    def core_check(self, new_extremes, hi, elements):
+        """Notes where new structures reach into the state's short-range core (it stays fixed: ZBL
+        takes over there, so such structures are fitted only in part; a fit from scratch moves it)."""
+        shortest, rho = new_extremes
+        _, rho_old = self.core()
+        notes = []
+        S = len(elements)
+        close = [f"{elements[a]}-{elements[b]} {shortest[a, b]:.3f} A < {hi[a, b]:.3f}" for a in range(S)
+                 for b in range(a, S) if shortest[a, b] < hi[a, b]]
+        dense = [f"{el} {r:.4g} > {r0:.4g}" for el, r, r0 in zip(elements, rho, rho_old) if r > r0]
+        if close or dense:
+            notes.append("refit: the short-range core stays that of the state, and new structures reach into it ("
+                         + "; ".join(close + dense) + "): ZBL, not ACE, describes those neighbours/atoms; a fit "
+                         "from scratch (or --recluster) moves the core below the new data")
+        return notes
+
     def stress_store(self):
         A = self.arrays
         return {int(i): (A["stress_Psi"][j], A["stress_sigma"][j], float(A["stress_scale"][j]))
@@ -129,14 +145,16 @@ class FitState:
         if sorted(joint) != sorted(self.joint_keys):
             raise StateError(f"{self.path}: the state holds committees {sorted(self.joint_keys)}, this fit builds "
                              f"{sorted(joint)}")
-        groups.H[...] = self.arrays["groups_H"]
-        groups.h[...] = self.arrays["groups_h"]
-        groups.yy[...] = self.arrays["groups_yy"]
+        def take(name, like):   # hand the loaded array over (no second copy of O(M^2 K^2) numbers)
+            a = np.ascontiguousarray(self.arrays.pop(name), dtype=float)
+            if a.shape != like.shape:
+                raise StateError(f"{self.path}: {name} has shape {a.shape}, this fit needs {like.shape}")
+            return a
+
+        groups.H, groups.h, groups.yy = (take(f"groups_{x}", getattr(groups, x)) for x in ("H", "h", "yy"))
         for j, key in enumerate(self.joint_keys):
             acc = joint[key]
-            acc.Sh[...] = self.arrays[f"joint{j}_Sh"]
-            acc.h[...] = self.arrays[f"joint{j}_h"]
-            acc.yy[...] = self.arrays[f"joint{j}_yy"]
+            acc.Sh, acc.h, acc.yy = (take(f"joint{j}_{x}", getattr(acc, x)) for x in ("Sh", "h", "yy"))
 
     def extend_pass1(self, Bsum, counts, E, frames, hashes):
         """Pass-1 arrays of the state's structures followed by the new ones' (a refit)."""
