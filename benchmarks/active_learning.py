@@ -122,6 +122,15 @@ def markdown(results, settings, cmd):
         for (n, e, f), (_, em, fm), (_, es, fs) in zip(r["select"], r["random_mean"], r["random_std"]):
             lines.append(f"| {n} | {e:.2f} | {f:.4f} | {em:.2f} ± {es:.2f} | {fm:.4f} ± {fs:.4f} |")
         need = r["select_reaches_at"]
+        s_f = [f for _, _, f in r["select"][1:]]
+        m_f = [f for _, _, f in r["random_mean"][1:]]
+        sd_f = [f for _, _, f in r["random_std"][1:]]
+        wins = sum(a <= b for a, b in zip(s_f, m_f))
+        lines += ["", f"Selection's force MAE is at or below random's mean in {wins} of {ROUNDS} rounds; the largest "
+                      f"gap where it is above: {max([a - b for a, b in zip(s_f, m_f)] + [0.0]):.4f} eV/Å (random's "
+                      f"seed spread: {min(sd_f):.4f}-{max(sd_f):.4f} eV/Å). Energy MAE after the first round: "
+                      f"selection {r['select'][1][1]:.2f}, random {r['random_mean'][1][1]:.2f} ± "
+                      f"{r['random_std'][1][1]:.2f} meV/atom."]
         verdict = ("never within 60 structures" if need is None else
                    f"after {need} structures ({100 * r['fraction']:.0f} % of the 60)")
         lines += ["", f"Random's final force MAE {r['random_final_force_mae']:.4f} eV/Å; selection reaches it "
@@ -140,11 +149,11 @@ def plot(results, path):
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.4), squeeze=False)
     for ax, r in zip(axes[0], results):
-        s = np.array(r["select"])
-        m, sd = np.array(r["random_mean"]), np.array(r["random_std"])
+        s = np.array(r["select"])[1:]        # the start (far above) is in the title
+        m, sd = np.array(r["random_mean"])[1:], np.array(r["random_std"])[1:]
         ax.plot(s[:, 0], s[:, 2], "o-", label="dcace select")
         ax.errorbar(m[:, 0], m[:, 2], yerr=sd[:, 2], fmt="s--", capsize=3, label=f"random ({r['seeds']} seeds)")
-        ax.set_title(r["element"])
+        ax.set_title(f"{r['element']} (Elastic-only start: {r['select'][0][2]:.3g} eV/Å)")
         ax.set_xlabel("structures added to the Elastic start")
         ax.set_ylabel("test force MAE (eV/Å)")
         ax.legend()
@@ -158,7 +167,14 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="body order 3, degree 8, 2 random seeds")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--out", default=None, help="markdown file (default: print only)")
+    ap.add_argument("--from-json", action="store_true", help="rewrite --out (.md, .png) from its .json, no run")
     args = ap.parse_args(argv)
+    if args.from_json:
+        out = Path(args.out)
+        saved = json.loads(out.with_suffix(".json").read_text())
+        plot(saved["results"], out.with_suffix(".png"))
+        out.write_text(markdown(saved["results"], saved["settings"], saved.get("command", "")))
+        return
     settings = {"body_order": 3, "max_degree": 8} if args.quick else {"body_order": 4, "max_degree": 10}
     seeds = args.seeds or (2 if args.quick else 5)
     cmd = "python benchmarks/active_learning.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -166,7 +182,8 @@ def main(argv=None):
         results = [run_element(el, seeds, settings, Path(tmp)) for el in args.elements]
     if args.out:
         out = Path(args.out)
-        Path(out.with_suffix(".json")).write_text(json.dumps({"settings": settings, "results": results}, indent=1))
+        Path(out.with_suffix(".json")).write_text(json.dumps({"settings": settings, "results": results,
+                                                              "command": cmd.strip()}, indent=1))
         plot(results, out.with_suffix(".png"))
         out.write_text(markdown(results, settings, cmd.strip()))
         print(f"wrote {out}")
