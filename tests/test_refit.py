@@ -217,3 +217,21 @@ def test_cli_refit_writes_potential_and_state(fits, work, frames, capsys):
     pot = dcace.load(out)
     assert rel(pot.coefficients, fits[1].coefficients) <= 1e-10
     assert load_state(st2).n == 194
+
+
+def test_recluster_is_a_full_refit_from_the_state_files(frames, work, capsys):
+    """--recluster cannot reuse the sums (new clusters change every gate): it reads the state's
+    training files again and fits from scratch on old + new -- the same potential as a plain fit on
+    all the data -- and says so; a state fitted from Atoms (no files) is refused."""
+    a, b = work / "rc_a.xyz", work / "rc_b.xyz"
+    write(a, frames[:40], format="extxyz")
+    write(b, frames[150:160], format="extxyz")
+    kw = dict(KW, experts=2, temperatures=(0.5,), compare=False)
+    dcace.fit(str(a), state=work / "rc.npz", **kw)
+    pot = refit(str(b), resume=work / "rc.npz", recluster=True, progress=False, compare=False)
+    assert any("--recluster" in n and "refitted from scratch" in n for n in pot.report.notes)
+    ref = dcace.fit([str(a), str(b)], **kw)
+    assert rel(pot.coefficients, ref.coefficients) <= 1e-10
+    dcace.fit(frames[:40], state=work / "rc_atoms.npz", **kw)
+    with pytest.raises(StateError, match="--recluster needs a full refit.*given as Atoms"):
+        refit(str(b), resume=work / "rc_atoms.npz", recluster=True, progress=False)

@@ -685,7 +685,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             settings=settings, basis=basis, coef=coef, one_body=e0, p1=p1, wts=wts, folds=folds, hashes=hashes,
             e_fixed=e_fixed, core_extremes=None if core.baseline != "zbl" else (shortest, rho_max), st=st, V=V,
             clusterings=clusterings, groups=groups, joint=joint, stress_store=stress_store, grade_stats=grade_stats,
-            pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"])
+            pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"],
+            paths=_fit_state.source_paths(train, resume))
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot

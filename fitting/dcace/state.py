@@ -247,7 +247,7 @@ _PER_STRUCTURE = ("Bsum", "counts", "E", "weights", "folds", "frame_hash")
 
 
 def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fixed, core_extremes, st, V, clusterings, groups,
-                joint, stress_store, grade_stats, pot_text, files, grade_meta, notes=()) -> FitState:
+                joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, notes=()) -> FitState:
     """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``)."""
     from . import _core
 
@@ -276,7 +276,7 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
     meta = {"format": STATE_FORMAT, "version": STATE_VERSION, "dcace_version": _core.__version__,
             "settings": json.loads(json.dumps(settings)), "elements": list(basis.elements),
             "n_features": int(basis.n_features), "joint_keys": [[int(M), float(t)] for M, t in keys],
-            "clusterings": sorted(int(M) for M in clusterings), "files": files, "grade": grade_meta,
+            "clusterings": sorted(int(M) for M in clusterings), "files": files, "paths": paths, "grade": grade_meta,
             "potential_sha256": hashlib.sha256(pot_text.encode()).hexdigest(),
             "data_sha256": hashlib.sha256("".join(hashes).encode()).hexdigest(), "notes": list(notes)}
     return FitState(meta, A)
@@ -369,26 +369,47 @@ def refit(add, resume, *, test=None, state=None, recluster=False, progress=True,
         return _fit(add, **kw, **free, state=state, reuse=None, resume=st)
 
 
+def source_paths(train, resume=None):
+    """Absolute paths of the training files (the state's first, for a refit), or None when some
+    data were given as Atoms (a --recluster full refit then cannot read them again)."""
+    items = [train] if isinstance(train, (str, os.PathLike)) else train
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, (str, os.PathLike)) for x in items):
+        return None
+    old = [] if resume is None else resume.meta.get("paths")
+    return None if old is None else old + [str(Path(x).resolve()) for x in items]
+
+
 def _full_refit(st, add, kw, free, state):
     from .data import read_data
     from .pipeline import fit
 
-    files = [f["name"] for f in st.meta.get("files") or []]
+    files = st.meta.get("paths")
     if not files or any(not Path(f).is_file() for f in files):
         raise StateError(f"{st.path}: --recluster needs a full refit on the original training data, and the "
-                         f"state's training files {files or '(the data was given as Atoms, not files)'} are not all "
-                         f"readable here")
-    keys = {k: kw[k] for k in ("energy_key", "forces_key", "stress_key", "virial_key")}
-    old = read_data(files if len(files) > 1 else files[0], elements=kw["elements"], weight_key=kw["weight_key"], **keys)
-    new = add if hasattr(add, "frames") else read_data(add, elements=kw["elements"], weight_key=kw["weight_key"],
-                                                       **keys)
-    from .data import Dataset
+                         f"state's training files {files or '(the data were given as Atoms, not files)'} are not "
+                         f"all readable here")
+    import hashlib as _h
 
-    union = Dataset(old.frames + new.frames, old.files + new.files, old.notes + new.notes, old.keys)
-    pot = fit(union, **kw, **free, state=state)
-    pot.report.notes.append(f"--recluster: clusters change every gate, so the state {st.path} could not be reused; "
-                            f"refitted from scratch on its {len(old)} training structures (read again) and the "
-                            f"{len(new)} new ones")
+    for f, rec in zip(files, st.meta.get("files") or []):
+        if rec.get("sha256") and _h.sha256(Path(f).read_bytes()).hexdigest() != rec["sha256"]:
+            raise StateError(f"{st.path}: --recluster: the training file {f} changed since the state was written")
+    add_paths = source_paths(add)
+    if add_paths is not None:   # all files: the new state records their paths too
+        train = files + add_paths
+        n_new = "the"
+    else:
+        from .data import Dataset
+
+        keys = {k: kw[k] for k in ("energy_key", "forces_key", "stress_key", "virial_key")}
+        old = read_data(files, elements=kw["elements"], weight_key=kw["weight_key"], **keys)
+        new = add if isinstance(add, Dataset) else read_data(add, elements=kw["elements"],
+                                                             weight_key=kw["weight_key"], **keys)
+        train = Dataset(old.frames + new.frames, old.files + new.files, old.notes + new.notes, old.keys)
+        n_new = f"{len(new)}"
+    pot = fit(train, **kw, **free, state=state)
+    pot.report.notes.append(f"--recluster: clusters change every gate, so the sums in the state {st.path} could not "
+                            f"be reused; refitted from scratch on its {st.n} training structures (read again from "
+                            f"{len(files)} file(s)) and {n_new} new ones")
     return pot
 
 
