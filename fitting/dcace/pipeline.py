@@ -502,6 +502,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
                    kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed))
+    if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
+        sel.sc = fixed.arrays["column_scale"]
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
     lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
     cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
@@ -686,7 +688,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             e_fixed=e_fixed, core_extremes=None if core.baseline != "zbl" else (shortest, rho_max), st=st, V=V,
             clusterings=clusterings, groups=groups, joint=joint, stress_store=stress_store, grade_stats=grade_stats,
             pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"],
-            paths=_fit_state.source_paths(train, resume))
+            paths=_fit_state.source_paths(train, resume), column_scale=sel.sc)
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot

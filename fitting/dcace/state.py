@@ -9,7 +9,9 @@ fit is adding their rows to the stored sums and solving again.  The state holds,
   ``JointAccumulator``) -- O(folds x candidates x (M K)^2) numbers, independent of the data size;
 * per structure (O(K) each): the pass-1 descriptor sums, atom counts, energies, weights, fold and a
   hash, and the few stress rows that the selection's direct stress errors use;
-* what stays fixed on resume: the per-species reference energies e_ref, the standardiser, the PCA
+* what stays fixed on resume: the per-species reference energies e_ref, the ridge's column scaling
+  (``dcace.ridge``; so an independent expert whose cluster gets no new structure keeps its
+  coefficients at a fixed ridge with ``regularise="zero"``), the standardiser, the PCA
   projection and the k-means clusterings (centroids, spreads, labels) that define every gate, the
   short-range core (pair windows from the shortest distances, core densities) and hence the basis;
 * the fit settings, the dcace version, the SHA-256 of the potential written with it, the MaxVol
@@ -247,7 +249,7 @@ _PER_STRUCTURE = ("Bsum", "counts", "E", "weights", "folds", "frame_hash")
 
 
 def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fixed, core_extremes, st, V, clusterings, groups,
-                joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, notes=()) -> FitState:
+                joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, column_scale=None, notes=()) -> FitState:
     """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``)."""
     from . import _core
 
@@ -255,7 +257,7 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
          "folds": np.asarray(folds, dtype=np.int64), "frame_hash": np.array(hashes, dtype="U16"),
          "e_fixed": np.asarray(e_fixed, float), "std_mean": st.mean, "std_scale": st.scale,
          "projection": np.asarray(V, float), "theta_coef": np.asarray(coef, float),
-         "theta_one_body": np.asarray(one_body, float), "groups_H": groups.H, "groups_h": groups.h, "groups_yy": groups.yy}
+         "theta_one_body": np.asarray(one_body, float), "column_scale": np.asarray(column_scale, float), "groups_H": groups.H, "groups_h": groups.h, "groups_yy": groups.yy}
     if core_extremes is not None:
         A["core_shortest"], A["core_rho_max"] = (np.asarray(x, float) for x in core_extremes)
     for M, cl in clusterings.items():
@@ -328,7 +330,7 @@ def load_state(path) -> FitState:
             raise StateError(f"{path}: written by dcace {meta.get('dcace_version')}, this is dcace "
                              f"{_core.__version__} (descriptors may differ): refit from scratch")
         arrays = {k: z[k] for k in z.files if k != "__meta__"}
-    need = set(_PER_STRUCTURE) | {"e_ref", "groups_H", "groups_h", "groups_yy", "std_mean", "std_scale", "projection"}
+    need = set(_PER_STRUCTURE) | {"e_ref", "column_scale", "groups_H", "groups_h", "groups_yy", "std_mean", "std_scale", "projection"}
     missing = sorted(need - set(arrays))
     if missing:
         raise StateError(f"{path}: incomplete fit state, missing {missing}")
