@@ -5,6 +5,8 @@
               [--stress-weight W] [--energy-key K] [--forces-key K] [--stress-key K] [--virial-key K] \\
               [--seed S] [--plots DIR] -o OUT.dcace
     dcace eval POTENTIAL DATA.xyz [--json] [same key options]
+    dcace fit --resume S.npz --add NEW.xyz -o OUT.dcace      (incremental refit, dcace.cli_learn)
+    dcace select POOL... --potential P -n K -o picked.xyz     (active learning, dcace.active)
 
 Bad input (unreadable data, missing labels, unknown elements, a corrupted potential file) ends with
 one line ``dcace: error: ...`` naming the file and frame (or line) and exit status 2.
@@ -22,6 +24,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10: the tomli backport (a dependency there)
     import tomli as tomllib
 
+from . import cli_learn
 from .atomic import check_output_dir, check_output_file, same_file, write_text_atomic
 
 __all__ = ["main"]
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="run 'dcace fit -h' or 'dcace eval -h' for the options of a command")
     parser.add_argument("--version", action="version", version=f"dcace {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{fit,eval}")
+    sub = parser.add_subparsers(dest="command", metavar="{fit,eval,select}")
 
     f = sub.add_parser("fit", help="fit a linear or divide-and-conquer potential",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLE_FIT,
@@ -217,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--report-json", metavar="FILE", default=None,
                    help="also write the full fit report as JSON (default: none; example: --report-json fit.json)")
     g.add_argument("--quiet", action="store_true", help="no progress bars (default: progress bars on stderr)")
+    cli_learn.add_fit_state_options(f)
 
     e = sub.add_parser("eval", help="evaluate a potential on data",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -230,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plots", metavar="FILE", default=None,
                    help="write a parity plot to FILE (default: none; example: --plots parity.png)")
     _add_key_options(e, where="default: the keys the potential was fitted with, else")
+    cli_learn.add_select_parser(sub)
     return parser
 
 
@@ -312,6 +317,8 @@ def parse_weights(spec):
 
 
 def _cmd_fit(args, parser) -> int:
+    if cli_learn.refit_requested(args):
+        return cli_learn.cmd_refit(args)
     args = _merge_config(args, parser)
     missing = [opt for opt, val in (("--train", args.train), ("--elements", args.elements),
                                     ("--cutoff", args.cutoff), ("-o/--output", args.output)) if val in (None, [])]
@@ -349,7 +356,7 @@ def _cmd_fit(args, parser) -> int:
               repulsion_restraints=args.repulsion_restraints,
               weights=None if args.weights is None else parse_weights(args.weights),
               weight_key=args.weight_key or "weight",
-              e0=None if args.e0 is None else parse_e0(args.e0))
+              e0=None if args.e0 is None else parse_e0(args.e0), state=args.save_state)
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)
@@ -368,6 +375,7 @@ def _cmd_fit(args, parser) -> int:
     print(f"\nwrote {out} ({pot.n_experts} expert(s)); time {t.get('total', 0):.1f} s "
           f"(pass 1 {t.get('pass1', 0):.1f} s, pass 2 {t.get('pass2', 0):.1f} s, selection {t.get('selection', 0):.1f} s; "
           f"{t.get('ranks', 1)} rank(s) x {t.get('threads', 1)} thread(s))")
+    cli_learn.print_state(rep)
     if args.plots:
         from .plots import write_fit_plots
 
@@ -396,6 +404,7 @@ def _check_fit_outputs(args) -> None:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError('--plots needs matplotlib, which is not installed: pip install "dcace[plots]"') from None
+    cli_learn.check_state_output(args, inputs + [("--report-json", args.report_json)] if args.report_json else inputs)
 
 
 def evaluate(pot, data):
@@ -485,6 +494,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "fit":
             return _cmd_fit(args, parser)
+        if args.command == "select":
+            return cli_learn.cmd_select(args)
         return _cmd_eval(args)
     except (ValueError, OSError) as exc:
         msg = str(exc) or type(exc).__name__

@@ -41,6 +41,7 @@ from .committee import Batch, GroupAccumulator, JointAccumulator, committee_pred
 from .baseline import CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
+from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .potential import Potential
 from .report import ErrorStats, FitReport
@@ -212,7 +213,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
-        repulsion_restraints: float | None = None, comm=None) -> Potential:
+        repulsion_restraints: float | None = None, comm=None, state=None, reuse=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -252,6 +253,11 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
         blocks of structures, rank 0 selects and solves, every rank returns the same potential, and
         the file is byte-identical to the serial fit's (``dcace.parallel``; ``pip install "dcace[mpi]"``).
+    state : path: also write the fit state (``dcace.state``, docs/fit-state.md) that
+        ``dcace.refit(new, resume=state)`` continues from; its size is in ``pot.report.selection["state"]``.
+    reuse : a fit state (path or ``FitState``): a from-scratch fit whose first structures are the
+        state's, with the state's folds, clusters, e_ref and short-range core (the structures after
+        them get folds and clusters as in a refit) -- the fit an incremental refit equals to round-off.
 
     Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
     :class:`dcace.report.FitReport` (errors, selection, timings; ``timings["ranks"]``, ``["threads"]``).
@@ -270,7 +276,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0, repulsion_restraints, ranks):
+         weight_key, e0, repulsion_restraints, ranks, state=None, reuse=None, resume=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -314,6 +320,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     core = CoreSettings(baseline, core_range)
+    fixed = _fit_state.fixed_parts(resume, reuse)   # state whose folds, clusters, e_ref, core stay (or None)
     try:   # K is counted in ~1 s, before the (much slower) basis build and any pass over the data
         from .basis_spec import count_features
 
@@ -324,6 +331,21 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if K_count is not None:
         _check_linear_memory(n_el, K_count, k_folds, budget)
     elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
+    settings = {
+        "baseline": core.baseline if core.external is None else core.external.describe(),
+        "core_range": _jsonable_range(core.core_range),
+        "repulsion_restraints": w_rest if core.baseline == "zbl" else None,
+        "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
+        "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
+        "experts": experts if experts == "auto" else int(experts), "committee": committee,
+        "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
+        "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
+        "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
+        "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
+        "temperatures": list(temps), "pca": bool(pca), **keys,
+    }
+    if reuse is not None:
+        fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
     data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key, **keys)
     test_data = None
@@ -334,8 +356,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
-        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff)
+        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff) if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
+        if resume is not None:   # the core stays the state's: say where new data reaches into it
+            core_notes += resume.core_check(neighbour_extremes(data.frames, elements, cutoff), hi, elements)
         window = (lo, hi)
     t_basis = time.perf_counter()
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
@@ -366,7 +390,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                               f"shortest training distance, forces fitted to ZBL's with weight {w_rest:g} x the force "
                               f"weight (--repulsion-restraints)")
     timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
-    n = len(data)
+    n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
     if n < k_folds:
@@ -377,7 +401,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                          f"cross-validation: the largest allowed is M = {M_allowed} (every expert needs "
                          f"2 x cv_folds = {2 * k_folds} structures); give --experts {M_allowed} or fewer, or "
                          f"more training data")
-    Ms = [M for M in Ms if M <= M_allowed or M == 1]
+    Ms = [M for M in Ms if M <= M_allowed or M == 1] if fixed is None else fixed.Ms
     notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
     if experts == "auto" and max_M > M_allowed:
         notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
@@ -385,29 +409,51 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    folds = np.empty(n, dtype=int)
-    folds[rng.permutation(n)] = np.arange(n) % k_folds
+    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
+    split = n if fixed is None else fixed.n          # ... after the state's, which a reuse fit adds first
+    if fixed is None:
+        rng = np.random.default_rng(seed)
+        folds = np.empty(n, dtype=int)
+        folds[rng.permutation(n)] = np.arange(n) % k_folds
+    else:   # the state's folds, then deterministic folds for the structures after them
+        folds = _fit_state.extended_folds(fixed, seed, n, k_folds)
     # fixed blocks of <= batch_size structures (the units of work and of summation of passes 1 and 2,
-    # dcace.parallel), accumulated in batches whose work arrays (2B x D'^2) stay below ~64 MiB
-    blocks = fit_blocks(folds, max(1, bsize))
+    # dcace.parallel; the state's structures and the new ones in separate blocks, so that a refit
+    # adds exactly the blocks a from-scratch fit adds after the state's), accumulated in batches
+    # whose work arrays (2B x D'^2) stay below ~64 MiB
+    blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
+    if split > offset:
+        blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
-    Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks, blocks)
+    Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
+                                    [b - offset for b in blocks])
     E = np.array([f.energy for f in data.frames])
-    N = counts.sum(axis=1)
-    wts = frame_weights(data.frames, weights)
-    e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+    hashes = [_fit_state.frame_hash(f) for f in data.frames]
+    if resume is None:
+        wts = frame_weights(data.frames, weights)
+        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+    else:   # the state's structures first, then the new ones
+        Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
     notes += e0_notes
-    e_ref = ranks.bcast(_reference_energies(E, counts, wts, e_fixed))   # rank 0's numbers on every rank
+    N = counts.sum(axis=1)
+    e_ref = _reference_energies(E, counts, wts, e_fixed) if fixed is None else fixed.arrays["e_ref"]
+    e_ref = ranks.bcast(e_ref)   # rank 0's numbers on every rank
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
     P = p1.P
-    st = fit_standardiser(P)
-    Z = st(P)
-    if pca:
-        V = pca_projection(Z, variance=DEFAULTS["pca_variance"], max_components=DEFAULTS["pca_max_components"])
-    else:
-        V = np.eye(D)
-    clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    if fixed is None:
+        st = fit_standardiser(P)
+        Z = st(P)
+        if pca:
+            V = pca_projection(Z, variance=DEFAULTS["pca_variance"], max_components=DEFAULTS["pca_max_components"])
+        else:
+            V = np.eye(D)
+        clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    else:   # folds, standardiser, projection and clusters of the state; new structures join them
+        if reuse is not None:
+            fixed.check_prefix(hashes)
+        folds_again, st, V, clusterings = fixed.fixed_pass1(P, seed, k_folds)
+        assert np.array_equal(folds_again, folds)
+        Z = st(P)
     clusterings = ranks.bcast(clusterings)
     timings["pass1"] = time.perf_counter() - t0
 
@@ -438,6 +484,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     joint = {}
     used = groups.nbytes
     for M, t in cand:
+        if fixed is not None and (M, t) not in fixed.joint_keys:
+            continue
         need = joint_nbytes(k_folds + (restraint is not None), M, Dp)   # + the restraint's own set
         if used + need > budget:
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
@@ -454,6 +502,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
     stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
+    if resume is not None:
+        resume.restore(groups, joint)
+        stress_store = resume.stress_store()
     rows_fn = _Rows(basis, wF, wS)
 
     def structure_stats(i, fr, r):
@@ -488,7 +539,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                 acc.add(bt)
             stats.clear()
 
-        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i] for i in idx], threads)):
+        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i - offset] for i in idx], threads)):
             if isinstance(r, Exception):
                 errors.append((int(i), str(_frame_error(fr, r))))
                 continue
@@ -516,6 +567,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
                    kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint)
+    if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
+        sel.sc = fixed.arrays["column_scale"]
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
     lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
     cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
@@ -566,20 +619,6 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         notes += shift_notes
         timings["core_shift"] = time.perf_counter() - t_shift
     timings["final_solve"] = time.perf_counter() - t0
-
-    settings = {
-        "baseline": core.baseline if core.external is None else core.external.describe(),
-        "core_range": _jsonable_range(core.core_range),
-        "repulsion_restraints": w_rest if core.baseline == "zbl" else None,
-        "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
-        "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
-        "experts": experts if experts == "auto" else int(experts), "committee": committee,
-        "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
-        "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
-        "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
-        "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
-        "temperatures": list(temps), "pca": bool(pca), **keys,
-    }
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
         "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
@@ -607,7 +646,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     meta_partial = {
         "dcace_version": _core.__version__, "fit": settings,
-        "data": {"train": data.files, "test": test_data.files if test_data else None},
+        "data": {"train": data.files if resume is None else resume.meta["files"] + data.files,
+                 "test": test_data.files if test_data else None},
         "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
                   "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K,
                   "baseline": None if core.baseline is None else ("zbl" if core.external is None else "external"),
@@ -635,7 +675,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         except ValueError as exc:
             return exc
 
-    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, data_orig.frames, threads), n,
+    frames3 = data_orig.frames if resume is None else []   # a refit has the sums, not the old structures
+    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, frames3, threads), n,
                                             "pass 3/3 training errors", progress)):
         if isinstance(res, Exception):
             raise _frame_error(fr, res)
@@ -646,7 +687,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         weights_train[i] = res[-1]["weights"]
         nearest_train[i] = res[-1]["nearest"]
     for name, stt in train_stats.items():
-        errors[name]["train"] = stt.summary()
+        errors[name]["train"] = stt.summary() if resume is None else _fit_state.sums_errors(
+            sel, *models[name], joint.get((M_sel, tau_sel)) if name == "dc" else None)
     timings["pass3"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- test set
@@ -700,7 +742,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for r in cv_rows]
     meta["notes"] = notes
     t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
-    grade_G, grade_notes, grade_stats = fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed)
+    grade_G, grade_notes, grade_stats = (fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed) if resume is None
+                                         else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
                             f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
     meta["grade"] = {"kind": "maxvol", "fraction_above_1": _round(grade_stats["fraction_above_1"]),
@@ -712,6 +755,18 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     report = FitReport(settings=settings, selection=selection, errors=errors, timings=timings, notes=notes,
                        cv_table=cv_rows, arrays=arrays)
     pot.report = report
+    if resume is not None:
+        selection["refit"] = _fit_state.refit_summary(resume, n, coef, clusterings.get(M_sel), committee)
+    if state is not None:
+        t0 = time.perf_counter()
+        fs = _fit_state.build_state(
+            settings=settings, basis=basis, coef=coef, one_body=e0, p1=p1, wts=wts, folds=folds, hashes=hashes,
+            e_fixed=e_fixed, core_extremes=None if core.baseline != "zbl" else (shortest, rho_max), st=st, V=V,
+            clusterings=clusterings, groups=groups, joint=joint, stress_store=stress_store, grade_stats=grade_stats,
+            pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"],
+            paths=_fit_state.source_paths(train, resume), column_scale=sel.sc)
+        selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
+        timings["state"] = time.perf_counter() - t0
     return pot
 
 
