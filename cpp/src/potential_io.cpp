@@ -18,8 +18,9 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 4;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation grade;
-                                   // 4 chemical channels (species-embedded basis)
+constexpr int kFormatVersion = 5;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
+                                   // grade; 4 level shifts of the pair core (core_shift); 5 chemical channels
+                                   // (species-embedded basis)
 constexpr const char* kMagic = "dcace-potential";
 
 // Length of the valid UTF-8 prefix of s (s.size() if all of s is valid UTF-8).
@@ -336,7 +337,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   spec.n_radial = static_cast<int>(rd.integer(rd.take("n_radial", 2)[1], 1, 1000, "n_radial"));
   spec.l_max = static_cast<int>(rd.integer(rd.take("l_max", 2)[1], 0, 15, "l_max"));
   if (version >= 2 && rd.next_is("core_range")) read_core_range(rd, spec);
-  if (version >= 4 && rd.next_is("chemical_channels")) read_chemical_channels(rd, spec);
+  if (version >= 5 && rd.next_is("chemical_channels")) read_chemical_channels(rd, spec);
   const long n_z = spec.n_chem > 0 ? spec.n_chem : S;
   const long nc = rd.integer(rd.take("channels", 2)[1], 0, 1L << 24, "number of channels");
   rd.check_count(nc, 1, "number of channels");
@@ -417,6 +418,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
         baseline.rho_hi.push_back(range[2 * a + 1]);
       }
     }
+    if (version >= 4 && rd.next_is("core_shift")) baseline.pair_shift = rd.matrix("core_shift", S, S);
   }
   // extrapolation grade (format version 3; absent or `grade none`: unavailable)
   bool has_grade = false;
@@ -527,6 +529,7 @@ std::string Potential::write() const {
       }
       write_matrix(o, "core_density_range", range, S, 2);
     }
+    if (!baseline_.pair_shift.empty()) write_matrix(o, "core_shift", baseline_.pair_shift, S, S);
   }
   if (grade_) {
     o << "grade " << grade_->kind << '\n';

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 
 __all__ = ["ACEBasis", "FittingRows", "Calculator", "Potential", "load", "fit", "read_data", "DataError",
-           "FitReport", "__version__"]
+           "FitReport", "refit", "__version__"]
 
 _LAZY = {
     "ACEBasis": ".basis",
@@ -25,6 +25,7 @@ _LAZY = {
     "read_data": ".data",
     "DataError": ".data",
     "FitReport": ".report",
+    "refit": ".state",
 }
 
 

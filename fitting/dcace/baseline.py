@@ -26,12 +26,14 @@ from ase.data import atomic_numbers, covalent_radii
 from .neighbours import neighbour_list
 
 __all__ = ["CoreSettings", "ExternalBaseline", "neighbour_extremes", "shortest_distances", "core_window", "parse_core_range", "density_core",
-           "residual_dataset"]
+           "residual_dataset", "core_shifts"]
 
 HI_BELOW = 0.05        # A below the shortest distance in the data: ACE fully on above (every training pair is pure ACE)
 LO_BELOW = 0.3         # A below it: ACE fully off, ZBL alone
 COVALENT_FACTOR = 0.8  # shortest distance of a pair the data lack, relative to r_cov,a + r_cov,b
 DENSITY_WIDTH = 0.3    # the density core switches ACE off between rho_max and (1 + this) rho_max
+SHIFT_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)   # level shifts tried, x (fitted dimer energy at hi)
+SHIFT_GRID = 500       # dimer distances per pair (r_min down to lo) at which the curve is checked
 
 
 @dataclasses.dataclass
@@ -241,3 +243,51 @@ def residual_dataset(dataset, baseline, elements=None):
             stress = fr.stress - S if S is not None else fr.stress
         out.append(dataclasses.replace(fr, energy=fr.energy - E, forces=fr.forces - F, stress=stress))
     return dataclasses.replace(dataset, frames=out)
+
+
+def _largest_fall(E):
+    """Largest drop of E along the grid (E ordered by decreasing r: it should only rise)."""
+    d = np.diff(E)
+    return float(-d.min()) if len(d) and d.min() < 0 else 0.0
+
+
+def core_shifts(make_potential, zbl_potential, basis, shortest):
+    """Level shifts Delta_ab (S x S) of the pair core, and notes. make_potential(shift) is the fitted
+    potential with the given shifts; zbl_potential is ZBL alone (dcace.restraints.pure_zbl).
+
+    For each pair the fitted dimer energy at the top of its window, E_hi, is compared with ZBL
+    there: Delta = max(0, c E_hi - ZBL(hi)) for the smallest c in SHIFT_FACTORS with which the dimer
+    rises monotonically from the data's shortest distance of the pair (``shortest``) down to lo,
+    or that does as well as any (a note then says by how much it falls; the ACE energy is switched off by a product of window
+    factors, so it can drop faster than (1 - g) rises: c > 1 covers that). Delta only acts below
+    hi: nothing changes on the data. All energies come from the C++ core."""
+    from .probes import dimer_curve
+
+    elements = basis.elements
+    lo, hi = basis.core_window
+    S = len(elements)
+    shift = np.zeros((S, S))
+    notes = []
+    unshifted = make_potential(shift)
+    for x in range(S):
+        for y in range(x, S):
+            a, b = elements[x], elements[y]
+            top = shortest[x, y] if np.isfinite(shortest[x, y]) and shortest[x, y] > hi[x, y] else hi[x, y]
+            r = np.linspace(top, lo[x, y], SHIFT_GRID)
+            e_hi = dimer_curve(unshifted, a, b, [hi[x, y]])[0]
+            zbl_hi = dimer_curve(zbl_potential, a, b, [hi[x, y]])[0]
+            tried = []
+            for c in SHIFT_FACTORS:
+                trial = shift.copy()
+                trial[x, y] = trial[y, x] = max(0.0, c * e_hi - zbl_hi)
+                tried.append((trial[x, y], _largest_fall(dimer_curve(make_potential(trial) if trial[x, y] else
+                                                                     unshifted, a, b, r))))
+                if tried[-1][1] == 0.0 or e_hi <= 0.0:   # rises, or no factor gives a shift
+                    break
+            least = min(f for _, f in tried)   # the smallest shift that does as well as any
+            best = next(t for t in tried if t[1] <= least + 1e-9)
+            shift[x, y] = shift[y, x] = best[0]
+            if best[1] > 0:
+                notes.append(f"{a}-{b} dimer: falls by up to {best[1]:.3g} eV between the data's shortest distance "
+                             f"{top:.3f} A and the bottom of the core window {lo[x, y]:.3f} A")
+    return shift, notes

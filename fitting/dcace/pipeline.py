@@ -7,13 +7,15 @@ Pipeline (memory O(candidates x folds x (M K)^2), independent of the number of s
    per-species reference energies e_ref (least squares of E on atom counts; energies are fitted
    relative to them), cross-validation folds (seeded), standardisation, optional PCA and seeded
    k-means clusterings for every candidate number of experts M.
-3. pass 2: fitting rows of one structure at a time (C++ core, two threads); normal equations of
+3. pass 2: fitting rows of one structure at a time (C++ core, threads); normal equations of
    every candidate model are accumulated per fold at once: the global linear model, independent
    per-cluster experts for each M (the paper's method) and the jointly fitted committee for each
    (M, gate temperature tau) (``dcace.committee``).
 4. selection (``dcace.selection``): ridge lambda by k-fold CV on the linear model; (M, tau) by
    k-fold CV of the combined model's weighted loss; eq. 9 of the paper is evaluated and reported.
 5. final solves on all training data; the potential file (``dcace.Potential``) with provenance.
+   Passes 1 and 2 run over fixed blocks of structures, on one or many MPI ranks with the same
+   arithmetic (``dcace.parallel``): serial and MPI fits write the same bytes.
 6. pass 3: the final potential (C++ core) and the linear baseline evaluated on the training set;
    the test set (if any) evaluated with all compared models.
 
@@ -36,12 +38,15 @@ from . import _core, cost
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
-from .basis_spec import check_degree_blocks
-from .baseline import CoreSettings, core_window, density_core, neighbour_extremes, residual_dataset
+from .basis_spec import check_chemical_channels, check_degree_blocks
+from .baseline import CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
+from . import state as _fit_state
+from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .potential import Potential
 from .report import ErrorStats, FitReport
+from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from .ridge import single_threaded_blas
 
 __all__ = ["fit", "DEFAULTS"]
@@ -62,6 +67,7 @@ DEFAULTS = {
     "pca_max_components": 10,
     "batch_size": 64,
     "memory_budget_gb": 1.2,
+    "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
 }
 
 
@@ -109,11 +115,17 @@ def _threaded_map(fn, frames, threads):
             yield f, res
 
 
-def _descriptor_pass(basis, frames, progress, threads, desc="descriptors"):
+def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None):
+    """(Bsum (n, D), counts (n, S)); with ranks/blocks each rank computes its blocks' structures and
+    every rank gets all rows (``dcace.parallel``)."""
     S, K = basis.n_species, basis.n_features
     n = len(frames)
-    Bsum = np.zeros((n, S * K))
-    counts = np.zeros((n, S))
+    ranks = ranks or Ranks(None)
+    mine = np.arange(n) if blocks is None else \
+        np.concatenate([blocks[b] for b in ranks.own_blocks(blocks)] or [np.zeros(0, int)])
+    Bsum = np.zeros((len(mine), S * K))
+    counts = np.zeros((len(mine), S))
+    errors = []
 
     def work(fr):
         try:
@@ -121,12 +133,15 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors"):
         except ValueError as exc:
             return exc
 
-    for i, (fr, res) in enumerate(_progress(_threaded_map(work, frames, threads), n, desc, progress)):
+    it = _threaded_map(work, [frames[i] for i in mine], threads)
+    for j, (fr, res) in enumerate(_progress(it, len(mine), desc, progress)):
         if isinstance(res, Exception):
-            raise _frame_error(fr, res)
-        Bsum[i] = res[0].ravel()
-        counts[i] = res[1]
-    return Bsum, counts
+            errors.append((int(mine[j]), str(_frame_error(fr, res))))
+            continue
+        Bsum[j] = res[0].ravel()
+        counts[j] = res[1]
+    ranks.check(errors)
+    return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
 def _reference_energies(E, counts, weights=None, fixed=None):
@@ -213,10 +228,11 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         virial_key: str | None = None, seed: int = 0, cv_folds: int | None = None,
         max_experts: int | None = None, temperatures=None, pca: bool = True,
         committee: str = "joint", regularise: str = "global", agreement: float = 0.0, compare: bool = True,
-        progress: bool = True, threads: int = 2, memory_budget_gb: float | None = None,
+        progress: bool = True, threads: int | None = None, memory_budget_gb: float | None = None,
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
-        core_range=None, weights=None, weight_key: str = "weight", e0=None, max_degree_blocks=None,
+        core_range=None, weights=None, weight_key: str = "weight", e0=None,
+        repulsion_restraints: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
         chemical_channels: int | None = None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
@@ -249,27 +265,48 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         give them; species with neither get least-squares reference energies on atom counts.
     core_range : where ZBL hands over to ACE: None (from the data's shortest distance per pair),
         ``(lo, hi)`` in Å for every pair, or ``{"Ti-Al": (lo, hi), ...}``.
+    repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
+        dimer repel between the bottom of its core window and its shortest training distance
+        (``dcace.restraints``); 0 = off. Only with the built-in baseline.
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
+
+    threads : threads per process (default: the cores this process may use, shared among the ranks).
+    comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
+        blocks of structures, rank 0 selects and solves, every rank returns the same potential, and
+        the file is byte-identical to the serial fit's (``dcace.parallel``; ``pip install "dcace[mpi]"``).
+    state : path: also write the fit state (``dcace.state``, docs/fit-state.md) that
+        ``dcace.refit(new, resume=state)`` continues from; its size is in ``pot.report.selection["state"]``.
+    reuse : a fit state (path or ``FitState``): a from-scratch fit whose first structures are the
+        state's, with the state's folds, clusters, e_ref and short-range core (the structures after
+        them get folds and clusters as in a refit) -- the fit an incremental refit equals to round-off.
 
     Before pass 2 the fit prints (with ``progress``) K, the unknowns, the memory of every
     candidate and an estimated pass-2 time (``dcace.cost``; also in ``report.cost``).
 
     Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
-    :class:`dcace.report.FitReport` (errors, selection, timings).
+    :class:`dcace.report.FitReport` (errors, selection, timings; ``timings["ranks"]``, ``["threads"]``).
     """
+    kw = {k: v for k, v in locals().items() if k != "comm"}
+    ranks = as_ranks(comm)
+    if threads is None:
+        kw["threads"] = default_threads(ranks.size)
+    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     with single_threaded_blas():
-        return _fit(**{k: v for k, v in locals().items()})
+        return ranks.share(lambda: _fit(**kw, ranks=ranks))
 
 
 def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridge, energy_weight,
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0, max_degree_blocks, chemical_channels):
+         weight_key, e0, repulsion_restraints, ranks, state=None, reuse=None, resume=None,
+         max_degree_blocks=None, chemical_channels=None):
     t_start = time.perf_counter()
-    timings = {}
+    timings = {"ranks": ranks.size, "threads": int(threads)}
+    progress = progress and ranks.is_root
     e0_given = e0   # the user's isolated-atom energies (the name e0 is the fitted one-body array below)
     wE = float(DEFAULTS["energy_weight"] if energy_weight is None else energy_weight)
     wF = float(DEFAULTS["force_weight"] if force_weight is None else force_weight)
@@ -279,6 +316,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             raise ValueError(f"{name} must be a finite number >= 0, got {v}")
     if wE == 0 and wF == 0:
         raise ValueError("energy_weight and force_weight cannot both be 0")
+    w_rest = float(DEFAULTS["repulsion_restraints"] if repulsion_restraints is None else repulsion_restraints)
+    if not (math.isfinite(w_rest) and w_rest >= 0):
+        raise ValueError(f"repulsion_restraints must be a finite number >= 0, got {repulsion_restraints}")
     k_folds = int(DEFAULTS["cv_folds"] if cv_folds is None else cv_folds)
     max_M = int(DEFAULTS["max_experts"] if max_experts is None else max_experts)
     temps = tuple(float(t) for t in (DEFAULTS["temperatures"] if temperatures is None else temperatures))
@@ -307,6 +347,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     core = CoreSettings(baseline, core_range)
+    fixed = _fit_state.fixed_parts(resume, reuse)   # state whose folds, clusters, e_ref, core stay (or None)
     try:   # K is counted in ~1 s, before the (much slower) basis build and any pass over the data
         from .basis_spec import count_features
 
@@ -318,6 +359,25 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if K_count is not None:
         cost.check_linear_memory(n_el, K_count, k_folds, budget)
     elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
+    basis_blocks = {str(b): float(d) for b, d in sorted(
+        check_degree_blocks(max_degree_blocks, len(elements), body_order, max_degree).items())} or None
+    chemical_channels = check_chemical_channels(chemical_channels, len(elements))
+    settings = {
+        "baseline": core.baseline if core.external is None else core.external.describe(),
+        "core_range": _jsonable_range(core.core_range),
+        "repulsion_restraints": w_rest if core.baseline == "zbl" else None,
+        "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
+        "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
+        "max_degree_blocks": basis_blocks, "chemical_channels": chemical_channels,
+        "experts": experts if experts == "auto" else int(experts), "committee": committee,
+        "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
+        "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
+        "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
+        "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
+        "temperatures": list(temps), "pca": bool(pca), **keys,
+    }
+    if reuse is not None:
+        fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
     data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key, **keys)
     test_data = None
@@ -326,10 +386,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                                                                      **keys)
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    core_notes, window, short_range = [], None, None
+    core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
-        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff)
+        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff) if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
+        if resume is not None:   # the core stays the state's: say where new data reaches into it
+            core_notes += resume.core_check(neighbour_extremes(data.frames, elements, cutoff), hi, elements)
         window = (lo, hi)
     t_basis = time.perf_counter()
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
@@ -353,8 +415,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                                         short_range=short_range)
         data = residual_dataset(data, base_pot)
         test_data = residual_dataset(test_data, base_pot) if test_data is not None else None
+        if w_rest > 0:
+            dimers = restraint_dimers(elements, shortest, lo, cutoff)
+            restraint_rows = restraint_batch(basis, base_pot, dimers, wF, w_rest) if dimers else None
+            core_notes.append(f"repulsion restraints: {len(dimers)} dimers between each pair's core window and its "
+                              f"shortest training distance, forces fitted to ZBL's with weight {w_rest:g} x the force "
+                              f"weight (--repulsion-restraints)")
     timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
-    n = len(data)
+    n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
     if n < k_folds:
@@ -365,7 +433,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                          f"cross-validation: the largest allowed is M = {M_allowed} (every expert needs "
                          f"2 x cv_folds = {2 * k_folds} structures); give --experts {M_allowed} or fewer, or "
                          f"more training data")
-    Ms = [M for M in Ms if M <= M_allowed or M == 1]
+    Ms = [M for M in Ms if M <= M_allowed or M == 1] if fixed is None else fixed.Ms
     notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
     if experts == "auto" and max_M > M_allowed:
         notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
@@ -373,25 +441,52 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
-    Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors")
+    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
+    split = n if fixed is None else fixed.n          # ... after the state's, which a reuse fit adds first
+    if fixed is None:
+        rng = np.random.default_rng(seed)
+        folds = np.empty(n, dtype=int)
+        folds[rng.permutation(n)] = np.arange(n) % k_folds
+    else:   # the state's folds, then deterministic folds for the structures after them
+        folds = _fit_state.extended_folds(fixed, seed, n, k_folds)
+    # fixed blocks of <= batch_size structures (the units of work and of summation of passes 1 and 2,
+    # dcace.parallel; the state's structures and the new ones in separate blocks, so that a refit
+    # adds exactly the blocks a from-scratch fit adds after the state's), accumulated in batches
+    # whose work arrays (2B x D'^2) stay below ~64 MiB
+    blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
+    if split > offset:
+        blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
+    bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
+    Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
+                                    [b - offset for b in blocks])
     E = np.array([f.energy for f in data.frames])
-    N = counts.sum(axis=1)
-    wts = frame_weights(data.frames, weights)
-    e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+    hashes = [_fit_state.frame_hash(f) for f in data.frames]
+    if resume is None:
+        wts = frame_weights(data.frames, weights)
+        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+    else:   # the state's structures first, then the new ones
+        Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
     notes += e0_notes
-    e_ref = _reference_energies(E, counts, wts, e_fixed)
+    N = counts.sum(axis=1)
+    e_ref = _reference_energies(E, counts, wts, e_fixed) if fixed is None else fixed.arrays["e_ref"]
+    e_ref = ranks.bcast(e_ref)   # rank 0's numbers on every rank
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
     P = p1.P
-    rng = np.random.default_rng(seed)
-    folds = np.empty(n, dtype=int)
-    folds[rng.permutation(n)] = np.arange(n) % k_folds
-    st = fit_standardiser(P)
-    Z = st(P)
-    if pca:
-        V = pca_projection(Z, variance=DEFAULTS["pca_variance"], max_components=DEFAULTS["pca_max_components"])
-    else:
-        V = np.eye(D)
-    clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    if fixed is None:
+        st = fit_standardiser(P)
+        Z = st(P)
+        if pca:
+            V = pca_projection(Z, variance=DEFAULTS["pca_variance"], max_components=DEFAULTS["pca_max_components"])
+        else:
+            V = np.eye(D)
+        clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    else:   # folds, standardiser, projection and clusters of the state; new structures join them
+        if reuse is not None:
+            fixed.check_prefix(hashes)
+        folds_again, st, V, clusterings = fixed.fixed_pass1(P, seed, k_folds)
+        assert np.array_equal(folds_again, folds)
+        Z = st(P)
+    clusterings = ranks.bcast(clusterings)
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
@@ -412,8 +507,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         compare = False
     membership = np.stack(member, axis=1)
     groups = GroupAccumulator(k_folds, D, S, membership, wE)
-    # batches of structures: the per-batch work arrays (2B x D'^2) stay below ~64 MiB
-    bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
+    restraint = None if restraint_rows is None else RestraintRows(restraint_rows, D, S, membership.shape[1])
     cand = []
     for t in temps:      # priority: every M at the first temperature, then the others
         for M in Ms:
@@ -422,7 +516,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     joint, skipped = {}, {}
     used = groups.nbytes
     for M, t in cand:
-        need = joint_nbytes(k_folds, M, Dp)
+        if fixed is not None and (M, t) not in fixed.joint_keys:
+            continue
+        need = joint_nbytes(k_folds + (restraint is not None), M, Dp)   # + the restraint's own set
         if used + need > budget:
             skipped[(M, t)] = need
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
@@ -432,46 +528,62 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             continue
         g = gate_dict(clusterings[M], t)
         joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
+        if restraint is not None:
+            restraint.add_candidate((M, t), g, joint[(M, t)].gate_fn)
         used += need
 
     rows_fn = _Rows(basis, wF, wS)
     cost_info = _announce_cost(basis, data.frames, rows_fn, groups, joint, skipped, k_folds,
-                               groups.membership.shape[1], budget,
-                               bsize, P, seed, threads, progress)
+                               groups.membership.shape[1], budget, bsize, P, seed, threads,
+                               progress) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
-    order = np.argsort(folds, kind="stable")
     stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
-    buf = []
+    if resume is not None:
+        resume.restore(groups, joint)
+        stress_store = resume.stress_store()
 
-    def flush():
-        if not buf:
-            return
-        idx = np.array([x[0] for x in buf])
-        bt = Batch(int(folds[idx[0]]), np.stack([x[1] for x in buf]), np.stack([x[2] for x in buf]),
-                   np.array([x[3] for x in buf]),
-                   np.concatenate([Bsum[idx], counts[idx]], axis=1) * (wts[idx] / N[idx])[:, None],
-                   p1.yE[idx] * wts[idx], P[idx], idx)
-        groups.add(bt)
-        for acc in joint.values():
-            acc.add(bt)
-        buf.clear()
-
-    frames_in_order = [data.frames[i] for i in order]
-    it = _threaded_map(rows_fn, frames_in_order, threads)
-    for i, (fr, r) in zip(order, _progress(it, n, "pass 2/3 fitting rows", progress)):
-        if isinstance(r, Exception):
-            raise _frame_error(fr, r)
-        if buf and folds[buf[0][0]] != folds[i]:
-            flush()
+    def structure_stats(i, fr, r):
+        """(A, v, yy) of one structure's force and stress rows, times its weight squared."""
         A, v, yy, stress = _structure_terms(fr, r, wF, wS, wts[i])
         if stress is not None:
             stress_store[int(i)] = stress
-        buf.append((int(i), A, v, yy))
-        if len(buf) >= bsize:
+        return A, v, yy
+
+    def block_batch(b, accs):
+        """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
+        idx, errors, stats = blocks[b], [], []
+
+        def flush():
+            ix = np.array([x[0] for x in stats])
+            bt = Batch(0, np.stack([x[1] for x in stats]), np.stack([x[2] for x in stats]),
+                       np.array([x[3] for x in stats]),
+                       np.concatenate([Bsum[ix], counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
+                       p1.yE[ix] * wts[ix], P[ix], ix)
+            for acc in accs:
+                acc.add(bt)
+            stats.clear()
+
+        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i - offset] for i in idx], threads)):
+            if isinstance(r, Exception):
+                errors.append((int(i), str(_frame_error(fr, r))))
+                continue
+            stats.append((int(i),) + structure_stats(i, fr, r))
+            if len(stats) >= bsize:
+                flush()
+        if stats:
             flush()
-    flush()
+        return errors
+
+    bar = _progress(None, n, "pass 2/3 fitting rows", progress) if progress else None
+    accumulate_blocks(ranks, blocks, folds, [groups, *joint.values()], block_batch,
+                      None if bar is None else bar.update)
+    if bar is not None:
+        bar.close()
+    stress_store = ranks.gather_dict(stress_store)
+    if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share)
+        return None
     timings["pass2"] = time.perf_counter() - t0
     cost_info["pass2_measured_s"] = timings["pass2"]
 
@@ -481,7 +593,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed))
+                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint)
+    if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
+        sel.sc = fixed.arrays["column_scale"]
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
     lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
     cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
@@ -495,47 +609,43 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- final models
     t0 = time.perf_counter()
-    theta_lin = sel.solve_linear_total(lam)
     M_sel, tau_sel = chosen["M"], chosen["tau"]
-    models = {"linear": (theta_lin[None, :], None)}
-    if M_sel > 1:
-        g = joint[(M_sel, tau_sel)].gate
-        wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
-        if committee == "joint":
-            theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
-        else:
-            theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
-        models["dc"] = (theta_dc, wfn)
-        if compare:
-            other = "independent" if committee == "joint" else "joint"
-            theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
-                       else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
-            models[f"dc-{other}"] = (theta_o, wfn)
-            eq8 = Eq8Gate(clusterings[M_sel], Z)
-            theta_ind = theta_o if other == "independent" else theta_dc
-            models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
-    timings["final_solve"] = time.perf_counter() - t0
+    gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
 
-    # potential
+    def solve_final():
+        theta_lin = sel.solve_linear_total(lam)
+        models = {"linear": (theta_lin[None, :], None)}
+        if M_sel > 1:
+            g = joint[(M_sel, tau_sel)].gate
+            wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
+            if committee == "joint":
+                theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
+            else:
+                theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
+            models["dc"] = (theta_dc, wfn)
+            if compare:
+                other = "independent" if committee == "joint" else "joint"
+                theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
+                           else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
+                models[f"dc-{other}"] = (theta_o, wfn)
+                eq8 = Eq8Gate(clusterings[M_sel], Z)
+                theta_ind = theta_o if other == "independent" else theta_dc
+                models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
+        return theta_lin, models
+
+    theta_lin, models = solve_final()
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
-    gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
-    basis_blocks = {str(b): float(d) for b, d in sorted(
-        check_degree_blocks(max_degree_blocks, S, body_order, max_degree).items())} or None
-    settings = {
-        "baseline": core.baseline if core.external is None else core.external.describe(),
-        "core_range": _jsonable_range(core.core_range),
-        "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
-        "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
-        "max_degree_blocks": basis_blocks, "chemical_channels": basis.chemical_channels,
-        "experts": experts if experts == "auto" else int(experts), "committee": committee,
-        "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
-        "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
-        "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
-        "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
-        "temperatures": list(temps), "pca": bool(pca), **keys,
-    }
+    if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
+        t_shift = time.perf_counter()
+        shift, shift_notes = core_shifts(
+            lambda sh: Potential.from_parts(basis, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh)),
+            pure_zbl(elements, cutoff, inner_cutoff, w_L), basis, shortest)
+        short_range = dict(short_range, pair_shift=shift)
+        notes += shift_notes
+        timings["core_shift"] = time.perf_counter() - t_shift
+    timings["final_solve"] = time.perf_counter() - t0
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
         "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
@@ -563,7 +673,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     meta_partial = {
         "dcace_version": _core.__version__, "fit": settings,
-        "data": {"train": data.files, "test": test_data.files if test_data else None},
+        "data": {"train": data.files if resume is None else resume.meta["files"] + data.files,
+                 "test": test_data.files if test_data else None},
         "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
                   "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K,
                   "max_degree_blocks": basis_blocks, "chemical_channels": basis.chemical_channels,
@@ -592,7 +703,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         except ValueError as exc:
             return exc
 
-    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, data_orig.frames, threads), n,
+    frames3 = data_orig.frames if resume is None else []   # a refit has the sums, not the old structures
+    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, frames3, threads), n,
                                             "pass 3/3 training errors", progress)):
         if isinstance(res, Exception):
             raise _frame_error(fr, res)
@@ -603,7 +715,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         weights_train[i] = res[-1]["weights"]
         nearest_train[i] = res[-1]["nearest"]
     for name, stt in train_stats.items():
-        errors[name]["train"] = stt.summary()
+        errors[name]["train"] = stt.summary() if resume is None else _fit_state.sums_errors(
+            sel, *models[name], joint.get((M_sel, tau_sel)) if name == "dc" else None)
     timings["pass3"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- test set
@@ -657,7 +770,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for r in cv_rows]
     meta["notes"] = notes
     t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
-    grade_G, grade_notes, grade_stats = fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed)
+    grade_G, grade_notes, grade_stats = (fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed) if resume is None
+                                         else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
                             f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
     meta["grade"] = {"kind": "maxvol", "fraction_above_1": _round(grade_stats["fraction_above_1"]),
@@ -670,6 +784,18 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                        cv_table=cv_rows, arrays=arrays)
     report.cost = cost_info
     pot.report = report
+    if resume is not None:
+        selection["refit"] = _fit_state.refit_summary(resume, n, coef, clusterings.get(M_sel), committee)
+    if state is not None:
+        t0 = time.perf_counter()
+        fs = _fit_state.build_state(
+            settings=settings, basis=basis, coef=coef, one_body=e0, p1=p1, wts=wts, folds=folds, hashes=hashes,
+            e_fixed=e_fixed, core_extremes=None if core.baseline != "zbl" else (shortest, rho_max), st=st, V=V,
+            clusterings=clusterings, groups=groups, joint=joint, stress_store=stress_store, grade_stats=grade_stats,
+            pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"],
+            paths=_fit_state.source_paths(train, resume), column_scale=sel.sc)
+        selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
+        timings["state"] = time.perf_counter() - t0
     return pot
 
 

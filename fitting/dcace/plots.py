@@ -19,7 +19,10 @@ __all__ = ["write_fit_plots", "plot_path", "plot_eval"]
 
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError('plots need matplotlib, which is not installed: pip install "dcace[plots]"') from None
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

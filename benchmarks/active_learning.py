@@ -1,0 +1,197 @@
+"""Simulated active learning on the Zuo et al. data (issue 14); writes docs/active-learning.md.
+
+Start: a fit on the *Elastic* frames of the training set only (strained perfect crystals).  Pool:
+the rest of the training set (AIMD-NVT, Surface, Vacancy), its DFT labels playing the oracle.  Six
+rounds add ten structures each, chosen
+
+* by ``dcace.active.select`` (the potential's extrapolation grade + greedy MaxVol diversity; what
+  ``dcace select`` runs), or
+* at random (five seeds),
+
+and after each round the potential is refitted incrementally (``dcace.refit``: the new structures
+added to the stored normal equations, ridge re-selected by CV) and evaluated on the test set.
+Bar (issue 14): selection reaches the random curve's final (60-structure) force MAE with at most
+60 % of the added structures.
+
+The model is linear (experts=1): with a start of 56 strained crystals the clusters an incremental
+refit keeps fixed would be the crystal's, so DC committees are a question for --recluster fits.
+
+Run: python benchmarks/active_learning.py [--elements Mo Si] [--quick] [--out docs/active-learning.md]
+     (full: body order 4, degree 10, 5 seeds, ~5 min on 1 core; --quick: body order 3, degree 8, 2 seeds)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.io import read
+
+import dcace
+from dcace.active import PoolFrame, select
+from dcace.state import refit
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "examples" / "data" / "zuo2020"
+CUTOFF = {"Mo": 5.2, "Si": 4.7}
+ROUNDS, PER_ROUND = 6, 10
+
+
+def test_errors(pot):
+    e = pot.report.errors["linear"]["test"]
+    return e["energy_mae_mev_per_atom"], e["force_mae_ev_per_a"]
+
+
+def run_strategy(element, strategy, seed, settings, work):
+    frames = read(DATA / f"{element}_train.xyz", ":")
+    start = [a for a in frames if a.info.get("config_type") == "Elastic"]
+    pool = [a for a in frames if a.info.get("config_type") != "Elastic"]
+    test = str(DATA / f"{element}_test.xyz")
+    state = work / f"{element}-{strategy}-{seed}-0.npz"
+    pot = dcace.fit(start, elements=[element], cutoff=CUTOFF[element], experts=1, compare=False, baseline=None,
+                    progress=False, test=test, state=state, **settings)
+    curve = [(0, *test_errors(pot))]
+    left = list(range(len(pool)))
+    rng = np.random.default_rng(seed)
+    t_select = t_refit = 0.0
+    for r in range(1, ROUNDS + 1):
+        t = time.perf_counter()
+        if strategy == "select":
+            cand = [PoolFrame(pool[i].copy(), "pool", i) for i in left]
+            picks, _ = select(pot, cand, PER_ROUND)
+            chosen = [left[k] for k in picks]
+        else:
+            chosen = [left[k] for k in rng.choice(len(left), PER_ROUND, replace=False)]
+        t_select += time.perf_counter() - t
+        left = [i for i in left if i not in set(chosen)]
+        t = time.perf_counter()
+        new_state = work / f"{element}-{strategy}-{seed}-{r}.npz"
+        pot = refit([pool[i] for i in chosen], resume=state, test=test, state=new_state, progress=False,
+                    compare=False)
+        state.unlink()
+        state = new_state
+        t_refit += time.perf_counter() - t
+        curve.append((r * PER_ROUND, *test_errors(pot)))
+    state.unlink()
+    return {"curve": curve, "t_select": t_select, "t_refit": t_refit, "n_start": len(start), "n_pool": len(pool)}
+
+
+def bar(sel_curve, rand_final_f):
+    """Structures selection needs to reach random's final force MAE (None: never within 60)."""
+    for n, _, f in sel_curve[1:]:
+        if f <= rand_final_f:
+            return n
+    return None
+
+
+def run_element(element, seeds, settings, work):
+    t0 = time.perf_counter()
+    sel = run_strategy(element, "select", 0, settings, work)
+    rand = [run_strategy(element, "random", s, settings, work) for s in range(seeds)]
+    R = np.array([r["curve"] for r in rand])          # (seeds, rounds + 1, 3)
+    final_f = float(R[:, -1, 2].mean())
+    need = bar(sel["curve"], final_f)
+    out = {"element": element, "select": sel["curve"], "random_mean": R.mean(axis=0).tolist(),
+           "random_std": R.std(axis=0).tolist(), "random_final_force_mae": final_f, "select_reaches_at": need,
+           "fraction": None if need is None else need / (ROUNDS * PER_ROUND),
+           "passes_bar": need is not None and need <= 0.6 * ROUNDS * PER_ROUND,
+           "n_start": sel["n_start"], "n_pool": sel["n_pool"], "seeds": seeds,
+           "time_s": time.perf_counter() - t0, "select_time_s": sel["t_select"], "select_refit_time_s": sel["t_refit"]}
+    print(json.dumps({k: v for k, v in out.items() if k not in ("random_std",)}), flush=True)
+    return out
+
+
+def markdown(results, settings, cmd):
+    lines = ["# Active learning: selection by extrapolation grade vs random (simulated)", "",
+             "Generated by `" + cmd + "` (benchmarks/active_learning.py; numbers below are from that run).", "",
+             f"Start: a linear fit ({', '.join(f'{k} {v}' for k, v in settings.items())}, paper cutoffs) on the "
+             "Zuo et al. *Elastic* training frames only; pool: the rest of the training set (AIMD-NVT, Surface, "
+             f"Vacancy) with its DFT labels as the oracle; {ROUNDS} rounds of {PER_ROUND} structures chosen by "
+             "`dcace.active.select` (grade + greedy MaxVol diversity, what `dcace select` runs) or at random; "
+             "after each round an incremental refit (`dcace.refit`, ridge re-selected by 5-fold CV); errors on "
+             "the Zuo test set. Random: mean ± standard deviation over the seeds.", ""]
+    for r in results:
+        el = r["element"]
+        lines += [f"## {el} ({r['n_start']} Elastic start frames, pool of {r['n_pool']}, {r['seeds']} random seeds)",
+                  "", "| added | select: energy MAE meV/atom | select: force MAE eV/Å | random: energy MAE | random: force MAE |",
+                  "|---:|---:|---:|---:|---:|"]
+        for (n, e, f), (_, em, fm), (_, es, fs) in zip(r["select"], r["random_mean"], r["random_std"]):
+            lines.append(f"| {n} | {e:.2f} | {f:.4f} | {em:.2f} ± {es:.2f} | {fm:.4f} ± {fs:.4f} |")
+        need = r["select_reaches_at"]
+        s_f = [f for _, _, f in r["select"][1:]]
+        m_f = [f for _, _, f in r["random_mean"][1:]]
+        sd_f = [f for _, _, f in r["random_std"][1:]]
+        wins = sum(a <= b for a, b in zip(s_f, m_f))
+        lines += ["", f"Selection's force MAE is at or below random's mean in {wins} of {ROUNDS} rounds; the largest "
+                      f"gap where it is above: {max([a - b for a, b in zip(s_f, m_f)] + [0.0]):.4f} eV/Å (random's "
+                      f"seed spread: {min(sd_f):.4f}-{max(sd_f):.4f} eV/Å). Energy MAE after the first round: "
+                      f"selection {r['select'][1][1]:.2f}, random {r['random_mean'][1][1]:.2f} ± "
+                      f"{r['random_std'][1][1]:.2f} meV/atom."]
+        verdict = ("never within 60 structures" if need is None else
+                   f"after {need} structures ({100 * r['fraction']:.0f} % of the 60)")
+        lines += ["", f"Random's final force MAE {r['random_final_force_mae']:.4f} eV/Å; selection reaches it "
+                      f"{verdict}: bar (≤ 60 %) **{'met' if r['passes_bar'] else 'not met'}**. "
+                      f"Time: {r['time_s']:.0f} s for all strategies (selection {r['select_time_s']:.1f} s, "
+                      f"its refits {r['select_refit_time_s']:.1f} s).", ""]
+    lines += ["Caveat: after the first round the two force curves differ by less than the random seeds' spread, so "
+              "the bar's verdict rests on comparisons within noise (an earlier version of the refit, which "
+              "recomputed the ridge's column scaling, gave random a final Mo force MAE of 0.1656 instead of 0.1693 "
+              "eV/Å and the Mo bar was missed: 40 structures, 67 %). The clear gain of selection is the first "
+              "round's energies on Mo.", "", "![force MAE vs added structures](active-learning.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.4), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        s = np.array(r["select"])[1:]        # the start (far above) is in the title
+        m, sd = np.array(r["random_mean"])[1:], np.array(r["random_std"])[1:]
+        ax.plot(s[:, 0], s[:, 2], "o-", label="dcace select")
+        ax.errorbar(m[:, 0], m[:, 2], yerr=sd[:, 2], fmt="s--", capsize=3, label=f"random ({r['seeds']} seeds)")
+        ax.set_title(f"{r['element']} (Elastic-only start: {r['select'][0][2]:.3g} eV/Å)")
+        ax.set_xlabel("structures added to the Elastic start")
+        ax.set_ylabel("test force MAE (eV/Å)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--elements", nargs="+", default=["Mo", "Si"])
+    ap.add_argument("--quick", action="store_true", help="body order 3, degree 8, 2 random seeds")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--out", default=None, help="markdown file (default: print only)")
+    ap.add_argument("--from-json", action="store_true", help="rewrite --out (.md, .png) from its .json, no run")
+    args = ap.parse_args(argv)
+    if args.from_json:
+        out = Path(args.out)
+        saved = json.loads(out.with_suffix(".json").read_text())
+        plot(saved["results"], out.with_suffix(".png"))
+        out.write_text(markdown(saved["results"], saved["settings"], saved.get("command", "")))
+        return
+    settings = {"body_order": 3, "max_degree": 8} if args.quick else {"body_order": 4, "max_degree": 10}
+    seeds = args.seeds or (2 if args.quick else 5)
+    cmd = "python benchmarks/active_learning.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [run_element(el, seeds, settings, Path(tmp)) for el in args.elements]
+    if args.out:
+        out = Path(args.out)
+        Path(out.with_suffix(".json")).write_text(json.dumps({"settings": settings, "results": results,
+                                                              "command": cmd.strip()}, indent=1))
+        plot(results, out.with_suffix(".png"))
+        out.write_text(markdown(results, settings, cmd.strip()))
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

