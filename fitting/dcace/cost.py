@@ -101,7 +101,7 @@ def estimate_pass2(rows_fn, gram_fn, frames, accumulators, make_batch, *, n_samp
         t_gram += time.perf_counter() - t1
         atoms += fr.n_atoms
     t_add = 0.0
-    if accumulators:
+    if accumulators and len(pick):
         bt = make_batch(pick)
         t0 = time.perf_counter()
         for acc in accumulators:
