@@ -57,7 +57,7 @@ double Baseline::pair_energy_gradient(const ACEBasis& basis, int zi, int n_neigh
     const double r = std::sqrt(r2);
     if (r == 0.0) throw InputError("neighbour " + std::to_string(j) + " sits on the atom (distance 0)");
     double dphi, dg;
-    const double phi = zbl_energy(atomic_numbers[zi], atomic_numbers[z], r, &dphi);
+    const double phi = zbl_energy(atomic_numbers[zi], atomic_numbers[z], r, &dphi) + shift(zi, z);
     const double g = core_switch(r, basis.core_lo(zi, z), hi, &dg);
     e += 0.5 * phi * (1.0 - g);
     const double s = 0.5 * (dphi * (1.0 - g) - phi * dg) / r;  // (dE/dr) / r
@@ -115,6 +115,15 @@ void Baseline::check(const ACEBasis& basis) const {
     if (!(z >= 1.0 && z <= 118.0) || z != std::floor(z))
       throw InputError("baseline atomic numbers must be integers in 1..118");
   if (!basis.has_core()) throw InputError("a ZBL baseline needs the basis's core windows (where it hands over to ACE)");
+  if (!pair_shift.empty()) {
+    if (pair_shift.size() != S * S) throw InputError("core shift: one value per element pair (S x S)");
+    for (size_t a = 0; a < S; ++a)
+      for (size_t b = 0; b < S; ++b) {
+        const double v = pair_shift[a * S + b];
+        if (!std::isfinite(v) || v < 0.0 || v > 1e6) throw InputError("core shifts must be finite, >= 0 and <= 1e6 eV");
+        if (v != pair_shift[b * S + a]) throw InputError("the core shift matrix must be symmetric");
+      }
+  }
   if (!has_density_core()) return;
   if (!(density_cutoff <= basis.cutoff()) || !std::isfinite(density_cutoff))
     throw InputError("core density cutoff must be in (0, cutoff]");

@@ -18,7 +18,8 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 3;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation grade
+constexpr int kFormatVersion = 4;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
+                                   // grade; 4 level shifts of the pair core (core_shift)
 constexpr const char* kMagic = "dcace-potential";
 
 // Length of the valid UTF-8 prefix of s (s.size() if all of s is valid UTF-8).
@@ -402,6 +403,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
         baseline.rho_hi.push_back(range[2 * a + 1]);
       }
     }
+    if (version >= 4 && rd.next_is("core_shift")) baseline.pair_shift = rd.matrix("core_shift", S, S);
   }
   // extrapolation grade (format version 3; absent or `grade none`: unavailable)
   bool has_grade = false;
@@ -511,6 +513,7 @@ std::string Potential::write() const {
       }
       write_matrix(o, "core_density_range", range, S, 2);
     }
+    if (!baseline_.pair_shift.empty()) write_matrix(o, "core_shift", baseline_.pair_shift, S, S);
   }
   if (grade_) {
     o << "grade " << grade_->kind << '\n';

@@ -171,6 +171,7 @@ Baseline baseline_from_dict(const py::object& o) {
     b.rho_lo = to_vec<double>(d["rho_lo"]);
     b.rho_hi = to_vec<double>(d["rho_hi"]);
   }
+  if (d.contains("pair_shift") && !d["pair_shift"].is_none()) b.pair_shift = to_vec<double>(d["pair_shift"]);
   return b;
 }
 
@@ -185,6 +186,7 @@ py::object baseline_to_dict(const Baseline& b) {
   } else {
     d["density_cutoff"] = py::none();
   }
+  d["pair_shift"] = b.pair_shift.empty() ? py::object(py::none()) : py::cast(b.pair_shift);
   return d;
 }
 

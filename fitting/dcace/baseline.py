@@ -26,12 +26,14 @@ from ase.data import atomic_numbers, covalent_radii
 from .neighbours import neighbour_list
 
 __all__ = ["CoreSettings", "ExternalBaseline", "neighbour_extremes", "shortest_distances", "core_window", "parse_core_range", "density_core",
-           "residual_dataset"]
+           "residual_dataset", "core_shifts"]
 
 HI_BELOW = 0.05        # A below the shortest distance in the data: ACE fully on above (every training pair is pure ACE)
 LO_BELOW = 0.3         # A below it: ACE fully off, ZBL alone
 COVALENT_FACTOR = 0.8  # shortest distance of a pair the data lack, relative to r_cov,a + r_cov,b
 DENSITY_WIDTH = 0.3    # the density core switches ACE off between rho_max and (1 + this) rho_max
+SHIFT_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)   # level shifts tried, x (fitted dimer energy at hi)
+SHIFT_GRID = 400       # dimer distances per pair at which the handover is checked
 
 
 @dataclasses.dataclass
@@ -241,3 +243,48 @@ def residual_dataset(dataset, baseline, elements=None):
             stress = fr.stress - S if S is not None else fr.stress
         out.append(dataclasses.replace(fr, energy=fr.energy - E, forces=fr.forces - F, stress=stress))
     return dataclasses.replace(dataset, frames=out)
+
+
+def _largest_fall(E):
+    """Largest drop of E along the grid (E ordered by decreasing r: it should only rise)."""
+    d = np.diff(E)
+    return float(-d.min()) if len(d) and d.min() < 0 else 0.0
+
+
+def core_shifts(make_potential, zbl_potential, basis):
+    """Level shifts Delta_ab (S x S) of the pair core, and notes. make_potential(shift) is the fitted
+    potential with the given shifts; zbl_potential is ZBL alone (dcace.restraints.pure_zbl).
+
+    For each pair the fitted dimer energy at the top of its window, E_hi, is compared with ZBL
+    there: Delta = max(0, c E_hi - ZBL(hi)) for the smallest c in SHIFT_FACTORS with which the dimer
+    rises monotonically from hi down to lo (the ACE energy is switched off by a product of window
+    factors, so it can drop faster than (1 - g) rises: c > 1 covers that). Delta only acts below
+    hi: nothing changes on the data. All energies come from the C++ core."""
+    from .probes import dimer_curve
+
+    elements = basis.elements
+    lo, hi = basis.core_window
+    S = len(elements)
+    shift = np.zeros((S, S))
+    notes = []
+    unshifted = make_potential(shift)
+    for x in range(S):
+        for y in range(x, S):
+            a, b = elements[x], elements[y]
+            r = np.linspace(hi[x, y], lo[x, y], SHIFT_GRID)
+            e_hi = dimer_curve(unshifted, a, b, r[:1])[0]
+            zbl_hi = dimer_curve(zbl_potential, a, b, r[:1])[0]
+            best = None
+            for c in SHIFT_FACTORS:
+                trial = shift.copy()
+                trial[x, y] = trial[y, x] = max(0.0, c * e_hi - zbl_hi)
+                fall = _largest_fall(dimer_curve(make_potential(trial) if trial[x, y] else unshifted, a, b, r))
+                if best is None or fall < best[1]:
+                    best = (trial[x, y], fall)
+                if fall == 0.0 or trial[x, y] == 0.0 and c > 1.0:
+                    break
+            shift[x, y] = shift[y, x] = best[0]
+            if best[1] > 0:
+                notes.append(f"{a}-{b} dimer: no core shift makes it rise through the window "
+                             f"{lo[x, y]:.3f}-{hi[x, y]:.3f} A (it falls by up to {best[1]:.3g} eV)")
+    return shift, notes

