@@ -77,7 +77,7 @@ def cmd_refit(args) -> int:
     add = args.add if len(args.add) > 1 else args.add[0]
     test = None if not args.test else (args.test if len(args.test) > 1 else args.test[0])
     pot = refit(add, args.resume, test=test, state=args.save_state, recluster=args.recluster,
-                threads=2 if args.threads is None else int(args.threads), memory_budget_gb=args.memory_budget,
+                threads=None if args.threads is None else int(args.threads), memory_budget_gb=args.memory_budget,
                 progress=not args.quiet and sys.stderr.isatty())
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -114,6 +115,7 @@ class Ranks:
         from .data import DataError
 
         if self.size > 1:
+            self._wait_quietly()
             errors = [e for part in self.comm.allgather(errors) for e in part]
         if errors:
             raise DataError(min(errors)[1])
@@ -140,6 +142,11 @@ class Ranks:
         parts = self.comm.gather(d, root=0)
         return {k: v for p in parts for k, v in p.items()} if self.is_root else {}
 
+    def _wait_quietly(self, interval=0.005):
+        """A barrier that sleeps while it waits (MPICH's blocking calls poll and would take a core from
+        rank 0's selection and pass 3 on a machine with fewer cores than ranks x threads)."""
+        _complete_quietly([self.comm.Ibarrier()], interval)
+
     def share(self, work):
         """Run the fit on every rank; rank 0's potential (or error) is every rank's result."""
         if self.size == 1:
@@ -154,6 +161,7 @@ class Ranks:
             sys.stderr.write(f"dcace: rank {self.rank} failed; aborting all {self.size} ranks\n")
             sys.stderr.flush()
             self.comm.Abort(1)
+        self._wait_quietly()   # the other ranks wait for rank 0's selection without spinning a core
         payload = None
         if self.is_root:
             payload = ("error", _picklable(err)) if err is not None else ("ok", pot.to_string(), pot.report)
@@ -178,6 +186,14 @@ def _picklable(exc):
         return exc
     except Exception:   # pragma: no cover - exotic exception classes
         return ValueError(str(exc))
+
+
+def _complete_quietly(requests, interval=0.005):
+    """Wait for MPI requests, sleeping between tests instead of polling a core."""
+    from mpi4py import MPI
+
+    while not MPI.Request.Testall(requests):
+        time.sleep(interval)
 
 
 # ---------------------------------------------------------------- pass 2: blocks -> normal equations
@@ -219,11 +235,9 @@ def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, pr
         if ranks.rank == owner:
             compute(b)
             if not ranks.is_root:
-                for tag, x in enumerate(part_arrays):
-                    ranks.comm.Send(x, dest=0, tag=tag)
+                _complete_quietly([ranks.comm.Isend(x, dest=0, tag=tag) for tag, x in enumerate(part_arrays)], 0.001)
         elif ranks.is_root:
-            for tag, x in enumerate(part_arrays):
-                ranks.comm.Recv(x, source=owner, tag=tag)
+            _complete_quietly([ranks.comm.Irecv(x, source=owner, tag=tag) for tag, x in enumerate(part_arrays)], 0.001)
         if ranks.is_root:
             f = int(folds[blocks[b][0]])
             for acc, part in zip(accumulators, parts):

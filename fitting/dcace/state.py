@@ -355,7 +355,7 @@ def check_potential(state: FitState, potential_path) -> None:
                          f"(SHA-256 differs): give the state saved by the fit that wrote it")
 
 
-def refit(add, resume, *, test=None, state=None, recluster=False, progress=True, threads=2,
+def refit(add, resume, *, test=None, state=None, recluster=False, progress=True, threads=None,
           memory_budget_gb=None, keep_arrays=False, batch_size=None, verbose=False, compare=True):
     """Incremental refit: the state's fit plus the structures in ``add`` (paths, Atoms list or Dataset).
 
@@ -367,12 +367,13 @@ def refit(add, resume, *, test=None, state=None, recluster=False, progress=True,
     state cannot help (new clusters change every gate and every committee's sums): the state's
     training files are read again and everything is refitted from scratch (said in the notes).
     """
-    from .parallel import Ranks
+    from .parallel import Ranks, default_threads
     from .pipeline import _fit
     from .ridge import single_threaded_blas
 
     st = load_state(resume)
-    kw = {k: st.settings[k] for k in REFIT_SETTINGS if k in st.settings}   # keys newer than the state: defaults
+    kw = {k: st.settings.get(k) for k in REFIT_SETTINGS}
+    threads = default_threads(1) if threads is None else threads   # as dcace.fit: the cores it may use
     kw["temperatures"] = tuple(kw["temperatures"])
     free = dict(test=test, progress=progress, threads=threads, memory_budget_gb=memory_budget_gb,
                 keep_arrays=keep_arrays, batch_size=batch_size, verbose=verbose, compare=compare)
