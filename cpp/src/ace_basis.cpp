@@ -58,29 +58,54 @@ ACEBasis::ACEBasis(BasisSpec spec) : spec_(std::move(spec)) {
     throw InputError("l_max must be in 0.." + std::to_string(kMaxL) + ", got " + std::to_string(s.l_max));
   const size_t nc = s.chan_z.size();
   if (s.chan_n.size() != nc || s.chan_l.size() != nc) throw InputError("channel arrays differ in length");
+  if (s.n_chem < 0 || s.n_chem > s.n_species)
+    throw InputError("the number of chemical channels must be in 0..n_species = " + std::to_string(s.n_species) +
+                     ", got " + std::to_string(s.n_chem));
+  if (s.n_chem > 0) {
+    if (s.chem_weights.size() != static_cast<size_t>(s.n_chem) * s.n_species)
+      throw InputError("chemical channel weights must have n_chem x n_species = " +
+                       std::to_string(s.n_chem * s.n_species) + " entries");
+    for (double w : s.chem_weights)
+      if (!std::isfinite(w)) throw InputError("non-finite chemical channel weight");
+  } else if (!s.chem_weights.empty()) {
+    throw InputError("chemical channel weights given without chemical channels");
+  }
+  const int n_z = s.n_chem > 0 ? s.n_chem : s.n_species;  // range of chan_z
   chan_offset_.resize(nc + 1, 0);
-  chans_of_species_.assign(s.n_species, {});
+  std::vector<std::vector<int>> chans_of_z(n_z);
   for (size_t c = 0; c < nc; ++c) {
-    if (s.chan_z[c] < 0 || s.chan_z[c] >= s.n_species) throw InputError("channel species out of range");
+    if (s.chan_z[c] < 0 || s.chan_z[c] >= n_z)
+      throw InputError(std::string(s.n_chem > 0 ? "channel chemical index" : "channel species") + " out of range");
     if (s.chan_n[c] < 0 || s.chan_n[c] >= s.n_radial) throw InputError("channel radial index out of range");
     if (s.chan_l[c] < 0 || s.chan_l[c] > s.l_max) throw InputError("channel l out of range");
     chan_offset_[c + 1] = chan_offset_[c] + 2 * s.chan_l[c] + 1;
-    chans_of_species_[s.chan_z[c]].push_back(static_cast<int>(c));
+    chans_of_z[s.chan_z[c]].push_back(static_cast<int>(c));
   }
   n_A_ = chan_offset_[nc];
+  // what a neighbour of species z feeds: its own channels (weight 1), or every chemical channel k
+  // with weight W_{k z} (zero weights skipped)
+  chans_of_species_.assign(s.n_species, {});
   runs_of_species_.assign(s.n_species, {});
   for (int z = 0; z < s.n_species; ++z)
-    for (int c : chans_of_species_[z]) {
-      auto& runs = runs_of_species_[z];
-      const int l = s.chan_l[c], n = s.chan_n[c];
-      if (!runs.empty()) {
-        ChannelRun& g = runs.back();
-        if (g.l == l && n == g.n0 + g.count && chan_offset_[c] == g.offset + g.count * (2 * l + 1)) {
-          ++g.count;
-          continue;
+    for (int k = 0; k < n_z; ++k) {
+      if (s.n_chem == 0 && k != z) continue;
+      const double wt = s.n_chem > 0 ? s.chem_weights[static_cast<size_t>(k) * s.n_species + z] : 1.0;
+      if (wt == 0.0) continue;
+      bool first = true;
+      for (int c : chans_of_z[k]) {
+        chans_of_species_[z].push_back({c, wt});
+        auto& runs = runs_of_species_[z];
+        const int l = s.chan_l[c], n = s.chan_n[c];
+        if (!first && !runs.empty()) {
+          ChannelRun& g = runs.back();
+          if (g.l == l && n == g.n0 + g.count && chan_offset_[c] == g.offset + g.count * (2 * l + 1)) {
+            ++g.count;
+            continue;
+          }
         }
+        first = false;
+        runs.push_back({l, n, 1, chan_offset_[c], wt});
       }
-      runs.push_back({l, n, 1, chan_offset_[c]});
     }
   n_Y_ = (s.l_max + 1) * (s.l_max + 1);
   if (s.mono_idx.size() % kMaxOrder) throw InputError("monomial index array is not a multiple of 4");
@@ -244,12 +269,12 @@ void ACEBasis::atomic_base(int zi, int n_neigh, const double* rij, const int* zj
       const double* Yl = Y + g.l * g.l;
       double* Ag = A + g.offset;
       if (g.l == 0) {
-        const double y = Yl[0];
+        const double y = Yl[0] * g.weight;
         for (int k = 0; k < g.count; ++k) Ag[k] += Rg[k] * y;
       } else {
         const int w = 2 * g.l + 1;
         for (int k = 0; k < g.count; ++k) {
-          const double rk = Rg[k];
+          const double rk = Rg[k] * g.weight;
           double* row = Ag + k * w;
           for (int m = 0; m < w; ++m) row[m] += rk * Yl[m];
         }
@@ -351,7 +376,7 @@ void ACEBasis::adjoint_to_rij(int n_neigh, const double* rij, const int* zj, con
       double* Gl = G + g.l * g.l;
       double* Hl = H + g.l * g.l;
       for (int k = 0; k < g.count; ++k) {
-        const double rk = Rg[k], drk = dRg[k];
+        const double rk = Rg[k] * g.weight, drk = dRg[k] * g.weight;
         const double* row = gAg + k * w;
         for (int m = 0; m < w; ++m) {
           Gl[m] += rk * row[m];
@@ -472,13 +497,14 @@ void ACEBasis::descriptor_gradients(int zi, int n_neigh, const double* rij, cons
     double* out0 = dB_drij + (static_cast<size_t>(j) * 3 + 0) * K;
     double* out1 = out0 + K;
     double* out2 = out1 + K;
-    for (int c : chans_of_species_[zj[j]]) {
-      const int l = spec_.chan_l[c], n = spec_.chan_n[c];
+    for (const WeightedChannel& wc : chans_of_species_[zj[j]]) {
+      const int c = wc.c, l = spec_.chan_l[c], n = spec_.chan_n[c];
+      const double Rn = wc.weight * R[n], dRn = wc.weight * dR[n];
       for (int m = 0; m < 2 * l + 1; ++m) {
         const int k = l * l + m;
-        const double da0 = dR[n] * u[0] * Y[k] + R[n] * dY[3 * k];
-        const double da1 = dR[n] * u[1] * Y[k] + R[n] * dY[3 * k + 1];
-        const double da2 = dR[n] * u[2] * Y[k] + R[n] * dY[3 * k + 2];
+        const double da0 = dRn * u[0] * Y[k] + Rn * dY[3 * k];
+        const double da1 = dRn * u[1] * Y[k] + Rn * dY[3 * k + 1];
+        const double da2 = dRn * u[2] * Y[k] + Rn * dY[3 * k + 2];
         const double* row = ws.dBdA.data() + static_cast<size_t>(chan_offset_[c] + m) * K;
         for (int v = 0; v < K; ++v) {
           const double g = row[v];

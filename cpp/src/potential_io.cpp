@@ -18,8 +18,9 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 4;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
-                                   // grade; 4 level shifts of the pair core (core_shift)
+constexpr int kFormatVersion = 5;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
+                                   // grade; 4 level shifts of the pair core (core_shift); 5 chemical channels
+                                   // (species-embedded basis)
 constexpr const char* kMagic = "dcace-potential";
 
 // Length of the valid UTF-8 prefix of s (s.size() if all of s is valid UTF-8).
@@ -286,6 +287,17 @@ void read_core_range(Reader& rd, BasisSpec& spec) {
   }
 }
 
+// chemical_channels C S, then C lines of S weights W_{k z} (the species-embedded basis).
+void read_chemical_channels(Reader& rd, BasisSpec& spec) {
+  auto w = rd.record("chemical_channels");
+  if (w.size() != 3) rd.fail("'chemical_channels' takes the number of channels and of species");
+  const long S = spec.n_species;
+  const long C = rd.integer(w[1], 1, S, "number of chemical channels");
+  rd.integer(w[2], S, S, "chemical_channels columns (the number of elements)");
+  spec.chem_weights = rd.matrix("chemical_channels", C, S);
+  spec.n_chem = static_cast<int>(C);
+}
+
 }  // namespace
 
 Potential Potential::parse(const std::string& text, const std::string& name) {
@@ -325,12 +337,15 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   spec.n_radial = static_cast<int>(rd.integer(rd.take("n_radial", 2)[1], 1, 1000, "n_radial"));
   spec.l_max = static_cast<int>(rd.integer(rd.take("l_max", 2)[1], 0, 15, "l_max"));
   if (version >= 2 && rd.next_is("core_range")) read_core_range(rd, spec);
+  if (version >= 5 && rd.next_is("chemical_channels")) read_chemical_channels(rd, spec);
+  const long n_z = spec.n_chem > 0 ? spec.n_chem : S;
   const long nc = rd.integer(rd.take("channels", 2)[1], 0, 1L << 24, "number of channels");
   rd.check_count(nc, 1, "number of channels");
   for (long c = 0; c < nc; ++c) {
     auto d = rd.data_line();
     if (d.size() != 3) { rd.fail("a channel line needs 3 integers (z n l)"); }
-    spec.chan_z.push_back(static_cast<int>(rd.integer(d[0], 0, S - 1, "channel species")));
+    spec.chan_z.push_back(static_cast<int>(
+        rd.integer(d[0], 0, n_z - 1, spec.n_chem > 0 ? "channel chemical index" : "channel species")));
     spec.chan_n.push_back(static_cast<int>(rd.integer(d[1], 0, spec.n_radial - 1, "channel radial index")));
     spec.chan_l.push_back(static_cast<int>(rd.integer(d[2], 0, spec.l_max, "channel l")));
   }
@@ -470,6 +485,7 @@ std::string Potential::write() const {
     for (int a = 0; a < S; ++a)
       for (int b = a; b < S; ++b) o << a << ' ' << b << ' ' << num(basis_->core_lo(a, b)) << ' ' << num(basis_->core_hi(a, b)) << '\n';
   }
+  if (s.n_chem > 0) write_matrix(o, "chemical_channels", s.chem_weights, s.n_chem, S);
   o << "channels " << s.chan_z.size() << '\n';
   for (size_t c = 0; c < s.chan_z.size(); ++c) o << s.chan_z[c] << ' ' << s.chan_n[c] << ' ' << s.chan_l[c] << '\n';
   const size_t nm = s.mono_idx.size() / kMaxOrder;

@@ -53,6 +53,10 @@ BasisSpec spec_from_dict(const py::dict& d) {
   s.r_inner = d["r_inner"].cast<double>();
   s.n_radial = d["n_radial"].cast<int>();
   s.l_max = d["l_max"].cast<int>();
+  if (d.contains("n_chem") && !d["n_chem"].is_none()) {  // the species-embedded basis
+    s.n_chem = d["n_chem"].cast<int>();
+    if (s.n_chem > 0) s.chem_weights = to_vec<double>(d["chem_weights"]);
+  }
   s.chan_z = to_vec<int>(d["chan_z"]);
   s.chan_n = to_vec<int>(d["chan_n"]);
   s.chan_l = to_vec<int>(d["chan_l"]);
@@ -82,6 +86,11 @@ py::dict spec_to_dict(const BasisSpec& s) {
   d["r_inner"] = s.r_inner;
   d["n_radial"] = s.n_radial;
   d["l_max"] = s.l_max;
+  d["n_chem"] = s.n_chem;
+  if (s.n_chem > 0)
+    d["chem_weights"] = vec_array(s.chem_weights, {s.n_chem, s.n_species});
+  else
+    d["chem_weights"] = py::none();
   d["chan_z"] = vec_array(s.chan_z, {(py::ssize_t)s.chan_z.size()});
   d["chan_n"] = vec_array(s.chan_n, {(py::ssize_t)s.chan_n.size()});
   d["chan_l"] = vec_array(s.chan_l, {(py::ssize_t)s.chan_l.size()});

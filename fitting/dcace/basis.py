@@ -55,18 +55,31 @@ class ACEBasis:
     """
 
     def __init__(self, elements, cutoff: float, body_order: int, max_degree: float, *,
-                 inner_cutoff: float = 0.5, w_L: float = 1.5, core_window=None):
+                 inner_cutoff: float = 0.5, w_L: float = 1.5, core_window=None, max_degree_blocks=None,
+                 chemical_channels=None):
         """core_window: None, or (lo, hi) arrays (S, S) of the short-range core (dcace.baseline):
         the radial functions of pair (a, b) are switched on over [lo, hi], and neighbours closer
-        than lo are left to the baseline."""
+        than lo are left to the baseline.  max_degree_blocks: {distinct species: degree}.
+        chemical_channels: C, the species-embedded basis with the fixed embedding of
+        ``basis_spec.fixed_embedding`` over the elements ranked by atomic number."""
         self.elements = _check_elements(elements)
         self.cutoff = float(cutoff)
         self.body_order = int(body_order)
         self.max_degree = max_degree
         self.inner_cutoff = float(inner_cutoff)
         self.w_L = float(w_L)
+        self.max_degree_blocks = max_degree_blocks
+        self.chemical_channels = chemical_channels
+        embedding = None
+        if chemical_channels is not None:
+            from .basis_spec import check_chemical_channels, fixed_embedding
+
+            C = check_chemical_channels(chemical_channels, len(self.elements))
+            embedding = fixed_embedding(len(self.elements), C, [atomic_numbers[el] for el in self.elements])
         self.spec_ = build_basis_spec(len(self.elements), self.cutoff, self.body_order, max_degree,
-                                      inner_cutoff=self.inner_cutoff, w_L=self.w_L)
+                                      inner_cutoff=self.inner_cutoff, w_L=self.w_L,
+                                      max_degree_blocks=max_degree_blocks, chemical_channels=chemical_channels,
+                                      embedding=embedding)
         if core_window is not None:
             lo, hi = (np.ascontiguousarray(x, dtype=float) for x in core_window)
             self.spec_["core_lo"], self.spec_["core_hi"] = lo, hi
@@ -91,7 +104,16 @@ class ACEBasis:
         self.max_degree = settings.get("max_degree")
         self.inner_cutoff = float(self.spec_["r_inner"])
         self.w_L = settings.get("w_L", 1.5)
+        blocks = settings.get("max_degree_blocks")
+        self.max_degree_blocks = None if not blocks else {int(b): float(d) for b, d in blocks.items()}
+        self.chemical_channels = int(self.spec_["n_chem"]) or None
         return self
+
+    @property
+    def embedding(self):
+        """W (C x S) of the species-embedded basis, or None for the explicit one."""
+        W = self.spec_.get("chem_weights")
+        return None if W is None else np.asarray(W)
 
     # -- sizes -------------------------------------------------------------------------------
     @property

@@ -14,7 +14,8 @@ import numpy as np
 
 from . import coupling
 
-__all__ = ["build_basis_spec", "count_features", "DEGREE_CONVENTION"]
+__all__ = ["build_basis_spec", "count_features", "check_degree_blocks", "check_chemical_channels",
+           "fixed_embedding", "DEGREE_CONVENTION"]
 
 MAX_ORDER = 4  # kMaxOrder of ace_basis.hpp (body order 5)
 _DROP_TOL = 1e-14  # relative to a feature's largest monomial coefficient
@@ -64,11 +65,71 @@ def _validate(n_species, cutoff, body_order, max_degree, inner_cutoff, w_L):
     return n_species, cutoff, body_order, max_degree, inner_cutoff, w_L
 
 
-def _channel_tuples(n_species, nu, max_degree, w_L):
+def check_degree_blocks(blocks, n_species, body_order, max_degree):
+    """{number of distinct species: max degree} from a dict (or None), validated.
+
+    A function coupling b distinct species (the pacemaker UNARY/BINARY/... blocks) is kept if its
+    degree is <= blocks.get(b, max_degree).  Block b exists for 1 <= b <= min(n_species,
+    body_order - 1); naming another one is an error naming the option."""
+    if blocks is None:
+        return {}
+    opt = "max_degree_blocks (--max-degree-blocks)"
+    if not isinstance(blocks, dict):
+        raise ValueError(f"{opt} must map a number of distinct species to a degree, e.g. {{2: 10, 3: 8}}, "
+                         f"got {blocks!r}")
+    top = min(n_species, body_order - 1)
+    out = {}
+    for b, d in blocks.items():
+        if isinstance(b, str) and b.strip().isdigit():   # JSON keys (settings stored in files and states)
+            b = int(b)
+        b = _check_int(f"{opt}: block", b, lo=1)
+        d = _check_real(f"{opt}: degree of block {b}", d)
+        if b > top:
+            why = (f"with {n_species} element(s)" if b > n_species
+                   else f"at body order {body_order} (a function couples at most {body_order - 1} channels)")
+            raise ValueError(f"{opt}: block {b} (functions coupling {b} distinct species) does not exist "
+                             f"{why}; the blocks are 1..{top}")
+        if d < 0:
+            raise ValueError(f"{opt}: the degree of block {b} must be >= 0, got {d:g}")
+        out[b] = d
+    return out
+
+
+def check_chemical_channels(C, n_species):
+    """The number of chemical channels (None = the explicit basis), validated against the species."""
+    if C is None:
+        return None
+    opt = "chemical_channels (--chemical-channels)"
+    if isinstance(C, bool) or not isinstance(C, numbers.Integral):
+        raise ValueError(f"{opt} must be an integer, got {C!r}")
+    if not 1 <= int(C) <= n_species:
+        raise ValueError(f"{opt} must be between 1 and the number of elements ({n_species}), got {C}")
+    return int(C)
+
+
+def fixed_embedding(n_species, C, order=None):
+    """The fixed species embedding W (C x S) of the tensor-reduced basis, no training involved.
+
+    Rows are the first C cosine (DCT-II) vectors over the species ranked by `order` (e.g. atomic
+    number; default: index): W_{k z} = cos(pi k (rank_z + 1/2) / S).  Row 0 is all ones, SNAP's
+    total density; the rows are orthogonal, so C = S spans the explicit basis exactly."""
+    rank = np.argsort(np.argsort(np.arange(n_species) if order is None else np.asarray(order), kind="stable"),
+                      kind="stable")
+    k = np.arange(C)[:, None]
+    W = np.cos(np.pi * k * (rank[None, :] + 0.5) / n_species)
+    return np.where(np.abs(W) < 1e-12, 0.0, W)   # cos(pi/2) is 6e-17 in floating point: exactly 0
+
+
+def _channel_tuples(n_species, nu, max_degree, w_L, blocks=None):
     """Sorted channel multisets of size nu within the degree budget, with at least one invariant.
 
     Channels are (z, l, n) key tuples, n 1-based (degree convention); yields (tuple, pattern).
+    blocks: {distinct species: degree} limits (check_degree_blocks); the enumeration runs to the
+    largest of them and max_degree, each tuple is then held to its block's limit.
     """
+    blocks = blocks or {}
+    limit = {b: blocks.get(b, max_degree) for b in range(1, nu + 1)}
+    max_degree = max(limit.values())
     budget1 = max_degree - (nu - 1) + _DEG_EPS  # the other nu-1 channels cost >= 1 each
     cands = []
     for z in range(n_species):
@@ -91,6 +152,8 @@ def _channel_tuples(n_species, nu, max_degree, w_L):
                 yield from rec(i, left - 1, budget - d, cur + (cands[i][:3],))
 
     for tup in rec(0, nu, max_degree + _DEG_EPS, ()):
+        if blocks and sum(c[2] + w_L * c[1] for c in tup) > limit[len({c[0] for c in tup})] + _DEG_EPS:
+            continue
         ls = tuple(c[1] for c in tup)
         if sum(ls) % 2 or 2 * max(ls) > sum(ls):
             continue
@@ -100,7 +163,8 @@ def _channel_tuples(n_species, nu, max_degree, w_L):
             yield tup, ls, offsets, W
 
 
-def count_features(n_species, body_order, max_degree, *, w_L=1.5) -> int:
+def count_features(n_species, body_order, max_degree, *, w_L=1.5, max_degree_blocks=None,
+                   chemical_channels=None) -> int:
     """K, the number of features per centre species, without building the basis.
 
     Enumerates the channel tuples and their couplings (the cheap part; it also fills the coupling
@@ -108,26 +172,48 @@ def count_features(n_species, body_order, max_degree, *, w_L=1.5) -> int:
     60,982 features of body order 4, degree 40.  Equal to ``build_basis_spec(...)["n_features"]``.
     """
     n_species, _, body_order, max_degree, _, w_L = _validate(n_species, 1.0, body_order, max_degree, 0.0, w_L)
+    n_z, blocks = _channel_species(n_species, body_order, max_degree, max_degree_blocks, chemical_channels)
     return sum(W.shape[0] for nu in range(1, body_order)
-               for *_, W in _channel_tuples(n_species, nu, max_degree, w_L))
+               for *_, W in _channel_tuples(n_z, nu, max_degree, w_L, blocks))
+
+
+def _channel_species(n_species, body_order, max_degree, blocks, C):
+    """(range of the channels' z, validated blocks): species, or chemical channels if C is given."""
+    C = check_chemical_channels(C, n_species)
+    blocks = check_degree_blocks(blocks, n_species, body_order, max_degree)
+    if C is not None and blocks:
+        raise ValueError("max_degree_blocks (--max-degree-blocks) cannot be combined with chemical_channels "
+                         "(--chemical-channels): embedded channels mix every species")
+    return (n_species if C is None else C), blocks
 
 
 def build_basis_spec(n_species, cutoff, body_order, max_degree, *, inner_cutoff=0.5,
-                     w_L=1.5) -> dict:
+                     w_L=1.5, max_degree_blocks=None, chemical_channels=None, embedding=None) -> dict:
     """The ACE basis of the given size, as the fields of the C++ ``BasisSpec``.
 
     Returns a dict with n_species, r_cut, r_inner, n_radial, l_max, chan_z, chan_n, chan_l (int32),
     mono_idx (int32, n_mono x 4, sorted compact A indices, -1 padded), n_features, feat_ptr,
     feat_mono (int32), feat_coef (float64), plus ``feature_labels`` (per feature: tuple of channel
     (z, n, l) triples, n 0-based) and ``degree_convention`` (text).  Raises ValueError on bad input.
+
+    max_degree_blocks: {b: degree}, a smaller degree for functions coupling b distinct species.
+    chemical_channels: C, the species-embedded basis (channel z = chemical channel k, A_{k n l m} =
+    sum_j W_{k z_j} R_n Y_lm): K is that of C species, whatever n_species; embedding: W (C x S),
+    default ``fixed_embedding``.  Adds n_chem (0 = explicit) and chem_weights (C x S or None).
     """
     n_species, cutoff, body_order, max_degree, inner_cutoff, w_L = _validate(
         n_species, cutoff, body_order, max_degree, inner_cutoff, w_L)
+    n_z, blocks = _channel_species(n_species, body_order, max_degree, max_degree_blocks, chemical_channels)
+    chem_W = None
+    if chemical_channels is not None:
+        chem_W = fixed_embedding(n_species, n_z) if embedding is None else np.asarray(embedding, dtype=float)
+        if chem_W.shape != (n_z, n_species) or not np.isfinite(chem_W).all():
+            raise ValueError(f"embedding must be a finite {n_z} x {n_species} matrix, got shape {chem_W.shape}")
 
     # 1. the features: (channel tuple, coupling offsets, coupling coefficient rows)
     groups = []
     for nu in range(1, body_order):
-        groups.extend(_channel_tuples(n_species, nu, max_degree, w_L))
+        groups.extend(_channel_tuples(n_z, nu, max_degree, w_L, blocks))
     if not groups:
         raise ValueError(f"max_degree={max_degree} admits no basis function "
                          "(the smallest, A_{z,n=1,l=0}, has degree 1)")
@@ -178,6 +264,8 @@ def build_basis_spec(n_species, cutoff, body_order, max_degree, *, inner_cutoff=
         "n_species": n_species,
         "r_cut": cutoff,
         "r_inner": inner_cutoff,
+        "n_chem": 0 if chem_W is None else n_z,
+        "chem_weights": None if chem_W is None else np.ascontiguousarray(chem_W),
         "n_radial": int(chan_n.max()) + 1,
         "l_max": int(chan_l.max()),
         "chan_z": chan_z,
@@ -190,5 +278,9 @@ def build_basis_spec(n_species, cutoff, body_order, max_degree, *, inner_cutoff=
         "feat_coef": feat_coef,
         "feature_labels": labels,
         "degree_convention": DEGREE_CONVENTION + f" Here w_L = {w_L:g}, max_degree = "
-                             f"{max_degree:g}, body_order = {body_order}.",
+                             f"{max_degree:g}, body_order = {body_order}."
+                             + ("" if not blocks else " Block degrees (distinct species: degree): "
+                                + ", ".join(f"{b}: {d:g}" for b, d in sorted(blocks.items())) + ".")
+                             + ("" if chem_W is None else f" Species-embedded: z in the labels is one of {n_z} "
+                                "chemical channels, A_{k n l m} = sum_j W_{k z_j} R_n Y_lm."),
     }

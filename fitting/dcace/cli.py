@@ -127,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-degree", type=float, default=None, metavar="D",
                    help="total degree: a feature is kept if sum_t (n_t + W_L l_t) <= D, n_t >= 1, W_L = "
                         "--angular-weight (default: 12; example: --max-degree 16)")
+    f.add_argument("--max-degree-blocks", default=None, metavar="B:D,...",
+                   help="a smaller max degree D for functions coupling B distinct species (pacemaker's "
+                        "UNARY/BINARY/... blocks; blocks not named keep --max-degree) (default: none; example: "
+                        "--max-degree 12 --max-degree-blocks 2:10,3:8)")
+    f.add_argument("--chemical-channels", type=int, default=None, metavar="C",
+                   help="species-embedded basis with C chemical channels (1..number of elements): "
+                        "A_{k n l m} = sum_j W_{k z_j} R_n Y_lm with a fixed embedding W, so K is that of C "
+                        "species whatever the number of elements; C = 1 is SNAP's weighted density "
+                        "(default: explicit species channels; example: --chemical-channels 2)")
     f.add_argument("--experts", type=_experts, default=None, metavar="auto|M",
                    help="number of experts: 'auto' chooses M = 1..max-experts and the gate temperature by "
                         "k-fold cross-validation; 1 is the plain linear potential (default: auto; example: --experts 4)")
@@ -219,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {D['memory_budget_gb']:g}; example: --memory-budget 4)")
     g.add_argument("--report-json", metavar="FILE", default=None,
                    help="also write the full fit report as JSON (default: none; example: --report-json fit.json)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars (default: progress bars on stderr)")
+    g.add_argument("--quiet", action="store_true", help="no progress or cost lines (default: on stderr: K, memory and "
+                   "the estimated pass-2 time before pass 2, then a bar per pass on a terminal, plain lines with "
+                   "elapsed time and ETA otherwise)")
     cli_learn.add_fit_state_options(f)
 
     e = sub.add_parser("eval", help="evaluate a potential on data",
@@ -243,7 +254,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
-             "e0", "repulsion_restraints"}
+             "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels"}
 
 
 def _merge_config(args, parser):
@@ -276,6 +287,40 @@ def _merge_config(args, parser):
                 value = [value]
             setattr(args, k, value)
     return args
+
+
+_BASIS_OPTIONS = ("body_order", "max_degree", "max_degree_blocks", "chemical_channels")
+
+
+def _many_element_defaults(args, kw):
+    """The basis of a 3+ element fit without basis options (dcace.cost.default_many_element_basis)."""
+    from .cost import default_many_element_basis
+    from .pipeline import DEFAULTS
+
+    folds = DEFAULTS["cv_folds"] if args.cv_folds is None else int(args.cv_folds)
+    budget = float(DEFAULTS["memory_budget_gb"] if args.memory_budget is None else args.memory_budget) * 2**30
+    bo, D, blocks = default_many_element_basis(len(kw["elements"]), folds, budget)
+    if not args.quiet:
+        print(f"dcace fit: {len(kw['elements'])} elements and no basis options: --body-order {bo} --max-degree {D} "
+              f"--max-degree-blocks {','.join(f'{b}:{d}' for b, d in blocks.items())} (the largest degree <= 12 "
+              f"whose linear normal equations take <= 1/4 of the memory budget; docs/fitting.md)", file=sys.stderr)
+    return bo, D, blocks
+
+
+def parse_degree_blocks(spec):
+    """'2:10,3:8' (or a TOML table {2 = 10}) -> {2: 10.0, 3: 8.0}; checked against the elements in the fit."""
+    if isinstance(spec, dict):
+        items = spec.items()
+    else:
+        items = [item.partition(":")[::2] for item in str(spec).split(",")]
+    out = {}
+    for b, d in items:
+        try:
+            out[int(str(b).strip())] = float(str(d).strip())
+        except ValueError:
+            raise ValueError(f"--max-degree-blocks {spec!r}: each block must be SPECIES:DEGREE, e.g. "
+                             "--max-degree-blocks 2:10,3:8") from None
+    return out
 
 
 def parse_e0(items):
@@ -347,7 +392,7 @@ def _cmd_fit(args, parser) -> int:
               agreement=args.agreement or 0.0,
               max_experts=args.max_experts, temperatures=args.temperatures, cv_folds=args.cv_folds,
               pca=not args.no_pca, threads=None if args.threads is None else int(args.threads), comm=comm,
-              memory_budget_gb=args.memory_budget, progress=not args.quiet and sys.stderr.isatty(),
+              memory_budget_gb=args.memory_budget, progress=not args.quiet,
               keep_arrays=bool(args.plots),
               w_L=1.5 if args.angular_weight is None else float(args.angular_weight),
               inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff),
@@ -356,7 +401,11 @@ def _cmd_fit(args, parser) -> int:
               repulsion_restraints=args.repulsion_restraints,
               weights=None if args.weights is None else parse_weights(args.weights),
               weight_key=args.weight_key or "weight",
-              e0=None if args.e0 is None else parse_e0(args.e0), state=args.save_state)
+              e0=None if args.e0 is None else parse_e0(args.e0), state=args.save_state,
+              max_degree_blocks=None if args.max_degree_blocks is None else parse_degree_blocks(args.max_degree_blocks),
+              chemical_channels=args.chemical_channels)
+    if len(kw["elements"]) >= 3 and all(getattr(args, k) is None for k in _BASIS_OPTIONS):
+        kw["body_order"], kw["max_degree"], kw["max_degree_blocks"] = _many_element_defaults(args, kw)
     if float(kw["max_degree"]).is_integer():
         kw["max_degree"] = int(kw["max_degree"])
     pot = fit(train, **kw)

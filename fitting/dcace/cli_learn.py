@@ -18,7 +18,8 @@ __all__ = ["add_fit_state_options", "refit_requested", "cmd_refit", "add_select_
 _FROM_STATE = ("train", "elements", "cutoff", "body_order", "max_degree", "experts", "ridge", "energy_weight",
                "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key", "virial_key", "seed",
                "committee", "regularise", "max_experts", "temperatures", "cv_folds", "agreement", "angular_weight",
-               "inner_cutoff", "baseline", "core_range", "weights", "weight_key", "e0", "config", "plots")
+               "inner_cutoff", "baseline", "core_range", "weights", "weight_key", "e0", "config", "plots",
+               "max_degree_blocks", "chemical_channels")
 
 
 def add_fit_state_options(f):

@@ -34,10 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from . import _core, cost
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
+from .basis_spec import check_chemical_channels, check_degree_blocks
 from .baseline import CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
@@ -85,11 +86,7 @@ class _Pass1:
 
 
 def _progress(it, total, desc, enabled):
-    if not enabled:
-        return it
-    from tqdm import tqdm
-
-    return tqdm(it, total=total, desc=desc, unit="str", leave=False, dynamic_ncols=True)
+    return cost.progress(it, total, desc, enabled)
 
 
 def _frame_error(frame, exc):
@@ -186,11 +183,33 @@ def isolated_atom_energies(frames, elements, e0):
     return fixed, notes
 
 
+def _structure_terms(fr, r, wF, wS, weight):
+    """One structure's force and stress terms of the normal equations (A, v, yy) times its weight^2,
+    and (Psi, sigma, V/N) for the selection's stress errors (None without stress)."""
+    Phi = r.forces
+    f = fr.forces.ravel()
+    A = (wF * wF) * (Phi.T @ Phi)
+    v = (wF * wF) * (Phi.T @ f)
+    yy = (wF * wF) * float(f @ f)
+    stress = None
+    if fr.stress is not None and r.stress is not None:
+        scale = r.volume / fr.n_atoms
+        Psi = r.stress * scale
+        sig = fr.stress * scale
+        A += (wS * wS) * (Psi.T @ Psi)
+        v += (wS * wS) * (Psi.T @ sig)
+        yy += (wS * wS) * float(sig @ sig)
+        stress = (r.stress.copy(), fr.stress, scale)
+    w2 = weight * weight   # the frame's weight multiplies all its rows
+    return w2 * A, w2 * v, w2 * yy, stress
+
+
 class _Rows:
     """Per-structure fitting statistics (pass 2 and test evaluation)."""
 
     def __init__(self, basis, wF, wS):
         self.basis = basis
+        self.wF, self.wS = wF, wS
         self.wF2 = wF * wF
         self.wS2 = wS * wS
 
@@ -213,7 +232,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
-        repulsion_restraints: float | None = None, comm=None, state=None, reuse=None) -> Potential:
+        repulsion_restraints: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
+        chemical_channels: int | None = None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -248,6 +268,9 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
+    max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
+        distinct species (``dcace.basis_spec.check_degree_blocks``).
+    chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
 
     threads : threads per process (default: the cores this process may use, shared among the ranks).
     comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
@@ -258,6 +281,9 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     reuse : a fit state (path or ``FitState``): a from-scratch fit whose first structures are the
         state's, with the state's folds, clusters, e_ref and short-range core (the structures after
         them get folds and clusters as in a refit) -- the fit an incremental refit equals to round-off.
+
+    Before pass 2 the fit prints (with ``progress``) K, the unknowns, the memory of every
+    candidate and an estimated pass-2 time (``dcace.cost``; also in ``report.cost``).
 
     Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
     :class:`dcace.report.FitReport` (errors, selection, timings; ``timings["ranks"]``, ``["threads"]``).
@@ -276,7 +302,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0, repulsion_restraints, ranks, state=None, reuse=None, resume=None):
+         weight_key, e0, repulsion_restraints, ranks, state=None, reuse=None, resume=None,
+         max_degree_blocks=None, chemical_channels=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -325,18 +352,23 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         from .basis_spec import count_features
 
         n_el = 1 if isinstance(elements, str) else len(elements)
-        K_count = count_features(n_el, body_order, max_degree, w_L=w_L)
+        K_count = count_features(n_el, body_order, max_degree, w_L=w_L, max_degree_blocks=max_degree_blocks,
+                                 chemical_channels=chemical_channels)
     except (TypeError, ValueError):
         K_count = None   # bad settings: ACEBasis below names them
     if K_count is not None:
-        _check_linear_memory(n_el, K_count, k_folds, budget)
+        cost.check_linear_memory(n_el, K_count, k_folds, budget)
     elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
+    basis_blocks = {str(b): float(d) for b, d in sorted(
+        check_degree_blocks(max_degree_blocks, len(elements), body_order, max_degree).items())} or None
+    chemical_channels = check_chemical_channels(chemical_channels, len(elements))
     settings = {
         "baseline": core.baseline if core.external is None else core.external.describe(),
         "core_range": _jsonable_range(core.core_range),
         "repulsion_restraints": w_rest if core.baseline == "zbl" else None,
         "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
         "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
+        "max_degree_blocks": basis_blocks, "chemical_channels": chemical_channels,
         "experts": experts if experts == "auto" else int(experts), "committee": committee,
         "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
         "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
@@ -363,7 +395,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         window = (lo, hi)
     t_basis = time.perf_counter()
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
-                     core_window=window)
+                     core_window=window, max_degree_blocks=max_degree_blocks, chemical_channels=chemical_channels)
     timings["basis"] = time.perf_counter() - t_basis
     data_orig, test_orig = data, test_data
     if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
@@ -481,13 +513,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for M in Ms:
             if M > 1:
                 cand.append((M, t))
-    joint = {}
+    joint, skipped = {}, {}
     used = groups.nbytes
     for M, t in cand:
         if fixed is not None and (M, t) not in fixed.joint_keys:
             continue
         need = joint_nbytes(k_folds + (restraint is not None), M, Dp)   # + the restraint's own set
         if used + need > budget:
+            skipped[(M, t)] = need
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
                          f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
                          f"({(used + need) / 2**20:.3g} MiB in total) exceed the memory budget "
@@ -499,31 +532,24 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             restraint.add_candidate((M, t), g, joint[(M, t)].gate_fn)
         used += need
 
+    rows_fn = _Rows(basis, wF, wS)
+    cost_info = _announce_cost(basis, data.frames, rows_fn, groups, joint, skipped, k_folds,
+                               groups.membership.shape[1], budget, bsize, P, seed, threads,
+                               progress) if ranks.is_root else {}
+
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
     stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
     if resume is not None:
         resume.restore(groups, joint)
         stress_store = resume.stress_store()
-    rows_fn = _Rows(basis, wF, wS)
 
     def structure_stats(i, fr, r):
         """(A, v, yy) of one structure's force and stress rows, times its weight squared."""
-        Phi = r.forces
-        f = fr.forces.ravel()
-        A = (wF * wF) * (Phi.T @ Phi)
-        v = (wF * wF) * (Phi.T @ f)
-        yy = (wF * wF) * float(f @ f)
-        if fr.stress is not None and r.stress is not None:
-            scale = r.volume / fr.n_atoms
-            Psi = r.stress * scale
-            sig = fr.stress * scale
-            A += (wS * wS) * (Psi.T @ Psi)
-            v += (wS * wS) * (Psi.T @ sig)
-            yy += (wS * wS) * float(sig @ sig)
-            stress_store[int(i)] = (r.stress.copy(), fr.stress, scale)
-        w2 = wts[i] * wts[i]   # the frame's weight multiplies all its rows
-        return w2 * A, w2 * v, w2 * yy
+        A, v, yy, stress = _structure_terms(fr, r, wF, wS, wts[i])
+        if stress is not None:
+            stress_store[int(i)] = stress
+        return A, v, yy
 
     def block_batch(b, accs):
         """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
@@ -559,6 +585,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share)
         return None
     timings["pass2"] = time.perf_counter() - t0
+    cost_info["pass2_measured_s"] = timings["pass2"]
 
     # ---------------------------------------------------------------- selection
     t0 = time.perf_counter()
@@ -650,6 +677,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                  "test": test_data.files if test_data else None},
         "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
                   "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K,
+                  "max_degree_blocks": basis_blocks, "chemical_channels": basis.chemical_channels,
                   "baseline": None if core.baseline is None else ("zbl" if core.external is None else "external"),
                   "delta_baseline": None if core.external is None else core.external.describe(),
                   "core_window": None if window is None else {
@@ -754,6 +782,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     timings["total"] = time.perf_counter() - t_start
     report = FitReport(settings=settings, selection=selection, errors=errors, timings=timings, notes=notes,
                        cv_table=cv_rows, arrays=arrays)
+    report.cost = cost_info
     pot.report = report
     if resume is not None:
         selection["refit"] = _fit_state.refit_summary(resume, n, coef, clusterings.get(M_sel), committee)
@@ -768,6 +797,35 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot
+
+
+def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
+                   threads, progress):
+    """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost)."""
+    S, K = basis.n_species, basis.n_features
+    D, Dp = S * K, S * K + S
+
+    def gram(fr, r):   # the per-structure work of pass 2, as the loop does it
+        return _structure_terms(fr, r, rows_fn.wF, rows_fn.wS, 1.0)
+
+    def zero_batch(idx):
+        idx = np.asarray(idx)[:max(1, bsize)]
+        B = len(idx)
+        return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B),
+                     P[idx], idx)
+
+    est = cost.estimate_pass2(rows_fn, gram, frames, [groups, *joint.values()], zero_batch, seed=seed)
+    joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
+    lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
+                            joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads)
+    if progress:
+        import sys
+
+        print("\n".join(lines), file=sys.stderr, flush=True)
+    return dict(est, K=K, unknowns_per_expert=Dp, lines=lines,
+                memory_bytes={"linear+independent": groups.nbytes,
+                              **{f"M={M},tau={t:g}": nb for (M, t), nb in joint_bytes.items()}},
+                skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
 
 
 def _config_weights(weights):
@@ -807,24 +865,6 @@ def _jsonable_range(core_range):
     if core_range is None or isinstance(core_range, dict):
         return None if core_range is None else {k: [float(x) for x in v] for k, v in core_range.items()}
     return [float(x) for x in core_range]
-
-
-def _linear_nbytes(S, K, k_folds):
-    """Bytes of the linear model's normal equations: one (D' x D') matrix per fold, the pass-2 work
-    arrays of one structure (A and its padded copy, u u^T) and the selection's solves (total,
-    training and scaled copies)."""
-    Dp = S * K + S
-    return 8 * Dp * Dp * (k_folds + 5)
-
-
-def _check_linear_memory(S, K, k_folds, budget):
-    need = _linear_nbytes(S, K, k_folds)
-    if need > budget:
-        raise ValueError(f"the basis has K = {K} features per species ({S * K + S} columns); the normal equations "
-                         f"of even the linear model need {need / 2**30:.1f} GiB ({k_folds} folds), more than the "
-                         f"memory budget of {budget / 2**30:.2f} GiB: lower --max-degree / --body-order (or raise "
-                         f"--angular-weight), or raise --memory-budget to at least {math.ceil(need / 2**30 * 10) / 10:g} if the "
-                         f"machine has the memory")
 
 
 def _finite(obj):

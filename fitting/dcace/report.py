@@ -116,6 +116,7 @@ class FitReport:
     notes: list = field(default_factory=list)
     cv_table: list = field(default_factory=list)   # rows {M, tau, fit, cv...}
     arrays: dict = field(default_factory=dict)     # plot data
+    cost: dict = field(default_factory=dict)       # what pass 2 was estimated and measured to cost (dcace.cost)
 
     def table(self) -> str:
         rows = []

@@ -19,6 +19,9 @@
 //    with P_l^m including the Condon-Shortley phase (-1)^m and N_lm = sqrt((2l+1)/4pi (l-m)!/(l+m)!);
 //  * channels c = (z_c, n_c, l_c); compact A index of (c, m) is chan_offset[c] + m + l_c;
 //      A_{c m} = sum_{j: z_j = z_c} R_{n_c}(r_ij) Y_{l_c m}(r_ij / r_ij);
+//    or, with chemical channels (n_chem = C > 0, the species-embedded / tensor-reduced basis),
+//    z_c is a chemical channel k in 0..C-1 and every neighbour contributes with weight W_{k z_j}:
+//      A_{c m} = sum_j W_{z_c z_j} R_{n_c}(r_ij) Y_{l_c m}(r_ij / r_ij),  W = chem_weights (C x S);
 //  * monomials: products of 1..4 compact A entries (indices sorted ascending, padded with -1);
 //  * features: B_v = sum_t coef_t * monomial_{mono_t}, stored as CSR rows over monomials.
 #pragma once
@@ -57,6 +60,8 @@ struct BasisSpec {
   int l_max = 0;
   std::vector<double> core_lo, core_hi;     // n_species^2 each (symmetric): inner envelope per pair
                                             // [lo, hi]; both empty = no envelope
+  int n_chem = 0;                           // 0: chan_z are species; C > 0: chemical channels 0..C-1
+  std::vector<double> chem_weights;         // n_chem x n_species (row k, column z): W_{k z}
   std::vector<int> chan_z, chan_n, chan_l;  // channels of A
   std::vector<int> mono_idx;                // kMaxOrder entries per monomial, -1 padded
   int n_features = 0;
@@ -88,6 +93,7 @@ class ACEBasis {
   int n_monomials() const { return n_mono_; }
   double cutoff() const { return spec_.r_cut; }
   bool has_core() const { return !spec_.core_lo.empty(); }
+  bool embedded() const { return spec_.n_chem > 0; }
   // inner envelope window of the pair (a, b); only when has_core()
   double core_lo(int a, int b) const { return spec_.core_lo[static_cast<size_t>(a) * spec_.n_species + b]; }
   double core_hi(int a, int b) const { return spec_.core_hi[static_cast<size_t>(a) * spec_.n_species + b]; }
@@ -141,9 +147,14 @@ class ACEBasis {
   BasisSpec spec_;
   int n_A_ = 0, n_mono_ = 0, n_Y_ = 0;
   std::vector<int> chan_offset_;
-  std::vector<std::vector<int>> chans_of_species_;
+  struct WeightedChannel {
+    int c;
+    double weight;  // 1, or W_{z_c z} of the embedded basis
+  };
+  std::vector<std::vector<WeightedChannel>> chans_of_species_;  // channels a neighbour of species z feeds
   struct ChannelRun {
     int l, n0, count, offset;  // channels (z, l, n0..n0+count-1) stored contiguously from offset
+    double weight;             // what a neighbour of this run's species contributes with
   };
   std::vector<std::vector<ChannelRun>> runs_of_species_;
   std::vector<int> mono_order_;

@@ -1,0 +1,315 @@
+"""Many elements on Nb-Mo-Ta: explicit vs per-block vs species-embedded bases (accuracy, cost, LAMMPS
+speed, ternary extrapolation) and the cost scaling with 1-5 species (HEA probe).
+
+Why this file exists: issue 15 asks which basis to use when the number of elements grows, and
+whether the cost printed before pass 2 (dcace.cost) is right.  Every number is measured here.
+Each sub-command stays under ~10 minutes on the shared 2-core machine (run them one by one):
+
+    python benchmarks/many_elements.py fit MODEL --quick --workdir W    # MODEL in MODELS below
+    python benchmarks/many_elements.py scaling --workdir W              # K, memory, s/structure
+    python benchmarks/many_elements.py table --quick --workdir W > docs/many-elements.md
+
+`--quick` fits every 4th training structure (the test set is complete) at the degrees in MODELS;
+without it all 2,974 training structures are used (pass 2 then takes ~4x longer).  Fits are
+linear (experts=1) unless the model is a "-dc" one, one thread, 5-fold CV, memory budget 2 GB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+if not DATA.exists():
+    DATA = Path("/work/shared/data")
+NBMOTA_TRAIN = DATA / "nbmota" / "NbMoTa_train.xyz"
+NBMOTA_TEST = DATA / "nbmota" / "NbMoTa_test.xyz"
+HEA = DATA / "hea" / "HEA_randII_example.xyz"
+EL = ["Nb", "Mo", "Ta"]
+CUTOFF = 5.0
+MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
+
+#: (a) explicit, (b) per-block, (c) embedded with 1 / 2 channels (3 channels = the explicit span)
+MODELS = {
+    "explicit": dict(body_order=4, max_degree=8),
+    "blocks": dict(body_order=4, max_degree=10, max_degree_blocks={2: 8, 3: 6}),
+    "embedded-1": dict(body_order=4, max_degree=12, chemical_channels=1),
+    "embedded-2": dict(body_order=4, max_degree=10, chemical_channels=2),
+    "explicit-10": dict(body_order=4, max_degree=10),   # the largest explicit degree within 2 GB
+    "embedded-1-dc": dict(body_order=4, max_degree=12, chemical_channels=1, experts="auto", max_experts=4),
+    "blocks-dc": dict(body_order=4, max_degree=10, max_degree_blocks={2: 8, 3: 6}, experts="auto", max_experts=4),
+}
+
+
+def describe(kw):
+    s = f"body order {kw['body_order']}, D = {kw['max_degree']}"
+    if kw.get("max_degree_blocks"):
+        s += ", blocks " + ",".join(f"{b}:{d}" for b, d in kw["max_degree_blocks"].items())
+    if kw.get("chemical_channels"):
+        s += f", C = {kw['chemical_channels']}"
+    if kw.get("experts", 1) != 1:
+        s += f", experts {kw['experts']} (M <= {kw['max_experts']})"
+    return s
+
+
+# ------------------------------------------------------------------------------ fit one model
+def group_errors(pot, frames):
+    """Energy (meV/atom) and force (eV/Å) MAE per config_type."""
+    out = {}
+    for fr in frames:
+        res = pot.compute(fr)
+        g = out.setdefault(fr.info.get("config_type", "?"), {"dE": [], "dF": []})
+        g["dE"].append(abs(res["energy"] - fr.get_potential_energy()) / len(fr))
+        g["dF"].append(np.abs(res["forces"] - fr.get_forces()).ravel())
+    return {k: {"n": len(v["dE"]), "energy_mae_mev": 1e3 * float(np.mean(v["dE"])),
+                "force_mae": float(np.mean(np.concatenate(v["dF"])))} for k, v in sorted(out.items())}
+
+
+def cmd_fit(args):
+    import dcace
+    from ase.io import read
+
+    kw = dict(MODELS[args.model])
+    kw.setdefault("experts", 1)
+    train = read(NBMOTA_TRAIN, "::4" if args.quick else ":")
+    test = read(NBMOTA_TEST, ":")
+    t0 = time.perf_counter()
+    pot = dcace.fit(train, elements=EL, cutoff=CUTOFF, compare=False, threads=1,
+                    memory_budget_gb=2.0, progress=True, **kw)
+    wall = time.perf_counter() - t0
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    pot.save(work / f"{args.model}.dcace")
+    c = pot.report.cost
+    res = {"model": args.model, "settings": describe(kw), "experts": pot.n_experts, "quick": args.quick,
+           "n_train": len(train),
+           "n_train_atoms": int(sum(len(a) for a in train)), "K": pot.basis.n_features,
+           "fit_s": wall, "pass2_s": c["pass2_measured_s"], "pass2_estimate_s": c["seconds"],
+           "memory_normal_eq_mib": sum(c["memory_bytes"].values()) / 2**20,
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "test": group_errors(pot, test)}
+    (work / f"{args.model}.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if k != "test"}))
+
+
+# ------------------------------------------------------------------------------ cost scaling
+def cmd_scaling(args):
+    import dcace
+    from ase.io import read
+
+    from dcace.cost import linear_nbytes
+
+    frames = read(HEA, ":")
+    probe = frames[0]
+    names = sorted(set(probe.get_chemical_symbols()))   # Co Cr Fe Mn Ni
+    rows = []
+    for S in range(1, 6):
+        els = names[:S]
+        at = probe.copy()
+        at.set_chemical_symbols([els[names.index(s) % S] for s in probe.get_chemical_symbols()])
+        bases = {"explicit D=8": dict(max_degree=8),
+                 "blocks D=8 (2:6,3:4)": dict(max_degree=8, max_degree_blocks={b: 8 - 2 * (b - 1) for b in (2, 3)
+                                                                               if b <= S} or None)}
+        for C in (1, 2, 4):
+            if C <= S:
+                bases[f"embedded C={C} D=8"] = dict(max_degree=8, chemical_channels=C)
+        for name, kw in bases.items():
+            basis = dcace.ACEBasis(els, CUTOFF, 4, kw["max_degree"], max_degree_blocks=kw.get("max_degree_blocks"),
+                                   chemical_channels=kw.get("chemical_channels"))
+            K = basis.n_features
+            Dp = S * K + S
+            row = {"species": S, "basis": name, "K": K, "unknowns": Dp,
+                   "linear_mib": linear_nbytes(S, K, 5) / 2**20, "rows_s": None, "gram_s": None}
+            if Dp <= 13000:
+                t0 = time.perf_counter()
+                r = basis.fitting_rows(at)
+                t1 = time.perf_counter()
+                _ = r.forces.T @ r.forces
+                row["rows_s"], row["gram_s"] = t1 - t0, time.perf_counter() - t1
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "scaling.json").write_text(json.dumps({"atoms": len(probe), "rows": rows}, indent=1))
+
+
+# ------------------------------------------------------------------------------ LAMMPS and extrapolation
+def lammps_speed(pot_file, work, n_cells=8, steps=20):
+    """µs/atom/step of force evaluations on a random Nb-Mo-Ta bcc cell (no integrator: the
+    positions stay, so the timing does not depend on how the potential extrapolates), and whether
+    20 steps of 300 K NVE from it keep every atom in the box."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from lammps_common import run_lmp
+
+    def deck(md):
+        dyn = "velocity all create 300 4928459 loop geom\nfix 1 all nve\ntimestep 0.001\n" if md else ""
+        return f"""units metal
+atom_style atomic
+lattice bcc 3.25
+region box block 0 {n_cells} 0 {n_cells} 0 {n_cells}
+create_box 3 box
+create_atoms 1 box
+set type 1 type/fraction 2 0.3333 1234
+set type 1 type/fraction 3 0.5 5678
+mass 1 {MASS['Nb']}
+mass 2 {MASS['Mo']}
+mass 3 {MASS['Ta']}
+pair_style dcace
+pair_coeff * * {pot_file} Nb Mo Ta
+{dyn}thermo {steps}
+run 2
+run {steps}
+"""
+    cwd = Path(work) / f"lmp_{Path(pot_file).stem}"
+    best = None
+    for rep in range(2):
+        out = run_lmp(deck(False), cwd)
+        best = out["us_atom_step"] if best is None else min(best, out["us_atom_step"])
+    try:
+        run_lmp(deck(True), cwd)
+        md_ok = True
+    except RuntimeError as exc:
+        md_ok = False if "Lost atoms" in str(exc) else None   # None: another LAMMPS error
+    return best, out["atoms"], md_ok
+
+
+def ternary_frames(test, n=30, seed=0):
+    """(cells, reference E/N): test cells of >= 16 atoms with every species drawn at random, and a
+    rule-of-mixtures estimate of their energy: the DFT energy of the original cell plus, per atom
+    whose species changed, the difference of the unary test groups' mean energies per atom."""
+    mu = {el: np.mean([a.get_potential_energy() / len(a) for a in test if a.info.get("config_type") == el])
+          for el in EL}
+    rng = np.random.default_rng(seed)
+    big = [a for a in test if len(a) >= 16][:n]
+    cells, ref = [], []
+    for a in big:
+        b = a.copy()
+        old = b.get_chemical_symbols()
+        new = list(rng.choice(EL, size=len(b)))
+        b.set_chemical_symbols(new)
+        cells.append(b)
+        ref.append((a.get_potential_energy() + sum(mu[y] - mu[x] for x, y in zip(old, new))) / len(a))
+    return cells, np.array(ref)
+
+
+def cmd_table(args):
+    import dcace
+    from ase.io import read
+
+    work = Path(args.workdir)
+    res = {m: json.loads((work / f"{m}.json").read_text()) for m in MODELS if (work / f"{m}.json").exists()}
+    test = read(NBMOTA_TEST, ":")
+    tern, e_mix = ternary_frames(test)
+    E = {}
+    for m in res:
+        pot = dcace.load(work / f"{m}.dcace")
+        e, g = [], []
+        for a in tern:
+            out = pot.compute(a)
+            e.append(out["energy"] / len(a))
+            g.append(float(np.max(out["extrapolation"])))
+        E[m] = np.array(e)
+        res[m]["grade_median"] = float(np.median(g))
+        res[m]["grade_max"] = float(np.max(g))
+        res[m]["us_atom_step"], res[m]["lmp_atoms"], res[m]["md_ok"] = lammps_speed(work / f"{m}.dcace", work)
+    stack = np.array([E[m] for m in res])
+    med = np.median(stack, axis=0)
+    for k, m in enumerate(res):
+        res[m]["tern_dev_mev"] = 1e3 * float(np.mean(np.abs(stack[k] - med)))
+        res[m]["tern_mix_mev"] = 1e3 * float(np.mean(np.abs(stack[k] - e_mix)))
+    spread = 1e3 * (stack.max(axis=0) - stack.min(axis=0))
+    scaling = json.loads((work / "scaling.json").read_text()) if (work / "scaling.json").exists() else None
+    print(markdown(res, spread, scaling, args))
+
+
+def markdown(res, spread, scaling, args):
+    groups = sorted({g for r in res.values() for g in r["test"]})
+    q = " --quick" if args.quick else ""
+    L = ["# Many elements: explicit, per-block and species-embedded bases on Nb–Mo–Ta", "",
+         "Generated by (one command at a time, each under 10 minutes here):", "", "```",
+         *[f"python benchmarks/many_elements.py fit {m}{q} --workdir W" for m in MODELS],
+         "python benchmarks/many_elements.py scaling --workdir W",
+         f"python benchmarks/many_elements.py table{q} --workdir W > docs/many-elements.md", "```", "",
+         f"Data: `../shared/data/nbmota` (README there). Training: {next(iter(res.values()))['n_train']} structures "
+         f"({'every 4th, --quick' if args.quick else 'all'}); test: all 210 published test structures. Cutoff "
+         f"{CUTOFF} Å, linear fits (experts=1) unless the model says experts auto (DC, M <= 4 by CV), ridge by 5-fold "
+         "CV, one thread, memory budget 2 GB, ZBL core on. "
+         "Shared 2-core machine (other fits running): times are wall clock.", "",
+         "## Accuracy per test group (energy MAE meV/atom / force MAE eV/Å)", "",
+         "| model | basis | K | " + " | ".join(groups) + " |",
+         "|---|---|---:|" + "---:|" * len(groups)]
+    for m, r in res.items():
+        cells = [f"{r['test'][g]['energy_mae_mev']:.2f} / {r['test'][g]['force_mae']:.3f}" if g in r["test"] else "-"
+                 for g in groups]
+        dc = "" if r.get("experts", 1) == 1 else f"; chosen M = {r['experts']}"
+        L.append(f"| {m} | {r['settings']}{dc} | {r['K']} | " + " | ".join(cells) + " |")
+    ref = "explicit-10" if "explicit-10" in res else "explicit"
+    if ref in res:
+        ok = [m for m, r in res.items() if m != ref and all(
+            g in r["test"] and r["test"][g]["energy_mae_mev"] <= res[ref]["test"][g]["energy_mae_mev"]
+            and r["test"][g]["force_mae"] <= res[ref]["test"][g]["force_mae"] for g in res[ref]["test"])]
+        L += ["", f"At or below (a) = `{ref}` ({res[ref]['settings']}) in energy and force MAE on every test group: "
+              + (", ".join(f"`{m}`" for m in ok) if ok else "none") + "."]
+    L += ["", "## Cost", "",
+          "| model | K | normal equations (MiB) | + work and solve copies (MiB) | peak RSS (MiB) | fit (s) "
+          "| pass 2 estimated (s) | pass 2 measured (s) | measured / estimated | LAMMPS µs/atom/step "
+          "| 300 K NVE on it |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for m, r in res.items():
+        Dp = 3 * r["K"] + 3
+        total = r["memory_normal_eq_mib"] + 5 * 8 * Dp * Dp / 2**20   # as printed by the fit (dcace.cost)
+        L.append(f"| {m} | {r['K']} | {r['memory_normal_eq_mib']:.0f} | {total:.0f} | {r['peak_rss_mib']:.0f} | "
+                 f"{r['fit_s']:.0f} | "
+                 f"{r['pass2_estimate_s']:.0f} | {r['pass2_s']:.0f} | {r['pass2_s'] / r['pass2_estimate_s']:.2f} | "
+                 f"{r['us_atom_step']:.1f} | {'ok' if r['md_ok'] else 'lost atoms' if r['md_ok'] is False else 'error'} |")
+    L += ["", f"LAMMPS: {next(iter(res.values()))['lmp_atoms']}-atom random Nb–Mo–Ta bcc (a = 3.25 Å, a ternary: "
+          "extrapolation for every model), 20 force evaluations without integrator, one MPI rank, best of 2; then "
+          "20 steps of 300 K NVE from it (ok / lost atoms). The pass-2 estimate is the serial sample of `dcace.cost` "
+          "(8 structures), timed at the start of each fit while other jobs ran (load average 3-4 on 2 cores).", "",
+          "## Ternary extrapolation (no DFT label)", "",
+          f"{len(spread)} test cells with every atom's species drawn at random from Nb, Mo, Ta (the training data "
+          "have no ternary cell). Grade: the largest per-atom extrapolation grade of a cell (> 1 = extrapolation), "
+          "median and max over the cells; deviation: mean |E/N − median over the models|; rule of mixtures: mean "
+          "|E/N − E_mix/N|, E_mix = DFT energy of the original cell + Σ over changed atoms of the difference of "
+          "the unary test groups' mean energies per atom (mixing energies of these alloys are tens of meV/atom, "
+          "so a sane model is within ~0.1 eV/atom of it).", "",
+          "| model | grade median | grade max | deviation from the median (meV/atom) | from the rule of mixtures "
+          "(meV/atom) |", "|---|---:|---:|---:|---:|"]
+    for m, r in res.items():
+        L.append(f"| {m} | {r['grade_median']:.3g} | {r['grade_max']:.3g} | {r['tern_dev_mev']:.1f} | "
+                 f"{r['tern_mix_mev']:.1f} |")
+    L += ["", f"Spread of E/N across the models per cell (max − min): mean {np.mean(spread):.1f}, "
+          f"max {np.max(spread):.1f} meV/atom."]
+    if scaling:
+        L += ["", f"## Cost scaling with the number of species (HEA probe, one {scaling['atoms']}-atom frame)", "",
+              "Species beyond S mapped onto the first S (Co Cr Fe Mn Ni order), body order 4, cutoff "
+              f"{CUTOFF} Å. Time per structure: fitting rows (C++) and the Gram product Φᵀ Φ of pass 2, one thread "
+              "(not timed above 13,000 unknowns).", "",
+              "| species | basis | K | unknowns | linear normal equations (MiB) | rows (s) | Φᵀ Φ (s) |",
+              "|---:|---|---:|---:|---:|---:|---:|"]
+        for r in scaling["rows"]:
+            t = (f"{r['rows_s']:.2f} | {r['gram_s']:.2f}" if r["rows_s"] is not None else "- | -")
+            L.append(f"| {r['species']} | {r['basis']} | {r['K']} | {r['unknowns']} | {r['linear_mib']:.1f} | {t} |")
+    return "\n".join(L)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=("fit", "scaling", "table"))
+    p.add_argument("model", nargs="?", choices=tuple(MODELS))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--workdir", required=True)
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    {"fit": cmd_fit, "scaling": cmd_scaling, "table": cmd_table}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Cost before work: what a fit will need (memory, pass-2 time) said before it is spent, and progress.
+
+Why this file exists: the normal equations grow as (S K)^2 per candidate and pass 2 as atoms x
+(S K)^2, so a many-element basis can ask for gigabytes and hours.  Every fit goes through here
+twice: ``check_linear_memory`` before the data are read (K is counted, not built) refuses a basis
+whose linear model alone exceeds the budget, naming the figure and the options that reduce it;
+``estimate_pass2`` just before pass 2 times a sample of structures with the real accumulators and
+``cost_lines`` prints K, the unknowns, the memory of every candidate and the estimated time.
+``progress`` gives progress on stderr: a tqdm bar on a terminal, plain lines (elapsed, ETA)
+otherwise, so logs of batch jobs show where a fit is.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["linear_nbytes", "check_linear_memory", "estimate_pass2", "cost_lines", "progress",
+           "default_many_element_basis", "REDUCE_OPTIONS"]
+
+#: the options that make the normal equations smaller, in the order to try them
+REDUCE_OPTIONS = ("lower --max-degree or --body-order, give smaller --max-degree-blocks for functions coupling "
+                  "several species (e.g. --max-degree-blocks 2:10,3:8), use --chemical-channels C "
+                  "(K independent of the number of elements) or raise --angular-weight")
+
+
+def linear_nbytes(S, K, k_folds):
+    """Bytes of the linear model's normal equations: one (D' x D') matrix per fold, the pass-2 work
+    arrays of one structure (A and its padded copy, u u^T) and the selection's solves (total,
+    training and scaled copies)."""
+    Dp = S * K + S
+    return 8 * Dp * Dp * (k_folds + 5)
+
+
+def _gib(nbytes):
+    return nbytes / 2**30
+
+
+def _size(nbytes):
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.3g} MiB"
+
+
+def check_linear_memory(S, K, k_folds, budget):
+    """ValueError if the linear model's normal equations alone exceed `budget` bytes."""
+    need = linear_nbytes(S, K, k_folds)
+    if need > budget:
+        raise ValueError(f"the basis has K = {K} features per species ({S * K + S} columns); the normal equations "
+                         f"of even the linear model need {_gib(need):.1f} GiB ({k_folds} folds), more than the "
+                         f"memory budget of {_gib(budget):.2f} GiB: {REDUCE_OPTIONS}, or raise --memory-budget "
+                         f"to at least {math.ceil(_gib(need) * 10) / 10:g} if the machine has the memory")
+
+
+def default_many_element_basis(n_elements, k_folds, budget, *, body_order=4, top_degree=12, lowest_degree=4):
+    """(body_order, max_degree, max_degree_blocks) that `dcace fit` uses for 3+ elements and no basis options.
+
+    Rule (docs/fitting.md): body order 4 and per-block degrees D for one species, D - 2 for two,
+    D - 4 for three; D is the largest integer <= 12 whose linear normal equations take at most a
+    quarter of the memory budget, so that committee candidates fit as well."""
+    from .basis_spec import count_features
+
+    for D in range(top_degree, lowest_degree - 1, -1):
+        blocks = {b: D - 2 * (b - 1) for b in range(2, min(n_elements, body_order - 1) + 1)}
+        K = count_features(n_elements, body_order, D, max_degree_blocks=blocks)
+        if linear_nbytes(n_elements, K, k_folds) <= budget / 4:
+            return body_order, D, blocks
+    raise ValueError(f"no default basis for {n_elements} elements fits a quarter of the memory budget of "
+                     f"{_gib(budget):.2f} GiB: give the basis (--max-degree, --max-degree-blocks, "
+                     "--chemical-channels) or raise --memory-budget")
+
+
+def _hms(seconds):
+    seconds = max(0.0, float(seconds))
+    h, rem = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def estimate_pass2(rows_fn, gram_fn, frames, accumulators, make_batch, *, n_sample=8, seed=0):
+    """Estimated pass-2 seconds (serial: rows + Gram products + accumulator updates) from a timed sample.
+
+    rows_fn(frame) -> fitting rows (or an exception, left for pass 2 to report); gram_fn(frame, rows)
+    -> the per-structure products of pass 2; make_batch(indices) -> a Batch of those structures with
+    zero statistics, which the accumulators add in full (same arithmetic, adds exactly 0).
+    Returns a dict: seconds, per-atom row and Gram times, per-structure update time, sample size."""
+    n = len(frames)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(n, size=min(n_sample, n), replace=False))
+    t_rows = t_gram = 0.0
+    atoms = 0
+    for i in pick:
+        fr = frames[i]
+        t0 = time.perf_counter()
+        r = rows_fn(fr)
+        t1 = time.perf_counter()
+        if isinstance(r, Exception):
+            continue
+        gram_fn(fr, r)
+        t_rows += t1 - t0
+        t_gram += time.perf_counter() - t1
+        atoms += fr.n_atoms
+    t_add = 0.0
+    if accumulators and len(pick):
+        bt = make_batch(pick)
+        t0 = time.perf_counter()
+        for acc in accumulators:
+            acc.add(bt)
+        t_add = (time.perf_counter() - t0) / len(pick)
+    n_atoms = sum(fr.n_atoms for fr in frames)
+    per_atom_rows = t_rows / max(atoms, 1)
+    per_atom_gram = t_gram / max(atoms, 1)
+    seconds = n_atoms * (per_atom_rows + per_atom_gram) + n * t_add
+    return {"seconds": seconds, "rows_s_per_atom": per_atom_rows, "gram_s_per_atom": per_atom_gram,
+            "update_s_per_structure": t_add, "n_sample": int(len(pick)), "n_structures": n, "n_atoms": n_atoms}
+
+
+def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, budget, estimate, threads):
+    """Lines printed before pass 2: K, unknowns, memory per candidate, estimated time."""
+    Dp = S * K + S
+    work = linear_nbytes(S, K, k_folds) - 8 * k_folds * Dp * Dp   # as check_linear_memory counts them
+    used = group_bytes + work + sum(joint_bytes.values())
+    lines = [f"cost: K = {K} features per species x {S} species -> {Dp} unknowns per expert "
+             f"(one-body terms included)",
+             f"cost: normal equations ({k_folds} folds): linear model"
+             + (f" + {n_groups - 1} independent experts" if n_groups > 1 else "") + f" {_size(group_bytes)}, "
+             f"pass-2 work arrays and solve copies {_size(work)}"]
+    for (M, tau), nb in joint_bytes.items():
+        lines.append(f"cost:   committee M={M}, tau={tau:g}: {M * Dp} unknowns, {_size(nb)}")
+    for (M, tau), nb in skipped.items():
+        lines.append(f"cost:   committee M={M}, tau={tau:g}: {M * Dp} unknowns, {_size(nb)} -- skipped "
+                     f"(over the budget)")
+    lines.append(f"cost: total {_size(used)} of the {_size(budget)} memory budget (--memory-budget; the "
+                 "process needs more: data, rows and temporaries, see docs/many-elements.md)")
+    e = estimate
+    lines.append(f"cost: pass 2 estimated at {_hms(e['seconds'])} for {e['n_structures']} structures / "
+                 f"{e['n_atoms']} atoms (timed on {e['n_sample']}: {1e3 * e['rows_s_per_atom']:.3g} ms/atom rows, "
+                 f"{1e3 * e['gram_s_per_atom']:.3g} ms/atom products, {1e3 * e['update_s_per_structure']:.3g} "
+                 f"ms/structure updates; serial, {threads} thread(s) may do better)")
+    return lines
+
+
+def progress(it, total, desc, enabled, stream=None):
+    """`it` with progress on stderr: tqdm on a terminal, else a line at every 10 % (or 5 min) with
+    elapsed time and ETA once the pass has run a second, and a last line with the pass's total time.
+    With it=None, a bar object with update(k) and close() (the tqdm interface) instead."""
+    if not enabled:
+        return it
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        from tqdm import tqdm
+
+        return tqdm(it, total=total, desc=desc, unit="str", leave=False, dynamic_ncols=True, file=stream)
+    bar = LineBar(total, desc, stream)
+    return bar if it is None else bar.wrap(it)
+
+
+class LineBar:
+    """Progress as plain lines (logs, batch jobs): `desc: 300/2974 (10 %), elapsed 01:02, ETA 09:18`."""
+
+    def __init__(self, total, desc, stream):
+        self.total, self.desc, self.stream = total, desc, stream
+        self.done, self.step = 0, 0
+        self.t0 = self.last = time.perf_counter()
+        self.closed = False
+
+    def update(self, k=1):
+        self.done += k
+        now = time.perf_counter()
+        if self.done >= self.total:
+            self.close()
+        elif (10 * self.done // max(self.total, 1) > self.step and now - self.t0 >= 1.0) or now - self.last >= 300:
+            self.step = 10 * self.done // max(self.total, 1)
+            self.last = now
+            el = now - self.t0
+            print(f"{self.desc}: {self.done}/{self.total} ({100 * self.done / self.total:.0f} %), elapsed {_hms(el)}, "
+                  f"ETA {_hms(el / self.done * (self.total - self.done))}", file=self.stream, flush=True)
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            print(f"{self.desc}: {self.done}/{self.total} done, elapsed {_hms(time.perf_counter() - self.t0)}",
+                  file=self.stream, flush=True)
+
+    def wrap(self, it):
+        for item in it:   # the last item is announced before it is handed out (callers may zip and stop)
+            self.update()
+            yield item
+        self.close()

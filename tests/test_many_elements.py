@@ -1,0 +1,346 @@
+"""Many elements: per-block degrees, the species-embedded (chemical-channel) basis, and the cost a fit
+announces before pass 2.
+
+* per-block degrees: the basis is exactly the subset of the full basis whose functions meet their
+  block's degree; count_features agrees with the build; bad blocks are errors naming the option;
+* embedded basis: with C = S (orthogonal embedding) its invariants span those of the explicit basis
+  (so the C++ weighting is right), K depends on C only, forces and stress are derivatives of the
+  energy, rotations and permutations of atoms leave it invariant, files round-trip exactly;
+* file format 4: a version-3 file still loads, a chemical_channels record in a v3 file or with bad
+  sizes is an error naming the line;
+* cost: the lines printed before pass 2 (K, unknowns, memory per candidate, estimated time), the
+  refusal over the budget naming the figure and the options, progress lines when stderr is a file.
+
+Real data: tests/data/nbmota_binaries.xyz holds six 16-atom binary solid-solution frames of the
+Nb-Mo-Ta set (../shared/data/nbmota, maml, BSD-3-Clause; VASP PBE), the Mo fits use examples/data.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.io import read
+
+import dcace
+from dcace import cost
+from dcace.basis_spec import build_basis_spec, count_features, fixed_embedding
+
+HERE = Path(__file__).resolve().parent
+NBMOTA = HERE / "data" / "nbmota_binaries.xyz"
+V3_FILE = HERE / "data" / "v3_NbMoTa.dcace"
+V4_FILE = HERE / "data" / "v4_NbMoTa_core.dcace"
+MO_TRAIN = HERE.parent / "examples" / "data" / "zuo2020" / "Mo_train.xyz"
+EL = ["Nb", "Mo", "Ta"]
+
+
+def ternary(seed=0, index=0):
+    """A binary test cell with its species reassigned at random over Nb, Mo, Ta (no DFT label)."""
+    at = read(NBMOTA, index)
+    rng = np.random.default_rng(seed)
+    at.set_chemical_symbols(list(rng.choice(EL, size=len(at))))
+    at.rattle(0.05, seed=seed)
+    return at
+
+
+# --------------------------------------------------------------------------- per-block degrees
+def _degree(label, w_L=1.5):
+    return sum(n + 1 + w_L * l for _, n, l in label)
+
+
+def test_block_degrees_are_the_subset_of_the_full_basis():
+    full = build_basis_spec(3, 5.0, 4, 10)
+    blocks = {2: 8, 3: 6}
+    sub = build_basis_spec(3, 5.0, 4, 10, max_degree_blocks=blocks)
+    keep = [lab for lab in full["feature_labels"]
+            if _degree(lab) <= blocks.get(len({z for z, _, _ in lab}), 10) + 1e-9]
+    assert sorted(sub["feature_labels"]) == sorted(keep)
+    assert sub["n_features"] == len(keep) < full["n_features"]
+    assert count_features(3, 4, 10, max_degree_blocks=blocks) == sub["n_features"]
+    # a block at the global degree changes nothing; a larger unary degree adds unary functions only
+    assert count_features(3, 4, 10, max_degree_blocks={1: 10, 2: 10}) == full["n_features"]
+    big = build_basis_spec(3, 5.0, 4, 10, max_degree_blocks={1: 12})
+    extra = set(big["feature_labels"]) - set(full["feature_labels"])
+    assert extra and all(len({z for z, _, _ in lab}) == 1 for lab in extra)
+
+
+@pytest.mark.parametrize("blocks, n_el, body_order, match", [
+    ({5: 6}, 3, 4, r"block 5 .* does not exist with 3 element\(s\); the blocks are 1..3"),
+    ({4: 6}, 4, 4, r"block 4 .* does not exist at body order 4"),
+    ({0: 6}, 3, 4, r"block must be >= 1"),
+    ({2: -1}, 3, 4, r"degree of block 2 must be >= 0"),
+    ("2:10", 3, 4, r"must map a number of distinct species to a degree"),
+])
+def test_bad_blocks_name_the_option(blocks, n_el, body_order, match):
+    with pytest.raises(ValueError, match=r"max_degree_blocks \(--max-degree-blocks\).*" + match):
+        count_features(n_el, body_order, 10, max_degree_blocks=blocks)
+
+
+def test_block_forces_are_energy_derivatives():
+    basis = dcace.ACEBasis(EL, 4.6, 4, 8, max_degree_blocks={2: 6, 3: 5})
+    at = ternary(1)
+    _check_fd(basis, at)
+
+
+# --------------------------------------------------------------------------- embedded basis
+def _check_fd(basis, at, h=1e-5):
+    r = basis.fitting_rows(at)
+    c = np.random.default_rng(0).normal(size=r.energy.shape)
+    energy = lambda a: basis.fitting_rows(a).energy @ c  # noqa: E731
+    F = (r.forces @ c).reshape(-1, 3)
+    for k in (0, 3, 7):
+        for d in range(3):
+            p, m = at.copy(), at.copy()
+            p.positions[k, d] += h
+            m.positions[k, d] -= h
+            fd = -(energy(p) - energy(m)) / (2 * h)
+            assert abs(fd - F[k, d]) <= 1e-7 * max(1.0, np.abs(F).max()), (k, d, fd, F[k, d])
+    # stress: homogeneous strain derivative of the energy
+    sig = r.stress @ c
+    V = at.get_volume()
+    for a, b, voigt in ((0, 0, 0), (1, 2, 3), (0, 1, 5)):
+        eps = np.zeros((3, 3))
+        eps[a, b] = eps[b, a] = h / (1 if a == b else 2)
+        def strained(sign):
+            x = at.copy()
+            x.set_cell(at.cell[:] @ (np.eye(3) + sign * eps), scale_atoms=True)
+            return energy(x)
+        fd = (strained(1) - strained(-1)) / (2 * h) / V
+        assert abs(fd - sig[voigt]) <= 1e-7 * max(1e-3, np.abs(sig).max()), (voigt, fd, sig[voigt])
+
+
+def test_embedding_with_all_channels_spans_the_explicit_basis():
+    frames = read(NBMOTA, ":") + [ternary(s) for s in range(2)]
+    bx = dcace.ACEBasis(EL, 4.6, 4, 7)
+    be = dcace.ACEBasis(EL, 4.6, 4, 7, chemical_channels=3)
+    assert be.n_features == bx.n_features
+    W = be.embedding
+    assert np.allclose(W @ W.T, np.diag(np.diag(W @ W.T))) and np.allclose(W[0], 1.0)
+    Bx = np.concatenate([bx.descriptors(a) for a in frames])
+    Be = np.concatenate([be.descriptors(a) for a in frames])
+    T, *_ = np.linalg.lstsq(Bx, Be, rcond=None)
+    assert np.abs(Bx @ T - Be).max() <= 1e-11 * np.abs(Be).max()
+    # fewer channels: not in the span of a smaller explicit set, and K as for C species
+    for C in (1, 2):
+        assert dcace.ACEBasis(EL, 4.6, 4, 7, chemical_channels=C).n_features == count_features(C, 4, 7)
+    assert count_features(5, 4, 10, chemical_channels=2) == count_features(2, 4, 10)
+
+
+def test_embedded_forces_stress_and_invariance():
+    basis = dcace.ACEBasis(EL, 4.6, 4, 8, chemical_channels=2)
+    at = ternary(2)
+    _check_fd(basis, at)
+    B = basis.descriptors(at)
+    rot = at.copy()
+    R, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
+    rot.set_cell(at.cell[:] @ R.T, scale_atoms=True)
+    perm = np.random.default_rng(4).permutation(len(at))
+    sh = at[perm]
+    assert np.abs(basis.descriptors(rot) - B).max() <= 1e-10 * np.abs(B).max()
+    assert np.abs(basis.descriptors(sh) - B[perm]).max() <= 1e-12 * np.abs(B).max()
+    # the embedding really weighs species: swapping two species changes the descriptors
+    sw = at.copy()
+    sym = np.array(at.get_chemical_symbols())
+    sw.set_chemical_symbols(np.where(sym == "Nb", "Ta", np.where(sym == "Ta", "Nb", sym)))
+    assert np.abs(basis.descriptors(sw) - B).max() > 1e-3 * np.abs(B).max()
+
+
+@pytest.mark.parametrize("C, match", [(0, r"between 1 and the number of elements \(3\), got 0"),
+                                      (4, r"between 1 and the number of elements \(3\), got 4"),
+                                      (1.5, r"must be an integer")])
+def test_bad_channel_count_names_the_option(C, match):
+    with pytest.raises(ValueError, match=r"chemical_channels \(--chemical-channels\).*" + match):
+        dcace.ACEBasis(EL, 4.6, 3, 6, chemical_channels=C)
+    with pytest.raises(ValueError, match=r"--chemical-channels"):
+        count_features(3, 3, 6, chemical_channels=C)
+
+
+def test_blocks_and_channels_together_are_refused():
+    with pytest.raises(ValueError, match=r"--max-degree-blocks.*cannot be combined with.*--chemical-channels"):
+        count_features(3, 4, 8, max_degree_blocks={2: 6}, chemical_channels=2)
+
+
+def _small_potential(basis, seed=0):
+    rng = np.random.default_rng(seed)
+    S, K = basis.n_species, basis.n_features
+    return dcace.Potential.from_parts(basis, 0.1 * rng.normal(size=(1, S, K)), -rng.random((1, S)),
+                                      metadata={"test": "many elements"})
+
+
+def test_embedded_file_round_trip(tmp_path):
+    basis = dcace.ACEBasis(EL, 4.6, 3, 6, chemical_channels=2)
+    pot = _small_potential(basis)
+    path = tmp_path / "emb.dcace"
+    pot.save(path)
+    text = path.read_text()
+    assert text.startswith("dcace-potential 5\n") and "\nchemical_channels 2 3\n" in text
+    back = dcace.Potential.load(path)
+    assert back.to_string() == text
+    assert back.basis.chemical_channels == 2 and np.array_equal(back.basis.embedding, basis.embedding)
+    at = ternary(5)
+    a, b = pot.compute(at), back.compute(at)
+    assert a["energy"] == b["energy"] and np.array_equal(a["forces"], b["forces"])
+    # bad records: named with file and line
+    lines = text.splitlines()
+    k = lines.index("chemical_channels 2 3")
+    for bad, match in (("chemical_channels 4 3", r"number of chemical channels 4 is outside 1..3"),
+                       ("chemical_channels 2 2", r"chemical_channels columns .* 2 is outside 3..3")):
+        p = tmp_path / "bad.dcace"
+        p.write_text("\n".join(lines[:k] + [bad] + lines[k + 1:]) + "\n")
+        with pytest.raises(Exception, match=rf"bad.dcace:{k + 1}: {match}"):
+            dcace.Potential.load(p)
+    p = tmp_path / "nan.dcace"
+    p.write_text("\n".join(lines[:k + 1] + ["nan 1 1"] + lines[k + 2:]) + "\n")
+    with pytest.raises(Exception, match=rf"nan.dcace:{k + 2}: 'nan' is not a finite number"):
+        dcace.Potential.load(p)
+    # a version-4 file cannot hold the record
+    p = tmp_path / "v4.dcace"
+    p.write_text(text.replace("dcace-potential 5", "dcace-potential 4", 1))
+    with pytest.raises(Exception, match=rf"v4.dcace:{k + 1}: expected 'channels', found 'chemical_channels'"):
+        dcace.Potential.load(p)
+
+
+@pytest.mark.parametrize("path, version", [(V3_FILE, 3), (V4_FILE, 4)])
+def test_older_three_element_files_still_load(path, version):
+    text = path.read_text()
+    assert text.startswith(f"dcace-potential {version}\n")
+    pot = dcace.Potential.load(path)
+    assert pot.elements == EL and pot.basis.chemical_channels is None
+    out = pot.compute(ternary(6))
+    assert np.isfinite(out["energy"]) and np.isfinite(out["forces"]).all()
+    assert pot.to_string() == text.replace(f"dcace-potential {version}", "dcace-potential 5", 1)
+    assert ("\ncore_shift 3 3\n" in text) == (version == 4)   # the v4 file has the short-range core
+
+
+# --------------------------------------------------------------------------- cost before work
+SMALL = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=6, cv_folds=3, compare=False)
+
+
+def test_fit_prints_its_cost_before_pass_2(capsys):
+    frames = read(MO_TRAIN, "::4")
+    pot = dcace.fit(frames, experts="auto", max_experts=2, temperatures=(0.5,), progress=True, **SMALL)
+    err = capsys.readouterr().err
+    K = pot.basis.n_features
+    assert f"cost: K = {K} features per species x 1 species -> {K + 1} unknowns per expert" in err
+    assert re.search(r"cost: normal equations \(3 folds\): linear model .*MiB, pass-2 work arrays and solve "
+                     r"copies .*MiB", err)
+    assert re.search(rf"cost:   committee M=2, tau=0.5: {2 * (K + 1)} unknowns, .*MiB", err)
+    assert re.search(r"cost: pass 2 estimated at \d\d:\d\d for \d+ structures / \d+ atoms \(timed on 8", err)
+    # said before pass 2 starts; pass lines on a non-terminal stderr end with the pass's time
+    assert err.index("cost: pass 2 estimated") < err.index("pass 2/3 fitting rows")
+    n = len(frames)
+    for p in ("pass 1/3 descriptors", "pass 2/3 fitting rows", "pass 3/3 training errors"):
+        assert re.search(rf"{p}: {n}/{n} done, elapsed \d\d:\d\d", err), p
+    c = pot.report.cost
+    assert c["K"] == K and c["seconds"] > 0 and c["pass2_measured_s"] > 0
+    assert set(c["memory_bytes"]) == {"linear+independent", "M=2,tau=0.5"}
+    # the memory figures are those of the accumulators: 8 bytes x folds x (M D')^2
+    assert c["memory_bytes"]["M=2,tau=0.5"] == 8 * 3 * (2 * (K + 1)) ** 2
+
+
+def test_progress_lines_with_eta_when_stderr_is_a_file(tmp_path):
+    import time
+
+    path = tmp_path / "stderr.txt"
+    with open(path, "w") as stream:
+        def slow():
+            for k in range(25):
+                time.sleep(0.06)
+                yield k
+        assert list(cost.progress(slow(), 25, "pass 2/3 fitting rows", True, stream=stream)) == list(range(25))
+    lines = path.read_text().splitlines()
+    eta = [x for x in lines if re.fullmatch(r"pass 2/3 fitting rows: \d+/25 \(\d+ %\), elapsed 00:0\d, ETA 00:0\d", x)]
+    assert 1 <= len(eta) <= 9, lines
+    assert re.fullmatch(r"pass 2/3 fitting rows: 25/25 done, elapsed 00:0[12]", lines[-1]), lines
+
+
+def test_refusal_names_the_figure_and_the_options():
+    K = count_features(3, 4, 10)
+    need = cost.linear_nbytes(3, K, 5)
+    with pytest.raises(ValueError) as exc:
+        dcace.fit(read(NBMOTA, ":"), elements=EL, cutoff=4.6, body_order=4, max_degree=10, progress=False,
+                  memory_budget_gb=0.5)
+    msg = str(exc.value)
+    assert f"K = {K} features per species ({3 * K + 3} columns)" in msg
+    assert f"need {need / 2**30:.1f} GiB (5 folds)" in msg and "memory budget of 0.50 GiB" in msg
+    for opt in ("--max-degree", "--body-order", "--max-degree-blocks", "--chemical-channels", "--memory-budget"):
+        assert opt in msg
+
+
+# --------------------------------------------------------------------------- LAMMPS = ASE
+def test_lammps_matches_ase_for_embedded_and_block_potentials(tmp_path):
+    """pair_style dcace reads the v4 records through the core: an embedded 3-element (C = 2) and a
+    per-block 2-element potential agree with dcace.Calculator on real binary cells and random
+    ternary ones, with the LAMMPS types in another order than the file.  Coefficients are random
+    (the six 16-atom cells are too few for a well-posed fit: their l = 1 total densities vanish to
+    round-off, which a least-squares fit turns into 1e15 coefficients)."""
+    from test_lammps import assert_matches, lammps_results, reference, run_lmp, structure_deck, write_data
+
+    tial = read(HERE.parent / "examples" / "data" / "tial" / "TiAl_tutorial.xyz", "::6")
+    cases = {
+        "emb": (dcace.ACEBasis(EL, 4.6, 3, 6, chemical_channels=2),
+                [read(NBMOTA, 1), read(NBMOTA, 4), ternary(7), ternary(8, 3)], ["Ta", "Nb", "Mo"]),
+        "blk": (dcace.ACEBasis(["Ti", "Al"], 5.0, 4, 8, max_degree_blocks={2: 6}),
+                [tial[3].repeat((2, 2, 2)), next(f for f in tial if len(f) > 50)], ["Al", "Ti"]),
+    }
+    deck, seen = "", {}
+    for tag, (basis, structures, order) in cases.items():
+        path = tmp_path / f"{tag}.dcace"
+        _small_potential(basis).save(path)
+        for k, at in enumerate(structures):
+            at = at.copy()
+            at.wrap()
+            seen[f"{tag}{k}"] = (path, write_data(at, tmp_path / f"{tag}{k}.data", order))
+            deck += structure_deck(f"{tag}{k}.data", ["pair_style dcace", f"pair_coeff * * {path} {' '.join(order)}"],
+                                   1, f"{tag}{k}")
+    assert dcace.load(tmp_path / "emb.dcace").basis.chemical_channels == 2
+    out = run_lmp(deck, tmp_path).stdout
+    for key, (path, at) in seen.items():
+        ref = reference(path, at)
+        assert np.abs(ref["forces"]).max() > 1e-3, key   # the forces are not trivially zero
+        assert_matches(lammps_results(out, tmp_path, key, 1), ref, 1, key)
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_many_element_defaults_and_bad_options(tmp_path, capsys, monkeypatch):
+    from dcace.cli import main
+    import dcace.pipeline
+
+    out = str(tmp_path / "x.dcace")
+    base = ["fit", "--train", str(NBMOTA), "--elements", "Nb", "Mo", "Ta", "--cutoff", "4.6", "-o", out]
+    # bad blocks / channel counts: exit status 2, the option named, nothing written
+    for extra, match in ((["--max-degree-blocks", "5:6"], "--max-degree-blocks): block 5"),
+                         (["--max-degree-blocks", "2-6"], "--max-degree-blocks '2-6': each block must be"),
+                         (["--chemical-channels", "4"], "--chemical-channels) must be between 1 and the number")):
+        assert main(base + ["--quiet"] + extra) == 2
+        assert match in capsys.readouterr().err
+    assert not Path(out).exists()
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(train, **kw):
+        seen.update(kw)
+        raise Stop
+    monkeypatch.setattr(dcace.pipeline, "fit", record)
+    with pytest.raises(Stop):
+        main(base)
+    err = capsys.readouterr().err
+    body, D, blocks = cost.default_many_element_basis(3, 5, 1.2 * 2**30)
+    assert (seen["body_order"], seen["max_degree"], seen["max_degree_blocks"]) == (body, D, blocks)
+    assert (body, D, blocks) == (4, 9, {2: 7, 3: 5})   # docs/fitting.md: 172 MiB <= 1.2 GiB / 4
+    K = count_features(3, 4, 9, max_degree_blocks=blocks)
+    assert cost.linear_nbytes(3, K, 5) <= 1.2 * 2**30 / 4 < cost.linear_nbytes(
+        3, count_features(3, 4, 10, max_degree_blocks={2: 8, 3: 6}), 5)
+    assert "3 elements and no basis options: --body-order 4 --max-degree 9 --max-degree-blocks 2:7,3:5" in err
+    # any basis option given: no default applied; a larger budget allows a larger degree
+    seen.clear()
+    with pytest.raises(Stop):
+        main(base + ["--chemical-channels", "2", "--quiet"])
+    assert seen["chemical_channels"] == 2 and seen["max_degree"] == 12 and seen["max_degree_blocks"] is None
+    with pytest.raises(Stop):
+        main(base + ["--memory-budget", "8", "--quiet"])
+    assert seen["max_degree"] == 11
