@@ -3,7 +3,8 @@
 The runs that collapsed before the short-range core (issue "Safe outside the training data"):
   * Mo NVT, 250 atoms, 4,500 K and 6,000 K, several seeds;
   * a primary knock-on atom (PKA) of 25, 100 and 500 eV in 250-atom bcc Mo, NVE with an adaptive
-    time step (`fix dt/reset`, at most 0.01 Å per step, dt <= 1 fs): energy conservation;
+    time step (`fix dt/reset`, at most 0.01 Å and 5 eV of kinetic energy per atom per step, dt <= 1 fs):
+    energy conservation;
   * TiAl NPT at 1,500 K, 256 atoms of L1_0.
 Each run reports whether it finished, the smallest interatomic distance seen (thermo every 10
 steps, `compute pair/local dist`) against the shortest distance of the training data, the
@@ -63,9 +64,10 @@ timestep 0.001
 """ + WATCH.format(every=every) + f"run {steps}\n"
 
 
-def mo_pka_deck(pot, energy_ev, ps, seed=4321, every=10, xmax=0.01):
+def mo_pka_deck(pot, energy_ev, ps, seed=4321, every=10, xmax=0.01, emax=5.0):
     """bcc Mo at ~300 K (0.2 ps of NVE from 600 K), then atom 1 gets energy_ev along [1 1 1] (head
-    on into its nearest neighbour); NVE with dt/reset until `ps` of simulated time."""
+    on into its nearest neighbour); NVE with dt/reset (at most xmax A of motion and emax eV of
+    kinetic-energy change per atom and step) until `ps` of simulated time."""
     v = math.sqrt(2 * energy_ev / (MASS["Mo"] * MVV2E)) / math.sqrt(3)
     return HEAD + MO_BOX.format(mass=MASS["Mo"], pot=pot) + f"""
 velocity all create 600 {seed} mom yes rot yes dist gaussian
@@ -75,7 +77,7 @@ run 200
 group pka id 1
 velocity pka set {v:.10g} {v:.10g} {v:.10g} units box
 reset_timestep 0
-fix 2 all dt/reset 1 NULL 0.001 {xmax} units box
+fix 2 all dt/reset 1 NULL 0.001 {xmax} units box emax {emax}
 variable t equal time
 fix 3 all halt 10 v_t > {ps} error continue
 """ + WATCH.format(every=every) + "run 1000000\n"

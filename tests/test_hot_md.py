@@ -2,7 +2,7 @@
 
 CI-sized versions of benchmarks/hot_md.py (the full runs, 10 ps and 4 seeds, are in
 docs/hot-md.md): a Mo DC potential (default basis, 2 experts) in NVT at 4,500 K and 6,000 K;
-knock-on atoms of 25, 100 and 500 eV in bcc Mo, NVE with `fix dt/reset` (0.01 Å per step; energy conserved); TiAl
+knock-on atoms of 25, 100 and 500 eV in bcc Mo, NVE with `fix dt/reset` (0.01 Å and 5 eV per atom per step; energy conserved); TiAl
 (the examples/TiAl settings) in NPT at 1,500 K. Each run must finish, and no two atoms may come
 closer than the distance where the ZBL repulsion alone costs more than the run's kinetic energy
 could supply.
