@@ -70,10 +70,8 @@ def restraint_batch(basis, base_pot, dimers, force_weight: float, weight: float)
         A.append(w2 * (Phi.T @ Phi))
         v.append(w2 * (Phi.T @ f))
         yy.append(w2 * float(f @ f))
-        bsum, counts = basis.descriptor_sums(at)
-        bsum = np.asarray(bsum).ravel()
-        u.append(np.concatenate([bsum, np.asarray(counts, dtype=float)]) / len(at))
-        p.append(bsum / len(at))
+        u.append(np.concatenate([rows.energy, rows.counts]) / len(at))   # energy row = per-species B sums
+        p.append(rows.energy / len(at))
     R = len(dimers)
     return Batch(0, np.stack(A), np.stack(v), np.array(yy), np.stack(u), np.zeros(R), np.stack(p), np.arange(R))
 
