@@ -39,7 +39,8 @@ from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
-from .baseline import CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset
+from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
+                       user_window_free)
 from .data import Dataset, DataError, read_data
 from .grade import fit_grade
 from . import state as _fit_state
@@ -518,7 +519,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     for M, t in cand:
         if fixed is not None and (M, t) not in fixed.joint_keys:
             continue
-        need = joint_nbytes(k_folds + (restraint is not None), M, Dp)   # + the restraint's own set
+        need = joint_nbytes(k_folds, M, Dp)
         if used + need > budget:
             skipped[(M, t)] = need
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
@@ -528,8 +529,6 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             continue
         g = gate_dict(clusterings[M], t)
         joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
-        if restraint is not None:
-            restraint.add_candidate((M, t), g, joint[(M, t)].gate_fn)
         used += need
 
     rows_fn = _Rows(basis, wF, wS)
@@ -639,9 +638,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
         t_shift = time.perf_counter()
-        shift, shift_notes = core_shifts(
-            lambda sh: Potential.from_parts(basis, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh)),
-            pure_zbl(elements, cutoff, inner_cutoff, w_L), basis, shortest)
+        def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
+            b = basis if np.array_equal(hi_top, window[1]) else basis.with_core_window((window[0], hi_top))
+            return Potential.from_parts(b, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh))
+
+        shift, hi_top, shift_notes = core_shifts(with_core, pure_zbl(elements, cutoff, inner_cutoff, w_L), basis,
+                                                 shortest, movable=user_window_free(core.core_range, elements))
+        if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
+            window = (window[0], hi_top)
+            basis = basis.with_core_window(window)
         short_range = dict(short_range, pair_shift=shift)
         notes += shift_notes
         timings["core_shift"] = time.perf_counter() - t_shift
