@@ -136,6 +136,39 @@ class Ranks:
                     full[np.asarray(idx)] = a
         return out
 
+    def extremes(self, shortest: np.ndarray, largest: np.ndarray):
+        """(elementwise min of `shortest`, max of `largest`) over the ranks (exact in any order)."""
+        if self.size == 1:
+            return shortest, largest
+        parts = self.comm.allgather((shortest, largest))
+        return np.minimum.reduce([p[0] for p in parts]), np.maximum.reduce([p[1] for p in parts])
+
+    def gather_indexed(self, items: list) -> list:
+        """[(structure index, anything)] of every rank -> on rank 0 all of them ordered by index
+        (every rank's items in the order of the structures, whoever computed them); [] elsewhere."""
+        parts = [items] if self.size == 1 else self.comm.gather(items, root=0)
+        if not self.is_root:
+            return []
+        return sorted((x for part in parts for x in part), key=lambda x: x[0])
+
+    def allgather_indexed(self, items: list) -> list:
+        """As gather_indexed, on every rank."""
+        parts = [items] if self.size == 1 else self.comm.allgather(items)
+        return sorted((x for part in parts for x in part), key=lambda x: x[0])
+
+    def from_root(self, obj):
+        """Rank 0's obj on every rank, the others waiting without spinning a core (they wait here
+        while rank 0 selects and solves).  If rank 0 failed before it got here, ``share`` sends its
+        error instead, and every other rank raises it here (marked: ``share`` does not wait again)."""
+        if self.size == 1:
+            return obj
+        self._wait_quietly()
+        obj = self.comm.bcast(obj, root=0)
+        if isinstance(obj, tuple) and obj and obj[0] == "error":
+            obj[1]._dcace_from_root = True
+            raise obj[1]
+        return obj
+
     def gather_dict(self, d: dict) -> dict:
         if self.size == 1:
             return d
@@ -156,6 +189,8 @@ class Ranks:
             pot = work()
         except ValueError as exc:       # collective by design: raised by every rank, or by rank 0 only
             err = exc
+            if getattr(exc, "_dcace_from_root", False):   # rank 0's error, already on every rank
+                raise
         except BaseException:           # a bug or memory: the other ranks may wait for this one
             traceback.print_exc()
             sys.stderr.write(f"dcace: rank {self.rank} failed; aborting all {self.size} ranks\n")

@@ -40,8 +40,8 @@ from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weig
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
 from .baseline import CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset
-from .data import Dataset, DataError, read_data
-from .grade import fit_grade
+from .data import Dataset, DataError, count_frames, read_data
+from . import pass3
 from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .potential import Potential
@@ -144,6 +144,34 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks
     return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
+def _fold_blocks(n, fixed, seed, k_folds, bsize, offset):
+    """(folds (n,), blocks): seeded folds (a state's, then the new structures'), and the fixed blocks of
+    <= batch_size structures, the units of work and of summation of passes 1 and 2 (dcace.parallel;
+    the state's structures and the new ones in separate blocks, so that a refit adds exactly the
+    blocks a from-scratch fit adds after the state's).  Known from n alone, before any frame is read."""
+    split = n if fixed is None else fixed.n          # the state's structures, which a reuse fit adds first
+    if fixed is None:
+        rng = np.random.default_rng(seed)
+        folds = np.empty(n, dtype=int)
+        folds[rng.permutation(n)] = np.arange(n) % k_folds
+    else:   # the state's folds, then deterministic folds for the structures after them
+        folds = _fit_state.extended_folds(fixed, seed, n, k_folds)
+    blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
+    if split > offset:
+        blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
+    return folds, blocks
+
+
+def _residual(ranks, dataset, baseline, elements=None):
+    """residual_dataset, collectively: a frame that fails on the rank holding it fails every rank."""
+    if dataset is None:
+        return None
+    errors = []
+    out = residual_dataset(dataset, baseline, elements, errors=errors)
+    ranks.check(errors)
+    return out
+
+
 def _reference_energies(E, counts, weights=None, fixed=None):
     """Per-species e_ref minimising sum_S w_S^2 ((E - e_ref.n)/N)^2 (species absent get 0); species
     with a finite value in `fixed` (S,) keep it."""
@@ -160,13 +188,14 @@ def _reference_energies(E, counts, weights=None, fixed=None):
     return e
 
 
-def isolated_atom_energies(frames, elements, e0):
-    """(S,) isolated-atom energies (nan where unknown) from e0= or from isolated_atom frames."""
+def isolated_atom_energies(frames, elements, e0, energies=None):
+    """(S,) isolated-atom energies (nan where unknown) from e0= or from isolated_atom frames (their
+    `energies`, default the frames' own)."""
     fixed = np.full(len(elements), np.nan)
     notes = []
-    for fr in frames:
+    for j, fr in enumerate(frames):
         if fr.config_type == "isolated_atom" and fr.n_atoms == 1:
-            fixed[elements.index(fr.atoms.get_chemical_symbols()[0])] = fr.energy
+            fixed[elements.index(fr.first_symbol)] = fr.energy if energies is None else energies[j]
     if np.isfinite(fixed).any():
         notes.append("isolated-atom energies from the isolated_atom frames: " + ", ".join(
             f"{el} {v:.6f} eV" for el, v in zip(elements, fixed) if np.isfinite(v)))
@@ -379,16 +408,23 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if reuse is not None:
         fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
-    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key, **keys)
+    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
+    plan = None   # MPI: (folds, blocks) from the frame count; each rank keeps only its blocks' frames
+    if ranks.size > 1 and not isinstance(train, Dataset):
+        plan = _fold_blocks(count_frames(train) + offset, fixed, seed, k_folds, bsize, offset)
+        keep = {int(i) - offset for b in ranks.own_blocks(plan[1]) for i in plan[1][b]}
+    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key,
+                                                              keep=None if plan is None else keep, **keys)
     test_data = None
-    if test is not None:
-        test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, weight_key=weight_key,
-                                                                     **keys)
+    if test is not None:   # the test set is evaluated on rank 0
+        test_data = test if isinstance(test, Dataset) else read_data(
+            test, elements=elements, weight_key=weight_key, keep=None if ranks.is_root else set(), **keys)
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
-        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff) if fixed is None else fixed.core()
+        shortest, rho_max = ranks.extremes(*neighbour_extremes([f for _, f in data.kept], elements, cutoff)) \
+            if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         if resume is not None:   # the core stays the state's: say where new data reaches into it
             core_notes += resume.core_check(neighbour_extremes(data.frames, elements, cutoff), hi, elements)
@@ -399,8 +435,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     timings["basis"] = time.perf_counter() - t_basis
     data_orig, test_orig = data, test_data
     if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
-        data = data_orig = residual_dataset(data, core.external, elements)
-        test_data = test_orig = residual_dataset(test_data, core.external, elements) if test_data is not None else None
+        data = data_orig = _residual(ranks, data, core.external, elements)
+        test_data = test_orig = _residual(ranks, test_data, core.external, elements)
         core_notes.append("fitted on DFT minus the external baseline " + json.dumps(core.external.describe())
                           + "; the errors reported are those of baseline + this potential")
     if core.baseline == "zbl":   # the experts learn DFT minus the baseline (paper eq. 10)
@@ -413,8 +449,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             f"{el} {r:.4g}" for el, r in zip(elements, short_range["rho_lo"])) + " (the densest training atoms)")
         base_pot = Potential.from_parts(basis, np.zeros((1, S0, K0)), np.zeros((1, S0)), None, {},
                                         short_range=short_range)
-        data = residual_dataset(data, base_pot)
-        test_data = residual_dataset(test_data, base_pot) if test_data is not None else None
+        data = _residual(ranks, data, base_pot)
+        test_data = _residual(ranks, test_data, base_pot)
         if w_rest > 0:
             dimers = restraint_dimers(elements, shortest, lo, cutoff)
             restraint_rows = restraint_batch(basis, base_pot, dimers, wF, w_rest) if dimers else None
@@ -423,6 +459,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                               f"weight (--repulsion-restraints)")
     timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
     n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
+    if plan is not None and len(plan[0]) != n:
+        raise DataError(f"{', '.join(f['name'] for f in data.files)}: counted {len(plan[0]) - offset} frames before reading, but read "
+                        f"{len(data)} (a file changed while it was read?)")
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
     if n < k_folds:
@@ -441,29 +480,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
-    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
-    split = n if fixed is None else fixed.n          # ... after the state's, which a reuse fit adds first
-    if fixed is None:
-        rng = np.random.default_rng(seed)
-        folds = np.empty(n, dtype=int)
-        folds[rng.permutation(n)] = np.arange(n) % k_folds
-    else:   # the state's folds, then deterministic folds for the structures after them
-        folds = _fit_state.extended_folds(fixed, seed, n, k_folds)
-    # fixed blocks of <= batch_size structures (the units of work and of summation of passes 1 and 2,
-    # dcace.parallel; the state's structures and the new ones in separate blocks, so that a refit
-    # adds exactly the blocks a from-scratch fit adds after the state's), accumulated in batches
-    # whose work arrays (2B x D'^2) stay below ~64 MiB
-    blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
-    if split > offset:
-        blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
+    folds, blocks = _fold_blocks(n, fixed, seed, k_folds, bsize, offset) if plan is None else plan
+    # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
                                     [b - offset for b in blocks])
-    E = np.array([f.energy for f in data.frames])
-    hashes = [_fit_state.frame_hash(f) for f in data.frames]
+    # the labels and hashes of every structure, from the rank that holds it (the residual energies)
+    E = np.array([e for _, e in ranks.allgather_indexed([(i, f.energy) for i, f in data.kept])])
+    hashes = [h for _, h in ranks.allgather_indexed([(i, _fit_state.frame_hash(f)) for i, f in data.kept])]
     if resume is None:
         wts = frame_weights(data.frames, weights)
-        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given, E)
     else:   # the state's structures first, then the new ones
         Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
     notes += e0_notes
@@ -533,9 +560,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         used += need
 
     rows_fn = _Rows(basis, wF, wS)
-    cost_info = _announce_cost(basis, data.frames, rows_fn, groups, joint, skipped, k_folds,
-                               groups.membership.shape[1], budget, bsize, P, seed, threads,
-                               progress) if ranks.is_root else {}
+    own = data.kept   # [(position, Frame)] this rank holds (MPI: its blocks' frames; else all)
+    cost_info = _announce_cost(basis, [f for _, f in own], rows_fn, groups, joint, skipped, k_folds,
+                               groups.membership.shape[1], budget, bsize, P[[i + offset for i, _ in own]], seed,
+                               threads, progress) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -582,7 +610,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if bar is not None:
         bar.close()
     stress_store = ranks.gather_dict(stress_store)
-    if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share)
+    if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share); this rank
+        pot, lin_pot, M_sel = pass3.receive_potentials(ranks)   # evaluates its structures in pass 3
+        pass3.training_errors(ranks, data_orig.frames, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays,
+                              threads, False)
+        pass3.training_grade(ranks, basis, data.frames, counts, seed)
         return None
     timings["pass2"] = time.perf_counter() - t0
     cost_info["pass2_measured_s"] = timings["pass2"]
@@ -689,31 +721,13 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
                                                           (theta_lin[D:] + e_ref)[None, :], None, {},
                                                           short_range=short_range)
-    train_stats = {"linear": ErrorStats(keep_arrays), "dc": ErrorStats(keep_arrays)} if M_sel > 1 else \
-        {"linear": ErrorStats(keep_arrays)}
-    nearest_train = np.zeros(n)
-    weights_train = np.zeros((n, M_sel))
-
-    def eval_work(fr):
-        try:
-            out = [lin_pot.compute(fr.atoms)]
-            if M_sel > 1:
-                out.append(pot.compute(fr.atoms))
-            return out
-        except ValueError as exc:
-            return exc
-
-    frames3 = data_orig.frames if resume is None else []   # a refit has the sums, not the old structures
-    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, frames3, threads), n,
-                                            "pass 3/3 training errors", progress)):
-        if isinstance(res, Exception):
-            raise _frame_error(fr, res)
-        e_off = float(counts[i] @ e_ref)   # plots: energies relative to the per-species references
-        for name, out in zip(("linear", "dc"), res):
-            train_stats[name].add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
-                                  fr.stress, out["stress"] if fr.stress is not None else None, e_offset=e_off)
-        weights_train[i] = res[-1]["weights"]
-        nearest_train[i] = res[-1]["nearest"]
+    if resume is None:   # per structure, on the rank that holds it (dcace.pass3)
+        pass3.send_potentials(ranks, pot, lin_pot, M_sel)
+        train_stats, weights_train, nearest_train = pass3.training_errors(
+            ranks, data_orig.frames, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress)
+    else:   # a refit has the sums, not the old structures
+        train_stats = {name: ErrorStats(keep_arrays) for name in (("linear", "dc") if M_sel > 1 else ("linear",))}
+        weights_train, nearest_train = np.zeros((n, M_sel)), np.zeros(n)
     for name, stt in train_stats.items():
         errors[name]["train"] = stt.summary() if resume is None else _fit_state.sums_errors(
             sel, *models[name], joint.get((M_sel, tau_sel)) if name == "dc" else None)
@@ -770,7 +784,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for r in cv_rows]
     meta["notes"] = notes
     t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
-    grade_G, grade_notes, grade_stats = (fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed) if resume is None
+    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, counts, seed) if resume is None
                                          else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
                             f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
