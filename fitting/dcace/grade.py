@@ -160,7 +160,7 @@ def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None, ranks=None, posit
         G_list, notes, stats = _maxvol_per_species(basis, Xs, keep, n_s, max_atoms, tol)
     subsampled = [s for s in range(S) if keep[s] is not None]
     if subsampled:   # grades of all training atoms of the subsampled species (a second pass)
-        G_list = ranks.bcast(G_list)
+        G_list = ranks.from_root(G_list)   # the other ranks wait quietly for rank 0's MaxVol
         part = {s: (0, 0.0, False) for s in subsampled}
         for atoms, sp in zip(frames, species):
             B = None

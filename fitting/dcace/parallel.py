@@ -140,12 +140,15 @@ class Ranks:
         """(elementwise min of `shortest`, max of `largest`) over the ranks (exact in any order)."""
         if self.size == 1:
             return shortest, largest
+        self._wait_quietly()
         parts = self.comm.allgather((shortest, largest))
         return np.minimum.reduce([p[0] for p in parts]), np.maximum.reduce([p[1] for p in parts])
 
     def gather_indexed(self, items: list) -> list:
         """[(structure index, anything)] of every rank -> on rank 0 all of them ordered by index
         (every rank's items in the order of the structures, whoever computed them); [] elsewhere."""
+        if self.size > 1:
+            self._wait_quietly()   # a rank still working keeps its core (MPICH's gather polls)
         parts = [items] if self.size == 1 else self.comm.gather(items, root=0)
         if not self.is_root:
             return []
@@ -153,6 +156,8 @@ class Ranks:
 
     def allgather_indexed(self, items: list) -> list:
         """As gather_indexed, on every rank."""
+        if self.size > 1:
+            self._wait_quietly()
         parts = [items] if self.size == 1 else self.comm.allgather(items)
         return sorted((x for part in parts for x in part), key=lambda x: x[0])
 

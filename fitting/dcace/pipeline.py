@@ -572,12 +572,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         resume.restore(groups, joint)
         stress_store = resume.stress_store()
 
-    def structure_stats(i, fr, r):
-        """(A, v, yy) of one structure's force and stress rows, times its weight squared."""
-        A, v, yy, stress = _structure_terms(fr, r, wF, wS, wts[i])
-        if stress is not None:
-            stress_store[int(i)] = stress
-        return A, v, yy
+    def rows_and_terms(item):
+        """One structure's fitting rows and their normal-equation terms (_structure_terms), times its
+        weight squared: the per-structure work of pass 2, on the worker threads (numpy releases the GIL)."""
+        i, fr = item
+        r = rows_fn(fr)
+        return r if isinstance(r, Exception) else _structure_terms(fr, r, wF, wS, wts[i])
 
     def block_batch(b, accs):
         """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
@@ -593,11 +593,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                 acc.add(bt)
             stats.clear()
 
-        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i - offset] for i in idx], threads)):
-            if isinstance(r, Exception):
-                errors.append((int(i), str(_frame_error(fr, r))))
+        for (i, fr), res in _threaded_map(rows_and_terms, [(i, data.frames[i - offset]) for i in idx], threads):
+            if isinstance(res, Exception):
+                errors.append((int(i), str(_frame_error(fr, res))))
                 continue
-            stats.append((int(i),) + structure_stats(i, fr, r))
+            A, v, yy, stress = res
+            if stress is not None:
+                stress_store[int(i)] = stress
+            stats.append((int(i), A, v, yy))
             if len(stats) >= bsize:
                 flush()
         if stats:
