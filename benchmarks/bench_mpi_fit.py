@@ -163,7 +163,7 @@ def main():
     if args.max_degree is not None:
         for b in basis.values():
             b["max_degree"] = args.max_degree
-    if args.runs:
+    if args.runs is not None:   # an empty list: only the probe (and the page)
         runs = [parse_run(x) for x in args.runs]
     cache = Path(args.cache)
     store = json.loads(cache.read_text()) if cache.exists() else {"rows": [], "probe": None}

@@ -2,7 +2,7 @@
 
 Every rank fits through the Python API with comm=MPI.COMM_WORLD and writes what it got back:
   OUTDIR/api.rank<r>.dcace    Zuo Mo (every 2nd), many blocks per fold (batch_size=8), experts auto
-  OUTDIR/idle.rank<r>.dcace   6 structures, 2 folds: 2 blocks, so ranks 2.. have nothing to do
+  OUTDIR/idle.rank<r>.dcace   6 structures (a Dataset), 2 folds: 2 blocks, so ranks 2.. have nothing to do
   OUTDIR/bad.rank<r>.txt      the error every rank raised for a bad frame (owned by one rank)
   OUTDIR/held.rank<r>.txt     how many frames this rank kept in the API fit (the others: FrameStubs)
   OUTDIR/grade.npz            rank 0: fit_grade over the ranks' own structures, subsampled species
@@ -40,7 +40,7 @@ pot = dcace.fit(frames, comm=comm, test=read(MO_TEST, "::4"), **API_KW)
 dcace.pipeline.read_data = read_data
 (out / f"api.rank{r}.dcace").write_text(pot.to_string())
 (out / f"held.rank{r}.txt").write_text(str(held[0]))
-pot = dcace.fit(frames[:6], comm=comm, **IDLE_KW)
+pot = dcace.fit(dcace.read_data(frames[:6]), comm=comm, **IDLE_KW)   # a Dataset: every rank holds it all
 (out / f"idle.rank{r}.dcace").write_text(pot.to_string())
 try:
     dcace.fit(sys.argv[2], comm=comm, **BAD_KW)

@@ -8,13 +8,19 @@ cross-validation fold, cut into runs of at most ``batch`` structures that never 
 (``fit_blocks``; they depend on the number of structures, the folds and the basis size only, never
 on the number of ranks).  Block b belongs to rank ``b % size``.
 
+- reading: the blocks are known from the number of frames (``dcace.data.count_frames``), so every
+  rank reads the data keeping only its blocks' frames (``read_data(keep=)``); what every rank needs
+  of all structures comes from small per-structure numbers gathered in structure order
+  (``allgather_indexed``) or from exact reductions (``extremes``).
 - pass 1 (descriptor sums) is per structure: each rank computes the structures of its blocks; the
   rows are gathered (``Ranks.allgather_rows``), so every rank holds the same (n, D) arrays.
 - pass 2 (fitting rows -> normal equations): each block's contribution is accumulated from zero
   into a one-fold copy of every accumulator (a *partial*), and rank 0 adds the partials into the
   totals in block order, receiving those of the other ranks (``accumulate_blocks``).  The serial fit
   does exactly the same with one rank, so 1, 2, 4 ranks and the serial fit agree to the last bit.
-- rank 0 selects, solves and writes; the other ranks receive the potential (``Ranks.share``).
+- rank 0 selects and solves while the others wait (``from_root``); pass 3 and the grade are again per
+  structure (``dcace.pass3``), their terms summed on rank 0 in structure order; rank 0 writes and the
+  other ranks receive the potential (``Ranks.share``).
 
 Errors: a structure that fails on one rank (a bad frame) is recorded, the rank keeps to the
 protocol, and after the stage every rank raises the same ``DataError`` naming the file and frame

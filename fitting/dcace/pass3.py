@@ -33,16 +33,15 @@ def receive_potentials(ranks):
     return parse(pot_text), parse(lin_text), M_sel
 
 
-def training_errors(ranks, frames, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress):
-    """Errors of lin_pot (and pot, for M_sel > 1) on the frames this rank holds (positions 0..n-1 of
-    the training set, FrameStubs skipped).  Collective; on rank 0 returns (stats {name: ErrorStats},
-    gate weights (n, M), nearest-cluster distances (n,)), elsewhere None."""
+def training_errors(ranks, frames, mine, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress):
+    """Errors of lin_pot (and pot, for M_sel > 1) on this rank's structures `mine` (positions in frames,
+    0..n-1 of the training set).  Collective; on rank 0 returns (stats {name: ErrorStats}, gate
+    weights (n, M), nearest-cluster distances (n,)), elsewhere None."""
     from .cost import progress as progress_bar
     from .pipeline import _threaded_map
 
     names = ("linear", "dc") if M_sel > 1 else ("linear",)
     stats = {name: ErrorStats(keep_arrays) for name in names}
-    mine = [i for i, fr in enumerate(frames) if fr.atoms is not None]
 
     def work(fr):
         try:
@@ -75,8 +74,6 @@ def training_errors(ranks, frames, n, pot, lin_pot, M_sel, counts, e_ref, keep_a
     return stats, weights, nearest
 
 
-def training_grade(ranks, basis, frames, counts, seed):
-    """fit_grade on the frames this rank holds (FrameStubs skipped); the result on rank 0."""
-    mine = [(i, fr.atoms) for i, fr in enumerate(frames) if fr.atoms is not None]
-    return fit_grade(basis, [a for _, a in mine], seed=seed, ranks=ranks, positions=[i for i, _ in mine],
-                     counts=counts)
+def training_grade(ranks, basis, frames, mine, counts, seed):
+    """fit_grade on this rank's structures `mine` (positions in frames); the result on rank 0."""
+    return fit_grade(basis, [frames[i].atoms for i in mine], seed=seed, ranks=ranks, positions=mine, counts=counts)

@@ -14,8 +14,8 @@ Pipeline (memory O(candidates x folds x (M K)^2), independent of the number of s
 4. selection (``dcace.selection``): ridge lambda by k-fold CV on the linear model; (M, tau) by
    k-fold CV of the combined model's weighted loss; eq. 9 of the paper is evaluated and reported.
 5. final solves on all training data; the potential file (``dcace.Potential``) with provenance.
-   Passes 1 and 2 run over fixed blocks of structures, on one or many MPI ranks with the same
-   arithmetic (``dcace.parallel``): serial and MPI fits write the same bytes.
+   Passes 1-3 and the grade run over fixed blocks of structures, on one or many MPI ranks with the
+   same arithmetic (``dcace.parallel``, ``dcace.pass3``): serial and MPI fits write the same bytes.
 6. pass 3: the final potential (C++ core) and the linear baseline evaluated on the training set;
    the test set (if any) evaluated with all compared models.
 
@@ -302,9 +302,10 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
 
     threads : threads per process (default: the cores this process may use, shared among the ranks).
-    comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
-        blocks of structures, rank 0 selects and solves, every rank returns the same potential, and
-        the file is byte-identical to the serial fit's (``dcace.parallel``; ``pip install "dcace[mpi]"``).
+    comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank streams through the data keeping only
+        its own blocks of structures, which it featurises and evaluates (passes 1-3, the grade); rank 0
+        selects and solves, every rank returns the same potential, and the file is byte-identical to
+        the serial fit's (``dcace.parallel``, ``dcace.pass3``; ``pip install "dcace[mpi]"``).
     state : path: also write the fit state (``dcace.state``, docs/fit-state.md) that
         ``dcace.refit(new, resume=state)`` continues from; its size is in ``pot.report.selection["state"]``.
     reuse : a fit state (path or ``FitState``): a from-scratch fit whose first structures are the
@@ -485,9 +486,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
                                     [b - offset for b in blocks])
-    # the labels and hashes of every structure, from the rank that holds it (the residual energies)
-    E = np.array([e for _, e in ranks.allgather_indexed([(i, f.energy) for i, f in data.kept])])
-    hashes = [h for _, h in ranks.allgather_indexed([(i, _fit_state.frame_hash(f)) for i, f in data.kept])]
+    # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
+    # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
+    own = sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b])
+    E = np.array([e for _, e in ranks.allgather_indexed([(i, data.frames[i].energy) for i in own])])
+    hashes = [h for _, h in ranks.allgather_indexed([(i, _fit_state.frame_hash(data.frames[i])) for i in own])]
     if resume is None:
         wts = frame_weights(data.frames, weights)
         e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given, E)
@@ -560,9 +563,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         used += need
 
     rows_fn = _Rows(basis, wF, wS)
-    own = data.kept   # [(position, Frame)] this rank holds (MPI: its blocks' frames; else all)
-    cost_info = _announce_cost(basis, [f for _, f in own], rows_fn, groups, joint, skipped, k_folds,
-                               groups.membership.shape[1], budget, bsize, P[[i + offset for i, _ in own]], seed,
+    cost_info = _announce_cost(basis, [data.frames[i] for i in own], rows_fn, groups, joint, skipped, k_folds,
+                               groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
                                threads, progress) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
@@ -615,9 +617,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     stress_store = ranks.gather_dict(stress_store)
     if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share); this rank
         pot, lin_pot, M_sel = pass3.receive_potentials(ranks)   # evaluates its structures in pass 3
-        pass3.training_errors(ranks, data_orig.frames, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays,
+        pass3.training_errors(ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays,
                               threads, False)
-        pass3.training_grade(ranks, basis, data.frames, counts, seed)
+        pass3.training_grade(ranks, basis, data.frames, own, counts, seed)
         return None
     timings["pass2"] = time.perf_counter() - t0
     cost_info["pass2_measured_s"] = timings["pass2"]
@@ -727,7 +729,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if resume is None:   # per structure, on the rank that holds it (dcace.pass3)
         pass3.send_potentials(ranks, pot, lin_pot, M_sel)
         train_stats, weights_train, nearest_train = pass3.training_errors(
-            ranks, data_orig.frames, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress)
+            ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress)
     else:   # a refit has the sums, not the old structures
         train_stats = {name: ErrorStats(keep_arrays) for name in (("linear", "dc") if M_sel > 1 else ("linear",))}
         weights_train, nearest_train = np.zeros((n, M_sel)), np.zeros(n)
@@ -787,7 +789,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for r in cv_rows]
     meta["notes"] = notes
     t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
-    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, counts, seed) if resume is None
+    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, own, counts, seed) if resume is None
                                          else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
                             f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
