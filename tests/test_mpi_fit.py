@@ -2,7 +2,8 @@
 
 1, 2 and 4 ranks must write the serial fit's bytes (fixed blocks of structures summed in block
 order, dcace.parallel), through the command line and the Python API; a bad frame on one rank stops
-every rank with the same message naming file and frame, and no rank hangs (timeouts).
+every rank with the same message naming file and frame, and no rank hangs (timeouts).  Each rank keeps
+only its own blocks' frames (read_data(keep=)); pass 3 and the grade run where the frames are.
 A reduced basis (body order 3, degree 6) keeps the runs short; the arithmetic is the same.
 """
 from __future__ import annotations
