@@ -127,6 +127,19 @@ def _memory(rows):
         any_ = a or b or c
         fmt = lambda r: "-" if r is None else ", ".join(f"{m:.0f}" for m in r["rss"])  # noqa: E731
         lines.append(f"| {any_['n_structures']} | {any_['n_atoms']} | {fmt(a)} | {fmt(b)} | {fmt(c)} |")
+    pairs = [(_by(rows, x, 2, 1), _by(rows, x, 2, 1, True)) for x in sets]
+    own = sorted((r for r, _ in pairs if r), key=lambda r: r["n_structures"])
+    if len(own) >= 2:
+        lo, hi = own[0], own[-1]
+        peer = {r["n_structures"]: r for _, r in pairs if r}
+        lines += ["", f"From {lo['n_structures']} to {hi['n_structures']} structures ({hi['n_structures'] / lo['n_structures']:.0f}x), "
+                  f"rank 1's peak RSS grew {lo['rss'][1]:.0f} -> {hi['rss'][1]:.0f} MiB keeping its own frames"
+                  + (f" ({hi['rss'][1] - peer[hi['n_structures']]['rss'][1]:+.0f} MiB against every rank holding all "
+                     f"frames at {hi['n_structures']})" if hi["n_structures"] in peer else "")
+                  + ". So the memory per rank is not independent of the number of structures: the normal equations "
+                  "(O(K^2) per candidate and fold) are, but a rank still holds its 1/N of the frames for passes 2 and "
+                  "3, and a few numbers per structure of all of them (descriptor sums, energies, hashes, FrameStubs; "
+                  "rank 0 also the stress rows). Holding nothing would mean re-reading the frames in every pass."]
     return lines + [""]
 
 
