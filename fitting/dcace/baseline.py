@@ -239,22 +239,32 @@ def density_core(rho_max, cutoff: float) -> dict:
             "rho_hi": ((1 + DENSITY_WIDTH) * rho_lo).tolist()}
 
 
-def residual_dataset(dataset, baseline, elements=None):
+def residual_dataset(dataset, baseline, elements=None, errors=None):
     """A copy of `dataset` whose energies, forces and stresses have the baseline's subtracted.
 
     `baseline` is a dcace.Potential with zero ACE coefficients and the core on (its compute() is the
-    built-in baseline alone, evaluated by the C++ core as in MD), or an ExternalBaseline.
+    built-in baseline alone, evaluated by the C++ core as in MD), or an ExternalBaseline.  Frames
+    this process does not hold (``FrameStub``, an MPI fit) are left as they are.  With a list
+    `errors`, a frame that fails is recorded there as (position, message naming the frame) and kept
+    unchanged, instead of raising (an MPI fit reports it on every rank, ``Ranks.check``).
     """
     out = []
-    for fr in dataset.frames:
-        if isinstance(baseline, ExternalBaseline):
-            try:
+    for i, fr in enumerate(dataset.frames):
+        if fr.atoms is None:
+            out.append(fr)
+            continue
+        try:
+            if isinstance(baseline, ExternalBaseline):
                 E, F, S = baseline.labels(fr.atoms, elements)
-            except ValueError as exc:
+            else:
+                b = baseline.compute(fr.atoms)
+                E, F, S = b["energy"], b["forces"], b["stress"]
+        except ValueError as exc:
+            if errors is None:
                 raise ValueError(f"{fr.where}: {exc}") from None
-        else:
-            b = baseline.compute(fr.atoms)
-            E, F, S = b["energy"], b["forces"], b["stress"]
+            errors.append((i, f"{fr.where}: {exc}"))
+            out.append(fr)
+            continue
         stress = None
         if fr.stress is not None:
             stress = fr.stress - S if S is not None else fr.stress

@@ -14,8 +14,8 @@ Pipeline (memory O(candidates x folds x (M K)^2), independent of the number of s
 4. selection (``dcace.selection``): ridge lambda by k-fold CV on the linear model; (M, tau) by
    k-fold CV of the combined model's weighted loss; eq. 9 of the paper is evaluated and reported.
 5. final solves on all training data; the potential file (``dcace.Potential``) with provenance.
-   Passes 1 and 2 run over fixed blocks of structures, on one or many MPI ranks with the same
-   arithmetic (``dcace.parallel``): serial and MPI fits write the same bytes.
+   Passes 1-3 and the grade run over fixed blocks of structures, on one or many MPI ranks with the
+   same arithmetic (``dcace.parallel``, ``dcace.pass3``): serial and MPI fits write the same bytes.
 6. pass 3: the final potential (C++ core) and the linear baseline evaluated on the training set;
    the test set (if any) evaluated with all compared models.
 
@@ -41,8 +41,8 @@ from .committee import Batch, GroupAccumulator, JointAccumulator, committee_pred
 from .basis_spec import check_chemical_channels, check_degree_blocks
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        user_window_free)
-from .data import Dataset, DataError, read_data
-from .grade import fit_grade
+from .data import Dataset, DataError, count_frames, read_data
+from . import pass3
 from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .potential import Potential
@@ -145,6 +145,34 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks
     return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
+def _fold_blocks(n, fixed, seed, k_folds, bsize, offset):
+    """(folds (n,), blocks): seeded folds (a state's, then the new structures'), and the fixed blocks of
+    <= batch_size structures, the units of work and of summation of passes 1 and 2 (dcace.parallel;
+    the state's structures and the new ones in separate blocks, so that a refit adds exactly the
+    blocks a from-scratch fit adds after the state's).  Known from n alone, before any frame is read."""
+    split = n if fixed is None else fixed.n          # the state's structures, which a reuse fit adds first
+    if fixed is None:
+        rng = np.random.default_rng(seed)
+        folds = np.empty(n, dtype=int)
+        folds[rng.permutation(n)] = np.arange(n) % k_folds
+    else:   # the state's folds, then deterministic folds for the structures after them
+        folds = _fit_state.extended_folds(fixed, seed, n, k_folds)
+    blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
+    if split > offset:
+        blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
+    return folds, blocks
+
+
+def _residual(ranks, dataset, baseline, elements=None):
+    """residual_dataset, collectively: a frame that fails on the rank holding it fails every rank."""
+    if dataset is None:
+        return None
+    errors = []
+    out = residual_dataset(dataset, baseline, elements, errors=errors)
+    ranks.check(errors)
+    return out
+
+
 def _reference_energies(E, counts, weights=None, fixed=None):
     """Per-species e_ref minimising sum_S w_S^2 ((E - e_ref.n)/N)^2 (species absent get 0); species
     with a finite value in `fixed` (S,) keep it."""
@@ -161,13 +189,14 @@ def _reference_energies(E, counts, weights=None, fixed=None):
     return e
 
 
-def isolated_atom_energies(frames, elements, e0):
-    """(S,) isolated-atom energies (nan where unknown) from e0= or from isolated_atom frames."""
+def isolated_atom_energies(frames, elements, e0, energies=None):
+    """(S,) isolated-atom energies (nan where unknown) from e0= or from isolated_atom frames (their
+    `energies`, default the frames' own)."""
     fixed = np.full(len(elements), np.nan)
     notes = []
-    for fr in frames:
+    for j, fr in enumerate(frames):
         if fr.config_type == "isolated_atom" and fr.n_atoms == 1:
-            fixed[elements.index(fr.atoms.get_chemical_symbols()[0])] = fr.energy
+            fixed[elements.index(fr.first_symbol)] = fr.energy if energies is None else energies[j]
     if np.isfinite(fixed).any():
         notes.append("isolated-atom energies from the isolated_atom frames: " + ", ".join(
             f"{el} {v:.6f} eV" for el, v in zip(elements, fixed) if np.isfinite(v)))
@@ -274,9 +303,10 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
 
     threads : threads per process (default: the cores this process may use, shared among the ranks).
-    comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
-        blocks of structures, rank 0 selects and solves, every rank returns the same potential, and
-        the file is byte-identical to the serial fit's (``dcace.parallel``; ``pip install "dcace[mpi]"``).
+    comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank streams through the data keeping only
+        its own blocks of structures, which it featurises and evaluates (passes 1-3, the grade); rank 0
+        selects and solves, every rank returns the same potential, and the file is byte-identical to
+        the serial fit's (``dcace.parallel``, ``dcace.pass3``; ``pip install "dcace[mpi]"``).
     state : path: also write the fit state (``dcace.state``, docs/fit-state.md) that
         ``dcace.refit(new, resume=state)`` continues from; its size is in ``pot.report.selection["state"]``.
     reuse : a fit state (path or ``FitState``): a from-scratch fit whose first structures are the
@@ -380,16 +410,23 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if reuse is not None:
         fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
-    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key, **keys)
+    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
+    plan = None   # MPI: (folds, blocks) from the frame count; each rank keeps only its blocks' frames
+    if ranks.size > 1 and not isinstance(train, Dataset):
+        plan = _fold_blocks(count_frames(train) + offset, fixed, seed, k_folds, bsize, offset)
+        keep = {int(i) - offset for b in ranks.own_blocks(plan[1]) for i in plan[1][b]}
+    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key,
+                                                              keep=None if plan is None else keep, **keys)
     test_data = None
-    if test is not None:
-        test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, weight_key=weight_key,
-                                                                     **keys)
+    if test is not None:   # the test set is evaluated on rank 0
+        test_data = test if isinstance(test, Dataset) else read_data(
+            test, elements=elements, weight_key=weight_key, keep=None if ranks.is_root else set(), **keys)
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
-        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff) if fixed is None else fixed.core()
+        shortest, rho_max = ranks.extremes(*neighbour_extremes([f for _, f in data.kept], elements, cutoff)) \
+            if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         if resume is not None:   # the core stays the state's: say where new data reaches into it
             core_notes += resume.core_check(neighbour_extremes(data.frames, elements, cutoff), hi, elements)
@@ -400,8 +437,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     timings["basis"] = time.perf_counter() - t_basis
     data_orig, test_orig = data, test_data
     if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
-        data = data_orig = residual_dataset(data, core.external, elements)
-        test_data = test_orig = residual_dataset(test_data, core.external, elements) if test_data is not None else None
+        data = data_orig = _residual(ranks, data, core.external, elements)
+        test_data = test_orig = _residual(ranks, test_data, core.external, elements)
         core_notes.append("fitted on DFT minus the external baseline " + json.dumps(core.external.describe())
                           + "; the errors reported are those of baseline + this potential")
     if core.baseline == "zbl":   # the experts learn DFT minus the baseline (paper eq. 10)
@@ -414,8 +451,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             f"{el} {r:.4g}" for el, r in zip(elements, short_range["rho_lo"])) + " (the densest training atoms)")
         base_pot = Potential.from_parts(basis, np.zeros((1, S0, K0)), np.zeros((1, S0)), None, {},
                                         short_range=short_range)
-        data = residual_dataset(data, base_pot)
-        test_data = residual_dataset(test_data, base_pot) if test_data is not None else None
+        data = _residual(ranks, data, base_pot)
+        test_data = _residual(ranks, test_data, base_pot)
         if w_rest > 0:
             dimers = restraint_dimers(elements, shortest, lo, cutoff)
             restraint_rows = restraint_batch(basis, base_pot, dimers, wF, w_rest) if dimers else None
@@ -424,6 +461,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                               f"weight (--repulsion-restraints)")
     timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
     n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
+    if plan is not None and len(plan[0]) != n:
+        raise DataError(f"{', '.join(f['name'] for f in data.files)}: counted {len(plan[0]) - offset} frames before reading, but read "
+                        f"{len(data)} (a file changed while it was read?)")
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
     if n < k_folds:
@@ -442,29 +482,19 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
-    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
-    split = n if fixed is None else fixed.n          # ... after the state's, which a reuse fit adds first
-    if fixed is None:
-        rng = np.random.default_rng(seed)
-        folds = np.empty(n, dtype=int)
-        folds[rng.permutation(n)] = np.arange(n) % k_folds
-    else:   # the state's folds, then deterministic folds for the structures after them
-        folds = _fit_state.extended_folds(fixed, seed, n, k_folds)
-    # fixed blocks of <= batch_size structures (the units of work and of summation of passes 1 and 2,
-    # dcace.parallel; the state's structures and the new ones in separate blocks, so that a refit
-    # adds exactly the blocks a from-scratch fit adds after the state's), accumulated in batches
-    # whose work arrays (2B x D'^2) stay below ~64 MiB
-    blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
-    if split > offset:
-        blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
+    folds, blocks = _fold_blocks(n, fixed, seed, k_folds, bsize, offset) if plan is None else plan
+    # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
                                     [b - offset for b in blocks])
-    E = np.array([f.energy for f in data.frames])
-    hashes = [_fit_state.frame_hash(f) for f in data.frames]
+    # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
+    # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
+    own = sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b])
+    E = np.array([e for _, e in ranks.allgather_indexed([(i, data.frames[i].energy) for i in own])])
+    hashes = [h for _, h in ranks.allgather_indexed([(i, _fit_state.frame_hash(data.frames[i])) for i in own])]
     if resume is None:
         wts = frame_weights(data.frames, weights)
-        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given, E)
     else:   # the state's structures first, then the new ones
         Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
     notes += e0_notes
@@ -532,9 +562,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         used += need
 
     rows_fn = _Rows(basis, wF, wS)
-    cost_info = _announce_cost(basis, data.frames, rows_fn, groups, joint, skipped, k_folds,
-                               groups.membership.shape[1], budget, bsize, P, seed, threads,
-                               progress) if ranks.is_root else {}
+    cost_info = _announce_cost(basis, [data.frames[i] for i in own], rows_fn, groups, joint, skipped, k_folds,
+                               groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
+                               threads, progress) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -543,12 +573,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         resume.restore(groups, joint)
         stress_store = resume.stress_store()
 
-    def structure_stats(i, fr, r):
-        """(A, v, yy) of one structure's force and stress rows, times its weight squared."""
-        A, v, yy, stress = _structure_terms(fr, r, wF, wS, wts[i])
-        if stress is not None:
-            stress_store[int(i)] = stress
-        return A, v, yy
+    def rows_and_terms(item):
+        """One structure's fitting rows and their normal-equation terms (_structure_terms), times its
+        weight squared: the per-structure work of pass 2, on the worker threads (numpy releases the GIL)."""
+        i, fr = item
+        r = rows_fn(fr)
+        return r if isinstance(r, Exception) else _structure_terms(fr, r, wF, wS, wts[i])
 
     def block_batch(b, accs):
         """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
@@ -564,11 +594,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                 acc.add(bt)
             stats.clear()
 
-        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i - offset] for i in idx], threads)):
-            if isinstance(r, Exception):
-                errors.append((int(i), str(_frame_error(fr, r))))
+        for (i, fr), res in _threaded_map(rows_and_terms, [(i, data.frames[i - offset]) for i in idx], threads):
+            if isinstance(res, Exception):
+                errors.append((int(i), str(_frame_error(fr, res))))
                 continue
-            stats.append((int(i),) + structure_stats(i, fr, r))
+            A, v, yy, stress = res
+            if stress is not None:
+                stress_store[int(i)] = stress
+            stats.append((int(i), A, v, yy))
             if len(stats) >= bsize:
                 flush()
         if stats:
@@ -581,7 +614,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if bar is not None:
         bar.close()
     stress_store = ranks.gather_dict(stress_store)
-    if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share)
+    if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share); this rank
+        pot, lin_pot, M_sel = pass3.receive_potentials(ranks)   # evaluates its structures in pass 3
+        pass3.training_errors(ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays,
+                              threads, False)
+        pass3.training_grade(ranks, basis, data.frames, own, counts, seed)
         return None
     timings["pass2"] = time.perf_counter() - t0
     cost_info["pass2_measured_s"] = timings["pass2"]
@@ -694,31 +731,13 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
                                                           (theta_lin[D:] + e_ref)[None, :], None, {},
                                                           short_range=short_range)
-    train_stats = {"linear": ErrorStats(keep_arrays), "dc": ErrorStats(keep_arrays)} if M_sel > 1 else \
-        {"linear": ErrorStats(keep_arrays)}
-    nearest_train = np.zeros(n)
-    weights_train = np.zeros((n, M_sel))
-
-    def eval_work(fr):
-        try:
-            out = [lin_pot.compute(fr.atoms)]
-            if M_sel > 1:
-                out.append(pot.compute(fr.atoms))
-            return out
-        except ValueError as exc:
-            return exc
-
-    frames3 = data_orig.frames if resume is None else []   # a refit has the sums, not the old structures
-    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, frames3, threads), n,
-                                            "pass 3/3 training errors", progress)):
-        if isinstance(res, Exception):
-            raise _frame_error(fr, res)
-        e_off = float(counts[i] @ e_ref)   # plots: energies relative to the per-species references
-        for name, out in zip(("linear", "dc"), res):
-            train_stats[name].add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
-                                  fr.stress, out["stress"] if fr.stress is not None else None, e_offset=e_off)
-        weights_train[i] = res[-1]["weights"]
-        nearest_train[i] = res[-1]["nearest"]
+    if resume is None:   # per structure, on the rank that holds it (dcace.pass3)
+        pass3.send_potentials(ranks, pot, lin_pot, M_sel)
+        train_stats, weights_train, nearest_train = pass3.training_errors(
+            ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress)
+    else:   # a refit has the sums, not the old structures
+        train_stats = {name: ErrorStats(keep_arrays) for name in (("linear", "dc") if M_sel > 1 else ("linear",))}
+        weights_train, nearest_train = np.zeros((n, M_sel)), np.zeros(n)
     for name, stt in train_stats.items():
         errors[name]["train"] = stt.summary() if resume is None else _fit_state.sums_errors(
             sel, *models[name], joint.get((M_sel, tau_sel)) if name == "dc" else None)
@@ -775,7 +794,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for r in cv_rows]
     meta["notes"] = notes
     t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
-    grade_G, grade_notes, grade_stats = (fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed) if resume is None
+    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, own, counts, seed) if resume is None
                                          else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
                             f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
