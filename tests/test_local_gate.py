@@ -203,6 +203,22 @@ def test_file_round_trip(tmp_path):
         dcace.Potential(dcace._core.PotentialCore.parse(bad, "bad.dcace"))
 
 
+def test_version_5_file_loads_and_cannot_hold_an_atom_gate(tmp_path):
+    """tests/data/v5_Mo_dc.dcace (structure gate, M = 2): loads, evaluates with per-atom weights equal
+    to the structure's, re-writes as version 6; a version-5 header cannot announce `gate atom`."""
+    v5 = Path(__file__).parent / "data" / "v5_Mo_dc.dcace"
+    text = v5.read_text()
+    assert text.startswith("dcace-potential 5\n")
+    pot = dcace.Potential.load(v5)
+    assert pot.gate_kind == "structure" and pot.n_experts == 2
+    out = pot.compute(train()[5])
+    assert out["weights"].shape == (2,) and np.allclose(out["atom_weights"], out["weights"][None, :], rtol=0, atol=0)
+    assert pot.to_string() == text.replace("dcace-potential 5", "dcace-potential 6", 1)
+    atom = fitted("atom").to_string().replace("dcace-potential 6", "dcace-potential 5", 1)
+    with pytest.raises(ValueError, match=r"unknown gate type 'atom' \(known in version 5: gaussian\)"):
+        dcace._core.PotentialCore.parse(atom, "old.dcace")
+
+
 def test_bad_gate_options():
     frames = train()[:30]
     kw = dict(elements=["Mo"], cutoff=CUT, body_order=2, max_degree=4, cv_folds=3, progress=False)
