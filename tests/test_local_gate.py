@@ -185,6 +185,12 @@ def test_fitting_rows_reproduce_the_potential():
     assert abs(e @ theta - out["energy"]) <= 1e-10 * abs(out["energy"])
     assert np.abs(F @ theta - out["forces"].ravel()).max() <= 1e-10
     assert np.abs(V @ theta - out["virial"]).max() <= 1e-9
+    # several temperatures in one call (what the fit does): each equals its own gate's rows
+    tau = pot.gate["temperature"]
+    e2, F2, V2 = pot.core.local_fitting_rows(sp, first, j, rij, [0.3, tau])
+    e3, F3, _ = sharp().core.local_fitting_rows(sp, first, j, rij)
+    assert np.array_equal(e2[1], e) and np.array_equal(F2[1], F) and np.array_equal(V2[1], V)
+    assert np.array_equal(e2[0], e3) and np.array_equal(F2[0], F3) and not np.allclose(F2[0], F)
 
 
 def test_file_round_trip(tmp_path):
@@ -291,3 +297,24 @@ def test_lammps_matches_ase_on_1_2_4_ranks(tmp_path):
         assert np.abs(d[:, 1:4] - dump[:, 1:4]).max() <= 1e-10
         assert np.abs(d[:, 11:14] - dump[:, 11:14]).max() <= 1e-13
         assert np.abs(r[1:7] - res[1:7]).max() <= 1e-10 * np.abs(P).max()
+
+
+def test_cli_gate_option(tmp_path, capsys):
+    """dcace fit --gate atom writes a `gate atom` file; --gate neighbourhood is a clear error."""
+    from ase.io import write
+
+    from dcace.cli import main
+
+    train_file = tmp_path / "train.xyz"
+    write(train_file, train()[::3], format="extxyz")
+    base = ["fit", "--train", str(train_file), "--elements", "Mo", "--cutoff", str(CUT), "--body-order", "2",
+            "--max-degree", "6", "--cv-folds", "3", "--temperatures", "0.5", "--quiet"]
+    out = tmp_path / "Mo_atom.dcace"
+    assert main(base + ["--gate", "atom", "--experts", "2", "--output", str(out)]) == 0
+    pot = dcace.Potential.load(out)
+    assert pot.gate_kind == "atom" and pot.n_experts == 2 and pot.metadata["fit"]["gate"] == "atom"
+    capsys.readouterr()
+    code = main(base + ["--gate", "neighbourhood", "--output", str(tmp_path / "n.dcace")])
+    err = capsys.readouterr().err
+    assert code != 0 and "gate='neighbourhood' is not implemented yet" in err
+    assert not (tmp_path / "n.dcace").exists()

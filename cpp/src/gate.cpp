@@ -1,6 +1,7 @@
 // The gate of the divide-and-conquer potential: a softmax over Gaussian logits of the distance,
 // in units of each cluster's spread, between the structure's standardised (and projected) mean
-// descriptor and the cluster centroids.  C-infinity in p, stable for any distance.
+// descriptor (structure gate) or an atom's own descriptor (atom gate, local_gate.cpp) and the
+// cluster centroids.  C-infinity in p, stable for any distance.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -18,7 +19,12 @@ void Gate::evaluate(const double* p, double* w, double* dw_dp, double* nearest) 
     if (nearest) *nearest = 0.0;
     return;
   }
-  std::vector<double> z(D), y(d, 0.0), logit(M), g(static_cast<size_t>(M) * d);
+  // scratch kept per thread: the atom gate calls this once per atom
+  thread_local std::vector<double> z, y, logit, g, gbar, dy;
+  z.resize(D);
+  y.assign(d, 0.0);
+  logit.resize(M);
+  g.resize(static_cast<size_t>(M) * d);
   for (int k = 0; k < D; ++k) z[k] = (p[k] - mean[k]) / scale[k];
   for (int a = 0; a < d; ++a) {
     const double* row = projection.data() + static_cast<size_t>(a) * D;
@@ -44,7 +50,8 @@ void Gate::evaluate(const double* p, double* w, double* dw_dp, double* nearest) 
   for (int m = 0; m < M; ++m) w[m] /= sum;
   if (nearest) *nearest = best;
   if (!dw_dp) return;
-  std::vector<double> gbar(d, 0.0), dy(d);
+  gbar.assign(d, 0.0);
+  dy.resize(d);
   for (int m = 0; m < M; ++m)
     for (int a = 0; a < d; ++a) gbar[a] += w[m] * g[static_cast<size_t>(m) * d + a];
   for (int m = 0; m < M; ++m) {

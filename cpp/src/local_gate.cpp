@@ -91,14 +91,20 @@ void pair_rows(int M, int K, const double* w, const double* dw, const double* B,
 }
 }  // namespace
 
-void Potential::local_fitting_rows(const Neighbours& nl, double* energy_row, double* force_rows,
-                                   double* virial_rows) const {
+void Potential::local_fitting_rows(const Neighbours& nl, const std::vector<double>& temperatures,
+                                   double* energy_row, double* force_rows, double* virial_rows) const {
   if (kind_ != GateKind::Atom) throw InputError("local_fitting_rows needs a potential with an atom gate");
   const int K = n_features(), S = n_species(), M = n_experts_;
   const size_t SK = static_cast<size_t>(S) * K, Dp = SK + S, nc = static_cast<size_t>(M) * Dp;
-  std::fill(energy_row, energy_row + nc, 0.0);
-  std::fill(force_rows, force_rows + 3 * static_cast<size_t>(nl.n_atoms) * nc, 0.0);
-  std::fill(virial_rows, virial_rows + 6 * nc, 0.0);
+  const size_t nT = temperatures.empty() ? 1 : temperatures.size(), nF = 3 * static_cast<size_t>(nl.n_atoms) * nc;
+  std::vector<std::vector<Gate>> gates(nT, local_gates_);   // the gates at each temperature
+  for (size_t t = 0; t < temperatures.size(); ++t) {
+    if (!(temperatures[t] > 0.0)) throw InputError("local_fitting_rows: temperatures must be > 0");
+    for (Gate& g : gates[t]) g.temperature = temperatures[t];
+  }
+  std::fill(energy_row, energy_row + nT * nc, 0.0);
+  std::fill(force_rows, force_rows + nT * nF, 0.0);
+  std::fill(virial_rows, virial_rows + nT * 6 * nc, 0.0);
   std::vector<double> B(K), dB, w(M), dw(static_cast<size_t>(M) * K), T(3 * static_cast<size_t>(M) * (K + 1));
   Workspace ws;
   static const int va[6] = {0, 1, 2, 1, 0, 0}, vb[6] = {0, 1, 2, 2, 2, 1};
@@ -106,37 +112,42 @@ void Potential::local_fitting_rows(const Neighbours& nl, double* energy_row, dou
   auto col = [&](int m, int s, int v) { return m * Dp + (v < K ? static_cast<size_t>(s) * K + v : SK + s); };
   for_each_atom(*basis_, nl, [&](int i, int s, int n, const double* rij, const int* zj) {
     dB.resize(static_cast<size_t>(n) * 3 * K);
-    basis_->descriptor_gradients(s, n, rij, zj, B.data(), dB.data(), ws);
-    local_gates_[s].evaluate(B.data(), w.data(), dw.data(), nullptr);
-    for (int m = 0; m < M; ++m) {
-      for (int v = 0; v < K; ++v) energy_row[col(m, s, v)] += w[m] * B[v];
-      energy_row[col(m, s, K)] += w[m];
-    }
-    const int64_t b = nl.first[i];
-    for (int p = 0; p < n; ++p) {
-      const int j = nl.j[b + p];
-      const double* r = rij + 3 * p;
-      for (int a = 0; a < 3; ++a)
-        pair_rows(M, K, w.data(), dw.data(), B.data(), dB.data() + (static_cast<size_t>(p) * 3 + a) * K,
-                  T.data() + static_cast<size_t>(a) * M * (K + 1));
-      for (int a = 0; a < 3; ++a) {
-        double* fi = force_rows + static_cast<size_t>(3 * i + a) * nc;
-        double* fj = force_rows + static_cast<size_t>(3 * j + a) * nc;
-        const double* t = T.data() + static_cast<size_t>(a) * M * (K + 1);
-        for (int m = 0; m < M; ++m)
-          for (int v = 0; v <= K; ++v) {
-            const double x = t[static_cast<size_t>(m) * (K + 1) + v];
-            const size_t c = col(m, s, v);
-            fj[c] -= x;
-            fi[c] += x;
-          }
+    basis_->descriptor_gradients(s, n, rij, zj, B.data(), dB.data(), ws);   // once for all temperatures
+    for (size_t t = 0; t < nT; ++t) {
+      double* er = energy_row + t * nc;
+      double* fr = force_rows + t * nF;
+      double* vr6 = virial_rows + t * 6 * nc;
+      gates[t][s].evaluate(B.data(), w.data(), dw.data(), nullptr);
+      for (int m = 0; m < M; ++m) {
+        for (int v = 0; v < K; ++v) er[col(m, s, v)] += w[m] * B[v];
+        er[col(m, s, K)] += w[m];
       }
-      for (int q = 0; q < 6; ++q) {
-        const double* t = T.data() + static_cast<size_t>(vb[q]) * M * (K + 1);
-        double* vr = virial_rows + q * nc;
-        const double ra = r[va[q]];
-        for (int m = 0; m < M; ++m)
-          for (int v = 0; v <= K; ++v) vr[col(m, s, v)] -= ra * t[static_cast<size_t>(m) * (K + 1) + v];
+      const int64_t b = nl.first[i];
+      for (int p = 0; p < n; ++p) {
+        const int j = nl.j[b + p];
+        const double* r = rij + 3 * p;
+        for (int a = 0; a < 3; ++a)
+          pair_rows(M, K, w.data(), dw.data(), B.data(), dB.data() + (static_cast<size_t>(p) * 3 + a) * K,
+                    T.data() + static_cast<size_t>(a) * M * (K + 1));
+        for (int a = 0; a < 3; ++a) {
+          double* fi = fr + static_cast<size_t>(3 * i + a) * nc;
+          double* fj = fr + static_cast<size_t>(3 * j + a) * nc;
+          const double* tr = T.data() + static_cast<size_t>(a) * M * (K + 1);
+          for (int m = 0; m < M; ++m)
+            for (int v = 0; v <= K; ++v) {
+              const double x = tr[static_cast<size_t>(m) * (K + 1) + v];
+              const size_t c = col(m, s, v);
+              fj[c] -= x;
+              fi[c] += x;
+            }
+        }
+        for (int q = 0; q < 6; ++q) {
+          const double* tr = T.data() + static_cast<size_t>(vb[q]) * M * (K + 1);
+          double* vr = vr6 + q * nc;
+          const double ra = r[va[q]];
+          for (int m = 0; m < M; ++m)
+            for (int v = 0; v <= K; ++v) vr[col(m, s, v)] -= ra * tr[static_cast<size_t>(m) * (K + 1) + v];
+        }
       }
     }
   });

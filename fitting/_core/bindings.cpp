@@ -497,17 +497,26 @@ PYBIND11_MODULE(_core, m) {
         d["atom_weights"] = aw;  // (N, M) gate weights of every atom
         return d;
       })
-      .def("local_fitting_rows", [](const Potential& p, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
+      .def("local_fitting_rows", [](const Potential& p, py::handle sp, py::handle fi, py::handle jj, py::handle r,
+                                    std::vector<double> temperatures) {
         NL nl(sp, fi, jj, r);
         const py::ssize_t nc = (py::ssize_t)p.n_experts() * p.n_species() * (p.n_features() + 1), N = nl.view.n_atoms;
-        py::array_t<double> e(nc), f({3 * N, nc}), v({(py::ssize_t)6, nc});
+        const py::ssize_t nT = temperatures.empty() ? 1 : (py::ssize_t)temperatures.size();
+        py::array_t<double> e({nT, nc}), f({nT, 3 * N, nc}), v({nT, (py::ssize_t)6, nc});
         double *pe = e.mutable_data(), *pf = f.mutable_data(), *pv = v.mutable_data();
         {
           py::gil_scoped_release nogil;
-          p.local_fitting_rows(nl.view, pe, pf, pv);
+          p.local_fitting_rows(nl.view, temperatures, pe, pf, pv);
         }
-        return py::make_tuple(e, f, v);
-      }, "Atom-gate committee rows for its fixed gate: energy (n_cols), forces (3N, n_cols), virial (6, n_cols); "
+        if (temperatures.empty()) {
+          py::object e1 = e[py::int_(0)], f1 = f[py::int_(0)], v1 = v[py::int_(0)];
+          return py::make_tuple(e1, f1, v1);
+        }
+        py::object eo = e, fo = f, vo = v;
+        return py::make_tuple(eo, fo, vo);
+      }, py::arg("species"), py::arg("first"), py::arg("j"), py::arg("rij"), py::arg("temperatures") = std::vector<double>(),
+         "Atom-gate committee rows for its fixed gate: energy (n_cols), forces (3N, n_cols), virial (6, n_cols); "
+         "with temperatures (T,) the same gate's rows at each, with a leading axis T; "
          "columns: expert m's block [c_m (S*K), e0_m (S)].")
       // extrapolation grade (cpp/src/grade.cpp)
       .def_property_readonly("has_grade", &Potential::has_grade)

@@ -108,13 +108,16 @@ class LocalAccumulator:
         return ridge_solve(H, h, np.tile(sc, self.M), pen, prior)
 
 
-def accumulate(core_of_gate, basis, frames, accs, folds, yE, N, wts, wE, wF, wS, progress_fn=None):
-    """Rows of every structure under every candidate gate into its accumulator."""
+def accumulate(core, basis, frames, accs, folds, yE, N, wts, wE, wF, wS, progress_fn=None):
+    """Rows of every structure under the gate at every candidate temperature (one core call: B_i and
+    dB_i/dr once) into that temperature's accumulator."""
+    temps = list(accs)
     for i, fr in enumerate(frames):
         sp, first, j, rij = basis.neighbours(fr.atoms)
         f = fr.forces.ravel()
-        for key, acc in accs.items():
-            e, Phi, vir = core_of_gate[key].local_fitting_rows(sp, first, j, rij)
+        E_rows, F_rows, V_rows = core.local_fitting_rows(sp, first, j, rij, temps)
+        for t, (key, acc) in enumerate(accs.items()):
+            e, Phi, vir = E_rows[t], F_rows[t], V_rows[t]
             Psi = sig = scale = None
             if fr.stress is not None and fr.atoms.pbc.all():
                 vol = float(abs(fr.atoms.get_volume()))
@@ -172,9 +175,9 @@ def fit_atom_gate(*, basis, frames, M, temperatures, ridge_factors, lam, sel, fo
                         variance=pca_variance, max_components=pca_max_components)
     zero = (np.zeros((M, S, K)), np.zeros((M, S)))
     gates = {t: atom_gate(cls, t) for t in temperatures}
-    cores = {t: Potential.from_parts(basis, *zero, gates[t], {}).core for t in temperatures}
+    core = Potential.from_parts(basis, *zero, gates[temperatures[0]], {}).core
     accs = {t: LocalAccumulator(k, len(frames), M * Dp, gates[t], M) for t in temperatures}
-    accumulate(cores, basis, frames, accs, folds, p1.yE, p1.N, wts, wE, wF, wS, progress_fn)
+    accumulate(core, basis, frames, accs, folds, p1.yE, p1.N, wts, wE, wF, wS, progress_fn)
     lin = [sel.linear_fold(lam, f) for f in range(k)]
     lin_total = sel.solve_linear_total(lam)
     rows, best = [], None

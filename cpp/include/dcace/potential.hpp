@@ -131,7 +131,10 @@ class Potential {
   // block [c_{m,s} (S*K), e0_{m,s} (S)], n_cols = M (S*K + S); E = row . theta:
   //   energy_row (n_cols), force_rows (3N x n_cols) = -d energy_row / dr, virial_rows (6 x n_cols,
   //   Voigt xx yy zz yz xz xy), as structure_fitting_rows for the linear model.  Ignores the cores.
-  void local_fitting_rows(const Neighbours& nl, double* energy_row, double* force_rows, double* virial_rows) const;
+  // With temperatures (T values; empty = the file's) the rows of the same gate at each temperature,
+  // one after the other (T x n_cols, T x 3N x n_cols, T x 6 x n_cols): B_i and dB_i/dr once for all.
+  void local_fitting_rows(const Neighbours& nl, const std::vector<double>& temperatures, double* energy_row,
+                          double* force_rows, double* virial_rows) const;
   // The short-range core's part of the extrapolation grade of one atom: the largest of
   // hi(s, z_j) / r_ij over its neighbours closer than their pair's hi and rho_i / rho_lo,s where
   // that is > 1: 0 for every training atom with the default core, > 1 where the core takes over
