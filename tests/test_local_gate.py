@@ -225,10 +225,23 @@ def test_version_5_file_loads_and_cannot_hold_an_atom_gate(tmp_path):
         dcace._core.PotentialCore.parse(atom, "old.dcace")
 
 
+def test_gate_auto_picks_the_lowest_cv_loss():
+    pot = dcace.fit(train(), elements=["Mo"], cutoff=CUT, body_order=3, max_degree=8, experts=3,
+                    temperatures=(0.5, 1.0), cv_folds=3, progress=False, gate="auto")
+    sel = pot.report.selection
+    cv = sel["gate_cv"]
+    print("gate auto:", cv, "->", sel["gate"])
+    assert set(cv) == {"linear", "structure", "atom"} and cv["atom"] > 0
+    other = cv["structure"] if cv["structure"] is not None else cv["linear"]
+    assert sel["gate"] == ("atom" if cv["atom"] < other else ("structure" if cv["structure"] is not None else "none"))
+    assert pot.gate_kind == (sel["gate"] if pot.n_experts > 1 else "none")
+    assert any(r.get("gate") == "atom" for r in pot.report.cv_table)   # every candidate reported
+
+
 def test_bad_gate_options():
     frames = train()[:30]
     kw = dict(elements=["Mo"], cutoff=CUT, body_order=2, max_degree=4, cv_folds=3, progress=False)
-    with pytest.raises(ValueError, match="unknown gate 'atoms'; known gates: structure, atom"):
+    with pytest.raises(ValueError, match="unknown gate 'atoms'; known gates: structure, atom, auto"):
         dcace.fit(frames, gate="atoms", **kw)
     with pytest.raises(ValueError, match="not implemented yet"):
         dcace.fit(frames, gate="neighbourhood", **kw)

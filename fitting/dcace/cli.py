@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--gate", choices=("structure", "atom", "neighbourhood", "auto"), default=None,
                    help="what the gate sees: 'structure' (the paper's gate on the structure's mean descriptor) or "
                         "'atom' (a local gate on each atom's own descriptor: forces depend on atoms within "
-                        "2 r_cut only; --experts auto means M = 4); 'neighbourhood' and 'auto' are not "
-                        "implemented yet (default: structure; example: --gate atom --experts 4)")
+                        "2 r_cut only; --experts auto means M = 4), 'auto' (both; the lowest CV loss among "
+                        "linear, structure and atom gate wins); 'neighbourhood' is not implemented yet "
+                        "(default: structure; example: --gate atom --experts 4)")
     f.add_argument("--ridge", type=_nonneg, default=None, metavar="L",
                    help="ridge parameter on scaled columns (dimensionless); chosen by cross-validation over "
                         f"1e-14..1e-3 if not given (default: CV; example: --ridge 1e-8)")

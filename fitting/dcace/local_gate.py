@@ -24,8 +24,8 @@ from .ridge import penalty_vector, quadratic_sse, ridge_solve
 
 __all__ = ["GATES", "check_gate_option", "cluster_atoms", "atom_gate", "LocalAccumulator", "fit_atom_gate"]
 
-GATES = ("structure", "atom")       # implemented gate kinds (fit(gate=...), dcace fit --gate)
-PLANNED = ("neighbourhood", "auto")  # named by issue 11, not implemented yet
+GATES = ("structure", "atom", "auto")   # fit(gate=...), dcace fit --gate (auto: CV picks)
+PLANNED = ("neighbourhood",)            # named by issue 11, not implemented yet
 MAX_CLUSTER_ATOMS = 20000
 
 
@@ -192,5 +192,5 @@ def fit_atom_gate(*, basis, frames, M, temperatures, ridge_factors, lam, sel, fo
                 best = (row["loss"], t, lam_t)
     _, tau, lam_sel = best
     theta = accs[tau].solve(None, lam_sel, sel.sc, D, S, fixed_one_body, 1.0, np.tile(lin_total, M)).reshape(M, Dp)
-    return {"theta": theta, "gate": gates[tau], "tau": tau, "ridge": lam_sel, "cv_rows": rows,
+    return {"theta": theta, "gate": gates[tau], "tau": tau, "ridge": lam_sel, "cv_rows": rows, "cv_loss": best[0],
             "cluster_sizes": [cl.sizes.tolist() for cl in cls], "pca_components": [int(cl.projection.shape[0]) for cl in cls]}

@@ -272,9 +272,11 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
-    gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor) or ``"atom"``
+    gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
         (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
-        ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet).
+        ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
+        ``"auto"`` (both; the lowest CV loss among linear, structure gate and atom gate wins, all three
+        in ``report.selection["gate_cv"]``).
 
     threads : threads per process (default: the cores this process may use, shared among the ranks).
     comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
@@ -337,8 +339,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     gate_kind = check_gate_option(gate)
     M_atom, atom_fit = None, None
     if gate_kind == "atom":   # the structure machinery fits the linear model only; local_gate the rest
-        M_atom = _atom_experts(experts, state, reuse, resume)
+        M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
         experts, compare = 1, False
+    elif gate_kind == "auto":   # the structure machinery as asked, then the atom gate; CV picks
+        M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
     if experts == "auto":
         Ms = list(range(1, max_M + 1))
     else:
@@ -385,8 +389,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
-    if M_atom:
+    if gate_kind == "atom":
         settings.update(gate=gate_kind, experts=M_atom)
+    elif gate_kind == "auto":
+        settings.update(gate=gate_kind, atom_experts=M_atom)
     if reuse is not None:
         fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
@@ -646,6 +652,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     theta_lin, models = solve_final()
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
+    gate_used, gate_cv = ("structure" if M_sel > 1 else "none"), None
     if M_atom:   # the atom gate (dcace.local_gate): its own clustering, rows and CV
         t_atom = time.perf_counter()
         bar = _progress(None, n * len(temps), "atom gate rows", progress) if progress else None
@@ -657,12 +664,19 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))))
         if bar is not None:
             bar.close()
-        M_sel, tau_sel, lam_dc, gate = M_atom, atom_fit["tau"], atom_fit["ridge"], atom_fit["gate"]
-        theta_final = atom_fit["theta"]
         cv_rows += atom_fit["cv_rows"]
         timings["atom_gate"] = time.perf_counter() - t_atom
-        if restraint_rows is not None:
-            notes.append("atom gate: the repulsion restraints constrain the linear model only, not the experts")
+        gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None,
+                   "atom": atom_fit["cv_loss"]}
+        if gate_kind == "atom" or atom_fit["cv_loss"] < chosen["cv_loss"]:
+            M_sel, tau_sel, lam_dc, gate = M_atom, atom_fit["tau"], atom_fit["ridge"], atom_fit["gate"]
+            theta_final, gate_used = atom_fit["theta"], "atom"
+            models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
+            if restraint_rows is not None:
+                notes.append("atom gate: the repulsion restraints constrain the linear model only, not the experts")
+        if gate_kind == "auto":
+            notes.append("--gate auto: CV loss " + ", ".join(f"{k} {v:.6g}" for k, v in gate_cv.items() if v is not None)
+                         + f"; chosen: {gate_used}")
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
@@ -677,8 +691,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
         "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
-        "cluster_sizes": atom_fit["cluster_sizes"] if atom_fit else (clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n]),
-        "gate": gate_kind if M_sel > 1 else "none",
+        "cluster_sizes": atom_fit["cluster_sizes"] if gate_used == "atom" else (
+            clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n]),
+        "gate": gate_used, "gate_cv": gate_cv,
         "e_ref": e_ref.tolist(),
     }
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
@@ -741,7 +756,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for name, out in zip(("linear", "dc"), res):
             train_stats[name].add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
                                   fr.stress, out["stress"] if fr.stress is not None else None, e_offset=e_off)
-        weights_train[i] = res[-1]["weights"] if not M_atom else res[-1]["weights"].mean(axis=0)
+        weights_train[i] = res[-1]["weights"] if gate_used != "atom" else res[-1]["weights"].mean(axis=0)
         nearest_train[i] = res[-1]["nearest"]
     for name, stt in train_stats.items():
         errors[name]["train"] = stt.summary() if resume is None else _fit_state.sums_errors(
@@ -857,13 +872,13 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
 
 
-def _atom_experts(experts, state, reuse, resume):
-    """M of an atom-gate fit (experts="auto": 4), with its limits."""
+def _atom_experts(experts, state, reuse, resume, gate):
+    """M of the atom gate (experts="auto": 4), with its limits."""
     if state is not None or reuse is not None or resume is not None:
-        raise ValueError("gate='atom' fits cannot write or reuse a fit state yet (state=, reuse=, refit)")
+        raise ValueError(f"gate={gate!r} fits cannot write or reuse a fit state yet (state=, reuse=, refit)")
     M = 4 if experts == "auto" else experts
     if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
-        raise ValueError(f"gate='atom' needs experts = 'auto' or an integer >= 2, got {experts!r}")
+        raise ValueError(f"gate={gate!r} needs experts = 'auto' or an integer >= 2, got {experts!r}")
     return int(M)
 
 
