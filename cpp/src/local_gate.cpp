@@ -35,14 +35,15 @@ double Potential::local_energy_gradient(int zi, int n, const double* rij, const 
       core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
     }
   }
-  basis_->monomials(zi, n, rij, zj, sc.basis);
+  basis_->prepare_gradient(zi, n, rij, zj, sc.basis);   // A_i and its gradients once
   sc.B.resize(K);
   basis_->features_from_monomials(sc.basis.mono.data(), sc.B.data());
-  sc.A = sc.basis.A;
   sc.gw.resize(M);
-  sc.gdw.resize(static_cast<size_t>(M) * K);
+  const Gate& gate = local_gates_[zi];
+  const int d = gate.dim_out;
+  sc.gdw.resize(static_cast<size_t>(M) * d);
   sc.em.resize(M);
-  local_gates_[zi].evaluate(sc.B.data(), sc.gw.data(), sc.gdw.data(), nullptr);
+  gate.evaluate_projected(sc.B.data(), sc.gw.data(), sc.gdw.data(), nullptr);   // dw/dy (M x d)
   // e_m = f c_m . B + e0_m; the gated energy eg = sum_m w_m e_m, eps = sum_m w_m c_m . B
   double eg = 0.0, eps = 0.0;
   for (int m = 0; m < M; ++m) {
@@ -53,17 +54,24 @@ double Potential::local_energy_gradient(int zi, int n, const double* rij, const 
     eg += sc.gw[m] * sc.em[m];
     eps += sc.gw[m] * a;
   }
-  // c_eff = f sum_m w_m c_m + sum_m (e_m - eg) dw_m/dB   (sum_m dw_m = 0: e_m measured from eg)
+  // c_eff = f sum_m w_m c_m + sum_m (e_m - eg) dw_m/dB   (sum_m dw_m = 0: e_m measured from eg),
+  // the gate part through the d projected directions: sum_a beta_a P_a / scale,
+  // beta_a = sum_m (e_m - eg) dw_m/dy_a (d K operations instead of M d K)
   sc.c.assign(K, 0.0);
   for (int m = 0; m < M; ++m) {
     const double* c = coef_.data() + m * SK + static_cast<size_t>(zi) * K;
-    const double* g = sc.gdw.data() + static_cast<size_t>(m) * K;
-    const double fw = f * sc.gw[m], de = sc.em[m] - eg;
-    for (int v = 0; v < K; ++v) sc.c[v] += fw * c[v] + de * g[v];
+    const double fw = f * sc.gw[m];
+    for (int v = 0; v < K; ++v) sc.c[v] += fw * c[v];
+  }
+  for (int a = 0; a < d; ++a) {
+    double beta = 0.0;
+    for (int m = 0; m < M; ++m) beta += (sc.em[m] - eg) * sc.gdw[static_cast<size_t>(m) * d + a];
+    const double* row = gate.projection.data() + static_cast<size_t>(a) * K;
+    for (int v = 0; v < K; ++v) sc.c[v] += beta * row[v] / gate.scale[v];
   }
   sc.w.resize(nm);
   basis_->monomial_weights(sc.c.data(), sc.w.data());
-  basis_->energy_gradient_from_A(zi, n, rij, zj, sc.A.data(), sc.w.data(), dE, sc.basis);
+  basis_->gradient_prepared(n, rij, zj, sc.w.data(), dE, sc.basis);
   double e = eg;
   if (baseline_.enabled()) e += baseline_.pair_energy_gradient(*basis_, zi, n, rij, zj, dE);
   if (f < 1.0) {

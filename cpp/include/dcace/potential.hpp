@@ -53,6 +53,8 @@ struct Gate {
   std::vector<double> bias;          // M
   // w (M), optional dw/dp (M x D) and the distance to the nearest centroid in units of its spread.
   void evaluate(const double* p, double* w, double* dw_dp, double* nearest) const;
+  // The same with dw/dy (M x d, in the projected space) instead of dw/dp: dw_m/dp = P^T dw_m/dy / scale.
+  void evaluate_projected(const double* p, double* w, double* dw_dy, double* nearest) const;
 };
 
 // Throws InputError unless g is a valid gate of M experts on D inputs (what/dim_name for messages).
@@ -74,7 +76,7 @@ struct Combination {
 // Scratch memory of the per-atom evaluator (one per thread; reuse across atoms).
 struct AtomScratch {
   Workspace basis;
-  std::vector<double> A, B, gw, gdw, c, em;  // local gate: A_i, B_i, w_i, dw/dB (M x K), c_eff,i, e_m
+  std::vector<double> B, gw, gdw, c, em;  // local gate: B_i, w_i, dw/dy (M x d), c_eff,i, e_m
   std::vector<double> w;     // per-atom monomial weights (density core)
   std::vector<double> drho;  // d rho_i / d r_ij
 };
