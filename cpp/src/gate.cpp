@@ -38,14 +38,16 @@ void Gate::evaluate(const double* p, double* w, double* dw_dp, double* nearest) 
 void Gate::evaluate_projected(const double* p, double* w, double* dw_dy, double* nearest) const {
   const int M = n_experts, D = dim_in, d = dim_out;
   // scratch kept per thread: the atom gate calls this once per atom
-  thread_local std::vector<double> y, logit, g, gbar;
+  thread_local std::vector<double> z, y, logit, g, gbar;
+  z.resize(D);
   y.assign(d, 0.0);
   logit.resize(M);
   g.resize(static_cast<size_t>(M) * d);
+  for (int k = 0; k < D; ++k) z[k] = (p[k] - mean[k]) / scale[k];
   for (int a = 0; a < d; ++a) {
     const double* row = projection.data() + static_cast<size_t>(a) * D;
     double s = 0.0;
-    for (int k = 0; k < D; ++k) s += row[k] * ((p[k] - mean[k]) / scale[k]);
+    for (int k = 0; k < D; ++k) s += row[k] * z[k];
     y[a] = s;
   }
   double best = std::numeric_limits<double>::infinity(), lmax = -std::numeric_limits<double>::infinity();

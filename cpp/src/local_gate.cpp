@@ -58,16 +58,17 @@ double Potential::local_energy_gradient(int zi, int n, const double* rij, const 
   // the gate part through the d projected directions: sum_a beta_a P_a / scale,
   // beta_a = sum_m (e_m - eg) dw_m/dy_a (d K operations instead of M d K)
   sc.c.assign(K, 0.0);
+  for (int a = 0; a < d; ++a) {   // the gate part first, divided by the scale once
+    double beta = 0.0;
+    for (int m = 0; m < M; ++m) beta += (sc.em[m] - eg) * sc.gdw[static_cast<size_t>(m) * d + a];
+    const double* row = gate.projection.data() + static_cast<size_t>(a) * K;
+    for (int v = 0; v < K; ++v) sc.c[v] += beta * row[v];
+  }
+  for (int v = 0; v < K; ++v) sc.c[v] /= gate.scale[v];
   for (int m = 0; m < M; ++m) {
     const double* c = coef_.data() + m * SK + static_cast<size_t>(zi) * K;
     const double fw = f * sc.gw[m];
     for (int v = 0; v < K; ++v) sc.c[v] += fw * c[v];
-  }
-  for (int a = 0; a < d; ++a) {
-    double beta = 0.0;
-    for (int m = 0; m < M; ++m) beta += (sc.em[m] - eg) * sc.gdw[static_cast<size_t>(m) * d + a];
-    const double* row = gate.projection.data() + static_cast<size_t>(a) * K;
-    for (int v = 0; v < K; ++v) sc.c[v] += beta * row[v] / gate.scale[v];
   }
   sc.w.resize(nm);
   basis_->monomial_weights(sc.c.data(), sc.w.data());
