@@ -59,7 +59,8 @@ def training_errors(ranks, frames, mine, n, pot, lin_pot, M_sel, counts, e_ref, 
         terms = [stats[name].terms(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"], fr.stress,
                                    out["stress"] if fr.stress is not None else None, e_offset=e_off)
                  for name, out in zip(names, res)]
-        local.append((i, terms, res[-1]["weights"], res[-1]["nearest"]))
+        w = res[-1]["weights"]   # (M,), or (N, M) for a local gate: its structure's mean
+        local.append((i, terms, w if w.ndim == 1 else w.mean(axis=0), res[-1]["nearest"]))
     ranks.check(errors)
     gathered = ranks.gather_indexed(local)
     if not ranks.is_root:

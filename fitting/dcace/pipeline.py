@@ -47,6 +47,7 @@ from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .potential import Potential
 from .report import ErrorStats, FitReport
+from .local_gate import check_gate_option, fit_atom_gate
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from .ridge import single_threaded_blas
 
@@ -263,7 +264,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
         repulsion_restraints: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
-        chemical_channels: int | None = None) -> Potential:
+        chemical_channels: int | None = None, gate: str = "structure") -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -301,6 +302,11 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
+    gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
+        (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
+        ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
+        ``"auto"`` (both; the lowest CV loss among linear, structure gate and atom gate wins, all three
+        in ``report.selection["gate_cv"]``).
 
     threads : threads per process (default: the cores this process may use, shared among the ranks).
     comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank streams through the data keeping only
@@ -334,7 +340,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
          weight_key, e0, repulsion_restraints, ranks, state=None, reuse=None, resume=None,
-         max_degree_blocks=None, chemical_channels=None):
+         max_degree_blocks=None, chemical_channels=None, gate="structure"):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -361,6 +367,13 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         raise ValueError(f"regularise must be 'zero' or 'global', got {regularise!r}")
     if any(not (t > 0 and math.isfinite(t)) for t in temps) or not temps:
         raise ValueError(f"temperatures must be positive numbers, got {temps}")
+    gate_kind = check_gate_option(gate)
+    M_atom, atom_fit = None, None
+    if gate_kind == "atom":   # the structure machinery fits the linear model only; local_gate the rest
+        M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
+        experts, compare = 1, False
+    elif gate_kind == "auto":   # the structure machinery as asked, then the atom gate; CV picks
+        M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
     if experts == "auto":
         Ms = list(range(1, max_M + 1))
     else:
@@ -407,6 +420,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
+    if gate_kind == "atom":
+        settings.update(gate=gate_kind, experts=M_atom)
+    elif gate_kind == "auto":
+        settings.update(gate=gate_kind, atom_experts=M_atom)
     if reuse is not None:
         fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
@@ -671,6 +688,31 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     theta_lin, models = solve_final()
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
+    gate_used, gate_cv = ("structure" if M_sel > 1 else "none"), None
+    if M_atom:   # the atom gate (dcace.local_gate): its own clustering, rows and CV
+        t_atom = time.perf_counter()
+        bar = _progress(None, n * len(temps), "atom gate rows", progress) if progress else None
+        atom_fit = fit_atom_gate(
+            basis=basis, frames=data.frames, M=M_atom, temperatures=temps, ridge_factors=DEFAULTS["ridge_dc_factors"],
+            lam=lam_dc, sel=sel, folds=folds, k=k_folds, p1=p1, wts=wts, wE=wE, wF=wF, wS=wS,
+            fixed_one_body=np.isfinite(e_fixed), seed=seed, pca_variance=DEFAULTS["pca_variance"],
+            pca_max_components=DEFAULTS["pca_max_components"], committee=committee,
+            progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))))
+        if bar is not None:
+            bar.close()
+        cv_rows += atom_fit["cv_rows"]
+        timings["atom_gate"] = time.perf_counter() - t_atom
+        gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None,
+                   "atom": atom_fit["cv_loss"]}
+        if gate_kind == "atom" or atom_fit["cv_loss"] < chosen["cv_loss"]:
+            M_sel, tau_sel, lam_dc, gate = M_atom, atom_fit["tau"], atom_fit["ridge"], atom_fit["gate"]
+            theta_final, gate_used = atom_fit["theta"], "atom"
+            models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
+            if restraint_rows is not None:
+                notes.append("atom gate: the repulsion restraints constrain the linear model only, not the experts")
+        if gate_kind == "auto":
+            notes.append("--gate auto: CV loss " + ", ".join(f"{k} {v:.6g}" for k, v in gate_cv.items() if v is not None)
+                         + f"; chosen: {gate_used}")
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
@@ -691,7 +733,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
         "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
-        "cluster_sizes": clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n],
+        "cluster_sizes": atom_fit["cluster_sizes"] if gate_used == "atom" else (
+            clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n]),
+        "gate": gate_used, "gate_cv": gate_cv,
         "e_ref": e_ref.tolist(),
     }
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
@@ -782,7 +826,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             errors[name].setdefault(which, None)
     if keep_arrays:
         arrays["train"] = {name: stt.arrays() for name, stt in train_stats.items()}
-        arrays["clusters"] = {"Z": Z, "labels": clusterings[M_sel].labels if M_sel > 1 else np.zeros(n, int),
+        arrays["clusters"] = {"Z": Z, "labels": clusterings[M_sel].labels if M_sel in clusterings else np.zeros(n, int),
                               "weights": weights_train, "nearest": nearest_train}
 
     # ---------------------------------------------------------------- final file with errors
@@ -850,6 +894,16 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
                 memory_bytes={"linear+independent": groups.nbytes,
                               **{f"M={M},tau={t:g}": nb for (M, t), nb in joint_bytes.items()}},
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
+
+
+def _atom_experts(experts, state, reuse, resume, gate):
+    """M of the atom gate (experts="auto": 4), with its limits."""
+    if state is not None or reuse is not None or resume is not None:
+        raise ValueError(f"gate={gate!r} fits cannot write or reuse a fit state yet (state=, reuse=, refit)")
+    M = 4 if experts == "auto" else experts
+    if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
+        raise ValueError(f"gate={gate!r} needs experts = 'auto' or an integer >= 2, got {experts!r}")
+    return int(M)
 
 
 def _config_weights(weights):
