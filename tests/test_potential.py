@@ -107,6 +107,27 @@ def test_round_trip_is_exact(dc, tmp_path):
     assert again.metadata["test"] is True
 
 
+def test_save_is_atomic(dc, tmp_path, monkeypatch):
+    """A save that fails at the last step (the rename) leaves the existing file as it was and no
+    temporary file behind; a save that succeeds replaces it completely."""
+    import dcace.atomic
+
+    path = tmp_path / "pot.dcace"
+    path.write_text("previous content\n")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dcace.atomic.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        dc.save(path)
+    assert path.read_text() == "previous content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pot.dcace"]
+    monkeypatch.undo()
+    dc.save(path)
+    assert path.read_text() == dc.to_string()
+
+
 def test_calculator(dc, tmp_path):
     path = tmp_path / "dc.dcace"
     dc.save(path)

@@ -65,7 +65,10 @@ class Potential:
         return cls(_core.PotentialCore.read(str(path)))
 
     def save(self, path) -> None:
-        Path(path).write_text(self.core.write())
+        """Write the potential file; atomically (a failure leaves an existing file untouched)."""
+        from .atomic import write_text_atomic
+
+        write_text_atomic(path, self.core.write())
 
     def to_string(self) -> str:
         return self.core.write()
