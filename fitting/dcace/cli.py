@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
                         "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
                         "docs/short-range.md; example: --repulsion-restraints 0)")
+    g.add_argument("--shared-one-body", action="store_true", default=None,
+                   help="every expert of a committee takes the linear model's one-body terms (one free-atom "
+                        "energy per element whatever the gate; default: each expert its own, "
+                        "docs/short-range.md)")
     g.add_argument("--core-range", metavar="LO:HI", default=None,
                    help="where ZBL hands over to ACE, in Å: LO:HI for every pair or 'Ti-Al=LO:HI,Al-Al=LO:HI' "
                         "(default: from the data, from 0.3 to 0.05 A below each pair's shortest distance; "
@@ -260,7 +264,8 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
-             "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "gate"}
+             "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "gate",
+             "shared_one_body"}
 
 
 def _merge_config(args, parser):
@@ -405,7 +410,7 @@ def _cmd_fit(args, parser) -> int:
               inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff),
               baseline=None if args.no_baseline else (args.baseline or "zbl"),
               core_range=None if args.core_range is None else parse_core_range(args.core_range),
-              repulsion_restraints=args.repulsion_restraints,
+              repulsion_restraints=args.repulsion_restraints, shared_one_body=args.shared_one_body,
               weights=None if args.weights is None else parse_weights(args.weights),
               weight_key=args.weight_key or "weight",
               e0=None if args.e0 is None else parse_e0(args.e0), state=args.save_state,

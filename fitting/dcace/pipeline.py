@@ -70,6 +70,7 @@ DEFAULTS = {
     "batch_size": 64,
     "memory_budget_gb": 1.2,
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
+    "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
 }
 
 
@@ -264,7 +265,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
         repulsion_restraints: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
-        chemical_channels: int | None = None, gate: str = "structure") -> Potential:
+        chemical_channels: int | None = None, gate: str = "structure",
+        shared_one_body: bool | None = None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -296,6 +298,10 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         give them; species with neither get least-squares reference energies on atom counts.
     core_range : where ZBL hands over to ACE: None (from the data's shortest distance per pair),
         ``(lo, hi)`` in Å for every pair, or ``{"Ti-Al": (lo, hi), ...}``.
+    shared_one_body : every expert of a committee takes the linear model's one-body terms (one
+        free-atom energy per element whatever the gate) instead of its own (default False:
+        measured in docs/short-range.md, it repairs the Si committee's dimer but costs the body
+        order 2 and 3 committees up to 2x in test error).
     repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
@@ -340,7 +346,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
          weight_key, e0, repulsion_restraints, ranks, state=None, reuse=None, resume=None,
-         max_degree_blocks=None, chemical_channels=None, gate="structure"):
+         max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -410,6 +416,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "baseline": core.baseline if core.external is None else core.external.describe(),
         "core_range": _jsonable_range(core.core_range),
         "repulsion_restraints": w_rest if core.baseline == "zbl" else None,
+        "shared_one_body": bool(DEFAULTS["shared_one_body"] if shared_one_body is None else shared_one_body),
         "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
         "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
         "max_degree_blocks": basis_blocks, "chemical_channels": chemical_channels,
@@ -646,7 +653,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint)
+                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
+                   shared_one_body=settings["shared_one_body"])
     if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
         sel.sc = fixed.arrays["column_scale"]
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])

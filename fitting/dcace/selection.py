@@ -22,21 +22,13 @@ from .committee import committee_predict
 from .report import EV_A3_TO_GPA
 from .ridge import column_scale, penalty_vector, quadratic_sse, ridge_solve
 
-__all__ = ["Selector", "SHARED_ONE_BODY"]
+__all__ = ["Selector"]
 
-# Every expert of a committee shares the global linear model's one-body terms (its free-atom
-# energies), pinned like a user's e0: an isolated atom, a dissociating dimer or a pair deep in the
-# short-range core then has one energy whichever expert the gate picks. With an own one-body term
-# per expert, the Zuo Si committee's experts put a free Si atom anywhere from -4.78 to -3.31 eV and
-# its dimer dropped 0.48 eV inside the core window where the gate passes from one expert to another;
-# pinned, it rises, and test errors move by 0.9 % (Si) and 3.7 % (Mo) (docs/short-range.md).
-# Independent experts with regularise="zero" (the paper's fits) keep their own (Selector._shares_one_body).
-SHARED_ONE_BODY = True
 
 
 class Selector:
     def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, weights=None, fixed_one_body=None,
-                 regularise="global", kappa=0.0, restraint=None):
+                 regularise="global", kappa=0.0, restraint=None, shared_one_body=False):
         self.groups, self.joint, self.p1 = groups, joint, p1
         self.folds, self.k, self.D, self.S = folds, k, D, S
         self.Dp = D + S
@@ -48,6 +40,7 @@ class Selector:
         self.Z = Z
         self.regularise = regularise
         self.kappa = float(kappa)
+        self.shared_one_body = bool(shared_one_body)   # see _shares_one_body
         self.restraint = restraint   # dcace.restraints.RestraintRows or None: added to every training system
         self.n = len(folds)
         self.group_index = {}
@@ -108,10 +101,10 @@ class Selector:
 
     # ------------------------------------------------------------------ committees
     def _shares_one_body(self, theta_lin, independent=False):
-        """SHARED_ONE_BODY applies to joint committees and to experts that ridge toward the linear
+        """shared_one_body (fit option) applies to joint committees and to experts that ridge toward the linear
         model; independent experts with regularise="zero" stay the paper's, each its own model
         (a refit then changes only the experts whose clusters receive structures)."""
-        return SHARED_ONE_BODY and theta_lin is not None and not (independent and self.regularise == "zero")
+        return self.shared_one_body and theta_lin is not None and not (independent and self.regularise == "zero")
 
     def _prior(self, M, theta_lin, independent=False):
         """Ridge target of an M-expert committee: the global linear solution ("global"), else zero;
