@@ -716,8 +716,6 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             M_sel, tau_sel, lam_dc, gate = M_atom, atom_fit["tau"], atom_fit["ridge"], atom_fit["gate"]
             theta_final, gate_used = atom_fit["theta"], "atom"
             models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
-            if restraint_rows is not None:
-                notes.append("atom gate: the repulsion restraints constrain the linear model only, not the experts")
         if gate_kind == "auto":
             notes.append("--gate auto: CV loss " + ", ".join(f"{k} {v:.6g}" for k, v in gate_cv.items() if v is not None)
                          + f"; chosen: {gate_used}")
