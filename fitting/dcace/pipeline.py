@@ -212,12 +212,22 @@ class _Rows:
         self.wF, self.wS = wF, wS
         self.wF2 = wF * wF
         self.wS2 = wS * wS
+        self.kept = {}   # id(frame) -> rows computed by the cost estimate, handed to pass 2 once
 
     def __call__(self, fr):
+        kept = self.kept.pop(id(fr), None)
+        if kept is not None:
+            return kept
         try:
             r = self.basis.fitting_rows(fr.atoms)
         except ValueError as exc:
             return exc
+        return r
+
+    def keep(self, fr):
+        """Rows of fr, kept for pass 2 (the cost estimate's sample is not computed twice)."""
+        r = self(fr)
+        self.kept[id(fr)] = r
         return r
 
 
@@ -581,6 +591,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                       None if bar is None else bar.update)
     if bar is not None:
         bar.close()
+    rows_fn.kept.clear()   # sampled rows of structures another rank featurised
     stress_store = ranks.gather_dict(stress_store)
     if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share)
         return None
@@ -593,7 +604,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint)
+                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
+                   threads=threads)
     if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
         sel.sc = fixed.arrays["column_scale"]
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
@@ -814,7 +826,7 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
         return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B),
                      P[idx], idx)
 
-    est = cost.estimate_pass2(rows_fn, gram, frames, [groups, *joint.values()], zero_batch, seed=seed)
+    est = cost.estimate_pass2(rows_fn.keep, gram, frames, [groups, *joint.values()], zero_batch, seed=seed)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
                             joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads)
