@@ -44,6 +44,7 @@ from .data import Dataset, DataError, read_data
 from .grade import fit_grade
 from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
+from .state_pack import canonical_sums
 from .potential import Potential
 from .report import ErrorStats, FitReport
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
@@ -464,8 +465,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     # adds exactly the blocks a from-scratch fit adds after the state's), accumulated in batches
     # whose work arrays (2B x D'^2) stay below ~64 MiB
     blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
+    n_kept = 0   # blocks of the state's structures in a reuse= fit (a refit has their sums)
     if split > offset:
-        blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
+        kept = fit_blocks(folds[:split], max(1, bsize))
+        n_kept, blocks = (len(kept) if reuse is not None else 0), kept + blocks
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
                                     [b - offset for b in blocks])
@@ -587,8 +590,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         return errors
 
     bar = _progress(None, n, "pass 2/3 fitting rows", progress) if progress else None
-    accumulate_blocks(ranks, blocks, folds, [groups, *joint.values()], block_batch,
-                      None if bar is None else bar.update)
+    accs, tick = [groups, *joint.values()], None if bar is None else bar.update
+    if n_kept:   # a reuse= fit: the state's blocks, then its sums in the stored form (as a refit reads them)
+        accumulate_blocks(ranks, blocks[:n_kept], folds, accs, block_batch, tick)
+        if ranks.is_root:
+            canonical_sums(groups, joint)
+    accumulate_blocks(ranks, blocks[n_kept:], folds, accs, lambda b, a: block_batch(b + n_kept, a), tick)
     if bar is not None:
         bar.close()
     rows_fn.kept.clear()   # sampled rows of structures another rank featurised

@@ -41,7 +41,8 @@ __all__ = ["STATE_FORMAT", "STATE_VERSION", "FitState", "StateError", "load_stat
            "frame_hash", "refit", "REFIT_SETTINGS"]
 
 STATE_FORMAT = "dcace-fit-state"
-STATE_VERSION = 1
+STATE_VERSION = 2   # 2: normal matrices as packed upper triangles (dcace.state_pack); 1 still loads
+READABLE_VERSIONS = (1, 2)
 
 #: fit() arguments a refit takes from the state (the others -- test, threads, progress, ... -- are free)
 REFIT_SETTINGS = ("elements", "cutoff", "body_order", "max_degree", "experts", "ridge", "energy_weight",
@@ -153,20 +154,38 @@ class FitState:
                 for j, i in enumerate(A["stress_index"])}
 
     def restore(self, groups, joint):
-        """Load the stored sums into freshly built accumulators (same candidates, same shapes)."""
+        """Load the stored sums into freshly built accumulators (same candidates, same shapes), in
+        the canonical form of dcace.state_pack (version 1 states are converted to it)."""
+        from . import state_pack
+
         if sorted(joint) != sorted(self.joint_keys):
             raise StateError(f"{self.path}: the state holds committees {sorted(self.joint_keys)}, this fit builds "
                              f"{sorted(joint)}")
-        def take(name, like):   # hand the loaded array over (no second copy of O(M^2 K^2) numbers)
+        def take(name, like, unpack=None):   # hand the loaded array over (no second copy of full matrices)
             a = np.ascontiguousarray(self.arrays.pop(name), dtype=float)
+            try:
+                a = a if unpack is None else unpack(a)
+            except ValueError as exc:
+                raise StateError(f"{self.path}: {name} of shape {a.shape} does not fit this fit: {exc}") from None
             if a.shape != like.shape:
                 raise StateError(f"{self.path}: {name} has shape {a.shape}, this fit needs {like.shape}")
             return a
 
-        groups.H, groups.h, groups.yy = (take(f"groups_{x}", getattr(groups, x)) for x in ("H", "h", "yy"))
+        Dp = groups.Dp
+        if "groups_Hp" in self.arrays:   # version 2: packed upper triangles
+            groups.H = take("groups_Hp", groups.H, lambda P: state_pack.restore_groups(P, Dp))
+        else:
+            groups.H = take("groups_H", groups.H)
+        groups.h, groups.yy = (take(f"groups_{x}", getattr(groups, x)) for x in ("h", "yy"))
         for j, key in enumerate(self.joint_keys):
             acc = joint[key]
-            acc.Sh, acc.h, acc.yy = (take(f"joint{j}_{x}", getattr(acc, x)) for x in ("Sh", "h", "yy"))
+            if f"joint{j}_Hp" in self.arrays:
+                acc.Sh = take(f"joint{j}_Hp", acc.Sh, lambda P, M=acc.M: state_pack.restore_joint(P, M, Dp))
+            else:
+                acc.Sh = take(f"joint{j}_Sh", acc.Sh)
+            acc.h, acc.yy = (take(f"joint{j}_{x}", getattr(acc, x)) for x in ("h", "yy"))
+        if self.meta.get("version") == 1:   # raw half blocks: into the form a reuse= fit also uses
+            state_pack.canonical_sums(groups, joint)
 
     def extend_pass1(self, Bsum, counts, E, frames, hashes):
         """Pass-1 arrays of the state's structures followed by the new ones' (a refit)."""
@@ -261,13 +280,14 @@ _PER_STRUCTURE = ("Bsum", "counts", "E", "weights", "folds", "frame_hash")
 def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fixed, core_extremes, st, V, clusterings, groups,
                 joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, column_scale=None, notes=()) -> FitState:
     """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``)."""
-    from . import _core
+    from . import _core, state_pack
 
     A = {"Bsum": p1.Bsum, "counts": p1.counts, "E": p1.E, "e_ref": p1.e_ref, "weights": np.asarray(wts, float),
          "folds": np.asarray(folds, dtype=np.int64), "frame_hash": np.array(hashes, dtype="U16"),
          "e_fixed": np.asarray(e_fixed, float), "std_mean": st.mean, "std_scale": st.scale,
          "projection": np.asarray(V, float), "theta_coef": np.asarray(coef, float),
-         "theta_one_body": np.asarray(one_body, float), "column_scale": np.asarray(column_scale, float), "groups_H": groups.H, "groups_h": groups.h, "groups_yy": groups.yy}
+         "theta_one_body": np.asarray(one_body, float), "column_scale": np.asarray(column_scale, float),
+         "groups_Hp": state_pack.pack_groups(groups.H), "groups_h": groups.h, "groups_yy": groups.yy}
     if core_extremes is not None:
         A["core_shortest"], A["core_rho_max"] = (np.asarray(x, float) for x in core_extremes)
     for M, cl in clusterings.items():
@@ -276,7 +296,7 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
     keys = sorted(joint)
     for j, key in enumerate(keys):
         acc = joint[key]
-        A[f"joint{j}_Sh"], A[f"joint{j}_h"], A[f"joint{j}_yy"] = acc.Sh, acc.h, acc.yy
+        A[f"joint{j}_Hp"], A[f"joint{j}_h"], A[f"joint{j}_yy"] = state_pack.pack_joint(acc), acc.h, acc.yy
     idx = sorted(stress_store)
     D = p1.Bsum.shape[1]
     A["stress_index"] = np.array(idx, dtype=np.int64)
@@ -333,14 +353,15 @@ def load_state(path) -> FitState:
             raise StateError(f"{path}: corrupted __meta__ record: {exc}") from None
         if meta.get("format") != STATE_FORMAT:
             raise StateError(f"{path}: not a dcace fit state (format {meta.get('format')!r})")
-        if meta.get("version") != STATE_VERSION:
-            raise StateError(f"{path}: fit-state format version {meta.get('version')}, this dcace reads version "
-                             f"{STATE_VERSION}: refit from scratch")
+        if meta.get("version") not in READABLE_VERSIONS:
+            raise StateError(f"{path}: fit-state format version {meta.get('version')}, this dcace reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}: refit from scratch")
         if meta.get("dcace_version") != _core.__version__:
             raise StateError(f"{path}: written by dcace {meta.get('dcace_version')}, this is dcace "
                              f"{_core.__version__} (descriptors may differ): refit from scratch")
         arrays = {k: z[k] for k in z.files if k != "__meta__"}
-    need = set(_PER_STRUCTURE) | {"e_ref", "column_scale", "groups_H", "groups_h", "groups_yy", "std_mean", "std_scale", "projection"}
+    need = set(_PER_STRUCTURE) | {"e_ref", "column_scale", "groups_H" if meta["version"] == 1 else "groups_Hp",
+                                  "groups_h", "groups_yy", "std_mean", "std_scale", "projection"}
     missing = sorted(need - set(arrays))
     if missing:
         raise StateError(f"{path}: incomplete fit state, missing {missing}")

@@ -1,0 +1,86 @@
+"""Packed storage of a fit state's normal equations (fit-state format version 2, docs/fit-state.md).
+
+Every normal matrix of a fit is symmetric, so a state keeps only its upper triangle (float64,
+row-major: ``H[np.triu_indices(n)]``), half the bytes of version 1.  A jointly fitted committee is
+accumulated as "half blocks" S (``committee.JointAccumulator``: H_mm' = S_mm' + S_m'm^T), which are
+not symmetric; the state keeps the assembled, symmetric H of each fold, and a resumed fit continues
+from the canonical half blocks of that H:
+
+    S_mm' = H_mm' (m < m'),   S_mm = H_mm / 2,   S_m'm = 0 (m < m'),
+
+which assemble to the same H bit for bit (x + 0 = x, x/2 + x/2 = x).  A fit from scratch that
+reuses a state (``fit(reuse=S)``) puts its sums in the same form after the state's structures
+(``canonical_sums``), so an incremental refit still equals it bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["pack_groups", "pack_joint", "restore_groups", "restore_joint", "canonical_sums"]
+
+
+def _upper(n):
+    return np.triu_indices(n)
+
+
+def _symmetric_from_upper(A):
+    """A (..., n, n) whose upper triangles hold symmetric matrices -> the full matrices."""
+    U = np.triu(A)
+    return U + np.swapaxes(np.triu(A, 1), -1, -2)
+
+
+def _half_blocks(H, M, Dp):
+    """Canonical half blocks (M, M, D', D') of an (M D', M D') matrix whose upper triangle holds H."""
+    H4 = H.reshape(M, Dp, M, Dp)
+    S = np.zeros((M, M, Dp, Dp))
+    for m in range(M):
+        S[m, m] = 0.5 * _symmetric_from_upper(H4[m, :, m, :])
+        for q in range(m + 1, M):
+            S[m, q] = H4[m, :, q, :]
+    return S
+
+
+def pack_groups(H):
+    """(k, G, D', D') symmetric matrices -> (k, G, D'(D'+1)/2) upper triangles."""
+    iu = _upper(H.shape[-1])
+    return np.ascontiguousarray(H[..., iu[0], iu[1]])
+
+
+def pack_joint(acc):
+    """A JointAccumulator's per-fold assembled normal matrices -> (k, n(n+1)/2), n = M D'."""
+    n = acc.M * acc.Dp
+    iu = _upper(n)
+    out = np.empty((acc.Sh.shape[0], len(iu[0])))
+    for f in range(acc.Sh.shape[0]):
+        out[f] = acc.matrix(f)[iu]
+    return out
+
+
+def restore_groups(P, Dp):
+    """Packed (k, G, D'(D'+1)/2) -> full symmetric (k, G, D', D')."""
+    iu = _upper(Dp)
+    H = np.empty(P.shape[:-1] + (Dp, Dp))
+    H[..., iu[0], iu[1]] = P
+    H[..., iu[1], iu[0]] = P
+    return H
+
+
+def restore_joint(P, M, Dp):
+    """Packed (k, n(n+1)/2) -> canonical half blocks (k, M, M, D', D')."""
+    n = M * Dp
+    iu = _upper(n)
+    buf = np.zeros((n, n))
+    S = np.empty((P.shape[0], M, M, Dp, Dp))
+    for f in range(P.shape[0]):
+        buf[iu] = P[f]
+        S[f] = _half_blocks(buf, M, Dp)
+    return S
+
+
+def canonical_sums(groups, joint):
+    """Put accumulated sums in the stored form (in place; the assembled matrices do not change)."""
+    for f in range(groups.H.shape[0]):
+        groups.H[f] = _symmetric_from_upper(groups.H[f])
+    for acc in joint.values():
+        for f in range(acc.Sh.shape[0]):
+            acc.Sh[f] = _half_blocks(acc.matrix(f), acc.M, acc.Dp)
