@@ -237,7 +237,7 @@ def test_cli_refit_errors_and_nothing_overwritten(fits, work, frames, capsys):
     before = state.read_bytes()
     pot_before = (work / "Mo150.dcace").read_text()
     cases = [
-        (["fit", "--add", str(new), "-o", str(work / "x.dcace")], "--add/--recluster need --resume"),
+        (["fit", "--add", str(new), "-o", str(work / "x.dcace")], "--add/--recluster/--keep-core need --resume"),
         (["fit", "--resume", str(state), "-o", str(work / "x.dcace")], "needs --add"),
         (["fit", "--resume", str(state), "--add", str(new), "--cutoff", "5", "-o", str(work / "x.dcace")],
          "takes the fit settings from the state.*--cutoff"),
@@ -265,6 +265,36 @@ def test_cli_refit_writes_potential_and_state(fits, work, frames, capsys):
     pot = dcace.load(out)
     assert rel(pot.coefficients, fits[1].coefficients) <= 1e-10
     assert load_state(st2).n == 194
+
+
+def _pair_at(atoms, d):
+    """A copy of atoms with atom 1 moved along its bond to atom 0 (minimum image) to distance d."""
+    a = atoms.copy()
+    v = a.get_distance(0, 1, mic=True, vector=True)
+    a.positions[1] = a.positions[0] + v * (d / np.linalg.norm(v))
+    a.calc = atoms.calc
+    return a
+
+
+def test_new_data_in_the_core_is_an_error_unless_kept(fits, work, frames, capsys):
+    """The state's core window for Mo-Mo is 1.583-1.833 A (shortest distance of structures 0-149:
+    1.883 A).  A new structure with a pair inside it is an error naming the file, frame, pair and
+    distance (nothing written; the exact alternative, a fit from scratch, is --recluster); with
+    keep_core the refit runs and says so.  A pair between the window and the state's shortest
+    distance is fitted by ACE and gets a note."""
+    state = fits[3]
+    new = work / "close.xyz"
+    write(new, [_pair_at(frames[150], 1.70), _pair_at(frames[151], 1.86)], format="extxyz")
+    with pytest.raises(StateError, match=r"close.xyz, frame 0: Mo-Mo pair at 1.700 A, inside the state's core "
+                                         r"window 1.583-1.833 A.*--recluster.*--keep-core"):
+        refit(str(new), resume=state, progress=False, compare=False)
+    out = work / "close.dcace"
+    assert main(["fit", "--resume", str(state), "--add", str(new), "-o", str(out), "--quiet"]) == 2
+    assert "frame 0: Mo-Mo pair at 1.700 A" in capsys.readouterr().err and not out.exists()
+    pot = refit(str(new), resume=state, progress=False, compare=False, keep_core=True)
+    notes = " ".join(pot.report.notes)
+    assert "core stays that of the state (--keep-core)" in notes and "frame 0: Mo-Mo pair at 1.700 A" in notes
+    assert "closer than the state's shortest distances" in notes and "frame 1: Mo-Mo 1.860 A" in notes
 
 
 def test_recluster_is_a_full_refit_from_the_state_files(frames, work, capsys):

@@ -402,7 +402,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff) if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         if resume is not None:   # the core stays the state's: say where new data reaches into it
-            core_notes += resume.core_check(neighbour_extremes(data.frames, elements, cutoff), hi, elements)
+            core_notes += resume.core_check(data.frames, elements, cutoff, (lo, hi))
         window = (lo, hi)
     t_basis = time.perf_counter()
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,

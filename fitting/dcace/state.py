@@ -91,6 +91,7 @@ class FitState:
     meta: dict               # format, version, dcace_version, settings, n_features, files, joint keys, ...
     arrays: dict             # name -> np.ndarray
     path: str = "<memory>"
+    keep_core: bool = False  # a refit whose new data reach into the core keeps it (else: StateError)
 
     # ----------------------------------------------------------------- accessors
     @property
@@ -132,20 +133,46 @@ class FitState:
             out[int(M)] = Clustering(st, V, labels, C, sig, sizes)
         return out
 
-    def core_check(self, new_extremes, hi, elements):
-        """Notes where new structures reach into the state's short-range core (it stays fixed: ZBL
-        takes over there, so such structures are fitted only in part; a fit from scratch moves it)."""
-        shortest, rho = new_extremes
-        _, rho_old = self.core()
-        notes = []
+    def core_check(self, frames, elements, cutoff, window):
+        """The short-range core stays the state's (its windows come from the state's shortest
+        distances, its density handover from its densest atom).  New structures that reach into it
+        (a pair below a window top, an atom denser than the state's densest) are an error naming
+        the structure, pair and distance, unless ``keep_core`` (then a note): a fit from scratch
+        would move the core below them, which changes the basis, so the sums cannot give it.
+        Pairs closer than the state's shortest distance but above the window get a note."""
+        from .baseline import neighbour_extremes
+
+        (lo, hi), (shortest_old, rho_old) = window, self.core()
         S = len(elements)
-        close = [f"{elements[a]}-{elements[b]} {shortest[a, b]:.3f} A < {hi[a, b]:.3f}" for a in range(S)
-                 for b in range(a, S) if shortest[a, b] < hi[a, b]]
-        dense = [f"{el} {r:.4g} > {r0:.4g}" for el, r, r0 in zip(elements, rho, rho_old) if r > r0]
-        if close or dense:
-            notes.append("refit: the short-range core stays that of the state, and new structures reach into it ("
-                         + "; ".join(close + dense) + "): ZBL, not ACE, describes those neighbours/atoms; a fit "
-                         "from scratch (or --recluster) moves the core below the new data")
+        inside, below = [], []
+        for fr in frames:
+            shortest, rho = neighbour_extremes([fr], elements, cutoff)
+            for a in range(S):
+                for b in range(a, S):
+                    r, pair = shortest[a, b], f"{elements[a]}-{elements[b]}"
+                    if r < hi[a, b]:
+                        inside.append(f"{fr.where}: {pair} pair at {r:.3f} A, inside the state's core window "
+                                      f"{lo[a, b]:.3f}-{hi[a, b]:.3f} A")
+                    elif r < shortest_old[a, b]:
+                        below.append(f"{fr.where}: {pair} {r:.3f} A")
+            inside += [f"{fr.where}: {el} atom of core density {x:.4g} above the state's densest {x0:.4g}"
+                       for el, x, x0 in zip(elements, rho, rho_old) if x > x0]
+        notes = []
+        if below:
+            notes.append(f"refit: {len(below)} new structure(s) have pairs closer than the state's shortest "
+                         f"distances (ACE, above the core windows, describes them; a fit from scratch would place "
+                         f"the windows lower): " + "; ".join(below[:5]) + (" ..." if len(below) > 5 else ""))
+        if inside:
+            what = "; ".join(inside[:5]) + (f"; and {len(inside) - 5} more" if len(inside) > 5 else "")
+            if not self.keep_core:
+                raise StateError(
+                    f"{self.path}: new structures reach into the state's short-range core ({what}). A refit keeps "
+                    "the core fixed, so ZBL, not ACE, would describe these pairs/atoms; a fit from scratch moves "
+                    "the core below the new data (another basis, so the stored sums cannot give it). Refit from "
+                    "scratch on the state's training files plus the new ones (--recluster / recluster=True), or "
+                    "keep the state's core (--keep-core / keep_core=True)")
+            notes.append(f"refit: the short-range core stays that of the state (--keep-core), and new structures "
+                         f"reach into it ({what}): ZBL, not ACE, describes those pairs/atoms")
         return notes
 
     def stress_store(self):
@@ -376,7 +403,7 @@ def check_potential(state: FitState, potential_path) -> None:
                          f"(SHA-256 differs): give the state saved by the fit that wrote it")
 
 
-def refit(add, resume, *, test=None, state=None, recluster=False, progress=True, threads=None,
+def refit(add, resume, *, test=None, state=None, recluster=False, keep_core=False, progress=True, threads=None,
           memory_budget_gb=None, keep_arrays=False, batch_size=None, verbose=False, compare=True):
     """Incremental refit: the state's fit plus the structures in ``add`` (paths, Atoms list or Dataset).
 
@@ -387,12 +414,15 @@ def refit(add, resume, *, test=None, state=None, recluster=False, progress=True,
     received them and how much each expert's coefficients changed.  With ``recluster=True`` the
     state cannot help (new clusters change every gate and every committee's sums): the state's
     training files are read again and everything is refitted from scratch (said in the notes).
+    New structures that reach into the state's short-range core are a StateError unless
+    ``keep_core=True`` or ``recluster=True`` (``FitState.core_check``).
     """
     from .parallel import Ranks, default_threads
     from .pipeline import _fit
     from .ridge import single_threaded_blas
 
     st = load_state(resume)
+    st.keep_core = bool(keep_core)
     kw = {k: st.settings.get(k) for k in REFIT_SETTINGS}
     threads = default_threads(1) if threads is None else threads   # as dcace.fit: the cores it may use
     kw["temperatures"] = tuple(kw["temperatures"])
