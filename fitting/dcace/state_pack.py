@@ -1,10 +1,13 @@
 """Packed storage of a fit state's normal equations (fit-state format version 2, docs/fit-state.md).
 
-Every normal matrix of a fit is symmetric, so a state keeps only its upper triangle (float64,
-row-major: ``H[np.triu_indices(n)]``), half the bytes of version 1.  A jointly fitted committee is
-accumulated as "half blocks" S (``committee.JointAccumulator``: H_mm' = S_mm' + S_m'm^T), which are
-not symmetric; the state keeps the assembled, symmetric H of each fold, and a resumed fit continues
-from the canonical half blocks of that H:
+Every normal matrix of a fit is symmetric, so a state keeps only its upper triangle (float64), half
+the bytes of version 1: for the linear model and the independent experts ``H[np.triu_indices(D')]``;
+for a committee of M experts the upper block triangle (``_block_layout``: the blocks H_mq, m < q,
+in full, then the upper triangles of the diagonal blocks H_mm), read and written block by block.
+
+A jointly fitted committee is accumulated as "half blocks" S (``committee.JointAccumulator``:
+H_mm' = S_mm' + S_m'm^T), which are not symmetric; the state keeps the assembled, symmetric H of
+each fold, and a resumed fit continues from the canonical half blocks of that H:
 
     S_mm' = H_mm' (m < m'),   S_mm = H_mm / 2,   S_m'm = 0 (m < m'),
 
@@ -46,13 +49,35 @@ def pack_groups(H):
     return np.ascontiguousarray(H[..., iu[0], iu[1]])
 
 
+def _block_layout(M, Dp):
+    """Offsets of a committee's packed matrix: the blocks H_mq (m < q, row-major order) in full,
+    then the upper triangle of each diagonal block H_mm -- n(n+1)/2 numbers, n = M D'."""
+    off, pos = {}, 0
+    for m in range(M):
+        for q in range(m + 1, M):
+            off[(m, q)] = pos
+            pos += Dp * Dp
+    tri = Dp * (Dp + 1) // 2
+    for m in range(M):
+        off[(m, m)] = pos
+        pos += tri
+    return off, pos
+
+
 def pack_joint(acc):
-    """A JointAccumulator's per-fold assembled normal matrices -> (k, n(n+1)/2), n = M D'."""
-    n = acc.M * acc.Dp
-    iu = _upper(n)
-    out = np.empty((acc.Sh.shape[0], len(iu[0])))
+    """A JointAccumulator's per-fold normal matrices, packed (k, n(n+1)/2) by blocks (_block_layout),
+    straight from its half blocks: H_mq = S_mq + S_qm^T."""
+    M, Dp = acc.M, acc.Dp
+    off, size = _block_layout(M, Dp)
+    iu = _upper(Dp)
+    out = np.empty((acc.Sh.shape[0], size))
     for f in range(acc.Sh.shape[0]):
-        out[f] = acc.matrix(f)[iu]
+        S = acc.Sh[f]
+        for (m, q), o in off.items():
+            if m < q:
+                np.add(S[m, q], S[q, m].T, out=out[f, o:o + Dp * Dp].reshape(Dp, Dp))
+            else:
+                out[f, o:o + len(iu[0])] = (S[m, m] + S[m, m].T)[iu]
     return out
 
 
@@ -67,13 +92,19 @@ def restore_groups(P, Dp):
 
 def restore_joint(P, M, Dp):
     """Packed (k, n(n+1)/2) -> canonical half blocks (k, M, M, D', D')."""
-    n = M * Dp
-    iu = _upper(n)
-    buf = np.zeros((n, n))
-    S = np.empty((P.shape[0], M, M, Dp, Dp))
+    off, size = _block_layout(M, Dp)
+    if P.shape[-1] != size:
+        raise ValueError(f"{P.shape[-1]} numbers per fold, M = {M} experts of {Dp} unknowns need {size}")
+    iu = _upper(Dp)
+    S = np.zeros((P.shape[0], M, M, Dp, Dp))
+    tri = np.empty((Dp, Dp))
     for f in range(P.shape[0]):
-        buf[iu] = P[f]
-        S[f] = _half_blocks(buf, M, Dp)
+        for (m, q), o in off.items():
+            if m < q:
+                S[f, m, q] = P[f, o:o + Dp * Dp].reshape(Dp, Dp)
+            else:
+                tri[iu] = P[f, o:o + len(iu[0])]
+                S[f, m, m] = 0.5 * _symmetric_from_upper(tri)
     return S
 
 
