@@ -125,7 +125,7 @@ class Selector:
         S4, h = self._fold_sums(key)
         if fold is None:
             return acc._assemble(S4), h.copy()
-        return acc._assemble(S4 - acc.Sh[fold]), h - acc.h[fold]
+        return acc._assemble(S4, minus=acc.Sh[fold]), h - acc.h[fold]
 
     def _joint_folds(self, M, tau, jobs):
         """solve_joint(M, tau, lam, fold, theta_lin) for every (lam, fold, theta_lin) in jobs, on up
