@@ -81,13 +81,24 @@ def pack_joint(acc):
     return out
 
 
+def _fill_symmetric(out, P):
+    """out (..., n, n) <- the symmetric matrices whose row-major upper triangles are P (..., n(n+1)/2),
+    row by row (slices, no index arrays)."""
+    n = out.shape[-1]
+    o = 0
+    for i in range(n):
+        seg = P[..., o:o + n - i]
+        out[..., i, i:] = seg
+        out[..., i + 1:, i] = seg[..., 1:]
+        o += n - i
+    return out
+
+
 def restore_groups(P, Dp):
     """Packed (k, G, D'(D'+1)/2) -> full symmetric (k, G, D', D')."""
-    iu = _upper(Dp)
-    H = np.empty(P.shape[:-1] + (Dp, Dp))
-    H[..., iu[0], iu[1]] = P
-    H[..., iu[1], iu[0]] = P
-    return H
+    if P.shape[-1] != Dp * (Dp + 1) // 2:
+        raise ValueError(f"{P.shape[-1]} numbers per matrix, {Dp} unknowns need {Dp * (Dp + 1) // 2}")
+    return _fill_symmetric(np.empty(P.shape[:-1] + (Dp, Dp)), P)
 
 
 def restore_joint(P, M, Dp):
@@ -95,16 +106,14 @@ def restore_joint(P, M, Dp):
     off, size = _block_layout(M, Dp)
     if P.shape[-1] != size:
         raise ValueError(f"{P.shape[-1]} numbers per fold, M = {M} experts of {Dp} unknowns need {size}")
-    iu = _upper(Dp)
+    tri = Dp * (Dp + 1) // 2
     S = np.zeros((P.shape[0], M, M, Dp, Dp))
-    tri = np.empty((Dp, Dp))
-    for f in range(P.shape[0]):
-        for (m, q), o in off.items():
-            if m < q:
-                S[f, m, q] = P[f, o:o + Dp * Dp].reshape(Dp, Dp)
-            else:
-                tri[iu] = P[f, o:o + len(iu[0])]
-                S[f, m, m] = 0.5 * _symmetric_from_upper(tri)
+    for (m, q), o in off.items():
+        if m < q:
+            S[:, m, q] = P[:, o:o + Dp * Dp].reshape(-1, Dp, Dp)
+        else:
+            _fill_symmetric(S[:, m, m], P[:, o:o + tri])
+            S[:, m, m] *= 0.5
     return S
 
 
