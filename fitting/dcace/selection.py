@@ -27,7 +27,7 @@ __all__ = ["Selector"]
 
 class Selector:
     def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, weights=None, fixed_one_body=None,
-                 regularise="global", kappa=0.0, restraint=None, threads=1):
+                 regularise="global", kappa=0.0, restraint=None):
         self.groups, self.joint, self.p1 = groups, joint, p1
         self.folds, self.k, self.D, self.S = folds, k, D, S
         self.Dp = D + S
@@ -52,7 +52,6 @@ class Selector:
         self.frac = np.array([(folds != f).sum() / self.n for f in range(k)])
         self.fold_idx = [np.flatnonzero(folds == f) for f in range(k)]
         self._lin_cache = {}
-        self.threads = max(1, int(threads))   # independent fold solves run side by side (LAPACK frees the GIL)
         self._joint_sums = (None, None)   # (key, (S4 over all folds, h over all folds)) of the latest candidate
         self._restraint_sums = (None, None)   # (key, (H, h)) of the restraint rows of the latest candidate
 
@@ -128,18 +127,9 @@ class Selector:
         return acc._assemble(S4, minus=acc.Sh[fold]), h - acc.h[fold]
 
     def _joint_folds(self, M, tau, jobs):
-        """solve_joint(M, tau, lam, fold, theta_lin) for every (lam, fold, theta_lin) in jobs, on up
-        to self.threads threads (each solve is independent: the same numbers on any thread count)."""
-        self._fold_sums((M, tau))   # shared by all jobs: computed once, before the threads start
-        if self.restraint is not None:
-            self._restraint_committee((M, tau))
-        solve = lambda job: self.solve_joint(M, tau, *job)  # noqa: E731
-        if self.threads <= 1 or len(jobs) < 2:
-            return [solve(job) for job in jobs]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(self.threads, len(jobs))) as ex:
-            return list(ex.map(solve, jobs))
+        """solve_joint(M, tau, lam, fold, theta_lin) for every (lam, fold, theta_lin) in jobs (one
+        candidate: its fold sums and restraint matrices are formed once for all of them)."""
+        return [self.solve_joint(M, tau, *job) for job in jobs]
 
     def solve_joint(self, M, tau, lam, fold=None, theta_lin=None, kappa=None):
         acc = self.joint[(M, tau)]
