@@ -10,6 +10,8 @@
  *   pass 2: the linear-ACE adjoint with c_eff for forces (dE/dr_ij applied to i and to the
  *          neighbour j, ghosts included: newton on, LAMMPS reverse-communicates) and with
  *          sum_m w_m c_m for per-atom energies, which sum to E.
+ * With a local (atom) gate there is no pass 1: each atom is gated on its own B_i inside
+ * Potential::atom_energy_gradient (per-atom effective coefficients), no reduction, one pass.
  * The per-atom virial is tallied pair by pair from r_ij and dE/dr_ij; the global virial comes from
  * virial_fdotr_compute() unless pair_modify nofdotr asks for the pairwise tally.
  */
@@ -74,6 +76,8 @@ struct PairDCACE::Impl {
     int n = 0;
   };
   std::vector<AtomCache> cache;
+  // local (atom) gate: no pass 1; the gate weights of every local atom of the last step (nlocal x M)
+  std::vector<double> atom_weights;
 
   // compute dcace/atom: descriptors of a block of atoms, their species, indices, grades, scratch
   std::vector<double> grade_B, grade_out, grade_core, grade_scratch;
@@ -434,9 +438,17 @@ void PairDCACE::compute(int eflag, int vflag)
   const int *ilist = list->ilist;
   dcace::Combination &comb = d.comb;
 
-  // pass 1: the global gate (M > 1 only)
+  // pass 1: the global gate (structure gate with M > 1 only; a local gate needs none)
 
-  if (M > 1) {
+  const bool local_gate = pot.local_gate();
+  const bool two_pass = M > 1 && !local_gate;
+  if (local_gate) {
+    d.atom_weights.assign(static_cast<size_t>(nlocal) * M, 0.0);
+    if (!d.comb_valid) {
+      pot.combine(nullptr, nullptr, comb);
+      d.comb_valid = true;
+    }
+  } else if (two_pass) {
     // reduced per step: sum_i B_i (S x K), counts (S) and, with a density core, sum_i (f_i - 1) B_i
     const bool core = pot.baseline().has_density_core();
     const size_t SK = static_cast<size_t>(S) * K, nsum = SK + S + (core ? SK : 0);
@@ -495,7 +507,7 @@ void PairDCACE::compute(int eflag, int vflag)
     if (s < 0) continue;
     int n;
     Impl::AtomCache *c = nullptr;
-    if (M > 1) {  // neighbours and A from pass 1
+    if (two_pass) {  // neighbours and A from pass 1
       c = &d.cache[ii];
       std::swap(c->rij, d.rij);
       std::swap(c->zj, d.zj);
@@ -508,7 +520,8 @@ void PairDCACE::compute(int eflag, int vflag)
     double ei = 0.0;
     try {
       ei = pot.atom_energy_gradient(s, n, d.rij.data(), d.zj.data(), comb, c ? c->A.data() : nullptr,
-                                    d.dE.data(), d.sc);
+                                    d.dE.data(), d.sc,
+                                    local_gate ? d.atom_weights.data() + static_cast<size_t>(i) * M : nullptr);
     } catch (std::exception &e) {
       error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
@@ -544,7 +557,14 @@ void PairDCACE::compute(int eflag, int vflag)
 
   if (nextra > 0) {
     for (int k = 0; k < npvector_alloc; k++) pvector[k] = 0.0;
-    if (comm->me == 0) {
+    if (local_gate) {  // each rank its atoms' share of the mean weights (compute pair sums ranks)
+      const double inv = atom->natoms > 0 ? 1.0 / static_cast<double>(atom->natoms) : 0.0;
+      for (int ii = 0; ii < inum; ii++) {
+        const int i = ilist[ii];
+        if (map[type[i]] < 0) continue;
+        for (int m = 0; m < M; m++) pvector[m] += inv * d.atom_weights[static_cast<size_t>(i) * M + m];
+      }
+    } else if (comm->me == 0) {
       for (int m = 0; m < M; m++) pvector[m] = comb.weights[m];
       pvector[M] = comb.nearest;
     }
@@ -565,7 +585,8 @@ void PairDCACE::extrapolation_per_atom(double **out, const int *mask, int groupb
   Impl &d = *impl;
   if (!d.pot || !d.pot->has_grade())
     error->all(FLERR, "compute dcace/atom: potential file {} has no extrapolation grade", d.filename);
-  if (!list || static_cast<int>(d.comb.weights.size()) != d.n_experts)
+  if (!list || static_cast<int>(d.comb.weights.size()) != d.n_experts ||
+      (d.pot->local_gate() && d.atom_weights.size() < static_cast<size_t>(atom->nlocal) * d.n_experts))
     error->all(FLERR, "compute dcace/atom is used before pair dcace has computed forces (run 0 first)");
   const int *type = atom->type;
   const tagint *tag = atom->tag;
@@ -587,7 +608,8 @@ void PairDCACE::extrapolation_per_atom(double **out, const int *mask, int groupb
     for (int a = 0; a < fill; a++) {
       const int i = d.grade_i[a];
       out[i][0] = std::max(d.grade_out[a], d.grade_core[a]);   // MaxVol and the short-range core
-      for (int m = 0; m < M; m++) out[i][1 + m] = d.comb.weights[m];
+      for (int m = 0; m < M; m++)
+        out[i][1 + m] = d.pot->local_gate() ? d.atom_weights[static_cast<size_t>(i) * M + m] : d.comb.weights[m];
     }
     fill = 0;
   };

@@ -2,8 +2,10 @@
 
 Every rank fits through the Python API with comm=MPI.COMM_WORLD and writes what it got back:
   OUTDIR/api.rank<r>.dcace    Zuo Mo (every 2nd), many blocks per fold (batch_size=8), experts auto
-  OUTDIR/idle.rank<r>.dcace   6 structures, 2 folds: 2 blocks, so ranks 2.. have nothing to do
+  OUTDIR/idle.rank<r>.dcace   6 structures (a Dataset), 2 folds: 2 blocks, so ranks 2.. have nothing to do
   OUTDIR/bad.rank<r>.txt      the error every rank raised for a bad frame (owned by one rank)
+  OUTDIR/held.rank<r>.txt     how many frames this rank kept in the API fit (the others: FrameStubs)
+  OUTDIR/grade.npz            rank 0: fit_grade over the ranks' own structures, subsampled species
 """
 import sys
 from pathlib import Path
@@ -11,16 +13,34 @@ from pathlib import Path
 from ase.io import read
 from mpi4py import MPI
 
+import numpy as np
+
 import dcace
-from test_mpi_fit import API_KW, BAD_KW, IDLE_KW, MO_TRAIN
+import dcace.pipeline
+from dcace.grade import fit_grade
+from dcace.parallel import Ranks
+from test_mpi_fit import API_KW, BAD_KW, GRADE_ATOMS, IDLE_KW, MO_TEST, MO_TRAIN, grade_basis
 
 out = Path(sys.argv[1])
 comm = MPI.COMM_WORLD
 r = comm.Get_rank()
 frames = read(MO_TRAIN, "::2")
-pot = dcace.fit(frames, comm=comm, **API_KW)
+held = []
+read_data = dcace.pipeline.read_data
+
+
+def counting_read(*args, **kw):   # the real reader; records what this rank kept of the training set
+    ds = read_data(*args, **kw)
+    held.append(len(ds.kept))
+    return ds
+
+
+dcace.pipeline.read_data = counting_read
+pot = dcace.fit(frames, comm=comm, test=read(MO_TEST, "::4"), **API_KW)
+dcace.pipeline.read_data = read_data
 (out / f"api.rank{r}.dcace").write_text(pot.to_string())
-pot = dcace.fit(frames[:6], comm=comm, **IDLE_KW)
+(out / f"held.rank{r}.txt").write_text(str(held[0]))
+pot = dcace.fit(dcace.read_data(frames[:6]), comm=comm, **IDLE_KW)   # a Dataset: every rank holds it all
 (out / f"idle.rank{r}.dcace").write_text(pot.to_string())
 try:
     dcace.fit(sys.argv[2], comm=comm, **BAD_KW)
@@ -28,3 +48,12 @@ try:
 except dcace.DataError as exc:
     msg = f"{type(exc).__name__}: {exc}"
 (out / f"bad.rank{r}.txt").write_text(msg)
+
+basis = grade_basis()
+mine = [i for i in range(len(frames)) if i % comm.Get_size() == r]   # any split: the sums are in structure order
+counts = np.array([np.bincount(basis.species_of(a), minlength=1) for a in frames])
+G, notes, stats = fit_grade(basis, [frames[i] for i in mine], seed=3, max_atoms=GRADE_ATOMS, ranks=Ranks(comm),
+                            positions=mine, counts=counts)
+if r == 0:
+    np.savez(out / "grade.npz", G=G[0], above=stats["species"][0]["above_1"], gmax=stats["max_training_grade"],
+             fraction=stats["fraction_above_1"], notes="\n".join(notes))

@@ -2,7 +2,8 @@
 
 1, 2 and 4 ranks must write the serial fit's bytes (fixed blocks of structures summed in block
 order, dcace.parallel), through the command line and the Python API; a bad frame on one rank stops
-every rank with the same message naming file and frame, and no rank hangs (timeouts).
+every rank with the same message naming file and frame, and no rank hangs (timeouts).  Each rank keeps
+only its own blocks' frames (read_data(keep=)); pass 3 and the grade run where the frames are.
 A reduced basis (body order 3, degree 6) keeps the runs short; the arithmetic is the same.
 """
 from __future__ import annotations
@@ -12,15 +13,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ase.io import read, write
 
 import dcace
 from dcace import parallel
+from dcace.data import count_frames
 
 BIN = Path(sys.executable).parent
 MPIEXEC = BIN / "mpiexec"
 MO_TRAIN = Path(__file__).resolve().parents[1] / "examples" / "data" / "zuo2020" / "Mo_train.xyz"
+MO_TEST = MO_TRAIN.with_name("Mo_test.xyz")
+GRADE_ATOMS = 700    # fewer than the Mo atoms of every 2nd training structure: the subsampled grade path
 CLI = ["--elements", "Mo", "--cutoff", "5.2", "--body-order", "3", "--max-degree", "6", "--experts", "auto",
        "--threads", "1", "--quiet"]
 API_KW = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=6, experts="auto", threads=1,
@@ -31,6 +36,9 @@ BAD_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=1
               baseline=None, progress=False)
 BAD_FRAME = 37
 
+
+def grade_basis():
+    return dcace.ACEBasis(["Mo"], 5.2, 3, 6)
 
 
 def test_mpiexec_is_installed():
@@ -75,8 +83,15 @@ def test_cli_1_2_4_ranks_write_the_serial_bytes(tmp_path, capsys):
 
 
 def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file):
+    """... with a test set (evaluated on rank 0) and every rank holding only its own blocks' frames;
+    the grade's MaxVol, gathered from the ranks' structures, is the serial one to the last bit."""
+    import numpy as np
+    from dcace.grade import fit_grade
+
     frames = read(MO_TRAIN, "::2")
-    ref = dcace.fit(frames, **API_KW).to_string()
+    ref = dcace.fit(frames, test=read(MO_TEST, "::4"), **API_KW).to_string()
+    G_ref, notes_ref, stats_ref = fit_grade(grade_basis(), frames, seed=3, max_atoms=GRADE_ATOMS)
+    assert "subsample of 700" in notes_ref[0]
     ref_idle = dcace.fit(frames[:6], **IDLE_KW).to_string()
     with pytest.raises(dcace.DataError) as serial_err:
         dcace.fit(str(bad_file), **BAD_KW)
@@ -88,6 +103,13 @@ def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file):
         assert (tmp_path / f"api.rank{r}.dcace").read_text() == ref, f"rank {r}: API fit differs from serial"
         assert (tmp_path / f"idle.rank{r}.dcace").read_text() == ref_idle, f"rank {r}: idle-rank fit differs"
         assert (tmp_path / f"bad.rank{r}.txt").read_text() == f"DataError: {serial_err.value}"
+    held = [int((tmp_path / f"held.rank{r}.txt").read_text()) for r in range(4)]
+    assert sum(held) == len(frames) and max(held) < len(frames) / 2, held   # each rank its own blocks only
+    g = np.load(tmp_path / "grade.npz")
+    assert np.array_equal(g["G"], G_ref[0])
+    assert (int(g["above"]), float(g["gmax"]), float(g["fraction"]), str(g["notes"])) == (
+        stats_ref["species"][0]["above_1"], stats_ref["max_training_grade"], stats_ref["fraction_above_1"],
+        "\n".join(notes_ref))
 
 
 def test_cli_bad_frame_on_one_rank_stops_all_ranks(tmp_path, bad_file):
@@ -98,6 +120,25 @@ def test_cli_bad_frame_on_one_rank_stops_all_ranks(tmp_path, bad_file):
     msg = f"dcace: error: {bad_file}, frame {BAD_FRAME}: atom 0: neighbour at distance 0.3 A"
     assert p.stderr.count(msg) == 4, p.stderr      # every rank, the same message
     assert not (tmp_path / "bad.dcace").exists()
+
+
+def test_read_keep_holds_only_those_frames_and_counts_before_reading(tmp_path):
+    """read_data(keep=) validates every frame but keeps only the given positions (over all files);
+    count_frames agrees with the reader, for extended XYZ (atom-count lines) and other formats."""
+    full = dcace.read_data([MO_TRAIN, MO_TEST], elements=["Mo"])
+    n_train = count_frames(MO_TRAIN)
+    keep = {0, 5, n_train - 1, n_train, n_train + 3}   # positions in both files
+    part = dcace.read_data([MO_TRAIN, MO_TEST], elements=["Mo"], keep=keep)
+    assert count_frames([MO_TRAIN, MO_TEST]) == len(full) == len(part)
+    assert [i for i, _ in part.kept] == sorted(keep)
+    assert all(np.array_equal(f.forces, full.frames[i].forces) for i, f in part.kept)
+    assert [f.energy for f in part.frames] == [f.energy for f in full.frames]
+    assert [f.n_atoms for f in part.frames] == [f.n_atoms for f in full.frames]
+    assert (part.files, part.notes, part.n_with_stress) == (full.files, full.notes, full.n_with_stress)
+    write(tmp_path / "some.traj", read(MO_TEST, ":7"))
+    assert count_frames(tmp_path / "some.traj") == 7
+    frames = read(MO_TEST, ":4")
+    assert dcace.read_data(frames, keep={1}).files == dcace.read_data(frames).files   # hash of the Atoms
 
 
 def test_bad_comm_and_missing_mpi4py(monkeypatch):

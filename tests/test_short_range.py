@@ -30,7 +30,7 @@ from ase.io import read
 
 import dcace
 from dcace import _core
-from dcace.baseline import shortest_distances
+from dcace.baseline import HI_MIN_GAP, core_window, shortest_distances
 from dcace.probes import compression_curve, dimer_curve, equilibrium, first_violation
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
@@ -223,16 +223,35 @@ DEFAULT_SETS = {  # elements, cutoff (the paper's), crystal
 }
 
 
+# Default committees whose compressed crystal is not monotone (measured on this commit): the
+# structure gate hands the crystal from one expert to another within 1-8 % of compression, and the
+# experts disagree there by up to 2 eV/atom (Si: gate weights [0, 0, 0.1, 0, 0.9] -> [0, 0, 1, 0, 0]
+# between a/a0 = 1.00 and 0.99). Below the data the core acts on every expert alike; the jump is
+# the gate's, with or without a shared one-body term. Local gates (issue 11) or a fall-back to the
+# linear model where the grade exceeds 1 are the candidates (docs/short-range.md).
+GATE_SWITCH_COMPRESSION = {"Si", "Ge", "Ni"}
+
+
 @pytest.mark.parametrize("name", list(DEFAULT_SETS))
 def test_default_fit_is_safe_off_the_data(name):
-    """A default-basis fit (body order 4, degree 12; linear, to keep CI short: below the data the
-    core does not depend on the experts) probed below its data."""
+    """A default fit (`dcace fit` with no options: body order 4, degree 12, `--experts auto`, which
+    picks a committee for the six Zuo elements) probed below its data. Where the fit raised a
+    window top towards the data (baseline.core_shifts), the training structures' energies are those
+    of the potential with the window it was fitted with."""
     elements, rc, crystal = DEFAULT_SETS[name]
     train, keys = _tial() if name == "TiAl" else _zuo(name)
-    pot = dcace.fit(train, elements=elements, cutoff=rc, experts=1, progress=False, compare=False, **keys)
+    pot = dcace.fit(train, elements=elements, cutoff=rc, progress=False, compare=False, **keys)
     assert pot.baseline == "zbl"
-    rmin = shortest_distances(read(train, ":"), elements, rc)
-    lo_w, _ = pot.basis.core_window
+    frames = read(train, ":")
+    rmin = shortest_distances(frames, elements, rc)
+    lo_w, hi_w = pot.basis.core_window
+    _, hi_fit, _ = core_window(elements, rmin, rc, pot.basis.inner_cutoff)
+    assert (hi_w >= hi_fit).all() and (hi_w <= rmin - HI_MIN_GAP + 1e-9).all()
+    if (hi_w > hi_fit).any():
+        fitted = dcace.Potential.from_parts(pot.basis.with_core_window((lo_w, hi_fit)), pot.coefficients,
+                                            pot.one_body, pot.gate, {}, short_range=pot.short_range)
+        for fr in frames[::4]:
+            assert pot.compute(fr)["energy"] == pytest.approx(fitted.compute(fr)["energy"], rel=1e-12, abs=1e-9)
     for (i, a), (j, b) in itertools.combinations_with_replacement(enumerate(elements), 2):
         r = np.linspace(rmin[i, j], 0.1, 1000)
         E = dimer_curve(pot, a, b, r)
@@ -248,8 +267,15 @@ def test_default_fit_is_safe_off_the_data(name):
     scales = np.linspace(1.0, 0.4, 61)
     Ec, P = compression_curve(pot, equilibrium(pot, crystal()), scales)
     k = first_violation(Ec)
-    assert k is None, f"{name}: compressed crystal energy falls at a/a0 = {scales[k]:.3f}"
-    assert (P[scales < 0.95] > 0).all(), f"{name}: pressure <= 0 at a/a0 = {scales[(scales < 0.95) & (P <= 0)]}"
+    problems = [] if k is None else [f"energy falls at a/a0 = {scales[k]:.3f}"]
+    if not (P[scales < 0.95] > 0).all():
+        problems.append(f"pressure <= 0 at a/a0 = {scales[(scales < 0.95) & (P <= 0)]}")
+    if name in GATE_SWITCH_COMPRESSION:
+        # known, issue 10 open: see GATE_SWITCH_COMPRESSION; fails loudly once it is fixed
+        assert problems, f"{name}: the committee's compressed crystal is now monotone: remove it from " \
+                         "GATE_SWITCH_COMPRESSION"
+        pytest.xfail(f"{name} committee (M = {pot.n_experts}): " + "; ".join(problems))
+    assert not problems, f"{name} (M = {pot.n_experts}): compressed crystal " + "; ".join(problems)
 
 
 @pytest.mark.parametrize("name", ["Mo", "Si"])
@@ -331,7 +357,7 @@ def test_core_round_trips_and_old_files_load(mo_linear, tmp_path):
 
 def test_core_shift_round_trips_and_version_3_loads(mo_shifted, tmp_path):
     text = mo_shifted.to_string()
-    assert text.startswith("dcace-potential 5\n") and "\ncore_shift 1 1\n" in text
+    assert text.startswith("dcace-potential 6\n") and "\ncore_shift 1 1\n" in text
     back = dcace.Potential(_core.PotentialCore.parse(text, "x.dcace"))
     assert back.to_string() == text and back.short_range["pair_shift"] == [4.0]
     v3 = dcace.load(OLD / "v3_Mo_core_grade.dcace")   # written by dcace ffbfd85 (format 3: no core_shift)

@@ -404,6 +404,16 @@ double ACEBasis::energy_gradient(int zi, int n_neigh, const double* rij, const i
   return adjoint(n_neigh, rij, zj, ws.A.data(), w, dE_drij, ws, w_energy);
 }
 
+void ACEBasis::prepare_gradient(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
+  atomic_base(zi, n_neigh, rij, zj, ws, true);
+  monomial_values(ws);
+}
+
+double ACEBasis::gradient_prepared(int n_neigh, const double* rij, const int* zj, const double* w, double* dE_drij,
+                                   Workspace& ws) const {
+  return adjoint(n_neigh, rij, zj, ws.A.data(), w, dE_drij, ws, nullptr);
+}
+
 double ACEBasis::energy_gradient_from_A(int zi, int n_neigh, const double* rij, const int* zj, const double* A,
                                         const double* w, double* dE_drij, Workspace& ws,
                                         const double* w_energy) const {

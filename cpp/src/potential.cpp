@@ -10,16 +10,46 @@ namespace dcace {
 
 Potential::Potential(std::vector<std::string> elements, BasisSpec spec, std::vector<double> coef,
                      std::vector<double> e0, int n_experts, Gate gate, std::string metadata,
-                     Baseline baseline)
+                     Baseline baseline, GateKind kind, std::vector<Gate> local_gates)
     : elements_(std::move(elements)),
       basis_(std::make_shared<ACEBasis>(std::move(spec))),
       coef_(std::move(coef)),
       e0_(std::move(e0)),
       n_experts_(n_experts),
       gate_(std::move(gate)),
+      kind_(kind),
+      local_gates_(std::move(local_gates)),
       metadata_(std::move(metadata)),
       baseline_(std::move(baseline)) {
   check();
+}
+
+const char* gate_kind_name(GateKind k) {
+  switch (k) {
+    case GateKind::None: return "none";
+    case GateKind::Structure: return "structure";
+    case GateKind::Atom: return "atom";
+  }
+  return "?";
+}
+
+void check_gate(const Gate& g, size_t D, int M, const std::string& what, const char* dim_name) {
+  if (g.n_experts != M) throw InputError(what + " has " + std::to_string(g.n_experts) + " experts, potential " + std::to_string(M));
+  if (g.dim_in != static_cast<int>(D)) throw InputError(what + " input dimension must be " + dim_name + " = " + std::to_string(D));
+  if (g.dim_out < 1) throw InputError(what + " projection must have at least one row");
+  if (g.mean.size() != D || g.scale.size() != D) throw InputError(what + " mean/scale must have " + dim_name + " values");
+  if (g.projection.size() != static_cast<size_t>(g.dim_out) * D) throw InputError(what + " projection has the wrong size");
+  if (g.centroids.size() != static_cast<size_t>(M) * g.dim_out) throw InputError(what + " centroids have the wrong size");
+  if (g.spread.size() != static_cast<size_t>(M) || g.bias.size() != static_cast<size_t>(M))
+    throw InputError(what + " spread/bias must have one value per expert");
+  if (!(g.temperature > 0.0) || !std::isfinite(g.temperature)) throw InputError(what + " temperature must be > 0");
+  for (double s : g.scale)
+    if (!(s > 0.0) || !std::isfinite(s)) throw InputError(what + " scale values must be > 0");
+  for (double s : g.spread)
+    if (!(s > 0.0) || !std::isfinite(s)) throw InputError(what + " spreads must be > 0");
+  for (const auto* v : {&g.mean, &g.projection, &g.centroids, &g.bias})
+    for (double x : *v)
+      if (!std::isfinite(x)) throw InputError("non-finite " + what + " parameter");
 }
 
 void Potential::check() const {
@@ -49,25 +79,14 @@ void Potential::check() const {
   for (double c : e0_)
     if (!std::isfinite(c)) throw InputError("non-finite one-body term");
   baseline_.check(*basis_);
-  const Gate& g = gate_;
-  if (g.n_experts != M) throw InputError("gate has " + std::to_string(g.n_experts) + " experts, potential " + std::to_string(M));
-  if (M > 1) {
-    const size_t D = static_cast<size_t>(S) * K;
-    if (g.dim_in != static_cast<int>(D)) throw InputError("gate input dimension must be n_species * n_features = " + std::to_string(D));
-    if (g.dim_out < 1) throw InputError("gate projection must have at least one row");
-    if (g.mean.size() != D || g.scale.size() != D) throw InputError("gate mean/scale must have n_species * n_features values");
-    if (g.projection.size() != static_cast<size_t>(g.dim_out) * D) throw InputError("gate projection has the wrong size");
-    if (g.centroids.size() != static_cast<size_t>(M) * g.dim_out) throw InputError("gate centroids have the wrong size");
-    if (g.spread.size() != static_cast<size_t>(M) || g.bias.size() != static_cast<size_t>(M))
-      throw InputError("gate spread/bias must have one value per expert");
-    if (!(g.temperature > 0.0) || !std::isfinite(g.temperature)) throw InputError("gate temperature must be > 0");
-    for (double s : g.scale)
-      if (!(s > 0.0) || !std::isfinite(s)) throw InputError("gate scale values must be > 0");
-    for (double s : g.spread)
-      if (!(s > 0.0) || !std::isfinite(s)) throw InputError("gate spreads must be > 0");
-    for (const auto* v : {&g.mean, &g.projection, &g.centroids, &g.bias})
-      for (double x : *v)
-        if (!std::isfinite(x)) throw InputError("non-finite gate parameter");
+  if (M == 1) const_cast<Potential*>(this)->kind_ = GateKind::None;
+  if (kind_ == GateKind::Atom) {
+    check_local_gates();
+  } else {
+    if (kind_ == GateKind::None && M > 1) throw InputError("a potential with several experts needs a gate");
+    if (gate_.n_experts != M)
+      throw InputError("gate has " + std::to_string(gate_.n_experts) + " experts, potential " + std::to_string(M));
+    if (M > 1) check_gate(gate_, static_cast<size_t>(S) * K, M, "gate", "n_species * n_features");
   }
   const_cast<Potential*>(this)->w_single_.assign(static_cast<size_t>(S) * basis_->n_monomials(), 0.0);
   for (int s = 0; s < S; ++s)
@@ -95,6 +114,11 @@ void Potential::combine(const double* Bsum, const double* counts, Combination& o
   out.weights.assign(M, 0.0);
   out.expert_energy.assign(M, 0.0);
   out.nearest = 0.0;
+  if (kind_ == GateKind::Atom) {  // local gate: nothing structure-wide (weights are per atom)
+    out.weights.assign(M, 0.0);
+    out.energy = 0.0;
+    return;
+  }
   if (M == 1) {
     out.weights[0] = 1.0;
     out.c_eff.assign(coef_.begin(), coef_.end());
@@ -191,7 +215,9 @@ void Potential::atom_pass1(int zi, int n_neigh, const double* rij, const int* zj
 }
 
 double Potential::atom_energy_gradient(int zi, int n, const double* rij, const int* zj, const Combination& comb,
-                                       const double* A, double* dE, AtomScratch& sc) const {
+                                       const double* A, double* dE, AtomScratch& sc, double* weights) const {
+  if (kind_ == GateKind::Atom) return local_energy_gradient(zi, n, rij, zj, dE, sc, weights);
+  if (weights) std::copy(comb.weights.begin(), comb.weights.end(), weights);
   const size_t nm = static_cast<size_t>(basis_->n_monomials());
   const double* w_force = comb.w_force.data() + zi * nm;
   const double* w_energy = comb.w_energy.data() + zi * nm;
@@ -223,11 +249,13 @@ double Potential::atom_energy_gradient(int zi, int n, const double* rij, const i
 }
 
 double Potential::compute(const Neighbours& nl, double* energies, double* forces, double* virial,
-                          Combination& comb, double* virial_atoms) const {
+                          Combination& comb, double* virial_atoms, double* atom_weights) const {
   const int S = n_species(), K = n_features();
   const size_t nm = static_cast<size_t>(basis_->n_monomials());
   AtomScratch sc;
-  if (n_experts_ > 1) {  // pass 1: descriptor sums (and the density core's correction) for the gate
+  if (kind_ == GateKind::Atom) {  // one pass: no structure-wide gate input
+    combine(nullptr, nullptr, comb);
+  } else if (n_experts_ > 1) {  // pass 1: descriptor sums (and the density core's correction) for the gate
     std::vector<double> mono(S * nm, 0.0), core(S * nm, 0.0), Bsum(static_cast<size_t>(S) * K),
         Bcore(static_cast<size_t>(S) * K), counts(S, 0.0);
     for_each_atom(*basis_, nl, [&](int i, int s, int n, const double* rij, const int* zj) {
@@ -244,8 +272,9 @@ double Potential::compute(const Neighbours& nl, double* energies, double* forces
     combine(nullptr, nullptr, comb);
   }
   const double E = tally_atoms(*basis_, nl, energies, forces, virial, virial_atoms,
-                               [&](int, int s, int n, const double* rij, const int* zj, double* dE) {
-                                 return atom_energy_gradient(s, n, rij, zj, comb, nullptr, dE, sc);
+                               [&](int i, int s, int n, const double* rij, const int* zj, double* dE) {
+                                 double* w = atom_weights ? atom_weights + static_cast<size_t>(i) * n_experts_ : nullptr;
+                                 return atom_energy_gradient(s, n, rij, zj, comb, nullptr, dE, sc, w);
                                });
   check_finite(&E, 1, "energy");
   check_finite(forces, 3 * static_cast<size_t>(nl.n_atoms), "forces");

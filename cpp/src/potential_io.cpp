@@ -18,7 +18,7 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 5;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
+constexpr int kFormatVersion = 6;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
                                    // grade; 4 level shifts of the pair core (core_shift); 5 chemical channels
                                    // (species-embedded basis)
 constexpr const char* kMagic = "dcace-potential";
@@ -298,6 +298,35 @@ void read_chemical_channels(Reader& rd, BasisSpec& spec) {
   spec.n_chem = static_cast<int>(C);
 }
 
+// gate_mean .. gate_bias of one gate of M experts on D inputs (the structure gate, or one species'
+// atom gate).
+Gate read_gate(Reader& rd, long M, long D, double tau) {
+  Gate gate;
+  gate.n_experts = static_cast<int>(M);
+  gate.temperature = tau;
+  gate.dim_in = static_cast<int>(D);
+  gate.mean = rd.matrix("gate_mean", 1, D);
+  gate.scale = rd.matrix("gate_scale", 1, D);
+  auto pw = rd.record("gate_projection");
+  if (pw.size() != 3) rd.fail("'gate_projection' takes rows and columns");
+  const long d = rd.integer(pw[1], 1, 1L << 20, "gate projection rows");
+  gate.dim_out = static_cast<int>(d);
+  gate.projection = rd.matrix("gate_projection", d, D);
+  gate.centroids = rd.matrix("gate_centroids", M, d);
+  gate.spread = rd.matrix("gate_spread", 1, M);
+  gate.bias = rd.matrix("gate_bias", 1, M);
+  return gate;
+}
+
+void write_gate(std::ostringstream& o, const Gate& g, size_t M) {
+  write_matrix(o, "gate_mean", g.mean, 1, g.dim_in);
+  write_matrix(o, "gate_scale", g.scale, 1, g.dim_in);
+  write_matrix(o, "gate_projection", g.projection, g.dim_out, g.dim_in);
+  write_matrix(o, "gate_centroids", g.centroids, M, g.dim_out);
+  write_matrix(o, "gate_spread", g.spread, 1, M);
+  write_matrix(o, "gate_bias", g.bias, 1, M);
+}
+
 }  // namespace
 
 Potential Potential::parse(const std::string& text, const std::string& name) {
@@ -384,23 +413,22 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   std::vector<double> coef = rd.matrix("coefficients", M * S, K);
   Gate gate;
   gate.n_experts = static_cast<int>(M);
+  GateKind kind = M > 1 ? GateKind::Structure : GateKind::None;
+  std::vector<Gate> local_gates;
   if (M > 1) {
     auto gt = rd.take("gate", 2);
-    if (gt[1] != "gaussian") { rd.fail("unknown gate type '" + gt[1] + "'"); }
-    gate.temperature = rd.number(rd.take("gate_temperature", 2)[1]);
-    if (!(gate.temperature > 0)) { rd.fail("gate_temperature must be > 0"); }
-    const long D = S * K;
-    gate.dim_in = static_cast<int>(D);
-    gate.mean = rd.matrix("gate_mean", 1, D);
-    gate.scale = rd.matrix("gate_scale", 1, D);
-    auto pw = rd.record("gate_projection");
-    if (pw.size() != 3) rd.fail("'gate_projection' takes rows and columns");
-    const long d = rd.integer(pw[1], 1, 1L << 20, "gate projection rows");
-    gate.dim_out = static_cast<int>(d);
-    gate.projection = rd.matrix("gate_projection", d, D);
-    gate.centroids = rd.matrix("gate_centroids", M, d);
-    gate.spread = rd.matrix("gate_spread", 1, M);
-    gate.bias = rd.matrix("gate_bias", 1, M);
+    if (gt[1] == "atom" && version >= 6) {
+      kind = GateKind::Atom;
+      const double tau = rd.number(rd.take("gate_temperature", 2)[1]);
+      if (!(tau > 0)) { rd.fail("gate_temperature must be > 0"); }
+      for (long z = 0; z < S; ++z) local_gates.push_back(read_gate(rd, M, K, tau));
+    } else if (gt[1] == "gaussian") {
+      const double tau = rd.number(rd.take("gate_temperature", 2)[1]);
+      if (!(tau > 0)) { rd.fail("gate_temperature must be > 0"); }
+      gate = read_gate(rd, M, S * K, tau);
+    } else {
+      rd.fail("unknown gate type '" + gt[1] + "'" + (version >= 6 ? " (known: gaussian, atom)" : " (known in version " + std::to_string(version) + ": gaussian)"));
+    }
   }
   Baseline baseline;
   if (version >= 2 && rd.next_is("baseline")) {
@@ -447,7 +475,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   if (!rd.done()) rd.fail("unexpected content after 'end'");
   try {
     Potential pot(std::move(elements), std::move(spec), std::move(coef), std::move(e0), static_cast<int>(M),
-                  std::move(gate), std::move(metadata), std::move(baseline));
+                  std::move(gate), std::move(metadata), std::move(baseline), kind, std::move(local_gates));
     pot.source_ = name;
     if (has_grade) pot.set_grade(std::move(grade));
     return pot;
@@ -506,15 +534,12 @@ std::string Potential::write() const {
   o << "experts " << M << '\n';
   write_matrix(o, "one_body", e0_, M, S);
   write_matrix(o, "coefficients", coef_, static_cast<size_t>(M) * S, K);
-  if (M > 1) {
-    const size_t D = static_cast<size_t>(S) * K;
+  if (kind_ == GateKind::Atom) {
+    o << "gate atom\n" << "gate_temperature " << num(local_gates_[0].temperature) << '\n';
+    for (const Gate& g : local_gates_) write_gate(o, g, M);
+  } else if (M > 1) {
     o << "gate gaussian\n" << "gate_temperature " << num(gate_.temperature) << '\n';
-    write_matrix(o, "gate_mean", gate_.mean, 1, D);
-    write_matrix(o, "gate_scale", gate_.scale, 1, D);
-    write_matrix(o, "gate_projection", gate_.projection, gate_.dim_out, D);
-    write_matrix(o, "gate_centroids", gate_.centroids, M, gate_.dim_out);
-    write_matrix(o, "gate_spread", gate_.spread, 1, M);
-    write_matrix(o, "gate_bias", gate_.bias, 1, M);
+    write_gate(o, gate_, M);
   }
   if (baseline_.enabled()) {
     o << "baseline zbl";

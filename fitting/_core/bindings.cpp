@@ -151,13 +151,11 @@ py::dict combination_dict(const Combination& c, int S, int K) {
   return d;
 }
 
-Gate gate_from_dict(const py::object& o, int M, int S, int K) {
+Gate one_gate_from_dict(const py::dict& d, int M, int D, double tau) {
   Gate g;
   g.n_experts = M;
-  if (M == 1 || o.is_none()) return g;
-  py::dict d = o.cast<py::dict>();
-  g.dim_in = S * K;
-  g.temperature = d["temperature"].cast<double>();
+  g.dim_in = D;
+  g.temperature = tau;
   g.mean = to_vec<double>(d["mean"]);
   g.scale = to_vec<double>(d["scale"]);
   auto P = carray<double>::ensure(d["projection"]);
@@ -168,6 +166,46 @@ Gate gate_from_dict(const py::object& o, int M, int S, int K) {
   g.spread = to_vec<double>(d["spread"]);
   g.bias = to_vec<double>(d["bias"]);
   return g;
+}
+
+// The gate of a PotentialCore: None (M = 1), the structure gate's dict (mean, scale, projection,
+// centroids, spread, bias, temperature; kind "structure" optional) or {"kind": "atom",
+// "temperature": tau, "species": [one such dict per species, on K inputs]}.
+struct GateSpec {
+  GateKind kind = GateKind::Structure;
+  Gate gate;
+  std::vector<Gate> local;
+};
+
+GateSpec gate_from_dict(const py::object& o, int M, int S, int K) {
+  GateSpec gs;
+  gs.gate.n_experts = M;
+  if (M == 1 || o.is_none()) return gs;
+  py::dict d = o.cast<py::dict>();
+  const std::string kind = d.contains("kind") ? d["kind"].cast<std::string>() : "structure";
+  const double tau = d["temperature"].cast<double>();
+  if (kind == "structure") {
+    gs.gate = one_gate_from_dict(d, M, S * K, tau);
+  } else if (kind == "atom") {
+    gs.kind = GateKind::Atom;
+    for (const auto& item : d["species"].cast<py::list>())
+      gs.local.push_back(one_gate_from_dict(item.cast<py::dict>(), M, K, tau));
+  } else {
+    throw py::value_error("unknown gate kind '" + kind + "' (known: structure, atom)");
+  }
+  return gs;
+}
+
+py::dict one_gate_to_dict(const Gate& g, int M) {
+  py::dict d;
+  d["temperature"] = g.temperature;
+  d["mean"] = vec_array(g.mean, {(py::ssize_t)g.mean.size()});
+  d["scale"] = vec_array(g.scale, {(py::ssize_t)g.scale.size()});
+  d["projection"] = vec_array(g.projection, {g.dim_out, g.dim_in});
+  d["centroids"] = vec_array(g.centroids, {M, g.dim_out});
+  d["spread"] = vec_array(g.spread, {M});
+  d["bias"] = vec_array(g.bias, {M});
+  return d;
 }
 
 Baseline baseline_from_dict(const py::object& o) {
@@ -199,16 +237,20 @@ py::object baseline_to_dict(const Baseline& b) {
   return d;
 }
 
-py::dict gate_to_dict(const Gate& g, int M) {
-  py::dict d;
-  if (M == 1) return d;
-  d["temperature"] = g.temperature;
-  d["mean"] = vec_array(g.mean, {(py::ssize_t)g.mean.size()});
-  d["scale"] = vec_array(g.scale, {(py::ssize_t)g.scale.size()});
-  d["projection"] = vec_array(g.projection, {g.dim_out, g.dim_in});
-  d["centroids"] = vec_array(g.centroids, {M, g.dim_out});
-  d["spread"] = vec_array(g.spread, {M});
-  d["bias"] = vec_array(g.bias, {M});
+py::dict gate_to_dict(const Potential& p) {
+  const int M = p.n_experts();
+  if (M == 1) return py::dict();
+  if (p.gate_kind() == GateKind::Atom) {
+    py::dict d;
+    py::list species;
+    for (const Gate& g : p.local_gates()) species.append(one_gate_to_dict(g, M));
+    d["kind"] = "atom";
+    d["temperature"] = p.local_gates()[0].temperature;
+    d["species"] = species;
+    return d;
+  }
+  py::dict d = one_gate_to_dict(p.gate(), M);
+  d["kind"] = "structure";
   return d;
 }
 
@@ -376,12 +418,13 @@ PYBIND11_MODULE(_core, m) {
                        int n_experts, const py::object& gate, std::string metadata, const py::object& core) {
              BasisSpec s = spec_from_dict(spec);
              const int S = s.n_species, K = s.n_features;
-             Gate g = gate_from_dict(gate, n_experts, S, K);
+             GateSpec g = gate_from_dict(gate, n_experts, S, K);
              Baseline bl = baseline_from_dict(core);
              return std::make_shared<Potential>(std::move(elements), std::move(s),
                                                 std::vector<double>(coef.data(), coef.data() + coef.size()),
                                                 std::vector<double>(e0.data(), e0.data() + e0.size()), n_experts,
-                                                std::move(g), std::move(metadata), std::move(bl));
+                                                std::move(g.gate), std::move(metadata), std::move(bl), g.kind,
+                                                std::move(g.local));
            }),
            py::arg("elements"), py::arg("spec"), py::arg("coefficients"), py::arg("one_body"), py::arg("n_experts"),
            py::arg("gate"), py::arg("metadata"), py::arg("short_range") = py::none(),
@@ -408,10 +451,13 @@ PYBIND11_MODULE(_core, m) {
                              })
       .def_property_readonly("one_body",
                              [](const Potential& p) { return vec_array(p.one_body(), {p.n_experts(), p.n_species()}); })
-      .def("gate", [](const Potential& p) { return gate_to_dict(p.gate(), p.n_experts()); })
+      .def("gate", [](const Potential& p) { return gate_to_dict(p); })
+      .def_property_readonly("gate_kind", [](const Potential& p) { return std::string(gate_kind_name(p.gate_kind())); },
+                             "none (one expert), structure (the paper's gate) or atom (local gate on B_i)")
       .def("gate_weights",
            [](const Potential& p, carray<double> x) {
              const int M = p.n_experts();
+             if (p.gate_kind() == GateKind::Atom) throw py::value_error("gate_weights is the structure gate's; this potential has an atom gate");
              const py::ssize_t D = (py::ssize_t)p.n_species() * p.n_features();
              if (x.size() != D) throw py::value_error("p must have n_species * n_features values");
              py::array_t<double> w(M), dw({(py::ssize_t)M, D});
@@ -432,13 +478,15 @@ PYBIND11_MODULE(_core, m) {
       .def("compute", [](const Potential& p, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
         NL nl(sp, fi, jj, r);
         const py::ssize_t N = nl.view.n_atoms;
-        py::array_t<double> en(N), f({N, (py::ssize_t)3}), v(6), va({N, (py::ssize_t)6});
+        py::array_t<double> en(N), f({N, (py::ssize_t)3}), v(6), va({N, (py::ssize_t)6}),
+            aw({N, (py::ssize_t)p.n_experts()});
         double *pe = en.mutable_data(), *pf = f.mutable_data(), *pv = v.mutable_data(), *pva = va.mutable_data();
+        double* paw = aw.mutable_data();
         Combination c;
         double E;
         {
           py::gil_scoped_release nogil;
-          E = p.compute(nl.view, pe, pf, pv, c, pva);
+          E = p.compute(nl.view, pe, pf, pv, c, pva, paw);
         }
         py::dict d = combination_dict(c, p.n_species(), p.n_features());
         d["energy"] = E;
@@ -446,8 +494,30 @@ PYBIND11_MODULE(_core, m) {
         d["forces"] = f;
         d["virial"] = v;
         d["virials"] = va;  // per-atom virials (N, 6), Voigt xx yy zz yz xz xy, sum = virial
+        d["atom_weights"] = aw;  // (N, M) gate weights of every atom
         return d;
       })
+      .def("local_fitting_rows", [](const Potential& p, py::handle sp, py::handle fi, py::handle jj, py::handle r,
+                                    std::vector<double> temperatures) {
+        NL nl(sp, fi, jj, r);
+        const py::ssize_t nc = (py::ssize_t)p.n_experts() * p.n_species() * (p.n_features() + 1), N = nl.view.n_atoms;
+        const py::ssize_t nT = temperatures.empty() ? 1 : (py::ssize_t)temperatures.size();
+        py::array_t<double> e({nT, nc}), f({nT, 3 * N, nc}), v({nT, (py::ssize_t)6, nc});
+        double *pe = e.mutable_data(), *pf = f.mutable_data(), *pv = v.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          p.local_fitting_rows(nl.view, temperatures, pe, pf, pv);
+        }
+        if (temperatures.empty()) {
+          py::object e1 = e[py::int_(0)], f1 = f[py::int_(0)], v1 = v[py::int_(0)];
+          return py::make_tuple(e1, f1, v1);
+        }
+        py::object eo = e, fo = f, vo = v;
+        return py::make_tuple(eo, fo, vo);
+      }, py::arg("species"), py::arg("first"), py::arg("j"), py::arg("rij"), py::arg("temperatures") = std::vector<double>(),
+         "Atom-gate committee rows for its fixed gate: energy (n_cols), forces (3N, n_cols), virial (6, n_cols); "
+         "with temperatures (T,) the same gate's rows at each, with a leading axis T; "
+         "columns: expert m's block [c_m (S*K), e0_m (S)].")
       // extrapolation grade (cpp/src/grade.cpp)
       .def_property_readonly("has_grade", &Potential::has_grade)
       .def("grade_matrices",

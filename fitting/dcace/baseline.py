@@ -26,7 +26,7 @@ from ase.data import atomic_numbers, covalent_radii
 from .neighbours import neighbour_list
 
 __all__ = ["CoreSettings", "ExternalBaseline", "neighbour_extremes", "shortest_distances", "core_window", "parse_core_range", "density_core",
-           "residual_dataset", "core_shifts"]
+           "residual_dataset", "core_shifts", "user_window_free"]
 
 HI_BELOW = 0.05        # A below the shortest distance in the data: ACE fully on above (every training pair is pure ACE)
 LO_BELOW = 0.3         # A below it: ACE fully off, ZBL alone
@@ -34,6 +34,8 @@ COVALENT_FACTOR = 0.8  # shortest distance of a pair the data lack, relative to 
 DENSITY_WIDTH = 0.3    # the density core switches ACE off between rho_max and (1 + this) rho_max
 SHIFT_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)   # level shifts tried, x (fitted dimer energy at hi)
 SHIFT_GRID = 500       # dimer distances per pair (r_min down to lo) at which the curve is checked
+HI_STEP = 0.005        # A: steps in which a window top may be raised towards the data (core_shifts)
+HI_MIN_GAP = 0.005     # A: a raised window top stays at least this far below the data's shortest distance
 
 
 @dataclasses.dataclass
@@ -170,6 +172,21 @@ def parse_core_range(text: str):
     return out
 
 
+def user_window_free(core_range, elements) -> np.ndarray:
+    """(S, S) bool: the pairs whose core window the user did not place (--core-range), whose top the
+    fit may raise towards the data (core_shifts)."""
+    S = len(elements)
+    if core_range is None:
+        return np.ones((S, S), bool)
+    free = np.zeros((S, S), bool)
+    if isinstance(core_range, dict):
+        free[:] = True
+        for key in core_range:
+            a, b = _pair_key(key, elements)
+            free[a, b] = free[b, a] = False
+    return free
+
+
 def core_window(elements, shortest: np.ndarray, cutoff: float, inner_cutoff: float, core_range=None):
     """(lo, hi) arrays (S, S) of the core window and notes on how each pair got its window."""
     S = len(elements)
@@ -222,22 +239,32 @@ def density_core(rho_max, cutoff: float) -> dict:
             "rho_hi": ((1 + DENSITY_WIDTH) * rho_lo).tolist()}
 
 
-def residual_dataset(dataset, baseline, elements=None):
+def residual_dataset(dataset, baseline, elements=None, errors=None):
     """A copy of `dataset` whose energies, forces and stresses have the baseline's subtracted.
 
     `baseline` is a dcace.Potential with zero ACE coefficients and the core on (its compute() is the
-    built-in baseline alone, evaluated by the C++ core as in MD), or an ExternalBaseline.
+    built-in baseline alone, evaluated by the C++ core as in MD), or an ExternalBaseline.  Frames
+    this process does not hold (``FrameStub``, an MPI fit) are left as they are.  With a list
+    `errors`, a frame that fails is recorded there as (position, message naming the frame) and kept
+    unchanged, instead of raising (an MPI fit reports it on every rank, ``Ranks.check``).
     """
     out = []
-    for fr in dataset.frames:
-        if isinstance(baseline, ExternalBaseline):
-            try:
+    for i, fr in enumerate(dataset.frames):
+        if fr.atoms is None:
+            out.append(fr)
+            continue
+        try:
+            if isinstance(baseline, ExternalBaseline):
                 E, F, S = baseline.labels(fr.atoms, elements)
-            except ValueError as exc:
+            else:
+                b = baseline.compute(fr.atoms)
+                E, F, S = b["energy"], b["forces"], b["stress"]
+        except ValueError as exc:
+            if errors is None:
                 raise ValueError(f"{fr.where}: {exc}") from None
-        else:
-            b = baseline.compute(fr.atoms)
-            E, F, S = b["energy"], b["forces"], b["stress"]
+            errors.append((i, f"{fr.where}: {exc}"))
+            out.append(fr)
+            continue
         stress = None
         if fr.stress is not None:
             stress = fr.stress - S if S is not None else fr.stress
@@ -251,43 +278,71 @@ def _largest_fall(E):
     return float(-d.min()) if len(d) and d.min() < 0 else 0.0
 
 
-def core_shifts(make_potential, zbl_potential, basis, shortest):
-    """Level shifts Delta_ab (S x S) of the pair core, and notes. make_potential(shift) is the fitted
-    potential with the given shifts; zbl_potential is ZBL alone (dcace.restraints.pure_zbl).
+def core_shifts(make_potential, zbl_potential, basis, shortest, movable=None):
+    """Level shifts Delta_ab (S x S) of the pair core, the window tops hi (S x S) and notes.
+    make_potential(shift, hi) is the fitted potential with the given shifts and window tops;
+    zbl_potential is ZBL alone (dcace.restraints.pure_zbl); movable (S x S bool, default all) marks
+    the pairs whose window top the fit may raise (not those the user placed with --core-range).
 
     For each pair the fitted dimer energy at the top of its window, E_hi, is compared with ZBL
     there: Delta = max(0, c E_hi - ZBL(hi)) for the smallest c in SHIFT_FACTORS with which the dimer
-    rises monotonically from the data's shortest distance of the pair (``shortest``) down to lo,
-    or that does as well as any (a note then says by how much it falls; the ACE energy is switched off by a product of window
-    factors, so it can drop faster than (1 - g) rises: c > 1 covers that). Delta only acts below
-    hi: nothing changes on the data. All energies come from the C++ core."""
-    from .probes import dimer_curve
-
-    elements = basis.elements
-    lo, hi = basis.core_window
-    S = len(elements)
-    shift = np.zeros((S, S))
+    rises monotonically from the data's shortest distance of the pair (``shortest``) down to lo
+    (the ACE energy is switched off by a product of window factors, so it can drop faster than
+    (1 - g) rises: c > 1 covers that). The switch starts flat at hi, so just below hi the dimer
+    follows the fitted ACE slope: where that turns attractive between the data and hi, no shift
+    can help, and the window top is raised in HI_STEP steps towards the data (never above
+    shortest - HI_MIN_GAP) until the dimer rises. Delta and a raised hi act only below the
+    shortest distance in the data: nothing changes on the training structures. If no choice
+    rises, the one that falls least is kept and a note says by how much. All energies come
+    from the C++ core."""
+    lo, hi0 = basis.core_window
+    S = len(basis.elements)
+    movable = np.ones((S, S), bool) if movable is None else np.asarray(movable, bool)
+    shift, hi = np.zeros((S, S)), hi0.copy()
     notes = []
-    unshifted = make_potential(shift)
     for x in range(S):
         for y in range(x, S):
-            a, b = elements[x], elements[y]
-            top = shortest[x, y] if np.isfinite(shortest[x, y]) and shortest[x, y] > hi[x, y] else hi[x, y]
-            r = np.linspace(top, lo[x, y], SHIFT_GRID)
-            e_hi = dimer_curve(unshifted, a, b, [hi[x, y]])[0]
-            zbl_hi = dimer_curve(zbl_potential, a, b, [hi[x, y]])[0]
-            tried = []
-            for c in SHIFT_FACTORS:
-                trial = shift.copy()
-                trial[x, y] = trial[y, x] = max(0.0, c * e_hi - zbl_hi)
-                tried.append((trial[x, y], _largest_fall(dimer_curve(make_potential(trial) if trial[x, y] else
-                                                                     unshifted, a, b, r))))
-                if tried[-1][1] == 0.0 or e_hi <= 0.0:   # rises, or no factor gives a shift
-                    break
-            least = min(f for _, f in tried)   # the smallest shift that does as well as any
-            best = next(t for t in tried if t[1] <= least + 1e-9)
-            shift[x, y] = shift[y, x] = best[0]
-            if best[1] > 0:
-                notes.append(f"{a}-{b} dimer: falls by up to {best[1]:.3g} eV between the data's shortest distance "
-                             f"{top:.3f} A and the bottom of the core window {lo[x, y]:.3f} A")
-    return shift, notes
+            best = _pair_core(make_potential, zbl_potential, basis, shortest, shift, hi, x, y,
+                              movable[x, y])
+            shift[x, y] = shift[y, x] = best["shift"]
+            hi[x, y] = hi[y, x] = best["hi"]
+            a, b = basis.elements[x], basis.elements[y]
+            if best["hi"] > hi0[x, y]:
+                notes.append(f"{a}-{b} core window top raised from {hi0[x, y]:.3f} to {best['hi']:.3f} A (the "
+                             f"fitted dimer turns attractive below {best['hi']:.3f} A; the data's shortest "
+                             f"distance is {best['top']:.3f} A)")
+            if best["fall"] > 0:
+                notes.append(f"{a}-{b} dimer: falls by up to {best['fall']:.3g} eV between the data's shortest "
+                             f"distance {best['top']:.3f} A and the bottom of the core window {lo[x, y]:.3f} A")
+    return shift, hi, notes
+
+
+def _pair_core(make_potential, zbl_potential, basis, shortest, shift, hi, x, y, movable):
+    """The (shift, hi) of pair x, y that makes its dimer rise from the data down to lo (see core_shifts)."""
+    from .probes import dimer_curve
+
+    a, b = basis.elements[x], basis.elements[y]
+    lo = basis.core_window[0][x, y]
+    top = shortest[x, y] if np.isfinite(shortest[x, y]) and shortest[x, y] > hi[x, y] else hi[x, y]
+    r = np.linspace(top, lo, SHIFT_GRID)
+    tops = [hi[x, y]]
+    if movable:
+        tops += list(np.arange(hi[x, y] + HI_STEP, top - HI_MIN_GAP + 1e-12, HI_STEP))
+    tried = []
+    for h in tops:
+        trial_hi = hi.copy()
+        trial_hi[x, y] = trial_hi[y, x] = h
+        unshifted = make_potential(shift, trial_hi)
+        e_hi = dimer_curve(unshifted, a, b, [h])[0]
+        zbl_hi = dimer_curve(zbl_potential, a, b, [h])[0]
+        for c in SHIFT_FACTORS:
+            trial = shift.copy()
+            trial[x, y] = trial[y, x] = max(0.0, c * e_hi - zbl_hi)
+            pot = make_potential(trial, trial_hi) if trial[x, y] else unshifted
+            tried.append({"shift": trial[x, y], "hi": h, "top": top, "fall": _largest_fall(dimer_curve(pot, a, b, r))})
+            if tried[-1]["fall"] == 0.0 or e_hi <= 0.0:   # rises, or no factor gives a shift
+                break
+        if tried[-1]["fall"] == 0.0:
+            break
+    least = min(t["fall"] for t in tried)
+    return next(t for t in tried if t["fall"] <= least + 1e-9)   # the first (smallest move) that does as well as any

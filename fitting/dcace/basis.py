@@ -91,6 +91,16 @@ class ACEBasis:
         lo = self.spec_.get("core_lo")
         return None if lo is None else (np.asarray(lo), np.asarray(self.spec_["core_hi"]))
 
+    def with_core_window(self, core_window) -> "ACEBasis":
+        """The same basis (same features, same order) with another core window (lo, hi)."""
+        other = ACEBasis.__new__(ACEBasis)
+        other.__dict__.update(self.__dict__)
+        other.spec_ = dict(self.spec_)
+        lo, hi = (np.ascontiguousarray(x, dtype=float) for x in core_window)
+        other.spec_["core_lo"], other.spec_["core_hi"] = lo, hi
+        other.core_ = _core.BasisCore(other.spec_)
+        return other
+
     @classmethod
     def from_core(cls, elements, core, settings: dict | None = None) -> "ACEBasis":
         """Wrap an existing C++ basis (e.g. read from a potential file)."""

@@ -8,8 +8,10 @@ gate's gradient (c_eff in the C++ core), the stress is (1/V) dE/d(strain) in ASE
 each pair's virial split half-half between its two atoms; they sum to the stress.
 The potential is the ASE parameter `potential` (a .dcace path, or a dcace.Potential): todict()
 gives the path, set(potential=...) loads another one and discards the results.
-results["expert_weights"] holds the gate weights w_m and results["nearest_centroid"] the distance
-to the nearest cluster centroid in units of its spread.  results["extrapolation"] is the per-atom
+results["expert_weights"] holds the gate weights w_m: shape (M,) for the structure gate (and (1,) for
+a linear potential), shape (N, M), one row per atom, for a local (atom) gate.
+results["nearest_centroid"] is the structure gate's distance to the nearest cluster centroid in units
+of its spread (0 for a local gate).  results["extrapolation"] is the per-atom
 extrapolation grade gamma (N,) (<= 1 on the training atoms, > 1 extrapolation; docs/extrapolation.md)
 and results["max_extrapolation"] its maximum; both are None for a potential without a grade.
 """

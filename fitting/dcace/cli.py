@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--experts", type=_experts, default=None, metavar="auto|M",
                    help="number of experts: 'auto' chooses M = 1..max-experts and the gate temperature by "
                         "k-fold cross-validation; 1 is the plain linear potential (default: auto; example: --experts 4)")
+    f.add_argument("--gate", choices=("structure", "atom", "neighbourhood", "auto"), default=None,
+                   help="what the gate sees: 'structure' (the paper's gate on the structure's mean descriptor) or "
+                        "'atom' (a local gate on each atom's own descriptor: forces depend on atoms within "
+                        "2 r_cut only; --experts auto means M = 4), 'auto' (both; the lowest CV loss among "
+                        "linear, structure and atom gate wins); 'neighbourhood' is not implemented yet "
+                        "(default: structure; example: --gate atom --experts 4)")
     f.add_argument("--ridge", type=_nonneg, default=None, metavar="L",
                    help="ridge parameter on scaled columns (dimensionless); chosen by cross-validation over "
                         f"1e-14..1e-3 if not given (default: CV; example: --ridge 1e-8)")
@@ -254,7 +260,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
-             "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels"}
+             "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "gate"}
 
 
 def _merge_config(args, parser):
@@ -385,6 +391,7 @@ def _cmd_fit(args, parser) -> int:
               body_order=4 if args.body_order is None else int(args.body_order),
               max_degree=12 if args.max_degree is None else float(args.max_degree),
               experts="auto" if args.experts is None else args.experts, test=test, ridge=args.ridge,
+              gate=args.gate or "structure",
               energy_weight=args.energy_weight, force_weight=args.force_weight, stress_weight=args.stress_weight,
               energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key,
               virial_key=args.virial_key, seed=0 if args.seed is None else int(args.seed),

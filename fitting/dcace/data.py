@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["DataError", "Frame", "Dataset", "read_data", "voigt_from_any"]
+__all__ = ["DataError", "Frame", "FrameStub", "Dataset", "read_data", "count_frames", "voigt_from_any"]
 
 
 class DataError(ValueError):
@@ -63,6 +63,41 @@ class Frame:
     def where(self) -> str:
         return f"{self.source}, frame {self.index}"
 
+    @property
+    def has_stress(self) -> bool:
+        return self.stress is not None
+
+    @property
+    def first_symbol(self) -> str:
+        return self.atoms.get_chemical_symbols()[0]
+
+
+@dataclass
+class FrameStub:
+    """A validated frame that this process does not keep (``read_data(keep=...)``: an MPI rank keeps
+    only the frames of its own blocks, ``dcace.parallel``): the few numbers every rank needs of it."""
+
+    n_atoms: int
+    energy: float
+    has_stress: bool
+    source: str
+    index: int
+    config_type: str | None = None
+    weight: float = 1.0
+    first_symbol: str = ""
+    atoms = None           # no structure, forces or stress: another rank holds them
+    forces = None
+    stress = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}, frame {self.index}"
+
+    @classmethod
+    def of(cls, fr: Frame) -> "FrameStub":
+        return cls(fr.n_atoms, fr.energy, fr.has_stress, fr.source, fr.index, fr.config_type, fr.weight,
+                   fr.first_symbol)
+
 
 @dataclass
 class Dataset:
@@ -90,7 +125,12 @@ class Dataset:
 
     @property
     def n_with_stress(self) -> int:
-        return int(sum(f.stress is not None for f in self.frames))
+        return int(sum(f.has_stress for f in self.frames))
+
+    @property
+    def kept(self) -> list:
+        """[(position, Frame)] of the frames this process holds (all but the FrameStubs)."""
+        return [(i, f) for i, f in enumerate(self.frames) if f.atoms is not None]
 
     @property
     def n_without_stress(self) -> int:
@@ -165,14 +205,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _hash_atoms_list(frames: Sequence[Frame]) -> str:
-    h = hashlib.sha256()
-    for f in frames:
-        a = f.atoms
-        for arr in (a.numbers.astype(np.int64), a.positions, np.asarray(a.cell.array), a.pbc.astype(np.int8),
-                    np.array([f.energy]), f.forces, f.stress if f.stress is not None else np.zeros(0)):
-            h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
+def _hash_frame(h, f: Frame) -> None:
+    """Add one frame to the provenance hash of a list of Atoms."""
+    a = f.atoms
+    for arr in (a.numbers.astype(np.int64), a.positions, np.asarray(a.cell.array), a.pbc.astype(np.int8),
+                np.array([f.energy]), f.forces, f.stress if f.stress is not None else np.zeros(0)):
+        h.update(np.ascontiguousarray(arr).tobytes())
 
 
 def _validate_frame(atoms, where, elements, energy_key, forces_key, stress_key, virial_key):
@@ -335,7 +373,7 @@ def _check_optional_keys(ds: "Dataset", source, required) -> None:
 
 def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str = "energy",
               forces_key: str = "forces", stress_key: str | None = "stress", virial_key: str | None = None,
-              index=":", required_keys=None, weight_key: str = "weight") -> Dataset:
+              index=":", required_keys=None, weight_key: str = "weight", keep=None) -> Dataset:
     """Read and validate structures with their energies, forces and (optional) stresses.
 
     ``source`` is a path, a list of paths, an ``ase.Atoms`` or a list of ``Atoms``.  Returns a
@@ -348,6 +386,10 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
     frame (a key absent from every frame is then an error listing the keys present).  The default
     (None) requires the ones the caller changed: a stress key other than ``"stress"`` and any
     virial key; the default stress key absent everywhere is data without stresses.
+
+    ``keep``: None (keep every frame) or a container of frame positions (counted over all sources):
+    every frame is read (``ase.io.iread``, one at a time) and validated, but only those are kept;
+    the others become :class:`FrameStub` (an MPI rank holds only its own blocks' frames).
     """
     from ase import Atoms
 
@@ -356,10 +398,12 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
                                            ("virial_key", virial_key, None)) if v is not None and v != d}
     required_keys = set(required_keys)
     if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
-        parts = [read_data(s, elements=elements, energy_key=energy_key, forces_key=forces_key,
-                           stress_key=stress_key, virial_key=virial_key, index=index, required_keys=(),
-                           weight_key=weight_key)
-                 for s in source]
+        parts, start = [], 0
+        for s in source:
+            parts.append(read_data(s, elements=elements, energy_key=energy_key, forces_key=forces_key,
+                                   stress_key=stress_key, virial_key=virial_key, index=index, required_keys=(),
+                                   weight_key=weight_key, keep=None if keep is None else _Shifted(keep, start)))
+            start += len(parts[-1])
         ds = Dataset([f for p in parts for f in p.frames], [x for p in parts for x in p.files],
                      [n for p in parts for n in p.notes], parts[0].keys,
                      {k: any(p.optional_found.get(k) for p in parts) for k in ("stress_key", "virial_key")},
@@ -371,6 +415,7 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
     name = None
     found = {"stress_key": False, "virial_key": False}
     seen: set = set()
+    atoms_hash = hashlib.sha256()   # provenance of a list of Atoms (a file is hashed as a file)
     for name, i, atoms in _iter_source(source, index):
         where = f"{name}, frame {i}"
         if isinstance(atoms, Atoms):
@@ -382,14 +427,17 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
         e, f, s, note = _validate_frame(atoms, where, elements, energy_key, forces_key, stress_key, virial_key)
         if note is not None:
             skipped.setdefault(note, []).append(i)
-        frames.append(Frame(_clean_atoms(atoms), e, f, s, name, i, *_type_and_weight(atoms, where, weight_key)))
+        frame = Frame(_clean_atoms(atoms), e, f, s, name, i, *_type_and_weight(atoms, where, weight_key))
+        if not isinstance(source, (str, os.PathLike)):
+            _hash_frame(atoms_hash, frame)
+        frames.append(frame if keep is None or len(frames) in keep else FrameStub.of(frame))
     files = []
     if isinstance(source, (str, os.PathLike)):
         files.append({"name": Path(source).name, "sha256": _sha256(Path(source)), "n_frames": len(frames)})
     else:
-        files.append({"name": "<atoms>", "sha256": _hash_atoms_list(frames), "n_frames": len(frames)})
+        files.append({"name": "<atoms>", "sha256": atoms_hash.hexdigest(), "n_frames": len(frames)})
     notes = []
-    n_with = sum(f.stress is not None for f in frames)
+    n_with = sum(f.has_stress for f in frames)
     if n_with and skipped:
         for why, idx in skipped.items():
             shown = ", ".join(map(str, idx[:10])) + (", ..." if len(idx) > 10 else "")
@@ -399,3 +447,60 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
     ds = Dataset(frames, files, notes, keys, found, seen)
     _check_optional_keys(ds, source, required_keys)
     return ds
+
+
+class _Shifted:
+    """`keep` of a list of sources seen from one source that starts at frame position `start`."""
+
+    def __init__(self, keep, start):
+        self.keep, self.start = keep, start
+
+    def __contains__(self, i):
+        return i + self.start in self.keep
+
+
+def count_frames(source, index=":") -> int:
+    """Number of frames read_data(source) would read, without keeping any (an MPI fit needs it to
+    place the structures in blocks before it reads them).  Extended XYZ files are counted from
+    their atom-count lines; other formats, and files whose layout is not that, through
+    ``ase.io.iread``.  Errors are read_data's, found when the frames are read."""
+    from ase import Atoms
+
+    if isinstance(source, Dataset):
+        return len(source)
+    if isinstance(source, Atoms):
+        return 1
+    if isinstance(source, (str, os.PathLike)):
+        n = _count_xyz(Path(source)) if index == ":" else None
+        if n is None:
+            try:
+                n = sum(1 for _ in _iter_source(source, index))
+            except DataError:
+                n = 0   # read_data raises the same error, on every rank
+        return n
+    items = list(source)
+    if items and all(isinstance(s, (str, os.PathLike)) for s in items):
+        return sum(count_frames(s, index) for s in items)
+    return len(items)
+
+
+def _count_xyz(path: Path):
+    """Frames of an (extended) XYZ file from its atom-count lines, or None if it is not one."""
+    if path.suffix.lower() not in (".xyz", ".extxyz") or not path.is_file():
+        return None
+    n = 0
+    with open(path, "rb") as fh:
+        while True:
+            line = fh.readline()
+            if not line:
+                return n
+            if not line.strip():
+                continue   # trailing blank lines
+            try:
+                natoms = int(line)
+            except ValueError:
+                return None
+            for _ in range(natoms + 1):
+                if not fh.readline():
+                    return None
+            n += 1

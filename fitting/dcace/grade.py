@@ -110,38 +110,86 @@ def grade_values(X, G):
     return np.abs(np.asarray(X) @ G).max(axis=1)
 
 
-def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None):
+def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None, ranks=None, positions=None, counts=None):
     """Per-species grade matrices from the training frames (ase.Atoms), notes and statistics.
 
     Memory is O(min(n_s, max_atoms) K) per species: the seeded subsample is drawn from the atom
     counts before any descriptor is kept, and when a species is subsampled its training atoms are
     graded in a second, streamed pass.  Returns (G_list, notes, stats) with stats["fraction_above_1"]
     the fraction of all training atoms with gamma > 1 + ROUNDOFF (the K active-set atoms have
-    gamma = 1 exactly, up to round-off, so the strict count "> 1" would count about half of them)."""
+    gamma = 1 exactly, up to round-off, so the strict count "> 1" would count about half of them).
+
+    MPI (``ranks``, dcace.parallel): `frames` are this rank's structures, at `positions` of the
+    training set, and `counts` (n, S) the atoms per species of every structure.  Each rank computes
+    its structures' descriptors; rank 0 gathers the kept rows in structure order and runs MaxVol;
+    each rank grades its own atoms of subsampled species.  The result is one process's, on rank 0
+    (the other ranks return (None, [], None))."""
+    from .parallel import Ranks
+
+    ranks = ranks or Ranks(None)
     max_atoms = GRADE_DEFAULTS["max_atoms"] if max_atoms is None else int(max_atoms)
     S, K = basis.n_species, basis.n_features
     species = [basis.species_of(a) for a in frames]
-    n_s = np.zeros(S, dtype=np.int64)
-    for sp in species:
-        n_s += np.bincount(sp, minlength=S)
+    positions = list(range(len(frames))) if positions is None else list(positions)
+    if counts is None:
+        counts = np.array([np.bincount(sp, minlength=S) for sp in species]).reshape(-1, S)
+    counts = np.rint(np.asarray(counts)).astype(np.int64)
+    n_s = counts.sum(axis=0)
+    first = np.cumsum(counts, axis=0) - counts   # (n, S): index of each structure's first atom of species s
     rng = np.random.default_rng(seed)
     keep = []          # per species: sorted global indices kept, or None (all)
     for s in range(S):
         keep.append(np.sort(rng.choice(n_s[s], size=max_atoms, replace=False)) if n_s[s] > max_atoms else None)
-    Xs = [[] for _ in range(S)]
-    seen = np.zeros(S, dtype=np.int64)
-    for atoms, sp in zip(frames, species):
+    mine = []
+    for pos, atoms, sp in zip(positions, frames, species):
         B = basis.descriptors(atoms)
+        rows_s = []
         for s in range(S):
             rows = B[sp == s]
-            if not len(rows):
-                continue
-            if keep[s] is not None:
-                lo, hi = np.searchsorted(keep[s], [seen[s], seen[s] + len(rows)])
-                rows = rows[keep[s][lo:hi] - seen[s]]
-            Xs[s].append(rows)
-            seen[s] += int(np.sum(sp == s))
-    Xs = [np.concatenate(x) if x else np.zeros((0, K)) for x in Xs]
+            if keep[s] is not None and len(rows):
+                lo, hi = np.searchsorted(keep[s], [first[pos, s], first[pos, s] + len(rows)])
+                rows = rows[keep[s][lo:hi] - first[pos, s]]
+            rows_s.append(rows)
+        mine.append((pos, rows_s))
+    gathered = ranks.gather_indexed(mine)
+    del mine
+    G_list, notes, stats = None, [], None
+    if ranks.is_root:
+        Xs = [np.concatenate([r[s] for _, r in gathered]) if gathered else np.zeros((0, K)) for s in range(S)]
+        del gathered
+        G_list, notes, stats = _maxvol_per_species(basis, Xs, keep, n_s, max_atoms, tol)
+    subsampled = [s for s in range(S) if keep[s] is not None]
+    if subsampled:   # grades of all training atoms of the subsampled species (a second pass)
+        G_list = ranks.from_root(G_list)   # the other ranks wait quietly for rank 0's MaxVol
+        part = {s: (0, 0.0, False) for s in subsampled}
+        for atoms, sp in zip(frames, species):
+            B = None
+            for s in subsampled:
+                if np.any(sp == s):
+                    B = basis.descriptors(atoms) if B is None else B
+                    g = grade_values(B[sp == s], G_list[s])
+                    above, gmax, any_ = part[s]
+                    part[s] = (above + int(np.sum(g > 1.0 + ROUNDOFF)), max(gmax, float(g.max())), True)
+        parts = ranks.gather_indexed([(ranks.rank, part)])
+        if ranks.is_root:
+            for s in subsampled:
+                vals = [p[s] for _, p in parts if p[s][2]]
+                above = sum(v[0] for v in vals)
+                gm = max(v[1] for v in vals) if vals else None
+                stats["species"][s].update(above_1=above, max_training_grade=gm)
+    if not ranks.is_root:
+        return None, [], None
+    n_above = sum(sp["above_1"] for sp in stats["species"])
+    gmax = max([sp["max_training_grade"] for sp in stats["species"] if sp["max_training_grade"] is not None],
+               default=0.0)
+    n_total = int(n_s.sum())
+    stats["fraction_above_1"] = n_above / n_total if n_total else 0.0
+    stats["max_training_grade"] = gmax
+    return G_list, notes, stats
+
+
+def _maxvol_per_species(basis, Xs, keep, n_s, max_atoms, tol):
+    """MaxVol on each species' (kept) training descriptors; the grades of species kept whole."""
     G_list, notes, stats = [], [], {"species": []}
     for s, X in enumerate(Xs):
         el = basis.elements[s]
@@ -153,24 +201,8 @@ def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None):
         stats["species"].append({"element": el, "n_atoms": int(n_s[s]), "rank": int(G.shape[1]),
                                  "swaps": int(info.get("swaps", 0)),
                                  "active_rows": X[info["active"]] if "active" in info else X[:0]})
-    # grades of all training atoms (second pass only for subsampled species)
-    g_all = [[grade_values(X, G_list[s])] if keep[s] is None and len(X) else [] for s, X in enumerate(Xs)]
-    if any(k is not None for k in keep):
-        for atoms, sp in zip(frames, species):
-            B = None
-            for s in range(S):
-                if keep[s] is not None and np.any(sp == s):
-                    B = basis.descriptors(atoms) if B is None else B
-                    g_all[s].append(grade_values(B[sp == s], G_list[s]))
-    n_above, gmax = 0, 0.0
-    for s in range(S):
-        g = np.concatenate(g_all[s]) if g_all[s] else np.zeros(0)
-        above = int(np.sum(g > 1.0 + ROUNDOFF))
-        n_above += above
-        if len(g):
-            gmax = max(gmax, float(g.max()))
-        stats["species"][s].update(above_1=above, max_training_grade=float(g.max()) if len(g) else None)
-    n_total = int(n_s.sum())
-    stats["fraction_above_1"] = n_above / n_total if n_total else 0.0
-    stats["max_training_grade"] = gmax
+        if keep[s] is None:
+            g = grade_values(X, G) if len(X) else np.zeros(0)
+            stats["species"][s].update(above_1=int(np.sum(g > 1.0 + ROUNDOFF)),
+                                       max_training_grade=float(g.max()) if len(g) else None)
     return G_list, notes, stats

@@ -8,13 +8,19 @@ cross-validation fold, cut into runs of at most ``batch`` structures that never 
 (``fit_blocks``; they depend on the number of structures, the folds and the basis size only, never
 on the number of ranks).  Block b belongs to rank ``b % size``.
 
+- reading: the blocks are known from the number of frames (``dcace.data.count_frames``), so every
+  rank reads the data keeping only its blocks' frames (``read_data(keep=)``); what every rank needs
+  of all structures comes from small per-structure numbers gathered in structure order
+  (``allgather_indexed``) or from exact reductions (``extremes``).
 - pass 1 (descriptor sums) is per structure: each rank computes the structures of its blocks; the
   rows are gathered (``Ranks.allgather_rows``), so every rank holds the same (n, D) arrays.
 - pass 2 (fitting rows -> normal equations): each block's contribution is accumulated from zero
   into a one-fold copy of every accumulator (a *partial*), and rank 0 adds the partials into the
   totals in block order, receiving those of the other ranks (``accumulate_blocks``).  The serial fit
   does exactly the same with one rank, so 1, 2, 4 ranks and the serial fit agree to the last bit.
-- rank 0 selects, solves and writes; the other ranks receive the potential (``Ranks.share``).
+- rank 0 selects and solves while the others wait (``from_root``); pass 3 and the grade are again per
+  structure (``dcace.pass3``), their terms summed on rank 0 in structure order; rank 0 writes and the
+  other ranks receive the potential (``Ranks.share``).
 
 Errors: a structure that fails on one rank (a bad frame) is recorded, the rank keeps to the
 protocol, and after the stage every rank raises the same ``DataError`` naming the file and frame
@@ -136,6 +142,44 @@ class Ranks:
                     full[np.asarray(idx)] = a
         return out
 
+    def extremes(self, shortest: np.ndarray, largest: np.ndarray):
+        """(elementwise min of `shortest`, max of `largest`) over the ranks (exact in any order)."""
+        if self.size == 1:
+            return shortest, largest
+        self._wait_quietly()
+        parts = self.comm.allgather((shortest, largest))
+        return np.minimum.reduce([p[0] for p in parts]), np.maximum.reduce([p[1] for p in parts])
+
+    def gather_indexed(self, items: list) -> list:
+        """[(structure index, anything)] of every rank -> on rank 0 all of them ordered by index
+        (every rank's items in the order of the structures, whoever computed them); [] elsewhere."""
+        if self.size > 1:
+            self._wait_quietly()   # a rank still working keeps its core (MPICH's gather polls)
+        parts = [items] if self.size == 1 else self.comm.gather(items, root=0)
+        if not self.is_root:
+            return []
+        return sorted((x for part in parts for x in part), key=lambda x: x[0])
+
+    def allgather_indexed(self, items: list) -> list:
+        """As gather_indexed, on every rank."""
+        if self.size > 1:
+            self._wait_quietly()
+        parts = [items] if self.size == 1 else self.comm.allgather(items)
+        return sorted((x for part in parts for x in part), key=lambda x: x[0])
+
+    def from_root(self, obj):
+        """Rank 0's obj on every rank, the others waiting without spinning a core (they wait here
+        while rank 0 selects and solves).  If rank 0 failed before it got here, ``share`` sends its
+        error instead, and every other rank raises it here (marked: ``share`` does not wait again)."""
+        if self.size == 1:
+            return obj
+        self._wait_quietly()
+        obj = self.comm.bcast(obj, root=0)
+        if isinstance(obj, tuple) and obj and obj[0] == "error":
+            obj[1]._dcace_from_root = True
+            raise obj[1]
+        return obj
+
     def gather_dict(self, d: dict) -> dict:
         if self.size == 1:
             return d
@@ -156,6 +200,8 @@ class Ranks:
             pot = work()
         except ValueError as exc:       # collective by design: raised by every rank, or by rank 0 only
             err = exc
+            if getattr(exc, "_dcace_from_root", False):   # rank 0's error, already on every rank
+                raise
         except BaseException:           # a bug or memory: the other ranks may wait for this one
             traceback.print_exc()
             sys.stderr.write(f"dcace: rank {self.rank} failed; aborting all {self.size} ranks\n")

@@ -14,8 +14,8 @@ Pipeline (memory O(candidates x folds x (M K)^2), independent of the number of s
 4. selection (``dcace.selection``): ridge lambda by k-fold CV on the linear model; (M, tau) by
    k-fold CV of the combined model's weighted loss; eq. 9 of the paper is evaluated and reported.
 5. final solves on all training data; the potential file (``dcace.Potential``) with provenance.
-   Passes 1 and 2 run over fixed blocks of structures, on one or many MPI ranks with the same
-   arithmetic (``dcace.parallel``): serial and MPI fits write the same bytes.
+   Passes 1-3 and the grade run over fixed blocks of structures, on one or many MPI ranks with the
+   same arithmetic (``dcace.parallel``, ``dcace.pass3``): serial and MPI fits write the same bytes.
 6. pass 3: the final potential (C++ core) and the linear baseline evaluated on the training set;
    the test set (if any) evaluated with all compared models.
 
@@ -39,14 +39,16 @@ from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
-from .baseline import CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset
-from .data import Dataset, DataError, read_data
-from .grade import fit_grade
+from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
+                       user_window_free)
+from .data import Dataset, DataError, count_frames, read_data
+from . import pass3
 from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .state_pack import canonical_sums
 from .potential import Potential
 from .report import ErrorStats, FitReport
+from .local_gate import check_gate_option, fit_atom_gate
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from .ridge import single_threaded_blas
 
@@ -145,6 +147,34 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks
     return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
+def _fold_blocks(n, fixed, seed, k_folds, bsize, offset):
+    """(folds (n,), blocks): seeded folds (a state's, then the new structures'), and the fixed blocks of
+    <= batch_size structures, the units of work and of summation of passes 1 and 2 (dcace.parallel;
+    the state's structures and the new ones in separate blocks, so that a refit adds exactly the
+    blocks a from-scratch fit adds after the state's).  Known from n alone, before any frame is read."""
+    split = n if fixed is None else fixed.n          # the state's structures, which a reuse fit adds first
+    if fixed is None:
+        rng = np.random.default_rng(seed)
+        folds = np.empty(n, dtype=int)
+        folds[rng.permutation(n)] = np.arange(n) % k_folds
+    else:   # the state's folds, then deterministic folds for the structures after them
+        folds = _fit_state.extended_folds(fixed, seed, n, k_folds)
+    blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
+    if split > offset:
+        blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
+    return folds, blocks
+
+
+def _residual(ranks, dataset, baseline, elements=None):
+    """residual_dataset, collectively: a frame that fails on the rank holding it fails every rank."""
+    if dataset is None:
+        return None
+    errors = []
+    out = residual_dataset(dataset, baseline, elements, errors=errors)
+    ranks.check(errors)
+    return out
+
+
 def _reference_energies(E, counts, weights=None, fixed=None):
     """Per-species e_ref minimising sum_S w_S^2 ((E - e_ref.n)/N)^2 (species absent get 0); species
     with a finite value in `fixed` (S,) keep it."""
@@ -161,13 +191,14 @@ def _reference_energies(E, counts, weights=None, fixed=None):
     return e
 
 
-def isolated_atom_energies(frames, elements, e0):
-    """(S,) isolated-atom energies (nan where unknown) from e0= or from isolated_atom frames."""
+def isolated_atom_energies(frames, elements, e0, energies=None):
+    """(S,) isolated-atom energies (nan where unknown) from e0= or from isolated_atom frames (their
+    `energies`, default the frames' own)."""
     fixed = np.full(len(elements), np.nan)
     notes = []
-    for fr in frames:
+    for j, fr in enumerate(frames):
         if fr.config_type == "isolated_atom" and fr.n_atoms == 1:
-            fixed[elements.index(fr.atoms.get_chemical_symbols()[0])] = fr.energy
+            fixed[elements.index(fr.first_symbol)] = fr.energy if energies is None else energies[j]
     if np.isfinite(fixed).any():
         notes.append("isolated-atom energies from the isolated_atom frames: " + ", ".join(
             f"{el} {v:.6f} eV" for el, v in zip(elements, fixed) if np.isfinite(v)))
@@ -244,7 +275,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
         repulsion_restraints: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
-        chemical_channels: int | None = None) -> Potential:
+        chemical_channels: int | None = None, gate: str = "structure") -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -282,11 +313,17 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
+    gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
+        (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
+        ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
+        ``"auto"`` (both; the lowest CV loss among linear, structure gate and atom gate wins, all three
+        in ``report.selection["gate_cv"]``).
 
     threads : threads per process (default: the cores this process may use, shared among the ranks).
-    comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank reads the data and featurises its
-        blocks of structures, rank 0 selects and solves, every rank returns the same potential, and
-        the file is byte-identical to the serial fit's (``dcace.parallel``; ``pip install "dcace[mpi]"``).
+    comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank streams through the data keeping only
+        its own blocks of structures, which it featurises and evaluates (passes 1-3, the grade); rank 0
+        selects and solves, every rank returns the same potential, and the file is byte-identical to
+        the serial fit's (``dcace.parallel``, ``dcace.pass3``; ``pip install "dcace[mpi]"``).
     state : path: also write the fit state (``dcace.state``, docs/fit-state.md) that
         ``dcace.refit(new, resume=state)`` continues from; its size is in ``pot.report.selection["state"]``.
     reuse : a fit state (path or ``FitState``): a from-scratch fit whose first structures are the
@@ -314,7 +351,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
          weight_key, e0, repulsion_restraints, ranks, state=None, reuse=None, resume=None,
-         max_degree_blocks=None, chemical_channels=None):
+         max_degree_blocks=None, chemical_channels=None, gate="structure"):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -341,6 +378,13 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         raise ValueError(f"regularise must be 'zero' or 'global', got {regularise!r}")
     if any(not (t > 0 and math.isfinite(t)) for t in temps) or not temps:
         raise ValueError(f"temperatures must be positive numbers, got {temps}")
+    gate_kind = check_gate_option(gate)
+    M_atom, atom_fit = None, None
+    if gate_kind == "atom":   # the structure machinery fits the linear model only; local_gate the rest
+        M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
+        experts, compare = 1, False
+    elif gate_kind == "auto":   # the structure machinery as asked, then the atom gate; CV picks
+        M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
     if experts == "auto":
         Ms = list(range(1, max_M + 1))
     else:
@@ -387,19 +431,30 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
+    if gate_kind == "atom":
+        settings.update(gate=gate_kind, experts=M_atom)
+    elif gate_kind == "auto":
+        settings.update(gate=gate_kind, atom_experts=M_atom)
     if reuse is not None:
         fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
-    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key, **keys)
+    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
+    plan = None   # MPI: (folds, blocks) from the frame count; each rank keeps only its blocks' frames
+    if ranks.size > 1 and not isinstance(train, Dataset):
+        plan = _fold_blocks(count_frames(train) + offset, fixed, seed, k_folds, bsize, offset)
+        keep = {int(i) - offset for b in ranks.own_blocks(plan[1]) for i in plan[1][b]}
+    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key,
+                                                              keep=None if plan is None else keep, **keys)
     test_data = None
-    if test is not None:
-        test_data = test if isinstance(test, Dataset) else read_data(test, elements=elements, weight_key=weight_key,
-                                                                     **keys)
+    if test is not None:   # the test set is evaluated on rank 0
+        test_data = test if isinstance(test, Dataset) else read_data(
+            test, elements=elements, weight_key=weight_key, keep=None if ranks.is_root else set(), **keys)
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
-        shortest, rho_max = neighbour_extremes(data.frames, elements, cutoff) if fixed is None else fixed.core()
+        shortest, rho_max = ranks.extremes(*neighbour_extremes([f for _, f in data.kept], elements, cutoff)) \
+            if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         if resume is not None:   # the core stays the state's: say where new data reaches into it
             core_notes += resume.core_check(data.frames, elements, cutoff, (lo, hi))
@@ -410,8 +465,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     timings["basis"] = time.perf_counter() - t_basis
     data_orig, test_orig = data, test_data
     if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
-        data = data_orig = residual_dataset(data, core.external, elements)
-        test_data = test_orig = residual_dataset(test_data, core.external, elements) if test_data is not None else None
+        data = data_orig = _residual(ranks, data, core.external, elements)
+        test_data = test_orig = _residual(ranks, test_data, core.external, elements)
         core_notes.append("fitted on DFT minus the external baseline " + json.dumps(core.external.describe())
                           + "; the errors reported are those of baseline + this potential")
     if core.baseline == "zbl":   # the experts learn DFT minus the baseline (paper eq. 10)
@@ -424,8 +479,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             f"{el} {r:.4g}" for el, r in zip(elements, short_range["rho_lo"])) + " (the densest training atoms)")
         base_pot = Potential.from_parts(basis, np.zeros((1, S0, K0)), np.zeros((1, S0)), None, {},
                                         short_range=short_range)
-        data = residual_dataset(data, base_pot)
-        test_data = residual_dataset(test_data, base_pot) if test_data is not None else None
+        data = _residual(ranks, data, base_pot)
+        test_data = _residual(ranks, test_data, base_pot)
         if w_rest > 0:
             dimers = restraint_dimers(elements, shortest, lo, cutoff)
             restraint_rows = restraint_batch(basis, base_pot, dimers, wF, w_rest) if dimers else None
@@ -434,6 +489,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                               f"weight (--repulsion-restraints)")
     timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
     n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
+    if plan is not None and len(plan[0]) != n:
+        raise DataError(f"{', '.join(f['name'] for f in data.files)}: counted {len(plan[0]) - offset} frames before reading, but read "
+                        f"{len(data)} (a file changed while it was read?)")
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
     if n < k_folds:
@@ -452,31 +510,21 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
-    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
-    split = n if fixed is None else fixed.n          # ... after the state's, which a reuse fit adds first
-    if fixed is None:
-        rng = np.random.default_rng(seed)
-        folds = np.empty(n, dtype=int)
-        folds[rng.permutation(n)] = np.arange(n) % k_folds
-    else:   # the state's folds, then deterministic folds for the structures after them
-        folds = _fit_state.extended_folds(fixed, seed, n, k_folds)
-    # fixed blocks of <= batch_size structures (the units of work and of summation of passes 1 and 2,
-    # dcace.parallel; the state's structures and the new ones in separate blocks, so that a refit
-    # adds exactly the blocks a from-scratch fit adds after the state's), accumulated in batches
-    # whose work arrays (2B x D'^2) stay below ~64 MiB
-    blocks = [b + split for b in fit_blocks(folds[split:], max(1, bsize))]
-    n_kept = 0   # blocks of the state's structures in a reuse= fit (a refit has their sums)
-    if split > offset:
-        kept = fit_blocks(folds[:split], max(1, bsize))
-        n_kept, blocks = (len(kept) if reuse is not None else 0), kept + blocks
+    folds, blocks = _fold_blocks(n, fixed, seed, k_folds, bsize, offset) if plan is None else plan
+    # blocks of the state's structures in a reuse= fit (a refit has their sums; dcace.state_pack)
+    n_kept = len(fit_blocks(folds[:fixed.n], max(1, bsize))) if reuse is not None else 0
+    # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
                                     [b - offset for b in blocks])
-    E = np.array([f.energy for f in data.frames])
-    hashes = [_fit_state.frame_hash(f) for f in data.frames]
+    # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
+    # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
+    own = sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b])
+    E = np.array([e for _, e in ranks.allgather_indexed([(i, data.frames[i].energy) for i in own])])
+    hashes = [h for _, h in ranks.allgather_indexed([(i, _fit_state.frame_hash(data.frames[i])) for i in own])]
     if resume is None:
         wts = frame_weights(data.frames, weights)
-        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given)
+        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given, E)
     else:   # the state's structures first, then the new ones
         Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
     notes += e0_notes
@@ -531,7 +579,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     for M, t in cand:
         if fixed is not None and (M, t) not in fixed.joint_keys:
             continue
-        need = joint_nbytes(k_folds + (restraint is not None), M, Dp)   # + the restraint's own set
+        need = joint_nbytes(k_folds, M, Dp)
         if used + need > budget:
             skipped[(M, t)] = need
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
@@ -541,14 +589,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             continue
         g = gate_dict(clusterings[M], t)
         joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
-        if restraint is not None:
-            restraint.add_candidate((M, t), g, joint[(M, t)].gate_fn)
         used += need
 
     rows_fn = _Rows(basis, wF, wS)
-    cost_info = _announce_cost(basis, data.frames, rows_fn, groups, joint, skipped, k_folds,
-                               groups.membership.shape[1], budget, bsize, P, seed, threads,
-                               progress) if ranks.is_root else {}
+    cost_info = _announce_cost(basis, [data.frames[i] for i in own], rows_fn, groups, joint, skipped, k_folds,
+                               groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
+                               threads, progress) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -557,12 +603,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         resume.restore(groups, joint)
         stress_store = resume.stress_store()
 
-    def structure_stats(i, fr, r):
-        """(A, v, yy) of one structure's force and stress rows, times its weight squared."""
-        A, v, yy, stress = _structure_terms(fr, r, wF, wS, wts[i])
-        if stress is not None:
-            stress_store[int(i)] = stress
-        return A, v, yy
+    def rows_and_terms(item):
+        """One structure's fitting rows and their normal-equation terms (_structure_terms), times its
+        weight squared: the per-structure work of pass 2, on the worker threads (numpy releases the GIL)."""
+        i, fr = item
+        r = rows_fn(fr)
+        return r if isinstance(r, Exception) else _structure_terms(fr, r, wF, wS, wts[i])
 
     def block_batch(b, accs):
         """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
@@ -578,11 +624,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                 acc.add(bt)
             stats.clear()
 
-        for i, (fr, r) in zip(idx, _threaded_map(rows_fn, [data.frames[i - offset] for i in idx], threads)):
-            if isinstance(r, Exception):
-                errors.append((int(i), str(_frame_error(fr, r))))
+        for (i, fr), res in _threaded_map(rows_and_terms, [(i, data.frames[i - offset]) for i in idx], threads):
+            if isinstance(res, Exception):
+                errors.append((int(i), str(_frame_error(fr, res))))
                 continue
-            stats.append((int(i),) + structure_stats(i, fr, r))
+            A, v, yy, stress = res
+            if stress is not None:
+                stress_store[int(i)] = stress
+            stats.append((int(i), A, v, yy))
             if len(stats) >= bsize:
                 flush()
         if stats:
@@ -600,7 +649,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         bar.close()
     rows_fn.kept.clear()   # sampled rows of structures another rank featurised
     stress_store = ranks.gather_dict(stress_store)
-    if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share)
+    if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share); this rank
+        pot, lin_pot, M_sel = pass3.receive_potentials(ranks)   # evaluates its structures in pass 3
+        pass3.training_errors(ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays,
+                              threads, False)
+        pass3.training_grade(ranks, basis, data.frames, own, counts, seed)
         return None
     timings["pass2"] = time.perf_counter() - t0
     cost_info["pass2_measured_s"] = timings["pass2"]
@@ -653,13 +706,44 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     theta_lin, models = solve_final()
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
+    gate_used, gate_cv = ("structure" if M_sel > 1 else "none"), None
+    if M_atom:   # the atom gate (dcace.local_gate): its own clustering, rows and CV
+        t_atom = time.perf_counter()
+        bar = _progress(None, n * len(temps), "atom gate rows", progress) if progress else None
+        atom_fit = fit_atom_gate(
+            basis=basis, frames=data.frames, M=M_atom, temperatures=temps, ridge_factors=DEFAULTS["ridge_dc_factors"],
+            lam=lam_dc, sel=sel, folds=folds, k=k_folds, p1=p1, wts=wts, wE=wE, wF=wF, wS=wS,
+            fixed_one_body=np.isfinite(e_fixed), seed=seed, pca_variance=DEFAULTS["pca_variance"],
+            pca_max_components=DEFAULTS["pca_max_components"], committee=committee,
+            progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))))
+        if bar is not None:
+            bar.close()
+        cv_rows += atom_fit["cv_rows"]
+        timings["atom_gate"] = time.perf_counter() - t_atom
+        gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None,
+                   "atom": atom_fit["cv_loss"]}
+        if gate_kind == "atom" or atom_fit["cv_loss"] < chosen["cv_loss"]:
+            M_sel, tau_sel, lam_dc, gate = M_atom, atom_fit["tau"], atom_fit["ridge"], atom_fit["gate"]
+            theta_final, gate_used = atom_fit["theta"], "atom"
+            models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
+            if restraint_rows is not None:
+                notes.append("atom gate: the repulsion restraints constrain the linear model only, not the experts")
+        if gate_kind == "auto":
+            notes.append("--gate auto: CV loss " + ", ".join(f"{k} {v:.6g}" for k, v in gate_cv.items() if v is not None)
+                         + f"; chosen: {gate_used}")
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
         t_shift = time.perf_counter()
-        shift, shift_notes = core_shifts(
-            lambda sh: Potential.from_parts(basis, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh)),
-            pure_zbl(elements, cutoff, inner_cutoff, w_L), basis, shortest)
+        def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
+            b = basis if np.array_equal(hi_top, window[1]) else basis.with_core_window((window[0], hi_top))
+            return Potential.from_parts(b, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh))
+
+        shift, hi_top, shift_notes = core_shifts(with_core, pure_zbl(elements, cutoff, inner_cutoff, w_L), basis,
+                                                 shortest, movable=user_window_free(core.core_range, elements))
+        if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
+            window = (window[0], hi_top)
+            basis = basis.with_core_window(window)
         short_range = dict(short_range, pair_shift=shift)
         notes += shift_notes
         timings["core_shift"] = time.perf_counter() - t_shift
@@ -667,7 +751,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
         "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
-        "cluster_sizes": clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n],
+        "cluster_sizes": atom_fit["cluster_sizes"] if gate_used == "atom" else (
+            clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n]),
+        "gate": gate_used, "gate_cv": gate_cv,
         "e_ref": e_ref.tolist(),
     }
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
@@ -707,31 +793,13 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
                                                           (theta_lin[D:] + e_ref)[None, :], None, {},
                                                           short_range=short_range)
-    train_stats = {"linear": ErrorStats(keep_arrays), "dc": ErrorStats(keep_arrays)} if M_sel > 1 else \
-        {"linear": ErrorStats(keep_arrays)}
-    nearest_train = np.zeros(n)
-    weights_train = np.zeros((n, M_sel))
-
-    def eval_work(fr):
-        try:
-            out = [lin_pot.compute(fr.atoms)]
-            if M_sel > 1:
-                out.append(pot.compute(fr.atoms))
-            return out
-        except ValueError as exc:
-            return exc
-
-    frames3 = data_orig.frames if resume is None else []   # a refit has the sums, not the old structures
-    for i, (fr, res) in enumerate(_progress(_threaded_map(eval_work, frames3, threads), n,
-                                            "pass 3/3 training errors", progress)):
-        if isinstance(res, Exception):
-            raise _frame_error(fr, res)
-        e_off = float(counts[i] @ e_ref)   # plots: energies relative to the per-species references
-        for name, out in zip(("linear", "dc"), res):
-            train_stats[name].add(fr.n_atoms, fr.energy, out["energy"], fr.forces, out["forces"],
-                                  fr.stress, out["stress"] if fr.stress is not None else None, e_offset=e_off)
-        weights_train[i] = res[-1]["weights"]
-        nearest_train[i] = res[-1]["nearest"]
+    if resume is None:   # per structure, on the rank that holds it (dcace.pass3)
+        pass3.send_potentials(ranks, pot, lin_pot, M_sel)
+        train_stats, weights_train, nearest_train = pass3.training_errors(
+            ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress)
+    else:   # a refit has the sums, not the old structures
+        train_stats = {name: ErrorStats(keep_arrays) for name in (("linear", "dc") if M_sel > 1 else ("linear",))}
+        weights_train, nearest_train = np.zeros((n, M_sel)), np.zeros(n)
     for name, stt in train_stats.items():
         errors[name]["train"] = stt.summary() if resume is None else _fit_state.sums_errors(
             sel, *models[name], joint.get((M_sel, tau_sel)) if name == "dc" else None)
@@ -776,7 +844,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             errors[name].setdefault(which, None)
     if keep_arrays:
         arrays["train"] = {name: stt.arrays() for name, stt in train_stats.items()}
-        arrays["clusters"] = {"Z": Z, "labels": clusterings[M_sel].labels if M_sel > 1 else np.zeros(n, int),
+        arrays["clusters"] = {"Z": Z, "labels": clusterings[M_sel].labels if M_sel in clusterings else np.zeros(n, int),
                               "weights": weights_train, "nearest": nearest_train}
 
     # ---------------------------------------------------------------- final file with errors
@@ -788,7 +856,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         for r in cv_rows]
     meta["notes"] = notes
     t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
-    grade_G, grade_notes, grade_stats = (fit_grade(basis, [fr.atoms for fr in data.frames], seed=seed) if resume is None
+    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, own, counts, seed) if resume is None
                                          else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
                             f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
@@ -844,6 +912,16 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
                 memory_bytes={"linear+independent": groups.nbytes,
                               **{f"M={M},tau={t:g}": nb for (M, t), nb in joint_bytes.items()}},
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
+
+
+def _atom_experts(experts, state, reuse, resume, gate):
+    """M of the atom gate (experts="auto": 4), with its limits."""
+    if state is not None or reuse is not None or resume is not None:
+        raise ValueError(f"gate={gate!r} fits cannot write or reuse a fit state yet (state=, reuse=, refit)")
+    M = 4 if experts == "auto" else experts
+    if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
+        raise ValueError(f"gate={gate!r} needs experts = 'auto' or an integer >= 2, got {experts!r}")
+    return int(M)
 
 
 def _config_weights(weights):

@@ -121,8 +121,14 @@ class Potential:
         """Per-species grade matrices G_s (K, r_s), or None (no grade)."""
         return list(self.core.grade_matrices()) if self.core.has_grade else None
 
+    @property
+    def gate_kind(self) -> str:
+        """"none" (one expert), "structure" (the paper's gate on the mean descriptor) or "atom"
+        (the local gate on each atom's own descriptor B_i)."""
+        return self.core.gate_kind
+
     def gate_weights(self, p):
-        """w (M), dw/dp (M, S*K) and nearest-centroid distance for a mean descriptor p."""
+        """Structure gate: w (M), dw/dp (M, S*K) and nearest-centroid distance for a mean descriptor p."""
         return self.core.gate_weights(np.ascontiguousarray(p, dtype=float).ravel())
 
     def __repr__(self) -> str:
@@ -133,7 +139,11 @@ class Potential:
     def compute(self, atoms, extrapolation: bool = True) -> dict:
         """Energy, per-atom energies, forces, stress (ASE Voigt; None unless 3-D periodic),
         expert weights, the nearest-centroid distance and the per-atom extrapolation grade
-        (None if the potential file has none, or with extrapolation=False) of one structure."""
+        (None if the potential file has none, or with extrapolation=False) of one structure.
+
+        "weights": the gate weights, (M,) for the structure gate and a linear potential, (N, M) (one
+        row per atom) for a local gate; "atom_weights" is always (N, M).  "nearest" is the
+        structure gate's nearest-centroid distance (0 for a local gate)."""
         species, first, j, rij = self.basis.neighbours(atoms)
         out = self.core.compute(species, first, j, rij)
         grade = self.core.extrapolation(species, first, j, rij) if extrapolation and self.core.has_grade else None
@@ -143,7 +153,8 @@ class Potential:
             "forces": out["forces"],
             "virial": out["virial"],
             "virials": out["virials"],
-            "weights": out["weights"],
+            "weights": out["atom_weights"] if self.core.gate_kind == "atom" else out["weights"],
+            "atom_weights": out["atom_weights"],
             "expert_energies": out["expert_energies"],
             "nearest": float(out["nearest"]),
             "stress": None,

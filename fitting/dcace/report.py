@@ -41,29 +41,48 @@ class ErrorStats:
             e_offset: float = 0.0):
         """e_offset: the structure's per-species reference energy sum_s n_s e_s, subtracted from the
         kept energies only (plots show energies relative to it, so meV/atom errors are visible)."""
+        self.add_terms(self.terms(n_atoms, e_ref, e_pred, f_ref, f_pred, s_ref, s_pred, e_offset))
+
+    def terms(self, n_atoms: int, e_ref: float, e_pred: float, f_ref=None, f_pred=None, s_ref=None, s_pred=None,
+              e_offset: float = 0.0) -> tuple:
+        """One structure's contribution (small numbers; its arrays only with keep): add_terms() of the
+        contributions in structure order gives the same sums, wherever each was computed (MPI ranks)."""
         de = (e_pred - e_ref) / n_atoms
+        f = s = None
+        if f_ref is not None and f_pred is not None:
+            df = np.asarray(f_pred, float).ravel() - np.asarray(f_ref, float).ravel()
+            f = (float(np.abs(df).sum()), float(df @ df), df.size)
+        if s_ref is not None and s_pred is not None:
+            ds = np.asarray(s_pred, float).ravel() - np.asarray(s_ref, float).ravel()
+            s = (float(np.abs(ds).sum()), float(ds @ ds), ds.size)
+        kept = None
+        if self.keep:
+            kept = ((e_ref - e_offset) / n_atoms, (e_pred - e_offset) / n_atoms, n_atoms,
+                    None if f is None else (np.asarray(f_ref, float).ravel(), np.asarray(f_pred, float).ravel()))
+        return int(n_atoms), de, f, s, kept
+
+    def add_terms(self, t: tuple) -> None:
+        n_atoms, de, f, s, kept = t
         self.n_structures += 1
-        self.n_atoms += int(n_atoms)
+        self.n_atoms += n_atoms
         self.e_abs += abs(de)
         self.e_sq += de * de
         self.e_max = max(self.e_max, abs(de))
-        if f_ref is not None and f_pred is not None:
-            df = np.asarray(f_pred, float).ravel() - np.asarray(f_ref, float).ravel()
-            self.f_abs += float(np.abs(df).sum())
-            self.f_sq += float(df @ df)
-            self.f_n += df.size
-        if s_ref is not None and s_pred is not None:
-            ds = np.asarray(s_pred, float).ravel() - np.asarray(s_ref, float).ravel()
-            self.s_abs += float(np.abs(ds).sum())
-            self.s_sq += float(ds @ ds)
-            self.s_n += ds.size
-        if self.keep:
-            self.e_ref.append((e_ref - e_offset) / n_atoms)
-            self.e_pred.append((e_pred - e_offset) / n_atoms)
-            self.n_per.append(n_atoms)
-            if f_ref is not None and f_pred is not None:
-                self.f_ref.append(np.asarray(f_ref, float).ravel())
-                self.f_pred.append(np.asarray(f_pred, float).ravel())
+        if f is not None:
+            self.f_abs += f[0]
+            self.f_sq += f[1]
+            self.f_n += f[2]
+        if s is not None:
+            self.s_abs += s[0]
+            self.s_sq += s[1]
+            self.s_n += s[2]
+        if self.keep and kept is not None:
+            self.e_ref.append(kept[0])
+            self.e_pred.append(kept[1])
+            self.n_per.append(kept[2])
+            if kept[3] is not None:
+                self.f_ref.append(kept[3][0])
+                self.f_pred.append(kept[3][1])
 
     def summary(self) -> dict:
         ns = max(self.n_structures, 1)

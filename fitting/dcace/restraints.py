@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from .committee import Batch, GroupAccumulator, JointAccumulator
+from .committee import Batch, GroupAccumulator
 
 __all__ = ["RESTRAINT_POINTS", "restraint_dimers", "restraint_batch", "RestraintRows", "pure_zbl"]
 
@@ -77,23 +77,22 @@ def restraint_batch(basis, base_pot, dimers, force_weight: float, weight: float)
 
 
 class RestraintRows:
-    """The restraint's normal equations for the linear model, each independent expert and each
-    committee candidate (one set each, added to every training system by selection.Selector)."""
+    """The restraint's normal equations for the linear model (one set, added to every training system
+    by selection.Selector). Every expert gets the whole set, whatever the gate: an isolated dimer is
+    gated to one expert, but in MD a close pair sits inside a crystal or a liquid whose gate picks
+    another one, so each expert on its own must repel below the data (independent experts get it
+    through their groups, a joint committee as M copies on its diagonal blocks)."""
 
     def __init__(self, batch: Batch, D: int, S: int, n_groups: int):
         self.batch = batch
         self.groups = GroupAccumulator(1, D, S, np.ones((batch.size, n_groups)), 0.0)
         self.groups.add(batch)
-        self.joint = {}
         self.D, self.S = D, S
-
-    def add_candidate(self, key, gate: dict, gate_fn):
-        acc = JointAccumulator(1, self.D, self.S, gate, 0.0, gate_fn)
-        acc.add(self.batch)
-        self.joint[key] = acc
 
     def group(self, g):
         return self.groups.H[0, g], self.groups.h[0, g]
 
-    def committee(self, key):
-        return self.joint[key].total()
+    def committee(self, M: int):
+        """(H, h) of an M-expert joint committee: the linear set on each expert's diagonal block."""
+        H1, h1 = self.group(0)
+        return np.kron(np.eye(M), H1), np.tile(h1, M)

@@ -22,7 +22,16 @@ from .committee import committee_predict
 from .report import EV_A3_TO_GPA
 from .ridge import column_scale, penalty_vector, quadratic_sse, ridge_solve
 
-__all__ = ["Selector"]
+__all__ = ["Selector", "SHARED_ONE_BODY"]
+
+# Every expert of a committee shares the global linear model's one-body terms (its free-atom
+# energies), pinned like a user's e0: an isolated atom, a dissociating dimer or a pair deep in the
+# short-range core then has one energy whichever expert the gate picks. With an own one-body term
+# per expert, the Zuo Si committee's experts put a free Si atom anywhere from -4.78 to -3.31 eV and
+# its dimer dropped 0.48 eV inside the core window where the gate passes from one expert to another;
+# pinned, it rises, and test errors move by 0.9 % (Si) and 3.7 % (Mo) (docs/short-range.md).
+# Independent experts with regularise="zero" (the paper's fits) keep their own (Selector._shares_one_body).
+SHARED_ONE_BODY = True
 
 
 class Selector:
@@ -61,7 +70,7 @@ class Selector:
         h = self.groups.h[:, g].sum(axis=0)
         return H, h
 
-    def _solve_group(self, g, lam, fold=None, prior=None):
+    def _solve_group(self, g, lam, fold=None, prior=None, pin_one_body=None):
         H, h = self._group_total(g)
         frac = 1.0
         if fold is not None:
@@ -72,7 +81,8 @@ class Selector:
             Hr, hr = self.restraint.group(g)
             H += Hr
             h = h + hr
-        pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=self.fixed_one_body)
+        pinned = self.fixed_one_body if pin_one_body is None else pin_one_body
+        pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=pinned)
         return ridge_solve(H, h, self.sc, pen, prior, overwrite_h=True)   # H: this call's own sum
 
     def linear_fold(self, lam, f):
@@ -100,9 +110,21 @@ class Selector:
         return tot
 
     # ------------------------------------------------------------------ committees
-    def _prior(self, M, theta_lin):
-        if self.regularise == "global" and theta_lin is not None:
+    def _shares_one_body(self, theta_lin, independent=False):
+        """SHARED_ONE_BODY applies to joint committees and to experts that ridge toward the linear
+        model; independent experts with regularise="zero" stay the paper's, each its own model
+        (a refit then changes only the experts whose clusters receive structures)."""
+        return SHARED_ONE_BODY and theta_lin is not None and not (independent and self.regularise == "zero")
+
+    def _prior(self, M, theta_lin, independent=False):
+        """Ridge target of an M-expert committee: the global linear solution ("global"), else zero;
+        with a shared one-body term its one-body entries are the linear model's either way."""
+        if theta_lin is None:
+            return None
+        if self.regularise == "global":
             return np.tile(theta_lin, M)
+        if self._shares_one_body(theta_lin, independent):
+            return np.tile(np.concatenate([np.zeros(self.D), theta_lin[self.D:]]), M)
         return None
 
     def _fold_sums(self, key):
@@ -113,9 +135,9 @@ class Selector:
             self._joint_sums = (key, (acc.Sh.sum(axis=0), acc.h.sum(axis=0)))
         return self._joint_sums[1]
 
-    def _restraint_committee(self, key):
-        if self._restraint_sums[0] != key:
-            self._restraint_sums = (key, self.restraint.committee(key))
+    def _restraint_committee(self, M):
+        if self._restraint_sums[0] != M:
+            self._restraint_sums = (M, self.restraint.committee(M))
         return self._restraint_sums[1]
 
     def _joint_system(self, key, fold):
@@ -131,6 +153,12 @@ class Selector:
         candidate: its fold sums and restraint matrices are formed once for all of them)."""
         return [self.solve_joint(M, tau, *job) for job in jobs]
 
+    def _committee_pins(self, theta_lin, independent=False):
+        """(S,) one-body columns pinned to the prior in a committee."""
+        if self._shares_one_body(theta_lin, independent):
+            return np.ones(self.S, bool)
+        return self.fixed_one_body
+
     def solve_joint(self, M, tau, lam, fold=None, theta_lin=None, kappa=None):
         acc = self.joint[(M, tau)]
         frac = 1.0
@@ -141,13 +169,13 @@ class Selector:
             frac = self.frac[fold]
             idx = np.flatnonzero(self.folds != fold)
         if self.restraint is not None:
-            Hr, hr = self._restraint_committee((M, tau))
+            Hr, hr = self._restraint_committee(M)
             H += Hr
             h += hr
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)
-        pen = penalty_vector(self.D, self.S, M, lam * frac, fixed_one_body=self.fixed_one_body)
+        pen = penalty_vector(self.D, self.S, M, lam * frac, fixed_one_body=self._committee_pins(theta_lin))
         return ridge_solve(H, h, np.tile(self.sc, M), pen, self._prior(M, theta_lin),
                            overwrite_h=True).reshape(M, self.Dp)
 
@@ -173,8 +201,10 @@ class Selector:
         return self.solve_joint(M, tau, lam, None, theta_lin)
 
     def solve_independent(self, M, lam, fold=None, theta_lin=None):
-        prior = theta_lin if (self.regularise == "global" and theta_lin is not None) else None
-        return np.stack([self._solve_group(g, lam, fold=fold, prior=prior) for g in self.group_index[M]])
+        prior = self._prior(1, theta_lin, independent=True)
+        pins = self._committee_pins(theta_lin, independent=True)
+        return np.stack([self._solve_group(g, lam, fold=fold, prior=prior, pin_one_body=pins)
+                         for g in self.group_index[M]])
 
     def solve_independent_total(self, M, lam, theta_lin=None):
         return self.solve_independent(M, lam, None, theta_lin)
@@ -212,13 +242,15 @@ class Selector:
     def _cv_row(self, M, tau, fit, thetas, losses, wfn, lam=None):
         """CV row of one candidate from its fold solutions and their held-out losses (per fold)."""
         loss = 0.0
+        fold_losses = []
         de_all = []
         de_w2 = 0.0
         s_abs = s_sq_w = 0.0
         s_n = 0
         for f in range(self.k):
             th = thetas[f]
-            loss += losses[f]
+            fold_losses.append(losses[f])
+            loss += fold_losses[-1]
             de, a, q, c, dw = self._direct_errors(th, wfn, self.fold_idx[f])
             de_w2 += dw
             de_all.append(de)
@@ -231,6 +263,7 @@ class Selector:
         f_rmse = float(np.sqrt(max(f_sse, 0.0) / self.wF ** 2 / n_comp)) if self.wF > 0 else None
         return {
             "M": M, "tau": tau, "fit": fit, "ridge": lam, "loss": float(loss),
+            "fold_losses": [float(x) for x in fold_losses],
             "n_structures": self.n, "n_atoms": int(self.p1.N.sum()),
             "energy_mae_mev_per_atom": 1000.0 * float(np.abs(de).mean()),
             "energy_rmse_mev_per_atom": 1000.0 * float(np.sqrt((de ** 2).mean())),

@@ -122,6 +122,13 @@ class ACEBasis {
                                 const double* w, double* dE_drij, Workspace& ws,
                                 const double* w_energy = nullptr) const;
 
+  // One atomic-base pass for a coefficient vector that depends on B_i (the atom gate): prepare_gradient
+  // leaves A_i, its gradients and its monomials (ws.mono) in ws; gradient_prepared then runs the
+  // adjoint with weights w on them (as energy_gradient, without accumulating A_i again).
+  void prepare_gradient(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
+  double gradient_prepared(int n_neigh, const double* rij, const int* zj, const double* w, double* dE_drij,
+                           Workspace& ws) const;
+
   // Fitting: B_i and dB_i/dr_ij laid out as [(j*3 + a) * n_features + v].
   void descriptor_gradients(int zi, int n_neigh, const double* rij, const int* zj, double* B,
                             double* dB_drij, Workspace& ws) const;

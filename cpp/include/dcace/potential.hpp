@@ -10,6 +10,12 @@
 //   c_eff,s = sum_m w_m c_{m,s} + (1/N) sum_m E_m dw_m/dp_s      (forces: F = -sum_i c_eff . dB_i/dr)
 //   e_i    = sum_m w_m (c_{m,Z_i} . B_i + e0_{m,Z_i})            (per-atom energies sum to E)
 // With M = 1 the gate is absent and c_eff = c_1.
+//
+// Local (atom) gate (format version 6, local_gate.cpp): one Gate per species s on the atom's own
+// descriptor B_i (dim_in = K); no reduction over the structure:
+//   w_i = softmax(logit(B_i)),  e_i = sum_m w_im (f_i c_{m,s} . B_i + e0_{m,s}) (+ cores)
+//   c_eff,i = f_i sum_m w_im c_{m,s} + sum_m (f_i c_{m,s} . B_i + e0_{m,s} - e_i') dw_im/dB_i
+// (f_i the density-core switch, e_i' the gated part), forces F = -sum_i c_eff,i . dB_i/dr.
 // An optional short-range baseline (baseline.hpp, ZBL) adds its pair energy to E and to e_i.
 #pragma once
 
@@ -30,6 +36,11 @@ struct FileError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Which descriptor the gate sees: none (M = 1), the structure's mean (the paper's, two passes and a
+// reduction) or the atom's own B_i (local: one pass, per-atom effective coefficients).
+enum class GateKind { None, Structure, Atom };
+const char* gate_kind_name(GateKind k);
+
 struct Gate {
   int n_experts = 1;   // M
   int dim_in = 0;      // D = n_species * n_features
@@ -42,7 +53,12 @@ struct Gate {
   std::vector<double> bias;          // M
   // w (M), optional dw/dp (M x D) and the distance to the nearest centroid in units of its spread.
   void evaluate(const double* p, double* w, double* dw_dp, double* nearest) const;
+  // The same with dw/dy (M x d, in the projected space) instead of dw/dp: dw_m/dp = P^T dw_m/dy / scale.
+  void evaluate_projected(const double* p, double* w, double* dw_dy, double* nearest) const;
 };
+
+// Throws InputError unless g is a valid gate of M experts on D inputs (what/dim_name for messages).
+void check_gate(const Gate& g, size_t D, int M, const std::string& what, const char* dim_name);
 
 // The result of the global gate for one structure (or one LAMMPS step).
 struct Combination {
@@ -60,6 +76,7 @@ struct Combination {
 // Scratch memory of the per-atom evaluator (one per thread; reuse across atoms).
 struct AtomScratch {
   Workspace basis;
+  std::vector<double> B, gw, gdw, c, em;  // local gate: B_i, w_i, dw/dy (M x d), c_eff,i, e_m
   std::vector<double> w;     // per-atom monomial weights (density core)
   std::vector<double> drho;  // d rho_i / d r_ij
 };
@@ -73,7 +90,7 @@ class Potential {
   Potential() = default;
   Potential(std::vector<std::string> elements, BasisSpec spec, std::vector<double> coef,
             std::vector<double> e0, int n_experts, Gate gate, std::string metadata,
-            Baseline baseline = {});
+            Baseline baseline = {}, GateKind kind = GateKind::Structure, std::vector<Gate> local_gates = {});
 
   const std::vector<std::string>& elements() const { return elements_; }
   int species_index(const std::string& element) const;  // -1 if absent
@@ -84,7 +101,10 @@ class Potential {
   double cutoff() const { return basis_->cutoff(); }
   const std::vector<double>& coefficients() const { return coef_; }  // M x S x K
   const std::vector<double>& one_body() const { return e0_; }         // M x S
-  const Gate& gate() const { return gate_; }
+  const Gate& gate() const { return gate_; }                            // structure gate
+  GateKind gate_kind() const { return kind_; }                          // None if M = 1
+  bool local_gate() const { return kind_ == GateKind::Atom; }
+  const std::vector<Gate>& local_gates() const { return local_gates_; }  // one per species (local)
   const std::string& metadata() const { return metadata_; }            // JSON text (provenance)
   const Baseline& baseline() const { return baseline_; }               // short-range core (may be off)
   const std::string& source() const { return source_; }                // file name it was read from
@@ -105,8 +125,18 @@ class Potential {
                   AtomScratch& sc) const;
   // Pass 2: energy e_i of atom i (centre species zi; ACE, one-body term and short-range core) for the
   // step's combination, and dE/dr_ij (n_neigh x 3, overwritten).  A: A_i kept from pass 1, or null.
+  // With a local gate comb and A are not used (one pass) and weights (M, may be null) receives w_i;
+  // with the structure gate it receives comb.weights.
   double atom_energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, const Combination& comb,
-                              const double* A, double* dE_drij, AtomScratch& sc) const;
+                              const double* A, double* dE_drij, AtomScratch& sc, double* weights = nullptr) const;
+  // Fitting rows of a local-gate committee for a fixed gate (local_gate.cpp).  Columns: expert m's
+  // block [c_{m,s} (S*K), e0_{m,s} (S)], n_cols = M (S*K + S); E = row . theta:
+  //   energy_row (n_cols), force_rows (3N x n_cols) = -d energy_row / dr, virial_rows (6 x n_cols,
+  //   Voigt xx yy zz yz xz xy), as structure_fitting_rows for the linear model.  Ignores the cores.
+  // With temperatures (T values; empty = the file's) the rows of the same gate at each temperature,
+  // one after the other (T x n_cols, T x 3N x n_cols, T x 6 x n_cols): B_i and dB_i/dr once for all.
+  void local_fitting_rows(const Neighbours& nl, const std::vector<double>& temperatures, double* energy_row,
+                          double* force_rows, double* virial_rows) const;
   // The short-range core's part of the extrapolation grade of one atom: the largest of
   // hi(s, z_j) / r_ij over its neighbours closer than their pair's hi and rho_i / rho_lo,s where
   // that is > 1: 0 for every training atom with the default core, > 1 where the core takes over
@@ -118,8 +148,10 @@ class Potential {
   // Whole-structure DC evaluation (two passes) for Python: returns E, fills per-atom energies,
   // forces (N x 3), virial (6, Voigt, eV) and the combination used; optionally per-atom virials
   // (N x 6, summing to the virial; see structure_energy_forces).
+  // atom_weights (N x M, may be null): the gate weights of every atom (the structure's w for every
+  // atom with the structure gate).
   double compute(const Neighbours& nl, double* energies, double* forces, double* virial,
-                 Combination& comb, double* virial_atoms = nullptr) const;
+                 Combination& comb, double* virial_atoms = nullptr, double* atom_weights = nullptr) const;
 
   // Extrapolation grade (grade.cpp; absent in files of format version < 3).
   bool has_grade() const { return static_cast<bool>(grade_); }
@@ -136,11 +168,16 @@ class Potential {
 
  private:
   void check() const;
+  void check_local_gates() const;
+  double local_energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, double* dE_drij,
+                               AtomScratch& sc, double* weights) const;
   std::vector<std::string> elements_;
   std::shared_ptr<ACEBasis> basis_;
   std::vector<double> coef_, e0_;
   int n_experts_ = 1;
   Gate gate_;
+  GateKind kind_ = GateKind::Structure;
+  std::vector<Gate> local_gates_;
   std::string metadata_;
   Baseline baseline_;
   std::string source_ = "<potential>";

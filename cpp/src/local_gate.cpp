@@ -1,0 +1,165 @@
+// The local (atom) gate of the divide-and-conquer potential: each atom is gated on its own
+// descriptor B_i by the Gate of its species, so an atom's energy depends only on its neighbours
+// (range r_cut, forces 2 r_cut) and no quantity is reduced over the structure.  This file holds
+// the per-atom evaluator of that gate (called by Potential::atom_energy_gradient, hence by
+// Potential::compute and pair_style dcace) and the fitting rows of the committee under a fixed gate.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "dcace/potential.hpp"
+
+namespace dcace {
+
+void Potential::check_local_gates() const {
+  const int S = n_species(), K = n_features(), M = n_experts_;
+  if (static_cast<int>(local_gates_.size()) != S)
+    throw InputError("the atom gate needs one gate per species (" + std::to_string(S) + "), got " +
+                     std::to_string(local_gates_.size()));
+  for (int s = 0; s < S; ++s)
+    check_gate(local_gates_[s], static_cast<size_t>(K), M, "atom gate of " + elements_[s], "n_features");
+  for (int s = 1; s < S; ++s)   // one temperature (the file has one record)
+    if (local_gates_[s].temperature != local_gates_[0].temperature)
+      throw InputError("the atom gates of all species must have the same temperature");
+}
+
+double Potential::local_energy_gradient(int zi, int n, const double* rij, const int* zj, double* dE,
+                                        AtomScratch& sc, double* weights) const {
+  const int K = n_features(), M = n_experts_, S = n_species();
+  const size_t SK = static_cast<size_t>(S) * K, nm = static_cast<size_t>(basis_->n_monomials());
+  double f = 1.0, df = 0.0;
+  if (baseline_.has_density_core()) {
+    f = baseline_.density_switch(zi, core_density(baseline_.density_cutoff, n, rij, nullptr), &df);
+    if (f < 1.0) {
+      sc.drho.resize(3 * static_cast<size_t>(n));
+      core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
+    }
+  }
+  basis_->prepare_gradient(zi, n, rij, zj, sc.basis);   // A_i and its gradients once
+  sc.B.resize(K);
+  basis_->features_from_monomials(sc.basis.mono.data(), sc.B.data());
+  sc.gw.resize(M);
+  const Gate& gate = local_gates_[zi];
+  const int d = gate.dim_out;
+  sc.gdw.resize(static_cast<size_t>(M) * d);
+  sc.em.resize(M);
+  gate.evaluate_projected(sc.B.data(), sc.gw.data(), sc.gdw.data(), nullptr);   // dw/dy (M x d)
+  // e_m = f c_m . B + e0_m; the gated energy eg = sum_m w_m e_m, eps = sum_m w_m c_m . B
+  double eg = 0.0, eps = 0.0;
+  for (int m = 0; m < M; ++m) {
+    const double* c = coef_.data() + m * SK + static_cast<size_t>(zi) * K;
+    double a = 0.0;
+    for (int v = 0; v < K; ++v) a += c[v] * sc.B[v];
+    sc.em[m] = f * a + e0_[m * S + zi];
+    eg += sc.gw[m] * sc.em[m];
+    eps += sc.gw[m] * a;
+  }
+  // c_eff = f sum_m w_m c_m + sum_m (e_m - eg) dw_m/dB   (sum_m dw_m = 0: e_m measured from eg),
+  // the gate part through the d projected directions: sum_a beta_a P_a / scale,
+  // beta_a = sum_m (e_m - eg) dw_m/dy_a (d K operations instead of M d K)
+  sc.c.assign(K, 0.0);
+  for (int a = 0; a < d; ++a) {   // the gate part first, divided by the scale once
+    double beta = 0.0;
+    for (int m = 0; m < M; ++m) beta += (sc.em[m] - eg) * sc.gdw[static_cast<size_t>(m) * d + a];
+    const double* row = gate.projection.data() + static_cast<size_t>(a) * K;
+    for (int v = 0; v < K; ++v) sc.c[v] += beta * row[v];
+  }
+  for (int v = 0; v < K; ++v) sc.c[v] /= gate.scale[v];
+  for (int m = 0; m < M; ++m) {
+    const double* c = coef_.data() + m * SK + static_cast<size_t>(zi) * K;
+    const double fw = f * sc.gw[m];
+    for (int v = 0; v < K; ++v) sc.c[v] += fw * c[v];
+  }
+  sc.w.resize(nm);
+  basis_->monomial_weights(sc.c.data(), sc.w.data());
+  basis_->gradient_prepared(n, rij, zj, sc.w.data(), dE, sc.basis);
+  double e = eg;
+  if (baseline_.enabled()) e += baseline_.pair_energy_gradient(*basis_, zi, n, rij, zj, dE);
+  if (f < 1.0) {
+    const double kappa = baseline_.dense_core_energy_gradient(*basis_, zi, n, rij, zj, 1.0 - f, dE);
+    e += (1.0 - f) * kappa;
+    const double c = (eps - kappa) * df;
+    for (size_t k = 0; k < 3 * static_cast<size_t>(n); ++k) dE[k] += c * sc.drho[k];
+  }
+  if (weights) std::copy(sc.gw.begin(), sc.gw.end(), weights);
+  return e;
+}
+
+namespace {
+// Atom i's derivative rows for one pair and direction into T (M x (K + 1)): expert m's
+// d(w_m B)/dx = w_m dB/dx + B (dw_m/dB . dB/dx) and, in slot K, d w_m / dx (its one-body column).
+void pair_rows(int M, int K, const double* w, const double* dw, const double* B, const double* g, double* T) {
+  for (int m = 0; m < M; ++m) {
+    const double* dwm = dw + static_cast<size_t>(m) * K;
+    double G = 0.0;
+    for (int v = 0; v < K; ++v) G += dwm[v] * g[v];
+    double* t = T + static_cast<size_t>(m) * (K + 1);
+    for (int v = 0; v < K; ++v) t[v] = w[m] * g[v] + G * B[v];
+    t[K] = G;
+  }
+}
+}  // namespace
+
+void Potential::local_fitting_rows(const Neighbours& nl, const std::vector<double>& temperatures,
+                                   double* energy_row, double* force_rows, double* virial_rows) const {
+  if (kind_ != GateKind::Atom) throw InputError("local_fitting_rows needs a potential with an atom gate");
+  const int K = n_features(), S = n_species(), M = n_experts_;
+  const size_t SK = static_cast<size_t>(S) * K, Dp = SK + S, nc = static_cast<size_t>(M) * Dp;
+  const size_t nT = temperatures.empty() ? 1 : temperatures.size(), nF = 3 * static_cast<size_t>(nl.n_atoms) * nc;
+  std::vector<std::vector<Gate>> gates(nT, local_gates_);   // the gates at each temperature
+  for (size_t t = 0; t < temperatures.size(); ++t) {
+    if (!(temperatures[t] > 0.0)) throw InputError("local_fitting_rows: temperatures must be > 0");
+    for (Gate& g : gates[t]) g.temperature = temperatures[t];
+  }
+  std::fill(energy_row, energy_row + nT * nc, 0.0);
+  std::fill(force_rows, force_rows + nT * nF, 0.0);
+  std::fill(virial_rows, virial_rows + nT * 6 * nc, 0.0);
+  std::vector<double> B(K), dB, w(M), dw(static_cast<size_t>(M) * K), T(3 * static_cast<size_t>(M) * (K + 1));
+  Workspace ws;
+  static const int va[6] = {0, 1, 2, 1, 0, 0}, vb[6] = {0, 1, 2, 2, 2, 1};
+  // column of (expert m, slot v) for centre species s: v < K features, v = K the one-body term
+  auto col = [&](int m, int s, int v) { return m * Dp + (v < K ? static_cast<size_t>(s) * K + v : SK + s); };
+  for_each_atom(*basis_, nl, [&](int i, int s, int n, const double* rij, const int* zj) {
+    dB.resize(static_cast<size_t>(n) * 3 * K);
+    basis_->descriptor_gradients(s, n, rij, zj, B.data(), dB.data(), ws);   // once for all temperatures
+    for (size_t t = 0; t < nT; ++t) {
+      double* er = energy_row + t * nc;
+      double* fr = force_rows + t * nF;
+      double* vr6 = virial_rows + t * 6 * nc;
+      gates[t][s].evaluate(B.data(), w.data(), dw.data(), nullptr);
+      for (int m = 0; m < M; ++m) {
+        for (int v = 0; v < K; ++v) er[col(m, s, v)] += w[m] * B[v];
+        er[col(m, s, K)] += w[m];
+      }
+      const int64_t b = nl.first[i];
+      for (int p = 0; p < n; ++p) {
+        const int j = nl.j[b + p];
+        const double* r = rij + 3 * p;
+        for (int a = 0; a < 3; ++a)
+          pair_rows(M, K, w.data(), dw.data(), B.data(), dB.data() + (static_cast<size_t>(p) * 3 + a) * K,
+                    T.data() + static_cast<size_t>(a) * M * (K + 1));
+        for (int a = 0; a < 3; ++a) {
+          double* fi = fr + static_cast<size_t>(3 * i + a) * nc;
+          double* fj = fr + static_cast<size_t>(3 * j + a) * nc;
+          const double* tr = T.data() + static_cast<size_t>(a) * M * (K + 1);
+          for (int m = 0; m < M; ++m)
+            for (int v = 0; v <= K; ++v) {
+              const double x = tr[static_cast<size_t>(m) * (K + 1) + v];
+              const size_t c = col(m, s, v);
+              fj[c] -= x;
+              fi[c] += x;
+            }
+        }
+        for (int q = 0; q < 6; ++q) {
+          const double* tr = T.data() + static_cast<size_t>(vb[q]) * M * (K + 1);
+          double* vr = vr6 + q * nc;
+          const double ra = r[va[q]];
+          for (int m = 0; m < M; ++m)
+            for (int v = 0; v <= K; ++v) vr[col(m, s, v)] -= ra * tr[static_cast<size_t>(m) * (K + 1) + v];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace dcace
