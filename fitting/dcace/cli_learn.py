@@ -35,10 +35,13 @@ def add_fit_state_options(f):
     g.add_argument("--recluster", action="store_true",
                    help="with --resume: cluster again (a full refit on the state's training files, read again, "
                         "plus --add)")
+    g.add_argument("--keep-core", action="store_true",
+                   help="with --resume: keep the state's short-range core when new structures reach into it "
+                        "(default: an error naming them; --recluster moves the core as a fit from scratch)")
 
 
 def refit_requested(args) -> bool:
-    return bool(args.resume or args.add or args.recluster)
+    return bool(args.resume or args.add or args.recluster or args.keep_core)
 
 
 def check_state_output(args, inputs) -> None:
@@ -56,7 +59,7 @@ def check_state_output(args, inputs) -> None:
 def cmd_refit(args) -> int:
     """``dcace fit --resume S --add NEW -o OUT``."""
     if not args.resume:
-        raise ValueError("--add/--recluster need --resume S.npz (the state written by dcace fit --save-state); "
+        raise ValueError("--add/--recluster/--keep-core need --resume S.npz (the state written by dcace fit --save-state); "
                          "for a fit from scratch give the data with --train")
     if not args.add:
         raise ValueError(f"--resume {args.resume} needs --add NEW.xyz (the new training structures)")
@@ -76,7 +79,7 @@ def cmd_refit(args) -> int:
 
     add = args.add if len(args.add) > 1 else args.add[0]
     test = None if not args.test else (args.test if len(args.test) > 1 else args.test[0])
-    pot = refit(add, args.resume, test=test, state=args.save_state, recluster=args.recluster,
+    pot = refit(add, args.resume, test=test, state=args.save_state, recluster=args.recluster, keep_core=args.keep_core,
                 threads=None if args.threads is None else int(args.threads), memory_budget_gb=args.memory_budget,
                 progress=not args.quiet and sys.stderr.isatty())
     out = Path(args.output)

@@ -152,10 +152,18 @@ class JointAccumulator:
         h2 += gv.T @ bt.u
         self.yy[bt.fold] += float((bt.yy + self.wE2 * bt.yE ** 2).sum())
 
-    def _assemble(self, S4):
+    def _assemble(self, S4, minus=None):
+        """H (M D', M D') from half blocks S4 (or from S4 - minus, without forming the difference):
+        block by block, H_mm' = S_mm' + S_m'm^T for m <= m', and its transpose below the diagonal."""
         M, Dp = self.M, self.Dp
-        H = S4.transpose(0, 2, 1, 3) + S4.transpose(1, 3, 0, 2)
-        return np.ascontiguousarray(H).reshape(M * Dp, M * Dp)
+        H = np.empty((M, Dp, M, Dp))
+        for m in range(M):
+            for q in range(m, M):
+                a, b = (S4[m, q], S4[q, m]) if minus is None else (S4[m, q] - minus[m, q], S4[q, m] - minus[q, m])
+                np.add(a, b.T, out=H[m, :, q, :])
+                if q != m:
+                    H[q, :, m, :] = H[m, :, q, :].T
+        return H.reshape(M * Dp, M * Dp)
 
     def matrix(self, fold: int) -> np.ndarray:
         """Symmetric normal matrix of fold ``fold``."""

@@ -45,6 +45,7 @@ from .data import Dataset, DataError, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
+from .state_pack import canonical_sums
 from .potential import Potential
 from .report import ErrorStats, FitReport
 from .local_gate import check_gate_option, fit_atom_gate
@@ -244,12 +245,22 @@ class _Rows:
         self.wF, self.wS = wF, wS
         self.wF2 = wF * wF
         self.wS2 = wS * wS
+        self.kept = {}   # id(frame) -> rows computed by the cost estimate, handed to pass 2 once
 
     def __call__(self, fr):
+        kept = self.kept.pop(id(fr), None)
+        if kept is not None:
+            return kept
         try:
             r = self.basis.fitting_rows(fr.atoms)
         except ValueError as exc:
             return exc
+        return r
+
+    def keep(self, fr):
+        """Rows of fr, kept for pass 2 (the cost estimate's sample is not computed twice)."""
+        r = self(fr)
+        self.kept[id(fr)] = r
         return r
 
 
@@ -453,7 +464,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         if resume is not None:   # the core stays the state's: say where new data reaches into it
-            core_notes += resume.core_check(neighbour_extremes(data.frames, elements, cutoff), hi, elements)
+            core_notes += resume.core_check(data.frames, elements, cutoff, (lo, hi))
         window = (lo, hi)
     t_basis = time.perf_counter()
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
@@ -507,6 +518,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
     folds, blocks = _fold_blocks(n, fixed, seed, k_folds, bsize, offset) if plan is None else plan
+    # blocks of the state's structures in a reuse= fit (a refit has their sums; dcace.state_pack)
+    n_kept = len(fit_blocks(folds[:fixed.n], max(1, bsize))) if reuse is not None else 0
     # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
@@ -633,10 +646,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         return errors
 
     bar = _progress(None, n, "pass 2/3 fitting rows", progress) if progress else None
-    accumulate_blocks(ranks, blocks, folds, [groups, *joint.values()], block_batch,
-                      None if bar is None else bar.update)
+    accs, tick = [groups, *joint.values()], None if bar is None else bar.update
+    if n_kept:   # a reuse= fit: the state's blocks, then its sums in the stored form (as a refit reads them)
+        accumulate_blocks(ranks, blocks[:n_kept], folds, accs, block_batch, tick)
+        if ranks.is_root:
+            canonical_sums(groups, joint)
+    accumulate_blocks(ranks, blocks[n_kept:], folds, accs, lambda b, a: block_batch(b + n_kept, a), tick)
     if bar is not None:
         bar.close()
+    rows_fn.kept.clear()   # sampled rows of structures another rank featurised
     stress_store = ranks.gather_dict(stress_store)
     if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share); this rank
         pot, lin_pot, M_sel = pass3.receive_potentials(ranks)   # evaluates its structures in pass 3
@@ -888,7 +906,7 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
         return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B),
                      P[idx], idx)
 
-    est = cost.estimate_pass2(rows_fn, gram, frames, [groups, *joint.values()], zero_batch, seed=seed)
+    est = cost.estimate_pass2(rows_fn.keep, gram, frames, [groups, *joint.values()], zero_batch, seed=seed)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
                             joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads)

@@ -47,18 +47,38 @@ def penalty_vector(D: int, S: int, M: int, lam: float, one_body_lam: float = ONE
     return np.tile(blk, M)
 
 
-def ridge_solve(H: np.ndarray, h: np.ndarray, sc: np.ndarray, pen: np.ndarray, prior: np.ndarray | None = None):
-    """theta minimising theta^T H theta - 2 h^T theta + sum_j pen_j ((theta_j - prior_j)/sc_j)^2."""
-    Hs = H * sc[:, None] * sc[None, :]
+def ridge_solve(H: np.ndarray, h: np.ndarray, sc: np.ndarray, pen: np.ndarray, prior: np.ndarray | None = None,
+                overwrite_h: bool = False):
+    """theta minimising theta^T H theta - 2 h^T theta + sum_j pen_j ((theta_j - prior_j)/sc_j)^2.
+
+    ``overwrite_h``: H is an exactly symmetric, C-contiguous work array of the caller (an assembled
+    normal matrix).  It is scaled in place, columns first, so that its lower triangle holds, bit for
+    bit, the upper triangle the copying path builds ((H_ij sc_i) sc_j); LAPACK factorises that
+    triangle through the Fortran-ordered view H.T, without the transposing copy: the same factor."""
+    if overwrite_h:
+        Hs = H
+        Hs *= sc[None, :]
+        Hs *= sc[:, None]
+        diag = Hs.diagonal().copy()
+    else:
+        Hs = H * sc[:, None] * sc[None, :]
     rhs = h * sc
     if prior is not None:
         rhs = rhs + pen * (prior / sc)
     Hs[np.diag_indices_from(Hs)] += pen
     try:
-        cf = scipy.linalg.cho_factor(Hs, lower=False, overwrite_a=True, check_finite=False)
+        if overwrite_h:   # upper triangle of Hs.T = lower triangle of Hs: the strict upper one survives
+            cf = scipy.linalg.cho_factor(Hs.T, lower=False, overwrite_a=True, check_finite=False)
+        else:
+            cf = scipy.linalg.cho_factor(Hs, lower=False, overwrite_a=True, check_finite=False)
         x = scipy.linalg.cho_solve(cf, rhs, check_finite=False)
     except np.linalg.LinAlgError:
-        Hs = H * sc[:, None] * sc[None, :]
+        if overwrite_h:   # rebuild the scaled matrix from its intact strict upper triangle ((H_ij sc_j) sc_i)
+            U = np.triu(Hs, 1)
+            Hs = U + U.T
+            Hs[np.diag_indices_from(Hs)] = diag
+        else:
+            Hs = H * sc[:, None] * sc[None, :]
         Hs[np.diag_indices_from(Hs)] += pen
         evals, evecs = np.linalg.eigh(0.5 * (Hs + Hs.T))
         floor = max(evals.max(), 1e-300) * 1e-13

@@ -54,6 +54,8 @@ class Selector:
         self.frac = np.array([(folds != f).sum() / self.n for f in range(k)])
         self.fold_idx = [np.flatnonzero(folds == f) for f in range(k)]
         self._lin_cache = {}
+        self._joint_sums = (None, None)   # (key, (S4 over all folds, h over all folds)) of the latest candidate
+        self._restraint_sums = (None, None)   # (key, (H, h)) of the restraint rows of the latest candidate
 
     # ------------------------------------------------------------------ linear
     def _group_total(self, g):
@@ -70,10 +72,11 @@ class Selector:
             frac = self.frac[fold]
         if self.restraint is not None:
             Hr, hr = self.restraint.group(g)
-            H, h = H + Hr, h + hr
+            H += Hr
+            h = h + hr
         pinned = self.fixed_one_body if pin_one_body is None else pin_one_body
         pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=pinned)
-        return ridge_solve(H, h, self.sc, pen, prior)
+        return ridge_solve(H, h, self.sc, pen, prior, overwrite_h=True)   # H: this call's own sum
 
     def linear_fold(self, lam, f):
         key = (lam, f)
@@ -117,6 +120,32 @@ class Selector:
             return np.tile(np.concatenate([np.zeros(self.D), theta_lin[self.D:]]), M)
         return None
 
+    def _fold_sums(self, key):
+        """(S4, h) of candidate key summed over all folds, kept for the latest candidate: every fold's
+        training system is this minus the fold (the same arithmetic as JointAccumulator.training)."""
+        if self._joint_sums[0] != key:
+            acc = self.joint[key]
+            self._joint_sums = (key, (acc.Sh.sum(axis=0), acc.h.sum(axis=0)))
+        return self._joint_sums[1]
+
+    def _restraint_committee(self, M):
+        if self._restraint_sums[0] != M:
+            self._restraint_sums = (M, self.restraint.committee(M))
+        return self._restraint_sums[1]
+
+    def _joint_system(self, key, fold):
+        """(H, h) of candidate key: all folds (fold None) or all but fold, freshly assembled."""
+        acc = self.joint[key]
+        S4, h = self._fold_sums(key)
+        if fold is None:
+            return acc._assemble(S4), h.copy()
+        return acc._assemble(S4, minus=acc.Sh[fold]), h - acc.h[fold]
+
+    def _joint_folds(self, M, tau, jobs):
+        """solve_joint(M, tau, lam, fold, theta_lin) for every (lam, fold, theta_lin) in jobs (one
+        candidate: its fold sums and restraint matrices are formed once for all of them)."""
+        return [self.solve_joint(M, tau, *job) for job in jobs]
+
     def _committee_pins(self, theta_lin, independent=False):
         """(S,) one-body columns pinned to the prior in a committee."""
         if self._shares_one_body(theta_lin, independent):
@@ -126,21 +155,22 @@ class Selector:
     def solve_joint(self, M, tau, lam, fold=None, theta_lin=None, kappa=None):
         acc = self.joint[(M, tau)]
         frac = 1.0
+        H, h = self._joint_system((M, tau), fold)
         if fold is None:
-            H, h = acc.total()
             idx = np.arange(self.n)
         else:
-            H, h = acc.training(fold)
             frac = self.frac[fold]
             idx = np.flatnonzero(self.folds != fold)
         if self.restraint is not None:
-            Hr, hr = self.restraint.committee(M)
-            H, h = H + Hr, h + hr
+            Hr, hr = self._restraint_committee(M)
+            H += Hr
+            h += hr
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)
         pen = penalty_vector(self.D, self.S, M, lam * frac, fixed_one_body=self._committee_pins(theta_lin))
-        return ridge_solve(H, h, np.tile(self.sc, M), pen, self._prior(M, theta_lin)).reshape(M, self.Dp)
+        return ridge_solve(H, h, np.tile(self.sc, M), pen, self._prior(M, theta_lin),
+                           overwrite_h=True).reshape(M, self.Dp)
 
     def _add_agreement(self, H, h, acc, idx, theta_lin, kappa):
         """Agreement penalty kappa wE^2 sum_S (1 - w_m(S)) ((E_m(S) - E_lin(S)) / N)^2 over the
@@ -192,7 +222,18 @@ class Selector:
             s_n += 6
         return de, s_abs, s_sq_w, s_n, de_w2
 
-    def _cv_row(self, M, tau, fit, thetas, H, h, yy, wfn, lam=None):
+    def _heldout_losses(self, thetas_sets, fold_matrix, h, yy):
+        """Held-out weighted losses [set][fold] of several candidates' fold solutions that share the
+        folds' normal equations: each fold's matrix is assembled once for all of them."""
+        out = [[0.0] * self.k for _ in thetas_sets]
+        for f in range(self.k):
+            Hf = fold_matrix(f)
+            for s, thetas in enumerate(thetas_sets):
+                out[s][f] = quadratic_sse(thetas[f].ravel(), Hf, h[f], yy[f])
+        return out
+
+    def _cv_row(self, M, tau, fit, thetas, losses, wfn, lam=None):
+        """CV row of one candidate from its fold solutions and their held-out losses (per fold)."""
         loss = 0.0
         fold_losses = []
         de_all = []
@@ -201,8 +242,7 @@ class Selector:
         s_n = 0
         for f in range(self.k):
             th = thetas[f]
-            Hf = H[f] if not callable(H) else H(f)
-            fold_losses.append(quadratic_sse(th.ravel(), Hf, h[f], yy[f]))
+            fold_losses.append(losses[f])
             loss += fold_losses[-1]
             de, a, q, c, dw = self._direct_errors(th, wfn, self.fold_idx[f])
             de_w2 += dw
@@ -232,17 +272,20 @@ class Selector:
         rows = []
         g = self.groups
         lin = [self.linear_fold(lam, f)[None, :] for f in range(self.k)]
-        rows.append(self._cv_row(1, None, "linear", lin, g.H[:, 0], g.h[:, 0], g.yy[:, 0], None, lam))
+        (lin_loss,) = self._heldout_losses([lin], lambda f: g.H[f, 0], g.h[:, 0], g.yy[:, 0])
+        rows.append(self._cv_row(1, None, "linear", lin, lin_loss, None, lam))
         ind_cache = {}
         for (M, tau), acc in self.joint.items():
-            wfn = acc.gate_fn
+            todo = []
             if committee == "joint" or compare:
-                th = [self.solve_joint(M, tau, lam_dc, f, lin[f][0]) for f in range(self.k)]
-                rows.append(self._cv_row(M, tau, "joint", th, acc.matrix, acc.h, acc.yy, wfn, lam_dc))
+                todo.append(("joint", self._joint_folds(M, tau, [(lam_dc, f, lin[f][0]) for f in range(self.k)])))
             if committee == "independent" or compare:
                 if M not in ind_cache:
                     ind_cache[M] = [self.solve_independent(M, lam_dc, f, lin[f][0]) for f in range(self.k)]
-                rows.append(self._cv_row(M, tau, "independent", ind_cache[M], acc.matrix, acc.h, acc.yy, wfn, lam_dc))
+                todo.append(("independent", ind_cache[M]))
+            losses = self._heldout_losses([th for _, th in todo], acc.matrix, acc.h, acc.yy)
+            for (fit, th), ls in zip(todo, losses):
+                rows.append(self._cv_row(M, tau, fit, th, ls, acc.gate_fn, lam_dc))
         return rows
 
     def choose(self, rows, committee="joint", experts="auto", parsimony=0.0):
@@ -263,15 +306,15 @@ class Selector:
         acc = self.joint[(M, tau)]
         best_lam, best_loss, rows = lam_dc, chosen["cv_loss"], []
         lin = [self.linear_fold(lam, f) for f in range(self.k)]
-        for fac in factors:
-            if fac == 1.0:
-                continue
-            lam_try = lam_dc * fac
-            if committee == "joint":
-                th = [self.solve_joint(M, tau, lam_try, f, lin[f]) for f in range(self.k)]
-            else:
-                th = [self.solve_independent(M, lam_try, f, lin[f]) for f in range(self.k)]
-            row = self._cv_row(M, tau, committee, th, acc.matrix, acc.h, acc.yy, acc.gate_fn, lam_try)
+        tries = [lam_dc * fac for fac in factors if fac != 1.0]
+        if committee == "joint":
+            flat = self._joint_folds(M, tau, [(lt, f, lin[f]) for lt in tries for f in range(self.k)])
+            sols = [flat[t * self.k:(t + 1) * self.k] for t in range(len(tries))]
+        else:
+            sols = [[self.solve_independent(M, lam_try, f, lin[f]) for f in range(self.k)] for lam_try in tries]
+        losses = self._heldout_losses(sols, acc.matrix, acc.h, acc.yy)
+        for lam_try, th, ls in zip(tries, sols, losses):
+            row = self._cv_row(M, tau, committee, th, ls, acc.gate_fn, lam_try)
             rows.append(row)
             if row["loss"] < best_loss:
                 best_lam, best_loss = lam_try, row["loss"]

@@ -41,7 +41,8 @@ __all__ = ["STATE_FORMAT", "STATE_VERSION", "FitState", "StateError", "load_stat
            "frame_hash", "refit", "REFIT_SETTINGS"]
 
 STATE_FORMAT = "dcace-fit-state"
-STATE_VERSION = 1
+STATE_VERSION = 2   # 2: normal matrices as packed upper triangles (dcace.state_pack); 1 still loads
+READABLE_VERSIONS = (1, 2)
 
 #: fit() arguments a refit takes from the state (the others -- test, threads, progress, ... -- are free)
 REFIT_SETTINGS = ("elements", "cutoff", "body_order", "max_degree", "experts", "ridge", "energy_weight",
@@ -90,6 +91,7 @@ class FitState:
     meta: dict               # format, version, dcace_version, settings, n_features, files, joint keys, ...
     arrays: dict             # name -> np.ndarray
     path: str = "<memory>"
+    keep_core: bool = False  # a refit whose new data reach into the core keeps it (else: StateError)
 
     # ----------------------------------------------------------------- accessors
     @property
@@ -131,20 +133,46 @@ class FitState:
             out[int(M)] = Clustering(st, V, labels, C, sig, sizes)
         return out
 
-    def core_check(self, new_extremes, hi, elements):
-        """Notes where new structures reach into the state's short-range core (it stays fixed: ZBL
-        takes over there, so such structures are fitted only in part; a fit from scratch moves it)."""
-        shortest, rho = new_extremes
-        _, rho_old = self.core()
-        notes = []
+    def core_check(self, frames, elements, cutoff, window):
+        """The short-range core stays the state's (its windows come from the state's shortest
+        distances, its density handover from its densest atom).  New structures that reach into it
+        (a pair below a window top, an atom denser than the state's densest) are an error naming
+        the structure, pair and distance, unless ``keep_core`` (then a note): a fit from scratch
+        would move the core below them, which changes the basis, so the sums cannot give it.
+        Pairs closer than the state's shortest distance but above the window get a note."""
+        from .baseline import neighbour_extremes
+
+        (lo, hi), (shortest_old, rho_old) = window, self.core()
         S = len(elements)
-        close = [f"{elements[a]}-{elements[b]} {shortest[a, b]:.3f} A < {hi[a, b]:.3f}" for a in range(S)
-                 for b in range(a, S) if shortest[a, b] < hi[a, b]]
-        dense = [f"{el} {r:.4g} > {r0:.4g}" for el, r, r0 in zip(elements, rho, rho_old) if r > r0]
-        if close or dense:
-            notes.append("refit: the short-range core stays that of the state, and new structures reach into it ("
-                         + "; ".join(close + dense) + "): ZBL, not ACE, describes those neighbours/atoms; a fit "
-                         "from scratch (or --recluster) moves the core below the new data")
+        inside, below = [], []
+        for fr in frames:
+            shortest, rho = neighbour_extremes([fr], elements, cutoff)
+            for a in range(S):
+                for b in range(a, S):
+                    r, pair = shortest[a, b], f"{elements[a]}-{elements[b]}"
+                    if r < hi[a, b]:
+                        inside.append(f"{fr.where}: {pair} pair at {r:.3f} A, inside the state's core window "
+                                      f"{lo[a, b]:.3f}-{hi[a, b]:.3f} A")
+                    elif r < shortest_old[a, b]:
+                        below.append(f"{fr.where}: {pair} {r:.3f} A")
+            inside += [f"{fr.where}: {el} atom of core density {x:.4g} above the state's densest {x0:.4g}"
+                       for el, x, x0 in zip(elements, rho, rho_old) if x > x0]
+        notes = []
+        if below:
+            notes.append(f"refit: {len(below)} new structure(s) have pairs closer than the state's shortest "
+                         f"distances (ACE, above the core windows, describes them; a fit from scratch would place "
+                         f"the windows lower): " + "; ".join(below[:5]) + (" ..." if len(below) > 5 else ""))
+        if inside:
+            what = "; ".join(inside[:5]) + (f"; and {len(inside) - 5} more" if len(inside) > 5 else "")
+            if not self.keep_core:
+                raise StateError(
+                    f"{self.path}: new structures reach into the state's short-range core ({what}). A refit keeps "
+                    "the core fixed, so ZBL, not ACE, would describe these pairs/atoms; a fit from scratch moves "
+                    "the core below the new data (another basis, so the stored sums cannot give it). Refit from "
+                    "scratch on the state's training files plus the new ones (--recluster / recluster=True), or "
+                    "keep the state's core (--keep-core / keep_core=True)")
+            notes.append(f"refit: the short-range core stays that of the state (--keep-core), and new structures "
+                         f"reach into it ({what}): ZBL, not ACE, describes those pairs/atoms")
         return notes
 
     def stress_store(self):
@@ -153,20 +181,38 @@ class FitState:
                 for j, i in enumerate(A["stress_index"])}
 
     def restore(self, groups, joint):
-        """Load the stored sums into freshly built accumulators (same candidates, same shapes)."""
+        """Load the stored sums into freshly built accumulators (same candidates, same shapes), in
+        the canonical form of dcace.state_pack (version 1 states are converted to it)."""
+        from . import state_pack
+
         if sorted(joint) != sorted(self.joint_keys):
             raise StateError(f"{self.path}: the state holds committees {sorted(self.joint_keys)}, this fit builds "
                              f"{sorted(joint)}")
-        def take(name, like):   # hand the loaded array over (no second copy of O(M^2 K^2) numbers)
+        def take(name, like, unpack=None):   # hand the loaded array over (no second copy of full matrices)
             a = np.ascontiguousarray(self.arrays.pop(name), dtype=float)
+            try:
+                a = a if unpack is None else unpack(a)
+            except ValueError as exc:
+                raise StateError(f"{self.path}: {name} of shape {a.shape} does not fit this fit: {exc}") from None
             if a.shape != like.shape:
                 raise StateError(f"{self.path}: {name} has shape {a.shape}, this fit needs {like.shape}")
             return a
 
-        groups.H, groups.h, groups.yy = (take(f"groups_{x}", getattr(groups, x)) for x in ("H", "h", "yy"))
+        Dp = groups.Dp
+        if "groups_Hp" in self.arrays:   # version 2: packed upper triangles
+            groups.H = take("groups_Hp", groups.H, lambda P: state_pack.restore_groups(P, Dp))
+        else:
+            groups.H = take("groups_H", groups.H)
+        groups.h, groups.yy = (take(f"groups_{x}", getattr(groups, x)) for x in ("h", "yy"))
         for j, key in enumerate(self.joint_keys):
             acc = joint[key]
-            acc.Sh, acc.h, acc.yy = (take(f"joint{j}_{x}", getattr(acc, x)) for x in ("Sh", "h", "yy"))
+            if f"joint{j}_Hp" in self.arrays:
+                acc.Sh = take(f"joint{j}_Hp", acc.Sh, lambda P, M=acc.M: state_pack.restore_joint(P, M, Dp))
+            else:
+                acc.Sh = take(f"joint{j}_Sh", acc.Sh)
+            acc.h, acc.yy = (take(f"joint{j}_{x}", getattr(acc, x)) for x in ("h", "yy"))
+        if self.meta.get("version") == 1:   # raw half blocks: into the form a reuse= fit also uses
+            state_pack.canonical_sums(groups, joint)
 
     def extend_pass1(self, Bsum, counts, E, frames, hashes):
         """Pass-1 arrays of the state's structures followed by the new ones' (a refit)."""
@@ -261,13 +307,14 @@ _PER_STRUCTURE = ("Bsum", "counts", "E", "weights", "folds", "frame_hash")
 def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fixed, core_extremes, st, V, clusterings, groups,
                 joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, column_scale=None, notes=()) -> FitState:
     """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``)."""
-    from . import _core
+    from . import _core, state_pack
 
     A = {"Bsum": p1.Bsum, "counts": p1.counts, "E": p1.E, "e_ref": p1.e_ref, "weights": np.asarray(wts, float),
          "folds": np.asarray(folds, dtype=np.int64), "frame_hash": np.array(hashes, dtype="U16"),
          "e_fixed": np.asarray(e_fixed, float), "std_mean": st.mean, "std_scale": st.scale,
          "projection": np.asarray(V, float), "theta_coef": np.asarray(coef, float),
-         "theta_one_body": np.asarray(one_body, float), "column_scale": np.asarray(column_scale, float), "groups_H": groups.H, "groups_h": groups.h, "groups_yy": groups.yy}
+         "theta_one_body": np.asarray(one_body, float), "column_scale": np.asarray(column_scale, float),
+         "groups_Hp": state_pack.pack_groups(groups.H), "groups_h": groups.h, "groups_yy": groups.yy}
     if core_extremes is not None:
         A["core_shortest"], A["core_rho_max"] = (np.asarray(x, float) for x in core_extremes)
     for M, cl in clusterings.items():
@@ -276,7 +323,7 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
     keys = sorted(joint)
     for j, key in enumerate(keys):
         acc = joint[key]
-        A[f"joint{j}_Sh"], A[f"joint{j}_h"], A[f"joint{j}_yy"] = acc.Sh, acc.h, acc.yy
+        A[f"joint{j}_Hp"], A[f"joint{j}_h"], A[f"joint{j}_yy"] = state_pack.pack_joint(acc), acc.h, acc.yy
     idx = sorted(stress_store)
     D = p1.Bsum.shape[1]
     A["stress_index"] = np.array(idx, dtype=np.int64)
@@ -333,14 +380,15 @@ def load_state(path) -> FitState:
             raise StateError(f"{path}: corrupted __meta__ record: {exc}") from None
         if meta.get("format") != STATE_FORMAT:
             raise StateError(f"{path}: not a dcace fit state (format {meta.get('format')!r})")
-        if meta.get("version") != STATE_VERSION:
-            raise StateError(f"{path}: fit-state format version {meta.get('version')}, this dcace reads version "
-                             f"{STATE_VERSION}: refit from scratch")
+        if meta.get("version") not in READABLE_VERSIONS:
+            raise StateError(f"{path}: fit-state format version {meta.get('version')}, this dcace reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}: refit from scratch")
         if meta.get("dcace_version") != _core.__version__:
             raise StateError(f"{path}: written by dcace {meta.get('dcace_version')}, this is dcace "
                              f"{_core.__version__} (descriptors may differ): refit from scratch")
         arrays = {k: z[k] for k in z.files if k != "__meta__"}
-    need = set(_PER_STRUCTURE) | {"e_ref", "column_scale", "groups_H", "groups_h", "groups_yy", "std_mean", "std_scale", "projection"}
+    need = set(_PER_STRUCTURE) | {"e_ref", "column_scale", "groups_H" if meta["version"] == 1 else "groups_Hp",
+                                  "groups_h", "groups_yy", "std_mean", "std_scale", "projection"}
     missing = sorted(need - set(arrays))
     if missing:
         raise StateError(f"{path}: incomplete fit state, missing {missing}")
@@ -355,7 +403,7 @@ def check_potential(state: FitState, potential_path) -> None:
                          f"(SHA-256 differs): give the state saved by the fit that wrote it")
 
 
-def refit(add, resume, *, test=None, state=None, recluster=False, progress=True, threads=None,
+def refit(add, resume, *, test=None, state=None, recluster=False, keep_core=False, progress=True, threads=None,
           memory_budget_gb=None, keep_arrays=False, batch_size=None, verbose=False, compare=True):
     """Incremental refit: the state's fit plus the structures in ``add`` (paths, Atoms list or Dataset).
 
@@ -366,12 +414,15 @@ def refit(add, resume, *, test=None, state=None, recluster=False, progress=True,
     received them and how much each expert's coefficients changed.  With ``recluster=True`` the
     state cannot help (new clusters change every gate and every committee's sums): the state's
     training files are read again and everything is refitted from scratch (said in the notes).
+    New structures that reach into the state's short-range core are a StateError unless
+    ``keep_core=True`` or ``recluster=True`` (``FitState.core_check``).
     """
     from .parallel import Ranks, default_threads
     from .pipeline import _fit
     from .ridge import single_threaded_blas
 
     st = load_state(resume)
+    st.keep_core = bool(keep_core)
     kw = {k: st.settings.get(k) for k in REFIT_SETTINGS}
     threads = default_threads(1) if threads is None else threads   # as dcace.fit: the cores it may use
     kw["temperatures"] = tuple(kw["temperatures"])
