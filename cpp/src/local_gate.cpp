@@ -27,14 +27,8 @@ double Potential::local_energy_gradient(int zi, int n, const double* rij, const 
                                         AtomScratch& sc, double* weights) const {
   const int K = n_features(), M = n_experts_, S = n_species();
   const size_t SK = static_cast<size_t>(S) * K, nm = static_cast<size_t>(basis_->n_monomials());
-  double f = 1.0, df = 0.0;
-  if (baseline_.has_density_core()) {
-    f = baseline_.density_switch(zi, core_density(baseline_.density_cutoff, n, rij, nullptr), &df);
-    if (f < 1.0) {
-      sc.drho.resize(3 * static_cast<size_t>(n));
-      core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
-    }
-  }
+  double df = 0.0;
+  const double f = ace_share(zi, n, rij, &df, sc);
   basis_->prepare_gradient(zi, n, rij, zj, sc.basis);   // A_i and its gradients once
   sc.B.resize(K);
   basis_->features_from_monomials(sc.basis.mono.data(), sc.B.data());
@@ -74,13 +68,7 @@ double Potential::local_energy_gradient(int zi, int n, const double* rij, const 
   basis_->monomial_weights(sc.c.data(), sc.w.data());
   basis_->gradient_prepared(n, rij, zj, sc.w.data(), dE, sc.basis);
   double e = eg;
-  if (baseline_.enabled()) e += baseline_.pair_energy_gradient(*basis_, zi, n, rij, zj, dE);
-  if (f < 1.0) {
-    const double kappa = baseline_.dense_core_energy_gradient(*basis_, zi, n, rij, zj, 1.0 - f, dE);
-    e += (1.0 - f) * kappa;
-    const double c = (eps - kappa) * df;
-    for (size_t k = 0; k < 3 * static_cast<size_t>(n); ++k) dE[k] += c * sc.drho[k];
-  }
+  e += core_energy_gradient(zi, n, rij, zj, f, df, eps, dE, sc);
   if (weights) std::copy(sc.gw.begin(), sc.gw.end(), weights);
   return e;
 }

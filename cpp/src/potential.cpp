@@ -214,6 +214,31 @@ void Potential::atom_pass1(int zi, int n_neigh, const double* rij, const int* zj
   }
 }
 
+double Potential::ace_share(int zi, int n, const double* rij, double* df, AtomScratch& sc) const {
+  *df = 0.0;
+  if (!baseline_.has_density_core()) return 1.0;
+  // rho first; its gradient only where the switch acts (rare)
+  const double f = baseline_.density_switch(zi, core_density(baseline_.density_cutoff, n, rij, nullptr), df);
+  if (f < 1.0) {
+    sc.drho.resize(3 * static_cast<size_t>(n));
+    core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
+  }
+  return f;
+}
+
+double Potential::core_energy_gradient(int zi, int n, const double* rij, const int* zj, double f, double df,
+                                       double eps, double* dE, const AtomScratch& sc) const {
+  double e = 0.0;
+  if (baseline_.enabled()) e += baseline_.pair_energy_gradient(*basis_, zi, n, rij, zj, dE);
+  if (f < 1.0) {
+    const double kappa = baseline_.dense_core_energy_gradient(*basis_, zi, n, rij, zj, 1.0 - f, dE);
+    e += (1.0 - f) * kappa;
+    const double c = (eps - kappa) * df;
+    for (size_t k = 0; k < 3 * static_cast<size_t>(n); ++k) dE[k] += c * sc.drho[k];
+  }
+  return e;
+}
+
 double Potential::atom_energy_gradient(int zi, int n, const double* rij, const int* zj, const Combination& comb,
                                        const double* A, double* dE, AtomScratch& sc, double* weights) const {
   if (kind_ == GateKind::Atom) return local_energy_gradient(zi, n, rij, zj, dE, sc, weights);
@@ -221,14 +246,8 @@ double Potential::atom_energy_gradient(int zi, int n, const double* rij, const i
   const size_t nm = static_cast<size_t>(basis_->n_monomials());
   const double* w_force = comb.w_force.data() + zi * nm;
   const double* w_energy = comb.w_energy.data() + zi * nm;
-  double f = 1.0, df = 0.0;
-  if (baseline_.has_density_core()) {  // rho first; its gradient only where the switch acts (rare)
-    f = baseline_.density_switch(zi, core_density(baseline_.density_cutoff, n, rij, nullptr), &df);
-    if (f < 1.0) {
-      sc.drho.resize(3 * static_cast<size_t>(n));
-      core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
-    }
-  }
+  double df = 0.0;
+  const double f = ace_share(zi, n, rij, &df, sc);
   const double* w = w_force;
   if (f < 1.0) {  // f_i scales the experts' part sum_m w_m c_m, not the gate-gradient part of c_eff
     sc.w.resize(nm);
@@ -238,13 +257,7 @@ double Potential::atom_energy_gradient(int zi, int n, const double* rij, const i
   const double eps = A ? basis_->energy_gradient_from_A(zi, n, rij, zj, A, w, dE, sc.basis, w_energy)
                        : basis_->energy_gradient(zi, n, rij, zj, w, dE, sc.basis, w_energy);
   double e = comb.e0_energy[zi] + f * eps;
-  if (baseline_.enabled()) e += baseline_.pair_energy_gradient(*basis_, zi, n, rij, zj, dE);
-  if (f < 1.0) {
-    const double kappa = baseline_.dense_core_energy_gradient(*basis_, zi, n, rij, zj, 1.0 - f, dE);
-    e += (1.0 - f) * kappa;
-    const double c = (eps - kappa) * df;
-    for (size_t k = 0; k < 3 * static_cast<size_t>(n); ++k) dE[k] += c * sc.drho[k];
-  }
+  e += core_energy_gradient(zi, n, rij, zj, f, df, eps, dE, sc);
   return e;
 }
 

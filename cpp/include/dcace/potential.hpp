@@ -171,6 +171,12 @@ class Potential {
   void check_local_gates() const;
   double local_energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, double* dE_drij,
                                AtomScratch& sc, double* weights) const;
+  // ACE's share f_i of an atom under the density core (1 without it; df_i/drho in *df, drho/dr in sc)
+  double ace_share(int zi, int n_neigh, const double* rij, double* df, AtomScratch& sc) const;
+  // The short-range core of an atom (pair core + (1 - f) kappa), its gradient added to dE_drij;
+  // eps is the atom's ACE energy (before f), whose handover to kappa the density switch moves
+  double core_energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, double f, double df,
+                              double eps, double* dE_drij, const AtomScratch& sc) const;
   std::vector<std::string> elements_;
   std::shared_ptr<ACEBasis> basis_;
   std::vector<double> coef_, e0_;
