@@ -15,7 +15,7 @@ import pytest
 from ase.io import read
 
 import dcace
-from dcace.anchors import AnchorRows, anchor_batch, anchor_sources, anchor_structures, free_atoms_and_dimers
+from dcace.anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers
 from dcace.clustering import cluster, gate_dict, gate_weights
 from dcace.committee import JointAccumulator
 from dcace.data import read_data
@@ -45,9 +45,10 @@ def test_anchor_penalty_equals_explicit_rows():
     src, _ = anchor_sources([f.n_atoms for f in frames], [f.energy / f.n_atoms for f in frames])
     structures = anchor_structures([frames[i].atoms for i in src][:2], seed=3)
     structures += free_atoms_and_dimers(["Mo"], np.array([[2.0]]), np.array([[1.4]]), 5.2)[:4]
-    rows = AnchorRows(anchor_batch(basis, structures, _terms(wF, wS), omega), D, 1, wE, len(structures))
     acc = JointAccumulator(2, D, 1, g, wE, lambda Pm: gate_weights(g, Pm)[:2])
-    Ha = rows.matrix((M, 0.7), acc)
+    rows = AnchorRows({(M, 0.7): acc}, anchor_batches(basis, structures, _terms(wF, wS), omega, 3), D, 1, wE,
+                      len(structures))
+    Ha = rows.matrix((M, 0.7))
     rng = np.random.default_rng(0)
     theta_lin = rng.normal(size=Dp)
     Theta = np.tile(theta_lin, M) + 0.1 * rng.normal(size=M * Dp)
@@ -71,7 +72,7 @@ def test_anchor_penalty_equals_explicit_rows():
     assert delta @ Ha @ delta == pytest.approx(sse, rel=1e-10)
     # in the fit: H += Ha and h += Ha (1 x theta_lin), the minimiser of that penalty alone
     H, h = np.zeros_like(Ha), np.zeros(M * Dp)
-    rows.add_to((M, 0.7), acc, H, h, theta_lin)
+    rows.add_to((M, 0.7), M, H, h, theta_lin)
     assert np.array_equal(H, Ha) and np.allclose(h, Ha @ np.tile(theta_lin, M), rtol=0, atol=1e-12 * np.abs(h).max())
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from .committee import Batch, JointAccumulator
 
 __all__ = ["ANCHOR_SCALES", "ANCHOR_RATTLES", "anchor_sources", "anchor_structures", "free_atoms_and_dimers",
-           "anchor_batch", "AnchorRows"]
+           "anchor_batches", "AnchorRows"]
 
 ANCHOR_FRAMES = 16                      # training frames the anchors are made from (evenly spread)
 ANCHOR_SCALES = (1.06, 0.96, 0.92, 0.88)   # uniform expansion and compressions of each frame
@@ -94,41 +94,47 @@ def free_atoms_and_dimers(elements, shortest, lo, cutoff: float):
     return free + restraint_dimers(elements, shortest, lo, cutoff)
 
 
-def anchor_batch(basis, structures, terms_fn, weight: float) -> Batch:
-    """The anchors' rows as one Batch of weight omega = `weight` and zero targets (the targets enter
-    as H_a (1 (x) theta_lin), see the module docstring). terms_fn(atoms, rows) -> the unweighted (A, v, yy)
-    of a structure's force and virial rows (pipeline._structure_terms with zero labels)."""
-    A, u, p = [], [], []
-    for _, at in structures:
-        rows = basis.fitting_rows(at)
-        A.append(weight ** 2 * terms_fn(at, rows))
-        n = len(at)
-        u.append(weight * np.concatenate([rows.energy, rows.counts]) / n)
-        p.append(rows.energy / n)
-    R = len(structures)
-    D = A[0].shape[0]
-    return Batch(0, np.stack(A), np.zeros((R, D)), np.zeros(R), np.stack(u), np.zeros(R), np.stack(p),
-                 np.arange(R), np.full(R, float(weight)))
+def anchor_batches(basis, structures, terms_fn, weight: float, batch_size: int):
+    """The anchors' rows as Batches of at most batch_size structures, weight omega = `weight` and zero
+    targets (the targets enter as H_a (1 (x) theta_lin), see the module docstring). terms_fn(atoms, rows)
+    -> the unweighted A of a structure's force and virial rows (pipeline._structure_terms with zero
+    labels). A generator: a batch's D x D matrices are dropped once it is accumulated."""
+    for start in range(0, len(structures), max(1, int(batch_size))):
+        A, u, p = [], [], []
+        for _, at in structures[start:start + batch_size]:
+            rows = basis.fitting_rows(at)
+            A.append(weight ** 2 * terms_fn(at, rows))
+            n = len(at)
+            u.append(weight * np.concatenate([rows.energy, rows.counts]) / n)
+            p.append(rows.energy / n)
+        R, D = len(A), A[0].shape[0]
+        yield Batch(0, np.stack(A), np.zeros((R, D)), np.zeros(R), np.stack(u), np.zeros(R), np.stack(p),
+                    np.arange(start, start + R), np.full(R, float(weight)))
 
 
 class AnchorRows:
-    """The anchors' normal matrix for each joint committee candidate (its gate), formed once."""
+    """The anchors' normal matrix H_a under the gate of every joint committee candidate, accumulated
+    in one pass over the anchor batches (memory: one (M D')^2 matrix per candidate, a fifth of the
+    candidates' 5-fold sums)."""
 
-    def __init__(self, batch: Batch, D: int, S: int, wE: float, n_structures: int):
-        self.batch, self.D, self.S, self.wE = batch, D, S, wE
+    def __init__(self, joint: dict, batches, D: int, S: int, wE: float, n_structures: int):
         self.n_structures = n_structures
-        self._H = {}
+        accs = {key: JointAccumulator(1, D, S, acc.gate, wE, acc.gate_fn) for key, acc in joint.items()}
+        for bt in batches:
+            for a in accs.values():
+                a.add(bt)
+        self._H = {key: a.matrix(0) for key, a in accs.items()}
 
-    def matrix(self, key, acc: JointAccumulator) -> np.ndarray:
-        """H_a of candidate `key` = (M, tau) whose training accumulator is `acc` (its gate)."""
-        if key not in self._H:
-            a = JointAccumulator(1, self.D, self.S, acc.gate, self.wE, acc.gate_fn)
-            a.add(self.batch)
-            self._H[key] = a.matrix(0)
+    @property
+    def nbytes(self) -> int:
+        return sum(H.nbytes for H in self._H.values())
+
+    def matrix(self, key) -> np.ndarray:
+        """H_a of candidate `key` = (M, tau)."""
         return self._H[key]
 
-    def add_to(self, key, acc, H, h, theta_lin):
+    def add_to(self, key, M: int, H, h, theta_lin):
         """H += H_a, h += H_a (1 (x) theta_lin) in place (the committee's fold or final system)."""
-        Ha = self.matrix(key, acc)
+        Ha = self._H[key]
         H += Ha
-        h += Ha @ np.tile(theta_lin, acc.M)
+        h += Ha @ np.tile(theta_lin, M)

@@ -167,9 +167,10 @@ def cv_row(acc, thetas, key, lam, folds, yE, N, wts, wE, wF, wS, fit):
 
 
 def fit_atom_gate(*, basis, frames, M, temperatures, ridge_factors, lam, sel, folds, k, p1, wts, wE, wF, wS,
-                  fixed_one_body, seed, pca_variance, pca_max_components, committee, progress_fn=None):
+                  seed, pca_variance, pca_max_components, committee, progress_fn=None):
     """Cluster, accumulate and select the atom-gate committee; returns a dict with theta (M, D'),
-    gate, tau, ridge, cv rows and cluster sizes (per species)."""
+    gate, tau, ridge, cv rows and cluster sizes (per species). The user's e0 pins come from `sel`
+    (Selector._committee_pins), as for the structure gate's committees."""
     from .potential import Potential
 
     S, K = basis.n_species, basis.n_features

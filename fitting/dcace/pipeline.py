@@ -50,7 +50,7 @@ from .potential import Potential
 from .report import ErrorStats, FitReport
 from .local_gate import check_gate_option, fit_atom_gate
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
-from .anchors import AnchorRows, anchor_batch, anchor_sources, anchor_structures, free_atoms_and_dimers
+from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers
 from .ridge import single_threaded_blas
 
 __all__ = ["fit", "DEFAULTS"]
@@ -694,7 +694,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     anchor_rows = None
     if anchor_atoms is not None and joint:
         few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
-        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor)
+        anchor_rows, anchor_note = _anchor_rows(basis, joint, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor, bsize)
         notes.append(anchor_note)
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
@@ -748,7 +748,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         atom_fit = fit_atom_gate(
             basis=basis, frames=data.frames, M=M_atom, temperatures=temps, ridge_factors=DEFAULTS["ridge_dc_factors"],
             lam=lam_dc, sel=sel, folds=folds, k=k_folds, p1=p1, wts=wts, wE=wE, wF=wF, wS=wS,
-            fixed_one_body=np.isfinite(e_fixed), seed=seed, pca_variance=DEFAULTS["pca_variance"],
+            seed=seed, pca_variance=DEFAULTS["pca_variance"],
             pca_max_components=DEFAULTS["pca_max_components"], committee=committee,
             progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))))
         if bar is not None:
@@ -947,7 +947,7 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
 
 
-def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight):
+def _anchor_rows(basis, joint, sources, ground, few, wE, wF, wS, D, S, seed, weight, batch_size):
     """The off-data anchors of the joint committees (dcace.anchors) and the report's note."""
     structures = anchor_structures(sources, seed, ground) + few
     if not structures:
@@ -957,10 +957,11 @@ def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight):
         zero = Frame(at, 0.0, np.zeros((len(at), 3)), np.zeros(6) if rows.stress is not None else None, "<anchor>", 0)
         return _structure_terms(zero, rows, wF, wS, 1.0)[0]
 
-    batch = anchor_batch(basis, structures, terms, weight)
-    return AnchorRows(batch, D, S, wE, len(structures)), (
+    rows = AnchorRows(joint, anchor_batches(basis, structures, terms, weight, batch_size), D, S, wE, len(structures))
+    return rows, (
         f"off-data anchors: {len(structures) - len(few)} compressed and rattled copies of {len(sources)} training "
-        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where the committee follows the linear model with weight {weight:g} (dcace.anchors)")
+        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where the committee follows the linear model with weight {weight:g} (dcace.anchors; "
+        f"{rows.nbytes / 2**20:.3g} MiB)")
 
 
 def _atom_experts(experts, state, reuse, resume, gate):

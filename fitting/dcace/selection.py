@@ -167,7 +167,7 @@ class Selector:
             H += Hr
             h += hr
         if self.anchors is not None and theta_lin is not None:
-            self.anchors.add_to((M, tau), acc, H, h, theta_lin)
+            self.anchors.add_to((M, tau), M, H, h, theta_lin)
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)
