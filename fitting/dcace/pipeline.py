@@ -608,11 +608,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     for M, t in cand:
         if fixed is not None and (M, t) not in fixed.joint_keys:
             continue
-        need = joint_nbytes(k_folds, M, Dp)
+        need = joint_nbytes(k_folds + use_anchors, M, Dp)   # the anchors hold one more (M D')^2 matrix
         if used + need > budget:
             skipped[(M, t)] = need
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
-                         f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
+                         f"for {k_folds} folds{' and the anchors' if use_anchors else ''}) on top of the {used / 2**20:.3g} MiB already allocated "
                          f"({(used + need) / 2**20:.3g} MiB in total) exceed the memory budget "
                          f"({budget / 2**20:.3g} MiB, --memory-budget)")
             continue
