@@ -55,7 +55,7 @@ class Selector:
         self.fold_idx = [np.flatnonzero(folds == f) for f in range(k)]
         self._lin_cache = {}
         self._joint_sums = (None, None)   # (key, (S4 over all folds, h over all folds)) of the latest candidate
-        self._restraint_sums = (None, None)   # (key, (H, h)) of the restraint rows of the latest candidate
+        self._totals = {}   # solves on all folds (eq. 9 and the final models ask for the same ones)
 
     # ------------------------------------------------------------------ linear
     def _group_total(self, g):
@@ -128,11 +128,6 @@ class Selector:
             self._joint_sums = (key, (acc.Sh.sum(axis=0), acc.h.sum(axis=0)))
         return self._joint_sums[1]
 
-    def _restraint_committee(self, M):
-        if self._restraint_sums[0] != M:
-            self._restraint_sums = (M, self.restraint.committee(M))
-        return self._restraint_sums[1]
-
     def _joint_system(self, key, fold):
         """(H, h) of candidate key: all folds (fold None) or all but fold, freshly assembled."""
         acc = self.joint[key]
@@ -161,10 +156,12 @@ class Selector:
         else:
             frac = self.frac[fold]
             idx = np.flatnonzero(self.folds != fold)
-        if self.restraint is not None:
-            Hr, hr = self._restraint_committee(M)
-            H += Hr
-            h += hr
+        if self.restraint is not None:   # the linear set on each expert's diagonal block (RestraintRows.committee)
+            Hr, hr = self.restraint.group(0)
+            H4, h2 = H.reshape(M, self.Dp, M, self.Dp), h.reshape(M, self.Dp)
+            for m in range(M):
+                H4[m, :, m, :] += Hr
+                h2[m] += hr
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)
@@ -190,8 +187,15 @@ class Selector:
             H[sl, sl] += G
             h[sl] += (U * pi[:, None]).T @ ulin
 
+    def _total(self, key, theta_lin, solve):
+        """solve() on all folds, once per (key, prior): a copy of the cached solution."""
+        key = key + (None if theta_lin is None else np.asarray(theta_lin).tobytes(),)
+        if key not in self._totals:
+            self._totals[key] = solve()
+        return self._totals[key].copy()
+
     def solve_joint_total(self, M, tau, lam, theta_lin=None):
-        return self.solve_joint(M, tau, lam, None, theta_lin)
+        return self._total(("joint", M, tau, lam), theta_lin, lambda: self.solve_joint(M, tau, lam, None, theta_lin))
 
     def solve_independent(self, M, lam, fold=None, theta_lin=None):
         prior = self._prior(1, theta_lin, independent=True)
@@ -200,7 +204,7 @@ class Selector:
                          for g in self.group_index[M]])
 
     def solve_independent_total(self, M, lam, theta_lin=None):
-        return self.solve_independent(M, lam, None, theta_lin)
+        return self._total(("independent", M, lam), theta_lin, lambda: self.solve_independent(M, lam, None, theta_lin))
 
     # ------------------------------------------------------------------ CV evaluation
     def _direct_errors(self, theta, wfn, idx):
