@@ -207,24 +207,31 @@ class Selector:
         return self._total(("independent", M, lam), theta_lin, lambda: self.solve_independent(M, lam, None, theta_lin))
 
     # ------------------------------------------------------------------ CV evaluation
+    def _stress_rows(self):
+        """The stress rows of every structure with a stress, stacked once: (position of each
+        structure's rows or -1 (n,), Psi (m, 6, D), sigma (m, 6), V/N (m,))."""
+        if getattr(self, "_stress", None) is None:
+            idx = sorted(self.stress_store)
+            pos = np.full(self.n, -1)
+            pos[idx] = np.arange(len(idx))
+            rows = [self.stress_store[i] for i in idx]
+            self._stress = (pos, np.array([r[0] for r in rows]).reshape(len(idx), 6, self.D),
+                            np.array([r[1] for r in rows]).reshape(len(idx), 6), np.array([r[2] for r in rows], float))
+        return self._stress
+
     def _direct_errors(self, theta, wfn, idx):
         """Held-out energy and stress errors of a committee for structures idx (centred frame)."""
         p1 = self.p1
         E, _, c_eff = committee_predict(theta, wfn, p1.Bsum[idx], p1.counts[idx])
         de = E / p1.N[idx] - p1.yE[idx]
         de_w2 = float((self.w[idx] ** 2 * de ** 2).sum())   # as the weighted loss counts it
-        s_abs = s_sq_gpa = s_sq_w = 0.0
-        s_n = 0
-        for j, i in enumerate(idx):
-            st = self.stress_store.get(int(i))
-            if st is None:
-                continue
-            Psi, sig, scale = st
-            ds = Psi @ c_eff[j] - sig
-            s_abs += float(np.abs(ds).sum())
-            s_sq_w += self.w[i] ** 2 * float((scale * ds) @ (scale * ds))
-            s_n += 6
-        return de, s_abs, s_sq_w, s_n, de_w2
+        pos, Psi, sig, scale = self._stress_rows()
+        j = np.flatnonzero(pos[idx] >= 0)   # the structures of idx with a stress ...
+        r = pos[idx[j]]                     # ... and their stress rows
+        ds = np.einsum("bij,bj->bi", Psi[r], c_eff[j]) - sig[r]
+        s_abs = float(np.abs(ds).sum())
+        s_sq_w = float((self.w[idx[j]] ** 2 * ((scale[r, None] * ds) ** 2).sum(axis=1)).sum())
+        return de, s_abs, s_sq_w, 6 * len(r), de_w2
 
     def _heldout_losses(self, thetas_sets, fold_matrix, h, yy):
         """Held-out weighted losses [set][fold] of several candidates' fold solutions that share the
