@@ -56,12 +56,18 @@ class Selector:
         self._lin_cache = {}
         self._joint_sums = (None, None)   # (key, (S4 over all folds, h over all folds)) of the latest candidate
         self._totals = {}   # solves on all folds (eq. 9 and the final models ask for the same ones)
+        self._group_sums = {}   # g -> (H, h) of group g over all folds
 
     # ------------------------------------------------------------------ linear
     def _group_total(self, g):
-        H = self.groups.H[:, g].sum(axis=0)
-        h = self.groups.h[:, g].sum(axis=0)
-        return H, h
+        """(H, h) of group g summed over the folds (read-only: callers copy), kept for the latest groups
+        asked for (one committee's experts and the linear model: their fold solves reuse them)."""
+        if g not in self._group_sums:
+            keep = 1 + max(self.clusterings, default=1)
+            while len(self._group_sums) >= keep:
+                self._group_sums.pop(next(k for k in self._group_sums if k != 0))
+            self._group_sums[g] = (self.groups.H[:, g].sum(axis=0), self.groups.h[:, g].sum(axis=0))
+        return self._group_sums[g]
 
     def _solve_group(self, g, lam, fold=None, prior=None, pin_one_body=None):
         H, h = self._group_total(g)
@@ -70,6 +76,8 @@ class Selector:
             H = H - self.groups.H[fold, g]
             h = h - self.groups.h[fold, g]
             frac = self.frac[fold]
+        else:
+            H, h = H.copy(), h.copy()
         if self.restraint is not None:
             Hr, hr = self.restraint.group(g)
             H += Hr
