@@ -117,6 +117,11 @@ def test_refit_touches_only_the_new_structures(fits, work):
     assert b194["per_structure"] == pytest.approx(194 * per150, rel=0.15)
     size = p1.report.selection["state"]
     assert size["bytes"] == (work / "Mo194.npz").stat().st_size
+    # the refit's cost estimate takes the update time the state's fit measured (it does not time a
+    # pass over all accumulators again) and hands it on to the next state
+    assert s150.update_seconds > 0 and p1.report.cost["update_s_per_structure"] == s150.update_seconds
+    assert s194.update_seconds == s150.update_seconds
+    assert p2.report.cost["update_s_per_structure"] != s150.update_seconds   # a fit measures its own
     assert size["normal_equations"] > 5 * size["per_structure"]   # packed (version 2): 7x here
 
 

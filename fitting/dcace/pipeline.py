@@ -623,7 +623,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     rows_fn = _Rows(basis, wF, wS)
     cost_info = _announce_cost(basis, [data.frames[i] for i in own], rows_fn, groups, joint, skipped, k_folds,
                                groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
-                               threads, progress) if ranks.is_root else {}
+                               threads, progress, None if resume is None else resume.update_seconds) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -912,15 +912,18 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             e_fixed=e_fixed, core_extremes=None if core.baseline != "zbl" else (shortest, rho_max), st=st, V=V,
             clusterings=clusterings, groups=groups, joint=joint, stress_store=stress_store, grade_stats=grade_stats,
             pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"],
-            paths=_fit_state.source_paths(train, resume), column_scale=sel.sc)
+            paths=_fit_state.source_paths(train, resume), column_scale=sel.sc,
+            update_seconds=cost_info.get("update_s_per_structure"))
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot
 
 
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
-                   threads, progress):
-    """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost)."""
+                   threads, progress, update_s=None):
+    """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
+    gives update_s, the per-structure update time its state measured on the same accumulators (the
+    timed update is a pass over all of them: a sizeable part of a small refit)."""
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
 
@@ -933,7 +936,10 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
         return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B),
                      P[idx], idx)
 
-    est = cost.estimate_pass2(rows_fn.keep, gram, frames, [groups, *joint.values()], zero_batch, seed=seed)
+    est = cost.estimate_pass2(rows_fn.keep, gram, frames, [groups, *joint.values()] if update_s is None else [],
+                              zero_batch, seed=seed)
+    if update_s is not None:
+        est = dict(est, update_s_per_structure=update_s, seconds=est["seconds"] + est["n_structures"] * update_s)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
                             joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads)

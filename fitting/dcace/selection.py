@@ -56,13 +56,19 @@ class Selector:
         self.fold_idx = [np.flatnonzero(folds == f) for f in range(k)]
         self._lin_cache = {}
         self._joint_sums = (None, None)   # (key, (S4 over all folds, h over all folds)) of the latest candidate
-        self._restraint_sums = (None, None)   # (key, (H, h)) of the restraint rows of the latest candidate
+        self._totals = {}   # solves on all folds (eq. 9 and the final models ask for the same ones)
+        self._group_sums = {}   # g -> (H, h) of group g over all folds
 
     # ------------------------------------------------------------------ linear
     def _group_total(self, g):
-        H = self.groups.H[:, g].sum(axis=0)
-        h = self.groups.h[:, g].sum(axis=0)
-        return H, h
+        """(H, h) of group g summed over the folds (read-only: callers copy), kept for the latest groups
+        asked for (one committee's experts and the linear model: their fold solves reuse them)."""
+        if g not in self._group_sums:
+            keep = 1 + max(self.clusterings, default=1)
+            while len(self._group_sums) >= keep:
+                self._group_sums.pop(next(k for k in self._group_sums if k != 0))
+            self._group_sums[g] = (self.groups.H[:, g].sum(axis=0), self.groups.h[:, g].sum(axis=0))
+        return self._group_sums[g]
 
     def _solve_group(self, g, lam, fold=None, prior=None, pin_one_body=None):
         H, h = self._group_total(g)
@@ -71,6 +77,8 @@ class Selector:
             H = H - self.groups.H[fold, g]
             h = h - self.groups.h[fold, g]
             frac = self.frac[fold]
+        else:
+            H, h = H.copy(), h.copy()
         if self.restraint is not None:
             Hr, hr = self.restraint.group(g)
             H += Hr
@@ -129,11 +137,6 @@ class Selector:
             self._joint_sums = (key, (acc.Sh.sum(axis=0), acc.h.sum(axis=0)))
         return self._joint_sums[1]
 
-    def _restraint_committee(self, M):
-        if self._restraint_sums[0] != M:
-            self._restraint_sums = (M, self.restraint.committee(M))
-        return self._restraint_sums[1]
-
     def _joint_system(self, key, fold):
         """(H, h) of candidate key: all folds (fold None) or all but fold, freshly assembled."""
         acc = self.joint[key]
@@ -162,10 +165,12 @@ class Selector:
         else:
             frac = self.frac[fold]
             idx = np.flatnonzero(self.folds != fold)
-        if self.restraint is not None:
-            Hr, hr = self._restraint_committee(M)
-            H += Hr
-            h += hr
+        if self.restraint is not None:   # the linear set on each expert's diagonal block (RestraintRows.committee)
+            Hr, hr = self.restraint.group(0)
+            H4, h2 = H.reshape(M, self.Dp, M, self.Dp), h.reshape(M, self.Dp)
+            for m in range(M):
+                H4[m, :, m, :] += Hr
+                h2[m] += hr
         if self.anchors is not None and theta_lin is not None:
             self.anchors.add_to((M, tau), M, H, h, theta_lin)
         kappa = self.kappa if kappa is None else kappa
@@ -193,8 +198,15 @@ class Selector:
             H[sl, sl] += G
             h[sl] += (U * pi[:, None]).T @ ulin
 
+    def _total(self, key, theta_lin, solve):
+        """solve() on all folds, once per (key, prior): a copy of the cached solution."""
+        key = key + (None if theta_lin is None else np.asarray(theta_lin).tobytes(),)
+        if key not in self._totals:
+            self._totals[key] = solve()
+        return self._totals[key].copy()
+
     def solve_joint_total(self, M, tau, lam, theta_lin=None):
-        return self.solve_joint(M, tau, lam, None, theta_lin)
+        return self._total(("joint", M, tau, lam), theta_lin, lambda: self.solve_joint(M, tau, lam, None, theta_lin))
 
     def solve_independent(self, M, lam, fold=None, theta_lin=None):
         prior = self._prior(1, theta_lin, independent=True)
@@ -203,27 +215,34 @@ class Selector:
                          for g in self.group_index[M]])
 
     def solve_independent_total(self, M, lam, theta_lin=None):
-        return self.solve_independent(M, lam, None, theta_lin)
+        return self._total(("independent", M, lam), theta_lin, lambda: self.solve_independent(M, lam, None, theta_lin))
 
     # ------------------------------------------------------------------ CV evaluation
+    def _stress_rows(self):
+        """The stress rows of every structure with a stress, stacked once: (position of each
+        structure's rows or -1 (n,), Psi (m, 6, D), sigma (m, 6), V/N (m,))."""
+        if getattr(self, "_stress", None) is None:
+            idx = sorted(self.stress_store)
+            pos = np.full(self.n, -1)
+            pos[idx] = np.arange(len(idx))
+            rows = [self.stress_store[i] for i in idx]
+            self._stress = (pos, np.array([r[0] for r in rows]).reshape(len(idx), 6, self.D),
+                            np.array([r[1] for r in rows]).reshape(len(idx), 6), np.array([r[2] for r in rows], float))
+        return self._stress
+
     def _direct_errors(self, theta, wfn, idx):
         """Held-out energy and stress errors of a committee for structures idx (centred frame)."""
         p1 = self.p1
         E, _, c_eff = committee_predict(theta, wfn, p1.Bsum[idx], p1.counts[idx])
         de = E / p1.N[idx] - p1.yE[idx]
         de_w2 = float((self.w[idx] ** 2 * de ** 2).sum())   # as the weighted loss counts it
-        s_abs = s_sq_gpa = s_sq_w = 0.0
-        s_n = 0
-        for j, i in enumerate(idx):
-            st = self.stress_store.get(int(i))
-            if st is None:
-                continue
-            Psi, sig, scale = st
-            ds = Psi @ c_eff[j] - sig
-            s_abs += float(np.abs(ds).sum())
-            s_sq_w += self.w[i] ** 2 * float((scale * ds) @ (scale * ds))
-            s_n += 6
-        return de, s_abs, s_sq_w, s_n, de_w2
+        pos, Psi, sig, scale = self._stress_rows()
+        j = np.flatnonzero(pos[idx] >= 0)   # the structures of idx with a stress ...
+        r = pos[idx[j]]                     # ... and their stress rows
+        ds = np.einsum("bij,bj->bi", Psi[r], c_eff[j]) - sig[r]
+        s_abs = float(np.abs(ds).sum())
+        s_sq_w = float((self.w[idx[j]] ** 2 * ((scale[r, None] * ds) ** 2).sum(axis=1)).sum())
+        return de, s_abs, s_sq_w, 6 * len(r), de_w2
 
     def _heldout_losses(self, thetas_sets, fold_matrix, h, yy):
         """Held-out weighted losses [set][fold] of several candidates' fold solutions that share the

@@ -175,6 +175,12 @@ class FitState:
                          f"reach into it ({what}): ZBL, not ACE, describes those pairs/atoms")
         return notes
 
+    @property
+    def update_seconds(self):
+        """Pass-2 accumulator update time per structure measured by the fit that wrote the state (None
+        in states before it was kept): a refit's cost estimate uses it instead of timing the update."""
+        return self.meta.get("pass2_update_s_per_structure")
+
     def stress_store(self):
         A = self.arrays
         return {int(i): (A["stress_Psi"][j], A["stress_sigma"][j], float(A["stress_scale"][j]))
@@ -305,7 +311,8 @@ _PER_STRUCTURE = ("Bsum", "counts", "E", "weights", "folds", "frame_hash")
 
 
 def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fixed, core_extremes, st, V, clusterings, groups,
-                joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, column_scale=None, notes=()) -> FitState:
+                joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, column_scale=None, notes=(),
+                update_seconds=None) -> FitState:
     """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``)."""
     from . import _core, state_pack
 
@@ -337,7 +344,8 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
             "n_features": int(basis.n_features), "joint_keys": [[int(M), float(t)] for M, t in keys],
             "clusterings": sorted(int(M) for M in clusterings), "files": files, "paths": paths, "grade": grade_meta,
             "potential_sha256": hashlib.sha256(pot_text.encode()).hexdigest(),
-            "data_sha256": hashlib.sha256("".join(hashes).encode()).hexdigest(), "notes": list(notes)}
+            "data_sha256": hashlib.sha256("".join(hashes).encode()).hexdigest(), "notes": list(notes),
+            "pass2_update_s_per_structure": None if update_seconds is None else float(update_seconds)}
     return FitState(meta, A)
 
 
