@@ -55,7 +55,6 @@ class Selector:
         self.fold_idx = [np.flatnonzero(folds == f) for f in range(k)]
         self._lin_cache = {}
         self._joint_sums = (None, None)   # (key, (S4 over all folds, h over all folds)) of the latest candidate
-        self._restraint_sums = (None, None)   # (key, (H, h)) of the restraint rows of the latest candidate
 
     # ------------------------------------------------------------------ linear
     def _group_total(self, g):
@@ -128,11 +127,6 @@ class Selector:
             self._joint_sums = (key, (acc.Sh.sum(axis=0), acc.h.sum(axis=0)))
         return self._joint_sums[1]
 
-    def _restraint_committee(self, M):
-        if self._restraint_sums[0] != M:
-            self._restraint_sums = (M, self.restraint.committee(M))
-        return self._restraint_sums[1]
-
     def _joint_system(self, key, fold):
         """(H, h) of candidate key: all folds (fold None) or all but fold, freshly assembled."""
         acc = self.joint[key]
@@ -162,9 +156,7 @@ class Selector:
             frac = self.frac[fold]
             idx = np.flatnonzero(self.folds != fold)
         if self.restraint is not None:
-            Hr, hr = self._restraint_committee(M)
-            H += Hr
-            h += hr
+            self.restraint.add_committee(H, h, M)
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)
