@@ -434,3 +434,26 @@ def test_restraint_normal_equations_are_one_matrix_summed_over_the_dimers():
     assert np.allclose(sums.H[:D, :D], H, rtol=1e-12, atol=1e-12 * np.abs(H).max())
     assert np.allclose(sums.h[:D], h, rtol=1e-12, atol=1e-12 * np.abs(h).max())
     assert not sums.H[D:].any() and not sums.H[:, D:].any()   # the one-body columns get nothing
+
+
+def test_refit_keeps_the_data_driven_embedding(tmp_path, nbmota_frames):
+    """The state's normal equations are built with its W: a refit must not recompute W from new data."""
+    from dcace.embedding import choose_embedding
+
+    frames = []
+    for f in nbmota_frames:
+        at = f.atoms.copy()
+        at.info["energy"], at.arrays["forces"] = f.energy, f.forces
+        frames.append(at)
+    opts = dict(elements=EL, cutoff=4.6, body_order=2, max_degree=6, experts=1, cv_folds=3, compare=False,
+                progress=False, chemical_channels=1, chemical_embedding="pca")
+    state = tmp_path / "pca.state.npz"
+    first = dcace.fit(frames[1::4], state=state, **opts)
+    W = first.basis.embedding
+    redo = choose_embedding("pca", nbmota_frames[1::4] + nbmota_frames[::4], EL, 4.6, 1, max_degree=6,
+                            inner_cutoff=0.5, w_L=1.5, core_window=first.basis.core_window, energy_weight=300.0,
+                            force_weight=1.0)   # what W would be on all the data
+    assert not np.allclose(redo, W, rtol=0, atol=1e-6)
+    pot = dcace.refit(frames[::4], resume=state, progress=False, compare=False, keep_core=True)
+    assert np.array_equal(pot.basis.embedding, W)
+    assert pot.metadata["fit"]["chemical_embedding"] == "pca"
