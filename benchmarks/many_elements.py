@@ -334,8 +334,8 @@ def markdown(res, spread, scaling, args):
     L += ["", "## Cost", "",
           "| model | K | normal equations (MiB) | + work and solve copies (MiB) | peak RSS (MiB) | fit (s) "
           "| pass 2 estimated (s) | pass 2 measured (s) | measured / estimated | LAMMPS µs/atom/step "
-          "| 300 K NVE on it | RSS before the fit (MiB) | where the peak is |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+          "| 300 K NVE on it | RSS before the fit (MiB) | expected peak (MiB) | where the peak is |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for m, r in res.items():
         Dp = 3 * r["K"] + 3
         total = r["memory_normal_eq_mib"] + 5 * 8 * Dp * Dp / 2**20   # as printed by the fit (dcace.cost)
@@ -343,11 +343,15 @@ def markdown(res, spread, scaling, args):
                  f"{r['fit_s']:.0f} | "
                  f"{r['pass2_estimate_s']:.0f} | {r['pass2_s']:.0f} | {r['pass2_s'] / r['pass2_estimate_s']:.2f} | "
                  f"{r['us_atom_step']:.1f} | {'ok' if r['md_ok'] else 'lost atoms' if r['md_ok'] is False else 'error'} | "
-                 f"{r.get('rss_before_fit_mib', float('nan')):.0f} | {peak_where(r)} |")
+                 f"{r.get('rss_before_fit_mib', float('nan')):.0f} | "
+                 + (f"{r['expected_peak_mib']:.0f} | " if "expected_peak_mib" in r else "- | ")
+                 + f"{peak_where(r)} |")
     L += ["", f"LAMMPS: {next(iter(res.values()))['lmp_atoms']}-atom random Nb–Mo–Ta bcc (a = 3.25 Å, a ternary: "
           "extrapolation for every model), 20 force evaluations without integrator, one MPI rank, best of 2; then "
           "20 steps of 300 K NVE from it (ok / lost atoms). The pass-2 estimate is the serial sample of `dcace.cost` "
-          "(8 structures), timed at the start of each fit while other jobs ran (load average 3-4 on 2 cores).", "",
+          "(8 structures), timed at the start of each fit while other jobs ran (load average 7-9 on 2 cores: "
+          "fit times and µs/atom/step are 2-4x those of a quiet machine). Expected peak: what the fit prints "
+          "before pass 2 (`dcace.cost.expected_peak`; fits run before it was added show -).", "",
           "## Ternary extrapolation (no DFT label)", "",
           f"{len(spread)} test cells with every atom's species drawn at random from Nb, Mo, Ta (the training data "
           "have no ternary cell). Grade: the largest per-atom extrapolation grade of a cell (> 1 = extrapolation), "
