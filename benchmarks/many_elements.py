@@ -46,6 +46,7 @@ MODELS = {
     "explicit": dict(body_order=4, max_degree=8),
     "explicit-9": dict(body_order=4, max_degree=9),
     "blocks": dict(body_order=4, max_degree=10, max_degree_blocks={2: 8, 3: 6}),
+    "blocks-9-9-3": dict(body_order=4, max_degree=9, max_degree_blocks={3: 3}),   # (a) without its 3-species block
     "blocks-10-9-3": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 3}),
     "blocks-12-9-3": dict(body_order=4, max_degree=12, max_degree_blocks={2: 9, 3: 3}),
     "embedded-1": dict(body_order=4, max_degree=12, chemical_channels=1),
