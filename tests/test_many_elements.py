@@ -270,8 +270,8 @@ def test_refusal_names_the_figure_and_the_options():
 
 # --------------------------------------------------------------------------- LAMMPS = ASE
 def test_lammps_matches_ase_for_embedded_and_block_potentials(tmp_path):
-    """pair_style dcace reads the v4 records through the core: an embedded 3-element (C = 2) and a
-    per-block 2-element potential agree with dcace.Calculator on real binary cells and random
+    """pair_style dcace reads the v4 records through the core: an embedded 3-element (C = 2, and C = 1
+    with a data-driven-like W) and a per-block 2-element potential agree with dcace.Calculator on real binary cells and random
     ternary ones, with the LAMMPS types in another order than the file.  Coefficients are random
     (the six 16-atom cells are too few for a well-posed fit: their l = 1 total densities vanish to
     round-off, which a least-squares fit turns into 1e15 coefficients)."""
@@ -281,6 +281,9 @@ def test_lammps_matches_ase_for_embedded_and_block_potentials(tmp_path):
     cases = {
         "emb": (dcace.ACEBasis(EL, 4.6, 3, 6, chemical_channels=2),
                 [read(NBMOTA, 1), read(NBMOTA, 4), ternary(7), ternary(8, 3)], ["Ta", "Nb", "Mo"]),
+        # a data-driven-like W (not the cosine one, rows not orthogonal): the file's weights are used as read
+        "dd": (dcace.ACEBasis(EL, 4.6, 3, 6, chemical_channels=1, embedding=np.array([[0.20, 1.56, 0.73]])),
+               [ternary(9), read(NBMOTA, 2)], ["Mo", "Ta", "Nb"]),
         "blk": (dcace.ACEBasis(["Ti", "Al"], 5.0, 4, 8, max_degree_blocks={2: 6}),
                 [tial[3].repeat((2, 2, 2)), next(f for f in tial if len(f) > 50)], ["Al", "Ti"]),
     }
