@@ -203,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
                         "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
                         "docs/short-range.md; example: --repulsion-restraints 0)")
+    g.add_argument("--anchors", type=_nonneg, default=None, metavar="W",
+                   help="weight of the off-data anchors of structure-gate committees: compressed and rattled "
+                        "copies of training frames, free atoms and dimers, where every committee is fitted to "
+                        "follow the linear model; 0 = off (default: 0.1, docs/short-range.md; example: "
+                        "--anchors 0)")
     g.add_argument("--shared-one-body", action="store_true", default=None,
                    help="every expert of a committee takes the linear model's one-body terms (one free-atom "
                         "energy per element whatever the gate; default: each expert its own, "
@@ -269,7 +274,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
              "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "chemical_embedding", "gate",
-             "shared_one_body"}
+             "shared_one_body", "anchors"}
 
 
 def _merge_config(args, parser):
@@ -415,6 +420,7 @@ def _cmd_fit(args, parser) -> int:
               baseline=None if args.no_baseline else (args.baseline or "zbl"),
               core_range=None if args.core_range is None else parse_core_range(args.core_range),
               repulsion_restraints=args.repulsion_restraints, shared_one_body=args.shared_one_body,
+              anchors=args.anchors,
               weights=None if args.weights is None else parse_weights(args.weights),
               weight_key=args.weight_key or "weight",
               e0=None if args.e0 is None else parse_e0(args.e0), state=args.save_state,

@@ -42,7 +42,7 @@ from .basis_spec import check_chemical_channels, check_degree_blocks
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        user_window_free)
-from .data import Dataset, DataError, count_frames, read_data
+from .data import Dataset, DataError, Frame, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
@@ -51,6 +51,7 @@ from .potential import Potential
 from .report import ErrorStats, FitReport
 from .local_gate import check_gate_option, fit_atom_gate
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
+from .anchors import AnchorRows, anchor_batch, anchor_sources, anchor_structures, free_atoms_and_dimers
 from .ridge import single_threaded_blas
 
 __all__ = ["fit", "DEFAULTS"]
@@ -73,6 +74,7 @@ DEFAULTS = {
     "memory_budget_gb": 1.2,
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
+    "anchors": 0.1,                # weight of the off-data anchors of joint structure-gate committees (dcace.anchors)
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
 }
 
@@ -277,7 +279,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
-        repulsion_restraints: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
+        repulsion_restraints: float | None = None, anchors: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
         chemical_channels: int | None = None, gate: str = "structure",
         shared_one_body: bool | None = None, chemical_embedding=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
@@ -318,6 +320,11 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
+    anchors : weight of the off-data anchors of joint structure-gate committees (``dcace.anchors``):
+        compressed and rattled copies of training frames, free atoms and dimers, on which every
+        committee is fitted to follow the linear model, so that off the data the gate does not hand a
+        structure to an expert that nothing constrains there (default 0.1, docs/short-range.md); 0 = off.
+        Fits that write or continue a fit state have none yet.
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
@@ -360,7 +367,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0, repulsion_restraints, ranks, state=None, reuse=None, resume=None,
+         weight_key, e0, repulsion_restraints, ranks, anchors=None, state=None, reuse=None, resume=None,
          max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None,
          chemical_embedding=None):
     t_start = time.perf_counter()
@@ -378,6 +385,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     w_rest = float(DEFAULTS["repulsion_restraints"] if repulsion_restraints is None else repulsion_restraints)
     if not (math.isfinite(w_rest) and w_rest >= 0):
         raise ValueError(f"repulsion_restraints must be a finite number >= 0, got {repulsion_restraints}")
+    w_anchor = float(DEFAULTS["anchors"] if anchors is None else anchors)
+    if not (math.isfinite(w_anchor) and w_anchor >= 0):
+        raise ValueError(f"anchors must be a finite number >= 0, got {anchors}")
     k_folds = int(DEFAULTS["cv_folds"] if cv_folds is None else cv_folds)
     max_M = int(DEFAULTS["max_experts"] if max_experts is None else max_experts)
     temps = tuple(float(t) for t in (DEFAULTS["temperatures"] if temperatures is None else temperatures))
@@ -448,6 +458,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
+    if state is None and fixed is None:   # fits with a fit state have no anchors yet (and their settings none)
+        settings["anchors"] = w_anchor
     if gate_kind == "atom":
         settings.update(gate=gate_kind, experts=M_atom)
     elif gate_kind == "auto":
@@ -579,6 +591,16 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         assert np.array_equal(folds_again, folds)
         Z = st(P)
     clusterings = ranks.bcast(clusterings)
+    anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
+    use_anchors = w_anchor > 0 and committee == "joint" and len(clusterings) > 0
+    if use_anchors and (state is not None or fixed is not None):
+        use_anchors = False
+        notes.append("off-data anchors off: a fit that writes or continues a fit state has none yet")
+    if use_anchors:
+        spread, ground = anchor_sources(N.tolist(), p1.yE.tolist())
+        src = set(spread) | ({ground} - {None})
+        got = dict(ranks.allgather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))
+        anchor_atoms = ([got[i] for i in spread], got.get(ground))
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
@@ -693,10 +715,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     from .selection import Selector
 
+    anchor_rows = None
+    if anchor_atoms is not None and joint:
+        few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
+        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor)
+        notes.append(anchor_note)
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
                    kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
-                   shared_one_body=settings["shared_one_body"])
+                   shared_one_body=settings["shared_one_body"], anchors=anchor_rows)
     if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
         sel.sc = fixed.arrays["column_scale"]
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
@@ -946,6 +973,22 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
                 memory_bytes={"linear+independent": groups.nbytes,
                               **{f"M={M},tau={t:g}": nb for (M, t), nb in joint_bytes.items()}},
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
+
+
+def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight):
+    """The off-data anchors of the joint committees (dcace.anchors) and the report's note."""
+    structures = anchor_structures(sources, seed, ground) + few
+    if not structures:
+        return None, "off-data anchors: none (no periodic training structure with 2 or more atoms)"
+
+    def terms(at, rows):
+        zero = Frame(at, 0.0, np.zeros((len(at), 3)), np.zeros(6) if rows.stress is not None else None, "<anchor>", 0)
+        return _structure_terms(zero, rows, wF, wS, 1.0)[0]
+
+    batch = anchor_batch(basis, structures, terms, weight)
+    return AnchorRows(batch, D, S, wE, len(structures)), (
+        f"off-data anchors: {len(structures) - len(few)} compressed and rattled copies of {len(sources)} training "
+        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where the committee follows the linear model with weight {weight:g} (dcace.anchors)")
 
 
 def _atom_experts(experts, state, reuse, resume, gate):

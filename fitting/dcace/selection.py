@@ -28,7 +28,7 @@ __all__ = ["Selector"]
 
 class Selector:
     def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, weights=None, fixed_one_body=None,
-                 regularise="global", kappa=0.0, restraint=None, shared_one_body=False):
+                 regularise="global", kappa=0.0, restraint=None, shared_one_body=False, anchors=None):
         self.groups, self.joint, self.p1 = groups, joint, p1
         self.folds, self.k, self.D, self.S = folds, k, D, S
         self.Dp = D + S
@@ -42,6 +42,7 @@ class Selector:
         self.kappa = float(kappa)
         self.shared_one_body = bool(shared_one_body)   # see _shares_one_body
         self.restraint = restraint   # dcace.restraints.RestraintRows or None: added to every training system
+        self.anchors = anchors       # dcace.anchors.AnchorRows or None: joint committees agree with the linear model there
         self.n = len(folds)
         self.group_index = {}
         col = 1
@@ -157,6 +158,8 @@ class Selector:
             idx = np.flatnonzero(self.folds != fold)
         if self.restraint is not None:
             self.restraint.add_committee(H, h, M)
+        if self.anchors is not None and theta_lin is not None:
+            self.anchors.add_to((M, tau), acc, H, h, theta_lin)
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)

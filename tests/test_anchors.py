@@ -1,0 +1,110 @@
+"""Off-data anchors (dcace.anchors): the committee is pulled towards the linear model off the data.
+
+The anchor penalty is the squared difference between the committee's rows (energy, forces and
+virial with the gate-gradient term) and the linear model's on the anchor structures. The fit adds it
+as a quadratic form in Theta - 1 (x) theta_lin; that this equals the explicit rows is checked here, with
+the gate at the anchors' own descriptors (compressed, rattled, a free atom, dimers). What the
+anchors do to the default fits off the data is checked by test_short_range's default-fit study.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.io import read
+
+import dcace
+from dcace.anchors import AnchorRows, anchor_batch, anchor_sources, anchor_structures, free_atoms_and_dimers
+from dcace.clustering import cluster, gate_dict, gate_weights
+from dcace.committee import JointAccumulator
+from dcace.data import read_data
+
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+MO_TRAIN = DATA / "zuo2020" / "Mo_train.xyz"
+
+
+def _terms(wF, wS):
+    def terms(at, r):
+        A = wF ** 2 * r.forces.T @ r.forces
+        if r.stress is not None:
+            Psi = r.stress * r.volume / len(at)
+            A = A + wS ** 2 * Psi.T @ Psi
+        return A
+    return terms
+
+
+def test_anchor_penalty_equals_explicit_rows():
+    frames = read_data(MO_TRAIN, elements=["Mo"]).frames[::20]
+    basis = dcace.ACEBasis(["Mo"], 5.2, 3, 6)
+    D = basis.n_features
+    Dp, M = D + 1, 3
+    P = np.array([basis.fitting_rows(f.atoms).energy / f.n_atoms for f in frames])
+    g = gate_dict(cluster(P, M, seed=1), 0.7)
+    wE, wF, wS, omega = 30.0, 1.3, 2.0, 0.4
+    src, _ = anchor_sources([f.n_atoms for f in frames], [f.energy / f.n_atoms for f in frames])
+    structures = anchor_structures([frames[i].atoms for i in src][:2], seed=3)
+    structures += free_atoms_and_dimers(["Mo"], np.array([[2.0]]), np.array([[1.4]]), 5.2)[:4]
+    rows = AnchorRows(anchor_batch(basis, structures, _terms(wF, wS), omega), D, 1, wE, len(structures))
+    acc = JointAccumulator(2, D, 1, g, wE, lambda Pm: gate_weights(g, Pm)[:2])
+    Ha = rows.matrix((M, 0.7), acc)
+    rng = np.random.default_rng(0)
+    theta_lin = rng.normal(size=Dp)
+    Theta = np.tile(theta_lin, M) + 0.1 * rng.normal(size=M * Dp)
+    sse = 0.0
+    for _, at in structures:
+        r = basis.fitting_rows(at)
+        n = len(at)
+        u = np.concatenate([r.energy, r.counts]) / n
+        w, dw, _ = gate_weights(g, (r.energy / n)[None])
+        T = np.concatenate([w[0, m] * np.eye(D, Dp) + np.outer(dw[0, m], u) for m in range(M)], axis=1)
+        blocks = [(wF * r.forces, wF * r.forces @ np.eye(D, Dp))]
+        if r.stress is not None:
+            Psi = r.stress * r.volume / n
+            blocks.append((wS * Psi, wS * Psi @ np.eye(D, Dp)))
+        for rows_c, rows_l in blocks:   # committee rows Phi T vs the linear model's Phi [I, 0]
+            d = rows_c @ T @ Theta - rows_l @ theta_lin
+            sse += omega ** 2 * float(d @ d)
+        e_c = sum(w[0, m] * u @ Theta[m * Dp:(m + 1) * Dp] for m in range(M))
+        sse += omega ** 2 * wE ** 2 * float(e_c - u @ theta_lin) ** 2
+    delta = Theta - np.tile(theta_lin, M)
+    assert delta @ Ha @ delta == pytest.approx(sse, rel=1e-10)
+    # in the fit: H += Ha and h += Ha (1 x theta_lin), the minimiser of that penalty alone
+    H, h = np.zeros_like(Ha), np.zeros(M * Dp)
+    rows.add_to((M, 0.7), acc, H, h, theta_lin)
+    assert np.array_equal(H, Ha) and np.allclose(h, Ha @ np.tile(theta_lin, M), rtol=0, atol=1e-12 * np.abs(h).max())
+
+
+def test_anchor_structures_are_deterministic_and_off_the_data():
+    frames = read_data(MO_TRAIN, elements=["Mo"]).frames
+    e = [f.energy / f.n_atoms for f in frames]
+    src, ground = anchor_sources([f.n_atoms for f in frames], e)
+    assert len(src) == 16 and src == sorted(set(src))
+    assert e[ground] == min(e[i] for i, f in enumerate(frames) if f.n_atoms >= 2)
+    a = anchor_structures([frames[i].atoms for i in src], seed=0, ground=frames[ground].atoms)
+    b = anchor_structures([frames[i].atoms for i in src], seed=0, ground=frames[ground].atoms)
+    assert len(a) == 10 + 16 * 7
+    for (la, x), (lb, y) in zip(a, b):
+        assert la == lb and np.array_equal(x.positions, y.positions) and np.array_equal(x.cell, y.cell)
+    v0 = frames[ground].atoms.get_volume()
+    assert [at.get_volume() / v0 for _, at in a[:10]] == pytest.approx(
+        [s ** 3 for s in (1.1, 1.06, 1.03, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88, 0.85)], rel=1e-12)
+    v1 = frames[src[0]].atoms.get_volume()
+    assert [at.get_volume() / v1 for _, at in a[10:14]] == pytest.approx([s ** 3 for s in (1.06, 0.96, 0.92, 0.88)],
+                                                                         rel=1e-12)
+    d = [(at.positions - frames[src[0]].atoms.positions).std() for _, at in a[14:17]]
+    assert d == pytest.approx([0.1, 0.2, 0.3], rel=0.15)   # rattled by 0.1, 0.2, 0.3 A (159 numbers each)
+
+
+def test_fit_reports_the_anchors_and_zero_turns_them_off():
+    frames = read(MO_TRAIN, "::3")
+    kw = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=6, experts=2, temperatures=(0.5,), cv_folds=3,
+              progress=False, compare=False)
+    on = dcace.fit(frames, **kw)
+    off = dcace.fit(frames, anchors=0, **kw)
+    assert on.report.settings["anchors"] == 0.1 and off.report.settings["anchors"] == 0.0
+    assert any(n.startswith("off-data anchors: 122 compressed") for n in on.report.notes)
+    assert not any("off-data anchors" in n for n in off.report.notes)
+    assert not np.allclose(on.coefficients, off.coefficients)
+    with pytest.raises(ValueError, match="anchors must be a finite number >= 0"):
+        dcace.fit(frames, anchors=-1, **kw)
