@@ -20,12 +20,14 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = ROOT.parent / "shared" / "data"
 if not DATA.exists():
     DATA = Path("/work/shared/data")
@@ -36,14 +38,33 @@ EL = ["Nb", "Mo", "Ta"]
 CUTOFF = 5.0
 MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
 
-#: (a) explicit, (b) per-block, (c) embedded with 1 / 2 channels (3 channels = the explicit span)
+MIX_CORE = {"Nb-Mo": (1.886, 2.136), "Nb-Ta": (1.851, 2.101), "Mo-Ta": (1.841, 2.091)}
+#: (a) explicit at the largest degree whose fit stays within 2 GB peak RSS (D = 9; D = 10 peaked at
+#: 3.2 GB, docs/many-elements.md), (b) per-block degrees, (c) embedded with 1 / 2 channels, cosine
+#: (fixed) or PCA (data-driven) embedding (3 channels = the explicit span)
 MODELS = {
     "explicit": dict(body_order=4, max_degree=8),
+    "explicit-9": dict(body_order=4, max_degree=9),
     "blocks": dict(body_order=4, max_degree=10, max_degree_blocks={2: 8, 3: 6}),
+    "blocks-9-9-3": dict(body_order=4, max_degree=9, max_degree_blocks={3: 3}),   # (a) without its 3-species block
+    "blocks-10-9-3": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 3}),
+    "blocks-12-9-3": dict(body_order=4, max_degree=12, max_degree_blocks={2: 9, 3: 3}),
     "embedded-1": dict(body_order=4, max_degree=12, chemical_channels=1),
     "embedded-2": dict(body_order=4, max_degree=10, chemical_channels=2),
-    "explicit-10": dict(body_order=4, max_degree=10),   # the largest explicit degree within 2 GB
+    "embedded-pca-1": dict(body_order=4, max_degree=12, chemical_channels=1, chemical_embedding="pca"),
+    "embedded-pca-2": dict(body_order=4, max_degree=10, chemical_channels=2, chemical_embedding="pca"),
+    "embedded-fit-1": dict(body_order=4, max_degree=12, chemical_channels=1, chemical_embedding="fit"),
+    "embedded-fit-2": dict(body_order=4, max_degree=10, chemical_channels=2, chemical_embedding="fit"),
     "embedded-1-dc": dict(body_order=4, max_degree=12, chemical_channels=1, experts="auto", max_experts=4),
+    # the core windows of the unlike pairs by a mixing rule (mean of the like pairs' default windows,
+    # which the fits above place at Nb-Nb 1.896-2.146, Mo-Mo 1.876-2.126, Ta-Ta 1.807-2.057 A) instead
+    # of 0.3-0.05 A below the binary data's shortest unlike distance (Nb-Ta: 2.55-2.85 A, above the
+    # 2.81 A nearest-neighbour distance of bcc at a = 3.25 A): see "Ternary MD" in docs/many-elements.md
+    "embedded-1-mixcore": dict(body_order=4, max_degree=12, chemical_channels=1, core_range=MIX_CORE),
+    "embedded-1-dc-mixcore": dict(body_order=4, max_degree=12, chemical_channels=1, experts="auto", max_experts=4,
+                                  core_range=MIX_CORE),
+    "embedded-1-dc-agree": dict(body_order=4, max_degree=12, chemical_channels=1, experts="auto", max_experts=4,
+                                core_range=MIX_CORE, agreement=1.0),
     "blocks-dc": dict(body_order=4, max_degree=10, max_degree_blocks={2: 8, 3: 6}, experts="auto", max_experts=4),
 }
 
@@ -53,7 +74,7 @@ def describe(kw):
     if kw.get("max_degree_blocks"):
         s += ", blocks " + ",".join(f"{b}:{d}" for b, d in kw["max_degree_blocks"].items())
     if kw.get("chemical_channels"):
-        s += f", C = {kw['chemical_channels']}"
+        s += f", C = {kw['chemical_channels']} ({kw.get('chemical_embedding', 'cosine')} embedding)"
     if kw.get("experts", 1) != 1:
         s += f", experts {kw['experts']} (M <= {kw['max_experts']})"
     return s
@@ -80,10 +101,17 @@ def cmd_fit(args):
     kw.setdefault("experts", 1)
     train = read(NBMOTA_TRAIN, "::4" if args.quick else ":")
     test = read(NBMOTA_TEST, ":")
+    from memory_profile import Sampler, rss_bytes
+
+    sampler = Sampler(threading.get_ident())   # RSS every 20 ms, with the code that raised it
+    sampler.start()
+    rss_before = rss_bytes() / 2**20
     t0 = time.perf_counter()
     pot = dcace.fit(train, elements=EL, cutoff=CUTOFF, compare=False, threads=1,
                     memory_budget_gb=2.0, progress=True, **kw)
     wall = time.perf_counter() - t0
+    sampler.stop = True
+    sampler.join()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     pot.save(work / f"{args.model}.dcace")
@@ -94,6 +122,8 @@ def cmd_fit(args):
            "fit_s": wall, "pass2_s": c["pass2_measured_s"], "pass2_estimate_s": c["seconds"],
            "memory_normal_eq_mib": sum(c["memory_bytes"].values()) / 2**20,
            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "rss_before_fit_mib": rss_before, "rss_steps": sampler.events,
+           "expected_peak_mib": c.get("expected_peak_bytes", float("nan")) / 2**20,
            "test": group_errors(pot, test)}
     (work / f"{args.model}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "test"}))
@@ -199,6 +229,38 @@ def ternary_frames(test, n=30, seed=0):
     return cells, np.array(ref)
 
 
+def random_bcc(n_cells=8, a=3.25, seed=1234):
+    """The LAMMPS benchmark's cell in ASE: n^3 bcc cells, species drawn at random in equal parts."""
+    from ase.build import bulk
+
+    at = bulk("Nb", "bcc", a=a, cubic=True).repeat(n_cells)
+    at.set_chemical_symbols(list(np.random.default_rng(seed).choice(EL, size=len(at))))
+    return at
+
+
+def cmd_diagnose(args):
+    """Why a model misbehaves on random ternaries: per cell, E/N, the experts' E/N, the gate weights,
+    the nearest-centroid distance, the largest force and grade; the 1024-atom bcc cell first."""
+    import dcace
+    from ase.io import read
+
+    pot = dcace.load(Path(args.workdir) / f"{args.model}.dcace")
+    cells = [("bcc 1024 random", random_bcc())] + [(f"test cell {k}", a) for k, a in
+                                                   enumerate(ternary_frames(read(NBMOTA_TEST, ":"), n=6)[0])]
+    rows = []
+    for name, at in cells:
+        out = pot.compute(at)
+        N = len(at)
+        ee = np.asarray(out["expert_energies"], dtype=float)
+        ee = ee.sum(axis=0) if ee.ndim == 2 and ee.shape[0] == N else ee
+        rows.append({"cell": name, "E/N": out["energy"] / N, "expert E/N": (ee / N).round(3).tolist(),
+                     "weights": np.round(out["weights"], 3).tolist(), "nearest": out["nearest"],
+                     "max |F|": float(np.abs(out["forces"]).max()),
+                     "max grade": float(np.max(out["extrapolation"])) if out["extrapolation"] is not None else None})
+        print(json.dumps(rows[-1]), flush=True)
+    (Path(args.workdir) / f"{args.model}.diagnose.json").write_text(json.dumps(rows, indent=1))
+
+
 def cmd_table(args):
     import dcace
     from ase.io import read
@@ -209,16 +271,21 @@ def cmd_table(args):
     tern, e_mix = ternary_frames(test)
     E = {}
     for m in res:
-        pot = dcace.load(work / f"{m}.dcace")
-        e, g = [], []
-        for a in tern:
-            out = pot.compute(a)
-            e.append(out["energy"] / len(a))
-            g.append(float(np.max(out["extrapolation"])))
-        E[m] = np.array(e)
-        res[m]["grade_median"] = float(np.median(g))
-        res[m]["grade_max"] = float(np.max(g))
-        res[m]["us_atom_step"], res[m]["lmp_atoms"], res[m]["md_ok"] = lammps_speed(work / f"{m}.dcace", work)
+        cache = work / f"{m}.table.json"   # per model, so that the table can be built as fits finish
+        if cache.exists() and cache.stat().st_mtime > (work / f"{m}.dcace").stat().st_mtime:
+            extra = json.loads(cache.read_text())
+        else:
+            pot = dcace.load(work / f"{m}.dcace")
+            e, g = [], []
+            for a in tern:
+                out = pot.compute(a)
+                e.append(out["energy"] / len(a))
+                g.append(float(np.max(out["extrapolation"])))
+            extra = {"tern_e": e, "grade_median": float(np.median(g)), "grade_max": float(np.max(g))}
+            extra["us_atom_step"], extra["lmp_atoms"], extra["md_ok"] = lammps_speed(work / f"{m}.dcace", work)
+            cache.write_text(json.dumps(extra))
+        E[m] = np.array(extra.pop("tern_e"))
+        res[m].update(extra)
     stack = np.array([E[m] for m in res])
     med = np.median(stack, axis=0)
     for k, m in enumerate(res):
@@ -229,14 +296,25 @@ def cmd_table(args):
     print(markdown(res, spread, scaling, args))
 
 
+def peak_where(r):
+    """The innermost dcace function running when RSS last grew (benchmarks/memory_profile.py)."""
+    steps = r.get("rss_steps") or []
+    if not steps or not steps[-1][2]:
+        return "-"
+    return "`" + steps[-1][2][-1].split(" ", 1)[1] + "` (" + steps[-1][2][-1].split(" ", 1)[0] + ")"
+
+
 def markdown(res, spread, scaling, args):
     groups = sorted({g for r in res.values() for g in r["test"]})
     q = " --quick" if args.quick else ""
     L = ["# Many elements: explicit, per-block and species-embedded bases on Nb–Mo–Ta", "",
-         "Generated by (one command at a time, each under 10 minutes here):", "", "```",
-         *[f"python benchmarks/many_elements.py fit {m}{q} --workdir W" for m in MODELS],
+         "Generated by (one command at a time; the fit times are in the cost table):", "", "```",
+         *[f"python benchmarks/many_elements.py fit {m}{q} --workdir W" for m in res],
          "python benchmarks/many_elements.py scaling --workdir W",
          f"python benchmarks/many_elements.py table{q} --workdir W > docs/many-elements.md", "```", "",
+         "What the numbers mean (the bar, the embeddings, memory, the ternary MD): `docs/many-elements-summary.md`. "
+         "Per-fit RSS steps: `python benchmarks/memory_profile.py W/MODEL.json`; why a model fails on "
+         "random ternaries: `python benchmarks/many_elements.py diagnose MODEL --workdir W`.", "",
          f"Data: `../shared/data/nbmota` (README there). Training: {next(iter(res.values()))['n_train']} structures "
          f"({'every 4th, --quick' if args.quick else 'all'}); test: all 210 published test structures. Cutoff "
          f"{CUTOFF} Å, linear fits (experts=1) unless the model says experts auto (DC, M <= 4 by CV), ridge by 5-fold "
@@ -250,7 +328,7 @@ def markdown(res, spread, scaling, args):
                  for g in groups]
         dc = "" if r.get("experts", 1) == 1 else f"; chosen M = {r['experts']}"
         L.append(f"| {m} | {r['settings']}{dc} | {r['K']} | " + " | ".join(cells) + " |")
-    ref = "explicit-10" if "explicit-10" in res else "explicit"
+    ref = "explicit-9" if "explicit-9" in res else "explicit"
     if ref in res:
         ok = [m for m, r in res.items() if m != ref and all(
             g in r["test"] and r["test"][g]["energy_mae_mev"] <= res[ref]["test"][g]["energy_mae_mev"]
@@ -260,19 +338,24 @@ def markdown(res, spread, scaling, args):
     L += ["", "## Cost", "",
           "| model | K | normal equations (MiB) | + work and solve copies (MiB) | peak RSS (MiB) | fit (s) "
           "| pass 2 estimated (s) | pass 2 measured (s) | measured / estimated | LAMMPS µs/atom/step "
-          "| 300 K NVE on it |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+          "| 300 K NVE on it | RSS before the fit (MiB) | expected peak (MiB) | where the peak is |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for m, r in res.items():
         Dp = 3 * r["K"] + 3
         total = r["memory_normal_eq_mib"] + 5 * 8 * Dp * Dp / 2**20   # as printed by the fit (dcace.cost)
         L.append(f"| {m} | {r['K']} | {r['memory_normal_eq_mib']:.0f} | {total:.0f} | {r['peak_rss_mib']:.0f} | "
                  f"{r['fit_s']:.0f} | "
                  f"{r['pass2_estimate_s']:.0f} | {r['pass2_s']:.0f} | {r['pass2_s'] / r['pass2_estimate_s']:.2f} | "
-                 f"{r['us_atom_step']:.1f} | {'ok' if r['md_ok'] else 'lost atoms' if r['md_ok'] is False else 'error'} |")
+                 f"{r['us_atom_step']:.1f} | {'ok' if r['md_ok'] else 'lost atoms' if r['md_ok'] is False else 'error'} | "
+                 f"{r.get('rss_before_fit_mib', float('nan')):.0f} | "
+                 + (f"{r['expected_peak_mib']:.0f} | " if "expected_peak_mib" in r else "- | ")
+                 + f"{peak_where(r)} |")
     L += ["", f"LAMMPS: {next(iter(res.values()))['lmp_atoms']}-atom random Nb–Mo–Ta bcc (a = 3.25 Å, a ternary: "
           "extrapolation for every model), 20 force evaluations without integrator, one MPI rank, best of 2; then "
           "20 steps of 300 K NVE from it (ok / lost atoms). The pass-2 estimate is the serial sample of `dcace.cost` "
-          "(8 structures), timed at the start of each fit while other jobs ran (load average 3-4 on 2 cores).", "",
+          "(8 structures), timed at the start of each fit while other jobs ran (load average 7-9 on 2 cores: "
+          "fit times and µs/atom/step are 2-4x those of a quiet machine). Expected peak: what the fit prints "
+          "before pass 2 (`dcace.cost.expected_peak`; fits run before it was added show -).", "",
           "## Ternary extrapolation (no DFT label)", "",
           f"{len(spread)} test cells with every atom's species drawn at random from Nb, Mo, Ta (the training data "
           "have no ternary cell). Grade: the largest per-atom extrapolation grade of a cell (> 1 = extrapolation), "
@@ -302,13 +385,13 @@ def markdown(res, spread, scaling, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("fit", "scaling", "table"))
+    p.add_argument("command", choices=("fit", "scaling", "table", "diagnose"))
     p.add_argument("model", nargs="?", choices=tuple(MODELS))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--workdir", required=True)
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    {"fit": cmd_fit, "scaling": cmd_scaling, "table": cmd_table}[args.command](args)
+    {"fit": cmd_fit, "scaling": cmd_scaling, "table": cmd_table, "diagnose": cmd_diagnose}[args.command](args)
 
 
 if __name__ == "__main__":

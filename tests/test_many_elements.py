@@ -270,8 +270,8 @@ def test_refusal_names_the_figure_and_the_options():
 
 # --------------------------------------------------------------------------- LAMMPS = ASE
 def test_lammps_matches_ase_for_embedded_and_block_potentials(tmp_path):
-    """pair_style dcace reads the v4 records through the core: an embedded 3-element (C = 2) and a
-    per-block 2-element potential agree with dcace.Calculator on real binary cells and random
+    """pair_style dcace reads the v4 records through the core: an embedded 3-element (C = 2, and C = 1
+    with a data-driven-like W) and a per-block 2-element potential agree with dcace.Calculator on real binary cells and random
     ternary ones, with the LAMMPS types in another order than the file.  Coefficients are random
     (the six 16-atom cells are too few for a well-posed fit: their l = 1 total densities vanish to
     round-off, which a least-squares fit turns into 1e15 coefficients)."""
@@ -281,6 +281,9 @@ def test_lammps_matches_ase_for_embedded_and_block_potentials(tmp_path):
     cases = {
         "emb": (dcace.ACEBasis(EL, 4.6, 3, 6, chemical_channels=2),
                 [read(NBMOTA, 1), read(NBMOTA, 4), ternary(7), ternary(8, 3)], ["Ta", "Nb", "Mo"]),
+        # a data-driven-like W (not the cosine one, rows not orthogonal): the file's weights are used as read
+        "dd": (dcace.ACEBasis(EL, 4.6, 3, 6, chemical_channels=1, embedding=np.array([[0.20, 1.56, 0.73]])),
+               [ternary(9), read(NBMOTA, 2)], ["Mo", "Ta", "Nb"]),
         "blk": (dcace.ACEBasis(["Ti", "Al"], 5.0, 4, 8, max_degree_blocks={2: 6}),
                 [tial[3].repeat((2, 2, 2)), next(f for f in tial if len(f) > 50)], ["Al", "Ti"]),
     }
@@ -344,3 +347,116 @@ def test_cli_many_element_defaults_and_bad_options(tmp_path, capsys, monkeypatch
     with pytest.raises(Stop):
         main(base + ["--memory-budget", "8", "--quiet"])
     assert seen["max_degree"] == 11
+
+
+# --------------------------------------------------------------------------- data-driven embedding
+SHARED_TRAIN = HERE.parent.parent / "shared" / "data" / "nbmota" / "NbMoTa_train.xyz"
+if not SHARED_TRAIN.exists():
+    SHARED_TRAIN = Path("/work/shared/data/nbmota/NbMoTa_train.xyz")
+
+
+@pytest.fixture(scope="module")
+def nbmota_frames():
+    """Every 40th training structure of the published Nb-Mo-Ta set: all six groups (unary, binary)."""
+    from dcace.data import read_data
+
+    data = read_data(read(SHARED_TRAIN, "::40"), elements=EL)
+    return [f for _, f in data.kept]
+
+
+@pytest.mark.parametrize("kind", ["pca", "fit"])
+def test_data_driven_embedding_follows_the_species(kind, nbmota_frames):
+    from dcace.embedding import choose_embedding
+
+    opts = dict(max_degree=8, inner_cutoff=0.5, w_L=1.5, core_window=None, energy_weight=300.0, force_weight=1.0)
+    W = choose_embedding(kind, nbmota_frames, EL, 5.0, 2, **opts)
+    assert W.shape == (2, 3) and np.allclose(np.linalg.norm(W, axis=1), np.sqrt(3))
+    assert np.all(W.sum(axis=1) > 0) and abs(W[0] @ W[1]) < 1e-9   # orthogonal rows (PCA / SVD)
+    assert not np.allclose(np.abs(W), np.abs(fixed_embedding(3, 2)), atol=0.05)   # it is not the cosine one
+    # the embedding belongs to the species, not to their order: permuted elements permute its columns
+    perm = [2, 0, 1]
+    Wp = choose_embedding(kind, nbmota_frames, [EL[i] for i in perm], 5.0, 2, **opts)
+    assert np.allclose(Wp, W[:, perm], atol=1e-8)
+    if kind == "pca":   # the leading eigenvector of a non-negative second moment is positive
+        assert np.all(W[0] > 0)
+
+
+def test_fit_with_data_driven_embedding_stores_it(tmp_path, nbmota_frames):
+    frames = [f.atoms for f in nbmota_frames]
+    for f, at in zip(nbmota_frames, frames):
+        at.calc = None
+        at.info["energy"], at.arrays["forces"] = f.energy, f.forces
+    pot = dcace.fit(frames, elements=EL, cutoff=4.6, body_order=3, max_degree=6, experts=1, cv_folds=3,
+                    compare=False, progress=False, chemical_channels=2, chemical_embedding="fit")
+    fit_settings = pot.metadata["fit"]
+    W = np.asarray(fit_settings["chemical_embedding_weights"])
+    assert fit_settings["chemical_embedding"] == "fit" and np.array_equal(pot.basis.embedding, W)
+    path = tmp_path / "fit-embedding.dcace"
+    pot.save(path)
+    back = dcace.Potential.load(path)
+    assert np.array_equal(back.basis.embedding, W)   # the file holds W: no refit of it at load
+    at = ternary(3)
+    assert back.compute(at)["energy"] == pot.compute(at)["energy"]
+    # an explicit W (what a refit passes on) gives the same basis and the same fit
+    again = dcace.fit(frames, elements=EL, cutoff=4.6, body_order=3, max_degree=6, experts=1, cv_folds=3,
+                      compare=False, progress=False, chemical_channels=2, chemical_embedding=W)
+    assert np.array_equal(again.basis.embedding, W)
+    assert np.allclose(again.compute(at)["forces"], pot.compute(at)["forces"], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(chemical_channels=2, chemical_embedding="spectral"), r"chemical_embedding \(--chemical-embedding\) must "
+                                                               r"be one of cosine, pca, fit, got 'spectral'"),
+    (dict(chemical_embedding="pca"), r"chemical_embedding \(--chemical-embedding\) = 'pca' needs chemical_channels"),
+    (dict(chemical_channels=2, chemical_embedding=np.ones((3, 3))), r"or a finite 2 x 3 matrix"),
+])
+def test_bad_embedding_names_the_option(kw, match):
+    with pytest.raises(ValueError, match=match):
+        dcace.fit(read(NBMOTA, ":"), elements=EL, cutoff=4.6, body_order=3, max_degree=6, experts=1,
+                  compare=False, progress=False, **kw)
+
+
+# --------------------------------------------------------------------------- restraint memory
+def test_restraint_normal_equations_are_one_matrix_summed_over_the_dimers():
+    """The repulsion restraints hold one D' x D' matrix (not one per dimer: that took 6 GB at K = 1,068),
+    equal to the sum of the dimers' force-row products."""
+    from dcace.restraints import pure_zbl, restraint_batch, restraint_dimers
+
+    S = 3
+    lo, shortest = np.full((S, S), 1.6), np.full((S, S), 2.2)
+    window = (lo, np.full((S, S), 2.0))
+    basis = dcace.ACEBasis(EL, 4.6, 3, 6, core_window=window)
+    dimers = restraint_dimers(EL, shortest, lo, 4.6)
+    zero = dcace.Potential.from_parts(basis, np.zeros((1, S, basis.n_features)), np.zeros((1, S)), None, {})
+    sums = restraint_batch(basis, zero, dimers, 1.0, 0.5)
+    D = S * basis.n_features
+    assert len(dimers) == 6 * 13 and sums.H.shape == (D + S, D + S) and sums.n == len(dimers)
+    zbl = pure_zbl(EL, 4.6, 0.5, 1.5)
+    H = sum(basis.fitting_rows(at).forces.T @ basis.fitting_rows(at).forces for _, at in dimers) * 0.25
+    h = sum(basis.fitting_rows(at).forces.T @ zbl.compute(at)["forces"].ravel() for _, at in dimers) * 0.25
+    assert np.allclose(sums.H[:D, :D], H, rtol=1e-12, atol=1e-12 * np.abs(H).max())
+    assert np.allclose(sums.h[:D], h, rtol=1e-12, atol=1e-12 * np.abs(h).max())
+    assert not sums.H[D:].any() and not sums.H[:, D:].any()   # the one-body columns get nothing
+
+
+def test_refit_keeps_the_data_driven_embedding(tmp_path, nbmota_frames):
+    """The state's normal equations are built with its W: a refit must not recompute W from new data."""
+    from dcace.embedding import choose_embedding
+
+    frames = []
+    for f in nbmota_frames:
+        at = f.atoms.copy()
+        at.info["energy"], at.arrays["forces"] = f.energy, f.forces
+        frames.append(at)
+    opts = dict(elements=EL, cutoff=4.6, body_order=2, max_degree=6, experts=1, cv_folds=3, compare=False,
+                progress=False, chemical_channels=1, chemical_embedding="pca")
+    state = tmp_path / "pca.state.npz"
+    first = dcace.fit(frames[1::4], state=state, **opts)
+    W = first.basis.embedding
+    redo = choose_embedding("pca", nbmota_frames[1::4] + nbmota_frames[::4], EL, 4.6, 1, max_degree=6,
+                            inner_cutoff=0.5, w_L=1.5, core_window=first.basis.core_window, energy_weight=300.0,
+                            force_weight=1.0)   # what W would be on all the data
+    assert not np.allclose(redo, W, rtol=0, atol=1e-6)
+    pot = dcace.refit(frames[::4], resume=state, progress=False, compare=False, keep_core=True)
+    assert np.array_equal(pot.basis.embedding, W)
+    assert pot.metadata["fit"]["chemical_embedding"] == "pca"

@@ -56,12 +56,13 @@ class ACEBasis:
 
     def __init__(self, elements, cutoff: float, body_order: int, max_degree: float, *,
                  inner_cutoff: float = 0.5, w_L: float = 1.5, core_window=None, max_degree_blocks=None,
-                 chemical_channels=None):
+                 chemical_channels=None, embedding=None):
         """core_window: None, or (lo, hi) arrays (S, S) of the short-range core (dcace.baseline):
         the radial functions of pair (a, b) are switched on over [lo, hi], and neighbours closer
         than lo are left to the baseline.  max_degree_blocks: {distinct species: degree}.
         chemical_channels: C, the species-embedded basis with the fixed embedding of
-        ``basis_spec.fixed_embedding`` over the elements ranked by atomic number."""
+        ``basis_spec.fixed_embedding`` over the elements ranked by atomic number, or the C x S
+        matrix `embedding` (e.g. a data-driven one of ``dcace.embedding``)."""
         self.elements = _check_elements(elements)
         self.cutoff = float(cutoff)
         self.body_order = int(body_order)
@@ -70,8 +71,7 @@ class ACEBasis:
         self.w_L = float(w_L)
         self.max_degree_blocks = max_degree_blocks
         self.chemical_channels = chemical_channels
-        embedding = None
-        if chemical_channels is not None:
+        if chemical_channels is not None and embedding is None:
             from .basis_spec import check_chemical_channels, fixed_embedding
 
             C = check_chemical_channels(chemical_channels, len(self.elements))

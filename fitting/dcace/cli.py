@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "A_{k n l m} = sum_j W_{k z_j} R_n Y_lm with a fixed embedding W, so K is that of C "
                         "species whatever the number of elements; C = 1 is SNAP's weighted density "
                         "(default: explicit species channels; example: --chemical-channels 2)")
+    f.add_argument("--chemical-embedding", choices=("cosine", "pca", "fit"), default=None,
+                   help="the embedding W of --chemical-channels: 'cosine' (fixed), 'pca' (leading components of the "
+                        "training data's species-resolved radial densities) or 'fit' (from a linear explicit 2-body "
+                        "fit's coefficients); docs/many-elements.md (default: cosine; example: --chemical-embedding fit)")
     f.add_argument("--experts", type=_experts, default=None, metavar="auto|M",
                    help="number of experts: 'auto' chooses M = 1..max-experts and the gate temperature by "
                         "k-fold cross-validation; 1 is the plain linear potential (default: auto; example: --experts 4)")
@@ -269,7 +273,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "virial_key", "seed", "plots", "output", "committee", "regularise", "max_experts", "temperatures",
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
-             "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "gate",
+             "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "chemical_embedding", "gate",
              "shared_one_body", "anchors"}
 
 
@@ -421,7 +425,7 @@ def _cmd_fit(args, parser) -> int:
               weight_key=args.weight_key or "weight",
               e0=None if args.e0 is None else parse_e0(args.e0), state=args.save_state,
               max_degree_blocks=None if args.max_degree_blocks is None else parse_degree_blocks(args.max_degree_blocks),
-              chemical_channels=args.chemical_channels)
+              chemical_channels=args.chemical_channels, chemical_embedding=args.chemical_embedding)
     if len(kw["elements"]) >= 3 and all(getattr(args, k) is None for k in _BASIS_OPTIONS):
         kw["body_order"], kw["max_degree"], kw["max_degree_blocks"] = _many_element_defaults(args, kw)
     if float(kw["max_degree"]).is_integer():

@@ -12,12 +12,14 @@ otherwise, so logs of batch jobs show where a fit is.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
 import numpy as np
 
-__all__ = ["linear_nbytes", "check_linear_memory", "estimate_pass2", "cost_lines", "progress",
+__all__ = ["linear_nbytes", "check_linear_memory", "resident_bytes", "counted_nbytes",
+           "expected_peak", "estimate_pass2", "cost_lines", "progress",
            "default_many_element_basis", "REDUCE_OPTIONS"]
 
 #: the options that make the normal equations smaller, in the order to try them
@@ -115,11 +117,42 @@ def estimate_pass2(rows_fn, gram_fn, frames, accumulators, make_batch, *, n_samp
             "update_s_per_structure": t_add, "n_sample": int(len(pick)), "n_structures": n, "n_atoms": n_atoms}
 
 
-def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, budget, estimate, threads):
-    """Lines printed before pass 2: K, unknowns, memory per candidate, estimated time."""
+def resident_bytes():
+    """Resident memory of this process now (Linux /proc/self/statm; elsewhere the peak so far)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def counted_nbytes(S, K, k_folds, group_bytes, joint_bytes):
+    """The memory figure a fit prints against the budget: the accumulators of every candidate, the
+    linear model's pass-2 work arrays and solve copies (as check_linear_memory counts them)."""
+    Dp = S * K + S
+    return group_bytes + sum(joint_bytes.values()) + linear_nbytes(S, K, k_folds) - 8 * k_folds * Dp * Dp
+
+
+def expected_peak(S, K, group_bytes, joint_bytes, resident):
+    """The process's expected peak RSS (bytes): what it holds before pass 2 (resident: data, basis,
+    pass-1 sums, restraints), every accumulator, 8 copies of the largest system solved (P = M D' for
+    the largest committee, else D': fold sum, training difference and the eigh fallback of
+    ridge_solve: triangle, symmetrised sum, eigenvectors and workspace) and 3 per-structure D' x D'
+    arrays of pass 2.  Measured against the peak in docs/many-elements.md."""
+    Dp = S * K + S
+    P = max([Dp] + [M * Dp for M, _ in joint_bytes])
+    return resident + group_bytes + sum(joint_bytes.values()) + 8 * (8 * P * P + 3 * Dp * Dp)
+
+
+def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, budget, estimate, threads,
+               resident=None):
+    """Lines printed before pass 2: K, unknowns, memory per candidate, estimated time; resident: the
+    bytes the process holds before pass 2 (data, basis, pass-1 sums, restraints), for the peak."""
     Dp = S * K + S
     work = linear_nbytes(S, K, k_folds) - 8 * k_folds * Dp * Dp   # as check_linear_memory counts them
-    used = group_bytes + work + sum(joint_bytes.values())
+    used = counted_nbytes(S, K, k_folds, group_bytes, joint_bytes)
     lines = [f"cost: K = {K} features per species x {S} species -> {Dp} unknowns per expert "
              f"(one-body terms included)",
              f"cost: normal equations ({k_folds} folds): linear model"
@@ -130,8 +163,12 @@ def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, bu
     for (M, tau), nb in skipped.items():
         lines.append(f"cost:   committee M={M}, tau={tau:g}: {M * Dp} unknowns, {_size(nb)} -- skipped "
                      f"(over the budget)")
-    lines.append(f"cost: total {_size(used)} of the {_size(budget)} memory budget (--memory-budget; the "
-                 "process needs more: data, rows and temporaries, see docs/many-elements.md)")
+    lines.append(f"cost: total {_size(used)} of the {_size(budget)} memory budget (--memory-budget)")
+    if resident is not None:
+        lines.append(f"cost: the process holds {_size(resident)} before pass 2 (data, basis, pass-1 sums, "
+                     f"restraints): expected peak about "
+                     f"{_size(expected_peak(S, K, group_bytes, joint_bytes, resident))} "
+                     "(measured against the peak in docs/many-elements.md)")
     e = estimate
     lines.append(f"cost: pass 2 estimated at {_hms(e['seconds'])} for {e['n_structures']} structures / "
                  f"{e['n_atoms']} atoms (timed on {e['n_sample']}: {1e3 * e['rows_s_per_atom']:.3g} ms/atom rows, "

@@ -39,6 +39,7 @@ from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
+from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        user_window_free)
 from .data import Dataset, DataError, Frame, count_frames, read_data
@@ -74,6 +75,7 @@ DEFAULTS = {
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
     "anchors": 0.1,                # weight of the off-data anchors of joint structure-gate committees (dcace.anchors)
+    "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
 }
 
 
@@ -279,7 +281,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
         repulsion_restraints: float | None = None, anchors: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
         chemical_channels: int | None = None, gate: str = "structure",
-        shared_one_body: bool | None = None) -> Potential:
+        shared_one_body: bool | None = None, chemical_embedding=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -326,6 +328,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
+    chemical_embedding : its W: ``"cosine"`` (fixed), ``"pca"`` or ``"fit"`` (from the training data,
+        ``dcace.embedding``), or a C x S matrix; stored in the file.
     gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
         (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
         ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
@@ -364,7 +368,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
          weight_key, e0, repulsion_restraints, ranks, anchors=None, state=None, reuse=None, resume=None,
-         max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None):
+         max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None,
+         chemical_embedding=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -433,6 +438,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     basis_blocks = {str(b): float(d) for b, d in sorted(
         check_degree_blocks(max_degree_blocks, len(elements), body_order, max_degree).items())} or None
     chemical_channels = check_chemical_channels(chemical_channels, len(elements))
+    embedding_kind = check_embedding(DEFAULTS["chemical_embedding"] if chemical_embedding is None
+                                     else chemical_embedding, chemical_channels, len(elements))
+    if isinstance(embedding_kind, str) and embedding_kind != "cosine" and ranks.size > 1:
+        raise ValueError(f"chemical_embedding (--chemical-embedding) {embedding_kind!r} is computed from all "
+                         "training structures in one process: not available in an MPI fit yet (use 'cosine')")
     settings = {
         "baseline": core.baseline if core.external is None else core.external.describe(),
         "core_range": _jsonable_range(core.core_range),
@@ -454,6 +464,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         settings.update(gate=gate_kind, experts=M_atom)
     elif gate_kind == "auto":
         settings.update(gate=gate_kind, atom_experts=M_atom)
+    if chemical_channels is not None and not (isinstance(embedding_kind, str) and embedding_kind == "cosine"):
+        settings["chemical_embedding"] = (embedding_kind if isinstance(embedding_kind, str)
+                                          else np.asarray(embedding_kind).tolist())   # (cosine: as before)
+    if fixed is not None and "chemical_embedding_weights" in fixed.settings:   # the state's W is kept
+        settings["chemical_embedding_weights"] = fixed.settings["chemical_embedding_weights"]
     if reuse is not None:
         fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
@@ -479,8 +494,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             core_notes += resume.core_check(data.frames, elements, cutoff, (lo, hi))
         window = (lo, hi)
     t_basis = time.perf_counter()
+    W_chem = None
+    if chemical_channels is not None:   # a refit / reuse keeps the state's W (its normal equations use it)
+        kind = settings.get("chemical_embedding_weights", embedding_kind)
+        W_chem = choose_embedding(kind, [f for _, f in data.kept], elements, cutoff, chemical_channels,
+                                  max_degree=max_degree, inner_cutoff=inner_cutoff, w_L=w_L, core_window=window,
+                                  energy_weight=wE, force_weight=wF)
+        if "chemical_embedding" in settings:   # data-driven or given: the W a refit must keep
+            settings["chemical_embedding_weights"] = W_chem.tolist()
     basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
-                     core_window=window, max_degree_blocks=max_degree_blocks, chemical_channels=chemical_channels)
+                     core_window=window, max_degree_blocks=max_degree_blocks, chemical_channels=chemical_channels,
+                     embedding=W_chem)
     timings["basis"] = time.perf_counter() - t_basis
     data_orig, test_orig = data, test_data
     if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
@@ -936,18 +960,22 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
         return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B),
                      P[idx], idx)
 
+    resident = cost.resident_bytes()   # before the sample touches the accumulators' pages
     est = cost.estimate_pass2(rows_fn.keep, gram, frames, [groups, *joint.values()] if update_s is None else [],
                               zero_batch, seed=seed)
     if update_s is not None:
         est = dict(est, update_s_per_structure=update_s, seconds=est["seconds"] + est["n_structures"] * update_s)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
-                            joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads)
+                            joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads,
+                            resident=resident)
     if progress:
         import sys
 
         print("\n".join(lines), file=sys.stderr, flush=True)
-    return dict(est, K=K, unknowns_per_expert=Dp, lines=lines,
+    used = cost.counted_nbytes(S, K, k_folds, groups.nbytes, joint_bytes)
+    return dict(est, K=K, unknowns_per_expert=Dp, lines=lines, resident_bytes=resident, counted_bytes=used,
+                expected_peak_bytes=cost.expected_peak(S, K, groups.nbytes, joint_bytes, resident),
                 memory_bytes={"linear+independent": groups.nbytes,
                               **{f"M={M},tau={t:g}": nb for (M, t), nb in joint_bytes.items()}},
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})

@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from .committee import Batch, GroupAccumulator
+from dataclasses import dataclass
 
-__all__ = ["RESTRAINT_POINTS", "restraint_dimers", "restraint_batch", "RestraintRows", "pure_zbl"]
+
+__all__ = ["RESTRAINT_POINTS", "restraint_dimers", "restraint_batch", "RestraintSums", "RestraintRows", "pure_zbl"]
 
 RESTRAINT_POINTS = 13   # dimers per element pair, evenly spaced from lo to r_min
 
@@ -57,23 +58,35 @@ def pure_zbl(elements, cutoff, inner_cutoff, w_L):
     return Potential.from_parts(b, np.zeros((1, S, b.n_features)), np.zeros((1, S)), None, {})
 
 
-def restraint_batch(basis, base_pot, dimers, force_weight: float, weight: float) -> Batch:
-    """The restraint rows as one Batch: force rows only (A, v, yy), with u = [Bsum, counts] / N and
-    p = Bsum / N so that a committee's gate and its gradient act on them as on any structure."""
+def restraint_batch(basis, base_pot, dimers, force_weight: float, weight: float) -> "RestraintSums":
+    """The restraint rows' normal equations, summed over the dimers: force rows only, (H, h, yy) on the
+    linear model's D' = S K + S unknowns (the one-body columns get nothing).  Summed as they are
+    made, so that memory is one D' x D' matrix whatever the number of dimers (issue 15: one stacked
+    D x D matrix per dimer took 6 GB at K = 1,068 on three elements)."""
     zbl = pure_zbl(basis.elements, basis.cutoff, basis.inner_cutoff, basis.w_L)
     w2 = (force_weight * weight) ** 2
-    A, v, yy, u, p = [], [], [], [], []
+    D = basis.n_species * basis.n_features
+    H = np.zeros((D + basis.n_species, D + basis.n_species))
+    h = np.zeros(D + basis.n_species)
+    yy = 0.0
     for _, at in dimers:
         rows = basis.fitting_rows(at)
         target = zbl.compute(at)["forces"] - base_pot.compute(at)["forces"]   # what ACE must add
         Phi, f = rows.forces, target.ravel()
-        A.append(w2 * (Phi.T @ Phi))
-        v.append(w2 * (Phi.T @ f))
-        yy.append(w2 * float(f @ f))
-        u.append(np.concatenate([rows.energy, rows.counts]) / len(at))   # energy row = per-species B sums
-        p.append(rows.energy / len(at))
-    R = len(dimers)
-    return Batch(0, np.stack(A), np.stack(v), np.array(yy), np.stack(u), np.zeros(R), np.stack(p), np.arange(R))
+        H[:D, :D] += w2 * (Phi.T @ Phi)
+        h[:D] += w2 * (Phi.T @ f)
+        yy += w2 * float(f @ f)
+    return RestraintSums(H, h, yy, len(dimers))
+
+
+@dataclass
+class RestraintSums:
+    """Normal equations (H, h, yy) of the n restraint dimers on the linear model's unknowns."""
+
+    H: np.ndarray
+    h: np.ndarray
+    yy: float
+    n: int
 
 
 class RestraintRows:
@@ -83,14 +96,21 @@ class RestraintRows:
     another one, so each expert on its own must repel below the data (independent experts get it
     through their groups, a joint committee as M copies on its diagonal blocks)."""
 
-    def __init__(self, batch: Batch, D: int, S: int, n_groups: int):
-        self.batch = batch
-        self.groups = GroupAccumulator(1, D, S, np.ones((batch.size, n_groups)), 0.0)
-        self.groups.add(batch)
+    def __init__(self, sums: RestraintSums, D: int, S: int, n_groups: int):
+        self.sums = sums
         self.D, self.S = D, S
 
     def group(self, g):
-        return self.groups.H[0, g], self.groups.h[0, g]
+        """(H, h) added to group g's system: the whole set, for every group (one shared copy)."""
+        return self.sums.H, self.sums.h
+
+    def add_committee(self, H, h, M: int):
+        """H, h += the M-expert joint committee's restraint set (on each expert's diagonal block), in
+        place: no (M D')^2 copy."""
+        Dp = self.sums.H.shape[0]
+        for m in range(M):
+            H[m * Dp:(m + 1) * Dp, m * Dp:(m + 1) * Dp] += self.sums.H
+            h[m * Dp:(m + 1) * Dp] += self.sums.h
 
     def committee(self, M: int):
         """(H, h) of an M-expert joint committee: the linear set on each expert's diagonal block."""

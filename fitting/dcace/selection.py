@@ -165,12 +165,8 @@ class Selector:
         else:
             frac = self.frac[fold]
             idx = np.flatnonzero(self.folds != fold)
-        if self.restraint is not None:   # the linear set on each expert's diagonal block (RestraintRows.committee)
-            Hr, hr = self.restraint.group(0)
-            H4, h2 = H.reshape(M, self.Dp, M, self.Dp), h.reshape(M, self.Dp)
-            for m in range(M):
-                H4[m, :, m, :] += Hr
-                h2[m] += hr
+        if self.restraint is not None:   # the linear set on each expert's diagonal block, in place
+            self.restraint.add_committee(H, h, M)
         if self.anchors is not None and theta_lin is not None:
             self.anchors.add_to((M, tau), M, H, h, theta_lin)
         kappa = self.kappa if kappa is None else kappa

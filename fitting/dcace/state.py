@@ -49,7 +49,8 @@ REFIT_SETTINGS = ("elements", "cutoff", "body_order", "max_degree", "experts", "
                   "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key", "virial_key",
                   "seed", "cv_folds", "max_experts", "temperatures", "pca", "committee", "regularise",
                   "agreement", "inner_cutoff", "w_L", "baseline", "core_range", "weights", "weight_key", "e0",
-                  "repulsion_restraints", "max_degree_blocks", "chemical_channels", "shared_one_body")
+                  "repulsion_restraints", "max_degree_blocks", "chemical_channels", "shared_one_body",
+                  "chemical_embedding")
 
 
 class StateError(ValueError):
