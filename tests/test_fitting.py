@@ -188,7 +188,11 @@ def test_gate_mirror_matches_core():
         assert np.isclose(near[i], nc, rtol=1e-12)
 
 
-def test_joint_normal_equations_equal_brute_force():
+@pytest.mark.parametrize("weighted", [False, True])
+def test_joint_normal_equations_equal_brute_force(weighted):
+    """The committee's normal equations equal those of its explicit rows (energy, and force and
+    virial rows with the gate-gradient term), each structure's rows times its weight omega (the
+    pipeline's per-frame and per-config_type weights: A, v, yy x omega^2, u, y_E x omega)."""
     fr = read_data(MO_TRAIN, elements=["Mo"]).frames[::25]
     basis = dcace.ACEBasis(["Mo"], 5.2, 3, 6)
     D = basis.n_features
@@ -210,17 +214,19 @@ def test_joint_normal_equations_equal_brute_force():
         Phi, fv = r.forces, f.forces.ravel()
         sc = r.volume / f.n_atoms
         Psi, sig = r.stress * sc, f.stress * sc
-        A = wF ** 2 * Phi.T @ Phi + wS ** 2 * Psi.T @ Psi
-        v = wF ** 2 * Phi.T @ fv + wS ** 2 * Psi.T @ sig
-        yy = wF ** 2 * fv @ fv + wS ** 2 * sig @ sig
+        om = (0.5, 1.0, 2.0)[i % 3] if weighted else 1.0
+        A = om ** 2 * (wF ** 2 * Phi.T @ Phi + wS ** 2 * Psi.T @ Psi)
+        v = om ** 2 * (wF ** 2 * Phi.T @ fv + wS ** 2 * Psi.T @ sig)
+        yy = om ** 2 * (wF ** 2 * fv @ fv + wS ** 2 * sig @ sig)
         u = np.concatenate([r.energy, r.counts]) / N[i]
-        bt = Batch(i % 2, A[None], v[None], np.array([yy]), u[None], yE[i:i + 1], P[i:i + 1], np.array([i]))
+        bt = Batch(i % 2, A[None], v[None], np.array([yy]), om * u[None], om * yE[i:i + 1], P[i:i + 1], np.array([i]),
+                   np.array([om]) if weighted else None)
         acc.add(bt)
         lin.add(bt)
         w, dw, _ = gate_weights(g, P[i:i + 1])
         T = np.concatenate([w[0, m] * np.eye(D, Dp) + np.outer(dw[0, m], u) for m in range(3)], axis=1)
-        X = np.concatenate([wF * Phi @ T, wS * Psi @ T, wE * np.concatenate([w[0, m] * u for m in range(3)])[None]])
-        y = np.concatenate([wF * fv, wS * sig, [wE * yE[i]]])
+        X = om * np.concatenate([wF * Phi @ T, wS * Psi @ T, wE * np.concatenate([w[0, m] * u for m in range(3)])[None]])
+        y = om * np.concatenate([wF * fv, wS * sig, [wE * yE[i]]])
         Hb += X.T @ X
         hb += X.T @ y
         yyb += y @ y
@@ -228,6 +234,8 @@ def test_joint_normal_equations_equal_brute_force():
     assert np.abs(H - Hb).max() <= 1e-13 * np.abs(Hb).max()
     assert np.abs(h - hb).max() <= 1e-13 * np.abs(hb).max()
     assert np.isclose(acc.yy.sum(), yyb, rtol=1e-13)
+    if weighted:
+        return
     # the linear model: rows [wF Phi, 0], [wS Psi, 0], wE u
     Hl = np.zeros((Dp, Dp))
     for i, (f, r) in enumerate(zip(fr, rows)):

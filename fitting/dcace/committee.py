@@ -49,6 +49,8 @@ class Batch:
     yE: np.ndarray   # (B,)
     p: np.ndarray    # (B, D)
     index: np.ndarray  # (B,) structure indices
+    weight: np.ndarray | None = None   # (B,) each structure's weight omega (rows x omega: A, v, yy x omega^2,
+    #                                    u, yE x omega); None = 1. The gate-gradient terms need u / omega.
     _X: np.ndarray | None = None
 
     @property
@@ -138,17 +140,20 @@ class JointAccumulator:
     def add(self, bt: Batch):
         D, Dp, M, B = self.D, self.Dp, self.M, bt.size
         W, G = self.gate_fn(bt.p)                     # (B, M), (B, M, D)
+        # the gate-gradient force rows are omega Phi g_m u0^T with the unweighted u0 = u / omega: scale
+        # the terms that carry A (omega^2) and u (omega) together by 1/omega and 1/omega^2
+        inv = np.ones(B) if bt.weight is None else 1.0 / np.where(bt.weight > 0, bt.weight, 1.0)
         Sf = self.Sh[bt.fold].reshape(M * M, Dp * Dp)
         a = np.matmul(G, bt.A)                        # (B, M, D): a[b, m] = A_b g_m (A symmetric)
         WW = (W[:, :, None] * W[:, None, :]).reshape(B, M * M)
-        s = np.einsum("bmk,bnk->bmn", G, a).reshape(B, M * M) + self.wE2 * WW
+        s = np.einsum("bmk,bnk->bmn", G, a).reshape(B, M * M) * (inv ** 2)[:, None] + self.wE2 * WW
         _gemm_acc(Sf, 0.5 * np.concatenate([WW, s], axis=0), bt.X)
-        # w_m (A g_m') u^T into rows :D of block (m, m')
-        X2 = (W[:, :, None, None] * a[:, None, :, :]).reshape(B, M * M * D)
+        # w_m (A g_m') u0^T into rows :D of block (m, m')
+        X2 = (W[:, :, None, None] * (a * inv[:, None, None])[:, None, :, :]).reshape(B, M * M * D)
         Sf[:, :D * Dp] += (X2.T @ bt.u).reshape(M * M, D * Dp)
         h2 = self.h[bt.fold].reshape(M, Dp)
         h2[:, :D] += W.T @ bt.v
-        gv = np.einsum("bmk,bk->bm", G, bt.v) + self.wE2 * W * bt.yE[:, None]
+        gv = np.einsum("bmk,bk->bm", G, bt.v) * inv[:, None] + self.wE2 * W * bt.yE[:, None]
         h2 += gv.T @ bt.u
         self.yy[bt.fold] += float((bt.yy + self.wE2 * bt.yE ** 2).sum())
 

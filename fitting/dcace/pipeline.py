@@ -626,7 +626,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             bt = Batch(0, np.stack([x[1] for x in stats]), np.stack([x[2] for x in stats]),
                        np.array([x[3] for x in stats]),
                        np.concatenate([Bsum[ix], counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
-                       p1.yE[ix] * wts[ix], P[ix], ix)
+                       p1.yE[ix] * wts[ix], P[ix], ix, wts[ix])
             for acc in accs:
                 acc.add(bt)
             stats.clear()
