@@ -3,6 +3,9 @@
 // (range r_cut, forces 2 r_cut) and no quantity is reduced over the structure.  This file holds
 // the per-atom evaluator of that gate (called by Potential::atom_energy_gradient, hence by
 // Potential::compute and pair_style dcace) and the fitting rows of the committee under a fixed gate.
+// The evaluator costs little beyond the linear model's: B_i straight from A_i, one pass over the
+// species' (d + M) x K table for the gate input and the expert energies, the softmax, one pass back
+// for c_eff,i, and the linear adjoint with c_eff,i (docs/local-gates.md, "Speed").
 #include <algorithm>
 #include <string>
 #include <vector>
