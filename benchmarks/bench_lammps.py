@@ -4,8 +4,11 @@
    dcace linear (M = 1, body order 4, degree 12, cutoff 5.2 A), dcace DC (M from dcace.fit
    experts="auto" on Zuo Mo; a hand-made M = 7 potential if the fit is unavailable) and the
    in-binary peer pair_style snap, linear, 2J = 8 (random coefficients, same cutoff);
-   ratios DC/linear (target <= 1.3) and linear/SNAP (target <= 0.25);
-2. dcace DC on 16,000 atoms, 50 steps: 2 ranks vs 1 rank speed-up (target >= 1.7);
+   ratios DC/linear (target <= 1.3) and linear/SNAP (target <= 0.25); and the atom gate (issue 11:
+   `gate="atom"`, M = --atom-experts, or --atom FILE): atom gate / linear (target <= 1.15) beside
+   the structure gate's DC / linear, same run;
+2. 16,000 atoms, 50 steps: 2 ranks vs 1 rank speed-up of dcace DC (target >= 1.7), and of the linear
+   potential and the atom gate, same run (issue 11: the atom gate's within 5 % of the linear one's);
 3. memory: LAMMPS' "Per MPI rank memory allocation" and the max RSS from /usr/bin/time -v.
 
 Every case is run --repeat times (separate lmp processes); min and median are printed.  "wall" is
@@ -16,6 +19,7 @@ With --grade-every N ...: dcace linear again with `compute dcace/atom` pulled ev
 `fix halt` (the grade's cost; target every 100 steps <= +2 %).
 
 Usage: python benchmarks/bench_lammps.py [--repeat 3] [--workdir DIR] [--skip-snap] [--grade-every 1 100]
+       [--atom FILE | --skip-atom]
 """
 from __future__ import annotations
 
@@ -51,6 +55,9 @@ def main():
     ap.add_argument("--experts", default="auto", help="M for the DC fit, or 'auto'")
     ap.add_argument("--dc", type=Path, help="use this DC potential file instead of fitting")
     ap.add_argument("--linear", type=Path, help="use this linear potential file instead of fitting")
+    ap.add_argument("--atom", type=Path, help="use this atom-gate potential file instead of fitting")
+    ap.add_argument("--atom-experts", type=int, default=4, help="M of the atom-gate fit")
+    ap.add_argument("--skip-atom", action="store_true", help="no atom-gate case")
     ap.add_argument("--skip-snap", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--grade-every", type=int, nargs="*", default=[],
@@ -82,6 +89,15 @@ def main():
         dc_path, dc, dc_src = lc.mo_potential(work, experts, 7, **basis)
     M = dc.n_experts
     assert lin.n_experts == 1 and M > 1, (lin.n_experts, M)
+    atom_name = None
+    if not a.skip_atom:
+        if a.atom:
+            atom_path, atom = a.atom, dcace.load(a.atom)
+        else:
+            atom_path, atom = lc.fitted_mo(work, a.atom_experts, gate="atom", **basis)
+        assert atom.gate_kind == "atom", atom.gate_kind
+        atom_name = f"dcace atom gate (M={atom.n_experts})"
+        results_atom_src = "file" if a.atom else "dcace.fit"
     snap_coeff, snap_param, ncoeff = lc.snap_files(work, 8, a.cutoff)
     print(f"  SNAP 2J = 8: {ncoeff} bispectrum coefficients, cutoff {a.cutoff} A")
 
@@ -93,6 +109,8 @@ def main():
         "linear, no core": (["pair_style dcace", f"pair_coeff * * {nocore_path} Mo"], ""),
         f"dcace DC (M={M})": (["pair_style dcace", f"pair_coeff * * {dc_path} Mo"], gate),
     }
+    if atom_name:
+        cases[atom_name] = (["pair_style dcace", f"pair_coeff * * {atom_path} Mo"], "")
     for n in a.grade_every:   # the grade is evaluated only on the steps fix halt checks it
         grade = ("compute g all dcace/atom\ncompute gmax all reduce max c_g[1]\nvariable gmax equal c_gmax\n"
                  f"fix stop all halt {n} v_gmax > 1e300 error soft")
@@ -102,6 +120,8 @@ def main():
 
     results = {"settings": vars(a), "M": M, "dc_source": dc_src, "linear_source": lin_src,
                "machine": lc.machine(), "cases": {}}
+    if atom_name:
+        results["atom_case"], results["atom_source"] = atom_name, results_atom_src
     print(f"\n1. bcc Mo 2000 atoms, 300 K NVE, {a.steps} steps, 1 rank, {a.repeat} repeats "
           "(cases interleaved)")
     runs = {name: [] for name in cases}
@@ -132,6 +152,13 @@ def main():
           f"{ratio['cpu_min']:.3f} (cpu min)   target <= 1.3: "
           f"{'MET' if ratio['wall_min'] <= 1.3 else 'MISSED'}")
     results["dc_over_linear"] = ratio
+    if atom_name:
+        at = table[atom_name]
+        r_at = {k: at[k] / lin_t[k] for k in ("wall_min", "wall_med", "cpu_min", "cpu_med")}
+        print(f"   atom gate/linear = {r_at['wall_min']:.3f} (wall min), {r_at['wall_med']:.3f} (wall med), "
+              f"{r_at['cpu_min']:.3f} (cpu min)   target <= 1.15: "
+              f"{'MET' if r_at['wall_min'] <= 1.15 else 'MISSED'}")
+        results["atom_over_linear"] = r_at
     if lin.baseline is not None:
         nc = table["linear, no core"]
         over = {k: lin_t[k] / nc[k] - 1.0 for k in ("wall_min", "wall_med", "cpu_min")}
@@ -158,36 +185,37 @@ def main():
         results["dc_over_snap"] = r3
 
     if not a.skip_big:
-        print(f"\n2. dcace DC (M={M}), bcc Mo 16,000 atoms, {a.big_steps} steps: 1 vs 2 ranks, "
-              f"{a.repeat} repeats")
-        big = {1: [], 2: []}
-        pair = cases[f"dcace DC (M={M})"][0]
+        big_models = {"linear": cases["dcace linear"][0], f"DC (M={M})": cases[f"dcace DC (M={M})"][0]}
+        if atom_name:
+            big_models[atom_name.replace("dcace ", "")] = cases[atom_name][0]
+        print(f"\n2. bcc Mo 16,000 atoms, {a.big_steps} steps: 1 vs 2 ranks, {a.repeat} repeats "
+              "(cases interleaved)")
+        big = {name: {1: [], 2: []} for name in big_models}
         for rep in range(a.repeat):
-            for n in (1, 2):
-                r = lc.run_lmp(lc.bcc_deck(20, pair, a.big_steps), work / "big", n,
-                               name=f"in.big{n}_{rep}")
-                big[n].append(r)
-                print(f"   {n} rank(s) run {rep + 1}: loop {r['loop']:7.2f} s, "
-                      f"{r['us_atom_step']:6.2f} us/atom/step wall, CPU use {r['cpu_pct']:.0f}%, "
-                      f"LAMMPS {r['mem_mb'][2]:.1f} MB/rank, max RSS {r['maxrss_mb']:.0f} MB", flush=True)
-        l1 = np.array([r["loop"] for r in big[1]])
-        l2 = np.array([r["loop"] for r in big[2]])
-        s_min, s_med = l1.min() / l2.min(), float(np.median(l1) / np.median(l2))
-        # CPU seconds of the loop per rank (LAMMPS' "% CPU use" x loop time): what the speed-up
-        # would be if each rank had a core to itself (MPICH busy-waits, so waiting counts as CPU
-        # and this estimate is conservative)
-        c1 = np.array([r["loop"] * r["cpu_pct"] / 100 for r in big[1]])
-        c2 = np.array([r["loop"] * r["cpu_pct"] / 100 for r in big[2]])
-        s_cpu = c1.min() / c2.min()
-        print(f"   speed-up 2 vs 1 rank = {s_min:.2f} (wall min/min), {s_med:.2f} (wall median), "
-              f"{s_cpu:.2f} (loop CPU time per rank, min/min)   target >= 1.7: "
-              f"{'MET' if s_min >= 1.7 else 'MISSED'} (wall)")
-        results["big"] = dict(loop_1=l1.tolist(), loop_2=l2.tolist(), speedup_min=s_min,
-                              speedup_med=s_med, speedup_cpu=s_cpu, mem_1=big[1][0]["mem_mb"], mem_2=big[2][0]["mem_mb"],
-                              maxrss_1=max(r["maxrss_mb"] for r in big[1]),
-                              maxrss_2=max(r["maxrss_mb"] for r in big[2]),
-                              cpu_pct_1=[r["cpu_pct"] for r in big[1]],
-                              cpu_pct_2=[r["cpu_pct"] for r in big[2]])
+            for name, pair in big_models.items():
+                for n in (1, 2):
+                    r = lc.run_lmp(lc.bcc_deck(20, pair, a.big_steps), work / "big", n,
+                                   name=f"in.big_{name.split()[0]}{n}_{rep}")
+                    big[name][n].append(r)
+                    print(f"   {name:18s} {n} rank(s) run {rep + 1}: loop {r['loop']:7.2f} s, "
+                          f"{r['us_atom_step']:6.2f} us/atom/step wall, CPU use {r['cpu_pct']:.0f}%, "
+                          f"LAMMPS {r['mem_mb'][2]:.1f} MB/rank, max RSS {r['maxrss_mb']:.0f} MB", flush=True)
+        results["big_models"] = {}
+        for name, runs_n in big.items():
+            results["big_models"][name] = speedup(runs_n)
+            b = results["big_models"][name]
+            print(f"   {name:18s} speed-up 2 vs 1 rank = {b['speedup_min']:.2f} (wall min/min), "
+                  f"{b['speedup_med']:.2f} (wall median), {b['speedup_cpu']:.2f} (loop CPU time per rank, min/min)")
+        results["big"] = results["big_models"][f"DC (M={M})"]
+        print(f"   DC target >= 1.7: {'MET' if results['big']['speedup_min'] >= 1.7 else 'MISSED'} (wall)")
+        if atom_name:
+            sa = results["big_models"][atom_name.replace("dcace ", "")]
+            sl = results["big_models"]["linear"]
+            rel = {k: sa[k] / sl[k] for k in ("speedup_min", "speedup_med", "speedup_cpu")}
+            results["atom_speedup_over_linear"] = rel
+            print(f"   atom gate speed-up / linear speed-up = {rel['speedup_min']:.3f} (wall min), "
+                  f"{rel['speedup_med']:.3f} (median), {rel['speedup_cpu']:.3f} (CPU)   target within 5 %: "
+                  f"{'MET' if rel['speedup_min'] >= 0.95 else 'MISSED'} (wall min)")
 
     print(f"\n{lc.machine()}")
     print(f"total {time.perf_counter() - t_start:.0f} s; results in {work / 'bench_lammps.json'}")
@@ -195,6 +223,22 @@ def main():
     if a.markdown:
         write_markdown(a.markdown, results, a)
         print(f"tables written to {a.markdown}")
+
+
+def speedup(runs_n):
+    """2- vs 1-rank speed-up of one model's 16,000-atom runs: min/min and median of the wall loop
+    time and, from LAMMPS' "% CPU use", the loop CPU time per rank (what the speed-up would be if
+    each rank had a core to itself; MPICH busy-waits, so waiting counts as CPU and this estimate is
+    conservative)."""
+    l1 = np.array([r["loop"] for r in runs_n[1]])
+    l2 = np.array([r["loop"] for r in runs_n[2]])
+    c1 = np.array([r["loop"] * r["cpu_pct"] / 100 for r in runs_n[1]])
+    c2 = np.array([r["loop"] * r["cpu_pct"] / 100 for r in runs_n[2]])
+    return dict(loop_1=l1.tolist(), loop_2=l2.tolist(), speedup_min=l1.min() / l2.min(),
+                speedup_med=float(np.median(l1) / np.median(l2)), speedup_cpu=c1.min() / c2.min(),
+                mem_1=runs_n[1][0]["mem_mb"], mem_2=runs_n[2][0]["mem_mb"],
+                maxrss_1=max(r["maxrss_mb"] for r in runs_n[1]), maxrss_2=max(r["maxrss_mb"] for r in runs_n[2]),
+                cpu_pct_1=[r["cpu_pct"] for r in runs_n[1]], cpu_pct_2=[r["cpu_pct"] for r in runs_n[2]])
 
 
 def without_core(pot, path):
@@ -225,6 +269,10 @@ def write_markdown(path, res, a):
     r = res["dc_over_linear"]
     L += ["", f"- DC / linear: {r['wall_min']:.3f} (wall min), {r['wall_med']:.3f} (wall median), "
           f"{r['cpu_min']:.3f} (cpu min); target <= 1.3."]
+    if "atom_over_linear" in res:
+        r = res["atom_over_linear"]
+        L.append(f"- {res['atom_case']} / linear: {r['wall_min']:.3f} (wall min), {r['wall_med']:.3f} (wall median), "
+                 f"{r['cpu_min']:.3f} (cpu min); target <= 1.15.")
     if "core_overhead" in res:
         o = res["core_overhead"]
         L.append(f"- short-range core (ZBL pair and density core) on vs off, same linear coefficients: "
@@ -243,6 +291,15 @@ def write_markdown(path, res, a):
                  f"(wall min/min), {b['speedup_med']:.2f} (median), {b['speedup_cpu']:.2f} (loop CPU time); "
                  f"target >= 1.7. LAMMPS memory {b['mem_1'][2]:.1f} MB (1 rank), {b['mem_2'][2]:.1f} MB/rank "
                  f"(2 ranks); max RSS {b['maxrss_1']:.0f} / {b['maxrss_2']:.0f} MB.")
+    for name, b in res.get("big_models", {}).items():
+        if name.startswith("DC"):
+            continue   # the line above
+        L.append(f"- 16,000 atoms, {a.big_steps} steps, {name}: 2 vs 1 rank speed-up {b['speedup_min']:.2f} "
+                 f"(wall min/min), {b['speedup_med']:.2f} (median), {b['speedup_cpu']:.2f} (loop CPU time).")
+    if "atom_speedup_over_linear" in res:
+        r = res["atom_speedup_over_linear"]
+        L.append(f"- atom gate's 2-rank speed-up / the linear potential's: {r['speedup_min']:.3f} (wall min), "
+                 f"{r['speedup_med']:.3f} (median), {r['speedup_cpu']:.3f} (loop CPU time); target within 5 %.")
     Path(path).write_text("\n".join(L) + "\n")
 
 

@@ -27,8 +27,8 @@ TIME = Path("/usr/bin/time")
 
 # ------------------------------------------------------------------------------ provenance
 ROOT = Path(__file__).resolve().parents[1]
-_PATH_OPTIONS = ("--markdown", "--dc", "--linear", "--potential", "--out")
-_SCRATCH_INPUTS = ("--dc", "--linear", "--potential")
+_PATH_OPTIONS = ("--markdown", "--dc", "--linear", "--atom", "--potential", "--out")
+_SCRATCH_INPUTS = ("--dc", "--linear", "--atom", "--potential")
 
 
 def reader_command(script, argv):
@@ -36,7 +36,7 @@ def reader_command(script, argv):
 
     ``--workdir DIR`` only chooses where scratch files go (default: a new temporary directory) and
     is dropped; paths are made relative to the repository root when they are inside it; a potential
-    passed from a temporary directory (``--dc``, ``--linear``, ``--potential``) is a scratch copy of
+    passed from a temporary directory (``--dc``, ``--linear``, ``--atom``, ``--potential``) is a scratch copy of
     the one the script fits itself when the option is left out, and is dropped too.
     """
     import tempfile
@@ -74,11 +74,11 @@ def _errors(pot, model):
         return "test errors not recorded"
 
 
-def fitted_mo(workdir, experts, body_order=4, max_degree=12, cutoff=5.2, log=print):
+def fitted_mo(workdir, experts, body_order=4, max_degree=12, cutoff=5.2, log=print, gate="structure"):
     """dcace.fit on Zuo Mo train (test set for the report); cached in workdir by settings."""
     import dcace
 
-    tag = f"mo_bo{body_order}_deg{max_degree:g}_rc{cutoff:g}_M{experts}"
+    tag = f"mo_bo{body_order}_deg{max_degree:g}_rc{cutoff:g}_M{experts}" + ("" if gate == "structure" else f"_{gate}")
     path = Path(workdir) / f"{tag}.dcace"
     if path.is_file():
         pot = dcace.load(path)
@@ -86,10 +86,10 @@ def fitted_mo(workdir, experts, body_order=4, max_degree=12, cutoff=5.2, log=pri
         return path, pot
     t = time.perf_counter()
     pot = dcace.fit(str(MO_TRAIN), elements=["Mo"], cutoff=cutoff, body_order=body_order,
-                    max_degree=max_degree, experts=experts, test=str(MO_TEST), progress=False)
+                    max_degree=max_degree, experts=experts, test=str(MO_TEST), progress=False, gate=gate)
     pot.save(path)
     model = "dc" if pot.n_experts > 1 else "linear"
-    log(f"  {path.name}: dcace.fit(experts={experts!r}) -> M = {pot.n_experts}, K = "
+    log(f"  {path.name}: dcace.fit(experts={experts!r}, gate={gate!r}) -> M = {pot.n_experts}, K = "
         f"{pot.core.n_features}, {time.perf_counter() - t:.0f} s; {_errors(pot, model)}")
     return path, pot
 

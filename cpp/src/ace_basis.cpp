@@ -135,6 +135,7 @@ ACEBasis::ACEBasis(BasisSpec spec) : spec_(std::move(spec)) {
     if (m < 0 || m >= n_mono_) throw InputError("feature refers to a missing monomial");
   for (double c : s.feat_coef)
     if (!std::isfinite(c)) throw InputError("non-finite coupling coefficient");
+  build_feature_transpose();
 }
 
 void ACEBasis::radial(double r, double* R, double* dR) const {
@@ -317,15 +318,6 @@ void ACEBasis::monomial_values_into(const double* A, double* out) const {
   }
 }
 
-void ACEBasis::monomial_weights(const double* coef, double* w) const {
-  std::fill(w, w + n_mono_, 0.0);
-  for (int v = 0; v < spec_.n_features; ++v) {
-    const double c = coef[v];
-    if (c == 0.0) continue;
-    for (int p = spec_.feat_ptr[v]; p < spec_.feat_ptr[v + 1]; ++p) w[spec_.feat_mono[p]] += c * spec_.feat_coef[p];
-  }
-}
-
 void ACEBasis::monomials(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
   atomic_base(zi, n_neigh, rij, zj, ws, false);
   monomial_values(ws);
@@ -406,13 +398,8 @@ double ACEBasis::energy_gradient(int zi, int n_neigh, const double* rij, const i
 
 void ACEBasis::prepare_gradient(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
   atomic_base(zi, n_neigh, rij, zj, ws, true);
-  monomial_values(ws);
 }
 
-double ACEBasis::gradient_prepared(int n_neigh, const double* rij, const int* zj, const double* w, double* dE_drij,
-                                   Workspace& ws) const {
-  return adjoint(n_neigh, rij, zj, ws.A.data(), w, dE_drij, ws, nullptr);
-}
 
 double ACEBasis::energy_gradient_from_A(int zi, int n_neigh, const double* rij, const int* zj, const double* A,
                                         const double* w, double* dE_drij, Workspace& ws,
@@ -424,11 +411,42 @@ double ACEBasis::energy_gradient_from_A(int zi, int n_neigh, const double* rij, 
 double ACEBasis::adjoint(int n_neigh, const double* rij, const int* zj, const double* A, const double* w,
                          double* dE_drij, Workspace& ws, const double* w_energy) const {
   ws.gA.assign(n_A_, 0.0);
+  const double E = monomial_adjoint<const double*, true>(A, w, w_energy ? w_energy : w, ws.gA.data());
+  adjoint_to_rij(n_neigh, rij, zj, ws, dE_drij);
+  return E;
+}
+
+namespace {
+// w_t gathered from per-feature coefficients c when every monomial is in one feature
+struct GatheredWeights {
+  const double* coupling;
+  const int* feature;
+  const double* c;
+  double operator[](int t) const { return coupling[t] * c[feature[t]]; }
+};
+}  // namespace
+
+void ACEBasis::gradient_prepared(int n_neigh, const double* rij, const int* zj, const double* c, double* dE_drij,
+                                 Workspace& ws) const {
+  ws.gA.assign(n_A_, 0.0);
+  if (one_feature_each_) {
+    const GatheredWeights w{mono_feat_coef_.data(), mono_feat_.data(), c};
+    monomial_adjoint<GatheredWeights, false>(ws.A.data(), w, nullptr, ws.gA.data());
+  } else {
+    ws.mono.resize(n_mono_);   // the weights once (a monomial in several features)
+    monomial_weights(c, ws.mono.data());
+    monomial_adjoint<const double*, false>(ws.A.data(), ws.mono.data(), nullptr, ws.gA.data());
+  }
+  adjoint_to_rij(n_neigh, rij, zj, ws, dE_drij);
+}
+
+// gA += dE/dA of E = sum_t w_t monomial_t (gA holds n_A values); returns sum_t we_t monomial_t
+// when kEnergy (the energy costs a serial sum over the monomials: the atom gate knows its own)
+template <class W, bool kEnergy>
+double ACEBasis::monomial_adjoint(const double* A, const W& w, const double* we, double* gA) const {
   double E = 0.0;
   const int* idx = spec_.mono_idx.data();
-  double* gA = ws.gA.data();
   double a[kMaxOrder], p[kMaxOrder];
-  const double* we = w_energy ? w_energy : w;
   // runs of equal order: no branch in the inner loops
   for (const OrderRun& run : order_runs_) {
     int t = run.begin;
@@ -436,14 +454,14 @@ double ACEBasis::adjoint(int n_neigh, const double* rij, const int* zj, const do
     switch (run.order) {
       case 1:
         for (; t < end; ++t, idx += kMaxOrder) {
-          E += we[t] * A[idx[0]];
+          if constexpr (kEnergy) E += we[t] * A[idx[0]];
           gA[idx[0]] += w[t];
         }
         break;
       case 2:
         for (; t < end; ++t, idx += kMaxOrder) {
           const double a0 = A[idx[0]], a1 = A[idx[1]], wt = w[t];
-          E += we[t] * a0 * a1;
+          if constexpr (kEnergy) E += we[t] * a0 * a1;
           gA[idx[0]] += wt * a1;
           gA[idx[1]] += wt * a0;
         }
@@ -452,7 +470,7 @@ double ACEBasis::adjoint(int n_neigh, const double* rij, const int* zj, const do
         for (; t < end; ++t, idx += kMaxOrder) {
           const double a0 = A[idx[0]], a1 = A[idx[1]], a2 = A[idx[2]], wt = w[t];
           const double a01 = a0 * a1;
-          E += we[t] * a01 * a2;
+          if constexpr (kEnergy) E += we[t] * a01 * a2;
           gA[idx[0]] += wt * a1 * a2;
           gA[idx[1]] += wt * a0 * a2;
           gA[idx[2]] += wt * a01;
@@ -462,13 +480,12 @@ double ACEBasis::adjoint(int n_neigh, const double* rij, const int* zj, const do
         for (; t < end; ++t, idx += kMaxOrder) {
           for (int q = 0; q < run.order; ++q) a[q] = A[idx[q]];
           product_partials(run.order, a, p);
-          E += we[t] * p[0] * a[0];
+          if constexpr (kEnergy) E += we[t] * p[0] * a[0];
           const double wt = w[t];
           for (int q = 0; q < run.order; ++q) gA[idx[q]] += wt * p[q];
         }
     }
   }
-  adjoint_to_rij(n_neigh, rij, zj, ws, dE_drij);
   return E;
 }
 

@@ -36,13 +36,11 @@ void Gate::evaluate(const double* p, double* w, double* dw_dp, double* nearest) 
 }
 
 void Gate::evaluate_projected(const double* p, double* w, double* dw_dy, double* nearest) const {
-  const int M = n_experts, D = dim_in, d = dim_out;
-  // scratch kept per thread: the atom gate calls this once per atom
-  thread_local std::vector<double> z, y, logit, g, gbar;
+  const int D = dim_in, d = dim_out;
+  // scratch kept per thread (the structure gate calls this once per structure)
+  thread_local std::vector<double> z, y;
   z.resize(D);
   y.assign(d, 0.0);
-  logit.resize(M);
-  g.resize(static_cast<size_t>(M) * d);
   for (int k = 0; k < D; ++k) z[k] = (p[k] - mean[k]) / scale[k];
   for (int a = 0; a < d; ++a) {
     const double* row = projection.data() + static_cast<size_t>(a) * D;
@@ -50,6 +48,12 @@ void Gate::evaluate_projected(const double* p, double* w, double* dw_dy, double*
     for (int k = 0; k < D; ++k) s += row[k] * z[k];
     y[a] = s;
   }
+  softmax_projected(y.data(), w, dw_dy, nearest);
+}
+
+void Gate::softmax_projected(const double* y, double* w, double* dw_dy, double* nearest) const {
+  const int M = n_experts, d = dim_out;
+  // logits in w, d logit_m / d y_a = -(y_a - mu_ma) / t_m^2 in dw_dy (then turned into dw/dy)
   double best = std::numeric_limits<double>::infinity(), lmax = -std::numeric_limits<double>::infinity();
   for (int m = 0; m < M; ++m) {
     const double t = temperature * spread[m];
@@ -57,23 +61,25 @@ void Gate::evaluate_projected(const double* p, double* w, double* dw_dy, double*
     for (int a = 0; a < d; ++a) {
       const double diff = y[a] - centroids[static_cast<size_t>(m) * d + a];
       r2 += diff * diff;
-      g[static_cast<size_t>(m) * d + a] = -diff / (t * t);  // d logit_m / d y
+      if (dw_dy) dw_dy[static_cast<size_t>(m) * d + a] = -diff / (t * t);
     }
-    logit[m] = bias[m] - 0.5 * r2 / (t * t);
+    w[m] = bias[m] - 0.5 * r2 / (t * t);
     best = std::min(best, std::sqrt(r2) / spread[m]);
-    lmax = std::max(lmax, logit[m]);
+    lmax = std::max(lmax, w[m]);
   }
   double sum = 0.0;
-  for (int m = 0; m < M; ++m) sum += (w[m] = std::exp(logit[m] - lmax));
+  for (int m = 0; m < M; ++m) sum += (w[m] = std::exp(w[m] - lmax));
   for (int m = 0; m < M; ++m) w[m] /= sum;
   if (nearest) *nearest = best;
   if (!dw_dy) return;
-  gbar.assign(d, 0.0);
-  for (int m = 0; m < M; ++m)
-    for (int a = 0; a < d; ++a) gbar[a] += w[m] * g[static_cast<size_t>(m) * d + a];
-  for (int m = 0; m < M; ++m)
-    for (int a = 0; a < d; ++a)
-      dw_dy[static_cast<size_t>(m) * d + a] = w[m] * (g[static_cast<size_t>(m) * d + a] - gbar[a]);
+  for (int a = 0; a < d; ++a) {   // dw_m/dy_a = w_m (g_ma - sum_k w_k g_ka)
+    double gbar = 0.0;
+    for (int m = 0; m < M; ++m) gbar += w[m] * dw_dy[static_cast<size_t>(m) * d + a];
+    for (int m = 0; m < M; ++m) {
+      double& g = dw_dy[static_cast<size_t>(m) * d + a];
+      g = w[m] * (g - gbar);
+    }
+  }
 }
 
 }  // namespace dcace

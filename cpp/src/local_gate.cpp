@@ -3,11 +3,15 @@
 // (range r_cut, forces 2 r_cut) and no quantity is reduced over the structure.  This file holds
 // the per-atom evaluator of that gate (called by Potential::atom_energy_gradient, hence by
 // Potential::compute and pair_style dcace) and the fitting rows of the committee under a fixed gate.
+// The evaluator costs little beyond the linear model's: B_i straight from A_i, one pass over the
+// species' (d + M) x K table for the gate input and the expert energies, the softmax, one pass back
+// for c_eff,i, and the linear adjoint with c_eff,i (docs/local-gates.md, "Speed").
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "dcace/potential.hpp"
+#include "gate_kernels.hpp"
 
 namespace dcace {
 
@@ -23,50 +27,68 @@ void Potential::check_local_gates() const {
       throw InputError("the atom gates of all species must have the same temperature");
 }
 
+void Potential::build_local_tables() {
+  const int S = n_species(), K = n_features(), M = n_experts_;
+  const size_t SK = static_cast<size_t>(S) * K;
+  local_tables_.assign(S, {});
+  for (int s = 0; s < S; ++s) {
+    const Gate& g = local_gates_[s];
+    LocalGateTable& t = local_tables_[s];
+    t.d = g.dim_out;
+    t.M = M;
+    t.rows.resize(static_cast<size_t>(t.d + M) * K);
+    t.offset.assign(t.d, 0.0);
+    for (int a = 0; a < t.d; ++a)
+      for (int v = 0; v < K; ++v) {
+        const double p = g.projection[static_cast<size_t>(a) * K + v] / g.scale[v];
+        t.rows[static_cast<size_t>(a) * K + v] = p;
+        t.offset[a] += p * g.mean[v];
+      }
+    for (int m = 0; m < M; ++m)
+      std::copy_n(coef_.data() + m * SK + static_cast<size_t>(s) * K, K,
+                  t.rows.data() + static_cast<size_t>(t.d + m) * K);
+  }
+}
+
 double Potential::local_energy_gradient(int zi, int n, const double* rij, const int* zj, double* dE,
                                         AtomScratch& sc, double* weights) const {
   const int K = n_features(), M = n_experts_, S = n_species();
-  const size_t SK = static_cast<size_t>(S) * K, nm = static_cast<size_t>(basis_->n_monomials());
+  const LocalGateTable& tab = local_tables_[zi];
+  const int d = tab.d, R = d + M;
   double df = 0.0;
   const double f = ace_share(zi, n, rij, &df, sc);
   basis_->prepare_gradient(zi, n, rij, zj, sc.basis);   // A_i and its gradients once
   sc.B.resize(K);
-  basis_->features_from_monomials(sc.basis.mono.data(), sc.B.data());
+  basis_->features_from_A(sc.basis.A.data(), sc.B.data());
+  // one pass over the table: y_a = (P_a / scale) . B - offset_a, a_m = c_m . B
+  sc.yk.resize(R);
+  const GateKernels& kern = gate_kernels();
+  kern.project(tab.rows.data(), R, K, sc.B.data(), sc.yk.data());
+  for (int a = 0; a < d; ++a) sc.yk[a] -= tab.offset[a];
   sc.gw.resize(M);
-  const Gate& gate = local_gates_[zi];
-  const int d = gate.dim_out;
   sc.gdw.resize(static_cast<size_t>(M) * d);
   sc.em.resize(M);
-  gate.evaluate_projected(sc.B.data(), sc.gw.data(), sc.gdw.data(), nullptr);   // dw/dy (M x d)
-  // e_m = f c_m . B + e0_m; the gated energy eg = sum_m w_m e_m, eps = sum_m w_m c_m . B
+  local_gates_[zi].softmax_projected(sc.yk.data(), sc.gw.data(), sc.gdw.data(), nullptr);   // dw/dy (M x d)
+  // e_m = f a_m + e0_m; the gated energy eg = sum_m w_m e_m, eps = sum_m w_m a_m
   double eg = 0.0, eps = 0.0;
   for (int m = 0; m < M; ++m) {
-    const double* c = coef_.data() + m * SK + static_cast<size_t>(zi) * K;
-    double a = 0.0;
-    for (int v = 0; v < K; ++v) a += c[v] * sc.B[v];
+    const double a = sc.yk[d + m];
     sc.em[m] = f * a + e0_[m * S + zi];
     eg += sc.gw[m] * sc.em[m];
     eps += sc.gw[m] * a;
   }
-  // c_eff = f sum_m w_m c_m + sum_m (e_m - eg) dw_m/dB   (sum_m dw_m = 0: e_m measured from eg),
-  // the gate part through the d projected directions: sum_a beta_a P_a / scale,
-  // beta_a = sum_m (e_m - eg) dw_m/dy_a (d K operations instead of M d K)
-  sc.c.assign(K, 0.0);
-  for (int a = 0; a < d; ++a) {   // the gate part first, divided by the scale once
+  // c_eff = f sum_m w_m c_m + sum_m (e_m - eg) dw_m/dB   (sum_m dw_m = 0: e_m measured from eg)
+  //       = sum_a beta_a P_a / scale + sum_m f w_m c_m,  beta_a = sum_m (e_m - eg) dw_m/dy_a:
+  // the row weights k = (beta, f w) of the table, overwriting the projections
+  for (int a = 0; a < d; ++a) {
     double beta = 0.0;
     for (int m = 0; m < M; ++m) beta += (sc.em[m] - eg) * sc.gdw[static_cast<size_t>(m) * d + a];
-    const double* row = gate.projection.data() + static_cast<size_t>(a) * K;
-    for (int v = 0; v < K; ++v) sc.c[v] += beta * row[v];
+    sc.yk[a] = beta;
   }
-  for (int v = 0; v < K; ++v) sc.c[v] /= gate.scale[v];
-  for (int m = 0; m < M; ++m) {
-    const double* c = coef_.data() + m * SK + static_cast<size_t>(zi) * K;
-    const double fw = f * sc.gw[m];
-    for (int v = 0; v < K; ++v) sc.c[v] += fw * c[v];
-  }
-  sc.w.resize(nm);
-  basis_->monomial_weights(sc.c.data(), sc.w.data());
-  basis_->gradient_prepared(n, rij, zj, sc.w.data(), dE, sc.basis);
+  for (int m = 0; m < M; ++m) sc.yk[d + m] = f * sc.gw[m];
+  sc.c.resize(K);
+  kern.combine(tab.rows.data(), sc.yk.data(), R, K, sc.c.data());
+  basis_->gradient_prepared(n, rij, zj, sc.c.data(), dE, sc.basis);
   double e = eg;
   e += core_energy_gradient(zi, n, rij, zj, f, df, eps, dE, sc);
   if (weights) std::copy(sc.gw.begin(), sc.gw.end(), weights);

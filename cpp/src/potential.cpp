@@ -22,6 +22,7 @@ Potential::Potential(std::vector<std::string> elements, BasisSpec spec, std::vec
       metadata_(std::move(metadata)),
       baseline_(std::move(baseline)) {
   check();
+  if (kind_ == GateKind::Atom) build_local_tables();
 }
 
 const char* gate_kind_name(GateKind k) {

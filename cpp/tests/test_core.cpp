@@ -176,6 +176,36 @@ void check_potential(const Potential& pot, const std::string& label) {
   expect(dva <= 1e-12 * (vmax + 1.0), label + ": per-atom virials sum to the virial");
 }
 
+// The built-in basis with one more feature, 0.5 m_3 - 1.5 m_4 (so monomials 3 and 4 are in two
+// features: the general path of the feature map), two experts and an atom gate on B_i (d = 2).
+Potential builtin_atom_gate() {
+  const Potential base = builtin_potential();
+  BasisSpec s = base.basis().spec();
+  s.feat_mono.push_back(3);
+  s.feat_coef.push_back(0.5);
+  s.feat_mono.push_back(4);
+  s.feat_coef.push_back(-1.5);
+  s.feat_ptr.push_back(static_cast<int>(s.feat_mono.size()));
+  const int K = ++s.n_features, M = 2, d = 2;
+  std::vector<double> coef;
+  for (int m = 0; m < M; ++m)
+    for (int v = 0; v < K; ++v) coef.push_back(0.3 * std::sin(1.7 * v + 0.4 + 0.9 * m));
+  Gate g;
+  g.n_experts = M;
+  g.dim_in = K;
+  g.dim_out = d;
+  g.temperature = 1.0;
+  g.mean.assign(K, 0.1);
+  g.scale.assign(K, 0.7);
+  for (int a = 0; a < d; ++a)
+    for (int v = 0; v < K; ++v) g.projection.push_back(0.4 * std::cos(0.8 * v + 1.3 * a));
+  g.centroids = {-0.03, 0.15, 0.02, 0.19};   // the atoms have y in [-0.04, 0.03] x [0.15, 0.2]
+  g.spread = {0.03, 0.04};
+  g.bias = {0.0, 0.1};
+  return Potential({"Mo"}, s, coef, {-3.0, -2.8}, M, Gate{}, "{\"test\":\"test_core atom gate\"}", {},
+                   GateKind::Atom, {g});
+}
+
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -194,6 +224,9 @@ int main(int argc, char** argv) {
       const Potential pot = Potential::read(path);
       expect(pot.write() == built.write(), "built-in potential: exact write/read round trip");
       check_potential(pot, "built-in potential");
+      const Potential atom = builtin_atom_gate();
+      expect(atom.gate_kind() == GateKind::Atom, "built-in atom gate: gate kind atom");
+      check_potential(atom, "built-in atom gate, monomials in two features");
 
       // a count the file cannot hold is refused before anything is allocated for it
       std::string text = slurp(path);

@@ -98,8 +98,12 @@ class ACEBasis {
   double core_lo(int a, int b) const { return spec_.core_lo[static_cast<size_t>(a) * spec_.n_species + b]; }
   double core_hi(int a, int b) const { return spec_.core_hi[static_cast<size_t>(a) * spec_.n_species + b]; }
 
-  // Per-feature coefficients (length n_features) -> per-monomial weights (length n_monomials).
+  // Per-feature coefficients (length n_features) -> per-monomial weights (length n_monomials),
+  // w_t = sum of coef_v times the coupling coefficient over the features v that hold monomial t.
   void monomial_weights(const double* coef, double* w) const;
+  // B (n_features) from A (n_A): every monomial's product added to the features that hold it,
+  // without storing the monomials (the atom gate's B_i; feature_map.cpp).
+  void features_from_A(const double* A, double* B) const;
 
   // B_i (length n_features) of one atom.
   void descriptors(int zi, int n_neigh, const double* rij, const int* zj, double* B, Workspace& ws) const;
@@ -123,11 +127,13 @@ class ACEBasis {
                                 const double* w_energy = nullptr) const;
 
   // One atomic-base pass for a coefficient vector that depends on B_i (the atom gate): prepare_gradient
-  // leaves A_i, its gradients and its monomials (ws.mono) in ws; gradient_prepared then runs the
-  // adjoint with weights w on them (as energy_gradient, without accumulating A_i again).
+  // leaves A_i and its gradients in ws (features_from_A(ws.A) gives B_i); gradient_prepared then runs
+  // the adjoint of E = c . B_i for per-feature coefficients c (n_features) on them: dE/dr_ij as
+  // energy_gradient, without accumulating A_i again, the monomial weights gathered from c as the
+  // pass needs them and no energy (the caller has it from B_i).
   void prepare_gradient(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
-  double gradient_prepared(int n_neigh, const double* rij, const int* zj, const double* w, double* dE_drij,
-                           Workspace& ws) const;
+  void gradient_prepared(int n_neigh, const double* rij, const int* zj, const double* c, double* dE_drij,
+                         Workspace& ws) const;
 
   // Fitting: B_i and dB_i/dr_ij laid out as [(j*3 + a) * n_features + v].
   void descriptor_gradients(int zi, int n_neigh, const double* rij, const int* zj, double* B,
@@ -143,9 +149,12 @@ class ACEBasis {
   // Chebyshev recurrence runs across neighbours, so the chains are independent and pipeline.
   void radial_block(int n, const double* r, double* R, double* dR, double* tmp) const;
   void apply_core_envelope(int zi, const int* zj, const double* rr, Workspace& ws, bool grad) const;
+  template <class W, bool kEnergy>
+  double monomial_adjoint(const double* A, const W& w, const double* we, double* gA) const;
   double adjoint(int n_neigh, const double* rij, const int* zj, const double* A, const double* w,
                  double* dE_drij, Workspace& ws, const double* w_energy) const;
   void monomial_values(Workspace& ws) const;
+  void build_feature_transpose();   // mono_feat_* (feature_map.cpp)
   template <bool Add>
   void monomial_values_into(const double* A, double* out) const;
   void adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
@@ -169,6 +178,11 @@ class ACEBasis {
     int begin, end, order;  // monomials begin..end-1 all have this order
   };
   std::vector<OrderRun> order_runs_;
+  // the features' CSR rows transposed: monomial t is in features mono_feat_[q] with coupling
+  // coefficient mono_feat_coef_[q], q in mono_feat_ptr_[t]..mono_feat_ptr_[t+1] (features ascending)
+  std::vector<int> mono_feat_ptr_, mono_feat_;
+  std::vector<double> mono_feat_coef_;
+  bool one_feature_each_ = false;   // every monomial in exactly one feature (mono_feat_ptr_[t] = t)
 };
 
 // Real spherical harmonics of unit-or-not vectors u (values only for the unit direction).

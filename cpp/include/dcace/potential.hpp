@@ -55,6 +55,9 @@ struct Gate {
   void evaluate(const double* p, double* w, double* dw_dp, double* nearest) const;
   // The same with dw/dy (M x d, in the projected space) instead of dw/dp: dw_m/dp = P^T dw_m/dy / scale.
   void evaluate_projected(const double* p, double* w, double* dw_dy, double* nearest) const;
+  // The softmax from the projected input y (d) itself: w (M), optional dw/dy (M x d) and nearest;
+  // no scratch memory (the atom gate calls it once per atom).
+  void softmax_projected(const double* y, double* w, double* dw_dy, double* nearest) const;
 };
 
 // Throws InputError unless g is a valid gate of M experts on D inputs (what/dim_name for messages).
@@ -73,10 +76,22 @@ struct Combination {
   double nearest = 0.0;                // distance to the nearest centroid / its spread (0 if M = 1)
 };
 
+// The atom gate of one species as one (d + M) x K matrix, built once from the file
+// (local_gate.cpp): rows a < d are the gate's projection divided by the scale, P_a / scale, rows
+// d + m the expert coefficients c_{m,s}.  The d projected numbers y_i = rows_a . B_i - offset_a
+// (offset_a = P_a . (mean / scale)) and the M expert energies are one pass over B_i, and
+// c_eff,i = sum_r k_r rows_r one pass back.
+struct LocalGateTable {
+  int d = 0, M = 0;
+  std::vector<double> rows;     // (d + M) x K
+  std::vector<double> offset;   // d
+};
+
 // Scratch memory of the per-atom evaluator (one per thread; reuse across atoms).
 struct AtomScratch {
   Workspace basis;
   std::vector<double> B, gw, gdw, c, em;  // local gate: B_i, w_i, dw/dy (M x d), c_eff,i, e_m
+  std::vector<double> yk;                 // local gate: (d + M) projections, then the row weights
   std::vector<double> w;     // per-atom monomial weights (density core)
   std::vector<double> drho;  // d rho_i / d r_ij
 };
@@ -169,6 +184,7 @@ class Potential {
  private:
   void check() const;
   void check_local_gates() const;
+  void build_local_tables();   // local_tables_ (atom gate only)
   double local_energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, double* dE_drij,
                                AtomScratch& sc, double* weights) const;
   // ACE's share f_i of an atom under the density core (1 without it; df_i/drho in *df, drho/dr in sc)
@@ -184,6 +200,7 @@ class Potential {
   Gate gate_;
   GateKind kind_ = GateKind::Structure;
   std::vector<Gate> local_gates_;
+  std::vector<LocalGateTable> local_tables_;   // one per species (atom gate)
   std::string metadata_;
   Baseline baseline_;
   std::string source_ = "<potential>";
