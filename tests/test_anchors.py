@@ -1,10 +1,10 @@
-"""Off-data anchors (dcace.anchors): the committee is pulled towards the linear model off the data.
+"""Off-data anchors (dcace.anchors): every expert is pulled towards the linear model off the data.
 
-The anchor penalty is the squared difference between the committee's rows (energy, forces and
-virial with the gate-gradient term) and the linear model's on the anchor structures. The fit adds it
-as a quadratic form in Theta - 1 (x) theta_lin; that this equals the explicit rows is checked here, with
-the gate at the anchors' own descriptors (compressed, rattled, a free atom, dimers). What the
-anchors do to the default fits off the data is checked by test_short_range's default-fit study.
+The anchor penalty is, for every expert, the squared difference between its rows (energy, forces and
+virial) and the linear model's on the anchor structures. The fit adds it as H_a on every expert's
+diagonal block; that this equals the explicit rows is checked here (compressed, rattled, a free
+atom, dimers). What the anchors do to the default fits off the data is checked by test_short_range's
+default-fit study and by the examples' MD (test_examples).
 """
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from ase.io import read
 
 import dcace
 from dcace.anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers
-from dcace.clustering import cluster, gate_dict, gate_weights
-from dcace.committee import JointAccumulator
 from dcace.data import read_data
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
@@ -39,41 +37,32 @@ def test_anchor_penalty_equals_explicit_rows():
     basis = dcace.ACEBasis(["Mo"], 5.2, 3, 6)
     D = basis.n_features
     Dp, M = D + 1, 3
-    P = np.array([basis.fitting_rows(f.atoms).energy / f.n_atoms for f in frames])
-    g = gate_dict(cluster(P, M, seed=1), 0.7)
     wE, wF, wS, omega = 30.0, 1.3, 2.0, 0.4
     src, _ = anchor_sources([f.n_atoms for f in frames], [f.energy / f.n_atoms for f in frames])
     structures = anchor_structures([frames[i].atoms for i in src][:2], seed=3)
     structures += free_atoms_and_dimers(["Mo"], np.array([[2.0]]), np.array([[1.4]]), 5.2)[:4]
-    acc = JointAccumulator(2, D, 1, g, wE, lambda Pm: gate_weights(g, Pm)[:2])
-    rows = AnchorRows({(M, 0.7): acc}, anchor_batches(basis, structures, _terms(wF, wS), omega, 3), D, 1, wE,
-                      len(structures))
-    Ha = rows.matrix((M, 0.7))
+    rows = AnchorRows(anchor_batches(basis, structures, _terms(wF, wS), omega, 3), D, 1, wE, len(structures))
     rng = np.random.default_rng(0)
     theta_lin = rng.normal(size=Dp)
     Theta = np.tile(theta_lin, M) + 0.1 * rng.normal(size=M * Dp)
     sse = 0.0
-    for _, at in structures:
+    for _, at in structures:   # every expert's own rows against the linear model's
         r = basis.fitting_rows(at)
         n = len(at)
-        u = np.concatenate([r.energy, r.counts]) / n
-        w, dw, _ = gate_weights(g, (r.energy / n)[None])
-        T = np.concatenate([w[0, m] * np.eye(D, Dp) + np.outer(dw[0, m], u) for m in range(M)], axis=1)
-        blocks = [(wF * r.forces, wF * r.forces @ np.eye(D, Dp))]
+        X = [wF * np.pad(r.forces, ((0, 0), (0, 1))), wE * np.concatenate([r.energy, r.counts])[None] / n]
         if r.stress is not None:
-            Psi = r.stress * r.volume / n
-            blocks.append((wS * Psi, wS * Psi @ np.eye(D, Dp)))
-        for rows_c, rows_l in blocks:   # committee rows Phi T vs the linear model's Phi [I, 0]
-            d = rows_c @ T @ Theta - rows_l @ theta_lin
+            X.append(wS * np.pad(r.stress * r.volume / n, ((0, 0), (0, 1))))
+        X = np.concatenate(X)
+        for m in range(M):
+            d = X @ (Theta[m * Dp:(m + 1) * Dp] - theta_lin)
             sse += omega ** 2 * float(d @ d)
-        e_c = sum(w[0, m] * u @ Theta[m * Dp:(m + 1) * Dp] for m in range(M))
-        sse += omega ** 2 * wE ** 2 * float(e_c - u @ theta_lin) ** 2
+    H, h = np.zeros((M * Dp, M * Dp)), np.zeros(M * Dp)
+    rows.add_to(M, H, h, theta_lin)
     delta = Theta - np.tile(theta_lin, M)
-    assert delta @ Ha @ delta == pytest.approx(sse, rel=1e-10)
-    # in the fit: H += Ha and h += Ha (1 x theta_lin), the minimiser of that penalty alone
-    H, h = np.zeros_like(Ha), np.zeros(M * Dp)
-    rows.add_to((M, 0.7), M, H, h, theta_lin)
-    assert np.array_equal(H, Ha) and np.allclose(h, Ha @ np.tile(theta_lin, M), rtol=0, atol=1e-12 * np.abs(h).max())
+    assert delta @ H @ delta == pytest.approx(sse, rel=1e-10)
+    # h = H (1 x theta_lin): the penalty's minimiser alone is every expert = the linear model
+    assert np.allclose(h, H @ np.tile(theta_lin, M), rtol=0, atol=1e-12 * np.abs(h).max())
+    assert not H[:Dp, Dp:].any()   # no coupling between experts
 
 
 def test_anchor_structures_are_deterministic_and_off_the_data():
@@ -103,7 +92,7 @@ def test_fit_reports_the_anchors_and_zero_turns_them_off():
               progress=False, compare=False)
     on = dcace.fit(frames, **kw)
     off = dcace.fit(frames, anchors=0, **kw)
-    assert on.report.settings["anchors"] == 0.1 and off.report.settings["anchors"] == 0.0
+    assert on.report.settings["anchors"] == 0.03 and off.report.settings["anchors"] == 0.0
     assert any(n.startswith("off-data anchors: 122 compressed") for n in on.report.notes)
     assert not any("off-data anchors" in n for n in off.report.notes)
     assert not np.allclose(on.coefficients, off.coefficients)

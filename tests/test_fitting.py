@@ -404,14 +404,14 @@ def test_memory_budget_skips_candidates_and_reports():
     skipped = []
     for note in rep.notes:
         num = r"([0-9.e+-]+)"
-        m = re.match(rf"candidate M=(\d+), tau=0.5 skipped: its normal equations \({num} MiB for 3 folds and the anchors\) on top of "
+        m = re.match(rf"candidate M=(\d+), tau=0.5 skipped: its normal equations \({num} MiB for 3 folds\) on top of "
                      rf"the {num} MiB already allocated \({num} MiB in total\) exceed the memory budget \({num} MiB", note)
         if m:
             M = int(m.group(1))
             need, used, total, budget = map(float, m.groups()[1:])
             skipped.append(M)
             # the note states the cumulative figure, and it is the one that exceeds the budget
-            assert need == pytest.approx(joint_nbytes(3 + 1, M, Dp) / 2**20, rel=5e-3)   # + the anchors' matrix
+            assert need == pytest.approx(joint_nbytes(3, M, Dp) / 2**20, rel=5e-3)
             assert total == pytest.approx(used + need, rel=5e-3)
             assert budget == pytest.approx(budget_gb * 2**30 / 2**20, rel=5e-3) and total > budget
     assert skipped, rep.notes

@@ -205,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "docs/short-range.md; example: --repulsion-restraints 0)")
     g.add_argument("--anchors", type=_nonneg, default=None, metavar="W",
                    help="weight of the off-data anchors of structure-gate committees: compressed and rattled "
-                        "copies of training frames, free atoms and dimers, where every committee is fitted to "
-                        "follow the linear model; 0 = off (default: 0.1, docs/short-range.md; example: "
+                        "copies of training frames, free atoms and dimers, where every expert is fitted to "
+                        "follow the linear model; 0 = off (default: 0.03, docs/short-range.md; example: "
                         "--anchors 0)")
     g.add_argument("--shared-one-body", action="store_true", default=None,
                    help="every expert of a committee takes the linear model's one-body terms (one free-atom "

@@ -74,7 +74,7 @@ DEFAULTS = {
     "memory_budget_gb": 1.2,
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
-    "anchors": 0.1,                # weight of the off-data anchors of joint structure-gate committees (dcace.anchors)
+    "anchors": 0.03,               # weight of the off-data anchors of joint structure-gate committees (dcace.anchors)
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
 }
 
@@ -321,9 +321,9 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
     anchors : weight of the off-data anchors of joint structure-gate committees (``dcace.anchors``):
-        compressed and rattled copies of training frames, free atoms and dimers, on which every
-        committee is fitted to follow the linear model, so that off the data the gate does not hand a
-        structure to an expert that nothing constrains there (default 0.1, docs/short-range.md); 0 = off.
+        compressed and rattled copies of training frames, free atoms and dimers, on which every expert
+        of a committee is fitted to follow the linear model, so that off the data the gate does not hand a
+        structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off.
         Fits that write or continue a fit state have none yet.
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
@@ -632,11 +632,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     for M, t in cand:
         if fixed is not None and (M, t) not in fixed.joint_keys:
             continue
-        need = joint_nbytes(k_folds + use_anchors, M, Dp)   # the anchors hold one more (M D')^2 matrix
+        need = joint_nbytes(k_folds, M, Dp)
         if used + need > budget:
             skipped[(M, t)] = need
             notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
-                         f"for {k_folds} folds{' and the anchors' if use_anchors else ''}) on top of the {used / 2**20:.3g} MiB already allocated "
+                         f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
                          f"({(used + need) / 2**20:.3g} MiB in total) exceed the memory budget "
                          f"({budget / 2**20:.3g} MiB, --memory-budget)")
             continue
@@ -718,7 +718,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     anchor_rows = None
     if anchor_atoms is not None and joint:
         few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
-        anchor_rows, anchor_note = _anchor_rows(basis, joint, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor, bsize)
+        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor, bsize)
         notes.append(anchor_note)
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
@@ -981,7 +981,7 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
 
 
-def _anchor_rows(basis, joint, sources, ground, few, wE, wF, wS, D, S, seed, weight, batch_size):
+def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, batch_size):
     """The off-data anchors of the joint committees (dcace.anchors) and the report's note."""
     structures = anchor_structures(sources, seed, ground) + few
     if not structures:
@@ -991,11 +991,10 @@ def _anchor_rows(basis, joint, sources, ground, few, wE, wF, wS, D, S, seed, wei
         zero = Frame(at, 0.0, np.zeros((len(at), 3)), np.zeros(6) if rows.stress is not None else None, "<anchor>", 0)
         return _structure_terms(zero, rows, wF, wS, 1.0)[0]
 
-    rows = AnchorRows(joint, anchor_batches(basis, structures, terms, weight, batch_size), D, S, wE, len(structures))
+    rows = AnchorRows(anchor_batches(basis, structures, terms, weight, batch_size), D, S, wE, len(structures))
     return rows, (
         f"off-data anchors: {len(structures) - len(few)} compressed and rattled copies of {len(sources)} training "
-        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where the committee follows the linear model with weight {weight:g} (dcace.anchors; "
-        f"{rows.nbytes / 2**20:.3g} MiB)")
+        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {weight:g} (dcace.anchors)")
 
 
 def _atom_experts(experts, state, reuse, resume, gate):

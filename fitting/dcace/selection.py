@@ -42,7 +42,7 @@ class Selector:
         self.kappa = float(kappa)
         self.shared_one_body = bool(shared_one_body)   # see _shares_one_body
         self.restraint = restraint   # dcace.restraints.RestraintRows or None: added to every training system
-        self.anchors = anchors       # dcace.anchors.AnchorRows or None: joint committees agree with the linear model there
+        self.anchors = anchors       # dcace.anchors.AnchorRows or None: every expert agrees with the linear model there
         self.n = len(folds)
         self.group_index = {}
         col = 1
@@ -168,7 +168,7 @@ class Selector:
         if self.restraint is not None:   # the linear set on each expert's diagonal block, in place
             self.restraint.add_committee(H, h, M)
         if self.anchors is not None and theta_lin is not None:
-            self.anchors.add_to((M, tau), M, H, h, theta_lin)
+            self.anchors.add_to(M, H, h, theta_lin)
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)
