@@ -266,13 +266,13 @@ def write_markdown(path, res, a):
         mem = t["mem_mb"][2] if t["mem_mb"] else float("nan")
         L.append(f"| {name} | {t['wall_min']:.2f} | {t['wall_med']:.2f} | {t['cpu_min']:.2f} | {mem:.1f} | "
                  f"{t['maxrss_mb']:.0f} |")
-    r = res["dc_over_linear"]
-    L += ["", f"- DC / linear: {r['wall_min']:.3f} (wall min), {r['wall_med']:.3f} (wall median), "
-          f"{r['cpu_min']:.3f} (cpu min); target <= 1.3."]
+    def ratio(label, r, target):
+        return (f"- {label} / linear: {r['wall_min']:.3f} (wall min), {r['wall_med']:.3f} (wall median), "
+                f"{r['cpu_min']:.3f} (cpu min); target <= {target}.")
+
+    L += ["", ratio("DC", res["dc_over_linear"], 1.3)]
     if "atom_over_linear" in res:
-        r = res["atom_over_linear"]
-        L.append(f"- {res['atom_case']} / linear: {r['wall_min']:.3f} (wall min), {r['wall_med']:.3f} (wall median), "
-                 f"{r['cpu_min']:.3f} (cpu min); target <= 1.15.")
+        L.append(ratio(res["atom_case"], res["atom_over_linear"], 1.15))
     if "core_overhead" in res:
         o = res["core_overhead"]
         L.append(f"- short-range core (ZBL pair and density core) on vs off, same linear coefficients: "

@@ -26,7 +26,7 @@ import dcace
 import dcace.grade
 from dcace.grade import ROUNDOFF, grade_values, maxvol, maxvol_grade
 
-from test_lammps import bcc_mo, mean_descriptor, printed, read_dump, run_lmp, write_data
+from test_lammps import bcc_mo, mean_descriptor, mo_deck_header, printed, read_dump, run_lmp, write_data
 
 ROOT = Path(__file__).resolve().parents[1]
 MO_TRAIN = ROOT / "examples" / "data" / "zuo2020" / "Mo_train.xyz"
@@ -296,15 +296,7 @@ def dc(mo, work):
 
 def grade_deck(data, pot, M):
     cols = " ".join(f"c_g[{k}]" for k in range(1, M + 2))
-    return f"""
-units metal
-atom_style atomic
-boundary p p p
-atom_modify map array
-read_data {data}
-pair_style dcace
-pair_coeff * * {pot} Mo
-compute g all dcace/atom
+    return mo_deck_header(data, pot) + f"""compute g all dcace/atom
 compute gmax all reduce max c_g[1]
 thermo_style custom step pe c_gmax
 dump d all custom 1 grade.dump id {cols}

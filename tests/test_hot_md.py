@@ -45,16 +45,13 @@ def test_hot_liquid_mo_survives(pots, T):
 
 
 # A fixed 2-expert committee fitted without the off-data anchors (dcace.anchors) let the 100 eV
-# knock-on heat the cell to ~1e5 K and reach 0.96 A: the structure gate's gate-gradient force between
-# two experts that disagree far off the data released energy. With the anchors the committee
-# follows the linear model there. An entry here makes that energy an expected failure.
-KNOWN_KNOCK_ON = {}
+# knock-on heat the cell to ~1e5 K and reach 0.96 A (the structure gate's gate-gradient force between
+# two experts that disagree far off the data released energy); with them every expert follows the
+# linear model there, and the energy check below holds.
 
 
 @pytest.mark.parametrize("energy", [25, 100, 500])
-def test_knock_on_atom_in_mo(pots, energy, request):
-    if energy in KNOWN_KNOCK_ON:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_KNOCK_ON[energy]))
+def test_knock_on_atom_in_mo(pots, energy):
     work, _, _ = pots
     ok, th, tail = hot_md.run(hot_md.mo_pka_deck(work / "Mo.dcace", energy, 0.3), work, 2, name=f"in.pka{energy}")
     assert ok, tail

@@ -95,6 +95,19 @@ def write_data(atoms, path, specorder):
     return back
 
 
+def mo_deck_header(data, pot):
+    """The start of a one-element (Mo) deck: metal units, a periodic data file, pair_style dcace."""
+    return f"""
+units metal
+atom_style atomic
+boundary p p p
+atom_modify map array
+read_data {data}
+pair_style dcace
+pair_coeff * * {pot} Mo
+"""
+
+
 def structure_deck(data, pair_lines, M, tag):
     """Read one structure, `run 0`, print energy/pressure/virial/gate, dump forces and pe/atom."""
     gate = " ".join(f"$(c_w[{k}]:%.17g)" for k in range(1, M + 2))

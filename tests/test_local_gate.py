@@ -25,7 +25,7 @@ from ase.io import read
 import dcace
 from dcace.clustering import gate_weights
 from test_dc_physics import check_derivatives, fd_forces, fd_stress, rattled_bulk
-from test_lammps import bcc_mo, printed, read_dump, run_lmp, write_data
+from test_lammps import bcc_mo, mo_deck_header, printed, read_dump, run_lmp, write_data
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "zuo2020"
 CUT = 5.2
@@ -252,15 +252,7 @@ def test_bad_gate_options():
         dcace.fit(frames, gate="atom", experts=1, **kw)
 
 
-DECK = """
-units metal
-atom_style atomic
-boundary p p p
-atom_modify map array
-read_data {data}
-pair_style dcace
-pair_coeff * * {pot} Mo
-compute pe all pe/atom
+DECK = mo_deck_header("{data}", "{pot}") + """compute pe all pe/atom
 compute sa all stress/atom NULL virial
 compute g all dcace/atom
 compute pv all pressure NULL virial

@@ -223,14 +223,11 @@ DEFAULT_SETS = {  # elements, cutoff (the paper's), crystal
 }
 
 
-# Default committees that failed off the data before the off-data anchors (dcace.anchors), all
-# through the structure gate handing a configuration from one expert to another where they
-# disagree: Si, Ge and Ni compressed crystals (Si fell to -6.46 eV/atom at 0.94 a0, 1 eV below the
-# crystal; Ni had a spurious minimum at 1.06 a0, 38 meV/atom below it) and the Si dimer (a 0.48 eV
-# drop inside the core window, each expert with its own free-atom energy). With the anchors every
-# committee follows the linear model there, and nothing is known to fail: an entry here makes the
-# test an expected failure of exactly that probe.
-GATE_SWITCH = {}
+# Before the off-data anchors (dcace.anchors) three default committees failed here, all through the
+# structure gate handing a configuration from one expert to another where they disagree: Si, Ge and
+# Ni compressed crystals (Si fell to -6.46 eV/atom at 0.94 a0, 1 eV below the crystal; Ni had a
+# spurious minimum at 1.06 a0, 38 meV/atom below it) and the Si dimer (a 0.48 eV drop inside the
+# core window). With the anchors every expert follows the linear model there.
 
 
 @pytest.mark.parametrize("name", list(DEFAULT_SETS))
@@ -253,7 +250,7 @@ def test_default_fit_is_safe_off_the_data(name):
                                             pot.one_body, pot.gate, {}, short_range=pot.short_range)
         for fr in frames[::4]:
             assert pot.compute(fr)["energy"] == pytest.approx(fitted.compute(fr)["energy"], rel=1e-12, abs=1e-9)
-    problems = {}   # kind -> what fails; known gate-switch failures are listed in GATE_SWITCH
+    problems = {}   # kind -> what fails
     for (i, a), (j, b) in itertools.combinations_with_replacement(enumerate(elements), 2):
         r = np.linspace(rmin[i, j], 0.1, 1000)
         E = dimer_curve(pot, a, b, r)
@@ -276,11 +273,7 @@ def test_default_fit_is_safe_off_the_data(name):
         bad.append(f"pressure <= 0 at a/a0 = {scales[(scales < 0.95) & (P <= 0)]}")
     if bad:
         problems["compression"] = "compressed crystal: " + "; ".join(bad)
-    known = GATE_SWITCH.get(name, set())
-    assert set(problems) <= known, f"{name} (M = {pot.n_experts}): " + "; ".join(problems.values())
-    if known:   # issue 10 open; the assert above fails on anything new, this one once one is fixed
-        assert set(problems) == known, f"{name}: {sorted(known - set(problems))} now pass: update GATE_SWITCH"
-        pytest.xfail(f"{name} committee (M = {pot.n_experts}), known: " + "; ".join(problems.values()))
+    assert not problems, f"{name} (M = {pot.n_experts}): " + "; ".join(problems.values())
 
 
 @pytest.mark.parametrize("name", ["Mo", "Si"])

@@ -291,31 +291,12 @@ void ACEBasis::monomial_values(Workspace& ws) const {
 
 template <bool Add>
 void ACEBasis::monomial_values_into(const double* A, double* out) const {
-  const int* idx = spec_.mono_idx.data();
-  auto put = [out](int t, double v) {
+  for_each_monomial(A, [out](int t, double v) {
     if constexpr (Add)
       out[t] += v;
     else
       out[t] = v;
-  };
-  // runs of equal order: no branch in the inner loops
-  for (const OrderRun& run : order_runs_) {
-    int t = run.begin;
-    const int end = run.end;
-    switch (run.order) {
-      case 1:
-        for (; t < end; ++t, idx += kMaxOrder) put(t, A[idx[0]]);
-        break;
-      case 2:
-        for (; t < end; ++t, idx += kMaxOrder) put(t, A[idx[0]] * A[idx[1]]);
-        break;
-      case 3:
-        for (; t < end; ++t, idx += kMaxOrder) put(t, A[idx[0]] * A[idx[1]] * A[idx[2]]);
-        break;
-      default:
-        for (; t < end; ++t, idx += kMaxOrder) put(t, A[idx[0]] * A[idx[1]] * A[idx[2]] * A[idx[3]]);
-    }
-  }
+  });
 }
 
 void ACEBasis::monomials(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const {

@@ -44,33 +44,15 @@ void ACEBasis::monomial_weights(const double* coef, double* w) const {
 
 void ACEBasis::features_from_A(const double* A, double* B) const {
   std::fill(B, B + spec_.n_features, 0.0);
-  const int* idx = spec_.mono_idx.data();
   const int* f = mono_feat_.data();
   const double* c = mono_feat_coef_.data();
-  auto add = [&](int t, double value) {
+  for_each_monomial(A, [&](int t, double value) {
     if (one_feature_each_) {
       B[f[t]] += c[t] * value;
       return;
     }
     for (int q = mono_feat_ptr_[t]; q < mono_feat_ptr_[t + 1]; ++q) B[f[q]] += c[q] * value;
-  };
-  for (const OrderRun& run : order_runs_) {   // runs of equal order, as monomial_values
-    int t = run.begin;
-    const int end = run.end;
-    switch (run.order) {
-      case 1:
-        for (; t < end; ++t, idx += kMaxOrder) add(t, A[idx[0]]);
-        break;
-      case 2:
-        for (; t < end; ++t, idx += kMaxOrder) add(t, A[idx[0]] * A[idx[1]]);
-        break;
-      case 3:
-        for (; t < end; ++t, idx += kMaxOrder) add(t, A[idx[0]] * A[idx[1]] * A[idx[2]]);
-        break;
-      default:
-        for (; t < end; ++t, idx += kMaxOrder) add(t, A[idx[0]] * A[idx[1]] * A[idx[2]] * A[idx[3]]);
-    }
-  }
+  });
 }
 
 }  // namespace dcace

@@ -157,6 +157,29 @@ class ACEBasis {
   void build_feature_transpose();   // mono_feat_* (feature_map.cpp)
   template <bool Add>
   void monomial_values_into(const double* A, double* out) const;
+  // sink(t, value) for every monomial t, value = the product of its A's (runs of equal order: no
+  // branch in the inner loops); monomial_values_into and features_from_A are its two sinks
+  template <class Sink>
+  void for_each_monomial(const double* A, Sink&& sink) const {
+    const int* idx = spec_.mono_idx.data();
+    for (const OrderRun& run : order_runs_) {
+      int t = run.begin;
+      const int end = run.end;
+      switch (run.order) {
+        case 1:
+          for (; t < end; ++t, idx += kMaxOrder) sink(t, A[idx[0]]);
+          break;
+        case 2:
+          for (; t < end; ++t, idx += kMaxOrder) sink(t, A[idx[0]] * A[idx[1]]);
+          break;
+        case 3:
+          for (; t < end; ++t, idx += kMaxOrder) sink(t, A[idx[0]] * A[idx[1]] * A[idx[2]]);
+          break;
+        default:
+          for (; t < end; ++t, idx += kMaxOrder) sink(t, A[idx[0]] * A[idx[1]] * A[idx[2]] * A[idx[3]]);
+      }
+    }
+  }
   void adjoint_to_rij(int n_neigh, const double* rij, const int* zj, const Workspace& ws,
                       double* dE_drij) const;
 
