@@ -30,15 +30,18 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
   the Python API with a test set, and with more ranks than blocks: idle ranks). Threads (`--threads`,
   default: the cores of `os.sched_getaffinity` divided by the ranks) change nothing in the file either;
   the counts are in `report.timings["ranks"]`, `["threads"]`.
-- **Streaming**: every rank reads the training file(s) with `ase.io.iread` one frame at a time and
-  validates every frame (so a bad label gives the same error, file and frame, on every rank at once),
-  but keeps only the frames of its own blocks (`read_data(keep=)`; the others become a few numbers,
-  `FrameStub`). Per structure, on the rank that holds it: the ZBL labels and neighbour extremes, pass 1
+- **Streaming**: of extended XYZ files every rank finds where each frame starts (one scan of the
+  atom-count lines, no parsing), parses and validates only the frames of its own blocks
+  (`dcace.stream.read_own`, with the parser `ase.io.iread` uses) and gets the few numbers of the other
+  frames (`FrameStub`: atom count, energy, stress or not, config_type, weight) from the ranks that
+  parsed them; a bad frame is reported by every rank with its owner's message, file and frame (the
+  lowest-numbered bad frame, as the serial reader). Other formats and lists of `Atoms`: every rank
+  parses every frame (`ase.io.iread`, one at a time) and keeps its own (`read_data(keep=)`). Per
+  structure, on the rank that holds it: the ZBL labels and neighbour extremes, pass 1
   (descriptor sums), pass 2 (fitting rows and their normal-equation terms), pass 3 (training errors of
   the final and the linear potential, which rank 0 sends as exact `%.17g` text) and both passes of the
   extrapolation grade (rank 0 gathers the kept descriptor rows in structure order and runs MaxVol;
-  every rank grades its own atoms). The test set is validated on every rank and kept and evaluated on
-  rank 0. A `Dataset` passed in is used as given (every rank holds what it was given).
+  every rank grades its own atoms). The test set is parsed, validated and evaluated on rank 0. A `Dataset` passed in is used as given (every rank holds what it was given).
 - Rank 0 selects, solves and writes; progress bars and the report come from rank 0 only.
 - Errors: a bad frame on one rank is reported by every rank with the same message naming the file and
   frame (an error flag gathered after each stage), and the job ends; an error of rank 0 while the
@@ -52,10 +55,14 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 - Memory per rank: its own frames (1/N of the data), the (n, D) descriptor sums and a few numbers per
   structure, and one one-fold partial of the normal equations (1/folds of their size); rank 0 also holds
   the totals and the stress rows of every structure (n x 6 x D', used by the selection's stress errors).
-- Not distributed: parsing (every rank parses every frame, keeping its own), the selection and the
-  solves (rank 0), the test set (rank 0).
+- Not distributed: the scan of the atom-count lines (every rank, ~50x cheaper than parsing), parsing of
+  other formats (every rank parses every frame), the selection and the solves (rank 0), the test set
+  (rank 0).
 
 """
+
+#: what a rank holds per structure (bytes), measured with benchmarks/mpi_memory_sites.py (filled in below)
+MEMORY_ACCOUNT: list[str] = []
 
 
 def row_pass(r):
@@ -86,26 +93,27 @@ def _table(rows):
     return lines
 
 
-def _by(rows, set_name, ranks, threads, hold=False):
+def _by(rows, set_name, ranks, threads, hold=False, degree=None, parse_all=False):
     for r in rows:
-        if (r["set"], r["ranks"], r["threads"], bool(r.get("hold_all"))) == (set_name, ranks, threads, hold):
+        if (r["set"], r["ranks"], r["threads"], bool(r.get("hold_all")), bool(r.get("parse_all"))) == \
+                (set_name, ranks, threads, hold, parse_all) and (degree is None or r["max_degree"] == degree):
             return r
     return None
 
 
 def _efficiency(rows):
     lines = ["Parallel efficiency. Wall: T(1 x 1) / (2 T(config)). Work: CPU(1 x 1) / (summed CPU of all ranks "
-             "or threads), the part of the parallel run's work that is the serial fit's (the rest: parsing on every "
-             "rank, imports, communication); it does not depend on how many cores the machine's load left us. "
+             "or threads), the part of the parallel run's work that is the serial fit's (the rest: the scan of the "
+             "count lines on every rank, imports, communication); it does not depend on how many cores the machine's load left us. "
              "Cores obtained = summed CPU / wall: on this oversubscribed machine a second rank or thread mostly "
              "did not get a second core, which is why the wall ratios stay low:", ""]
-    for s in dict.fromkeys(r["set"] for r in rows):
-        base = _by(rows, s, 1, 1)
+    for s, deg in dict.fromkeys((r["set"], r["max_degree"]) for r in rows):
+        base = _by(rows, s, 1, 1, degree=deg)
         for ranks, threads in ((2, 1), (1, 2)):
-            r = _by(rows, s, ranks, threads)
+            r = _by(rows, s, ranks, threads, degree=deg)
             if base is None or r is None:
                 continue
-            lines.append(f"- {s}, {ranks} rank(s) x {threads} thread(s): row pass {100 * row_pass(base) / (2 * row_pass(r)):.0f} %, "
+            lines.append(f"- {s} deg {deg:g}, {ranks} rank(s) x {threads} thread(s): row pass {100 * row_pass(base) / (2 * row_pass(r)):.0f} %, "
                          f"pass 3 + grade {100 * eval_pass(base) / (2 * max(eval_pass(r), 1e-9)):.0f} %, whole fit "
                          f"{100 * base['wall'] / (2 * r['wall']):.0f} %; work {100 * base['cpu'][0] / sum(r['cpu']):.0f} %; "
                          f"cores obtained {sum(base['cpu']) / base['wall']:.2f} -> {sum(r['cpu']) / r['wall']:.2f} "
@@ -118,29 +126,53 @@ def _efficiency(rows):
     return lines
 
 
-def _memory(rows):
-    lines = ["Memory per rank vs number of structures (Mo, same basis): peak RSS (rank 0, rank 1) in MiB.", "",
-             "| structures | atoms | 1 rank | 2 ranks, own frames | 2 ranks, every rank all frames |", "|---:|---:|---|---|---|"]
-    sets = [s for s in dict.fromkeys(r["set"] for r in rows) if s.startswith("Mo")]
-    for s in sorted(sets, key=lambda x: int(x.split("x")[1])):
-        a, b, c = _by(rows, s, 1, 1), _by(rows, s, 2, 1), _by(rows, s, 2, 1, True)
+def _fit_line(xs, ys):
+    """(intercept, slope) of the least-squares line through the points."""
+    import numpy as np
+
+    slope, icpt = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    return float(icpt), float(slope)
+
+
+def _memory(rows, before):
+    """Peak RSS per rank vs the number of structures (Mo, the smallest degree run at several sizes), before
+    and after this branch, and the linear model that predicts it."""
+    mo = [r for r in rows if r["set"].startswith("Mo") and r["ranks"] == 2 and not r.get("hold_all")]
+    if not mo:
+        return []
+    deg = min(r["max_degree"] for r in mo)
+    sets = sorted({r["set"] for r in rows if r["set"].startswith("Mo") and r["max_degree"] == deg},
+                  key=lambda x: int(x.split("x")[1]))
+    old = {b["n_structures"]: b["rss"] for b in (before or {}).get("rows", [])}
+    lines = [f"Memory per rank vs number of structures (Mo, bo 4, deg {deg:g}, experts auto): peak RSS "
+             "(getrusage ru_maxrss) of (rank 0, rank 1) in MiB. \"before\": " + (before or {}).get("what", "-")
+             + ".", "",
+             "| structures | atoms | 1 rank | 2 ranks, before | 2 ranks, now | 2 ranks, every rank all frames (Dataset) |",
+             "|---:|---:|---|---|---|---|"]
+    fmt = lambda r: "-" if r is None else ", ".join(f"{m:.0f}" for m in (r if isinstance(r, list) else r["rss"]))  # noqa: E731
+    for s in sets:
+        a, b, c = (_by(rows, s, 1, 1, degree=deg), _by(rows, s, 2, 1, degree=deg),
+                   _by(rows, s, 2, 1, True, degree=deg))
         any_ = a or b or c
-        fmt = lambda r: "-" if r is None else ", ".join(f"{m:.0f}" for m in r["rss"])  # noqa: E731
-        lines.append(f"| {any_['n_structures']} | {any_['n_atoms']} | {fmt(a)} | {fmt(b)} | {fmt(c)} |")
-    pairs = [(_by(rows, x, 2, 1), _by(rows, x, 2, 1, True)) for x in sets]
-    own = sorted((r for r, _ in pairs if r), key=lambda r: r["n_structures"])
+        lines.append(f"| {any_['n_structures']} | {any_['n_atoms']} | {fmt(a)} | {fmt(old.get(any_['n_structures']))} | "
+                     f"{fmt(b)} | {fmt(c)} |")
+    own = sorted((r for r in (_by(rows, s, 2, 1, degree=deg) for s in sets) if r), key=lambda r: r["n_structures"])
     if len(own) >= 2:
+        n = [r["n_structures"] for r in own]
+        per_atom = own[-1]["n_atoms"] / own[-1]["n_structures"]
+        fits = [_fit_line(n, [r["rss"][k] for r in own]) for k in (0, 1)]
+        lines += ["", "Model (least squares over those runs): peak RSS = a + b n, n the number of structures "
+                  f"({per_atom:.0f} atoms each):"]
+        for k, (a, b) in enumerate(fits):
+            lines.append(f"- rank {k}: a = {a:.0f} MiB, b = {b * 2**20:.0f} bytes per structure "
+                         f"({b * 2**20 / per_atom:.0f} bytes per atom); x1000 (n = {1000 * n[0] // int(own[0]['set'].split('x')[1]):,}) "
+                         f"-> {a + b * 1000 * n[0] / int(own[0]['set'].split('x')[1]) :,.0f} MiB")
         lo, hi = own[0], own[-1]
-        peer = {r["n_structures"]: r for _, r in pairs if r}
-        lines += ["", f"From {lo['n_structures']} to {hi['n_structures']} structures ({hi['n_structures'] / lo['n_structures']:.0f}x), "
-                  f"rank 1's peak RSS grew {lo['rss'][1]:.0f} -> {hi['rss'][1]:.0f} MiB keeping its own frames"
-                  + (f" ({hi['rss'][1] - peer[hi['n_structures']]['rss'][1]:+.0f} MiB against every rank holding all "
-                     f"frames at {hi['n_structures']})" if hi["n_structures"] in peer else "")
-                  + ". So the memory per rank is not independent of the number of structures: the normal equations "
-                  "(O(K^2) per candidate and fold) are, but a rank still holds its 1/N of the frames for passes 2 and "
-                  "3, and a few numbers per structure of all of them (descriptor sums, energies, hashes, FrameStubs; "
-                  "rank 0 also the stress rows). Holding nothing would mean re-reading the frames in every pass."]
-    return lines + [""]
+        lines += ["", f"From {lo['n_structures']} to {hi['n_structures']} structures, rank 1's peak RSS went "
+                  f"{lo['rss'][1]:.0f} -> {hi['rss'][1]:.0f} MiB"
+                  + (f" (before: {old[lo['n_structures']][1]:.0f} -> {old[hi['n_structures']][1]:.0f})"
+                     if lo["n_structures"] in old and hi["n_structures"] in old else "") + "."]
+    return lines + [""] + MEMORY_ACCOUNT + [""]
 
 
 def _probe(p):
@@ -188,39 +220,67 @@ def _tial(rows):
             "the one to measure against the 85 % target.", ""]
 
 
-def _projection(rows):
-    mo = [r for r in rows if r["set"].startswith("Mo") and r["ranks"] == 1 and r["threads"] == 1 and not r.get("hold_all")]
+def _reading(read):
+    """The read benchmark (bench_mpi_read.py): seconds per rank, now and the peer, in the same run."""
+    if not read:
+        return [], None
+    lines = [f"**Reading** (`{read[0]['command']}`; {read[0]['set']}, {read[0]['n_atoms']} atoms, "
+             f"{read[0]['n_structures']} frames): seconds per rank to scan the atom-count lines, to parse only its own "
+             "blocks' frames (`dcace.stream`, what a fit does) and to parse every frame keeping its own "
+             "(`read_data(keep=)`, the reader before it), measured in the same run:", "",
+             "| ranks | load | frames kept per rank | scan s | own frames s | every frame s | every / own |",
+             "|---:|---|---|---|---|---|---|"]
+    fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+    for r in read:
+        lines.append(f"| {r['ranks']} | {r['load'][0]:.1f} -> {r['load'][1]:.1f} | {', '.join(map(str, r['kept']))} | "
+                     f"{fmt(r['scan'])} | {fmt(r['own'])} | {fmt(r['every'])} | "
+                     f"{fmt([e / o for e, o in zip(r['every'], r['own'])])} |")
+    one = min(read, key=lambda r: r["ranks"])
+    n = one["n_atoms"]
+    model = dict(scan=one["scan"][0] / n, parse=(one["own"][0] - one["scan"][0]) / n)   # s per atom
+    lines += ["", f"Per 1e5 atoms: scan {1e5 * model['scan']:.2f} s on every rank, parse and validate "
+              f"{1e5 * model['parse']:.2f} s divided among the ranks (1 rank: own = every frame; read_own scans the "
+              "file itself, so its time includes one scan).", ""]
+    return lines, model
+
+
+def _projection(rows, read_model=None):
+    mo = [r for r in rows if r["set"].startswith("Mo") and r["ranks"] == 1 and r["threads"] == 1 and not r.get("hold_all")
+          and not r.get("parse_all")]
     if not mo:
         return []
-    big = max(mo, key=lambda r: r["n_atoms"])
+    big = max(mo, key=lambda r: (r["n_atoms"], r["max_degree"]))
     t = big["timings"]
     n = big["n_atoms"]
     core = big["cpu"][0] / big["wall"]   # the fraction of a core the run obtained: times at a full core = wall x this
     dist = core * (row_pass(big) + eval_pass(big) + t.get("baseline", 0)) / n
-    read = core * t.get("read", 0) / n
+    if read_model:   # dcace.stream: every rank scans, each parses its own
+        scan, parse = read_model["scan"], read_model["parse"]
+    else:
+        scan, parse = core * t.get("read", 0) / n, 0.0
     fixed = core * (t.get("selection", 0) + t.get("final_solve", 0) + t.get("basis", 0))
     per_block = big.get("partial_bytes", 0) * 3 / 5e9   # read partial + total, write total at ~5 GB/s
     atoms_per_block = 64 * n / big["n_structures"]
     N, P = 1e7, 64
-    T = dist * N / P + read * N + fixed + per_block * N / atoms_per_block
+    T = (dist + parse) * N / P + scan * N + fixed + per_block * N / atoms_per_block
     return [f"Fit time per 1e5 atoms ({big['set']}, {_basis(big)}, 1 rank x 1 thread): "
             f"{1e5 * big['wall'] / n:.1f} s wall at {core:.2f} of a core, {1e5 * big['cpu'][0] / n:.1f} s of CPU "
             f"(at a full core: row pass {1e5 * core * row_pass(big) / n:.1f} s, pass 3 + grade "
-            f"{1e5 * core * eval_pass(big) / n:.1f} s, reading {1e5 * read:.1f} s).", "",
+            f"{1e5 * core * eval_pass(big) / n:.1f} s, reading {1e5 * core * t.get('read', 0) / n:.1f} s).", "",
             "Projection to 1e7 atoms on 64 ranks with a core each (same basis, candidates and structure size), model "
-            "T = t_dist N / P + t_read N + t_fixed + t_block N / (atoms per block), from that run, its stage times "
-            f"scaled to a full core (x {core:.2f}, the CPU/wall of the run):",
+            "T = (t_dist + t_parse) N / P + t_scan N + t_fixed + t_block N / (atoms per block), from that run, its "
+            f"stage times scaled to a full core (x {core:.2f}, the CPU/wall of the run), and the read benchmark:",
             f"- t_dist = {1e6 * dist:.1f} us/atom: ZBL labels, passes 1-3 and the grade, per structure on its rank "
             "(assumed perfectly parallel);",
-            f"- t_read = {1e6 * read:.1f} us/atom: every rank parses every frame (`ase.io.iread`), keeping its own;",
+            f"- t_parse = {1e6 * parse:.1f} us/atom: parsing and validating, each rank its own frames (dcace.stream);",
+            f"- t_scan = {1e6 * scan:.2f} us/atom: every rank scans the atom-count lines (twice: count_frames, read_own);",
             f"- t_fixed = {fixed:.1f} s: basis, selection and solves on rank 0 (independent of N at fixed K; the "
             "selection's stress errors grow with N, not modelled);",
             f"- t_block = {1e3 * per_block:.1f} ms per block of 64 structures ({atoms_per_block:.0f} atoms): rank 0 "
             f"adds each block's one-fold partial ({big.get('partial_bytes', 0) / 2**20:.1f} MiB) to the totals at "
             "~5 GB/s (an assumed bandwidth).",
-            f"T(1e7, 64) = {dist * N / P:.0f} + {read * N:.0f} + {fixed:.0f} + {per_block * N / atoms_per_block:.0f} "
-            f"= {T:.0f} s. Parsing on every rank is the largest term; parsing only one's own frames "
-            "(seeking to the frame offsets that count_frames passes over) would remove it.", ""]
+            f"T(1e7, 64) = {(dist + parse) * N / P:.0f} + {scan * N:.0f} + {fixed:.0f} + "
+            f"{per_block * N / atoms_per_block:.0f} = {T:.0f} s.", ""]
 
 
 def write_doc(out, store, cpu, cores, python):
@@ -235,11 +295,7 @@ def write_doc(out, store, cpu, cores, python):
     lines += [f"    {c}" for c in commands] + [""]
     lines += ["Row pass = pass 1 (descriptor sums) + pass 2 (fitting rows -> normal equations); pass 3 (training "
               "errors) and the grade are now distributed too; selection and solves run on rank 0.", ""]
-    lines += _table(rows) + [""] + _efficiency(rows) + _memory(rows) + _probe(store.get("probe")) + _tial(rows)
-    lines += _projection(rows)
-    lines += ["Full size, not run here (over 10 minutes per configuration on this machine): Mo x50 at body order 4 "
-              "degree 12 and TiAl x10 at body order 4 degree 14 (K = 2345 per species, D' = 4692: 0.9 GB of linear "
-              "normal equations for 5 folds, a committee of M = 2 four times that, over the default 1.2 GB budget):",
-              "", "    python benchmarks/bench_mpi_fit.py --cache docs/parallel-fitting-full.json "
-              "--out docs/parallel-fitting-full.md", ""]
+    lines += _table(rows) + [""] + _efficiency(rows) + _memory(rows, store.get("before")) + _probe(store.get("probe")) + _tial(rows)
+    read_lines, read_model = _reading(store.get("read"))
+    lines += read_lines + _projection(rows, read_model)
     Path(out).write_text("\n".join(lines) + "\n")

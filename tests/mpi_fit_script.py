@@ -4,7 +4,12 @@ Every rank fits through the Python API with comm=MPI.COMM_WORLD and writes what 
   OUTDIR/api.rank<r>.dcace    Zuo Mo (every 2nd), many blocks per fold (batch_size=8), experts auto
   OUTDIR/idle.rank<r>.dcace   6 structures (a Dataset), 2 folds: 2 blocks, so ranks 2.. have nothing to do
   OUTDIR/bad.rank<r>.txt      the error every rank raised for a bad frame (owned by one rank)
-  OUTDIR/held.rank<r>.txt     how many frames this rank kept in the API fit (the others: FrameStubs)
+  OUTDIR/label.rank<r>.txt    ... for a frame with NaN forces in a file (found by the one rank that parses it)
+  OUTDIR/file.rank<r>.dcace   Zuo Mo train + test files: each rank parses only its frames (dcace.stream)
+  OUTDIR/parsed.rank<r>.txt   how many frames this rank parsed in that fit
+  OUTDIR/held.rank<r>.txt     how many frames this rank kept in the API fit (the others: FrameStubs), and
+                              how many rows of the (n, D) descriptor sums it held (rank 0: all; others: their own)
+  OUTDIR/few.rank<r>.dcace    3 structures read from a list (streamed): more ranks than structures
   OUTDIR/grade.npz            rank 0: fit_grade over the ranks' own structures, subsampled species
 """
 import sys
@@ -16,7 +21,9 @@ from mpi4py import MPI
 import numpy as np
 
 import dcace
+import dcace.parallel
 import dcace.pipeline
+import dcace.stream
 from dcace.grade import fit_grade
 from dcace.parallel import Ranks
 from test_mpi_fit import API_KW, BAD_KW, GRADE_ATOMS, IDLE_KW, MO_TEST, MO_TRAIN, grade_basis
@@ -25,8 +32,9 @@ out = Path(sys.argv[1])
 comm = MPI.COMM_WORLD
 r = comm.Get_rank()
 frames = read(MO_TRAIN, "::2")
-held = []
+held, rows_held = [], []
 read_data = dcace.pipeline.read_data
+descriptor_pass = dcace.pipeline._descriptor_pass
 
 
 def counting_read(*args, **kw):   # the real reader; records what this rank kept of the training set
@@ -35,11 +43,19 @@ def counting_read(*args, **kw):   # the real reader; records what this rank kept
     return ds
 
 
-dcace.pipeline.read_data = counting_read
+def counting_pass(*args, **kw):   # the real pass 1; records how many descriptor rows this rank keeps
+    Bsum, counts = descriptor_pass(*args, **kw)
+    rows_held.append(len(Bsum.rows) if isinstance(Bsum, dcace.parallel.OwnRows) else len(Bsum))
+    return Bsum, counts
+
+
+dcace.pipeline.read_data, dcace.pipeline._descriptor_pass = counting_read, counting_pass
 pot = dcace.fit(frames, comm=comm, test=read(MO_TEST, "::4"), **API_KW)
-dcace.pipeline.read_data = read_data
+dcace.pipeline.read_data, dcace.pipeline._descriptor_pass = read_data, descriptor_pass
 (out / f"api.rank{r}.dcace").write_text(pot.to_string())
-(out / f"held.rank{r}.txt").write_text(str(held[0]))
+(out / f"held.rank{r}.txt").write_text(f"{held[0]} {rows_held[0]}")
+pot = dcace.fit(frames[:3], comm=comm, **IDLE_KW)   # 3 structures, 4 ranks: rank 3 holds none
+(out / f"few.rank{r}.dcace").write_text(pot.to_string())
 pot = dcace.fit(dcace.read_data(frames[:6]), comm=comm, **IDLE_KW)   # a Dataset: every rank holds it all
 (out / f"idle.rank{r}.dcace").write_text(pot.to_string())
 try:
@@ -48,6 +64,27 @@ try:
 except dcace.DataError as exc:
     msg = f"{type(exc).__name__}: {exc}"
 (out / f"bad.rank{r}.txt").write_text(msg)
+try:
+    dcace.fit(sys.argv[3], comm=comm, **BAD_KW)
+    msg = "no error"
+except dcace.DataError as exc:
+    msg = f"{type(exc).__name__}: {exc}"
+(out / f"label.rank{r}.txt").write_text(msg)
+
+parsed = []
+parse_frame = dcace.stream._parse_frame
+
+
+def counting_parse(*args):   # the real parser of one frame; counts this rank's calls
+    parsed.append(args[2])
+    return parse_frame(*args)
+
+
+dcace.stream._parse_frame = counting_parse
+pot = dcace.fit(str(MO_TRAIN), test=str(MO_TEST), comm=comm, **IDLE_KW)
+dcace.stream._parse_frame = parse_frame
+(out / f"file.rank{r}.dcace").write_text(pot.to_string())
+(out / f"parsed.rank{r}.txt").write_text(str(len(parsed)))
 
 basis = grade_basis()
 mine = [i for i in range(len(frames)) if i % comm.Get_size() == r]   # any split: the sums are in structure order

@@ -35,6 +35,7 @@ IDLE_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=
 BAD_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=1, cv_folds=3, threads=1,
               baseline=None, progress=False)
 BAD_FRAME = 37
+BAD_LABEL = 41
 
 
 def grade_basis():
@@ -68,6 +69,15 @@ def bad_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def bad_label_file(tmp_path_factory):
+    frames = read(MO_TRAIN, ":60")
+    frames[BAD_LABEL].calc.results["forces"][3, 1] = np.nan
+    path = tmp_path_factory.mktemp("label") / "label.xyz"
+    write(path, frames, format="extxyz")
+    return path
+
+
 def test_cli_1_2_4_ranks_write_the_serial_bytes(tmp_path, capsys):
     from dcace.cli import main
 
@@ -82,7 +92,7 @@ def test_cli_1_2_4_ranks_write_the_serial_bytes(tmp_path, capsys):
         assert p.stdout.count("wrote ") == 1 and f"{n} rank(s)" in p.stdout or n == 1   # rank 0 reports
 
 
-def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file):
+def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file, bad_label_file):
     """... with a test set (evaluated on rank 0) and every rank holding only its own blocks' frames;
     the grade's MaxVol, gathered from the ranks' structures, is the serial one to the last bit."""
     import numpy as np
@@ -93,18 +103,31 @@ def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file):
     G_ref, notes_ref, stats_ref = fit_grade(grade_basis(), frames, seed=3, max_atoms=GRADE_ATOMS)
     assert "subsample of 700" in notes_ref[0]
     ref_idle = dcace.fit(frames[:6], **IDLE_KW).to_string()
+    ref_few = dcace.fit(frames[:3], **IDLE_KW).to_string()
     with pytest.raises(dcace.DataError) as serial_err:
         dcace.fit(str(bad_file), **BAD_KW)
     assert f"bad.xyz, frame {BAD_FRAME}" in str(serial_err.value)
-    p = run([sys.executable, str(Path(__file__).parent / "mpi_fit_script.py"), str(tmp_path), str(bad_file)],
-            tmp_path, nprocs=4)
+    with pytest.raises(dcace.DataError, match=f"label.xyz, frame {BAD_LABEL}: forces 'forces' contain NaN") as label_err:
+        dcace.fit(str(bad_label_file), **BAD_KW)
+    ref_file = dcace.fit(str(MO_TRAIN), test=str(MO_TEST), **IDLE_KW).to_string()
+    p = run([sys.executable, str(Path(__file__).parent / "mpi_fit_script.py"), str(tmp_path), str(bad_file),
+             str(bad_label_file)], tmp_path, nprocs=4)
     assert p.returncode == 0, p.stderr
     for r in range(4):
         assert (tmp_path / f"api.rank{r}.dcace").read_text() == ref, f"rank {r}: API fit differs from serial"
         assert (tmp_path / f"idle.rank{r}.dcace").read_text() == ref_idle, f"rank {r}: idle-rank fit differs"
+        assert (tmp_path / f"few.rank{r}.dcace").read_text() == ref_few, f"rank {r}: 3 structures on 4 ranks differ"
         assert (tmp_path / f"bad.rank{r}.txt").read_text() == f"DataError: {serial_err.value}"
-    held = [int((tmp_path / f"held.rank{r}.txt").read_text()) for r in range(4)]
+        assert (tmp_path / f"label.rank{r}.txt").read_text() == f"DataError: {label_err.value}"
+        assert (tmp_path / f"file.rank{r}.dcace").read_text() == ref_file, f"rank {r}: fit from files differs"
+    # from files, each rank parsed only its own blocks' frames (<= 64 each here) and rank 0 the test set too
+    parsed = [int((tmp_path / f"parsed.rank{r}.txt").read_text()) for r in range(4)]
+    n_train, n_test = count_frames(MO_TRAIN), count_frames(MO_TEST)
+    assert sum(parsed) == n_train + n_test and max(parsed[1:]) <= 64 < n_train and parsed[0] >= n_test, parsed
+    held, rows = zip(*[map(int, (tmp_path / f"held.rank{r}.txt").read_text().split()) for r in range(4)])
     assert sum(held) == len(frames) and max(held) < len(frames) / 2, held   # each rank its own blocks only
+    # the (n, D) descriptor sums: all on rank 0 (it clusters and selects), only their own elsewhere
+    assert rows == (len(frames),) + held[1:], (rows, held)
     g = np.load(tmp_path / "grade.npz")
     assert np.array_equal(g["G"], G_ref[0])
     assert (int(g["above"]), float(g["gmax"]), float(g["fraction"]), str(g["notes"])) == (
@@ -174,3 +197,54 @@ def test_thread_count_does_not_change_the_file_and_is_reported():
     assert pots[None].report.timings["ranks"] == 1
     with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
         dcace.fit(frames, **dict(kw, threads=0))
+
+
+def test_own_rows_index_like_the_full_array_and_divide_to_the_same_bits():
+    """What a rank other than 0 keeps of the (n, D) descriptor sums (parallel.OwnRows): its own rows,
+    read by structure index as the full array is, and P = Bsum / N[:, None] to the same bits."""
+    rng = np.random.default_rng(4)
+    full, N = rng.normal(size=(10, 4)), rng.integers(1, 60, 10).astype(float)
+    mine = [7, 2, 5]
+    own = parallel.OwnRows(mine, full[mine], 10)
+    P = own / N[:, None]
+    assert own.shape == full.shape and len(own) == 10
+    assert np.array_equal(own[np.array([5, 7])], full[[5, 7]]) and np.array_equal(own[2], full[2])
+    assert np.array_equal(P[np.array([2, 7, 5])], (full / N[:, None])[[2, 7, 5]])
+    assert np.array_equal(P[5], (full / N[:, None])[5])
+    with pytest.raises(IndexError, match=r"structures \[0, 9\] are not held by this rank"):
+        own[np.array([0, 7, 9])]
+
+
+def _same_frames(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (x.source, x.index, x.energy, x.config_type, x.weight, x.has_stress) == \
+               (y.source, y.index, y.energy, y.config_type, y.weight, y.has_stress)
+        assert np.array_equal(x.forces, y.forces) and np.array_equal(x.atoms.positions, y.atoms.positions)
+        assert np.array_equal(x.atoms.numbers, y.atoms.numbers) and np.array_equal(x.atoms.cell.array, y.atoms.cell.array)
+        assert (x.stress is None and y.stress is None) or np.array_equal(x.stress, y.stress)
+
+
+def test_reading_own_frames_from_byte_offsets_gives_read_datas_dataset(tmp_path):
+    """dcace.stream parses frames from the offsets of their count lines: the Dataset read_data gives,
+    to the bit (Ni: 108 of 263 frames without stress -> the same notes; TiAl: other force and virial
+    keys); sources it does not read (a blank line before more frames, another format) -> None."""
+    from dcace.parallel import Ranks
+    from dcace.stream import EVERY, read_own
+
+    ni = MO_TRAIN.with_name("Ni_train.xyz")
+    tial = MO_TRAIN.parents[1] / "tial" / "TiAl_tutorial.xyz"
+    for src, kw in (([ni, MO_TEST], dict(elements=["Ni", "Mo"])),
+                    (tial, dict(elements=["Ti", "Al"], forces_key="force", virial_key="virial"))):
+        ref, got = dcace.read_data(src, **kw), read_own(Ranks(None), src, EVERY, **kw)
+        _same_frames(ref.frames, got.frames)
+        assert (got.files, got.notes, got.keys, got.optional_found, got.keys_seen) == \
+               (ref.files, ref.notes, ref.keys, ref.optional_found, ref.keys_seen)
+        assert src == tial or any("have no usable stress" in n for n in got.notes), got.notes
+    text = MO_TEST.read_text().splitlines(keepends=True)
+    first = int(text[0]) + 2
+    (tmp_path / "gap.xyz").write_text("".join(text[:first] + ["\n"] + text[first:]))
+    assert read_own(Ranks(None), tmp_path / "gap.xyz", EVERY, elements=["Mo"]) is None
+    assert count_frames(tmp_path / "gap.xyz") == 1   # as ase.io.iread, which stops at the blank line
+    write(tmp_path / "some.traj", read(MO_TEST, ":3"))
+    assert read_own(Ranks(None), tmp_path / "some.traj", EVERY, elements=["Mo"]) is None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -72,10 +73,11 @@ class Frame:
         return self.atoms.get_chemical_symbols()[0]
 
 
-@dataclass
+@dataclass(slots=True)
 class FrameStub:
     """A validated frame that this process does not keep (``read_data(keep=...)``: an MPI rank keeps
-    only the frames of its own blocks, ``dcace.parallel``): the few numbers every rank needs of it."""
+    only the frames of its own blocks, ``dcace.parallel``): the few numbers every rank needs of it
+    (slots, and the file name and config_type strings shared: ~150 bytes a frame, docs/parallel-fitting.md)."""
 
     n_atoms: int
     energy: float
@@ -299,7 +301,7 @@ def _type_and_weight(atoms, where, weight_key):
         raise DataError(f"{where}: weight {weight_key!r} = {w!r} is not a number") from None
     if not (np.isfinite(w) and w >= 0):
         raise DataError(f"{where}: weight {weight_key!r} = {w!r} must be a finite number >= 0")
-    return (None if ctype is None else str(ctype)), w
+    return (None if ctype is None else sys.intern(str(ctype))), w   # one string object per config_type
 
 
 def _clean_atoms(atoms):
@@ -391,12 +393,7 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
     every frame is read (``ase.io.iread``, one at a time) and validated, but only those are kept;
     the others become :class:`FrameStub` (an MPI rank holds only its own blocks' frames).
     """
-    from ase import Atoms
-
-    if required_keys is None:
-        required_keys = {k for k, v, d in (("stress_key", stress_key, DEFAULT_STRESS_KEY),
-                                           ("virial_key", virial_key, None)) if v is not None and v != d}
-    required_keys = set(required_keys)
+    required_keys = required_optional_keys(stress_key, virial_key, required_keys)
     if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
         parts, start = [], 0
         for s in source:
@@ -417,17 +414,8 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
     seen: set = set()
     atoms_hash = hashlib.sha256()   # provenance of a list of Atoms (a file is hashed as a file)
     for name, i, atoms in _iter_source(source, index):
-        where = f"{name}, frame {i}"
-        if isinstance(atoms, Atoms):
-            for opt, key in (("stress_key", stress_key), ("virial_key", virial_key)):
-                if not found[opt] and key is not None and _lookup(atoms, key) is not _MISSING:
-                    found[opt] = True
-            if len(seen) < 200:
-                seen.update(_available_keys(atoms))
-        e, f, s, note = _validate_frame(atoms, where, elements, energy_key, forces_key, stress_key, virial_key)
-        if note is not None:
-            skipped.setdefault(note, []).append(i)
-        frame = Frame(_clean_atoms(atoms), e, f, s, name, i, *_type_and_weight(atoms, where, weight_key))
+        frame = frame_of(atoms, name, i, found, seen, skipped, elements=elements, weight_key=weight_key,
+                         energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
         if not isinstance(source, (str, os.PathLike)):
             _hash_frame(atoms_hash, frame)
         frames.append(frame if keep is None or len(frames) in keep else FrameStub.of(frame))
@@ -436,17 +424,49 @@ def read_data(source, *, elements: Sequence[str] | None = None, energy_key: str 
         files.append({"name": Path(source).name, "sha256": _sha256(Path(source)), "n_frames": len(frames)})
     else:
         files.append({"name": "<atoms>", "sha256": atoms_hash.hexdigest(), "n_frames": len(frames)})
-    notes = []
-    n_with = sum(f.has_stress for f in frames)
-    if n_with and skipped:
-        for why, idx in skipped.items():
-            shown = ", ".join(map(str, idx[:10])) + (", ..." if len(idx) > 10 else "")
-            notes.append(f"{name}: {len(idx)} of {len(frames)} frames have no usable stress ({why}: frames "
-                         f"{shown}); their stress rows are skipped")
+    notes = stress_notes(name, skipped, sum(f.has_stress for f in frames), len(frames))
     keys = {"energy_key": energy_key, "forces_key": forces_key, "stress_key": stress_key, "virial_key": virial_key}
     ds = Dataset(frames, files, notes, keys, found, seen)
     _check_optional_keys(ds, source, required_keys)
     return ds
+
+
+def frame_of(atoms, name, i, found, seen, skipped, *, elements, weight_key, energy_key, forces_key, stress_key,
+             virial_key) -> Frame:
+    """One read structure validated into a Frame (DataError naming file and frame); records which optional
+    keys it has (found, seen) and why it has no usable stress (skipped {why: [frame index]})."""
+    from ase import Atoms
+
+    where = f"{name}, frame {i}"
+    if isinstance(atoms, Atoms):
+        for opt, key in (("stress_key", stress_key), ("virial_key", virial_key)):
+            if not found[opt] and key is not None and _lookup(atoms, key) is not _MISSING:
+                found[opt] = True
+        if len(seen) < 200:
+            seen.update(_available_keys(atoms))
+    e, f, s, note = _validate_frame(atoms, where, elements, energy_key, forces_key, stress_key, virial_key)
+    if note is not None:
+        skipped.setdefault(note, []).append(i)
+    return Frame(_clean_atoms(atoms), e, f, s, name, i, *_type_and_weight(atoms, where, weight_key))
+
+
+def stress_notes(name, skipped, n_with, n_frames) -> list[str]:
+    """The notes on one source's frames without usable stress (when some frames have one)."""
+    notes = []
+    if n_with and skipped:
+        for why, idx in skipped.items():
+            shown = ", ".join(map(str, idx[:10])) + (", ..." if len(idx) > 10 else "")
+            notes.append(f"{name}: {len(idx)} of {n_frames} frames have no usable stress ({why}: frames "
+                         f"{shown}); their stress rows are skipped")
+    return notes
+
+
+def required_optional_keys(stress_key, virial_key, required_keys=None) -> set:
+    """Which optional keys must be found on some frame: as given, else the ones the caller changed."""
+    if required_keys is None:
+        required_keys = {k for k, v, d in (("stress_key", stress_key, DEFAULT_STRESS_KEY),
+                                           ("virial_key", virial_key, None)) if v is not None and v != d}
+    return set(required_keys)
 
 
 class _Shifted:
@@ -486,21 +506,34 @@ def count_frames(source, index=":") -> int:
 
 def _count_xyz(path: Path):
     """Frames of an (extended) XYZ file from its atom-count lines, or None if it is not one."""
+    table = xyz_frame_table(path)
+    return None if table is None else len(table)
+
+
+def xyz_frame_table(path: Path):
+    """[(byte offset, atom count)] of every frame of an (extended) XYZ file, from its atom-count lines
+    (one scan, no parsing), or None if it is not laid out so (another format, a non-count line where a
+    frame should start, a truncated frame, a blank line before more frames: ase.io.iread would stop
+    there).  A frame is its count line, its comment line and one line per atom."""
     if path.suffix.lower() not in (".xyz", ".extxyz") or not path.is_file():
         return None
-    n = 0
+    table, blank = [], False
     with open(path, "rb") as fh:
         while True:
+            offset = fh.tell()
             line = fh.readline()
             if not line:
-                return n
+                return table
             if not line.strip():
+                blank = True
                 continue   # trailing blank lines
             try:
                 natoms = int(line)
             except ValueError:
                 return None
+            if blank:
+                return None
             for _ in range(natoms + 1):
                 if not fh.readline():
                     return None
-            n += 1
+            table.append((offset, natoms))

@@ -9,14 +9,18 @@ cross-validation fold, cut into runs of at most ``batch`` structures that never 
 on the number of ranks).  Block b belongs to rank ``b % size``.
 
 - reading: the blocks are known from the number of frames (``dcace.data.count_frames``), so every
-  rank reads the data keeping only its blocks' frames (``read_data(keep=)``); what every rank needs
+  rank reads the data keeping only its blocks' frames (of extended XYZ files it parses only those,
+  ``dcace.stream.read_own``; other sources through ``read_data(keep=)``); what every rank needs
   of all structures comes from small per-structure numbers gathered in structure order
   (``allgather_indexed``) or from exact reductions (``extremes``).
-- pass 1 (descriptor sums) is per structure: each rank computes the structures of its blocks; the
-  rows are gathered (``Ranks.allgather_rows``), so every rank holds the same (n, D) arrays.
+- pass 1 (descriptor sums) is per structure: each rank computes the structures of its blocks; rank 0
+  gathers the (n, D) rows (``Ranks.rows_to_root``: it standardises, clusters and selects), every other
+  rank keeps only its own structures' rows (``OwnRows``), all that its blocks of pass 2 need; the atom
+  counts (n, S) are on every rank.
 - pass 2 (fitting rows -> normal equations): each block's contribution is accumulated from zero
   into a one-fold copy of every accumulator (a *partial*), and rank 0 adds the partials into the
-  totals in block order, receiving those of the other ranks (``accumulate_blocks``).  The serial fit
+  totals in block order, receiving those of the other ranks (``accumulate_blocks``), and with them
+  the block's stress rows for the selection (rank 0 keeps them; the owner holds one block's at a time).  The serial fit
   does exactly the same with one rank, so 1, 2, 4 ranks and the serial fit agree to the last bit.
 - rank 0 selects and solves while the others wait (``from_root``); pass 3 and the grade are again per
   structure (``dcace.pass3``), their terms summed on rank 0 in structure order; rank 0 writes and the
@@ -37,7 +41,7 @@ import traceback
 
 import numpy as np
 
-__all__ = ["Ranks", "as_ranks", "default_threads", "fit_blocks", "world_from_environment", "MPI_HINT"]
+__all__ = ["OwnRows", "Ranks", "as_ranks", "default_threads", "fit_blocks", "world_from_environment", "MPI_HINT"]
 
 MPI_HINT = 'install mpi4py with: pip install "dcace[mpi]"'
 #: environment variables set by mpiexec (MPICH/Hydra, Open MPI, PMIx, Slurm's srun)
@@ -96,6 +100,41 @@ def fit_blocks(folds: np.ndarray, batch: int) -> list[np.ndarray]:
     return blocks
 
 
+class OwnRows:
+    """The rows of an (n, ...) per-structure array that this rank holds -- those of its own structures --
+    indexed by structure index as the full array is (``x[ix]``).
+
+    Why: on the ranks other than 0 the (n, D) descriptor sums would be O(n D) memory on every rank;
+    pass 2 reads only the rows of the rank's own blocks.  ``x / column`` (the mean descriptors
+    P = Bsum / N[:, None]) divides when rows are read: the same IEEE division, so the same bits."""
+
+    def __init__(self, index, rows, n, divisor=None):
+        index = np.asarray(index, dtype=np.int64)
+        self.rows, self.index, self.divisor = rows, index, divisor
+        self.pos = np.full(n, -1, dtype=np.int64)
+        self.pos[index] = np.arange(len(index))
+        self.shape = (n,) + rows.shape[1:]
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, ix):
+        p = self.pos[ix]
+        if np.any(p < 0):
+            missing = np.atleast_1d(np.asarray(ix))[np.atleast_1d(p) < 0]
+            raise IndexError(f"structures {missing[:5].tolist()} are not held by this rank (OwnRows)")
+        out = self.rows[p]
+        if self.divisor is not None:
+            out = out / (self.divisor[p][:, None] if np.ndim(p) else self.divisor[p])
+        return out
+
+    def __truediv__(self, column):
+        """self / column for an (n, 1) or (n,) column, as numpy would broadcast it row by row."""
+        if self.divisor is not None:
+            raise TypeError("OwnRows: one division only")
+        return OwnRows(self.index, self.rows, self.shape[0], np.asarray(column, dtype=float).reshape(-1)[self.index])
+
+
 class Ranks:
     """Who computes which block, and the few collective operations of a fit (size 1: no MPI)."""
 
@@ -142,6 +181,21 @@ class Ranks:
                     full[np.asarray(idx)] = a
         return out
 
+    def rows_to_root(self, index, rows: np.ndarray, n: int):
+        """This rank's rows (rows[j] of structure index[j]) of an (n, ...) per-structure array -> the
+        full array, ordered by structure index, on rank 0; ``OwnRows`` of its own rows elsewhere."""
+        if self.size == 1:
+            return self.allgather_rows(index, [rows], n)[0]
+        self._wait_quietly()
+        parts = self.comm.gather((list(index), rows), root=0)
+        if not self.is_root:
+            return OwnRows(index, rows, n)
+        full = np.zeros((n,) + rows.shape[1:])
+        for idx, a in parts:
+            if len(idx):
+                full[np.asarray(idx)] = a
+        return full
+
     def extremes(self, shortest: np.ndarray, largest: np.ndarray):
         """(elementwise min of `shortest`, max of `largest`) over the ranks (exact in any order)."""
         if self.size == 1:
@@ -179,12 +233,6 @@ class Ranks:
             obj[1]._dcace_from_root = True
             raise obj[1]
         return obj
-
-    def gather_dict(self, d: dict) -> dict:
-        if self.size == 1:
-            return d
-        parts = self.comm.gather(d, root=0)
-        return {k: v for p in parts for k, v in p.items()} if self.is_root else {}
 
     def _wait_quietly(self, interval=0.005):
         """A barrier that sleeps while it waits (MPICH's blocking calls poll and would take a core from
@@ -242,6 +290,13 @@ def _complete_quietly(requests, interval=0.005):
         time.sleep(interval)
 
 
+def _recv_quietly(comm, source, tag, interval=0.001):
+    """A pickled message, waiting for it without polling a core (as _complete_quietly)."""
+    while not comm.Iprobe(source=source, tag=tag):
+        time.sleep(interval)
+    return comm.recv(source=source, tag=tag)
+
+
 # ---------------------------------------------------------------- pass 2: blocks -> normal equations
 _FOLD_ARRAYS = ("H", "Sh", "h", "yy")   # per-fold arrays of GroupAccumulator / JointAccumulator
 
@@ -261,12 +316,15 @@ def _fold_arrays(acc):
     return [getattr(acc, name) for name in _FOLD_ARRAYS if hasattr(acc, name)]
 
 
-def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, progress=None):
+def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, progress=None, side=None):
     """Pass 2: add every block's normal equations into ``accumulators`` (on rank 0), in block order.
 
     block_batch(b, part_accs) accumulates block b into the one-fold partials and returns the
     block's errors [(structure index, message)] (a failing structure is skipped, the protocol is
-    kept).  progress(k) advances rank 0's progress bar by k structures.  Collective."""
+    kept).  progress(k) advances rank 0's progress bar by k structures.  side: a dict that
+    block_batch fills with per-structure items rank 0 keeps (the stress rows): on rank 0 it receives
+    the other ranks' items, in block order; on another rank it is sent with the block's partial and
+    emptied (so a rank holds one block's items at a time).  Collective."""
     parts = [_partial(a) for a in accumulators]
     part_arrays = [x for p in parts for x in _fold_arrays(p)]
     errors = []
@@ -281,9 +339,15 @@ def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, pr
         if ranks.rank == owner:
             compute(b)
             if not ranks.is_root:
-                _complete_quietly([ranks.comm.Isend(x, dest=0, tag=tag) for tag, x in enumerate(part_arrays)], 0.001)
+                reqs = [ranks.comm.Isend(x, dest=0, tag=tag) for tag, x in enumerate(part_arrays)]
+                if side is not None:   # pickled now: emptying the dict below does not touch the message
+                    reqs.append(ranks.comm.isend(dict(side), dest=0, tag=len(part_arrays)))
+                    side.clear()
+                _complete_quietly(reqs, 0.001)
         elif ranks.is_root:
             _complete_quietly([ranks.comm.Irecv(x, source=owner, tag=tag) for tag, x in enumerate(part_arrays)], 0.001)
+            if side is not None:
+                side.update(_recv_quietly(ranks.comm, owner, len(part_arrays)))
         if ranks.is_root:
             f = int(folds[blocks[b][0]])
             for acc, part in zip(accumulators, parts):

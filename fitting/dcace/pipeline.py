@@ -46,6 +46,7 @@ from .data import Dataset, DataError, Frame, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
+from .stream import EVERY, read_own
 from .state_pack import canonical_sums
 from .potential import Potential
 from .report import ErrorStats, FitReport
@@ -123,9 +124,10 @@ def _threaded_map(fn, frames, threads):
             yield f, res
 
 
-def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None):
+def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None, lean=False):
     """(Bsum (n, D), counts (n, S)); with ranks/blocks each rank computes its blocks' structures and
-    every rank gets all rows (``dcace.parallel``)."""
+    every rank gets all rows (``dcace.parallel``) -- with ``lean``, all rows of Bsum on rank 0 only, the
+    other ranks their own (``OwnRows``), and counts on every rank."""
     S, K = basis.n_species, basis.n_features
     n = len(frames)
     ranks = ranks or Ranks(None)
@@ -149,6 +151,8 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks
         Bsum[j] = res[0].ravel()
         counts[j] = res[1]
     ranks.check(errors)
+    if lean:
+        return ranks.rows_to_root(mine.tolist(), Bsum, n), ranks.allgather_rows(mine.tolist(), [counts], n)[0]
     return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
@@ -477,12 +481,22 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if ranks.size > 1 and not isinstance(train, Dataset):
         plan = _fold_blocks(count_frames(train) + offset, fixed, seed, k_folds, bsize, offset)
         keep = {int(i) - offset for b in ranks.own_blocks(plan[1]) for i in plan[1][b]}
-    data = train if isinstance(train, Dataset) else read_data(train, elements=elements, weight_key=weight_key,
-                                                              keep=None if plan is None else keep, **keys)
+    # MPI: each rank parses only the frames it keeps of extended XYZ files (dcace.stream; None: other
+    # sources, read_data parses every frame on every rank, keeping its own)
+    data = train if isinstance(train, Dataset) else None
+    if data is None and plan is not None:
+        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, **keys)
+    if data is None:
+        data = read_data(train, elements=elements, weight_key=weight_key, keep=None if plan is None else keep, **keys)
     test_data = None
     if test is not None:   # the test set is evaluated on rank 0
-        test_data = test if isinstance(test, Dataset) else read_data(
-            test, elements=elements, weight_key=weight_key, keep=None if ranks.is_root else set(), **keys)
+        test_keep = EVERY if ranks.is_root else set()
+        test_data = test if isinstance(test, Dataset) else None
+        if test_data is None and ranks.size > 1:
+            test_data = read_own(ranks, test, test_keep, elements=elements, weight_key=weight_key, **keys)
+        if test_data is None:
+            test_data = read_data(test, elements=elements, weight_key=weight_key,
+                                  keep=None if ranks.is_root else set(), **keys)
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     core_notes, window, short_range, restraint_rows = [], None, None, None
@@ -558,13 +572,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     n_kept = len(fit_blocks(folds[:fixed.n], max(1, bsize))) if reuse is not None else 0
     # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
+    # lean: the ranks other than 0 keep only their own structures' (n, D) rows, and none of what rank 0
+    # alone uses (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
+    lean = ranks.size > 1 and fixed is None
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
-                                    [b - offset for b in blocks])
+                                    [b - offset for b in blocks], lean=lean)
     # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
     # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
     own = sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b])
     E = np.array([e for _, e in ranks.allgather_indexed([(i, data.frames[i].energy) for i in own])])
-    hashes = [h for _, h in ranks.allgather_indexed([(i, _fit_state.frame_hash(data.frames[i])) for i in own])]
+    hashes = [h for _, h in (ranks.gather_indexed if lean else ranks.allgather_indexed)(
+        [(i, _fit_state.frame_hash(data.frames[i])) for i in own])]
     if resume is None:
         wts = frame_weights(data.frames, weights)
         e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given, E)
@@ -576,7 +594,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     e_ref = ranks.bcast(e_ref)   # rank 0's numbers on every rank
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
     P = p1.P
-    if fixed is None:
+    if lean and not ranks.is_root:   # rank 0's clusterings arrive below
+        st = Z = V = clusterings = None
+    elif fixed is None:
         st = fit_standardiser(P)
         Z = st(P)
         if pca:
@@ -655,6 +675,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if resume is not None:
         resume.restore(groups, joint)
         stress_store = resume.stress_store()
+    # rank 0 keeps every structure's stress rows; another rank sends its blocks' with their partials
+    outbox = stress_store if ranks.is_root else {}
+    side = outbox if ranks.size > 1 else None
 
     def rows_and_terms(item):
         """One structure's fitting rows and their normal-equation terms (_structure_terms), times its
@@ -683,7 +706,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                 continue
             A, v, yy, stress = res
             if stress is not None:
-                stress_store[int(i)] = stress
+                outbox[int(i)] = stress
             stats.append((int(i), A, v, yy))
             if len(stats) >= bsize:
                 flush()
@@ -694,14 +717,13 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     bar = _progress(None, n, "pass 2/3 fitting rows", progress) if progress else None
     accs, tick = [groups, *joint.values()], None if bar is None else bar.update
     if n_kept:   # a reuse= fit: the state's blocks, then its sums in the stored form (as a refit reads them)
-        accumulate_blocks(ranks, blocks[:n_kept], folds, accs, block_batch, tick)
+        accumulate_blocks(ranks, blocks[:n_kept], folds, accs, block_batch, tick, side)
         if ranks.is_root:
             canonical_sums(groups, joint)
-    accumulate_blocks(ranks, blocks[n_kept:], folds, accs, lambda b, a: block_batch(b + n_kept, a), tick)
+    accumulate_blocks(ranks, blocks[n_kept:], folds, accs, lambda b, a: block_batch(b + n_kept, a), tick, side)
     if bar is not None:
         bar.close()
     rows_fn.kept.clear()   # sampled rows of structures another rank featurised
-    stress_store = ranks.gather_dict(stress_store)
     if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share); this rank
         pot, lin_pot, M_sel = pass3.receive_potentials(ranks)   # evaluates its structures in pass 3
         pass3.training_errors(ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays,
