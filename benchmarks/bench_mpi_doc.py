@@ -55,14 +55,34 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 - Memory per rank: its own frames (1/N of the data), the (n, D) descriptor sums and a few numbers per
   structure, and one one-fold partial of the normal equations (1/folds of their size); rank 0 also holds
   the totals and the stress rows of every structure (n x 6 x D', used by the selection's stress errors).
-- Not distributed: the scan of the atom-count lines (every rank, ~50x cheaper than parsing), parsing of
+- Not distributed: the scan of the atom-count lines (every rank; ~100x cheaper than parsing, below), parsing of
   other formats (every rank parses every frame), the selection and the solves (rank 0), the test set
   (rank 0).
 
 """
 
-#: what a rank holds per structure (bytes), measured with benchmarks/mpi_memory_sites.py (filled in below)
-MEMORY_ACCOUNT: list[str] = []
+#: what a rank holds per structure, from `mpiexec -n 2 python benchmarks/mpi_memory_sites.py MoxR.xyz
+#: --max-degree 8` at R = 5 and 10 (tracemalloc on every rank, the sites at the end of pass 2)
+MEMORY_ACCOUNT = [
+    "What a rank holds per structure (tracemalloc at the end of pass 2, `mpiexec -n 2 python "
+    "benchmarks/mpi_memory_sites.py MoxR.xyz --max-degree 8` at R = 5 and 10; rank 1 traced 94.1 -> 99.7 MiB "
+    "while its frames went 330 -> 968 structures of 52 atoms):",
+    "- **its own structures only** (n / ranks of them), ~8.5 kB per structure of 52 atoms (~160 bytes per "
+    "atom): the parsed structure (positions, numbers: 1.9 kB), the forces as read and minus the ZBL "
+    "baseline (2 x 1.3 kB), the `Frame`/`Atoms` objects, its row of the descriptor sums (8 D bytes: 432 at "
+    "D = 54) -- what passes 1-3 and the grade read; not holding them would mean parsing every frame again "
+    "in every pass;",
+    "- **every structure, on every rank**: a few numbers (`FrameStub`, ~150 bytes with slots; energy, "
+    "counts, weight, fold, cluster labels and the membership of the independent experts (8 x (1 + sum M) "
+    "bytes: 288 for M <= 8), the position map of `OwnRows` (8 bytes)): ~0.5 kB;",
+    "- **rank 0 only** (what it standardises, clusters and selects with): the (n, D) descriptor sums, the "
+    "mean and the standardised descriptors (3 x 8 D bytes), the stress rows of every structure (6 x 8 D "
+    "bytes; TiAl at degree 14: 225 kB per structure, the largest item at scale) and the hashes;",
+    "- **independent of n**: the modules (~25 MiB traced, plus the libraries), the basis, and the one-fold "
+    "partials of the normal equations (47 MiB for Mo degree 8, all candidates); rank 0 also the totals.",
+    "So x1000 is predictable from the line below: rank 1 grows by its own frames and ~0.5 kB per structure, "
+    "rank 0 by its own frames and ~(0.5 + 72 D / 1000) kB per structure.",
+]
 
 
 def row_pass(r):
@@ -163,10 +183,11 @@ def _memory(rows, before):
         fits = [_fit_line(n, [r["rss"][k] for r in own]) for k in (0, 1)]
         lines += ["", "Model (least squares over those runs): peak RSS = a + b n, n the number of structures "
                   f"({per_atom:.0f} atoms each):"]
+        n_1000 = 1000 * own[0]["n_structures"] // int(own[0]["set"].split("x")[1])   # the set repeated 1000 times
         for k, (a, b) in enumerate(fits):
             lines.append(f"- rank {k}: a = {a:.0f} MiB, b = {b * 2**20:.0f} bytes per structure "
-                         f"({b * 2**20 / per_atom:.0f} bytes per atom); x1000 (n = {1000 * n[0] // int(own[0]['set'].split('x')[1]):,}) "
-                         f"-> {a + b * 1000 * n[0] / int(own[0]['set'].split('x')[1]) :,.0f} MiB")
+                         f"({b * 2**20 / per_atom:.0f} bytes per atom); Mo x1000 (n = {n_1000:,}, "
+                         f"{n_1000 * per_atom:.2g} atoms) -> {a + b * n_1000:,.0f} MiB")
         lo, hi = own[0], own[-1]
         lines += ["", f"From {lo['n_structures']} to {hi['n_structures']} structures, rank 1's peak RSS went "
                   f"{lo['rss'][1]:.0f} -> {hi['rss'][1]:.0f} MiB"
