@@ -99,7 +99,7 @@ def worker(args):
         data = dcace.read_data(args.data, elements=s["elements"], **s["keys"])
     pot = dcace.fit(data, elements=s["elements"], cutoff=s["cutoff"], body_order=args.body_order,
                     max_degree=args.max_degree, experts=args.experts, threads=args.threads, comm=comm,
-                    progress=False, **({} if args.hold_all else s["keys"]))
+                    memory_budget_gb=args.memory_budget, progress=False, **({} if args.hold_all else s["keys"]))
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     mine = (ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime, read_s[0] if read_s else 0.0)   # MiB (Linux: kB), CPU s
@@ -115,10 +115,12 @@ def worker(args):
             "sha": __import__("hashlib").sha256(pot.to_string().encode()).hexdigest()}))
 
 
-def run(data, set_name, ranks, threads, body_order, max_degree, experts, hold_all=False, timeout=660, parse_all=False):
+def run(data, set_name, ranks, threads, body_order, max_degree, experts, hold_all=False, timeout=660, parse_all=False,
+        memory_budget_gb=None):
     cmd = [sys.executable, __file__, "--worker", "--data", str(data), "--set", set_name, "--ranks", str(ranks),
            "--threads", str(threads), "--body-order", str(body_order), "--max-degree", str(max_degree),
-           "--experts", str(experts)] + (["--hold-all"] if hold_all else []) + (["--parse-all"] if parse_all else [])
+           "--experts", str(experts)] + (["--hold-all"] if hold_all else []) + (["--parse-all"] if parse_all else []) \
+        + ([] if memory_budget_gb is None else ["--memory-budget", str(memory_budget_gb)])
     if ranks > 1:
         cmd = [str(BIN / "mpiexec"), "-n", str(ranks)] + cmd
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -150,7 +152,8 @@ def plan(quick):
                 ("TiAl", 10, 1, 2, False), ("TiAl", 10, 2, 1, False)]
     basis = {"Mo": dict(body_order=4, max_degree=8 if quick else 12, experts="auto"),
              # TiAl: the linear model (at degree 14 a committee's normal equations exceed the memory budget)
-             "TiAl": dict(body_order=4, max_degree=10 if quick else 14, experts=1)}
+             "TiAl": dict(body_order=4, max_degree=10 if quick else 14, experts=1,
+                          memory_budget_gb=None if quick else 2.5)}   # degree 14: 1.6 GiB of linear normal equations
     return [(name, R, ranks, threads, "all" if hold else "") for name, R, ranks, threads, hold in runs], basis
 
 
@@ -175,6 +178,7 @@ def main():
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--hold-all", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--parse-all", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-budget", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data"), ap.add_argument("--set"), ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1), ap.add_argument("--body-order", type=int, default=4)
     ap.add_argument("--max-degree", type=float, default=None), ap.add_argument("--experts", default="auto")
@@ -202,7 +206,7 @@ def main():
         n_str, n_at = sizes[data]
         t0 = time.perf_counter()
         r = run(data, name, ranks, threads, spec["body_order"], spec["max_degree"], spec["experts"], hold,
-                parse_all=parse_all)
+                parse_all=parse_all, memory_budget_gb=spec.get("memory_budget_gb"))
         row = dict(set=f"{name} x{R}", n_structures=n_str, n_atoms=n_at, ranks=ranks, threads=threads,
                    hold_all=hold, parse_all=parse_all, body_order=spec["body_order"], max_degree=spec["max_degree"],
                    experts=spec["experts"], elapsed=time.perf_counter() - t0,
