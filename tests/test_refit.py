@@ -44,7 +44,7 @@ DATA = ROOT / "tests" / "data"
 #: the settings and weights of the committed old states (tests/data/make_old_states.py)
 OLD_KW = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=6, experts=2, temperatures=(0.5,),
               compare=False, progress=False)
-OLD_WEIGHTS = {"Vacancy": 2.0, "AIMD": 1.0, "Surface": 0.5, "Elastic": 1.5}
+OLD_WEIGHTS = {"Vacancy": 2.0, "AIMD-NVT": 1.0, "Surface": 0.5, "Elastic": 1.5}
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +300,7 @@ def test_state_before_the_committee_weight_fix_is_refused(frames, work, monkeypa
     the file and the fix (the version cannot tell a state written after the fix from one before)."""
     bad, new = DATA / "v2_state_Mo_weighted_prefix.npz", frames[150:194:4]
     with pytest.raises(StateError, match=r"v2_state_Mo_weighted_prefix.npz: fit-state format version 2 with "
-                                         r"frame weights \(0.5, 1, 2\).*committee-weight fix \(d12ced5\)"):
+                                         r"frame weights \(0.5, 1, 1.5, 2\).*committee-weight fix \(d12ced5\)"):
         refit(new, resume=bad, progress=False, compare=False)
     xyz = work / "new_w.xyz"
     write(xyz, new, format="extxyz")
@@ -309,10 +309,16 @@ def test_state_before_the_committee_weight_fix_is_refused(frames, work, monkeypa
     monkeypatch.setattr(state_anchors, "check_committee_weights", lambda st: None)
     wrong = refit(new, resume=bad, progress=False, compare=False)
     right = dcace.fit(frames[0:150:4] + new, reuse=bad, weights=OLD_WEIGHTS, **OLD_KW)
+    f_wrong, f_right = (p.report.errors["dc"]["train"]["force_rmse_ev_per_a"] for p in (wrong, right))
     print(f"\npre-fix weighted state: refit vs fit from scratch, coefficients "
-          f"{rel(wrong.coefficients, right.coefficients):.3g} relative")
+          f"{rel(wrong.coefficients, right.coefficients):.3g} relative, training force RMSE {f_wrong:.6g} vs "
+          f"{f_right:.6g} eV/A")
     assert wrong.n_experts == right.n_experts == 2
-    assert rel(wrong.coefficients, right.coefficients) > 1e-4
+    # measured: 5.0e-9 (the refit's bar is 1e-10; this gate is nearly hard on these 49 structures) and
+    # the training force RMSE, which a refit takes from the sums, 0.309 vs 0.334 eV/A; at the default
+    # temperatures on 150 + 44 structures the CV picks another M (benchmarks/old_state_weights.py)
+    assert rel(wrong.coefficients, right.coefficients) > 1e-9
+    assert abs(f_wrong / f_right - 1) > 0.03
     # the same weights in a state of this dcace (version 3) resume to the fit from scratch
     good = work / "weighted_v3.npz"
     dcace.fit(frames[0:150:4], state=good, weights=OLD_WEIGHTS, **OLD_KW)

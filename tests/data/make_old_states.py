@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 MO_TRAIN = HERE.parents[1] / "examples" / "data" / "zuo2020" / "Mo_train.xyz"
 KW = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=6, experts=2, temperatures=(0.5,),
           compare=False, progress=False)
-WEIGHTS = {"Vacancy": 2.0, "AIMD": 1.0, "Surface": 0.5, "Elastic": 1.5}
+WEIGHTS = {"Vacancy": 2.0, "AIMD-NVT": 1.0, "Surface": 0.5, "Elastic": 1.5}
 
 
 def as_version_1(state, out):
