@@ -75,7 +75,7 @@ DEFAULTS = {
     "memory_budget_gb": 1.2,
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
-    "anchors": 0.03,               # weight of the off-data anchors of joint structure-gate committees (dcace.anchors)
+    "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
 }
 
@@ -321,7 +321,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
-    anchors : weight of the off-data anchors of joint structure-gate committees (``dcace.anchors``):
+    anchors : weight of the off-data anchors of structure-gate committees (``dcace.anchors``; joint, and
+        independent experts with ``regularise="global"``):
         compressed and rattled copies of training frames, free atoms and dimers, on which every expert
         of a committee is fitted to follow the linear model, so that off the data the gate does not hand a
         structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off.
@@ -549,7 +550,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                          f"more training data")
     Ms = [M for M in Ms if M <= M_allowed or M == 1] if fixed is None else fixed.Ms
     notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
-    if anchor_off and committee == "joint":   # a state before version 3 (dcace.state_anchors)
+    if anchor_off and (committee == "joint" or regularise == "global"):   # a state before version 3
         notes.append(anchor_off)
     if experts == "auto" and max_M > M_allowed:
         notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
@@ -597,7 +598,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     clusterings = ranks.bcast(clusterings)
     anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
     anchor_src = None     # (sources, ground): a state's are kept (dcace.state_anchors)
-    if w_anchor > 0 and committee == "joint" and len(clusterings) > 0:
+    if w_anchor > 0 and (committee == "joint" or regularise == "global") and len(clusterings) > 0:
         anchor_src = anchor_sources(N.tolist(), p1.yE.tolist()) if fixed is None else state_anchors.kept_sources(fixed)
     if anchor_src is not None and resume is None:   # a refit has H_a in the state
         spread, ground = anchor_src

@@ -7,7 +7,7 @@ state's anchors, it does not choose them again over the union. The state records
 
 * ``anchors`` in ``__meta__``: the weight, the indices of the source structures and of the
   lowest-energy one (both among the state's first structures), and how many anchor structures
-  they made (null when the fit had none: weight 0, independent experts, no committee);
+  they made (null when the fit had none: weight 0, independent experts with regularise="zero", no committee);
 * ``anchors_Hp``: H_a (D' x D', the anchors' linear normal matrix) as an upper triangle, packed like
   the other normal matrices (``dcace.state_pack``) -- one extra D'^2 matrix.
 
