@@ -191,9 +191,14 @@ def test_refit_changes_only_experts_that_received_structures(frames, work):
             assert m not in r["changed"] and change[m] == 0.0
             np.testing.assert_array_equal(p1.one_body[m], p0.one_body[m])
     p0g = dcace.fit(frames[:150], state=work / "indg.npz", **{**kw, "regularise": "global"})
-    rg = refit(frames[150:], resume=work / "indg.npz", progress=False, compare=False).report.selection["refit"]
+    pg = refit(frames[150:], resume=work / "indg.npz", progress=False, compare=False)
+    rg = pg.report.selection["refit"]
     print("independent experts, regularise global:", rg["received"], rg["relative_change"])
     assert rg["changed"] == [0, 1, 2] and p0g.n_experts == 3
+    # these experts have the off-data anchors (they ridge toward the linear model): kept by the refit
+    assert load_state(work / "indg.npz").meta["anchors"]["n_structures"] > 0
+    ref = dcace.fit(frames, reuse=work / "indg.npz", **{**kw, "regularise": "global"})
+    assert rel(pg.coefficients, ref.coefficients) <= 1e-10 and rel(pg.one_body, ref.one_body) <= 1e-10
 
 
 # ------------------------------------------------------------------------------------ bad input
