@@ -460,3 +460,125 @@ def test_refit_keeps_the_data_driven_embedding(tmp_path, nbmota_frames):
     pot = dcace.refit(frames[::4], resume=state, progress=False, compare=False, keep_core=True)
     assert np.array_equal(pot.basis.embedding, W)
     assert pot.metadata["fit"]["chemical_embedding"] == "pca"
+
+
+# --------------------------------------------------------------------------- the pass-2 estimate's counts
+def test_estimate_counts_the_batches_and_blocks_pass_2_does(monkeypatch):
+    """The estimate (dcace.estimate) multiplies timed unit costs by counted operations: the batches
+    (and their sizes) added to every accumulator and the block merges. Counted here from the
+    accumulators' own add calls and accumulate_blocks' blocks in a real committee fit (batch size 4,
+    so blocks hold several batches and a remainder); the estimate's timed updates are not counted."""
+    from dcace import estimate, parallel, pipeline
+    from dcace.committee import GroupAccumulator, JointAccumulator
+
+    calls, blocks, timing = {"group": [], "joint": []}, [], [False]
+    for cls, key in ((GroupAccumulator, "group"), (JointAccumulator, "joint")):
+        def spy(self, bt, _add=cls.add, _key=key):
+            if not timing[0]:
+                calls[_key].append(bt.size)
+            return _add(self, bt)
+        monkeypatch.setattr(cls, "add", spy)
+
+    def timed(*a, _f=estimate.time_updates, **k):
+        timing[0] = True
+        try:
+            return _f(*a, **k)
+        finally:
+            timing[0] = False
+
+    def merged(ranks, bl, *a, _f=parallel.accumulate_blocks, **k):
+        blocks.extend(bl)
+        return _f(ranks, bl, *a, **k)
+
+    monkeypatch.setattr(estimate, "time_updates", timed)
+    monkeypatch.setattr(pipeline, "accumulate_blocks", merged)
+    frames = read(MO_TRAIN, "::4")
+    pot = dcace.fit(frames, experts=2, temperatures=(0.5,), progress=False, batch_size=4, anchors=0, **SMALL)
+    c = pot.report.cost
+    assert calls["group"] == calls["joint"] == cost.pass2_batches(blocks, 4)
+    assert c["n_batches"] == len(calls["joint"]) and sum(calls["joint"]) == len(frames) == c["n_structures"]
+    assert c["n_blocks"] == len(blocks) and max(calls["joint"]) == 4 and min(calls["joint"]) < 4
+    u = c["unit_costs"]
+    assert u["alpha"] >= 0 and u["beta"] >= 0 and u["merge"] > 0 and set(u["warm_update_s"]) == {1, 4}
+    assert c["seconds"] == pytest.approx(c["rows_and_products_s"] + c["updates_s"] + c["merges_s"])
+    assert c["updates_s"] == pytest.approx(c["n_batches"] * u["alpha"] + len(frames) * u["beta"] + u["first_touch"])
+
+
+def test_timed_updates_leave_the_accumulators_zero():
+    """The estimate's updates add zero batches into one-fold partials and merge them: the real
+    accumulators stay exactly zero (the fit's normal equations are not touched)."""
+    from dcace.committee import Batch, GroupAccumulator, JointAccumulator
+    from dcace.estimate import time_updates
+
+    rng = np.random.default_rng(0)
+    D, S, n = 12, 2, 6
+    groups = GroupAccumulator(3, D, S, np.ones((n, 1)), 2.0)
+    gate = {"spread": np.ones(2)}
+    joint = JointAccumulator(3, D, S, gate, 2.0, lambda P: (np.full((len(P), 2), 0.5), rng.normal(size=(len(P), 2, D))))
+
+    def zero_batch(idx):
+        B = len(idx)
+        return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, D + S)), np.zeros(B),
+                     rng.normal(size=(B, D)), np.asarray(idx))
+
+    u = time_updates([groups, joint], zero_batch, np.arange(n), 4)
+    assert set(u["warm_update_s"]) == {1, 4}
+    for arr in (groups.H, groups.h, groups.yy, joint.Sh, joint.h, joint.yy):
+        assert not arr.any()
+
+
+# --------------------------------------------------------------------------- unlike-pair core windows
+def test_unlike_windows_are_at_most_the_mean_of_the_like_windows():
+    from dcace.baseline import core_window
+
+    el = ["Nb", "Mo", "Ta"]
+    r = np.array([[2.20, 2.74, 2.85], [2.74, 2.18, 2.71], [2.85, 2.71, 2.11]])
+    lo0, hi0, _ = core_window(el, r, 5.0, 0.5, unlike_pairs="data")
+    lo, hi, notes = core_window(el, r, 5.0, 0.5)
+    assert np.allclose(np.diag(hi), np.diag(hi0)) and np.allclose(np.diag(lo), np.diag(lo0))
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert hi[a, b] == pytest.approx(0.5 * (hi0[a, a] + hi0[b, b])) == hi[b, a] < hi0[a, b]
+        assert lo[a, b] == pytest.approx(0.5 * (lo0[a, a] + lo0[b, b])) < hi[a, b]
+    assert len(notes) == 3 and "Nb-Ta core window 2.550-2.800 A lowered to" in notes[1]
+    # an unlike pair closer than the mean keeps its window; one the user placed is not moved
+    r2 = r.copy()
+    r2[0, 2] = r2[2, 0] = 2.0
+    lo2, hi2, _ = core_window(el, r2, 5.0, 0.5, core_range={"Nb-Mo": (2.3, 2.6)})
+    assert hi2[0, 2] == pytest.approx(1.95) and (lo2[0, 1], hi2[0, 1]) == (2.3, 2.6)
+    with pytest.raises(ValueError, match="unlike_pairs must be 'mean' or 'data', got 'max'"):
+        core_window(el, r, 5.0, 0.5, unlike_pairs="max")
+
+
+def _bcc_ternary(a=3.25, seed=0):
+    from ase.build import bulk
+
+    at = bulk("Nb", "bcc", a=a, cubic=True).repeat(3)   # nearest neighbours at 2.81 A
+    at.set_chemical_symbols(list(np.random.default_rng(seed).choice(EL, size=len(at))))
+    return at
+
+
+def test_unlike_rule_keeps_the_training_fit_and_frees_ternary_neighbours(nbmota_frames, monkeypatch):
+    """Nb-Mo-Ta binaries hold unlike pairs only near equilibrium. With the mean rule the fit on the
+    data is the same (no training pair is inside either window; restraints off, as they sit in the
+    window) while the 2.81 A neighbours of a random bcc ternary leave the unlike windows, where the
+    data rule put ZBL and a level shift on them."""
+    import dcace.baseline
+
+    frames = []
+    for f in nbmota_frames:
+        at = f.atoms.copy()
+        at.info["energy"], at.arrays["forces"] = f.energy, f.forces
+        frames.append(at)
+    opts = dict(elements=EL, cutoff=4.6, body_order=3, max_degree=6, experts=1, cv_folds=3, compare=False,
+                progress=False, repulsion_restraints=0, ridge=1e-6)
+    mean = dcace.fit(frames, **opts)
+    monkeypatch.setattr(dcace.baseline, "UNLIKE_PAIRS", "data")
+    data = dcace.fit(frames, **opts)
+    hi_m, hi_d = mean.basis.core_window[1], data.basis.core_window[1]
+    assert (hi_m <= hi_d + 1e-12).all() and hi_m[0, 2] < 2.3 < 2.81 < hi_d[0, 2]
+    assert np.allclose(mean.coefficients, data.coefficients, rtol=1e-8, atol=1e-10)
+    for at in frames[::7]:
+        assert mean.compute(at)["energy"] == pytest.approx(data.compute(at)["energy"], rel=1e-9, abs=1e-8)
+    at = _bcc_ternary()
+    f_mean, f_data = (np.abs(p.compute(at)["forces"]).max() for p in (mean, data))
+    assert f_mean < 0.2 * f_data, (f_mean, f_data)
