@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg.blas as _blas
 
-__all__ = ["Batch", "GroupAccumulator", "JointAccumulator", "committee_predict", "joint_nbytes", "gram"]
+__all__ = ["Batch", "GroupAccumulator", "JointAccumulator", "committee_predict", "joint_nbytes"]
 
 
 @dataclass
@@ -68,18 +68,6 @@ class Batch:
             np.multiply(self.u[:, :, None], self.u[:, None, :], out=X[B:])
             self._X = X.reshape(2 * B, Dp * Dp)
         return self._X
-
-
-def gram(Phi: np.ndarray) -> np.ndarray:
-    """Phi^T Phi (D x D) by BLAS dsyrk: one triangle, half the multiply-adds of Phi.T @ Phi (the
-    products are most of pass 2 for large D), then mirrored.  C-ordered Phi is Phi.T in Fortran
-    order, so no copy is made."""
-    Phi = np.ascontiguousarray(Phi, dtype=float)
-    if Phi.shape[0] == 0 or Phi.shape[1] == 0:
-        return np.zeros((Phi.shape[1], Phi.shape[1]))
-    U = _blas.dsyrk(1.0, Phi.T, trans=0, lower=0)   # upper triangle of Phi^T Phi (Fortran order)
-    U += np.triu(U, 1).T
-    return U
 
 
 def _gemm_acc(target2d: np.ndarray, coef: np.ndarray, X: np.ndarray):

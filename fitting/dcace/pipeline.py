@@ -37,7 +37,7 @@ import numpy as np
 from . import _core, cost
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
-from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, gram, joint_nbytes
+from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
@@ -225,8 +225,7 @@ def _structure_terms(fr, r, wF, wS, weight):
     and (Psi, sigma, V/N) for the selection's stress errors (None without stress)."""
     Phi = r.forces
     f = fr.forces.ravel()
-    A = gram(Phi)   # Phi^T Phi by dsyrk (half the work of Phi.T @ Phi)
-    A *= wF * wF
+    A = (wF * wF) * (Phi.T @ Phi)
     v = (wF * wF) * (Phi.T @ f)
     yy = (wF * wF) * float(f @ f)
     stress = None
