@@ -12,13 +12,15 @@ lo = max(r_min - LO_BELOW, inner cutoff) with r_min the shortest distance of tha
 training data, so that no training pair (and no pair slightly closer, as test data have) is touched. A pair absent from the data gets r_min = the covalent-radius estimate
 COVALENT_FACTOR * (r_cov,a + r_cov,b), with a note.
 
-Unlike pairs (UNLIKE_PAIRS = "mean"): a window of an unlike pair a-b is never above the mean of the
-like pairs' windows, lo_ab = min(lo, (lo_aa + lo_bb) / 2), hi_ab = min(hi, (hi_aa + hi_bb) / 2),
-when both like pairs are in the data. Multi-element data often hold unlike pairs only near
-equilibrium (binary solid solutions: Nb-Ta from 2.85 A), while a ternary crystal has them closer
-(2.81 A in bcc Nb-Mo-Ta): a window from the unlike data alone put ZBL and a 33 eV level shift onto
-those neighbours (85 eV/A on the perfect lattice; docs/many-elements.md, "Unlike-pair core
-windows"). Lowering a window never touches a training pair. "data" is the rule without it.
+Unlike pairs: multi-element data often hold unlike pairs only near equilibrium (binary solid
+solutions: Nb-Ta from 2.85 A) while a ternary crystal has them closer (2.81 A in bcc Nb-Mo-Ta), so
+the window from the unlike data alone can put ZBL and a level shift onto a crystal's neighbours
+(85 eV/A on the perfect lattice). UNLIKE_PAIRS = "mean" lowers every unlike window to at most the
+mean of the like pairs' windows, lo_ab = min(lo, (lo_aa + lo_bb) / 2), hi_ab = min(hi, (hi_aa +
+hi_bb) / 2), when both like pairs are in the data (never touching a training pair). It is not the
+default ("data"): core_shifts then raises most lowered tops back towards the data, because the
+fitted unlike dimer falls below the data, and takes minutes doing so (docs/many-elements-summary.md,
+"Unlike-pair core windows").
 
 All evaluation is in the C++ core; this module only chooses numbers and subtracts the baseline's
 energies, forces and stresses from the training labels (through the core).
@@ -44,7 +46,7 @@ SHIFT_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)   # level shifts tried, x (f
 SHIFT_GRID = 500       # dimer distances per pair (r_min down to lo) at which the curve is checked
 HI_STEP = 0.005        # A: steps in which a window top may be raised towards the data (core_shifts)
 HI_MIN_GAP = 0.005     # A: a raised window top stays at least this far below the data's shortest distance
-UNLIKE_PAIRS = "mean"  # unlike-pair windows: "mean" (at most the mean of the like pairs' windows) or "data"
+UNLIKE_PAIRS = "data"  # unlike-pair windows: "data" (default) or "mean" (at most the mean of the like pairs' windows)
 
 
 @dataclasses.dataclass
