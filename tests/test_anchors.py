@@ -4,7 +4,7 @@ The anchor penalty is, for every expert, the squared difference between its rows
 virial) and the linear model's on the anchor structures. The fit adds it as H_a on every expert's
 diagonal block; that this equals the explicit rows is checked here (compressed, rattled, a free
 atom, dimers). What the anchors do to the default fits off the data is checked by test_short_range's
-default-fit study and by the examples' MD (test_examples).
+default-fit study and by the examples' MD (test_examples); what they buy on rattled frames, here.
 """
 from __future__ import annotations
 
@@ -98,3 +98,26 @@ def test_fit_reports_the_anchors_and_zero_turns_them_off():
     assert not np.allclose(on.coefficients, off.coefficients)
     with pytest.raises(ValueError, match="anchors must be a finite number >= 0"):
         dcace.fit(frames, anchors=-1, **kw)
+
+
+def test_anchors_keep_forces_on_rattled_frames_those_of_the_linear_model():
+    """Training frames (not the anchors' sources) displaced by 0.1 A, a thermal amount: the committee
+    fitted with anchors gives them forces of the linear model's size; the same committee fitted
+    without them gives gate-gradient forces of hundreds of eV/A (measured for every Zuo element
+    and body order: benchmarks/rattle_probe.py, docs/rattle-probe.md)."""
+    from dcace.probes import max_force, probe_frames, rattled
+
+    frames = read(DATA / "zuo2020" / "Ge_train.xyz", ":")
+    probe = rattled(probe_frames(frames), 0.1)
+    kw = dict(elements=["Ge"], cutoff=5.1, body_order=3, max_degree=8, temperatures=(0.7,), cv_folds=3,
+              progress=False, compare=False)
+    linear = max_force(dcace.fit(frames, experts=1, **kw), probe)
+    on = max_force(dcace.fit(frames, experts=4, **kw), probe)
+    off = max_force(dcace.fit(frames, experts=4, anchors=0, **kw), probe)
+    independent = dcace.fit(frames, experts=4, committee="independent", **kw)
+    assert independent.report.settings["anchors"] == 0.03
+    assert 1.0 < linear < 50.0
+    assert on <= 1.5 * linear, f"with anchors: {on:.1f} eV/A vs the linear model's {linear:.1f}"
+    assert off >= 10 * linear, f"the probe no longer sees the committee without anchors: {off:.1f} vs {linear:.1f}"
+    ind = max_force(independent, probe)   # independent experts (the paper's) that ridge toward the linear model
+    assert ind <= 1.5 * linear, f"independent experts with anchors: {ind:.1f} eV/A vs {linear:.1f}"

@@ -18,7 +18,9 @@ over the anchors' energy, force and virial rows, theta_lin being the linear solu
 cross-validation fold. Each expert on its own then follows the linear model there, whatever the
 gate does, so the committee does too and the gate-gradient terms (E_m - E) vanish. In normal
 equations: H_a (the anchors' linear normal matrix, D' x D') on every expert's diagonal block and
-H_a theta_lin on its right-hand side. Anchors never enter a held-out error.
+H_a theta_lin on its right-hand side. Anchors never enter a held-out error. Independent experts (the
+paper's, each fitted on its cluster) get the same term when they ridge toward the linear model
+(regularise="global", the default); with regularise="zero" each stays its own model, as the paper's.
 
 A first form penalised the committee's gated output instead. It let an expert that the gate gives
 almost no weight on the anchors take huge energies whose gate-gradient forces corrected the other

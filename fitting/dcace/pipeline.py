@@ -74,7 +74,7 @@ DEFAULTS = {
     "memory_budget_gb": 1.2,
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
-    "anchors": 0.03,               # weight of the off-data anchors of joint structure-gate committees (dcace.anchors)
+    "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
 }
 
@@ -320,7 +320,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
-    anchors : weight of the off-data anchors of joint structure-gate committees (``dcace.anchors``):
+    anchors : weight of the off-data anchors of structure-gate committees (``dcace.anchors``; joint, and
+        independent experts with ``regularise="global"``):
         compressed and rattled copies of training frames, free atoms and dimers, on which every expert
         of a committee is fitted to follow the linear model, so that off the data the gate does not hand a
         structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off.
@@ -592,7 +593,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         Z = st(P)
     clusterings = ranks.bcast(clusterings)
     anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
-    use_anchors = w_anchor > 0 and committee == "joint" and len(clusterings) > 0
+    use_anchors = w_anchor > 0 and (committee == "joint" or regularise == "global") and len(clusterings) > 0
     if use_anchors and (state is not None or fixed is not None):
         use_anchors = False
         notes.append("off-data anchors off: a fit that writes or continues a fit state has none yet")

@@ -1,9 +1,11 @@
-"""Off-data probes of a fitted potential: dimer curves and uniformly compressed crystals.
+"""Off-data probes of a fitted potential: dimer curves, uniformly compressed crystals, rattled frames.
 
 These are the checks a user runs before trusting a potential in hot or violent MD (and what
-tests/test_short_range.py and benchmarks/short_range.py run): does the energy of two atoms rise
-monotonically as they are pushed together below the shortest distance of the training data, and
-does a crystal get ever harder to compress? Everything is evaluated by the C++ core through
+tests/test_short_range.py, tests/test_anchors.py, benchmarks/short_range.py and
+benchmarks/rattle_probe.py run): does the energy of two atoms rise monotonically as they are pushed
+together below the shortest distance of the training data, does a crystal get ever harder to
+compress, and do training structures displaced at random by a thermal amount (0.1 A) get forces of
+the size a gate-free model gives them? Everything is evaluated by the C++ core through
 ``Potential.compute``.
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-__all__ = ["dimer_curve", "compression_curve", "equilibrium", "first_violation"]
+__all__ = ["dimer_curve", "compression_curve", "equilibrium", "first_violation", "probe_frames", "rattled", "max_force"]
 
 
 def _energy(pot, atoms):
@@ -64,3 +66,35 @@ def first_violation(values, rising=True, tol=0.0):
     d = np.diff(np.asarray(values, dtype=float))
     bad = np.flatnonzero(~(d > -tol) if rising else ~(d < tol))
     return None if len(bad) == 0 else int(bad[0]) + 1
+
+
+def probe_frames(frames, n: int = 16):
+    """n labelled training frames (ase.Atoms with energies; >= 2 atoms, periodic) evenly spread over
+    those the off-data anchors are NOT made from (dcace.anchors.anchor_sources), so a probe on them
+    is not a probe on the anchors' own sources."""
+    from .anchors import anchor_sources
+
+    E = [a.get_potential_energy() / len(a) for a in frames]
+    spread, ground = anchor_sources([len(a) for a in frames], E)
+    used = set(spread) | {ground}
+    rest = [i for i, a in enumerate(frames) if i not in used and len(a) >= 2 and a.pbc.all()]
+    pick = np.linspace(0, len(rest) - 1, min(n, len(rest))).round().astype(int) if rest else []
+    return [frames[rest[k]] for k in pick]
+
+
+def rattled(structures, sd: float, seed: int = 7):
+    """Copies of `structures` with every position displaced by a Gaussian of `sd` A per component
+    (deterministic in `seed`; labels dropped)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for at in structures:
+        c = at.copy()
+        c.calc = None
+        c.positions = at.positions + rng.normal(0.0, sd, size=at.positions.shape)
+        out.append(c)
+    return out
+
+
+def max_force(pot, structures) -> float:
+    """The largest force component (eV/A) of `pot` over `structures`."""
+    return max(float(np.abs(_energy(pot, at)["forces"]).max()) for at in structures)
