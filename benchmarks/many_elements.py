@@ -120,7 +120,7 @@ def cmd_fit(args):
     sampler = Sampler(threading.get_ident())   # RSS every 20 ms, with the code that raised it
     sampler.start()
     rss_before = rss_bytes() / 2**20
-    load_start = os.getloadavg()[0]
+    load_start, code = os.getloadavg()[0], code_version()   # at the start: the installed code is that commit's
     t0 = time.perf_counter()
     pot = dcace.fit(train, elements=EL, cutoff=CUTOFF, compare=False, threads=1,
                     memory_budget_gb=2.0, progress=True, **kw)
@@ -132,7 +132,7 @@ def cmd_fit(args):
     pot.save(work / f"{args.model}.dcace")
     c = pot.report.cost
     res = {"model": args.model, "settings": settings, "experts": pot.n_experts, "quick": args.quick,
-           "load": [load_start, os.getloadavg()[0]], "code": code_version(),
+           "load": [load_start, os.getloadavg()[0]], "code": code,
            "pass2_estimate_parts": {k: c.get(k) for k in ("rows_and_products_s", "updates_s", "merges_s",
                                                           "n_batches", "n_blocks", "unit_costs")},
            "core_notes": [x for x in pot.report.notes if "core window" in x],

@@ -36,13 +36,13 @@ def cmd_mo(args):
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     for name, kw in MO_FITS.items():
-        load = os.getloadavg()[0]
+        load, code = os.getloadavg()[0], code_version()
         pot = dcace.fit(str(MO_TRAIN), elements=["Mo"], cutoff=5.2, compare=False, threads=1, progress=True, **kw)
         c = pot.report.cost
         res = {"model": name, "settings": "Zuo Mo, defaults" + (", experts 1" if kw else " (experts auto)"),
                "experts": pot.n_experts, "K": pot.basis.n_features, "pass2_s": c["pass2_measured_s"],
                "pass2_estimate_s": c["seconds"], "pass2_estimate_parts": {k: c.get(k) for k in PARTS},
-               "n_structures": c["n_structures"], "load": [load, os.getloadavg()[0]], "code": code_version()}
+               "n_structures": c["n_structures"], "load": [load, os.getloadavg()[0]], "code": code}
         (work / f"{name}.json").write_text(json.dumps(res, indent=1))
         print(json.dumps(res), flush=True)
 
