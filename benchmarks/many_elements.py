@@ -387,7 +387,9 @@ def markdown(res, spread, scaling, args):
           "20 steps of 300 K NVE from it (ok / lost atoms). The pass-2 estimate is the serial sample of `dcace.cost` "
           "(8 structures), timed at the start of each fit while other jobs ran (load average 7-9 on 2 cores: "
           "fit times and µs/atom/step are 2-4x those of a quiet machine). Expected peak: what the fit prints "
-          "before pass 2 (`dcace.cost.expected_peak`; fits run before it was added show -).", "",
+          "before pass 2 (`dcace.cost.expected_peak`; fits run before it was added show -). Load: 1-minute load "
+          "average at the start and end of the fit; code: the commit it ran on (s5: session 5's runs, estimated "
+          "by the model before dcace.estimate; docs/many-elements-estimate.md compares the two).", "",
           "## Ternary extrapolation (no DFT label)", "",
           f"{len(spread)} test cells with every atom's species drawn at random from Nb, Mo, Ta (the training data "
           "have no ternary cell). Grade: the largest per-atom extrapolation grade of a cell (> 1 = extrapolation), "

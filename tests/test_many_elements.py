@@ -9,7 +9,9 @@ announces before pass 2.
 * file format 4: a version-3 file still loads, a chemical_channels record in a v3 file or with bad
   sizes is an error naming the line;
 * cost: the lines printed before pass 2 (K, unknowns, memory per candidate, estimated time), the
-  refusal over the budget naming the figure and the options, progress lines when stderr is a file.
+  refusal over the budget naming the figure and the options, progress lines when stderr is a file;
+  the estimate's counted batches and blocks are those pass 2 adds, its timed updates add nothing;
+* unlike-pair core windows: the "mean" rule (not the default) and its limits.
 
 Real data: tests/data/nbmota_binaries.xyz holds six 16-atom binary solid-solution frames of the
 Nb-Mo-Ta set (../shared/data/nbmota, maml, BSD-3-Clause; VASP PBE), the Mo fits use examples/data.
