@@ -127,6 +127,13 @@ class AnchorRows:
             acc.add(bt)
         self.H = acc.H[0, 0]
 
+    @classmethod
+    def from_matrix(cls, H, n_structures: int):
+        """The rows of a stored H_a (a refit's, from its fit state: dcace.state_anchors)."""
+        rows = cls.__new__(cls)
+        rows.H, rows.n_structures = H, int(n_structures)
+        return rows
+
     @property
     def nbytes(self) -> int:
         return self.H.nbytes

@@ -45,6 +45,7 @@ from .baseline import (CoreSettings, core_shifts, core_window, density_core, nei
 from .data import Dataset, DataError, Frame, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
+from . import state_anchors
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .state_pack import canonical_sums
 from .potential import Potential
@@ -325,7 +326,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         compressed and rattled copies of training frames, free atoms and dimers, on which every expert
         of a committee is fitted to follow the linear model, so that off the data the gate does not hand a
         structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off.
-        Fits that write or continue a fit state have none yet.
+        A fit state keeps them: a refit and a ``reuse=`` fit use the state's (``dcace.state_anchors``).
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
@@ -459,7 +460,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
-    if state is None and fixed is None:   # fits with a fit state have no anchors yet (and their settings none)
+    w_anchor, anchor_off = state_anchors.fit_weight(fixed, w_anchor)   # a state before version 3: none
+    if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
     if gate_kind == "atom":
         settings.update(gate=gate_kind, experts=M_atom)
@@ -548,6 +550,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                          f"more training data")
     Ms = [M for M in Ms if M <= M_allowed or M == 1] if fixed is None else fixed.Ms
     notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
+    if anchor_off and (committee == "joint" or regularise == "global"):   # a state before version 3
+        notes.append(anchor_off)
     if experts == "auto" and max_M > M_allowed:
         notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
                      f"structures allow at most n / (2 x {k_folds} folds) experts")
@@ -593,12 +597,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         Z = st(P)
     clusterings = ranks.bcast(clusterings)
     anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
-    use_anchors = w_anchor > 0 and (committee == "joint" or regularise == "global") and len(clusterings) > 0
-    if use_anchors and (state is not None or fixed is not None):
-        use_anchors = False
-        notes.append("off-data anchors off: a fit that writes or continues a fit state has none yet")
-    if use_anchors:
-        spread, ground = anchor_sources(N.tolist(), p1.yE.tolist())
+    anchor_src = None     # (sources, ground): a state's are kept (dcace.state_anchors)
+    if w_anchor > 0 and (committee == "joint" or regularise == "global") and len(clusterings) > 0:
+        anchor_src = anchor_sources(N.tolist(), p1.yE.tolist()) if fixed is None else state_anchors.kept_sources(fixed)
+    if anchor_src is not None and resume is None:   # a refit has H_a in the state
+        spread, ground = anchor_src
         src = set(spread) | ({ground} - {None})
         got = dict(ranks.allgather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))
         anchor_atoms = ([got[i] for i in spread], got.get(ground))
@@ -719,11 +722,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     from .selection import Selector
 
-    anchor_rows = None
+    anchor_rows, t_anchors = None, time.perf_counter()
     if anchor_atoms is not None and joint:
         few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
         anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor, bsize)
+        if reuse is not None:   # H_a in the form the state stores it, as the refit reads it
+            state_anchors.canonical(anchor_rows)
         notes.append(anchor_note)
+    elif anchor_src is not None and resume is not None and joint:
+        anchor_rows, anchor_note = state_anchors.stored_rows(resume, Dp)
+        notes += [anchor_note] * bool(anchor_note)
+    timings["anchors"] = time.perf_counter() - t_anchors   # (part of the selection's time)
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
                    kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
@@ -941,7 +950,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             clusterings=clusterings, groups=groups, joint=joint, stress_store=stress_store, grade_stats=grade_stats,
             pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"],
             paths=_fit_state.source_paths(train, resume), column_scale=sel.sc,
-            update_seconds=cost_info.get("update_s_per_structure"))
+            update_seconds=cost_info.get("update_s_per_structure"), anchors=anchor_rows, anchor_sources=anchor_src,
+            anchor_weight=w_anchor)
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot
