@@ -649,9 +649,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         used += need
 
     rows_fn = _Rows(basis, wF, wS)
+    counted = dict(batch_sizes=cost.pass2_batches([blocks[b] for b in ranks.own_blocks(blocks)], bsize),
+                   n_blocks=len(blocks), n_folds=k_folds)   # what pass 2 will do, for its estimate
     cost_info = _announce_cost(basis, [data.frames[i] for i in own], rows_fn, groups, joint, skipped, k_folds,
                                groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
-                               threads, progress, None if resume is None else resume.update_seconds) if ranks.is_root else {}
+                               threads, progress, None if resume is None else resume.update_seconds,
+                               counted) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -955,25 +958,27 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
 
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
-                   threads, progress, update_s=None):
+                   threads, progress, update_s=None, counted=None):
     """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
     gives update_s, the per-structure update time its state measured on the same accumulators (the
-    timed update is a pass over all of them: a sizeable part of a small refit)."""
+    timed update is a pass over all of them: a sizeable part of a small refit).  counted: pass 2's
+    batch sizes, blocks and folds (dcace.estimate.estimate_pass2)."""
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
 
     def gram(fr, r):   # the per-structure work of pass 2, as the loop does it
         return _structure_terms(fr, r, rows_fn.wF, rows_fn.wS, 1.0)
 
-    def zero_batch(idx):
+    def zero_batch(idx):   # written zeros: pass 2's A are written pages, not the kernel's zero page
         idx = np.asarray(idx)[:max(1, bsize)]
         B = len(idx)
-        return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B),
-                     P[idx], idx)
+        A = np.empty((B, D, D))
+        A.fill(0.0)
+        return Batch(0, A, np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B), P[idx], idx)
 
     resident = cost.resident_bytes()   # before the sample touches the accumulators' pages
     est = cost.estimate_pass2(rows_fn.keep, gram, frames, [groups, *joint.values()] if update_s is None else [],
-                              zero_batch, seed=seed)
+                              zero_batch, seed=seed, bsize=bsize, **(counted or {}))
     if update_s is not None:
         est = dict(est, update_s_per_structure=update_s, seconds=est["seconds"] + est["n_structures"] * update_s)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
