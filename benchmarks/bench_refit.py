@@ -4,7 +4,9 @@ Zuo et al. Mo structures 0-149 are fitted once with a state; then, alternating, 
 structures 150-193 (``dcace.refit(new, resume=S)``) and the from-scratch fit on 0-193 with the same
 clusters and folds runs (``dcace.fit(all, reuse=S)``).  Both are repeated (the machine is shared and
 noisy); min and median of each and the ratio refit / full are printed, with the stage timings of
-the last repeat and the state file's size.
+the last repeat and the state file's size. With the off-data anchors (on by default, kept in the
+state since format version 3) the refit reads their matrix H_a from the state, and the full fit
+rebuilds it from the recorded anchor structures (stage "anchors").
 
     python benchmarks/bench_refit.py [--repeats 5] [--quick] [--threads 1]
 
@@ -77,6 +79,8 @@ def main():
                   f", coefficients bit-equal: {bool(same)}", flush=True)
         print(f"refit stages: {stages(p1)}")
         print(f"full  stages: {stages(p2)}")
+        for name, p in (("refit", p1), ("full", p2)):
+            print(f"{name} anchors: " + "; ".join(n for n in p.report.notes if "anchors" in n))
     for what, t in (("wall", wall), ("cpu", cpu)):
         lo = (min(t["refit"]), min(t["full"]))
         md = (statistics.median(t["refit"]), statistics.median(t["full"]))

@@ -66,6 +66,14 @@ MODELS = {
     "embedded-1-dc-agree": dict(body_order=4, max_degree=12, chemical_channels=1, experts="auto", max_experts=4,
                                 core_range=MIX_CORE, agreement=1.0),
     "blocks-dc": dict(body_order=4, max_degree=10, max_degree_blocks={2: 8, 3: 6}, experts="auto", max_experts=4),
+    # session 6: "2:10"-style blocks for the bar (degree 10 on the 1- and 2-species functions, none coupling
+    # three species: those are zero on unary and binary data), (a) without its 3-species functions, and
+    # the unlike-pair core rule (dcace.baseline.UNLIKE_PAIRS) against the rule before it ("data")
+    "blocks-10-10-0": dict(body_order=4, max_degree=10, max_degree_blocks={3: 0}),
+    "blocks-9-9-0": dict(body_order=4, max_degree=9, max_degree_blocks={3: 0}),
+    "embedded-1-datacore": dict(body_order=4, max_degree=12, chemical_channels=1, unlike_pairs="data"),
+    "embedded-1-dc-datacore": dict(body_order=4, max_degree=12, chemical_channels=1, experts="auto", max_experts=4,
+                                   unlike_pairs="data"),
 }
 
 
@@ -77,6 +85,8 @@ def describe(kw):
         s += f", C = {kw['chemical_channels']} ({kw.get('chemical_embedding', 'cosine')} embedding)"
     if kw.get("experts", 1) != 1:
         s += f", experts {kw['experts']} (M <= {kw['max_experts']})"
+    if kw.get("unlike_pairs"):
+        s += f", unlike-pair core rule {kw['unlike_pairs']!r}"
     return s
 
 
@@ -97,8 +107,12 @@ def cmd_fit(args):
     import dcace
     from ase.io import read
 
+    import dcace.baseline
+
     kw = dict(MODELS[args.model])
     kw.setdefault("experts", 1)
+    settings = describe(kw)
+    dcace.baseline.UNLIKE_PAIRS = kw.pop("unlike_pairs", dcace.baseline.UNLIKE_PAIRS)   # the rule under test
     train = read(NBMOTA_TRAIN, "::4" if args.quick else ":")
     test = read(NBMOTA_TEST, ":")
     from memory_profile import Sampler, rss_bytes
@@ -106,6 +120,7 @@ def cmd_fit(args):
     sampler = Sampler(threading.get_ident())   # RSS every 20 ms, with the code that raised it
     sampler.start()
     rss_before = rss_bytes() / 2**20
+    load_start, code = os.getloadavg()[0], code_version()   # at the start: the installed code is that commit's
     t0 = time.perf_counter()
     pot = dcace.fit(train, elements=EL, cutoff=CUTOFF, compare=False, threads=1,
                     memory_budget_gb=2.0, progress=True, **kw)
@@ -116,7 +131,11 @@ def cmd_fit(args):
     work.mkdir(parents=True, exist_ok=True)
     pot.save(work / f"{args.model}.dcace")
     c = pot.report.cost
-    res = {"model": args.model, "settings": describe(kw), "experts": pot.n_experts, "quick": args.quick,
+    res = {"model": args.model, "settings": settings, "experts": pot.n_experts, "quick": args.quick,
+           "load": [load_start, os.getloadavg()[0]], "code": code,
+           "pass2_estimate_parts": {k: c.get(k) for k in ("rows_and_products_s", "updates_s", "merges_s",
+                                                          "n_batches", "n_blocks", "unit_costs")},
+           "core_notes": [x for x in pot.report.notes if "core window" in x],
            "n_train": len(train),
            "n_train_atoms": int(sum(len(a) for a in train)), "K": pot.basis.n_features,
            "fit_s": wall, "pass2_s": c["pass2_measured_s"], "pass2_estimate_s": c["seconds"],
@@ -127,6 +146,17 @@ def cmd_fit(args):
            "test": group_errors(pot, test)}
     (work / f"{args.model}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "test"}))
+
+
+def code_version():
+    """The commit the fit ran on (the table says which rows came from older code)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
 
 
 # ------------------------------------------------------------------------------ cost scaling
@@ -338,8 +368,9 @@ def markdown(res, spread, scaling, args):
     L += ["", "## Cost", "",
           "| model | K | normal equations (MiB) | + work and solve copies (MiB) | peak RSS (MiB) | fit (s) "
           "| pass 2 estimated (s) | pass 2 measured (s) | measured / estimated | LAMMPS µs/atom/step "
-          "| 300 K NVE on it | RSS before the fit (MiB) | expected peak (MiB) | where the peak is |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+          "| 300 K NVE on it | RSS before the fit (MiB) | expected peak (MiB) | where the peak is "
+          "| load at start / end | code |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|"]
     for m, r in res.items():
         Dp = 3 * r["K"] + 3
         total = r["memory_normal_eq_mib"] + 5 * 8 * Dp * Dp / 2**20   # as printed by the fit (dcace.cost)
@@ -349,13 +380,16 @@ def markdown(res, spread, scaling, args):
                  f"{r['us_atom_step']:.1f} | {'ok' if r['md_ok'] else 'lost atoms' if r['md_ok'] is False else 'error'} | "
                  f"{r.get('rss_before_fit_mib', float('nan')):.0f} | "
                  + (f"{r['expected_peak_mib']:.0f} | " if "expected_peak_mib" in r else "- | ")
-                 + f"{peak_where(r)} |")
+                 + f"{peak_where(r)} | "
+                 + ("{:.1f} / {:.1f}".format(*r["load"]) if "load" in r else "-") + f" | {r.get('code', 's5')} |")
     L += ["", f"LAMMPS: {next(iter(res.values()))['lmp_atoms']}-atom random Nb–Mo–Ta bcc (a = 3.25 Å, a ternary: "
           "extrapolation for every model), 20 force evaluations without integrator, one MPI rank, best of 2; then "
           "20 steps of 300 K NVE from it (ok / lost atoms). The pass-2 estimate is the serial sample of `dcace.cost` "
           "(8 structures), timed at the start of each fit while other jobs ran (load average 7-9 on 2 cores: "
           "fit times and µs/atom/step are 2-4x those of a quiet machine). Expected peak: what the fit prints "
-          "before pass 2 (`dcace.cost.expected_peak`; fits run before it was added show -).", "",
+          "before pass 2 (`dcace.cost.expected_peak`; fits run before it was added show -). Load: 1-minute load "
+          "average at the start and end of the fit; code: the commit it ran on (s5: session 5's runs, estimated "
+          "by the model before dcace.estimate; docs/many-elements-estimate.md compares the two).", "",
           "## Ternary extrapolation (no DFT label)", "",
           f"{len(spread)} test cells with every atom's species drawn at random from Nb, Mo, Ta (the training data "
           "have no ternary cell). Grade: the largest per-atom extrapolation grade of a cell (> 1 = extrapolation), "

@@ -114,6 +114,10 @@ def test_anchors_keep_forces_on_rattled_frames_those_of_the_linear_model():
     linear = max_force(dcace.fit(frames, experts=1, **kw), probe)
     on = max_force(dcace.fit(frames, experts=4, **kw), probe)
     off = max_force(dcace.fit(frames, experts=4, anchors=0, **kw), probe)
+    independent = dcace.fit(frames, experts=4, committee="independent", **kw)
+    assert independent.report.settings["anchors"] == 0.03
     assert 1.0 < linear < 50.0
     assert on <= 1.5 * linear, f"with anchors: {on:.1f} eV/A vs the linear model's {linear:.1f}"
     assert off >= 10 * linear, f"the probe no longer sees the committee without anchors: {off:.1f} vs {linear:.1f}"
+    ind = max_force(independent, probe)   # independent experts (the paper's) that ridge toward the linear model
+    assert ind <= 1.5 * linear, f"independent experts with anchors: {ind:.1f} eV/A vs {linear:.1f}"

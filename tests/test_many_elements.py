@@ -9,7 +9,9 @@ announces before pass 2.
 * file format 4: a version-3 file still loads, a chemical_channels record in a v3 file or with bad
   sizes is an error naming the line;
 * cost: the lines printed before pass 2 (K, unknowns, memory per candidate, estimated time), the
-  refusal over the budget naming the figure and the options, progress lines when stderr is a file.
+  refusal over the budget naming the figure and the options, progress lines when stderr is a file;
+  the estimate's counted batches and blocks are those pass 2 adds, its timed updates add nothing;
+* unlike-pair core windows: the "mean" rule (not the default) and its limits.
 
 Real data: tests/data/nbmota_binaries.xyz holds six 16-atom binary solid-solution frames of the
 Nb-Mo-Ta set (../shared/data/nbmota, maml, BSD-3-Clause; VASP PBE), the Mo fits use examples/data.
@@ -25,6 +27,7 @@ from ase.io import read
 
 import dcace
 from dcace import cost
+from dcace.baseline import core_window
 from dcace.basis_spec import build_basis_spec, count_features, fixed_embedding
 
 HERE = Path(__file__).resolve().parent
@@ -460,3 +463,92 @@ def test_refit_keeps_the_data_driven_embedding(tmp_path, nbmota_frames):
     pot = dcace.refit(frames[::4], resume=state, progress=False, compare=False, keep_core=True)
     assert np.array_equal(pot.basis.embedding, W)
     assert pot.metadata["fit"]["chemical_embedding"] == "pca"
+
+
+# --------------------------------------------------------------------------- the pass-2 estimate's counts
+def test_estimate_counts_the_batches_and_blocks_pass_2_does(monkeypatch):
+    """The estimate (dcace.estimate) multiplies timed unit costs by counted operations: the batches
+    (and their sizes) added to every accumulator and the block merges. Counted here from the
+    accumulators' own add calls and accumulate_blocks' blocks in a real committee fit (batch size 4,
+    so blocks hold several batches and a remainder); the estimate's timed updates are not counted."""
+    from dcace import estimate, parallel, pipeline
+    from dcace.committee import GroupAccumulator, JointAccumulator
+
+    calls, blocks, timing = {"group": [], "joint": []}, [], [False]
+    for cls, key in ((GroupAccumulator, "group"), (JointAccumulator, "joint")):
+        def spy(self, bt, _add=cls.add, _key=key):
+            if not timing[0]:
+                calls[_key].append(bt.size)
+            return _add(self, bt)
+        monkeypatch.setattr(cls, "add", spy)
+
+    def timed(*a, _f=estimate.time_updates, **k):
+        timing[0] = True
+        try:
+            return _f(*a, **k)
+        finally:
+            timing[0] = False
+
+    def merged(ranks, bl, *a, _f=parallel.accumulate_blocks, **k):
+        blocks.extend(bl)
+        return _f(ranks, bl, *a, **k)
+
+    monkeypatch.setattr(estimate, "time_updates", timed)
+    monkeypatch.setattr(pipeline, "accumulate_blocks", merged)
+    frames = read(MO_TRAIN, "::4")
+    pot = dcace.fit(frames, experts=2, temperatures=(0.5,), progress=False, batch_size=4, anchors=0, **SMALL)
+    c = pot.report.cost
+    assert calls["group"] == calls["joint"] == cost.pass2_batches(blocks, 4)
+    assert c["n_batches"] == len(calls["joint"]) and sum(calls["joint"]) == len(frames) == c["n_structures"]
+    assert c["n_blocks"] == len(blocks) and max(calls["joint"]) == 4 and min(calls["joint"]) < 4
+    u = c["unit_costs"]
+    assert u["alpha"] >= 0 and u["beta"] >= 0 and u["merge"] > 0 and set(u["warm_update_s"]) == {1, 4}
+    assert c["seconds"] == pytest.approx(c["rows_and_products_s"] + c["updates_s"] + c["merges_s"])
+    assert c["updates_s"] == pytest.approx(c["n_batches"] * u["alpha"] + len(frames) * u["beta"] + u["first_touch"])
+
+
+def test_timed_updates_leave_the_accumulators_zero():
+    """The estimate's updates add zero batches into one-fold partials and merge them: the real
+    accumulators stay exactly zero (the fit's normal equations are not touched)."""
+    from dcace.committee import Batch, GroupAccumulator, JointAccumulator
+    from dcace.estimate import time_updates
+
+    rng = np.random.default_rng(0)
+    D, S, n = 12, 2, 6
+    groups = GroupAccumulator(3, D, S, np.ones((n, 1)), 2.0)
+    gate = {"spread": np.ones(2)}
+    joint = JointAccumulator(3, D, S, gate, 2.0, lambda P: (np.full((len(P), 2), 0.5), rng.normal(size=(len(P), 2, D))))
+
+    def zero_batch(idx):
+        B = len(idx)
+        return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, D + S)), np.zeros(B),
+                     rng.normal(size=(B, D)), np.asarray(idx))
+
+    u = time_updates([groups, joint], zero_batch, np.arange(n), 4)
+    assert set(u["warm_update_s"]) == {1, 4}
+    for arr in (groups.H, groups.h, groups.yy, joint.Sh, joint.h, joint.yy):
+        assert not arr.any()
+
+
+# --------------------------------------------------------------------------- unlike-pair core windows
+def test_unlike_windows_are_at_most_the_mean_of_the_like_windows():
+    """The "mean" rule (dcace.baseline.UNLIKE_PAIRS, not the default: docs/many-elements-summary.md)
+    lowers an unlike window to the mean of the like windows where the data's unlike pairs start
+    farther out, never raises one, and leaves the user's windows alone; "data" is the default."""
+    el = ["Nb", "Mo", "Ta"]
+    r = np.array([[2.20, 2.74, 2.85], [2.74, 2.18, 2.71], [2.85, 2.71, 2.11]])
+    lo0, hi0, _ = core_window(el, r, 5.0, 0.5)
+    lo, hi, notes = core_window(el, r, 5.0, 0.5, unlike_pairs="mean")
+    assert np.allclose(np.diag(hi), np.diag(hi0)) and np.allclose(np.diag(lo), np.diag(lo0))
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert hi[a, b] == pytest.approx(0.5 * (hi0[a, a] + hi0[b, b])) == hi[b, a] < hi0[a, b]
+        assert lo[a, b] == pytest.approx(0.5 * (lo0[a, a] + lo0[b, b]))
+        assert lo[a, b] < hi[a, b]
+    assert len(notes) == 3 and "Nb-Ta core window 2.550-2.800 A lowered to" in notes[1]
+    # an unlike pair closer than the mean keeps its window; one the user placed is not moved
+    r2 = r.copy()
+    r2[0, 2] = r2[2, 0] = 2.0
+    lo2, hi2, _ = core_window(el, r2, 5.0, 0.5, core_range={"Nb-Mo": (2.3, 2.6)}, unlike_pairs="mean")
+    assert hi2[0, 2] == pytest.approx(1.95) and (lo2[0, 1], hi2[0, 1]) == (2.3, 2.6)
+    with pytest.raises(ValueError, match="unlike_pairs must be 'mean' or 'data', got 'max'"):
+        core_window(el, r, 5.0, 0.5, unlike_pairs="max")

@@ -18,7 +18,9 @@ over the anchors' energy, force and virial rows, theta_lin being the linear solu
 cross-validation fold. Each expert on its own then follows the linear model there, whatever the
 gate does, so the committee does too and the gate-gradient terms (E_m - E) vanish. In normal
 equations: H_a (the anchors' linear normal matrix, D' x D') on every expert's diagonal block and
-H_a theta_lin on its right-hand side. Anchors never enter a held-out error.
+H_a theta_lin on its right-hand side. Anchors never enter a held-out error. Independent experts (the
+paper's, each fitted on its cluster) get the same term when they ridge toward the linear model
+(regularise="global", the default); with regularise="zero" each stays its own model, as the paper's.
 
 A first form penalised the committee's gated output instead. It let an expert that the gate gives
 almost no weight on the anchors take huge energies whose gate-gradient forces corrected the other
@@ -124,6 +126,13 @@ class AnchorRows:
         for bt in batches:
             acc.add(bt)
         self.H = acc.H[0, 0]
+
+    @classmethod
+    def from_matrix(cls, H, n_structures: int):
+        """The rows of a stored H_a (a refit's, from its fit state: dcace.state_anchors)."""
+        rows = cls.__new__(cls)
+        rows.H, rows.n_structures = H, int(n_structures)
+        return rows
 
     @property
     def nbytes(self) -> int:

@@ -12,6 +12,16 @@ lo = max(r_min - LO_BELOW, inner cutoff) with r_min the shortest distance of tha
 training data, so that no training pair (and no pair slightly closer, as test data have) is touched. A pair absent from the data gets r_min = the covalent-radius estimate
 COVALENT_FACTOR * (r_cov,a + r_cov,b), with a note.
 
+Unlike pairs: multi-element data often hold unlike pairs only near equilibrium (binary solid
+solutions: Nb-Ta from 2.85 A) while a ternary crystal has them closer (2.81 A in bcc Nb-Mo-Ta), so
+the window from the unlike data alone can put ZBL and a level shift onto a crystal's neighbours
+(85 eV/A on the perfect lattice). UNLIKE_PAIRS = "mean" lowers every unlike window to at most the
+mean of the like pairs' windows, lo_ab = min(lo, (lo_aa + lo_bb) / 2), hi_ab = min(hi, (hi_aa +
+hi_bb) / 2), when both like pairs are in the data (never touching a training pair). It is not the
+default ("data"): core_shifts then raises most lowered tops back towards the data, because the
+fitted unlike dimer falls below the data, and takes minutes doing so (docs/many-elements-summary.md,
+"Unlike-pair core windows").
+
 All evaluation is in the C++ core; this module only chooses numbers and subtracts the baseline's
 energies, forces and stresses from the training labels (through the core).
 """
@@ -36,6 +46,7 @@ SHIFT_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)   # level shifts tried, x (f
 SHIFT_GRID = 500       # dimer distances per pair (r_min down to lo) at which the curve is checked
 HI_STEP = 0.005        # A: steps in which a window top may be raised towards the data (core_shifts)
 HI_MIN_GAP = 0.005     # A: a raised window top stays at least this far below the data's shortest distance
+UNLIKE_PAIRS = "data"  # unlike-pair windows: "data" (default) or "mean" (at most the mean of the like pairs' windows)
 
 
 @dataclasses.dataclass
@@ -187,8 +198,10 @@ def user_window_free(core_range, elements) -> np.ndarray:
     return free
 
 
-def core_window(elements, shortest: np.ndarray, cutoff: float, inner_cutoff: float, core_range=None):
-    """(lo, hi) arrays (S, S) of the core window and notes on how each pair got its window."""
+def core_window(elements, shortest: np.ndarray, cutoff: float, inner_cutoff: float, core_range=None,
+                unlike_pairs=None):
+    """(lo, hi) arrays (S, S) of the core window and notes on how each pair got its window;
+    unlike_pairs: the unlike-pair rule, "mean" or "data" (default UNLIKE_PAIRS, module docstring)."""
     S = len(elements)
     lo = np.zeros((S, S))
     hi = np.zeros((S, S))
@@ -226,7 +239,33 @@ def core_window(elements, shortest: np.ndarray, cutoff: float, inner_cutoff: flo
                                      f"--core-range")
             lo[a, b] = lo[b, a] = l
             hi[a, b] = hi[b, a] = h
+    rule = UNLIKE_PAIRS if unlike_pairs is None else unlike_pairs
+    if rule not in ("mean", "data"):
+        raise ValueError(f"unlike_pairs must be 'mean' or 'data', got {rule!r}")
+    if rule == "mean":
+        notes += _unlike_means(elements, shortest, lo, hi, user)
     return lo, hi, notes
+
+
+def _unlike_means(elements, shortest, lo, hi, user):
+    """Lower (in place) every unlike window the user did not place to the mean of its like pairs'
+    windows, where both like pairs are in the data and the mean is lower; notes saying which."""
+    notes = []
+    S = len(elements)
+    for a in range(S):
+        for b in range(a + 1, S):
+            if (a, b) in user or not (np.isfinite(shortest[a, a]) and np.isfinite(shortest[b, b])):
+                continue
+            h = 0.5 * (hi[a, a] + hi[b, b])
+            if h < hi[a, b]:
+                l = min(lo[a, b], 0.5 * (lo[a, a] + lo[b, b]))
+                notes.append(f"{elements[a]}-{elements[b]} core window {lo[a, b]:.3f}-{hi[a, b]:.3f} A lowered to "
+                             f"{l:.3f}-{h:.3f} A, the mean of the {elements[a]}-{elements[a]} and "
+                             f"{elements[b]}-{elements[b]} windows (the data's {elements[a]}-{elements[b]} pairs "
+                             f"start at {shortest[a, b]:.3f} A; dcace.baseline.UNLIKE_PAIRS)")
+                lo[a, b] = lo[b, a] = l
+                hi[a, b] = hi[b, a] = h
+    return notes
 
 
 def density_core(rho_max, cutoff: float) -> dict:

@@ -19,7 +19,8 @@ _FROM_STATE = ("train", "elements", "cutoff", "body_order", "max_degree", "exper
                "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key", "virial_key", "seed",
                "committee", "regularise", "max_experts", "temperatures", "cv_folds", "agreement", "angular_weight",
                "inner_cutoff", "baseline", "core_range", "weights", "weight_key", "e0", "config", "plots",
-               "max_degree_blocks", "chemical_channels", "chemical_embedding")
+               "max_degree_blocks", "chemical_channels", "chemical_embedding", "anchors",
+               "repulsion_restraints", "shared_one_body", "no_baseline", "no_pca", "gate")
 
 
 def add_fit_state_options(f):

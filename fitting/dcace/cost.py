@@ -4,8 +4,9 @@ Why this file exists: the normal equations grow as (S K)^2 per candidate and pas
 (S K)^2, so a many-element basis can ask for gigabytes and hours.  Every fit goes through here
 twice: ``check_linear_memory`` before the data are read (K is counted, not built) refuses a basis
 whose linear model alone exceeds the budget, naming the figure and the options that reduce it;
-``estimate_pass2`` just before pass 2 times a sample of structures with the real accumulators and
-``cost_lines`` prints K, the unknowns, the memory of every candidate and the estimated time.
+``estimate_pass2`` (dcace.estimate: counted batches and merges times unit costs timed on a
+sample with the real accumulators) runs just before pass 2, and ``cost_lines`` prints K, the
+unknowns, the memory of every candidate and the estimated time.
 ``progress`` gives progress on stderr: a tqdm bar on a terminal, plain lines (elapsed, ETA)
 otherwise, so logs of batch jobs show where a fit is.
 """
@@ -16,10 +17,10 @@ import os
 import sys
 import time
 
-import numpy as np
+from .estimate import estimate_pass2, pass2_batches
 
 __all__ = ["linear_nbytes", "check_linear_memory", "resident_bytes", "counted_nbytes",
-           "expected_peak", "estimate_pass2", "cost_lines", "progress",
+           "expected_peak", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
            "default_many_element_basis", "REDUCE_OPTIONS"]
 
 #: the options that make the normal equations smaller, in the order to try them
@@ -79,44 +80,6 @@ def _hms(seconds):
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def estimate_pass2(rows_fn, gram_fn, frames, accumulators, make_batch, *, n_sample=8, seed=0):
-    """Estimated pass-2 seconds (serial: rows + Gram products + accumulator updates) from a timed sample.
-
-    rows_fn(frame) -> fitting rows (or an exception, left for pass 2 to report); gram_fn(frame, rows)
-    -> the per-structure products of pass 2; make_batch(indices) -> a Batch of those structures with
-    zero statistics, which the accumulators add in full (same arithmetic, adds exactly 0).
-    Returns a dict: seconds, per-atom row and Gram times, per-structure update time, sample size."""
-    n = len(frames)
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(n, size=min(n_sample, n), replace=False))
-    t_rows = t_gram = 0.0
-    atoms = 0
-    for i in pick:
-        fr = frames[i]
-        t0 = time.perf_counter()
-        r = rows_fn(fr)
-        t1 = time.perf_counter()
-        if isinstance(r, Exception):
-            continue
-        gram_fn(fr, r)
-        t_rows += t1 - t0
-        t_gram += time.perf_counter() - t1
-        atoms += fr.n_atoms
-    t_add = 0.0
-    if accumulators and len(pick):
-        bt = make_batch(pick)
-        t0 = time.perf_counter()
-        for acc in accumulators:
-            acc.add(bt)
-        t_add = (time.perf_counter() - t0) / len(pick)
-    n_atoms = sum(fr.n_atoms for fr in frames)
-    per_atom_rows = t_rows / max(atoms, 1)
-    per_atom_gram = t_gram / max(atoms, 1)
-    seconds = n_atoms * (per_atom_rows + per_atom_gram) + n * t_add
-    return {"seconds": seconds, "rows_s_per_atom": per_atom_rows, "gram_s_per_atom": per_atom_gram,
-            "update_s_per_structure": t_add, "n_sample": int(len(pick)), "n_structures": n, "n_atoms": n_atoms}
-
-
 def resident_bytes():
     """Resident memory of this process now (Linux /proc/self/statm; elsewhere the peak so far)."""
     try:
@@ -172,9 +135,19 @@ def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, bu
     e = estimate
     lines.append(f"cost: pass 2 estimated at {_hms(e['seconds'])} for {e['n_structures']} structures / "
                  f"{e['n_atoms']} atoms (timed on {e['n_sample']}: {1e3 * e['rows_s_per_atom']:.3g} ms/atom rows, "
-                 f"{1e3 * e['gram_s_per_atom']:.3g} ms/atom products, {1e3 * e['update_s_per_structure']:.3g} "
-                 f"ms/structure updates; serial, {threads} thread(s) may do better)")
+                 f"{1e3 * e['gram_s_per_atom']:.3g} ms/atom products; "
+                 + _update_text(e) + f"; serial, {threads} thread(s) may do better)")
     return lines
+
+
+def _update_text(e):
+    """The updates' part of the estimate line: counted batches x timed unit costs (dcace.estimate)."""
+    u = e.get("unit_costs") or {}
+    if "alpha" not in u:   # a refit: the state's measured update time per structure
+        return f"{1e3 * e['update_s_per_structure']:.3g} ms/structure updates"
+    touch = u["first_touch"] + u["merge_first_touch"]
+    return (f"{e['n_batches']} batches x ({1e3 * u['alpha']:.3g} ms + B x {1e3 * u['beta']:.3g} ms) updates, "
+            f"{e['n_blocks']} merges x {1e3 * u['merge']:.3g} ms, first touch {touch:.2g} s")
 
 
 def progress(it, total, desc, enabled, stream=None):

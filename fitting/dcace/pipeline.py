@@ -45,6 +45,7 @@ from .baseline import (CoreSettings, core_shifts, core_window, density_core, nei
 from .data import Dataset, DataError, Frame, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
+from . import state_anchors
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .stream import EVERY, read_own
 from .state_pack import canonical_sums
@@ -75,7 +76,7 @@ DEFAULTS = {
     "memory_budget_gb": 1.2,
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
-    "anchors": 0.03,               # weight of the off-data anchors of joint structure-gate committees (dcace.anchors)
+    "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
 }
 
@@ -324,11 +325,12 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
-    anchors : weight of the off-data anchors of joint structure-gate committees (``dcace.anchors``):
+    anchors : weight of the off-data anchors of structure-gate committees (``dcace.anchors``; joint, and
+        independent experts with ``regularise="global"``):
         compressed and rattled copies of training frames, free atoms and dimers, on which every expert
         of a committee is fitted to follow the linear model, so that off the data the gate does not hand a
         structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off.
-        Fits that write or continue a fit state have none yet.
+        A fit state keeps them: a refit and a ``reuse=`` fit use the state's (``dcace.state_anchors``).
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
@@ -462,7 +464,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
-    if state is None and fixed is None:   # fits with a fit state have no anchors yet (and their settings none)
+    w_anchor, anchor_off = state_anchors.fit_weight(fixed, w_anchor)   # a state before version 3: none
+    if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
     if gate_kind == "atom":
         settings.update(gate=gate_kind, experts=M_atom)
@@ -561,6 +564,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                          f"more training data")
     Ms = [M for M in Ms if M <= M_allowed or M == 1] if fixed is None else fixed.Ms
     notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
+    if anchor_off and (committee == "joint" or regularise == "global"):   # a state before version 3
+        notes.append(anchor_off)
     if experts == "auto" and max_M > M_allowed:
         notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
                      f"structures allow at most n / (2 x {k_folds} folds) experts")
@@ -612,12 +617,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         Z = st(P)
     clusterings = ranks.bcast(clusterings)
     anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
-    use_anchors = w_anchor > 0 and committee == "joint" and len(clusterings) > 0
-    if use_anchors and (state is not None or fixed is not None):
-        use_anchors = False
-        notes.append("off-data anchors off: a fit that writes or continues a fit state has none yet")
-    if use_anchors:
-        spread, ground = anchor_sources(N.tolist(), p1.yE.tolist())
+    anchor_src = None     # (sources, ground): a state's are kept (dcace.state_anchors)
+    if w_anchor > 0 and (committee == "joint" or regularise == "global") and len(clusterings) > 0:
+        anchor_src = anchor_sources(N.tolist(), p1.yE.tolist()) if fixed is None else state_anchors.kept_sources(fixed)
+    if anchor_src is not None and resume is None:   # a refit has H_a in the state
+        spread, ground = anchor_src
         src = set(spread) | ({ground} - {None})
         got = dict(ranks.allgather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))
         anchor_atoms = ([got[i] for i in spread], got.get(ground))
@@ -665,9 +669,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         used += need
 
     rows_fn = _Rows(basis, wF, wS)
+    counted = dict(batch_sizes=cost.pass2_batches([blocks[b] for b in ranks.own_blocks(blocks)], bsize),
+                   n_blocks=len(blocks), n_folds=k_folds)   # what pass 2 will do, for its estimate
     cost_info = _announce_cost(basis, [data.frames[i] for i in own], rows_fn, groups, joint, skipped, k_folds,
                                groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
-                               threads, progress, None if resume is None else resume.update_seconds) if ranks.is_root else {}
+                               threads, progress, None if resume is None else resume.update_seconds,
+                               counted) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -737,11 +744,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     from .selection import Selector
 
-    anchor_rows = None
+    anchor_rows, t_anchors = None, time.perf_counter()
     if anchor_atoms is not None and joint:
         few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
         anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor, bsize)
+        if reuse is not None:   # H_a in the form the state stores it, as the refit reads it
+            state_anchors.canonical(anchor_rows)
         notes.append(anchor_note)
+    elif anchor_src is not None and resume is not None and joint:
+        anchor_rows, anchor_note = state_anchors.stored_rows(resume, Dp)
+        notes += [anchor_note] * bool(anchor_note)
+    timings["anchors"] = time.perf_counter() - t_anchors   # (part of the selection's time)
     sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
                    stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
                    kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
@@ -959,32 +972,35 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             clusterings=clusterings, groups=groups, joint=joint, stress_store=stress_store, grade_stats=grade_stats,
             pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"],
             paths=_fit_state.source_paths(train, resume), column_scale=sel.sc,
-            update_seconds=cost_info.get("update_s_per_structure"))
+            update_seconds=cost_info.get("update_s_per_structure"), anchors=anchor_rows, anchor_sources=anchor_src,
+            anchor_weight=w_anchor)
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot
 
 
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
-                   threads, progress, update_s=None):
+                   threads, progress, update_s=None, counted=None):
     """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
     gives update_s, the per-structure update time its state measured on the same accumulators (the
-    timed update is a pass over all of them: a sizeable part of a small refit)."""
+    timed update is a pass over all of them: a sizeable part of a small refit).  counted: pass 2's
+    batch sizes, blocks and folds (dcace.estimate.estimate_pass2)."""
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
 
     def gram(fr, r):   # the per-structure work of pass 2, as the loop does it
         return _structure_terms(fr, r, rows_fn.wF, rows_fn.wS, 1.0)
 
-    def zero_batch(idx):
+    def zero_batch(idx):   # written zeros: pass 2's A are written pages, not the kernel's zero page
         idx = np.asarray(idx)[:max(1, bsize)]
         B = len(idx)
-        return Batch(0, np.zeros((B, D, D)), np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B),
-                     P[idx], idx)
+        A = np.empty((B, D, D))
+        A.fill(0.0)
+        return Batch(0, A, np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B), P[idx], idx)
 
     resident = cost.resident_bytes()   # before the sample touches the accumulators' pages
     est = cost.estimate_pass2(rows_fn.keep, gram, frames, [groups, *joint.values()] if update_s is None else [],
-                              zero_batch, seed=seed)
+                              zero_batch, seed=seed, bsize=bsize, **(counted or {}))
     if update_s is not None:
         est = dict(est, update_s_per_structure=update_s, seconds=est["seconds"] + est["n_structures"] * update_s)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}

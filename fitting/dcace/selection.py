@@ -70,7 +70,9 @@ class Selector:
             self._group_sums[g] = (self.groups.H[:, g].sum(axis=0), self.groups.h[:, g].sum(axis=0))
         return self._group_sums[g]
 
-    def _solve_group(self, g, lam, fold=None, prior=None, pin_one_body=None):
+    def _solve_group(self, g, lam, fold=None, prior=None, pin_one_body=None, anchor_theta=None):
+        """Ridge solve of group g (all folds, or all but `fold`), with the restraints and, given
+        anchor_theta (the linear solution of the same fold), the off-data anchors."""
         H, h = self._group_total(g)
         frac = 1.0
         if fold is not None:
@@ -83,6 +85,8 @@ class Selector:
             Hr, hr = self.restraint.group(g)
             H += Hr
             h = h + hr
+        if self.anchors is not None and anchor_theta is not None:
+            self.anchors.add_to(1, H, h, anchor_theta)
         pinned = self.fixed_one_body if pin_one_body is None else pin_one_body
         pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=pinned)
         return ridge_solve(H, h, self.sc, pen, prior, overwrite_h=True)   # H: this call's own sum
@@ -207,7 +211,10 @@ class Selector:
     def solve_independent(self, M, lam, fold=None, theta_lin=None):
         prior = self._prior(1, theta_lin, independent=True)
         pins = self._committee_pins(theta_lin, independent=True)
-        return np.stack([self._solve_group(g, lam, fold=fold, prior=prior, pin_one_body=pins)
+        # the anchors pull every expert towards the linear model: only for experts that ridge toward it
+        # (regularise="global"); the paper's experts (regularise="zero") stay each its own model
+        anchor = theta_lin if self.regularise == "global" else None
+        return np.stack([self._solve_group(g, lam, fold=fold, prior=prior, pin_one_body=pins, anchor_theta=anchor)
                          for g in self.group_index[M]])
 
     def solve_independent_total(self, M, lam, theta_lin=None):

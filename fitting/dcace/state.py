@@ -15,7 +15,10 @@ fit is adding their rows to the stored sums and solving again.  The state holds,
   projection and the k-means clusterings (centroids, spreads, labels) that define every gate, the
   short-range core (pair windows from the shortest distances, core densities) and hence the basis;
 * the fit settings, the dcace version, the SHA-256 of the potential written with it, the MaxVol
-  active set of the extrapolation grade (K x K per species).
+  active set of the extrapolation grade (K x K per species);
+* the committees' off-data anchors (format version 3, ``dcace.state_anchors``): H_a, one D' x D'
+  matrix, and which training structures they were made from -- a refit keeps them, as it keeps the
+  folds and clusters.
 
 ``refit(add, resume=S)`` featurises only the new structures, assigns them folds deterministically
 (``new_folds``), lets each join the cluster whose centroid is nearest in units of its spread (the
@@ -41,8 +44,8 @@ __all__ = ["STATE_FORMAT", "STATE_VERSION", "FitState", "StateError", "load_stat
            "frame_hash", "refit", "REFIT_SETTINGS"]
 
 STATE_FORMAT = "dcace-fit-state"
-STATE_VERSION = 2   # 2: normal matrices as packed upper triangles (dcace.state_pack); 1 still loads
-READABLE_VERSIONS = (1, 2)
+STATE_VERSION = 3   # 3: the off-data anchors (H_a, their sources); 2: packed upper triangles; 1, 2 still load
+READABLE_VERSIONS = (1, 2, 3)
 
 #: fit() arguments a refit takes from the state (the others -- test, threads, progress, ... -- are free)
 REFIT_SETTINGS = ("elements", "cutoff", "body_order", "max_degree", "experts", "ridge", "energy_weight",
@@ -50,7 +53,7 @@ REFIT_SETTINGS = ("elements", "cutoff", "body_order", "max_degree", "experts", "
                   "seed", "cv_folds", "max_experts", "temperatures", "pca", "committee", "regularise",
                   "agreement", "inner_cutoff", "w_L", "baseline", "core_range", "weights", "weight_key", "e0",
                   "repulsion_restraints", "max_degree_blocks", "chemical_channels", "shared_one_body",
-                  "chemical_embedding")
+                  "chemical_embedding", "anchors")
 
 
 class StateError(ValueError):
@@ -301,7 +304,7 @@ class FitState:
     def nbytes(self) -> dict:
         """Bytes of the normal equations (independent of the data) and of the per-structure arrays."""
         ne = sum(a.nbytes for k, a in self.arrays.items() if k.startswith(("groups_H", "groups_h", "groups_yy",
-                                                                          "joint")))
+                                                                          "joint", "anchors_Hp")))
         per = sum(a.nbytes for k, a in self.arrays.items() if k in _PER_STRUCTURE or k.startswith(
             ("cluster", "stress_")) and k.endswith(("labels", "Psi", "sigma", "scale", "index")))
         return {"normal_equations": int(ne), "per_structure": int(per),
@@ -313,9 +316,9 @@ _PER_STRUCTURE = ("Bsum", "counts", "E", "weights", "folds", "frame_hash")
 
 def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fixed, core_extremes, st, V, clusterings, groups,
                 joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, column_scale=None, notes=(),
-                update_seconds=None) -> FitState:
+                update_seconds=None, anchors=None, anchor_sources=None, anchor_weight=0.0) -> FitState:
     """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``)."""
-    from . import _core, state_pack
+    from . import _core, state_anchors, state_pack
 
     A = {"Bsum": p1.Bsum, "counts": p1.counts, "E": p1.E, "e_ref": p1.e_ref, "weights": np.asarray(wts, float),
          "folds": np.asarray(folds, dtype=np.int64), "frame_hash": np.array(hashes, dtype="U16"),
@@ -340,13 +343,15 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
     A["stress_scale"] = np.array([stress_store[i][2] for i in idx], dtype=float)
     for s, sp in enumerate(grade_stats.get("species", [])):
         A[f"grade_active{s}"] = np.asarray(sp["active_rows"], float)
+    A.update(state_anchors.arrays(anchors))
     meta = {"format": STATE_FORMAT, "version": STATE_VERSION, "dcace_version": _core.__version__,
             "settings": json.loads(json.dumps(settings)), "elements": list(basis.elements),
             "n_features": int(basis.n_features), "joint_keys": [[int(M), float(t)] for M, t in keys],
             "clusterings": sorted(int(M) for M in clusterings), "files": files, "paths": paths, "grade": grade_meta,
             "potential_sha256": hashlib.sha256(pot_text.encode()).hexdigest(),
             "data_sha256": hashlib.sha256("".join(hashes).encode()).hexdigest(), "notes": list(notes),
-            "pass2_update_s_per_structure": None if update_seconds is None else float(update_seconds)}
+            "pass2_update_s_per_structure": None if update_seconds is None else float(update_seconds),
+            "anchors": state_anchors.record(anchor_weight, anchor_sources, anchors)}
     return FitState(meta, A)
 
 
@@ -398,6 +403,9 @@ def load_state(path) -> FitState:
         arrays = {k: z[k] for k in z.files if k != "__meta__"}
     need = set(_PER_STRUCTURE) | {"e_ref", "column_scale", "groups_H" if meta["version"] == 1 else "groups_Hp",
                                   "groups_h", "groups_yy", "std_mean", "std_scale", "projection"}
+    rec = meta.get("anchors") if meta["version"] >= 3 else None
+    if rec and rec.get("n_structures"):   # the anchors' H_a (dcace.state_anchors)
+        need.add("anchors_Hp")
     missing = sorted(need - set(arrays))
     if missing:
         raise StateError(f"{path}: incomplete fit state, missing {missing}")
@@ -439,6 +447,9 @@ def refit(add, resume, *, test=None, state=None, recluster=False, keep_core=Fals
                 keep_arrays=keep_arrays, batch_size=batch_size, verbose=verbose, compare=compare)
     if recluster:
         return _full_refit(st, add, kw, free, state)
+    from .state_anchors import check_committee_weights
+
+    check_committee_weights(st)   # old states with frame weights: committee sums possibly wrong (d12ced5)
     with single_threaded_blas():
         return _fit(add, **kw, **free, state=state, reuse=None, resume=st, ranks=Ranks(None))
 
