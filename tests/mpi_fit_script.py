@@ -11,6 +11,7 @@ Every rank fits through the Python API with comm=MPI.COMM_WORLD and writes what 
                               how many rows of the (n, D) descriptor sums it held (rank 0: all; others: their own)
   OUTDIR/few.rank<r>.dcace    3 structures read from a list (streamed): more ranks than structures
   OUTDIR/grade.npz            rank 0: fit_grade over the ranks' own structures, subsampled species
+  OUTDIR/reuse.rank<r>.dcace  a reuse= fit (STATE = argv[4]) whose state's blocks are not a multiple of the ranks
 """
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ import dcace.pipeline
 import dcace.stream
 from dcace.grade import fit_grade
 from dcace.parallel import Ranks
-from test_mpi_fit import API_KW, BAD_KW, GRADE_ATOMS, IDLE_KW, MO_TEST, MO_TRAIN, grade_basis
+from test_mpi_fit import API_KW, BAD_KW, GRADE_ATOMS, IDLE_KW, MO_TEST, MO_TRAIN, REUSE_KW, grade_basis
 
 out = Path(sys.argv[1])
 comm = MPI.COMM_WORLD
@@ -58,6 +59,8 @@ pot = dcace.fit(frames[:3], comm=comm, **IDLE_KW)   # 3 structures, 4 ranks: ran
 (out / f"few.rank{r}.dcace").write_text(pot.to_string())
 pot = dcace.fit(dcace.read_data(frames[:6]), comm=comm, **IDLE_KW)   # a Dataset: every rank holds it all
 (out / f"idle.rank{r}.dcace").write_text(pot.to_string())
+pot = dcace.fit(frames, reuse=sys.argv[4], comm=comm, **REUSE_KW)
+(out / f"reuse.rank{r}.dcace").write_text(pot.to_string())
 try:
     dcace.fit(sys.argv[2], comm=comm, **BAD_KW)
     msg = "no error"

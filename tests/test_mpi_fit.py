@@ -32,6 +32,11 @@ API_KW = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=6, experts="
               batch_size=8, progress=False)
 IDLE_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=1, cv_folds=2, threads=1,
                progress=False)
+# a reuse= fit whose state holds 6 blocks (2 folds x 3): on 4 ranks the new structures' blocks start at
+# an owner that is not rank 0, the case pass 2 once assigned to ranks that had not read their frames
+REUSE_KW = dict(elements=["Mo"], cutoff=5.2, body_order=3, max_degree=5, experts=2, temperatures=(0.5,), cv_folds=2,
+                threads=1, batch_size=10, compare=False, progress=False)
+REUSE_STATE_FRAMES = 50
 BAD_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=1, cv_folds=3, threads=1,
               baseline=None, progress=False)
 BAD_FRAME = 37
@@ -110,8 +115,11 @@ def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file, 
     with pytest.raises(dcace.DataError, match=f"label.xyz, frame {BAD_LABEL}: forces 'forces' contain NaN") as label_err:
         dcace.fit(str(bad_label_file), **BAD_KW)
     ref_file = dcace.fit(str(MO_TRAIN), test=str(MO_TEST), **IDLE_KW).to_string()
+    state = tmp_path / "state.npz"
+    dcace.fit(frames[:REUSE_STATE_FRAMES], state=state, **REUSE_KW)
+    ref_reuse = dcace.fit(frames, reuse=state, **REUSE_KW).to_string()
     p = run([sys.executable, str(Path(__file__).parent / "mpi_fit_script.py"), str(tmp_path), str(bad_file),
-             str(bad_label_file)], tmp_path, nprocs=4)
+             str(bad_label_file), str(state)], tmp_path, nprocs=4)
     assert p.returncode == 0, p.stderr
     for r in range(4):
         assert (tmp_path / f"api.rank{r}.dcace").read_text() == ref, f"rank {r}: API fit differs from serial"
@@ -120,6 +128,7 @@ def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file, 
         assert (tmp_path / f"bad.rank{r}.txt").read_text() == f"DataError: {serial_err.value}"
         assert (tmp_path / f"label.rank{r}.txt").read_text() == f"DataError: {label_err.value}"
         assert (tmp_path / f"file.rank{r}.dcace").read_text() == ref_file, f"rank {r}: fit from files differs"
+        assert (tmp_path / f"reuse.rank{r}.dcace").read_text() == ref_reuse, f"rank {r}: reuse= fit differs"
     # from files, each rank parsed only its own blocks' frames (<= 64 each here) and rank 0 the test set too
     parsed = [int((tmp_path / f"parsed.rank{r}.txt").read_text()) for r in range(4)]
     n_train, n_test = count_frames(MO_TRAIN), count_frames(MO_TEST)

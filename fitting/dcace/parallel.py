@@ -316,7 +316,7 @@ def _fold_arrays(acc):
     return [getattr(acc, name) for name in _FOLD_ARRAYS if hasattr(acc, name)]
 
 
-def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, progress=None, side=None):
+def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, progress=None, side=None, first=0):
     """Pass 2: add every block's normal equations into ``accumulators`` (on rank 0), in block order.
 
     block_batch(b, part_accs) accumulates block b into the one-fold partials and returns the
@@ -324,7 +324,9 @@ def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, pr
     kept).  progress(k) advances rank 0's progress bar by k structures.  side: a dict that
     block_batch fills with per-structure items rank 0 keeps (the stress rows): on rank 0 it receives
     the other ranks' items, in block order; on another rank it is sent with the block's partial and
-    emptied (so a rank holds one block's items at a time).  Collective."""
+    emptied (so a rank holds one block's items at a time).  first: the position of blocks[0] in the
+    fit's whole block list, which fixes each block's owner (the rank that read its frames) when
+    ``blocks`` is a slice of it (a reuse= fit adds the state's blocks first).  Collective."""
     parts = [_partial(a) for a in accumulators]
     part_arrays = [x for p in parts for x in _fold_arrays(p)]
     errors = []
@@ -335,7 +337,7 @@ def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, pr
         errors.extend(block_batch(b, parts))
 
     for b in range(len(blocks)):
-        owner = ranks.owner(b)
+        owner = ranks.owner(first + b)
         if ranks.rank == owner:
             compute(b)
             if not ranks.is_root:

@@ -727,7 +727,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         accumulate_blocks(ranks, blocks[:n_kept], folds, accs, block_batch, tick, side)
         if ranks.is_root:
             canonical_sums(groups, joint)
-    accumulate_blocks(ranks, blocks[n_kept:], folds, accs, lambda b, a: block_batch(b + n_kept, a), tick, side)
+    accumulate_blocks(ranks, blocks[n_kept:], folds, accs, lambda b, a: block_batch(b + n_kept, a), tick, side,
+                      first=n_kept)
     if bar is not None:
         bar.close()
     rows_fn.kept.clear()   # sampled rows of structures another rank featurised
