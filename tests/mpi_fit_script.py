@@ -61,18 +61,19 @@ pot = dcace.fit(dcace.read_data(frames[:6]), comm=comm, **IDLE_KW)   # a Dataset
 (out / f"idle.rank{r}.dcace").write_text(pot.to_string())
 pot = dcace.fit(frames, reuse=sys.argv[4], comm=comm, **REUSE_KW)
 (out / f"reuse.rank{r}.dcace").write_text(pot.to_string())
-try:
-    dcace.fit(sys.argv[2], comm=comm, **BAD_KW)
-    msg = "no error"
-except dcace.DataError as exc:
-    msg = f"{type(exc).__name__}: {exc}"
-(out / f"bad.rank{r}.txt").write_text(msg)
-try:
-    dcace.fit(sys.argv[3], comm=comm, **BAD_KW)
-    msg = "no error"
-except dcace.DataError as exc:
-    msg = f"{type(exc).__name__}: {exc}"
-(out / f"label.rank{r}.txt").write_text(msg)
+
+
+def error_of(path):
+    """The DataError every rank raises fitting `path` (or "no error")."""
+    try:
+        dcace.fit(path, comm=comm, **BAD_KW)
+    except dcace.DataError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+(out / f"bad.rank{r}.txt").write_text(error_of(sys.argv[2]))
+(out / f"label.rank{r}.txt").write_text(error_of(sys.argv[3]))
 
 parsed = []
 parse_frame = dcace.stream._parse_frame

@@ -95,22 +95,8 @@ def write_data(atoms, path, specorder):
     return back
 
 
-def mo_deck_header(data, pot):
-    """The start of a one-element (Mo) deck: metal units, a periodic data file, pair_style dcace."""
-    return f"""
-units metal
-atom_style atomic
-boundary p p p
-atom_modify map array
-read_data {data}
-pair_style dcace
-pair_coeff * * {pot} Mo
-"""
-
-
-def structure_deck(data, pair_lines, M, tag):
-    """Read one structure, `run 0`, print energy/pressure/virial/gate, dump forces and pe/atom."""
-    gate = " ".join(f"$(c_w[{k}]:%.17g)" for k in range(1, M + 2))
+def deck_header(data, pair_lines):
+    """The start of a deck: metal units, a periodic data file, the pair lines."""
     pair = "\n".join(pair_lines)
     return f"""
 units metal
@@ -119,7 +105,18 @@ boundary p p p
 atom_modify map array
 read_data {data}
 {pair}
-compute pe all pe/atom
+"""
+
+
+def mo_deck_header(data, pot):
+    """The start of a one-element (Mo) deck with pair_style dcace."""
+    return deck_header(data, ["pair_style dcace", f"pair_coeff * * {pot} Mo"])
+
+
+def structure_deck(data, pair_lines, M, tag):
+    """Read one structure, `run 0`, print energy/pressure/virial/gate, dump forces and pe/atom."""
+    gate = " ".join(f"$(c_w[{k}]:%.17g)" for k in range(1, M + 2))
+    return deck_header(data, pair_lines) + f"""compute pe all pe/atom
 compute sa all stress/atom NULL virial
 compute ssa all reduce sum c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
 compute pv all pressure NULL virial

@@ -243,19 +243,14 @@ def _without_anchors(state, work, name, version=2):
 def _as_version_1(state, work, name):
     """The state rewritten as format version 1 wrote it (no anchors): full normal matrices of the linear model
     and independent experts, and each committee's half blocks S (here the canonical ones of
-    dcace.state_pack, which assemble to the stored matrices bit for bit)."""
-    from dcace.state_pack import restore_groups, restore_joint
+    dcace.state_pack, which assemble to the stored matrices bit for bit; tests/data/make_old_states.py
+    wrote the committed v1 fixture with the same function)."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "data"))
+    from make_old_states import as_version_1
 
-    z = dict(np.load(_without_anchors(state, work, name), allow_pickle=False))
-    m = json.loads(str(z.pop("__meta__")))
-    Dp = z["groups_h"].shape[-1]
-    z["groups_H"] = restore_groups(z.pop("groups_Hp"), Dp)
-    for j, (M, _) in enumerate(m["joint_keys"]):
-        z[f"joint{j}_Sh"] = restore_joint(z.pop(f"joint{j}_Hp"), M, Dp)
-    m["version"] = 1
     out = work / name
-    with open(out, "wb") as fh:
-        np.savez(fh, __meta__=np.array(json.dumps(m)), **z)
+    as_version_1(_without_anchors(state, work, name), out)
     return out
 
 
