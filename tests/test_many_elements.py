@@ -577,6 +577,8 @@ def test_column_blocks_are_the_species_a_column_sees(nbmota_frames):
     basis = dcace.ACEBasis(EL, 4.6, 4, 6)
     blocks = column_blocks(basis)
     assert blocks.shape == (3 * basis.n_features,) and set(blocks) == {1, 2, 3}
+    from_labels = [len({z for z, _, _ in lab} | {s}) for s in range(3) for lab in basis.spec_["feature_labels"]]
+    assert blocks.tolist() == from_labels   # from the spec's arrays: a basis read from a file has no labels
     seen = np.zeros(len(blocks), bool)
     for f in nbmota_frames:
         n_species = len(set(f.atoms.get_chemical_symbols()))

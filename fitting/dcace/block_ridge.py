@@ -85,8 +85,22 @@ def column_blocks(basis) -> np.ndarray:
     fewest species a structure needs for the column to be non-zero.  (The centre counts: the column
     of a Nb centre and a Mo-only feature is seen by Nb-Mo structures only, so it is a 2-species column,
     while max_degree_blocks counts the feature's species alone.)"""
-    species = [{z for z, _, _ in lab} for lab in basis.spec_["feature_labels"]]
+    species = _feature_species(basis.spec_)
     return np.array([len(zs | {s}) for s in range(basis.n_species) for zs in species], dtype=int)
+
+
+def _feature_species(spec):
+    """The neighbour species of every feature, from the spec's arrays (a basis read from a file has
+    no labels): the channels of the A entries of its monomials."""
+    chan_z, chan_l = np.asarray(spec["chan_z"]), np.asarray(spec["chan_l"])
+    z_of_A = np.repeat(chan_z, 2 * chan_l + 1)   # compact A index -> its channel's species
+    mono = np.asarray(spec["mono_idx"])
+    ptr, feat_mono = np.asarray(spec["feat_ptr"]), np.asarray(spec["feat_mono"])
+    out = []
+    for k in range(len(ptr) - 1):
+        idx = mono[feat_mono[ptr[k]:ptr[k + 1]]].ravel()
+        out.append({int(z) for z in z_of_A[idx[idx >= 0]]})
+    return out
 
 
 def column_factors(blocks: np.ndarray, factors: dict) -> np.ndarray:
