@@ -134,7 +134,7 @@ def choose_block_factors(sel, lam, blocks, setting):
         for f in setting:
             if f == chosen[b]:
                 continue
-            trial = dict(chosen, **{b: f})
+            trial = {**chosen, b: f}
             loss = loss_of(trial)
             rows.append({"factors": {str(k): v for k, v in trial.items()}, "loss": loss})
             if loss < best:
