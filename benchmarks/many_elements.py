@@ -40,6 +40,8 @@ MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
 
 #: the factors on the ridge that CV tries for each species block (dcace.block_ridge)
 BLOCK_RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+#: the exponents p of the smoothness prior CV tries (0, the uniform ridge, always)
+DEGREE_RIDGE_GRID = (1.0, 2.0, 4.0, 8.0, 16.0)
 MIX_CORE = {"Nb-Mo": (1.886, 2.136), "Nb-Ta": (1.851, 2.101), "Mo-Ta": (1.841, 2.091)}
 #: (a) explicit at the largest degree whose fit stays within 2 GB peak RSS (D = 9; D = 10 peaked at
 #: 3.2 GB, docs/many-elements.md), (b) per-block degrees, (c) embedded with 1 / 2 channels, cosine
@@ -82,6 +84,11 @@ MODELS = {
                              block_ridge=BLOCK_RIDGE_GRID),
     "blocks-11-9-0-br": dict(body_order=4, max_degree=11, max_degree_blocks={2: 9, 3: 0},
                              block_ridge=BLOCK_RIDGE_GRID),
+    # ... with the smoothness prior (ridge x (degree / largest)^p, p by CV from DEGREE_RIDGE_GRID) under it
+    "blocks-10-9-0-dr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0},
+                             block_ridge=BLOCK_RIDGE_GRID, degree_ridge=DEGREE_RIDGE_GRID),
+    "blocks-11-9-0-dr": dict(body_order=4, max_degree=11, max_degree_blocks={2: 9, 3: 0},
+                             block_ridge=BLOCK_RIDGE_GRID, degree_ridge=DEGREE_RIDGE_GRID),
 }
 
 
@@ -95,6 +102,8 @@ def describe(kw):
         s += f", experts {kw['experts']} (M <= {kw['max_experts']})"
     if kw.get("unlike_pairs"):
         s += f", unlike-pair core rule {kw['unlike_pairs']!r}"
+    if kw.get("degree_ridge"):
+        s += ", smoothness prior (CV)"
     if kw.get("block_ridge"):
         s += ", ridge per block (CV)"
     return s
@@ -147,6 +156,7 @@ def cmd_fit(args):
            "load": [load_start, os.getloadavg()[0]], "code": code, "cpu_s": cpu,
            "loads_1_5_15": [loads_start, list(os.getloadavg())],
            "block_ridge": (pot.report.selection.get("block_ridge") or {}).get("factors"),
+           "degree_ridge": (pot.report.selection.get("degree_ridge") or {}).get("exponent"),
            "ridge": pot.report.selection.get("ridge"),
            "pass2_estimate_parts": {k: c.get(k) for k in ("rows_and_products_s", "updates_s", "merges_s",
                                                           "n_batches", "n_blocks", "unit_costs")},
@@ -378,8 +388,10 @@ def markdown(res, spread, scaling, args):
         cells = [f"{r['test'][g]['energy_mae_mev']:.2f} / {r['test'][g]['force_mae']:.3f}" if g in r["test"] else "-"
                  for g in groups]
         dc = "" if r.get("experts", 1) == 1 else f"; chosen M = {r['experts']}"
-        if r.get("block_ridge"):   # the ridge CV chose, times each block's factor
+        if r.get("block_ridge"):   # the ridge CV chose, times each block's factor (and the prior's exponent)
             dc += f"; ridge {r['ridge']:g} x " + ", ".join(f"{f:g} (block {b})" for b, f in r["block_ridge"].items())
+        if r.get("degree_ridge") is not None:
+            dc += f" x (degree / largest)^{r['degree_ridge']:g}"
         L.append(f"| {m} | {r['settings']}{dc} | {r['K']} | " + " | ".join(cells) + " |")
     ref = "explicit-9" if "explicit-9" in res else "explicit"
     if ref in res:

@@ -658,9 +658,53 @@ def test_bad_block_ridge_names_the_option(kw, match):
 
 
 def test_cli_block_ridge_parses_a_grid_or_fixed_factors():
-    from dcace.cli import parse_block_ridge
+    from dcace.cli import parse_block_ridge, parse_degree_ridge
+
+    assert parse_degree_ridge("4") == 4.0 and parse_degree_ridge("0,2,4") == (0.0, 2.0, 4.0)
 
     assert parse_block_ridge("1e-4,1,1e4") == (1e-4, 1.0, 1e4)
     assert parse_block_ridge("2:1e-4,1:1") == {2: 1e-4, 1: 1.0}
     with pytest.raises(ValueError, match=r"--block-ridge '2:1e-4,1': give factors .* not a mix"):
         parse_block_ridge("2:1e-4,1")
+
+
+def test_column_degrees_are_the_features_degrees():
+    from dcace.block_ridge import column_degrees
+
+    basis = dcace.ACEBasis(EL, 4.6, 4, 7)
+    assert column_degrees(basis).tolist() == [_degree(lab) for _ in range(3) for lab in basis.spec_["feature_labels"]]
+
+
+def test_degree_ridge_is_the_uniform_ridge_on_rescaled_columns(nbmota_frames, monkeypatch):
+    """The smoothness prior lam (d / d_max)^p is the uniform ridge on columns scaled by (d / d_max)^(-p/2)
+    more (1e-10 of the largest coefficient); by CV the exponent with the lowest loss is taken (p = 0, the
+    uniform ridge, is always a candidate) and a refit keeps the setting."""
+    import dcace.selection
+    from dcace.block_ridge import column_degrees
+
+    frames = _labelled(nbmota_frames)
+    prior = dcace.fit(frames, ridge=1e-2, degree_ridge=2, **BR_OPTS)
+    deg = column_degrees(prior.basis)
+    extra = np.concatenate([(deg / deg.max()) ** -1.0, np.ones(3)])
+    base = dcace.selection.column_scale
+    with monkeypatch.context() as mp:
+        mp.setattr(dcace.selection, "column_scale", lambda diag: base(diag) * extra)
+        scaled = dcace.fit(frames, ridge=1e-2, **BR_OPTS)
+    assert np.allclose(scaled.coefficients, prior.coefficients, rtol=0,
+                       atol=1e-10 * np.abs(prior.coefficients).max())
+    grid = (2.0, 8.0)
+    pot = dcace.fit(frames, degree_ridge=grid, **BR_OPTS)
+    rec = pot.report.selection["degree_ridge"]
+    assert [r["exponent"] for r in rec["cv"]] == [0.0, 2.0, 8.0]
+    assert rec["cv_loss"] == min(r["loss"] for r in rec["cv"]) and rec["exponent"] > 0
+    assert pot.metadata["fit"]["degree_ridge"] == list(grid)
+    fixed = dcace.fit(frames, ridge=pot.report.selection["ridge"], degree_ridge=rec["exponent"], **BR_OPTS)
+    assert np.array_equal(fixed.coefficients, pot.coefficients)
+
+
+@pytest.mark.parametrize("value, match", [(-1.0, r"an exponent must be a finite number >= 0, got -1.0"),
+                                          ((), r"the grid of exponents is empty"),
+                                          ("4", r"must be an exponent \(e.g. 4\) or a grid")])
+def test_bad_degree_ridge_names_the_option(value, match):
+    with pytest.raises(ValueError, match=r"degree_ridge \(--degree-ridge\)\W.*" + match):
+        dcace.fit(read(NBMOTA, ":"), degree_ridge=value, **BR_OPTS)

@@ -32,9 +32,11 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_block_ridge", "column_blocks", "column_factors", "choose_block_factors", "OPTION"]
+__all__ = ["check_block_ridge", "check_degree_ridge", "column_blocks", "column_degrees", "column_factors",
+           "choose_block_factors", "choose_column_ridge", "OPTION", "DEGREE_OPTION"]
 
 OPTION = "block_ridge (--block-ridge)"
+DEGREE_OPTION = "degree_ridge (--degree-ridge)"
 
 
 def _factor(value, what):
@@ -62,6 +64,9 @@ def check_block_ridge(value, n_species, body_order, chemical_channels=None):
                                  f"the blocks are 1..{top}")
             out[int(b)] = _factor(f, f"the factor of block {b}")
         return dict(sorted(out.items()))
+    if isinstance(value, str):
+        raise ValueError(f"{OPTION} must be a grid of factors (e.g. [1e-4, 1e-2, 1, 1e2, 1e4]) or a "
+                         f"{{block: factor}} map, got {value!r}")
     try:
         grid = [_factor(f, "a grid factor") for f in value]
     except TypeError:
@@ -70,6 +75,29 @@ def check_block_ridge(value, n_species, body_order, chemical_channels=None):
     if not grid:
         raise ValueError(f"{OPTION}: the grid of factors is empty")
     return tuple(sorted(set(grid)))
+
+
+def check_degree_ridge(value):
+    """None, a fixed exponent p (a number) or a sorted tuple of exponents to choose from by CV."""
+    if value is None:
+        return None
+    def exponent(p):
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) or p < 0:
+            raise ValueError(f"{DEGREE_OPTION}: an exponent must be a finite number >= 0, got {p!r}")
+        return float(p)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return exponent(value)
+    if isinstance(value, str):
+        raise ValueError(f"{DEGREE_OPTION} must be an exponent (e.g. 4) or a grid of them (e.g. [0, 2, 4, 8]), "
+                         f"got {value!r}")
+    try:
+        grid = tuple(sorted({exponent(p) for p in value}))
+    except TypeError:
+        raise ValueError(f"{DEGREE_OPTION} must be an exponent (e.g. 4) or a grid of them (e.g. [0, 2, 4, 8]), "
+                         f"got {value!r}") from None
+    if not grid:
+        raise ValueError(f"{DEGREE_OPTION}: the grid of exponents is empty")
+    return grid
 
 
 def stored(value):
@@ -103,6 +131,19 @@ def _feature_species(spec):
     return out
 
 
+def column_degrees(basis) -> np.ndarray:
+    """(D,) the degree sum_t (n_t + 1 + w_L l_t) of every column's feature (basis_spec's convention)."""
+    spec = basis.spec_
+    chan_l = np.asarray(spec["chan_l"])
+    deg_of_chan = np.asarray(spec["chan_n"]) + 1 + float(basis.w_L) * chan_l
+    deg_of_A = np.repeat(deg_of_chan, 2 * chan_l + 1)   # compact A index -> its channel's degree
+    mono = np.asarray(spec["mono_idx"])
+    ptr, feat_mono = np.asarray(spec["feat_ptr"]), np.asarray(spec["feat_mono"])
+    first = mono[feat_mono[ptr[:-1]]]   # a feature's monomials all use its channel tuple: the first says it
+    per_feature = np.where(first >= 0, deg_of_A[np.maximum(first, 0)], 0.0).sum(axis=1)
+    return np.tile(per_feature, basis.n_species)
+
+
 def column_factors(blocks: np.ndarray, factors: dict) -> np.ndarray:
     """(D,) the ridge factor of every column from {block: factor} (blocks not named: 1)."""
     out = np.ones(len(blocks))
@@ -111,20 +152,54 @@ def column_factors(blocks: np.ndarray, factors: dict) -> np.ndarray:
     return out
 
 
-def choose_block_factors(sel, lam, blocks, setting):
+def choose_column_ridge(sel, lam, basis, block_setting, degree_setting):
+    """The column factors of both settings (degree prior first, then the blocks on top of it), set
+    on sel; returns {"block_ridge": record or None, "degree_ridge": record or None}."""
+    base, degree = None, None
+    if degree_setting is not None:
+        degree = choose_degree_exponent(sel, lam, column_degrees(basis), degree_setting)
+        base = degree.pop("column_factor")
+    block = None
+    if block_setting is not None:
+        block = choose_block_factors(sel, lam, column_blocks(basis), block_setting, base=base)
+    return {"block_ridge": block, "degree_ridge": degree}
+
+
+def choose_degree_exponent(sel, lam, degrees, setting):
+    """The smoothness prior: column factor (degree / largest degree)^p, so the top degree keeps lam and
+    lower degrees get less; p fixed (a number) or the grid value with the lowest linear CV loss
+    (p = 0, the uniform ridge, included).  Sets sel's column factors."""
+    rel = degrees / degrees.max()
+    if not isinstance(setting, tuple):
+        fac = rel ** setting
+        sel.set_column_factors(fac)
+        return {"exponent": setting, "searched": False, "cv": [], "column_factor": fac}
+    rows = []
+    for p in sorted(set(setting) | {0.0}):
+        sel.set_column_factors(rel ** p)
+        rows.append({"exponent": p, "loss": sel.linear_cv_loss(lam)})
+    best = min(rows, key=lambda r: r["loss"])   # (ties: the smaller exponent, listed first)
+    fac = rel ** best["exponent"]
+    sel.set_column_factors(fac)
+    return {"exponent": best["exponent"], "searched": True, "cv_loss": best["loss"], "cv": rows, "column_factor": fac}
+
+
+def choose_block_factors(sel, lam, blocks, setting, base=None):
     """Sets sel's column factors from the setting; returns the record of what was chosen.
 
     sel: a selection.Selector whose ridge lam is chosen; blocks: column_blocks; setting: as
-    check_block_ridge returns it (not None).  Blocks whose columns carry no data are not searched."""
+    check_block_ridge returns it (not None); base: (D,) factors the block factors multiply (the
+    degree prior) or None.  Blocks whose columns carry no data are not searched."""
+    base = np.ones(len(blocks)) if base is None else base
     if isinstance(setting, dict):
-        sel.set_column_factors(column_factors(blocks, setting))
+        sel.set_column_factors(column_factors(blocks, setting) * base)
         return {"factors": {str(b): f for b, f in setting.items()}, "searched": False, "cv": []}
     with_data = sel.columns_with_data()
     present = sorted({int(b) for b in np.unique(blocks[with_data])}, reverse=True)
     chosen = {b: 1.0 for b in present}
 
     def loss_of(factors):
-        sel.set_column_factors(column_factors(blocks, factors))
+        sel.set_column_factors(column_factors(blocks, factors) * base)
         return sel.linear_cv_loss(lam)
 
     best = loss_of(chosen)
@@ -140,5 +215,5 @@ def choose_block_factors(sel, lam, blocks, setting):
             if loss < best:
                 best, pick = loss, f
         chosen[b] = pick
-    sel.set_column_factors(column_factors(blocks, chosen))
+    sel.set_column_factors(column_factors(blocks, chosen) * base)
     return {"factors": {str(b): f for b, f in sorted(chosen.items())}, "searched": True, "cv_loss": best, "cv": rows}
