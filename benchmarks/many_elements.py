@@ -41,7 +41,7 @@ MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
 #: the factors on the ridge that CV tries for each species block (dcace.block_ridge)
 BLOCK_RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 #: the exponents p of the smoothness prior CV tries (0, the uniform ridge, always)
-DEGREE_RIDGE_GRID = (1.0, 2.0, 4.0, 8.0, 16.0)
+DEGREE_RIDGE_GRID = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 MIX_CORE = {"Nb-Mo": (1.886, 2.136), "Nb-Ta": (1.851, 2.101), "Mo-Ta": (1.841, 2.091)}
 #: (a) explicit at the largest degree whose fit stays within 2 GB peak RSS (D = 9; D = 10 peaked at
 #: 3.2 GB, docs/many-elements.md), (b) per-block degrees, (c) embedded with 1 / 2 channels, cosine
