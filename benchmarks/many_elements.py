@@ -380,7 +380,8 @@ def markdown(res, spread, scaling, args):
          f"({'every 4th, --quick' if args.quick else 'all'}); test: all 210 published test structures. Cutoff "
          f"{CUTOFF} Å, linear fits (experts=1) unless the model says experts auto (DC, M <= 4 by CV), ridge by 5-fold "
          "CV, one thread, memory budget 2 GB, ZBL core on. "
-         "Shared 2-core machine (other fits running): times are wall clock.", "",
+         "Shared 2-core machine (other fits running): times are wall clock, except fit CPU (user + system "
+         "CPU time of the fit process, what a quiet machine waits; fits before session 8 show -).", "",
          "## Accuracy per test group (energy MAE meV/atom / force MAE eV/Å)", "",
          "| model | basis | K | " + " | ".join(groups) + " |",
          "|---|---|---:|" + "---:|" * len(groups)]
