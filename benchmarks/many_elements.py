@@ -40,8 +40,8 @@ MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
 
 #: the factors on the ridge that CV tries for each species block (dcace.block_ridge)
 BLOCK_RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
-#: the exponents p of the smoothness prior CV tries (0, the uniform ridge, always)
-DEGREE_RIDGE_GRID = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+#: the exponents p of the smoothness prior (d / d_min)^p CV tries (0, the uniform ridge, always)
+DEGREE_RIDGE_GRID = (0.5, 1.0, 2.0, 4.0)
 MIX_CORE = {"Nb-Mo": (1.886, 2.136), "Nb-Ta": (1.851, 2.101), "Mo-Ta": (1.841, 2.091)}
 #: (a) explicit at the largest degree whose fit stays within 2 GB peak RSS (D = 9; D = 10 peaked at
 #: 3.2 GB, docs/many-elements.md), (b) per-block degrees, (c) embedded with 1 / 2 channels, cosine
@@ -84,10 +84,9 @@ MODELS = {
                              block_ridge=BLOCK_RIDGE_GRID),
     "blocks-11-9-0-br": dict(body_order=4, max_degree=11, max_degree_blocks={2: 9, 3: 0},
                              block_ridge=BLOCK_RIDGE_GRID),
-    # ... with the smoothness prior (ridge x (degree / largest)^p, p by CV from DEGREE_RIDGE_GRID) under it
-    "blocks-10-9-0-dr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0},
-                             block_ridge=BLOCK_RIDGE_GRID, degree_ridge=DEGREE_RIDGE_GRID),
-    "blocks-11-9-0-dr": dict(body_order=4, max_degree=11, max_degree_blocks={2: 9, 3: 0},
+    # ... with the smoothness prior (ridge x (degree / smallest)^p, p by CV from DEGREE_RIDGE_GRID) under it
+    # (blocks-10-9-0-dr, the prior normalised at the top degree, ran on be34f71: docs/many-elements-summary.md)
+    "blocks-10-9-0-dp": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0},
                              block_ridge=BLOCK_RIDGE_GRID, degree_ridge=DEGREE_RIDGE_GRID),
 }
 
@@ -392,7 +391,7 @@ def markdown(res, spread, scaling, args):
         if r.get("block_ridge"):   # the ridge CV chose, times each block's factor (and the prior's exponent)
             dc += f"; ridge {r['ridge']:g} x " + ", ".join(f"{f:g} (block {b})" for b, f in r["block_ridge"].items())
         if r.get("degree_ridge") is not None:
-            dc += f" x (degree / largest)^{r['degree_ridge']:g}"
+            dc += f" x (degree / smallest)^{r['degree_ridge']:g}"
         L.append(f"| {m} | {r['settings']}{dc} | {r['K']} | " + " | ".join(cells) + " |")
     ref = "explicit-9" if "explicit-9" in res else "explicit"
     if ref in res:

@@ -166,10 +166,12 @@ def choose_column_ridge(sel, lam, basis, block_setting, degree_setting):
 
 
 def choose_degree_exponent(sel, lam, degrees, setting):
-    """The smoothness prior: column factor (degree / largest degree)^p, so the top degree keeps lam and
-    lower degrees get less; p fixed (a number) or the grid value with the lowest linear CV loss
-    (p = 0, the uniform ridge, included).  Sets sel's column factors."""
-    rel = degrees / degrees.max()
+    """The smoothness prior: column factor (degree / smallest degree)^p (ACEpotentials' algebraic prior
+    d^p: the smallest degree is 1), so the lowest degree keeps lam and higher degrees get more; p fixed
+    (a number) or the grid value with the lowest linear CV loss (p = 0, the uniform ridge, included).
+    (Normalised at the top instead -- lower degrees get less -- CV rejected every p > 0 on Nb-Mo-Ta,
+    docs/many-elements-summary.md.)  Sets sel's column factors."""
+    rel = degrees / degrees.min()
     if not isinstance(setting, tuple):
         fac = rel ** setting
         sel.set_column_factors(fac)

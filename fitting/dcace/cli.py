@@ -158,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(dcace.block_ridge; explicit bases) (default: one ridge for all blocks; example: "
                         "--block-ridge 1e-4,1e-2,1,1e2,1e4)")
     f.add_argument("--degree-ridge", default=None, metavar="P|P,...",
-                   help="smoothness prior: the ridge of a feature of degree d is the ridge x (d / largest d)^P; "
+                   help="smoothness prior: the ridge of a feature of degree d is the ridge x (d / smallest d)^P; "
                         "a list of exponents is chosen from by cross-validation (dcace.block_ridge) (default: "
-                        "off; example: --degree-ridge 0,2,4,8)")
+                        "off; example: --degree-ridge 0.5,1,2,4)")
     f.add_argument("--energy-weight", type=_nonneg, default=None, metavar="W",
                    help="weight of a per-atom energy row (eV/atom) relative to one force component (eV/Å) "
                         f"(default: {D['energy_weight']:g}; example: --energy-weight 100)")

@@ -343,7 +343,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     block_ridge : a ridge per species block (``dcace.block_ridge``): None (one ridge), a grid of factors
         (CV sets each block's factor on the ridge) or ``{b: factor}``; explicit bases only.
     degree_ridge : the smoothness prior (``dcace.block_ridge``): the ridge of a feature of degree d is
-        lam (d / largest d)^p; p a number, or a grid of exponents to choose from by CV; None = off.
+        lam (d / smallest d)^p; p a number, or a grid of exponents to choose from by CV; None = off.
     gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
         (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
         ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
@@ -781,7 +781,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge)
     block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
     if degree_choice is not None:
-        notes.append("smoothness prior (--degree-ridge): ridge x (degree / largest degree)^p, p = "
+        notes.append("smoothness prior (--degree-ridge): ridge x (degree / smallest degree)^p, p = "
                      f"{degree_choice['exponent']:g}" + (" (chosen by CV)" if degree_choice["searched"] else " (given)"))
     if block_choice is not None:
         notes.append("ridge per species block (--block-ridge): lambda x " + ", ".join(
