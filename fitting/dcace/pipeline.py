@@ -37,17 +37,18 @@ import numpy as np
 from . import _core, cost
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
-from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
+from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembership, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
-                       user_window_free)
+                       residual_frame, user_window_free)
 from .data import Dataset, DataError, Frame, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
 from . import state_anchors
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .stream import EVERY, read_own
+from . import restream
 from .state_pack import canonical_sums
 from .potential import Potential
 from .report import ErrorStats, FitReport
@@ -91,8 +92,8 @@ class _Pass1:
     yE: np.ndarray       # (n,) centred energy per atom
 
     @property
-    def P(self):
-        return self.Bsum / self.N[:, None]
+    def P(self):   # (None on the ranks other than 0 of an MPI fit, which keep no descriptor rows)
+        return None if self.Bsum is None else self.Bsum / self.N[:, None]
 
 
 def _progress(it, total, desc, enabled):
@@ -125,16 +126,26 @@ def _threaded_map(fn, frames, threads):
             yield f, res
 
 
-def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None, lean=False):
+#: structures whose descriptor rows a rank sends rank 0 at a time in pass 1 of an MPI fit (its memory: one round)
+ROWS_PER_ROUND = 256
+
+
+def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None, lean=False,
+                     record=None):
     """(Bsum (n, D), counts (n, S)); with ranks/blocks each rank computes its blocks' structures and
-    every rank gets all rows (``dcace.parallel``) -- with ``lean``, all rows of Bsum on rank 0 only, the
-    other ranks their own (``OwnRows``), and counts on every rank."""
+    every rank gets all rows (``dcace.parallel``) -- with ``lean``, all rows of Bsum on rank 0 only (sent
+    there in rounds as the pass goes), None on the other ranks, and counts on every rank.  record(i, frame) is called for each
+    of this rank's structures as the pass reads it (frames read again for every pass, ``dcace.restream``:
+    what else the fit needs of the frame is taken then)."""
     S, K = basis.n_species, basis.n_features
     n = len(frames)
     ranks = ranks or Ranks(None)
     mine = np.arange(n) if blocks is None else \
         np.concatenate([blocks[b] for b in ranks.own_blocks(blocks)] or [np.zeros(0, int)])
-    Bsum = np.zeros((len(mine), S * K))
+    R = ROWS_PER_ROUND if lean else max(1, len(mine))   # lean: the rows go to rank 0 a round at a time
+    Bsum = np.zeros((min(R, len(mine)), S * K))
+    full = np.zeros((n, S * K)) if lean and ranks.is_root else None
+    rounds = ranks.rounds(len(mine), R) if lean else 0
     counts = np.zeros((len(mine), S))
     errors = []
 
@@ -144,16 +155,26 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks
         except ValueError as exc:
             return exc
 
-    it = _threaded_map(work, [frames[i] for i in mine], threads)
+    it = _threaded_map(work, restream.own_frames(frames, mine), threads)
     for j, (fr, res) in enumerate(_progress(it, len(mine), desc, progress)):
+        if lean and j and j % R == 0:   # a round's rows to rank 0 (they are pickled now: the buffer is free)
+            ranks.rows_round(mine[j - R:j], Bsum, full)
+            Bsum.fill(0.0)
+            rounds -= 1
+        if record is not None:
+            record(int(mine[j]), fr)
         if isinstance(res, Exception):
             errors.append((int(mine[j]), str(_frame_error(fr, res))))
             continue
-        Bsum[j] = res[0].ravel()
+        Bsum[j % R] = res[0].ravel()
         counts[j] = res[1]
+    if lean:   # the last round, then empty ones as long as another rank has rounds to send
+        last = len(mine) - (len(mine) - 1) // R * R if len(mine) else 0
+        for k in range(rounds):
+            ranks.rows_round(mine[len(mine) - last:] if k == 0 else mine[:0], Bsum[:last] if k == 0 else Bsum[:0], full)
     ranks.check(errors)
-    if lean:
-        return ranks.rows_to_root(mine.tolist(), Bsum, n), ranks.allgather_rows(mine.tolist(), [counts], n)[0]
+    if lean:   # rank 0: every row; the others keep none (pass 2 takes a structure's row from its fitting rows)
+        return full, ranks.allgather_rows(mine.tolist(), [counts], n)[0]
     return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
@@ -180,7 +201,10 @@ def _residual(ranks, dataset, baseline, elements=None):
     if dataset is None:
         return None
     errors = []
-    out = residual_dataset(dataset, baseline, elements, errors=errors)
+    if isinstance(dataset.frames, restream.StreamedFrames):   # subtracted again as each pass parses a frame
+        out = restream.residual(dataset, lambda fr: residual_frame(fr, baseline, elements), errors)
+    else:
+        out = residual_dataset(dataset, baseline, elements, errors=errors)
     ranks.check(errors)
     return out
 
@@ -254,10 +278,11 @@ class _Rows:
         self.wF, self.wS = wF, wS
         self.wF2 = wF * wF
         self.wS2 = wS * wS
-        self.kept = {}   # id(frame) -> rows computed by the cost estimate, handed to pass 2 once
+        self.kept = {}   # (file, frame) -> rows computed by the cost estimate, handed to pass 2 once
+        # (not id(frame): frames parsed again for every pass, dcace.restream, are new objects)
 
     def __call__(self, fr):
-        kept = self.kept.pop(id(fr), None)
+        kept = self.kept.pop((fr.source, fr.index), None)
         if kept is not None:
             return kept
         try:
@@ -269,7 +294,7 @@ class _Rows:
     def keep(self, fr):
         """Rows of fr, kept for pass 2 (the cost estimate's sample is not computed twice)."""
         r = self(fr)
-        self.kept[id(fr)] = r
+        self.kept[(fr.source, fr.index)] = r
         return r
 
 
@@ -406,6 +431,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if any(not (t > 0 and math.isfinite(t)) for t in temps) or not temps:
         raise ValueError(f"temperatures must be positive numbers, got {temps}")
     gate_kind = check_gate_option(gate)
+    if gate_kind != "structure" and ranks.size > 1:   # fit_atom_gate reads every structure in one process
+        raise ValueError(f"gate={gate_kind!r} (--gate) is not available in an MPI fit yet: the atom gate's "
+                         f"clustering and rows read every training structure in one process; fit it without "
+                         f"mpiexec (threads), or use gate='structure'")
     M_atom, atom_fit = None, None
     if gate_kind == "atom":   # the structure machinery fits the linear model only; local_gate the rest
         M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
@@ -483,12 +512,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     plan = None   # MPI: (folds, blocks) from the frame count; each rank keeps only its blocks' frames
     if ranks.size > 1 and not isinstance(train, Dataset):
         plan = _fold_blocks(count_frames(train) + offset, fixed, seed, k_folds, bsize, offset)
-        keep = {int(i) - offset for b in ranks.own_blocks(plan[1]) for i in plan[1][b]}
+        keep = restream.OwnMask(len(plan[0]) - offset, [int(i) - offset for b in ranks.own_blocks(plan[1])
+                                                        for i in plan[1][b]])
     # MPI: each rank parses only the frames it keeps of extended XYZ files (dcace.stream; None: other
     # sources, read_data parses every frame on every rank, keeping its own)
     data = train if isinstance(train, Dataset) else None
     if data is None and plan is not None:
-        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, **keys)
+        # streamed: a rank holds none of its frames between passes, each pass parses them again
+        # (dcace.restream; not for a state's fits, whose refit code reads the frames as a list)
+        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, streamed=fixed is None, **keys)
     if data is None:
         data = read_data(train, elements=elements, weight_key=weight_key, keep=None if plan is None else keep, **keys)
     test_data = None
@@ -504,7 +536,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
-        shortest, rho_max = ranks.extremes(*neighbour_extremes([f for _, f in data.kept], elements, cutoff)) \
+        shortest, rho_max = ranks.extremes(*neighbour_extremes((f for _, f in data.kept), elements, cutoff)) \
             if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         if resume is not None:   # the core stays the state's: say where new data reaches into it
@@ -514,7 +546,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     W_chem = None
     if chemical_channels is not None:   # a refit / reuse keeps the state's W (its normal equations use it)
         kind = settings.get("chemical_embedding_weights", embedding_kind)
-        W_chem = choose_embedding(kind, [f for _, f in data.kept], elements, cutoff, chemical_channels,
+        W_chem = choose_embedding(kind, (f for _, f in data.kept), elements, cutoff, chemical_channels,
                                   max_degree=max_degree, inner_cutoff=inner_cutoff, w_L=w_L, core_window=window,
                                   energy_weight=wE, force_weight=wF)
         if "chemical_embedding" in settings:   # data-driven or given: the W a refit must keep
@@ -577,17 +609,20 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     n_kept = len(fit_blocks(folds[:fixed.n], max(1, bsize))) if reuse is not None else 0
     # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
-    # lean: the ranks other than 0 keep only their own structures' (n, D) rows, and none of what rank 0
-    # alone uses (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
+    # lean: the ranks other than 0 keep none of the (n, D) rows and none of what rank 0 alone uses
+    # (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
     lean = ranks.size > 1 and fixed is None
+    labels = []   # (i, energy, hash) of this rank's structures, taken as pass 1 reads them
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
-                                    [b - offset for b in blocks], lean=lean)
+                                    [b - offset for b in blocks], lean=lean,
+                                    record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr))))
     # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
     # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
-    own = sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b])
-    E = np.array([e for _, e in ranks.allgather_indexed([(i, data.frames[i].energy) for i in own])])
+    own = np.array(sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b]), dtype=np.int64)
+    E = np.array([e for _, e in ranks.allgather_indexed([(i, e) for i, e, _ in labels])])
     hashes = [h for _, h in (ranks.gather_indexed if lean else ranks.allgather_indexed)(
-        [(i, _fit_state.frame_hash(data.frames[i])) for i in own])]
+        [(i, h) for i, _, h in labels])]
+    del labels
     if resume is None:
         wts = frame_weights(data.frames, weights)
         e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given, E)
@@ -628,14 +663,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
-    member = [np.ones(n)]
     n_groups = 1 + sum(clusterings)
     independent_ok = 8 * k_folds * n_groups * Dp * Dp <= 0.5 * budget
-    if independent_ok:
-        for M, cl in clusterings.items():
-            for m in range(M):
-                member.append((cl.labels == m).astype(float))
-    else:
+    if not independent_ok:
         if committee == "independent":
             raise ValueError(f"independent experts for M = {sorted(clusterings)} need "
                              f"{8 * k_folds * n_groups * Dp * Dp / 2**30:.2f} GiB of normal equations, more than "
@@ -643,7 +673,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         notes.append("independent-expert comparison (the paper's fits) skipped: its normal equations would "
                      "exceed half the memory budget")
         compare = False
-    membership = np.stack(member, axis=1)
+    # the global model, then one group per cluster of every clustering (from the labels, batch by batch)
+    membership = LabelMembership(n, [(cl.labels, M) for M, cl in clusterings.items()] if independent_ok else [])
     groups = GroupAccumulator(k_folds, D, S, membership, wE)
     restraint = None if restraint_rows is None else RestraintRows(restraint_rows, D, S, membership.shape[1])
     cand = []
@@ -671,7 +702,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     rows_fn = _Rows(basis, wF, wS)
     counted = dict(batch_sizes=cost.pass2_batches([blocks[b] for b in ranks.own_blocks(blocks)], bsize),
                    n_blocks=len(blocks), n_folds=k_folds)   # what pass 2 will do, for its estimate
-    cost_info = _announce_cost(basis, [data.frames[i] for i in own], rows_fn, groups, joint, skipped, k_folds,
+    cost_info = _announce_cost(basis, restream.sample_view(data.frames, own), rows_fn, groups, joint, skipped, k_folds,
                                groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
                                threads, progress, None if resume is None else resume.update_seconds,
                                counted) if ranks.is_root else {}
@@ -691,7 +722,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         weight squared: the per-structure work of pass 2, on the worker threads (numpy releases the GIL)."""
         i, fr = item
         r = rows_fn(fr)
-        return r if isinstance(r, Exception) else _structure_terms(fr, r, wF, wS, wts[i])
+        return r if isinstance(r, Exception) else (*_structure_terms(fr, r, wF, wS, wts[i]), r.energy)
 
     def block_batch(b, accs):
         """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
@@ -699,22 +730,24 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
         def flush():
             ix = np.array([x[0] for x in stats])
+            B = np.stack([x[4] for x in stats])   # the descriptor sums of pass 1, from the fitting rows (same bits)
             bt = Batch(0, np.stack([x[1] for x in stats]), np.stack([x[2] for x in stats]),
                        np.array([x[3] for x in stats]),
-                       np.concatenate([Bsum[ix], counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
-                       p1.yE[ix] * wts[ix], P[ix], ix, wts[ix])
+                       np.concatenate([B, counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
+                       p1.yE[ix] * wts[ix], B / N[ix][:, None], ix, wts[ix])
             for acc in accs:
                 acc.add(bt)
             stats.clear()
 
-        for (i, fr), res in _threaded_map(rows_and_terms, [(i, data.frames[i - offset]) for i in idx], threads):
+        items = zip(idx.tolist(), restream.own_frames(data.frames, idx - offset))   # parsed as the pass goes
+        for (i, fr), res in _threaded_map(rows_and_terms, items, threads):
             if isinstance(res, Exception):
                 errors.append((int(i), str(_frame_error(fr, res))))
                 continue
-            A, v, yy, stress = res
+            A, v, yy, stress, b = res
             if stress is not None:
                 outbox[int(i)] = stress
-            stats.append((int(i), A, v, yy))
+            stats.append((int(i), A, v, yy, b))
             if len(stats) >= bsize:
                 flush()
         if stats:
