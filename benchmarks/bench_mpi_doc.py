@@ -33,15 +33,21 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 - **Streaming**: of extended XYZ files every rank finds where each frame starts (one scan of the
   atom-count lines, no parsing), parses and validates only the frames of its own blocks
   (`dcace.stream.read_own`, with the parser `ase.io.iread` uses) and gets the few numbers of the other
-  frames (`FrameStub`: atom count, energy, stress or not, config_type, weight) from the ranks that
-  parsed them; a bad frame is reported by every rank with its owner's message, file and frame (the
-  lowest-numbered bad frame, as the serial reader). Other formats and lists of `Atoms`: every rank
-  parses every frame (`ase.io.iread`, one at a time) and keeps its own (`read_data(keep=)`). Per
-  structure, on the rank that holds it: the ZBL labels and neighbour extremes, pass 1
-  (descriptor sums), pass 2 (fitting rows and their normal-equation terms), pass 3 (training errors of
-  the final and the linear potential, which rank 0 sends as exact `%.17g` text) and both passes of the
-  extrapolation grade (rank 0 gathers the kept descriptor rows in structure order and runs MaxVol;
-  every rank grades its own atoms). The test set is parsed, validated and evaluated on rank 0. A `Dataset` passed in is used as given (every rank holds what it was given).
+  frames (`dcace.restream.FrameTable`: atom count, energy, stress or not, config_type, weight, in columns)
+  from the ranks that parsed them; a bad frame is reported by every rank with its owner's message, file
+  and frame (the lowest-numbered bad frame, as the serial reader). **A rank holds none of its frames
+  between passes**: it keeps where each starts (byte offset) and parses it again, with the same
+  validation and the baseline subtracted again, in every pass that reads it (`dcace.restream`: the
+  residual check, pass 1, pass 2, pass 3, the grade's passes); a file that changes between passes stops
+  the fit. Other formats and lists of `Atoms`: every rank parses every frame (`ase.io.iread`, one at a
+  time) and keeps its own (`read_data(keep=)`). Per structure, on the rank that holds it: the ZBL labels
+  and neighbour extremes, pass 1 (descriptor sums, sent to rank 0 a round of 256 structures at a time),
+  pass 2 (fitting rows and their normal-equation terms; a structure's descriptor sums are taken from its
+  fitting rows, the same bits, so no other rank keeps pass 1's rows), pass 3 (training errors of the
+  final and the linear potential, which rank 0 sends as exact `%.17g` text; the terms go to rank 0 in
+  rounds) and both passes of the extrapolation grade (rank 0 gathers the kept descriptor rows in
+  structure order and runs MaxVol; every rank grades its own atoms). The test set is parsed, validated
+  and evaluated on rank 0. A `Dataset` passed in is used as given (every rank holds what it was given).
 - Rank 0 selects, solves and writes; progress bars and the report come from rank 0 only.
 - Errors: a bad frame on one rank is reported by every rank with the same message naming the file and
   frame (an error flag gathered after each stage), and the job ends; an error of rank 0 while the
@@ -52,12 +58,13 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 - A site MPI instead of the MPICH wheel: build mpi4py against it (`pip install --no-binary mpi4py
   mpi4py` with the site's `mpicc` first on `PATH`, or the site's mpi4py module) and run the site's
   `mpiexec`/`srun`; dcace itself has no MPI code to rebuild.
-- Memory per rank: its own frames (1/N of the data: what passes 1-3 and the grade read) with their rows of
-  the descriptor sums (`OwnRows`), a few numbers per structure of all of them (`FrameStub`, energies,
-  counts, folds, cluster labels), the basis and one one-fold partial of the normal equations (1/folds
-  of their size). Rank 0 also holds what it standardises, clusters and selects with: the (n, D)
-  descriptor sums, the standardised descriptors, the totals of the normal equations and the stress rows
-  of every structure (n x 6 x D', used by the selection's stress errors); another rank sends each
+- Memory per rank: a few numbers per structure (fold, block, atom counts, energy, weight, the cluster
+  labels of every M, the `FrameTable` columns; the independent experts' membership is made from the
+  labels batch by batch), the basis, one one-fold partial of the normal equations (1/folds of their
+  size) and, during a pass, the structures in flight (a round or a block). Rank 0 also holds what it
+  standardises, clusters and selects with: the (n, D) descriptor sums, the standardised descriptors,
+  the totals of the normal equations and the stress rows of every structure (n x 6 x D', used by the
+  selection's stress errors), and the per-structure error terms of pass 3; another rank sends each
   block's stress rows with its partial. Measured and modelled below.
 - Not distributed: the scan of the atom-count lines (every rank; ~100x cheaper than parsing, below), parsing of
   other formats (every rank parses every frame), the selection and the solves (rank 0), the test set

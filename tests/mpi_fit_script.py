@@ -6,7 +6,7 @@ Every rank fits through the Python API with comm=MPI.COMM_WORLD and writes what 
   OUTDIR/bad.rank<r>.txt      the error every rank raised for a bad frame (owned by one rank)
   OUTDIR/label.rank<r>.txt    ... for a frame with NaN forces in a file (found by the one rank that parses it)
   OUTDIR/file.rank<r>.dcace   Zuo Mo train + test files: each rank parses only its frames (dcace.stream)
-  OUTDIR/parsed.rank<r>.txt   how many frames this rank parsed in that fit
+  OUTDIR/parsed.rank<r>.txt   how many distinct frames this rank parsed in that fit
   OUTDIR/held.rank<r>.txt     how many frames this rank kept in the API fit (the others: FrameStubs), and
                               how many rows of the (n, D) descriptor sums it held after pass 1 (rank 0: all;
                               others: none)
@@ -79,8 +79,8 @@ parsed = []
 parse_frame = dcace.stream._parse_frame
 
 
-def counting_parse(*args):   # the real parser of one frame; counts this rank's calls
-    parsed.append(args[2])
+def counting_parse(*args):   # the real parser of one frame; records which frames this rank parsed
+    parsed.append((args[1], args[2]))   # (file, frame): each pass parses a rank's frames again (dcace.restream)
     return parse_frame(*args)
 
 
@@ -88,7 +88,7 @@ dcace.stream._parse_frame = counting_parse
 pot = dcace.fit(str(MO_TRAIN), test=str(MO_TEST), comm=comm, **IDLE_KW)
 dcace.stream._parse_frame = parse_frame
 (out / f"file.rank{r}.dcace").write_text(pot.to_string())
-(out / f"parsed.rank{r}.txt").write_text(str(len(parsed)))
+(out / f"parsed.rank{r}.txt").write_text(str(len(set(parsed))))
 
 basis = grade_basis()
 mine = [i for i in range(len(frames)) if i % comm.Get_size() == r]   # any split: the sums are in structure order

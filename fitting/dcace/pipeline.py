@@ -658,8 +658,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if anchor_src is not None and resume is None:   # a refit has H_a in the state
         spread, ground = anchor_src
         src = set(spread) | ({ground} - {None})
-        got = dict(ranks.allgather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))
-        anchor_atoms = ([got[i] for i in spread], got.get(ground))
+        got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))   # rank 0 uses them
+        anchor_atoms = ([got[i] for i in spread], got.get(ground)) if ranks.is_root else None
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
