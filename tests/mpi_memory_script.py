@@ -7,6 +7,7 @@ pass3.receive_potentials) above what it held before the fit: frames, descriptor 
 clusterings, accumulators -- everything the fit keeps between its passes (not the neighbour library's
 ctypes type cache, LIBRARY_CACHES).  The first file warms up (imports, caches) and is not reported.
 """
+import gc
 import json
 import sys
 import tracemalloc
@@ -22,7 +23,7 @@ from test_mpi_fit import MEMORY_KW  # noqa: E402
 
 comm = MPI.COMM_WORLD
 held = []
-receive, errors = pass3.receive_potentials, pass3.training_errors
+receive = pass3.receive_potentials
 
 
 #: not the fit's: ctypes array types that the neighbour list (vesin, np.ctypeslib.as_array) creates once
@@ -30,16 +31,21 @@ receive, errors = pass3.receive_potentials, pass3.training_errors
 LIBRARY_CACHES = [tracemalloc.Filter(False, "*numpy/ctypeslib/*")]
 
 
+def traced():
+    """Bytes traced now, after a collection (garbage of an earlier fit is not held)."""
+    gc.collect()
+    return sum(t.size for t in tracemalloc.take_snapshot().filter_traces(LIBRARY_CACHES).traces)
+
+
 def at_receive(ranks):   # ranks other than 0: pass 2 is over
-    snap = tracemalloc.take_snapshot().filter_traces(LIBRARY_CACHES)
-    held.append(sum(t.size for t in snap.traces))
+    held.append(traced())
     return receive(ranks)
 
 
 pass3.receive_potentials = at_receive
 out = []
 for path in sys.argv[2:]:
-    before = sum(t.size for t in tracemalloc.take_snapshot().filter_traces(LIBRARY_CACHES).traces) if held else 0
+    before = traced() if held else 0
     pot = dcace.fit(path, comm=comm, **MEMORY_KW)
     out.append({"file": path, "held_bytes": held[-1] - before if held else 0, "n_structures": sum(pot.report.selection["cluster_sizes"])})
 every = comm.gather(out[1:], root=0)
