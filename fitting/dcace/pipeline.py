@@ -39,6 +39,7 @@ from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembership, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
+from .block_ridge import check_block_ridge, check_degree_ridge, choose_column_ridge, stored as block_ridge_stored
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        residual_frame, user_window_free)
@@ -79,6 +80,8 @@ DEFAULTS = {
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
     "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
+    "block_ridge": None,           # ridge factor per species block: None | grid | {b: f} (dcace.block_ridge)
+    "degree_ridge": None,          # smoothness prior exponent p: None | p | grid (dcace.block_ridge)
 }
 
 
@@ -311,7 +314,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
         repulsion_restraints: float | None = None, anchors: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
         chemical_channels: int | None = None, gate: str = "structure",
-        shared_one_body: bool | None = None, chemical_embedding=None) -> Potential:
+        shared_one_body: bool | None = None, chemical_embedding=None, block_ridge=None,
+        degree_ridge=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -361,6 +365,10 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
     chemical_embedding : its W: ``"cosine"`` (fixed), ``"pca"`` or ``"fit"`` (from the training data,
         ``dcace.embedding``), or a C x S matrix; stored in the file.
+    block_ridge : a ridge per species block (``dcace.block_ridge``): None (one ridge), a grid of factors
+        (CV sets each block's factor on the ridge) or ``{b: factor}``; explicit bases only.
+    degree_ridge : the smoothness prior (``dcace.block_ridge``): the ridge of a feature of degree d is
+        lam (d / smallest d)^p; p a number, or a grid of exponents to choose from by CV; None = off.
     gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
         (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
         ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
@@ -400,7 +408,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
          weight_key, e0, repulsion_restraints, ranks, anchors=None, state=None, reuse=None, resume=None,
          max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None,
-         chemical_embedding=None):
+         chemical_embedding=None, block_ridge=None, degree_ridge=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -473,6 +481,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     basis_blocks = {str(b): float(d) for b, d in sorted(
         check_degree_blocks(max_degree_blocks, len(elements), body_order, max_degree).items())} or None
     chemical_channels = check_chemical_channels(chemical_channels, len(elements))
+    block_ridge = check_block_ridge(DEFAULTS["block_ridge"] if block_ridge is None else block_ridge,
+                                    len(elements), body_order, chemical_channels)
+    degree_ridge = check_degree_ridge(DEFAULTS["degree_ridge"] if degree_ridge is None else degree_ridge)
     embedding_kind = check_embedding(DEFAULTS["chemical_embedding"] if chemical_embedding is None
                                      else chemical_embedding, chemical_channels, len(elements))
     if isinstance(embedding_kind, str) and embedding_kind != "cosine" and ranks.size > 1:
@@ -493,6 +504,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
+    if block_ridge is not None:   # (absent when off: the settings, files and states of fits before it)
+        settings["block_ridge"] = block_ridge_stored(block_ridge)
+    if degree_ridge is not None:
+        settings["degree_ridge"] = list(degree_ridge) if isinstance(degree_ridge, tuple) else degree_ridge
     w_anchor, anchor_off = state_anchors.fit_weight(fixed, w_anchor)   # a state before version 3: none
     if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
@@ -796,6 +811,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
         sel.sc = fixed.arrays["column_scale"]
     lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
+    column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge)
+    block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
+    if degree_choice is not None:
+        notes.append("smoothness prior (--degree-ridge): ridge x (degree / smallest degree)^p, p = "
+                     f"{degree_choice['exponent']:g}" + (" (chosen by CV)" if degree_choice["searched"] else " (given)"))
+    if block_choice is not None:
+        notes.append("ridge per species block (--block-ridge): lambda x " + ", ".join(
+            f"{f:g} on block {b}" for b, f in block_choice["factors"].items())
+            + (" (chosen by CV)" if block_choice["searched"] else " (given)"))
     lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
     cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
     n_stage1 = len(cv_rows)
@@ -882,6 +906,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "gate": gate_used, "gate_cv": gate_cv,
         "e_ref": e_ref.tolist(),
     }
+    if block_choice is not None:
+        selection["block_ridge"] = block_choice
+    if degree_choice is not None:
+        selection["degree_ridge"] = degree_choice
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
                             + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
                             + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
