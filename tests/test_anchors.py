@@ -159,7 +159,7 @@ def test_auto_anchors_where_the_committee_is_unsafe_without_them(ge_probe):
     assert rec["chosen"] > 0, rec
     zero = rec["tried"][0]
     assert zero["weight"] == 0 and "rattle" in zero["failures"], zero
-    assert rec["linear"]["max_force"] == pytest.approx(linear, rel=1e-9)   # the fit's probe is this one
+    assert rec["linear"]["max_force"]["0.1"] == pytest.approx(linear, rel=1e-9)   # the fit's probe is this one
     assert max_force(pot, probe) <= 2.0 * linear
     assert any(n.startswith(f"--anchors auto: chose weight {rec['chosen']:g}") for n in pot.report.notes)
     assert pot.metadata["fit"]["anchors"] == rec["chosen"]   # in the file, as a given weight is

@@ -16,9 +16,11 @@ built with its level-matched core, and these probes run on it through the C++ co
 * **compression**: bcc and fcc of every element at the volume per atom of the lowest-energy training
   structure, and that structure itself, each at the potential's own a0 and compressed to 0.4 a0:
   the energy rises and the pressure is > 0 below a/a0 = 0.95;
-* **rattle**: training frames that are not the anchors' sources, every atom displaced by 0.1 A:
-  the committee's largest force component at most ``DEFAULTS["anchors_auto_force_ratio"]`` (2) times
-  the linear model's.
+* **rattle**: training frames that are not the anchors' sources, every atom displaced by 0.1 A and,
+  separately, 0.2 A: the committee's largest force component at most
+  ``DEFAULTS["anchors_auto_force_ratio"]`` (2) times the linear model's at the same amplitude. The
+  0.2 A level is there because the default Mo committee without anchors passes at 0.1 A (1.15x) and
+  fails at 0.2 A (6.3x), and that committee heated knock-on cascades to 12,000 K (docs/hot-md.md).
 
 The first weight whose committee passes is kept. A probe the linear model fails itself is reported
 and not held against the committee: the anchors pull every expert towards the linear model and
@@ -41,7 +43,7 @@ __all__ = ["SafetyProbes", "anchor_weight", "choose_weight"]
 DIMER_POINTS = 1000                         # distances from the shortest training distance to 0.1 A
 COMPRESSION = np.linspace(1.0, 0.4, 61)     # a/a0
 PRESSURE_BELOW = 0.95                       # P > 0 required below this a/a0
-RATTLE_SD, RATTLE_SEED = 0.1, 7           # as benchmarks/rattle_probe.py
+RATTLE_SDS, RATTLE_SEED = (0.1, 0.2), 7   # A; as benchmarks/rattle_probe.py
 
 
 def anchor_weight(value, grid):
@@ -84,11 +86,12 @@ class SafetyProbes:
         self.shortest = np.full((S, S), np.inf) if shortest is None else np.asarray(shortest, dtype=float)
         self.crystals = _crystals(self.elements, ground)
         keep = [f for f in frames if np.all(f.pbc) and len(f) >= 2]
-        self.shaken = rattled(keep, RATTLE_SD, RATTLE_SEED)
+        self.shaken = {sd: rattled(keep, sd, RATTLE_SEED) for sd in RATTLE_SDS} if keep else {}
         self.force_ratio = float(force_ratio)
 
     def verdict(self, pot, linear_max_force=None) -> dict:
-        """{probe: None (passes) or what fails}, and "max_force" (the rattled frames' largest force component)."""
+        """{probe: None (passes) or what fails}, and "max_force": {amplitude: the rattled frames' largest
+        force component}; with the linear model's (linear_max_force), the "rattle" verdict."""
         out = {}
         window = pot.basis.core_window
         for (i, a), (j, b) in itertools.combinations_with_replacement(enumerate(self.elements), 2):
@@ -97,13 +100,12 @@ class SafetyProbes:
                                                      None if window is None else window[0][i, j])
         for label, atoms in self.crystals:
             out[f"{label} compressed"] = self._compression(pot, atoms)
-        f = max_force(pot, self.shaken) if self.shaken else None
+        f = {sd: max_force(pot, frames) for sd, frames in self.shaken.items()}
         out["max_force"] = f
-        if f is not None and linear_max_force is not None:
-            ratio = f / max(linear_max_force, 1e-300)
-            out["rattle"] = None if ratio <= self.force_ratio else (
-                f"{f:.4g} eV/A on frames rattled by {RATTLE_SD:g} A, {ratio:.3g}x the linear model's "
-                f"{linear_max_force:.4g} (at most {self.force_ratio:g}x)")
+        if f and linear_max_force:
+            bad = [f"{f[sd]:.4g} eV/A at {sd:g} A, {f[sd] / max(linear_max_force[sd], 1e-300):.3g}x the linear "
+                   f"model's {linear_max_force[sd]:.4g}" for sd in f if f[sd] > self.force_ratio * linear_max_force[sd]]
+            out["rattle"] = ("frames rattled: " + ", ".join(bad) + f" (at most {self.force_ratio:g}x)") if bad else None
         return out
 
     @staticmethod
@@ -131,6 +133,11 @@ class SafetyProbes:
         return "; ".join(bad) or None
 
 
+def _keys(forces):
+    """{amplitude: force} with string keys (JSON metadata)."""
+    return {f"{sd:g}": float(x) for sd, x in forces.items()}
+
+
 def _failures(verdict, linear):
     """The probes the candidate fails that the linear model passes."""
     return {k: v for k, v in verdict.items() if k != "max_force" and v is not None and linear.get(k) is None}
@@ -150,11 +157,11 @@ def choose_weight(grid, candidate, probes: SafetyProbes, linear_pot):
         result, pot, M, loss = candidate(w)
         v = {"max_force": f_lin} if M == 1 else probes.verdict(pot, f_lin)   # M = 1: the linear model
         fails = _failures(v, linear)
-        rows.append({"weight": w, "M": int(M), "cv_loss": float(loss), "max_force": v["max_force"],
+        rows.append({"weight": w, "M": int(M), "cv_loss": float(loss), "max_force": _keys(v["max_force"]),
                      "passes": not fails, "failures": fails})
-        notes.append(f"--anchors auto: weight {w:g}: M = {M}, CV loss {loss:.6g}, largest force on rattled frames "
-                     + ("none" if v["max_force"] is None else f"{v['max_force']:.4g} eV/A")
-                     + (f" (linear {f_lin:.4g})" if f_lin is not None else "") + ": "
+        notes.append(f"--anchors auto: weight {w:g}: M = {M}, CV loss {loss:.6g}, largest force (eV/A) on rattled frames "
+                     + (", ".join(f"{v['max_force'][sd]:.4g} at {sd:g} A" for sd in v["max_force"]) or "none")
+                     + (" (linear " + ", ".join(f"{x:.4g}" for x in f_lin.values()) + ")" if f_lin else "") + ": "
                      + ("passes" if not fails else "fails " + "; ".join(f"{k}: {m}" for k, m in fails.items())))
         chosen = (w, result)
         if not fails:
@@ -167,5 +174,5 @@ def choose_weight(grid, candidate, probes: SafetyProbes, linear_pot):
                      f"kept the largest, {w:g}")
         warnings.warn(notes[-1], stacklevel=2)
     record = {"grid": [float(x) for x in grid], "chosen": w, "tried": rows,
-              "linear": {"max_force": f_lin, "failures": held}}
+              "linear": {"max_force": _keys(f_lin), "failures": held}}
     return w, result, record, notes
