@@ -15,6 +15,7 @@ from ase.io import read, write
 
 import dcace
 from dcace.clustering import cluster, gate_dict, gate_weights, kmeans
+import gate_oracle
 from dcace.committee import Batch, GroupAccumulator, JointAccumulator, committee_predict
 from dcace.data import DataError, read_data
 from dcace.ridge import column_scale, penalty_vector, ridge_solve
@@ -180,12 +181,19 @@ def test_gate_mirror_matches_core():
     g = gate_dict(cl, 0.7)
     K = basis.n_features
     pot = dcace.Potential.from_parts(basis, np.zeros((3, 1, K)), np.zeros((3, 1)), g, {})
-    w, dw, near = gate_weights(g, P)
+    w, dw, near = gate_oracle.gate_weights(g, P)       # numpy, in tests/ only
+    wb, dwb, nb = gate_weights(g, P)                     # the fit's: the core, many rows at once
+    w1, dw1, n1 = gate_weights(g, P, gradient=False)
+    assert dw1 is None and np.array_equal(w1, wb) and np.array_equal(n1, nb)
     for i in range(len(P)):
-        wc, dwc, nc = pot.core.gate_weights(P[i])
+        wc, dwc, nc = pot.core.gate_weights(P[i])        # the potential file's gate
+        assert np.array_equal(wb[i], wc) and np.array_equal(dwb[i], dwc) and nb[i] == nc
         assert np.allclose(w[i], wc, rtol=1e-12, atol=1e-14)
         assert np.allclose(dw[i], dwc, rtol=1e-9, atol=1e-12 * np.abs(dwc).max())
         assert np.isclose(near[i], nc, rtol=1e-12)
+    assert w.std() > 0.05 and np.abs(dw).max() > 0   # a gate that switches: the comparison can fail
+    with pytest.raises(ValueError, match="spread"):
+        gate_weights({**g, "spread": np.zeros(3)}, P)
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -315,12 +323,14 @@ def test_dc_fit_prediction_mirror_matches_core():
     g = pot.gate
     for a in read(MO_TEST, "::5"):
         r = basis.fitting_rows(a)
-        E, w, c_eff = committee_predict(th, lambda Pm: gate_weights(g, Pm)[:2], r.energy[None], r.counts[None])
         out = pot.compute(a)
-        assert np.isclose(E[0], out["energy"], rtol=1e-12, atol=1e-9)
-        assert np.allclose(r.forces @ c_eff[0], out["forces"].ravel(), atol=1e-9)
-        assert np.allclose(r.stress @ c_eff[0], out["stress"], atol=1e-11)
-        assert np.allclose(w[0], out["weights"], atol=1e-12)
+        for predict, gate in ((committee_predict, gate_weights),                             # the core
+                              (gate_oracle.committee_predict, gate_oracle.gate_weights)):    # numpy oracle
+            E, w, c_eff = predict(th, lambda Pm: gate(g, Pm)[:2], r.energy[None], r.counts[None])
+            assert np.isclose(E[0], out["energy"], rtol=1e-12, atol=1e-9)
+            assert np.allclose(r.forces @ c_eff[0], out["forces"].ravel(), atol=1e-9)
+            assert np.allclose(r.stress @ c_eff[0], out["stress"], atol=1e-11)
+            assert np.allclose(w[0], out["weights"], atol=1e-12)
 
 
 def test_same_seed_same_bytes_and_round_trip(tmp_path):

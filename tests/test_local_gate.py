@@ -23,7 +23,7 @@ from ase import Atoms
 from ase.io import read
 
 import dcace
-from dcace.clustering import gate_weights
+from gate_oracle import gate_weights   # numpy oracle (tests/)
 from test_dc_physics import check_derivatives, fd_forces, fd_stress, rattled_bulk
 from test_lammps import bcc_mo, mo_deck_header, printed, read_dump, run_lmp, write_data
 

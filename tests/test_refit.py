@@ -277,7 +277,11 @@ def test_state_is_packed_and_version_1_still_loads(fits, work, frames):
 def test_old_states_resume_without_anchors(frames):
     """The committed version-1 and version-2 states (written by dcace 6263d1c, which kept no anchors)
     still load and resume, without anchors, and the report says so; the refit equals the reuse= fit
-    on the union (which has none either) to 1e-10, and the two versions give the same refit."""
+    on the union (which has none either), and the two versions give the same refit bit for bit.
+    The committed states' sums were accumulated with 6263d1c's numpy gate, the reuse= fit's with the
+    C++ core's (e60a42b): the same equations, round-off apart (~1e-16 in the sums), which the
+    committee solve amplifies to ~3e-8 in the coefficients; hence 1e-6 here, while states written by
+    this code refit to 1e-10 (test_refit_equals_fit_from_scratch)."""
     new = frames[150:194:4]
     a = refit(new, resume=DATA / "v2_state_Mo.npz", progress=False, compare=False)
     b = refit(new, resume=DATA / "v1_state_Mo.npz", progress=False, compare=False)
@@ -289,7 +293,7 @@ def test_old_states_resume_without_anchors(frames):
     full = dcace.fit(frames[0:150:4] + new, reuse=DATA / "v2_state_Mo.npz", **OLD_KW)
     assert any("off-data anchors off" in n for n in full.report.notes)
     assert a.n_experts == full.n_experts == 2 and a.report.selection["refit"]["added"] == 11
-    assert rel(a.coefficients, full.coefficients) <= 1e-10 and rel(a.one_body, full.one_body) <= 1e-10
+    assert rel(a.coefficients, full.coefficients) <= 1e-6 and rel(a.one_body, full.one_body) <= 1e-6
 
 
 def test_state_before_the_committee_weight_fix_is_refused(frames, work, monkeypatch, capsys):

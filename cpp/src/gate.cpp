@@ -82,4 +82,18 @@ void Gate::softmax_projected(const double* y, double* w, double* dw_dy, double* 
   }
 }
 
+double combine_committee(int M, size_t SK, const double* coef, size_t coef_stride, const double* weights,
+                         const double* dw_dp, const double* expert_energy, double n_atoms, double* c_eff) {
+  double E = 0.0;
+  for (int m = 0; m < M; ++m) E += weights[m] * expert_energy[m];
+  std::fill(c_eff, c_eff + SK, 0.0);
+  for (int m = 0; m < M; ++m) {
+    const double wm = weights[m], em = n_atoms > 0.0 ? (expert_energy[m] - E) / n_atoms : 0.0;
+    const double* c = coef + m * coef_stride;
+    const double* g = dw_dp + m * SK;
+    for (size_t k = 0; k < SK; ++k) c_eff[k] += wm * c[k] + em * g[k];
+  }
+  return E;
+}
+
 }  // namespace dcace

@@ -144,7 +144,6 @@ void Potential::combine(const double* Bsum, const double* counts, Combination& o
   gate_.evaluate(p.data(), out.weights.data(), dw.data(), &out.nearest);
   check_finite(out.weights.data(), M, "gate weights");
   check_finite(dw.data(), dw.size(), "gate gradient");
-  double Ebar = 0.0;
   for (int m = 0; m < M; ++m) {
     const double* c = coef_.data() + m * SK;
     double E = 0.0;
@@ -153,22 +152,16 @@ void Potential::combine(const double* Bsum, const double* counts, Combination& o
       for (size_t k = 0; k < SK; ++k) E += c[k] * core_correction[k];
     for (int s = 0; s < S; ++s) E += e0_[m * S + s] * counts[s];
     out.expert_energy[m] = E;
-    Ebar += out.weights[m] * E;
   }
-  out.energy = Ebar;
-  out.c_energy.assign(SK, 0.0);
   out.c_eff.assign(SK, 0.0);
+  out.energy = combine_committee(M, SK, coef_.data(), SK, out.weights.data(), dw.data(), out.expert_energy.data(), N,
+                                 out.c_eff.data());
+  out.c_energy.assign(SK, 0.0);
   out.e0_energy.assign(S, 0.0);
   for (int m = 0; m < M; ++m) {
     const double wm = out.weights[m];
-    // sum_m dw_m/dp = 0, so E_m may be measured from the mean: fewer cancellations
-    const double em = N > 0.0 ? (out.expert_energy[m] - Ebar) / N : 0.0;
     const double* c = coef_.data() + m * SK;
-    const double* g = dw.data() + m * SK;
-    for (size_t k = 0; k < SK; ++k) {
-      out.c_energy[k] += wm * c[k];
-      out.c_eff[k] += wm * c[k] + em * g[k];
-    }
+    for (size_t k = 0; k < SK; ++k) out.c_energy[k] += wm * c[k];
     for (int s = 0; s < S; ++s) out.e0_energy[s] += wm * e0_[m * S + s];
   }
   out.w_force.assign(S * nm, 0.0);

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -289,6 +290,75 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(Y, dY);
       },
       py::arg("l_max"), py::arg("r"), "Real spherical harmonics Y (n, (l_max+1)^2) and dY/dr (n, (l_max+1)^2, 3).");
+
+  m.def(
+      "gate_weights",
+      [](const py::dict& gate, carray<double> P, bool gradient) {
+        // the structure gate of a fit (clustering.gate_dict) on rows of P (n, D)
+        if (P.ndim() != 2) throw py::value_error("gate_weights: P must have shape (n, D)");
+        const py::ssize_t n = P.shape(0), D = P.shape(1);
+        auto C = carray<double>::ensure(gate["centroids"]);
+        if (!C || C.ndim() != 2) throw py::value_error("gate_weights: gate centroids must have shape (M, d)");
+        const int M = static_cast<int>(C.shape(0));
+        const Gate g = one_gate_from_dict(gate, M, static_cast<int>(D), gate["temperature"].cast<double>());
+        check_gate(g, static_cast<size_t>(D), M, "gate", "P.shape[1]");
+        py::array_t<double> w({n, (py::ssize_t)M}), near(n);
+        py::object dw_out = py::none();
+        double* pw = w.mutable_data();
+        double* pn = near.mutable_data();
+        if (!gradient) {
+          for (py::ssize_t i = 0; i < n; ++i) g.evaluate_projected(P.data() + i * D, pw + i * M, nullptr, pn + i);
+        } else if (M == 1) {   // w = 1, dw/dp = 0; the nearest distance all the same
+          py::array_t<double> dw({n, (py::ssize_t)1, D});
+          std::fill(dw.mutable_data(), dw.mutable_data() + dw.size(), 0.0);
+          for (py::ssize_t i = 0; i < n; ++i) g.evaluate_projected(P.data() + i * D, pw + i, nullptr, pn + i);
+          dw_out = dw;
+        } else {
+          py::array_t<double> dw({n, (py::ssize_t)M, D});
+          for (py::ssize_t i = 0; i < n; ++i)
+            g.evaluate(P.data() + i * D, pw + i * M, dw.mutable_data() + i * M * D, pn + i);
+          dw_out = dw;
+        }
+        return py::make_tuple(w, dw_out, near);
+      },
+      py::arg("gate"), py::arg("P"), py::arg("gradient") = true,
+      "The structure gate (a dict: mean, scale, projection, centroids, spread, bias, temperature) on rows "
+      "of P (n, D): w (n, M), dw/dp (n, M, D) or None unless gradient, nearest-centroid distance (n,).");
+
+  m.def(
+      "committee_combine",
+      [](carray<double> theta, carray<double> w, carray<double> dw, carray<double> b, carray<double> n) {
+        // a fit's committee (theta = [c_m, e0_m] per row, centred frame) on structures' sums b, n
+        if (theta.ndim() != 2 || b.ndim() != 2 || n.ndim() != 2)
+          throw py::value_error("committee_combine: theta, b and n must be 2-D");
+        const py::ssize_t M = theta.shape(0), B = b.shape(0), D = b.shape(1), S = n.shape(1);
+        check_shape(theta, "committee_combine", "theta", "(M, D + S)", {{M, D + S}});
+        check_shape(n, "committee_combine", "n", "(B, S)", {{B, S}});
+        check_shape(w, "committee_combine", "w", "(B, M)", {{B, M}});
+        check_shape(dw, "committee_combine", "dw", "(B, M, D)", {{B, M, D}});
+        py::array_t<double> E(B), c_eff({B, D});
+        std::vector<double> Em(M);
+        const double* th = theta.data();
+        for (py::ssize_t i = 0; i < B; ++i) {
+          const double *bi = b.data() + i * D, *ni = n.data() + i * S;
+          double N = 0.0;
+          for (py::ssize_t s = 0; s < S; ++s) N += ni[s];
+          for (py::ssize_t m = 0; m < M; ++m) {
+            const double* t = th + m * (D + S);
+            double e = 0.0;
+            for (py::ssize_t k = 0; k < D; ++k) e += t[k] * bi[k];
+            for (py::ssize_t s = 0; s < S; ++s) e += t[D + s] * ni[s];
+            Em[m] = e;
+          }
+          E.mutable_data()[i] = combine_committee(static_cast<int>(M), static_cast<size_t>(D), th,
+                                                  static_cast<size_t>(D + S), w.data() + i * M, dw.data() + i * M * D,
+                                                  Em.data(), N, c_eff.mutable_data() + i * D);
+        }
+        return py::make_tuple(E, c_eff);
+      },
+      py::arg("theta"), py::arg("w"), py::arg("dw"), py::arg("b"), py::arg("n"),
+      "Eq. 7 for B structures: theta (M, D + S) experts [c_m, e0_m], gate weights w (B, M) and dw/dp "
+      "(B, M, D) at p = b / N, descriptor sums b (B, D), species counts n (B, S); returns E (B,), c_eff (B, D).");
 
   py::class_<ACEBasis, std::shared_ptr<ACEBasis>>(m, "BasisCore")
       .def(py::init([](const py::dict& spec) { return std::make_shared<ACEBasis>(spec_from_dict(spec)); }))

@@ -15,8 +15,9 @@ mu_m and sigma_m are the centroid and spread (RMS distance of the members to the
 of cluster m in y-space, so distances are measured in units of each cluster's spread: the gate is
 dimensionless, C-infinity, and numerically stable (the max logit is subtracted).  tau (the
 temperature) sets the width of the switching layer between clusters; tau -> 0 is the hard
-nearest-centroid gate.  ``gate_weights`` is a vectorised numpy mirror of ``Gate::evaluate``
-(w and dw/dp), tested against the C++ core.
+nearest-centroid gate.  ``gate_weights`` evaluates it (w and dw/dp) for many rows in the C++ core
+(``Gate::evaluate``), the one implementation that the fit, the files and LAMMPS share; the tests
+check it against a numpy oracle (tests/gate_oracle.py).
 
 ``Eq8Gate`` is the paper's eq. 8 gate, d_m = sigma_m sqrt(n_m) / |p - mu_m|^4, w = softmax(d), on
 standardised features -- kept for comparison in fit reports only (it averages the experts).
@@ -199,30 +200,14 @@ def gate_dict(cl: Clustering, temperature: float, bias=None) -> dict:
 
 
 def gate_weights(gate: dict, P: np.ndarray, gradient: bool = True):
-    """numpy mirror of ``Gate::evaluate`` for rows of P (n, D).
+    """The C++ ``Gate::evaluate`` (dcace._core.gate_weights) for rows of P (n, D).
 
     Returns w (n, M), dw/dp (n, M, D) (None unless ``gradient``) and the nearest-centroid distance
-    in units of its spread (n,).
+    in units of its spread (n,).  A numpy oracle of the same equations lives in tests/gate_oracle.py.
     """
-    P = np.atleast_2d(np.asarray(P, dtype=float))
-    mean, scale, V = gate["mean"], gate["scale"], np.asarray(gate["projection"])
-    C, sig, bias, tau = np.asarray(gate["centroids"]), np.asarray(gate["spread"]), np.asarray(gate["bias"]), gate["temperature"]
-    Y = ((P - mean) / scale) @ V.T                       # (n, d)
-    diff = Y[:, None, :] - C[None, :, :]                 # (n, M, d)
-    r2 = (diff ** 2).sum(axis=2)                         # (n, M)
-    t2 = (tau * sig) ** 2
-    logit = bias[None, :] - 0.5 * r2 / t2[None, :]
-    logit -= logit.max(axis=1, keepdims=True)
-    w = np.exp(logit)
-    w /= w.sum(axis=1, keepdims=True)
-    nearest = np.min(np.sqrt(r2) / sig[None, :], axis=1)
-    if not gradient:
-        return w, None, nearest
-    g = -diff / t2[None, :, None]                         # d logit_m / d y  (n, M, d)
-    gbar = (w[:, :, None] * g).sum(axis=1, keepdims=True)
-    dy = w[:, :, None] * (g - gbar)                       # dw_m / dy (n, M, d)
-    dw = (dy @ V) / scale[None, None, :]                  # (n, M, D)
-    return w, dw, nearest
+    from . import _core
+
+    return _core.gate_weights(gate, np.atleast_2d(np.asarray(P, dtype=float)), bool(gradient))
 
 
 class Eq8Gate:

@@ -188,22 +188,21 @@ class JointAccumulator:
 def committee_predict(theta: np.ndarray, weights_fn, b: np.ndarray, n: np.ndarray, rows=None):
     """Energy and effective coefficients of a committee for one or several structures.
 
-    theta (M, D'), b (B, D), n (B, S); weights_fn(P) -> (w (B, M), dw (B, M, D)).
-    Returns (E (B,), w (B, M), c_eff (B, D)); energies are in the centred frame of theta.
-    Forces of structure i are Phi_i @ c_eff[i], stresses Psi_i @ c_eff[i].
+    theta (M, D'), b (B, D), n (B, S); weights_fn(P) -> (w (B, M), dw (B, M, D)) (the core's gate,
+    ``clustering.gate_weights``).  Returns (E (B,), w (B, M), c_eff (B, D)); energies are in the
+    centred frame of theta.  Forces of structure i are Phi_i @ c_eff[i], stresses Psi_i @ c_eff[i].
+    Eq. 7 and its gradient are the C++ core's (``combine_committee``, as in Potential::combine);
+    tests/gate_oracle.py holds a numpy oracle.
     """
-    theta = np.atleast_2d(theta)
-    b = np.atleast_2d(b)
-    n = np.atleast_2d(n)
-    D = b.shape[1]
-    N = n.sum(axis=1)
-    Em = np.concatenate([b, n], axis=1) @ theta.T          # (B, M)
+    from . import _core
+
+    theta = np.ascontiguousarray(np.atleast_2d(theta), dtype=float)
+    b = np.ascontiguousarray(np.atleast_2d(b), dtype=float)
+    n = np.ascontiguousarray(np.atleast_2d(n), dtype=float)
     if theta.shape[0] == 1:
-        w = np.ones((len(b), 1))
-        c_eff = np.repeat(theta[:, :D], len(b), axis=0)
-        return Em[:, 0], w, c_eff
-    w, dw = weights_fn(b / N[:, None])
-    E = (w * Em).sum(axis=1)
-    c = theta[:, :D]
-    c_eff = w @ c + np.einsum("bm,bmk->bk", (Em - E[:, None]) / N[:, None], dw)
+        w, dw = np.ones((len(b), 1)), np.zeros((len(b), 1, b.shape[1]))
+    else:
+        w, dw = weights_fn(b / n.sum(axis=1)[:, None])
+    E, c_eff = _core.committee_combine(theta, w, dw, b, n)
     return E, w, c_eff
+

@@ -76,6 +76,14 @@ struct Combination {
   double nearest = 0.0;                // distance to the nearest centroid / its spread (0 if M = 1)
 };
 
+// Eq. 7 and its gradient for one structure, shared by Potential::combine and the fit (its CV
+// scoring, report and refit, through dcace._core.committee_combine): from the gate's w (M) and
+// dw/dp (M x SK) at p = Bsum / N and the experts' energies E_m, returns E = sum_m w_m E_m and writes
+// c_eff = sum_m [w_m c_m + (E_m - E) / N dw_m/dp] (SK); expert m's SK coefficients are at
+// coef + m * coef_stride.  (sum_m dw_m/dp = 0, so E_m is measured from E: fewer cancellations.)
+double combine_committee(int M, size_t SK, const double* coef, size_t coef_stride, const double* weights,
+                         const double* dw_dp, const double* expert_energy, double n_atoms, double* c_eff);
+
 // The atom gate of one species as one (d + M) x K matrix, built once from the file
 // (local_gate.cpp): rows a < d are the gate's projection divided by the scale, P_a / scale, rows
 // d + m the expert coefficients c_{m,s}.  The d projected numbers y_i = rows_a . B_i - offset_a
