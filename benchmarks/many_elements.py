@@ -38,6 +38,10 @@ EL = ["Nb", "Mo", "Ta"]
 CUTOFF = 5.0
 MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
 
+#: the factors on the ridge that CV tries for each species block (dcace.block_ridge)
+BLOCK_RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+#: the exponents p of the smoothness prior (d / d_min)^p CV tries (0, the uniform ridge, always)
+DEGREE_RIDGE_GRID = (0.5, 1.0, 2.0, 4.0)
 MIX_CORE = {"Nb-Mo": (1.886, 2.136), "Nb-Ta": (1.851, 2.101), "Mo-Ta": (1.841, 2.091)}
 #: (a) explicit at the largest degree whose fit stays within 2 GB peak RSS (D = 9; D = 10 peaked at
 #: 3.2 GB, docs/many-elements.md), (b) per-block degrees, (c) embedded with 1 / 2 channels, cosine
@@ -74,6 +78,16 @@ MODELS = {
     "embedded-1-datacore": dict(body_order=4, max_degree=12, chemical_channels=1, unlike_pairs="data"),
     "embedded-1-dc-datacore": dict(body_order=4, max_degree=12, chemical_channels=1, experts="auto", max_experts=4,
                                    unlike_pairs="data"),
+    # session 8: a ridge per species block (dcace.block_ridge), CV over BLOCK_RIDGE_GRID for each block
+    "blocks-9-9-0-br": dict(body_order=4, max_degree=9, max_degree_blocks={3: 0}, block_ridge=BLOCK_RIDGE_GRID),
+    "blocks-10-9-0-br": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0},
+                             block_ridge=BLOCK_RIDGE_GRID),
+    "blocks-11-9-0-br": dict(body_order=4, max_degree=11, max_degree_blocks={2: 9, 3: 0},
+                             block_ridge=BLOCK_RIDGE_GRID),
+    # ... with the smoothness prior (ridge x (degree / smallest)^p, p by CV from DEGREE_RIDGE_GRID) under it
+    # (blocks-10-9-0-dr, the prior normalised at the top degree, ran on be34f71: docs/many-elements-summary.md)
+    "blocks-10-9-0-dp": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0},
+                             block_ridge=BLOCK_RIDGE_GRID, degree_ridge=DEGREE_RIDGE_GRID),
 }
 
 
@@ -87,6 +101,10 @@ def describe(kw):
         s += f", experts {kw['experts']} (M <= {kw['max_experts']})"
     if kw.get("unlike_pairs"):
         s += f", unlike-pair core rule {kw['unlike_pairs']!r}"
+    if kw.get("degree_ridge"):
+        s += ", smoothness prior (CV)"
+    if kw.get("block_ridge"):
+        s += ", ridge per block (CV)"
     return s
 
 
@@ -121,10 +139,12 @@ def cmd_fit(args):
     sampler.start()
     rss_before = rss_bytes() / 2**20
     load_start, code = os.getloadavg()[0], code_version()   # at the start: the installed code is that commit's
+    loads_start, cpu0 = list(os.getloadavg()), cpu_seconds()
     t0 = time.perf_counter()
     pot = dcace.fit(train, elements=EL, cutoff=CUTOFF, compare=False, threads=1,
                     memory_budget_gb=2.0, progress=True, **kw)
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
     sampler.stop = True
     sampler.join()
     work = Path(args.workdir)
@@ -132,7 +152,11 @@ def cmd_fit(args):
     pot.save(work / f"{args.model}.dcace")
     c = pot.report.cost
     res = {"model": args.model, "settings": settings, "experts": pot.n_experts, "quick": args.quick,
-           "load": [load_start, os.getloadavg()[0]], "code": code,
+           "load": [load_start, os.getloadavg()[0]], "code": code, "cpu_s": cpu,
+           "loads_1_5_15": [loads_start, list(os.getloadavg())],
+           "block_ridge": (pot.report.selection.get("block_ridge") or {}).get("factors"),
+           "degree_ridge": (pot.report.selection.get("degree_ridge") or {}).get("exponent"),
+           "ridge": pot.report.selection.get("ridge"),
            "pass2_estimate_parts": {k: c.get(k) for k in ("rows_and_products_s", "updates_s", "merges_s",
                                                           "n_batches", "n_blocks", "unit_costs")},
            "core_notes": [x for x in pot.report.notes if "core window" in x],
@@ -146,6 +170,12 @@ def cmd_fit(args):
            "test": group_errors(pot, test)}
     (work / f"{args.model}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "test"}))
+
+
+def cpu_seconds():
+    """User + system CPU time of this process (all its threads), s: what a quiet machine waits."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def code_version():
@@ -349,7 +379,8 @@ def markdown(res, spread, scaling, args):
          f"({'every 4th, --quick' if args.quick else 'all'}); test: all 210 published test structures. Cutoff "
          f"{CUTOFF} Å, linear fits (experts=1) unless the model says experts auto (DC, M <= 4 by CV), ridge by 5-fold "
          "CV, one thread, memory budget 2 GB, ZBL core on. "
-         "Shared 2-core machine (other fits running): times are wall clock.", "",
+         "Shared 2-core machine (other fits running): times are wall clock, except fit CPU (user + system "
+         "CPU time of the fit process, what a quiet machine waits; fits before session 8 show -).", "",
          "## Accuracy per test group (energy MAE meV/atom / force MAE eV/Å)", "",
          "| model | basis | K | " + " | ".join(groups) + " |",
          "|---|---|---:|" + "---:|" * len(groups)]
@@ -357,6 +388,10 @@ def markdown(res, spread, scaling, args):
         cells = [f"{r['test'][g]['energy_mae_mev']:.2f} / {r['test'][g]['force_mae']:.3f}" if g in r["test"] else "-"
                  for g in groups]
         dc = "" if r.get("experts", 1) == 1 else f"; chosen M = {r['experts']}"
+        if r.get("block_ridge"):   # the ridge CV chose, times each block's factor (and the prior's exponent)
+            dc += f"; ridge {r['ridge']:g} x " + ", ".join(f"{f:g} (block {b})" for b, f in r["block_ridge"].items())
+        if r.get("degree_ridge") is not None:
+            dc += f" x (degree / smallest)^{r['degree_ridge']:g}"
         L.append(f"| {m} | {r['settings']}{dc} | {r['K']} | " + " | ".join(cells) + " |")
     ref = "explicit-9" if "explicit-9" in res else "explicit"
     if ref in res:
@@ -367,16 +402,17 @@ def markdown(res, spread, scaling, args):
               + (", ".join(f"`{m}`" for m in ok) if ok else "none") + "."]
     L += ["", "## Cost", "",
           "| model | K | normal equations (MiB) | + work and solve copies (MiB) | peak RSS (MiB) | fit (s) "
+          "| fit CPU (s) "
           "| pass 2 estimated (s) | pass 2 measured (s) | measured / estimated | LAMMPS µs/atom/step "
           "| 300 K NVE on it | RSS before the fit (MiB) | expected peak (MiB) | where the peak is "
           "| load at start / end | code |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|"]
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---|"]
     for m, r in res.items():
         Dp = 3 * r["K"] + 3
         total = r["memory_normal_eq_mib"] + 5 * 8 * Dp * Dp / 2**20   # as printed by the fit (dcace.cost)
         L.append(f"| {m} | {r['K']} | {r['memory_normal_eq_mib']:.0f} | {total:.0f} | {r['peak_rss_mib']:.0f} | "
-                 f"{r['fit_s']:.0f} | "
-                 f"{r['pass2_estimate_s']:.0f} | {r['pass2_s']:.0f} | {r['pass2_s'] / r['pass2_estimate_s']:.2f} | "
+                 f"{r['fit_s']:.0f} | " + (f"{r['cpu_s']:.0f} | " if "cpu_s" in r else "- | ")
+                 + f"{r['pass2_estimate_s']:.0f} | {r['pass2_s']:.0f} | {r['pass2_s'] / r['pass2_estimate_s']:.2f} | "
                  f"{r['us_atom_step']:.1f} | {'ok' if r['md_ok'] else 'lost atoms' if r['md_ok'] is False else 'error'} | "
                  f"{r.get('rss_before_fit_mib', float('nan')):.0f} | "
                  + (f"{r['expected_peak_mib']:.0f} | " if "expected_peak_mib" in r else "- | ")

@@ -552,3 +552,159 @@ def test_unlike_windows_are_at_most_the_mean_of_the_like_windows():
     assert hi2[0, 2] == pytest.approx(1.95) and (lo2[0, 1], hi2[0, 1]) == (2.3, 2.6)
     with pytest.raises(ValueError, match="unlike_pairs must be 'mean' or 'data', got 'max'"):
         core_window(el, r, 5.0, 0.5, unlike_pairs="max")
+
+
+# --------------------------------------------------------------------------- a ridge per species block
+def _labelled(nbmota_frames):
+    frames = []
+    for f in nbmota_frames:
+        at = f.atoms.copy()
+        at.calc = None
+        at.info["energy"], at.arrays["forces"] = f.energy, f.forces
+        frames.append(at)
+    return frames
+
+
+BR_OPTS = dict(elements=EL, cutoff=4.6, body_order=3, max_degree=6, experts=1, cv_folds=3, compare=False,
+               progress=False, baseline=None)   # (no ZBL core: its dimer checks would take most of the time)
+
+
+def test_column_blocks_are_the_species_a_column_sees(nbmota_frames):
+    """A column of block b couples b distinct species: it is exactly zero on every structure with fewer
+    species (C++ descriptors), and every block is non-zero on some structure with enough species."""
+    from dcace.block_ridge import column_blocks
+
+    basis = dcace.ACEBasis(EL, 4.6, 4, 6)
+    blocks = column_blocks(basis)
+    assert blocks.shape == (3 * basis.n_features,) and set(blocks) == {1, 2, 3}
+    from_labels = [len({z for z, _, _ in lab} | {s}) for s in range(3) for lab in basis.spec_["feature_labels"]]
+    assert blocks.tolist() == from_labels   # from the spec's arrays: a basis read from a file has no labels
+    seen = np.zeros(len(blocks), bool)
+    for f in nbmota_frames:
+        n_species = len(set(f.atoms.get_chemical_symbols()))
+        B = np.asarray(basis.descriptor_sums(f.atoms)[0]).ravel()
+        assert not B[blocks > n_species].any()
+        seen |= B != 0
+    at = ternary(1)
+    seen |= np.asarray(basis.descriptor_sums(at)[0]).ravel() != 0
+    assert all(seen[blocks == b].any() for b in (1, 2, 3))
+
+
+def test_block_ridge_is_the_uniform_ridge_on_rescaled_columns(nbmota_frames, monkeypatch):
+    """A factor f on the ridge of block 2 is the uniform ridge on block-2 columns scaled by 1/sqrt(f) more:
+    a fit with block_ridge={2: f} equals one whose column scaling is divided so (1e-10 of the largest
+    coefficient, at a ridge where round-off is not amplified past that: at 1e-4 x 1e-3 the two solves
+    differ by 1e-5); factors of 1 (a grid (1,) or {1: 1, 2: 1}) are today's fit bit for bit."""
+    import dcace.selection
+    from dcace.block_ridge import column_blocks
+
+    frames = _labelled(nbmota_frames)
+    one = dcace.fit(frames, **BR_OPTS)
+    for setting in ((1.0,), {1: 1.0, 2: 1.0}):
+        same = dcace.fit(frames, block_ridge=setting, **BR_OPTS)
+        assert np.array_equal(same.coefficients, one.coefficients) and np.array_equal(same.one_body, one.one_body)
+    f2, lam = 0.1, 1e-2
+    per_block = dcace.fit(frames, ridge=lam, block_ridge={2: f2}, **BR_OPTS)
+    uniform = dcace.fit(frames, ridge=lam, **BR_OPTS)
+    assert np.abs(per_block.coefficients - uniform.coefficients).max() > 1e-3 * np.abs(uniform.coefficients).max()
+    blocks = column_blocks(per_block.basis)
+    extra = np.concatenate([np.where(blocks == 2, 1 / np.sqrt(f2), 1.0), np.ones(3)])
+    base = dcace.selection.column_scale
+    monkeypatch.setattr(dcace.selection, "column_scale", lambda diag: base(diag) * extra)
+    scaled = dcace.fit(frames, ridge=lam, **BR_OPTS)
+    scale = np.abs(per_block.coefficients).max()
+    assert np.allclose(scaled.coefficients, per_block.coefficients, rtol=0, atol=1e-10 * scale)
+    assert np.allclose(scaled.one_body, per_block.one_body, rtol=0, atol=1e-10 * np.abs(per_block.one_body).max())
+
+
+def test_block_ridge_by_cv_is_recorded_and_refit_keeps_it(tmp_path, nbmota_frames):
+    """The grid search: the chosen factors have the lowest CV loss of the rows tried, the final model is
+    the fixed-factor fit at them (bit for bit), the file says them, and a refit searches again."""
+    frames = _labelled(nbmota_frames)
+    grid = (1e-3, 1.0, 1e3)
+    state = tmp_path / "br.state.npz"
+    pot = dcace.fit(frames[1::2], block_ridge=grid, state=state, **BR_OPTS)
+    rec = pot.report.selection["block_ridge"]
+    losses = [r["loss"] for r in rec["cv"]]
+    n_blocks = len(rec["factors"])   # the blocks with data: 1 and 2 (no ternary structure)
+    assert n_blocks == 2 and rec["searched"] and rec["cv_loss"] == min(losses)
+    assert len(rec["cv"]) == 1 + n_blocks * (len(grid) - 1)
+    assert [r["factors"] for r in rec["cv"]].count(rec["factors"]) >= 1
+    assert rec["factors"] != {"1": 1.0, "2": 1.0}   # on these data the blocks want other ridges
+    fixed = dcace.fit(frames[1::2], ridge=pot.report.selection["ridge"],
+                      block_ridge={int(b): f for b, f in rec["factors"].items()}, **BR_OPTS)
+    assert np.array_equal(fixed.coefficients, pot.coefficients)
+    path = tmp_path / "br.dcace"
+    pot.save(path)
+    meta = dcace.Potential.load(path).metadata
+    assert meta["fit"]["block_ridge"] == list(grid) and meta["selection"]["block_ridge"]["factors"] == rec["factors"]
+    again = dcace.refit(frames[::2], resume=state, progress=False, compare=False, keep_core=True)
+    assert again.metadata["fit"]["block_ridge"] == list(grid) and "block_ridge" in again.report.selection
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(block_ridge={4: 1.0}), r"block 4 .* does not exist with 3 element\(s\) at body order 3; the blocks are 1..3"),
+    (dict(block_ridge={2: 0.0}), r"the factor of block 2 must be a finite number > 0, got 0.0"),
+    (dict(block_ridge=(1.0, float("nan"))), r"a grid factor must be a finite number > 0, got nan"),
+    (dict(block_ridge=()), r"the grid of factors is empty"),
+    (dict(block_ridge=1e-3), r"must be a grid of factors"),
+    (dict(block_ridge=(1.0,), chemical_channels=2), r"needs the explicit basis"),
+])
+def test_bad_block_ridge_names_the_option(kw, match):
+    with pytest.raises(ValueError, match=r"block_ridge \(--block-ridge\)"):
+        dcace.fit(read(NBMOTA, ":"), **{**BR_OPTS, **kw})
+    with pytest.raises(ValueError, match=match):
+        dcace.fit(read(NBMOTA, ":"), **{**BR_OPTS, **kw})
+
+
+def test_cli_block_ridge_parses_a_grid_or_fixed_factors():
+    from dcace.cli import parse_block_ridge, parse_degree_ridge
+
+    assert parse_degree_ridge("4") == 4.0 and parse_degree_ridge("0,2,4") == (0.0, 2.0, 4.0)
+
+    assert parse_block_ridge("1e-4,1,1e4") == (1e-4, 1.0, 1e4)
+    assert parse_block_ridge("2:1e-4,1:1") == {2: 1e-4, 1: 1.0}
+    with pytest.raises(ValueError, match=r"--block-ridge '2:1e-4,1': give factors .* not a mix"):
+        parse_block_ridge("2:1e-4,1")
+
+
+def test_column_degrees_are_the_features_degrees():
+    from dcace.block_ridge import column_degrees
+
+    basis = dcace.ACEBasis(EL, 4.6, 4, 7)
+    assert column_degrees(basis).tolist() == [_degree(lab) for _ in range(3) for lab in basis.spec_["feature_labels"]]
+
+
+def test_degree_ridge_is_the_uniform_ridge_on_rescaled_columns(nbmota_frames, monkeypatch):
+    """The smoothness prior lam (d / d_min)^p is the uniform ridge on columns scaled by (d / d_min)^(-p/2)
+    more (1e-10 of the largest coefficient); by CV the exponent with the lowest loss is taken (p = 0, the
+    uniform ridge, is always a candidate) and a refit keeps the setting."""
+    import dcace.selection
+    from dcace.block_ridge import column_degrees
+
+    frames = _labelled(nbmota_frames)
+    prior = dcace.fit(frames, ridge=1e-2, degree_ridge=2, **BR_OPTS)
+    deg = column_degrees(prior.basis)
+    extra = np.concatenate([(deg / deg.min()) ** -1.0, np.ones(3)])
+    base = dcace.selection.column_scale
+    with monkeypatch.context() as mp:
+        mp.setattr(dcace.selection, "column_scale", lambda diag: base(diag) * extra)
+        scaled = dcace.fit(frames, ridge=1e-2, **BR_OPTS)
+    assert np.allclose(scaled.coefficients, prior.coefficients, rtol=0,
+                       atol=1e-10 * np.abs(prior.coefficients).max())
+    grid = (0.5, 2.0)
+    pot = dcace.fit(frames, degree_ridge=grid, **BR_OPTS)
+    rec = pot.report.selection["degree_ridge"]
+    assert [r["exponent"] for r in rec["cv"]] == [0.0, 0.5, 2.0]
+    assert rec["cv_loss"] == min(r["loss"] for r in rec["cv"])
+    assert pot.metadata["fit"]["degree_ridge"] == list(grid)
+    fixed = dcace.fit(frames, ridge=pot.report.selection["ridge"], degree_ridge=rec["exponent"], **BR_OPTS)
+    assert np.array_equal(fixed.coefficients, pot.coefficients)
+
+
+@pytest.mark.parametrize("value, match", [(-1.0, r"an exponent must be a finite number >= 0, got -1.0"),
+                                          ((), r"the grid of exponents is empty"),
+                                          ("4", r"must be an exponent \(e.g. 4\) or a grid")])
+def test_bad_degree_ridge_names_the_option(value, match):
+    with pytest.raises(ValueError, match=r"degree_ridge \(--degree-ridge\)\W.*" + match):
+        dcace.fit(read(NBMOTA, ":"), degree_ridge=value, **BR_OPTS)

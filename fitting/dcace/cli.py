@@ -87,6 +87,11 @@ def _positive(value):
     return x
 
 
+def _anchors(value):
+    """--anchors: a number >= 0 or 'auto'."""
+    return "auto" if str(value).strip().lower() == "auto" else _nonneg(value)
+
+
 def _nonneg(value):
     try:
         x = float(value)
@@ -152,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ridge", type=_nonneg, default=None, metavar="L",
                    help="ridge parameter on scaled columns (dimensionless); chosen by cross-validation over "
                         f"1e-14..1e-3 if not given (default: CV; example: --ridge 1e-8)")
+    f.add_argument("--block-ridge", default=None, metavar="F,...|B:F,...",
+                   help="a ridge per species block (the columns of B distinct species, centre included): a grid of factors "
+                        "on the ridge, one chosen per block by cross-validation, or fixed factors B:F "
+                        "(dcace.block_ridge; explicit bases) (default: one ridge for all blocks; example: "
+                        "--block-ridge 1e-4,1e-2,1,1e2,1e4)")
+    f.add_argument("--degree-ridge", default=None, metavar="P|P,...",
+                   help="smoothness prior: the ridge of a feature of degree d is the ridge x (d / smallest d)^P; "
+                        "a list of exponents is chosen from by cross-validation (dcace.block_ridge) (default: "
+                        "off; example: --degree-ridge 0.5,1,2,4)")
     f.add_argument("--energy-weight", type=_nonneg, default=None, metavar="W",
                    help="weight of a per-atom energy row (eV/atom) relative to one force component (eV/Å) "
                         f"(default: {D['energy_weight']:g}; example: --energy-weight 100)")
@@ -203,11 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
                         "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
                         "docs/short-range.md; example: --repulsion-restraints 0)")
-    g.add_argument("--anchors", type=_nonneg, default=None, metavar="W",
+    g.add_argument("--anchors", type=_anchors, default=None, metavar="W",
                    help="weight of the off-data anchors of structure-gate committees: compressed and rattled "
                         "copies of training frames, free atoms and dimers, where every expert is fitted to "
-                        "follow the linear model; 0 = off (default: 0.03, docs/short-range.md; example: "
-                        "--anchors 0)")
+                        "follow the linear model; 0 = off; 'auto' = the smallest of 0, 0.01, 0.03, 0.1 whose "
+                        "committee passes the dimer, compression and rattle probes (dcace.anchor_choice) "
+                        "(default: 0.03, docs/short-range.md; example: --anchors auto)")
     g.add_argument("--shared-one-body", action="store_true", default=None,
                    help="every expert of a committee takes the linear model's one-body terms (one free-atom "
                         "energy per element whatever the gate; default: each expert its own, "
@@ -274,7 +289,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
              "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "chemical_embedding", "gate",
-             "shared_one_body", "anchors"}
+             "shared_one_body", "anchors", "block_ridge", "degree_ridge"}
 
 
 def _merge_config(args, parser):
@@ -325,6 +340,31 @@ def _many_element_defaults(args, kw):
               f"--max-degree-blocks {','.join(f'{b}:{d}' for b, d in blocks.items())} (the largest degree <= 12 "
               f"whose linear normal equations take <= 1/4 of the memory budget; docs/fitting.md)", file=sys.stderr)
     return bo, D, blocks
+
+
+def parse_block_ridge(spec):
+    """'1e-4,1,1e4' -> a grid (1e-4, 1.0, 1e4); '2:1e-4' -> {2: 1e-4}; a TOML list or table as is."""
+    if isinstance(spec, (list, dict)):
+        return spec
+    items = [x.strip() for x in str(spec).split(",")]
+    try:
+        if all(":" in x for x in items):
+            return {int(b): float(f) for b, f in (x.split(":", 1) for x in items)}
+        return tuple(float(x) for x in items)
+    except ValueError:
+        raise ValueError(f"--block-ridge {spec!r}: give factors (1e-4,1,1e4) or BLOCK:FACTOR pairs "
+                         "(2:1e-4), not a mix") from None
+
+
+def parse_degree_ridge(spec):
+    """'4' -> 4.0 (fixed); '0,2,4' -> a grid (0.0, 2.0, 4.0); a TOML number or list as is."""
+    if isinstance(spec, (int, float, list)):
+        return spec
+    try:
+        items = [float(x) for x in str(spec).split(",")]
+    except ValueError:
+        raise ValueError(f"--degree-ridge {spec!r}: give an exponent (4) or a list of them (0,2,4,8)") from None
+    return items[0] if len(items) == 1 and "," not in str(spec) else tuple(items)
 
 
 def parse_degree_blocks(spec):
@@ -425,7 +465,9 @@ def _cmd_fit(args, parser) -> int:
               weight_key=args.weight_key or "weight",
               e0=None if args.e0 is None else parse_e0(args.e0), state=args.save_state,
               max_degree_blocks=None if args.max_degree_blocks is None else parse_degree_blocks(args.max_degree_blocks),
-              chemical_channels=args.chemical_channels, chemical_embedding=args.chemical_embedding)
+              chemical_channels=args.chemical_channels, chemical_embedding=args.chemical_embedding,
+              block_ridge=None if args.block_ridge is None else parse_block_ridge(args.block_ridge),
+              degree_ridge=None if args.degree_ridge is None else parse_degree_ridge(args.degree_ridge))
     if len(kw["elements"]) >= 3 and all(getattr(args, k) is None for k in _BASIS_OPTIONS):
         kw["body_order"], kw["max_degree"], kw["max_degree_blocks"] = _many_element_defaults(args, kw)
     if float(kw["max_degree"]).is_integer():

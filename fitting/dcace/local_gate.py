@@ -98,8 +98,9 @@ class LocalAccumulator:
             self.stress[i] = (Psi, sig, scale)
         self.U[i] = u
 
-    def solve(self, fold, lam, sc, D, S, fixed_one_body, frac, prior, restraint=None):
-        """restraint: the repulsion restraints' (H, h) for this committee (every expert), or None."""
+    def solve(self, fold, lam, sc, D, S, fixed_one_body, frac, prior, restraint=None, col_factor=None):
+        """restraint: the repulsion restraints' (H, h) for this committee (every expert), or None;
+        col_factor: the ridge factor per coefficient column (dcace.block_ridge) or None."""
         H = self.H.sum(axis=0)
         h = self.h.sum(axis=0)
         if fold is not None:
@@ -107,7 +108,7 @@ class LocalAccumulator:
             h = h - self.h[fold]
         if restraint is not None:
             H, h = H + restraint[0], h + restraint[1]
-        pen = penalty_vector(D, S, self.M, lam * frac, fixed_one_body=fixed_one_body)
+        pen = penalty_vector(D, S, self.M, lam * frac, fixed_one_body=fixed_one_body, col_factor=col_factor)
         return ridge_solve(H, h, np.tile(sc, self.M), pen, prior)
 
 
@@ -192,13 +193,15 @@ def fit_atom_gate(*, basis, frames, M, temperatures, ridge_factors, lam, sel, fo
     for t, acc in accs.items():
         for fac in ridge_factors:
             lam_t = lam * fac
-            th = [acc.solve(f, lam_t, sel.sc, D, S, pins, sel.frac[f], np.tile(lin[f], M), rest)
+            th = [acc.solve(f, lam_t, sel.sc, D, S, pins, sel.frac[f], np.tile(lin[f], M), rest,
+                            sel.col_factor)
                   for f in range(k)]
             row = cv_row(acc, th, t, lam_t, folds, p1.yE, p1.N, wts, wE, wF, wS, committee)
             rows.append(row)
             if best is None or row["loss"] < best[0]:
                 best = (row["loss"], t, lam_t)
     _, tau, lam_sel = best
-    theta = accs[tau].solve(None, lam_sel, sel.sc, D, S, pins, 1.0, np.tile(lin_total, M), rest).reshape(M, Dp)
+    theta = accs[tau].solve(None, lam_sel, sel.sc, D, S, pins, 1.0, np.tile(lin_total, M), rest,
+                              sel.col_factor).reshape(M, Dp)
     return {"theta": theta, "gate": gates[tau], "tau": tau, "ridge": lam_sel, "cv_rows": rows, "cv_loss": best[0],
             "cluster_sizes": [cl.sizes.tolist() for cl in cls], "pca_components": [int(cl.projection.shape[0]) for cl in cls]}

@@ -39,6 +39,7 @@ from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembership, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
+from .block_ridge import check_block_ridge, check_degree_ridge, choose_column_ridge, stored as block_ridge_stored
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        residual_frame, user_window_free)
@@ -55,6 +56,8 @@ from .report import ErrorStats, FitReport
 from .local_gate import check_gate_option, fit_atom_gate
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers
+from .anchor_choice import SafetyProbes, anchor_weight, choose_weight
+from .probes import probe_indices
 from .ridge import single_threaded_blas
 
 __all__ = ["fit", "DEFAULTS"]
@@ -78,7 +81,11 @@ DEFAULTS = {
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
     "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
+    "anchors_auto_grid": (0.0, 0.01, 0.03, 0.1),   # anchors="auto" tries these, smallest first (dcace.anchor_choice)
+    "anchors_auto_force_ratio": 2.0,   # ... its rattle probe: committee's largest force <= this x the linear model's
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
+    "block_ridge": None,           # ridge factor per species block: None | grid | {b: f} (dcace.block_ridge)
+    "degree_ridge": None,          # smoothness prior exponent p: None | p | grid (dcace.block_ridge)
 }
 
 
@@ -309,9 +316,10 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
-        repulsion_restraints: float | None = None, anchors: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
+        repulsion_restraints: float | None = None, anchors: float | str | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
         chemical_channels: int | None = None, gate: str = "structure",
-        shared_one_body: bool | None = None, chemical_embedding=None) -> Potential:
+        shared_one_body: bool | None = None, chemical_embedding=None, block_ridge=None,
+        degree_ridge=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -354,13 +362,20 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         independent experts with ``regularise="global"``):
         compressed and rattled copies of training frames, free atoms and dimers, on which every expert
         of a committee is fitted to follow the linear model, so that off the data the gate does not hand a
-        structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off.
+        structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off;
+        ``"auto"``: the smallest weight of ``DEFAULTS["anchors_auto_grid"]`` whose committee passes the
+        dimer, compression and rattle probes (``dcace.anchor_choice``; the grid, every weight's verdicts
+        and CV loss in ``report.selection["anchors_auto"]``, the weight in ``settings["anchors"]``).
         A fit state keeps them: a refit and a ``reuse=`` fit use the state's (``dcace.state_anchors``).
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
     chemical_channels : C, the species-embedded basis (K as for C species; ``dcace.ACEBasis``).
     chemical_embedding : its W: ``"cosine"`` (fixed), ``"pca"`` or ``"fit"`` (from the training data,
         ``dcace.embedding``), or a C x S matrix; stored in the file.
+    block_ridge : a ridge per species block (``dcace.block_ridge``): None (one ridge), a grid of factors
+        (CV sets each block's factor on the ridge) or ``{b: factor}``; explicit bases only.
+    degree_ridge : the smoothness prior (``dcace.block_ridge``): the ridge of a feature of degree d is
+        lam (d / smallest d)^p; p a number, or a grid of exponents to choose from by CV; None = off.
     gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
         (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
         ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
@@ -400,7 +415,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
          weight_key, e0, repulsion_restraints, ranks, anchors=None, state=None, reuse=None, resume=None,
          max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None,
-         chemical_embedding=None):
+         chemical_embedding=None, block_ridge=None, degree_ridge=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -416,9 +431,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     w_rest = float(DEFAULTS["repulsion_restraints"] if repulsion_restraints is None else repulsion_restraints)
     if not (math.isfinite(w_rest) and w_rest >= 0):
         raise ValueError(f"repulsion_restraints must be a finite number >= 0, got {repulsion_restraints}")
-    w_anchor = float(DEFAULTS["anchors"] if anchors is None else anchors)
-    if not (math.isfinite(w_anchor) and w_anchor >= 0):
-        raise ValueError(f"anchors must be a finite number >= 0, got {anchors}")
+    w_anchor, auto_anchors = anchor_weight(DEFAULTS["anchors"] if anchors is None else anchors,
+                                           DEFAULTS["anchors_auto_grid"])
     k_folds = int(DEFAULTS["cv_folds"] if cv_folds is None else cv_folds)
     max_M = int(DEFAULTS["max_experts"] if max_experts is None else max_experts)
     temps = tuple(float(t) for t in (DEFAULTS["temperatures"] if temperatures is None else temperatures))
@@ -459,6 +473,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     core = CoreSettings(baseline, core_range)
     fixed = _fit_state.fixed_parts(resume, reuse)   # state whose folds, clusters, e_ref, core stay (or None)
+    if auto_anchors and fixed is not None:   # the state fixes the anchors, their weight included
+        w_anchor, auto_anchors = float(fixed.settings.get("anchors", 0.0)), False
     try:   # K is counted in ~1 s, before the (much slower) basis build and any pass over the data
         from .basis_spec import count_features
 
@@ -473,6 +489,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     basis_blocks = {str(b): float(d) for b, d in sorted(
         check_degree_blocks(max_degree_blocks, len(elements), body_order, max_degree).items())} or None
     chemical_channels = check_chemical_channels(chemical_channels, len(elements))
+    block_ridge = check_block_ridge(DEFAULTS["block_ridge"] if block_ridge is None else block_ridge,
+                                    len(elements), body_order, chemical_channels)
+    degree_ridge = check_degree_ridge(DEFAULTS["degree_ridge"] if degree_ridge is None else degree_ridge)
     embedding_kind = check_embedding(DEFAULTS["chemical_embedding"] if chemical_embedding is None
                                      else chemical_embedding, chemical_channels, len(elements))
     if isinstance(embedding_kind, str) and embedding_kind != "cosine" and ranks.size > 1:
@@ -493,6 +512,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
         "temperatures": list(temps), "pca": bool(pca), **keys,
     }
+    if block_ridge is not None:   # (absent when off: the settings, files and states of fits before it)
+        settings["block_ridge"] = block_ridge_stored(block_ridge)
+    if degree_ridge is not None:
+        settings["degree_ridge"] = list(degree_ridge) if isinstance(degree_ridge, tuple) else degree_ridge
     w_anchor, anchor_off = state_anchors.fit_weight(fixed, w_anchor)   # a state before version 3: none
     if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
@@ -660,6 +683,13 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         src = set(spread) | ({ground} - {None})
         got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))   # rank 0 uses them
         anchor_atoms = ([got[i] for i in spread], got.get(ground)) if ranks.is_root else None
+    probe_atoms = None   # --anchors auto: the rattle probe's frames (dcace.anchor_choice), to rank 0 (it selects)
+    if auto_anchors and anchor_src is not None and resume is None:   # collective: every rank takes part
+        periodic = dict(ranks.gather_indexed([(i, bool(np.all(data.frames[i].atoms.pbc))) for i in own]))
+        pick = set(probe_indices([int(N[i]) * periodic[i] for i in range(n)], anchor_src)) if ranks.is_root else set()
+        pick = ranks.bcast(pick)
+        got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in pick]))
+        probe_atoms = [got[i] for i in sorted(got)] if ranks.is_root else None
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
@@ -781,7 +811,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     anchor_rows, t_anchors = None, time.perf_counter()
     if anchor_atoms is not None and joint:
         few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
-        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor, bsize)
+        # --anchors auto: H_a at weight 1, scaled to each weight tried (dcace.anchor_choice)
+        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed,
+                                                1.0 if auto_anchors else w_anchor, bsize,
+                                                "chosen by --anchors auto (below)" if auto_anchors else None)
         if reuse is not None:   # H_a in the form the state stores it, as the refit reads it
             state_anchors.canonical(anchor_rows)
         notes.append(anchor_note)
@@ -789,50 +822,97 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         anchor_rows, anchor_note = state_anchors.stored_rows(resume, Dp)
         notes += [anchor_note] * bool(anchor_note)
     timings["anchors"] = time.perf_counter() - t_anchors   # (part of the selection's time)
-    sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
-                   stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
-                   shared_one_body=settings["shared_one_body"], anchors=anchor_rows)
-    if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
-        sel.sc = fixed.arrays["column_scale"]
-    lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
-    lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
-    cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
-    n_stage1 = len(cv_rows)
-    chosen = sel.choose(cv_rows, committee=committee, experts=experts, parsimony=DEFAULTS["parsimony"])
-    if chosen["M"] > 1 and ridge is None:
-        lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, DEFAULTS["ridge_dc_factors"], committee)
-        cv_rows += extra
-    eq9 = sel.eq9(lam, Ms, chosen, lam_dc)
+
+    def select(rows):
+        """Selection (ridge, M, tau by CV) and the final solves with the off-data anchors `rows` (or None)."""
+        sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
+                       stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
+                       kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
+                       shared_one_body=settings["shared_one_body"], anchors=rows)
+        if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
+            sel.sc = fixed.arrays["column_scale"]
+        lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
+        column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge)   # dcace.block_ridge
+        lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
+        cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
+        n_stage1 = len(cv_rows)
+        chosen = sel.choose(cv_rows, committee=committee, experts=experts, parsimony=DEFAULTS["parsimony"])
+        if chosen["M"] > 1 and ridge is None:
+            lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, DEFAULTS["ridge_dc_factors"], committee)
+            cv_rows += extra
+        eq9 = sel.eq9(lam, Ms, chosen, lam_dc)
+        theta_lin, models = _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z)
+        return sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice
+
+    def level_matched(basis, window, short_range, coef, e0, gate):
+        """(basis, window, short_range, notes): the pair core level-matched to the fitted dimers (format
+        version 4; baseline.core_shifts), or as given without the built-in core."""
+        if short_range is None:
+            return basis, window, short_range, []
+
+        def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
+            b = basis if np.array_equal(hi_top, window[1]) else basis.with_core_window((window[0], hi_top))
+            return Potential.from_parts(b, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh))
+
+        shift, hi_top, shift_notes = core_shifts(with_core, pure_zbl(elements, cutoff, inner_cutoff, w_L), basis,
+                                                 shortest, movable=user_window_free(core.core_range, elements))
+        if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
+            window = (window[0], hi_top)
+            basis = basis.with_core_window(window)
+        return basis, window, dict(short_range, pair_shift=shift), shift_notes
+
+    def candidate_potential(theta, gate):
+        """The potential of solution theta (M x D') with the level-matched core (no metadata)."""
+        c, e = theta[:, :D].reshape(-1, S, K), theta[:, D:] + e_ref[None, :]
+        b, _, sr, _ = level_matched(basis, window, short_range, c, e, gate)
+        return Potential.from_parts(b, c, e, gate, {}, short_range=sr)
+
+    anchor_auto = None
+    if auto_anchors and anchor_rows is not None:   # the smallest weight whose committee is safe off the data
+        t_auto = time.perf_counter()
+        probes = SafetyProbes(elements, shortest if core.baseline == "zbl" else None,   # no core: no dimer probes
+                              anchor_atoms[1], probe_atoms, DEFAULTS["anchors_auto_force_ratio"])
+        unit_rows, done = anchor_rows, {0.0: select(None)}   # the linear model does not depend on the anchors
+
+        def candidate(w):
+            res = done.pop(w, None) or select(unit_rows.scaled(w) if w > 0 else None)
+            ch = res[6]
+            if ch["M"] == 1:
+                return res, None, 1, ch["cv_loss"]
+            theta, _ = res[9]["dc"]
+            return res, candidate_potential(theta, joint[(ch["M"], ch["tau"])].gate), ch["M"], ch["cv_loss"]
+
+        lin_pot = candidate_potential(done[0.0][8][None, :], None)
+        w_anchor, picked, anchor_auto, auto_notes = choose_weight(DEFAULTS["anchors_auto_grid"], candidate, probes,
+                                                                  lin_pot)
+        notes += auto_notes
+        anchor_rows = unit_rows.scaled(w_anchor) if w_anchor > 0 else None
+        if anchor_rows is None:   # weight 0: the fit has no anchors
+            notes.remove(anchor_note)
+            anchor_src = None
+        settings["anchors"] = w_anchor
+        timings["anchors_auto"] = time.perf_counter() - t_auto
+    else:
+        if auto_anchors:   # no committee candidate (or no anchor structure): nothing to choose
+            w_anchor = settings["anchors"] = 0.0
+            anchor_rows = anchor_src = None
+            notes.append("--anchors auto: weight 0 (no structure-gate committee to anchor)")
+        picked = select(anchor_rows)
+    sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice = picked
+    block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
+    if degree_choice is not None:
+        notes.append("smoothness prior (--degree-ridge): ridge x (degree / smallest degree)^p, p = "
+                     f"{degree_choice['exponent']:g}" + (" (chosen by CV)" if degree_choice["searched"] else " (given)"))
+    if block_choice is not None:
+        notes.append("ridge per species block (--block-ridge): lambda x " + ", ".join(
+            f"{f:g} on block {b}" for b, f in block_choice["factors"].items())
+            + (" (chosen by CV)" if block_choice["searched"] else " (given)"))
     timings["selection"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- final models
     t0 = time.perf_counter()
     M_sel, tau_sel = chosen["M"], chosen["tau"]
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
-
-    def solve_final():
-        theta_lin = sel.solve_linear_total(lam)
-        models = {"linear": (theta_lin[None, :], None)}
-        if M_sel > 1:
-            g = joint[(M_sel, tau_sel)].gate
-            wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
-            if committee == "joint":
-                theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
-            else:
-                theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
-            models["dc"] = (theta_dc, wfn)
-            if compare:
-                other = "independent" if committee == "joint" else "joint"
-                theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
-                           else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
-                models[f"dc-{other}"] = (theta_o, wfn)
-                eq8 = Eq8Gate(clusterings[M_sel], Z)
-                theta_ind = theta_o if other == "independent" else theta_dc
-                models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
-        return theta_lin, models
-
-    theta_lin, models = solve_final()
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
     gate_used, gate_cv = ("structure" if M_sel > 1 else "none"), None
     if M_atom:   # the atom gate (dcace.local_gate): its own clustering, rows and CV
@@ -861,16 +941,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
         t_shift = time.perf_counter()
-        def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
-            b = basis if np.array_equal(hi_top, window[1]) else basis.with_core_window((window[0], hi_top))
-            return Potential.from_parts(b, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh))
-
-        shift, hi_top, shift_notes = core_shifts(with_core, pure_zbl(elements, cutoff, inner_cutoff, w_L), basis,
-                                                 shortest, movable=user_window_free(core.core_range, elements))
-        if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
-            window = (window[0], hi_top)
-            basis = basis.with_core_window(window)
-        short_range = dict(short_range, pair_shift=shift)
+        basis, window, short_range, shift_notes = level_matched(basis, window, short_range, coef, e0, gate)
         notes += shift_notes
         timings["core_shift"] = time.perf_counter() - t_shift
     timings["final_solve"] = time.perf_counter() - t0
@@ -882,6 +953,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         "gate": gate_used, "gate_cv": gate_cv,
         "e_ref": e_ref.tolist(),
     }
+    if block_choice is not None:
+        selection["block_ridge"] = block_choice
+    if degree_choice is not None:
+        selection["degree_ridge"] = degree_choice
+    if anchor_auto is not None:   # --anchors auto: the grid, each weight's probes and CV loss, the choice
+        selection["anchors_auto"] = anchor_auto
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
                             + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
                             + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
@@ -1013,6 +1090,30 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     return pot
 
 
+def _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z):
+    """(theta_lin, {name: (theta, gate function)}): the chosen models solved on all training data."""
+    M_sel, tau_sel = chosen["M"], chosen["tau"]
+    theta_lin = sel.solve_linear_total(lam)
+    models = {"linear": (theta_lin[None, :], None)}
+    if M_sel > 1:
+        g = joint[(M_sel, tau_sel)].gate
+        wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
+        if committee == "joint":
+            theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
+        else:
+            theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
+        models["dc"] = (theta_dc, wfn)
+        if compare:
+            other = "independent" if committee == "joint" else "joint"
+            theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
+                       else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
+            models[f"dc-{other}"] = (theta_o, wfn)
+            eq8 = Eq8Gate(clusterings[M_sel], Z)
+            theta_ind = theta_o if other == "independent" else theta_dc
+            models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
+    return theta_lin, models
+
+
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
                    threads, progress, update_s=None, counted=None):
     """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
@@ -1053,8 +1154,9 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
 
 
-def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, batch_size):
-    """The off-data anchors of the joint committees (dcace.anchors) and the report's note."""
+def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, batch_size, label=None):
+    """The off-data anchors of the joint committees (dcace.anchors) at `weight`, and the report's note
+    (which names the weight as `label`, default the number)."""
     structures = anchor_structures(sources, seed, ground) + few
     if not structures:
         return None, "off-data anchors: none (no periodic training structure with 2 or more atoms)"
@@ -1066,7 +1168,7 @@ def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, ba
     rows = AnchorRows(anchor_batches(basis, structures, terms, weight, batch_size), D, S, wE, len(structures))
     return rows, (
         f"off-data anchors: {len(structures) - len(few)} compressed and rattled copies of {len(sources)} training "
-        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {weight:g} (dcace.anchors)")
+        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {label or format(weight, 'g')} (dcace.anchors)")
 
 
 def _atom_experts(experts, state, reuse, resume, gate):

@@ -37,13 +37,15 @@ FIXED_ONE_BODY_LAMBDA = 1e12   # pins a one-body term the user gave (e0=) to its
 
 
 def penalty_vector(D: int, S: int, M: int, lam: float, one_body_lam: float = ONE_BODY_LAMBDA,
-                   fixed_one_body=None) -> np.ndarray:
+                   fixed_one_body=None, col_factor=None) -> np.ndarray:
     """Ridge penalty per (scaled) column for M blocks of [c (D), e0 (S)]; species in the mask
-    fixed_one_body (S,) keep their reference energy (their one-body offset is pinned to 0)."""
+    fixed_one_body (S,) keep their reference energy (their one-body offset is pinned to 0);
+    col_factor (D,): lam times it per coefficient column (dcace.block_ridge), None = lam for all."""
     ob = np.full(S, float(one_body_lam))
     if fixed_one_body is not None:
         ob[np.asarray(fixed_one_body, dtype=bool)] = FIXED_ONE_BODY_LAMBDA
-    blk = np.concatenate([np.full(D, float(lam)), ob])
+    c = np.full(D, float(lam)) if col_factor is None else float(lam) * np.asarray(col_factor, dtype=float)
+    blk = np.concatenate([c, ob])
     return np.tile(blk, M)
 
 

@@ -58,6 +58,20 @@ class Selector:
         self._joint_sums = (None, None)   # (key, (S4 over all folds, h over all folds)) of the latest candidate
         self._totals = {}   # solves on all folds (eq. 9 and the final models ask for the same ones)
         self._group_sums = {}   # g -> (H, h) of group g over all folds
+        self.col_factor, self._fkey = None, None   # ridge factor per coefficient column (dcace.block_ridge)
+
+    def set_column_factors(self, col_factor):
+        """The ridge of coefficient column j becomes lam * col_factor[j] in every solve from now on
+        (None, or all ones: one ridge for all columns, the solves before block_ridge bit for bit)."""
+        if col_factor is not None and np.all(np.asarray(col_factor) == 1.0):
+            col_factor = None
+        self.col_factor = None if col_factor is None else np.asarray(col_factor, dtype=float).copy()
+        self._fkey = None if col_factor is None else self.col_factor.tobytes()
+
+    def columns_with_data(self):
+        """(D,) coefficient columns whose diagonal carries data (column_scale's test)."""
+        diag = np.diag(self._group_total(0)[0])[:self.D]
+        return diag > 1e-14 * max(float(diag.max()) if diag.size else 1.0, 1e-300)
 
     # ------------------------------------------------------------------ linear
     def _group_total(self, g):
@@ -88,11 +102,11 @@ class Selector:
         if self.anchors is not None and anchor_theta is not None:
             self.anchors.add_to(1, H, h, anchor_theta)
         pinned = self.fixed_one_body if pin_one_body is None else pin_one_body
-        pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=pinned)
+        pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=pinned, col_factor=self.col_factor)
         return ridge_solve(H, h, self.sc, pen, prior, overwrite_h=True)   # H: this call's own sum
 
     def linear_fold(self, lam, f):
-        key = (lam, f)
+        key = (lam, f, self._fkey)
         if key not in self._lin_cache:
             self._lin_cache[key] = self._solve_group(0, lam, fold=f)
         return self._lin_cache[key]
@@ -107,6 +121,10 @@ class Selector:
         table = [{"ridge": float(lam), "loss": self._linear_cv_loss(float(lam))} for lam in grid]
         best = min(table, key=lambda r: r["loss"])
         return best["ridge"], table
+
+    def linear_cv_loss(self, lam):
+        """Held-out weighted loss of the linear model at ridge lam (and the current column factors)."""
+        return self._linear_cv_loss(lam)
 
     def _linear_cv_loss(self, lam):
         tot = 0.0
@@ -176,7 +194,8 @@ class Selector:
         kappa = self.kappa if kappa is None else kappa
         if kappa > 0 and theta_lin is not None:
             self._add_agreement(H, h, acc, idx, theta_lin, kappa)
-        pen = penalty_vector(self.D, self.S, M, lam * frac, fixed_one_body=self._committee_pins(theta_lin))
+        pen = penalty_vector(self.D, self.S, M, lam * frac, fixed_one_body=self._committee_pins(theta_lin),
+                             col_factor=self.col_factor)
         return ridge_solve(H, h, np.tile(self.sc, M), pen, self._prior(M, theta_lin),
                            overwrite_h=True).reshape(M, self.Dp)
 
@@ -200,7 +219,7 @@ class Selector:
 
     def _total(self, key, theta_lin, solve):
         """solve() on all folds, once per (key, prior): a copy of the cached solution."""
-        key = key + (None if theta_lin is None else np.asarray(theta_lin).tobytes(),)
+        key = key + (None if theta_lin is None else np.asarray(theta_lin).tobytes(), self._fkey)
         if key not in self._totals:
             self._totals[key] = solve()
         return self._totals[key].copy()
