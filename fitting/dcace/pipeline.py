@@ -635,16 +635,18 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     # lean: the ranks other than 0 keep none of the (n, D) rows and none of what rank 0 alone uses
     # (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
     lean = ranks.size > 1 and fixed is None
-    labels = []   # (i, energy, hash) of this rank's structures, taken as pass 1 reads them
+    labels = []   # (i, energy, hash, periodic) of this rank's structures, taken as pass 1 reads them
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
                                     [b - offset for b in blocks], lean=lean,
-                                    record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr))))
+                                    record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr),
+                                                                        bool(np.all(fr.atoms.pbc)))))
     # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
     # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
     own = np.array(sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b]), dtype=np.int64)
-    E = np.array([e for _, e in ranks.allgather_indexed([(i, e) for i, e, _ in labels])])
+    E = np.array([e for _, e, *_ in ranks.allgather_indexed([(i, e) for i, e, *_ in labels])])
     hashes = [h for _, h in (ranks.gather_indexed if lean else ranks.allgather_indexed)(
-        [(i, h) for i, _, h in labels])]
+        [(i, h) for i, _, h, _ in labels])]
+    own_periodic = [(i, p) for i, *_, p in labels]   # (--anchors auto's probe; not parsed again for it)
     del labels
     if resume is None:
         wts = frame_weights(data.frames, weights)
@@ -685,7 +687,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         anchor_atoms = ([got[i] for i in spread], got.get(ground)) if ranks.is_root else None
     probe_atoms = None   # --anchors auto: the rattle probe's frames (dcace.anchor_choice), to rank 0 (it selects)
     if auto_anchors and anchor_src is not None and resume is None:   # collective: every rank takes part
-        periodic = dict(ranks.gather_indexed([(i, bool(np.all(data.frames[i].atoms.pbc))) for i in own]))
+        periodic = dict(ranks.gather_indexed(own_periodic))
         pick = set(probe_indices([int(N[i]) * periodic[i] for i in range(n)], anchor_src)) if ranks.is_root else set()
         pick = ranks.bcast(pick)
         got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in pick]))
