@@ -33,15 +33,21 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 - **Streaming**: of extended XYZ files every rank finds where each frame starts (one scan of the
   atom-count lines, no parsing), parses and validates only the frames of its own blocks
   (`dcace.stream.read_own`, with the parser `ase.io.iread` uses) and gets the few numbers of the other
-  frames (`FrameStub`: atom count, energy, stress or not, config_type, weight) from the ranks that
-  parsed them; a bad frame is reported by every rank with its owner's message, file and frame (the
-  lowest-numbered bad frame, as the serial reader). Other formats and lists of `Atoms`: every rank
-  parses every frame (`ase.io.iread`, one at a time) and keeps its own (`read_data(keep=)`). Per
-  structure, on the rank that holds it: the ZBL labels and neighbour extremes, pass 1
-  (descriptor sums), pass 2 (fitting rows and their normal-equation terms), pass 3 (training errors of
-  the final and the linear potential, which rank 0 sends as exact `%.17g` text) and both passes of the
-  extrapolation grade (rank 0 gathers the kept descriptor rows in structure order and runs MaxVol;
-  every rank grades its own atoms). The test set is parsed, validated and evaluated on rank 0. A `Dataset` passed in is used as given (every rank holds what it was given).
+  frames (`dcace.restream.FrameTable`: atom count, energy, stress or not, config_type, weight, in columns)
+  from the ranks that parsed them; a bad frame is reported by every rank with its owner's message, file
+  and frame (the lowest-numbered bad frame, as the serial reader). **A rank holds none of its frames
+  between passes**: it keeps where each starts (byte offset) and parses it again, with the same
+  validation and the baseline subtracted again, in every pass that reads it (`dcace.restream`: the
+  residual check, pass 1, pass 2, pass 3, the grade's passes); a file that changes between passes stops
+  the fit. Other formats and lists of `Atoms`: every rank parses every frame (`ase.io.iread`, one at a
+  time) and keeps its own (`read_data(keep=)`). Per structure, on the rank that holds it: the ZBL labels
+  and neighbour extremes, pass 1 (descriptor sums, sent to rank 0 a round of 256 structures at a time),
+  pass 2 (fitting rows and their normal-equation terms; a structure's descriptor sums are taken from its
+  fitting rows, the same bits, so no other rank keeps pass 1's rows), pass 3 (training errors of the
+  final and the linear potential, which rank 0 sends as exact `%.17g` text; the terms go to rank 0 in
+  rounds) and both passes of the extrapolation grade (rank 0 gathers the kept descriptor rows in
+  structure order and runs MaxVol; every rank grades its own atoms). The test set is parsed, validated
+  and evaluated on rank 0. A `Dataset` passed in is used as given (every rank holds what it was given).
 - Rank 0 selects, solves and writes; progress bars and the report come from rank 0 only.
 - Errors: a bad frame on one rank is reported by every rank with the same message naming the file and
   frame (an error flag gathered after each stage), and the job ends; an error of rank 0 while the
@@ -52,12 +58,13 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 - A site MPI instead of the MPICH wheel: build mpi4py against it (`pip install --no-binary mpi4py
   mpi4py` with the site's `mpicc` first on `PATH`, or the site's mpi4py module) and run the site's
   `mpiexec`/`srun`; dcace itself has no MPI code to rebuild.
-- Memory per rank: its own frames (1/N of the data: what passes 1-3 and the grade read) with their rows of
-  the descriptor sums (`OwnRows`), a few numbers per structure of all of them (`FrameStub`, energies,
-  counts, folds, cluster labels), the basis and one one-fold partial of the normal equations (1/folds
-  of their size). Rank 0 also holds what it standardises, clusters and selects with: the (n, D)
-  descriptor sums, the standardised descriptors, the totals of the normal equations and the stress rows
-  of every structure (n x 6 x D', used by the selection's stress errors); another rank sends each
+- Memory per rank: a few numbers per structure (fold, block, atom counts, energy, weight, the cluster
+  labels of every M, the `FrameTable` columns; the independent experts' membership is made from the
+  labels batch by batch), the basis, one one-fold partial of the normal equations (1/folds of their
+  size) and, during a pass, the structures in flight (a round or a block). Rank 0 also holds what it
+  standardises, clusters and selects with: the (n, D) descriptor sums, the standardised descriptors,
+  the totals of the normal equations and the stress rows of every structure (n x 6 x D', used by the
+  selection's stress errors), and the per-structure error terms of pass 3; another rank sends each
   block's stress rows with its partial. Measured and modelled below.
 - Not distributed: the scan of the atom-count lines (every rank; ~100x cheaper than parsing, below), parsing of
   other formats (every rank parses every frame), the selection and the solves (rank 0), the test set
@@ -65,28 +72,37 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 
 """
 
-#: what a rank holds per structure, from `mpiexec -n 2 python benchmarks/mpi_memory_sites.py MoxR.xyz
-#: --max-degree 8` at R = 5 and 10 (tracemalloc on every rank, the sites at the end of pass 2)
-MEMORY_ACCOUNT = [
-    "What a rank holds per structure (tracemalloc at the end of pass 2, `mpiexec -n 2 python "
-    "benchmarks/mpi_memory_sites.py MoxR.xyz --max-degree 8` at R = 5 and 10; rank 1 traced 94.1 -> 99.7 MiB "
-    "while its frames went 330 -> 968 structures of 52 atoms):",
-    "- **its own structures only** (n / ranks of them), ~8.5 kB per structure of 52 atoms (~160 bytes per "
-    "atom): the parsed structure (positions, numbers: 1.9 kB), the forces as read and minus the ZBL "
-    "baseline (2 x 1.3 kB), the `Frame`/`Atoms` objects, its row of the descriptor sums (8 D bytes: 432 at "
-    "D = 54) -- what passes 1-3 and the grade read; not holding them would mean parsing every frame again "
-    "in every pass;",
-    "- **every structure, on every rank**: a few numbers (`FrameStub`, ~150 bytes with slots; energy, "
-    "counts, weight, fold, cluster labels and the membership of the independent experts (8 x (1 + sum M) "
-    "bytes: 288 for M <= 8), the position map of `OwnRows` (8 bytes)): ~0.5 kB;",
-    "- **rank 0 only** (what it standardises, clusters and selects with): the (n, D) descriptor sums, the "
-    "mean and the standardised descriptors (3 x 8 D bytes), the stress rows of every structure (6 x 8 D "
-    "bytes; TiAl at degree 14: 225 kB per structure, the largest item at scale) and the hashes;",
-    "- **independent of n**: the modules (~25 MiB traced, plus the libraries), the basis, and the one-fold "
-    "partials of the normal equations (47 MiB for Mo degree 8, all candidates); rank 0 also the totals.",
-    "So x1000 is predictable from the line below: rank 1 grows by its own frames and ~0.5 kB per structure, "
-    "rank 0 by its own frames and ~(0.5 + 72 D / 1000) kB per structure.",
-]
+#: what a rank holds per structure between passes (tracemalloc), store["held"] from
+#: `mpiexec -n 2 python benchmarks/mpi_memory_sites.py FILE --max-degree 5` on two sizes of the same set
+def _memory_account(held):
+    lines = ["What a rank holds per structure between passes (this branch: a rank keeps no frame and, but for "
+             "rank 0, no descriptor row; each pass parses its frames again, `dcace.restream`):"]
+    if held:
+        for h in held:
+            lines.append(f"- `{h['command']}` ({h['what']}): traced at the end of pass 2, rank 0 "
+                         f"{h['rank0'][0]:.1f} -> {h['rank0'][1]:.1f} MiB, rank 1 {h['rank1'][0]:.1f} -> "
+                         f"{h['rank1'][1]:.1f} MiB for {h['n'][0]} -> {h['n'][1]} structures: rank 0 "
+                         f"{(h['rank0'][1] - h['rank0'][0]) * 2**20 / (h['n'][1] - h['n'][0]):.0f} bytes, rank 1 "
+                         f"{(h['rank1'][1] - h['rank1'][0]) * 2**20 / (h['n'][1] - h['n'][0]):.0f} bytes per structure"
+                         + (f" ({h['note']})" if h.get("note") else "") + ";")
+    lines += [
+        "- **every rank, every structure**: a few numbers -- fold and block (16 bytes), atom counts per species "
+        "(8 S), energy, N, weight, centred energy (32), the cluster labels of every candidate M (8 each: 56 for "
+        "M = 2..8), the `FrameTable` columns (45) and, for its own structures, the byte offset and position "
+        "(16): ~170 bytes at S = 1 (`tests/test_mpi_fit.py::test_rank_memory_does_not_grow_with_the_structures` "
+        "holds rank 1 below 300 bytes per structure; holding its frames, before, it grew by 5.1 kB);",
+        "- **rank 0 only** (what it standardises, clusters and selects with): the (n, D) descriptor sums, the "
+        "mean and the standardised descriptors (3 x 8 D bytes), the stress rows of every structure (6 x 8 D' "
+        "bytes; TiAl at degree 14: 225 kB per structure, the largest item at scale), the hashes and pass 3's "
+        "error terms (~0.5 kB);",
+        "- **independent of n**: the modules (~25 MiB traced, plus the libraries), the basis, one one-fold "
+        "partial of the normal equations per candidate (rank 0 also the totals), the structures of the "
+        "round or block in flight, the grade's sample (at most 50,000 atoms per species in all), and a cache "
+        "of the neighbour library (vesin's ctypes array types, one per distinct pair count: ~350 bytes each, "
+        "bounded by the pair counts, not by n).",
+        "So x1000 is predictable from the line below: rank 1 grows by ~0.2 kB per structure, rank 0 by "
+        "~(0.7 + 0.024 D + 0.048 D') kB per structure."]
+    return lines
 
 
 def row_pass(r):
@@ -158,7 +174,7 @@ def _fit_line(xs, ys):
     return float(icpt), float(slope)
 
 
-def _memory(rows, before):
+def _memory(rows, before, held=None):
     """Peak RSS per rank vs the number of structures (Mo, the smallest degree run at several sizes), before
     and after this branch, and the linear model that predicts it."""
     mo = [r for r in rows if r["set"].startswith("Mo") and r["ranks"] == 2 and not r.get("hold_all")]
@@ -197,7 +213,7 @@ def _memory(rows, before):
                   f"{lo['rss'][1]:.0f} -> {hi['rss'][1]:.0f} MiB"
                   + (f" (before: {old[lo['n_structures']][1]:.0f} -> {old[hi['n_structures']][1]:.0f})"
                      if lo["n_structures"] in old and hi["n_structures"] in old else "") + "."]
-    return lines + [""] + MEMORY_ACCOUNT + [""]
+    return lines + [""] + _memory_account(held) + [""]
 
 
 def _probe(p):
@@ -269,6 +285,28 @@ def _reading(read):
     return lines, model
 
 
+#: how often an MPI fit parses a rank's frames (dcace.restream): reading, neighbour extremes, baseline
+#: check, pass 1, pass 2, pass 3, the grade's two passes (the second for species of > 50,000 atoms)
+PARSES = 7
+
+STREAMING_COST = [
+    "**What holding no frame costs.** A rank parses its frames again in every pass and subtracts the ZBL baseline "
+    "again in passes 1 and 2 (`dcace.restream`). Per atom, at Mo degree 8 (an ad-hoc timing of the stages on 97 "
+    "structures in one process, load 6): parse and validate 21 us, neighbour extremes 43, the baseline 51, "
+    "descriptor sums 38, fitting rows 119 (pass 3: two potentials, the grade: two descriptor passes). So the "
+    "streamed fit does ~6 x 21 + 2 x 51 = ~230 us/atom more than one that holds its frames: about +50 % of the "
+    "per-structure work at degree 8 and about +25 % at the default degree 12 (t_again against t_dist below). The serial "
+    "fit (1 x 1 above) holds its frames and does not pay it, so the 2 x 1 work ratio (71 % at degree 12) contains "
+    "it, and the row-pass efficiency (54 % at 0.95 cores obtained) does too: the >= 85 % target is not met in "
+    "this run. What would take most of it back, not done: take the baseline check and the hashes into pass 1 and "
+    "keep the residual energies (one scalar a structure), so pass 1 needs neither the baseline nor a separate "
+    "pass; compute the neighbour extremes while reading; and a parse of the atom lines that skips ase's "
+    "key=value parsing of the comment line in the passes after the first.", "",
+    "Memory vs n rests on Mo x5 and x25 at degree 8: Mo x50 at degree 8 on 2 ranks (the third size of the plan) did "
+    "not finish within the 590 s given to its command at load 6-7 (`--runs Mo:5:2x1 Mo:25:2x1 Mo:50:2x1`, the last "
+    "cut off), so it has no row.", ""]
+
+
 def _projection(rows, read_model=None):
     mo = [r for r in rows if r["set"].startswith("Mo") and r["ranks"] == 1 and r["threads"] == 1 and not r.get("hold_all")
           and not r.get("parse_all")]
@@ -287,52 +325,59 @@ def _projection(rows, read_model=None):
     per_block = big.get("partial_bytes", 0) * 3 / 5e9   # read partial + total, write total at ~5 GB/s
     atoms_per_block = 64 * n / big["n_structures"]
     N, P = 1e7, 64
-    T = (dist + parse) * N / P + 2 * scan * N + fixed + per_block * N / atoms_per_block
+    reparse = (PARSES - 1) * parse + 2 * core * t.get("baseline", 0) / n   # dcace.restream, per atom on its rank
+    T = (dist + parse + reparse) * N / P + 2 * scan * N + fixed + per_block * N / atoms_per_block
     return [f"Fit time per 1e5 atoms ({big['set']}, {_basis(big)}, 1 rank x 1 thread): "
             f"{1e5 * big['wall'] / n:.1f} s wall at {core:.2f} of a core, {1e5 * big['cpu'][0] / n:.1f} s of CPU "
             f"(at a full core: row pass {1e5 * core * row_pass(big) / n:.1f} s, pass 3 + grade "
             f"{1e5 * core * eval_pass(big) / n:.1f} s, reading {1e5 * core * t.get('read', 0) / n:.1f} s).", "",
             "Projection to 1e7 atoms on 64 ranks with a core each (same basis, candidates and structure size), model "
-            "T = (t_dist + t_parse) N / P + 2 t_scan N + t_fixed + t_block N / (atoms per block), from that run, its "
+            "T = (t_dist + t_parse + t_again) N / P + 2 t_scan N + t_fixed + t_block N / (atoms per block), from that run, its "
             f"stage times scaled to a full core (x {core:.2f}, the CPU/wall of the run), and the read benchmark:",
             f"- t_dist = {1e6 * dist:.1f} us/atom: ZBL labels, passes 1-3 and the grade, per structure on its rank "
             "(assumed perfectly parallel);",
             f"- t_parse = {1e6 * parse:.1f} us/atom: parsing and validating, each rank its own frames (dcace.stream; "
             "wall time of the read benchmark's 1-rank run, not scaled to a full core);",
+            f"- t_again = {1e6 * reparse:.1f} us/atom: what holding no frame costs (dcace.restream): each rank parses "
+            f"its frames {PARSES - 1} more times (neighbour extremes, baseline check, passes 1-3, the grade's two "
+            "passes) and subtracts the baseline twice more (passes 1 and 2); t_parse x 6 + 2 x the run's baseline "
+            "stage (which also holds the neighbour extremes: an upper bound);",
             f"- t_scan = {1e6 * scan:.2f} us/atom: every rank scans the atom-count lines (twice: count_frames, read_own);",
             f"- t_fixed = {fixed:.1f} s: basis, selection and solves on rank 0 (independent of N at fixed K; the "
             "selection's stress errors grow with N, not modelled);",
             f"- t_block = {1e3 * per_block:.1f} ms per block of 64 structures ({atoms_per_block:.0f} atoms): rank 0 "
             f"adds each block's one-fold partial ({big.get('partial_bytes', 0) / 2**20:.1f} MiB) to the totals at "
             "~5 GB/s (an assumed bandwidth).",
-            f"T(1e7, 64) = {(dist + parse) * N / P:.0f} + {2 * scan * N:.0f} + {fixed:.0f} + "
+            f"T(1e7, 64) = {(dist + parse + reparse) * N / P:.0f} + {2 * scan * N:.0f} + {fixed:.0f} + "
             f"{per_block * N / atoms_per_block:.0f} = {T:.0f} s. At 64 ranks rank 0's block-order sum of the partials "
             "is the largest term, not the parsing (which each rank now does for its own frames only).", ""]
 
 
-def _full_size(rows):
-    """What was run at the issue's bases (Mo degree 12, TiAl degree 14) and what was not, with why."""
+def _full_size(rows, costs=None):
+    """The issue's bases (Mo degree 12, TiAl degree 14): what was run, the projection to Mo x50 of what was
+    not (per-structure stages x 50 / R, the rest as measured), and TiAl's cost lines."""
     big = [r for r in rows if r["max_degree"] >= 12]
-    if not big:
-        return []
-    lines = ["**At the issue's bases** (body order 4; Mo at the default degree 12, TiAl at degree 14): "
-             + "; ".join(f"{r['set']} deg {r['max_degree']:g} (K = {(r.get('cost') or {}).get('K')}) {r['ranks']} x "
-                         f"{r['threads']}: {r['wall']:.0f} s wall, peak RSS {', '.join(f'{m:.0f}' for m in r['rss'])} MiB"
-                         for r in big) + "."]
-    mo = [r for r in big if r["set"].startswith("Mo") and r["ranks"] == 1 and r["threads"] == 1]
+    lines = []
+    if big:
+        lines.append("**At the issue's bases** (body order 4; Mo at the default degree 12, TiAl at degree 14): "
+                     + "; ".join(f"{r['set']} deg {r['max_degree']:g} (K = {(r.get('cost') or {}).get('K')}) "
+                                 f"{r['ranks']} x {r['threads']}: {r['wall']:.0f} s wall (load {r['load'][0]:.1f}), "
+                                 f"peak RSS {', '.join(f'{m:.0f}' for m in r['rss'])} MiB" for r in big) + ".")
+    mo = [r for r in big if r["set"].startswith("Mo")]
     if mo and max(int(r["set"].split("x")[1]) for r in mo) < 50:
-        r = max(mo, key=lambda r: r["n_atoms"])
-        lines.append(f"Mo x50 at degree 12 was not run: {r['set']} took {r['wall']:.0f} s on 1 rank here, so x50 "
-                     f"(twice the structures; the per-structure passes dominate) would take ~{2 * r['wall']:.0f} s, over "
-                     "the 10 minutes per configuration. 1 rank x 2 threads was not run in this session (time); the previous "
-                     "session's (Mo x10 degree 8: row pass 45 % efficient, 0.57 cores obtained at load 5-6) is in this "
-                     "file's git history.")
-    if not any(r["set"].startswith("TiAl") for r in big):
-        lines.append("TiAl at degree 14 (TiAl x1: 329 structures, 1756 atoms; K = 2345 per species, D' = 4692; 1.6 GiB "
-                     "of linear normal equations for 5 folds, so the run raises the budget to 2.5 GiB): the 1-rank fit "
-                     "did not finish within the benchmark's 660 s limit (`python benchmarks/bench_mpi_fit.py --cache "
-                     "docs/parallel-fitting.json --no-probe --runs TiAl:1:1x1 TiAl:1:2x1`, load 7-9 with the test suite "
-                     "running beside it), so it has no row here.")
+        R = max(int(r["set"].split("x")[1]) for r in mo)
+        proj = []
+        for r in (x for x in mo if int(x["set"].split("x")[1]) == R):
+            t = r["timings"]
+            per = row_pass(r) + eval_pass(r) + t.get("read", 0) + t.get("baseline", 0)
+            proj.append(f"{r['ranks']} x {r['threads']}: {r['wall'] - per + per * 50 / R:.0f} s")
+        lines.append(f"Mo x50 at degree 12 was not run (a configuration would take over 12 minutes on this shared "
+                     f"machine): projected from Mo x{R}, its per-structure stages (reading, baseline, passes 1-3, "
+                     f"grade) x {50 / R:g} and the rest (basis, selection, solves) as measured: " + ", ".join(proj) + ".")
+    for key, c in (costs or {}).items():
+        lines += ["", f"{key} ({c['n_structures']} structures, {c['n_atoms']} atoms), the cost lines printed before "
+                  f"pass 2 (`{c['command']}`, load {c['load'][0]:.1f}; {c['before_pass2_s']:.0f} s to get there):", ""]
+        lines += [f"    {x}" for x in c["lines"]]
     return lines + [""]
 
 
@@ -348,7 +393,7 @@ def write_doc(out, store, cpu, cores, python):
     lines += [f"    {c}" for c in commands] + [""]
     lines += ["Row pass = pass 1 (descriptor sums) + pass 2 (fitting rows -> normal equations); pass 3 (training "
               "errors) and the grade are now distributed too; selection and solves run on rank 0.", ""]
-    lines += _table(rows) + [""] + _efficiency(rows) + _memory(rows, store.get("before")) + _probe(store.get("probe")) + _tial(rows)
+    lines += _table(rows) + [""] + _efficiency(rows) + _memory(rows, store.get("before"), store.get("held")) + _probe(store.get("probe")) + _tial(rows)
     read_lines, read_model = _reading(store.get("read"))
-    lines += read_lines + _projection(rows, read_model) + _full_size(rows)
+    lines += STREAMING_COST + read_lines + _projection(rows, read_model) + _full_size(rows, store.get("costs"))
     Path(out).write_text("\n".join(lines) + "\n")

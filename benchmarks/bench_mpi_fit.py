@@ -92,8 +92,22 @@ def worker(args):
 
     if args.parse_all:   # the peer: read_data(keep=) on every rank
         pipeline.read_own = lambda *a, **k: None
+    if args.cost_only:   # the cost lines of dcace.cost (printed before pass 2), then stop
+        announce = pipeline._announce_cost
+
+        def cost_then_stop(*a, **k):
+            info = announce(*a, **k)
+            print("COST " + json.dumps({"lines": info["lines"], "seconds": info.get("seconds"), "K": info.get("K"),
+                                        "unknowns_per_expert": info.get("unknowns_per_expert"),
+                                        "rows_s_per_atom": info.get("rows_s_per_atom"),
+                                        "gram_s_per_atom": info.get("gram_s_per_atom"),
+                                        "update_s_per_structure": info.get("update_s_per_structure"),
+                                        "before_pass2_s": time.perf_counter() - t0}), flush=True)
+            os._exit(0)
+
+        pipeline._announce_cost = cost_then_stop
     pipeline.read_own, pipeline.read_data = timed(pipeline.read_own), timed(pipeline.read_data)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()   # (cost_then_stop reads it)
     data = args.data
     if args.hold_all:   # the peer: every rank reads and holds every frame (a Dataset is used as given)
         data = dcace.read_data(args.data, elements=s["elements"], **s["keys"])
@@ -116,11 +130,12 @@ def worker(args):
 
 
 def run(data, set_name, ranks, threads, body_order, max_degree, experts, hold_all=False, timeout=660, parse_all=False,
-        memory_budget_gb=None):
+        memory_budget_gb=None, cost_only=False):
     cmd = [sys.executable, __file__, "--worker", "--data", str(data), "--set", set_name, "--ranks", str(ranks),
            "--threads", str(threads), "--body-order", str(body_order), "--max-degree", str(max_degree),
            "--experts", str(experts)] + (["--hold-all"] if hold_all else []) + (["--parse-all"] if parse_all else []) \
-        + ([] if memory_budget_gb is None else ["--memory-budget", str(memory_budget_gb)])
+        + ([] if memory_budget_gb is None else ["--memory-budget", str(memory_budget_gb)]) \
+        + (["--cost-only"] if cost_only else [])
     if ranks > 1:
         cmd = [str(BIN / "mpiexec"), "-n", str(ranks)] + cmd
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -128,8 +143,9 @@ def run(data, set_name, ranks, threads, body_order, max_degree, experts, hold_al
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
-    line = next(x for x in p.stdout.splitlines() if x.startswith("RESULT "))
-    return dict(json.loads(line[7:]), load=[load, os.getloadavg()[0]])
+    tag = "COST " if cost_only else "RESULT "
+    line = next(x for x in p.stdout.splitlines() if x.startswith(tag))
+    return dict(json.loads(line[len(tag):]), load=[load, os.getloadavg()[0]])
 
 
 def row_pass(r):
@@ -178,6 +194,8 @@ def main():
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--hold-all", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--parse-all", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--cost-only", action="store_true",
+                    help="print each run's cost lines (dcace.cost, before pass 2) and stop there; kept under 'costs'")
     ap.add_argument("--memory-budget", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data"), ap.add_argument("--set"), ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1), ap.add_argument("--body-order", type=int, default=4)
@@ -205,6 +223,15 @@ def main():
             sizes[data] = repeated_set(name, R, data)
         n_str, n_at = sizes[data]
         t0 = time.perf_counter()
+        if args.cost_only:
+            c = run(data, name, ranks, threads, spec["body_order"], spec["max_degree"], spec["experts"],
+                    memory_budget_gb=spec.get("memory_budget_gb"), cost_only=True)
+            print("\n".join(c["lines"]) + f"\n(before pass 2: {c['before_pass2_s']:.0f} s, load {c['load'][0]:.1f})",
+                  flush=True)
+            store.setdefault("costs", {})[f"{name} x{R} deg {spec['max_degree']:g}"] = dict(
+                c, n_structures=n_str, n_atoms=n_at, command="python benchmarks/bench_mpi_fit.py " + " ".join(sys.argv[1:]))
+            cache.write_text(json.dumps(store, indent=1))
+            continue
         r = run(data, name, ranks, threads, spec["body_order"], spec["max_degree"], spec["experts"], hold,
                 parse_all=parse_all, memory_budget_gb=spec.get("memory_budget_gb"))
         row = dict(set=f"{name} x{R}", n_structures=n_str, n_atoms=n_at, ranks=ranks, threads=threads,

@@ -6,9 +6,10 @@ Every rank fits through the Python API with comm=MPI.COMM_WORLD and writes what 
   OUTDIR/bad.rank<r>.txt      the error every rank raised for a bad frame (owned by one rank)
   OUTDIR/label.rank<r>.txt    ... for a frame with NaN forces in a file (found by the one rank that parses it)
   OUTDIR/file.rank<r>.dcace   Zuo Mo train + test files: each rank parses only its frames (dcace.stream)
-  OUTDIR/parsed.rank<r>.txt   how many frames this rank parsed in that fit
+  OUTDIR/parsed.rank<r>.txt   how many distinct frames this rank parsed in that fit
   OUTDIR/held.rank<r>.txt     how many frames this rank kept in the API fit (the others: FrameStubs), and
-                              how many rows of the (n, D) descriptor sums it held (rank 0: all; others: their own)
+                              how many rows of the (n, D) descriptor sums it held after pass 1 (rank 0: all;
+                              others: none)
   OUTDIR/few.rank<r>.dcace    3 structures read from a list (streamed): more ranks than structures
   OUTDIR/grade.npz            rank 0: fit_grade over the ranks' own structures, subsampled species
   OUTDIR/reuse.rank<r>.dcace  a reuse= fit (STATE = argv[4]) whose state's blocks are not a multiple of the ranks
@@ -22,7 +23,6 @@ from mpi4py import MPI
 import numpy as np
 
 import dcace
-import dcace.parallel
 import dcace.pipeline
 import dcace.stream
 from dcace.grade import fit_grade
@@ -46,7 +46,7 @@ def counting_read(*args, **kw):   # the real reader; records what this rank kept
 
 def counting_pass(*args, **kw):   # the real pass 1; records how many descriptor rows this rank keeps
     Bsum, counts = descriptor_pass(*args, **kw)
-    rows_held.append(len(Bsum.rows) if isinstance(Bsum, dcace.parallel.OwnRows) else len(Bsum))
+    rows_held.append(0 if Bsum is None else len(Bsum))
     return Bsum, counts
 
 
@@ -79,8 +79,8 @@ parsed = []
 parse_frame = dcace.stream._parse_frame
 
 
-def counting_parse(*args):   # the real parser of one frame; counts this rank's calls
-    parsed.append(args[2])
+def counting_parse(*args):   # the real parser of one frame; records which frames this rank parsed
+    parsed.append((args[1], args[2]))   # (file, frame): each pass parses a rank's frames again (dcace.restream)
     return parse_frame(*args)
 
 
@@ -88,7 +88,7 @@ dcace.stream._parse_frame = counting_parse
 pot = dcace.fit(str(MO_TRAIN), test=str(MO_TEST), comm=comm, **IDLE_KW)
 dcace.stream._parse_frame = parse_frame
 (out / f"file.rank{r}.dcace").write_text(pot.to_string())
-(out / f"parsed.rank{r}.txt").write_text(str(len(parsed)))
+(out / f"parsed.rank{r}.txt").write_text(str(len(set(parsed))))
 
 basis = grade_basis()
 mine = [i for i in range(len(frames)) if i % comm.Get_size() == r]   # any split: the sums are in structure order

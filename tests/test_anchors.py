@@ -100,18 +100,29 @@ def test_fit_reports_the_anchors_and_zero_turns_them_off():
         dcace.fit(frames, anchors=-1, **kw)
 
 
-def test_anchors_keep_forces_on_rattled_frames_those_of_the_linear_model():
-    """Training frames (not the anchors' sources) displaced by 0.1 A, a thermal amount: the committee
-    fitted with anchors gives them forces of the linear model's size; the same committee fitted
-    without them gives gate-gradient forces of hundreds of eV/A (measured for every Zuo element
-    and body order: benchmarks/rattle_probe.py, docs/rattle-probe.md)."""
+GE_SMALL = dict(elements=["Ge"], cutoff=5.1, body_order=3, max_degree=8, temperatures=(0.7,), cv_folds=3,
+                progress=False, compare=False)
+
+
+@pytest.fixture(scope="module")
+def ge_probe():
+    """Ge training frames, the rattle probe's frames (0.1 A) and the linear model's largest force on them."""
     from dcace.probes import max_force, probe_frames, rattled
 
     frames = read(DATA / "zuo2020" / "Ge_train.xyz", ":")
     probe = rattled(probe_frames(frames), 0.1)
-    kw = dict(elements=["Ge"], cutoff=5.1, body_order=3, max_degree=8, temperatures=(0.7,), cv_folds=3,
-              progress=False, compare=False)
-    linear = max_force(dcace.fit(frames, experts=1, **kw), probe)
+    return frames, probe, max_force(dcace.fit(frames, experts=1, **GE_SMALL), probe)
+
+
+def test_anchors_keep_forces_on_rattled_frames_those_of_the_linear_model(ge_probe):
+    """Training frames (not the anchors' sources) displaced by 0.1 A, a thermal amount: the committee
+    fitted with anchors gives them forces of the linear model's size; the same committee fitted
+    without them gives gate-gradient forces of hundreds of eV/A (measured for every Zuo element
+    and body order: benchmarks/rattle_probe.py, docs/rattle-probe.md)."""
+    from dcace.probes import max_force
+
+    frames, probe, linear = ge_probe
+    kw = GE_SMALL
     on = max_force(dcace.fit(frames, experts=4, **kw), probe)
     off = max_force(dcace.fit(frames, experts=4, anchors=0, **kw), probe)
     independent = dcace.fit(frames, experts=4, committee="independent", **kw)
@@ -121,3 +132,64 @@ def test_anchors_keep_forces_on_rattled_frames_those_of_the_linear_model():
     assert off >= 10 * linear, f"the probe no longer sees the committee without anchors: {off:.1f} vs {linear:.1f}"
     ind = max_force(independent, probe)   # independent experts (the paper's) that ridge toward the linear model
     assert ind <= 1.5 * linear, f"independent experts with anchors: {ind:.1f} eV/A vs {linear:.1f}"
+
+
+# ------------------------------------------------------------------------------ anchors="auto"
+
+
+def _auto(pot):
+    rec = pot.report.selection["anchors_auto"]
+    assert pot.report.settings["anchors"] == rec["chosen"]
+    assert [r["weight"] for r in rec["tried"]] == rec["grid"][:len(rec["tried"])]   # smallest first
+    assert rec["tried"][-1]["passes"] and not any(r["passes"] for r in rec["tried"][:-1])
+    assert rec["tried"][-1]["weight"] == rec["chosen"]
+    return rec
+
+
+def test_auto_anchors_where_the_committee_is_unsafe_without_them(ge_probe):
+    """Ge bo3 degree 8, M = 4: without anchors the committee gives rattled frames >= 10x the linear
+    model's force (test above), so `auto` must try 0, see it fail the rattle probe, and keep a
+    weight > 0 whose committee stays within 2x of the linear model on the same probe, measured here
+    independently of the fit's own probe record."""
+    from dcace.probes import max_force
+
+    frames, probe, linear = ge_probe
+    pot = dcace.fit(frames, experts=4, anchors="auto", **GE_SMALL)
+    rec = _auto(pot)
+    assert rec["chosen"] > 0, rec
+    zero = rec["tried"][0]
+    assert zero["weight"] == 0 and "rattle" in zero["failures"], zero
+    assert rec["linear"]["max_force"]["0.1"] == pytest.approx(linear, rel=1e-9)   # the fit's probe is this one
+    assert max_force(pot, probe) <= 2.0 * linear
+    assert any(n.startswith(f"--anchors auto: chose weight {rec['chosen']:g}") for n in pot.report.notes)
+    assert pot.metadata["fit"]["anchors"] == rec["chosen"]   # in the file, as a given weight is
+
+
+def test_auto_anchors_pick_zero_where_the_committee_is_safe_without_them():
+    """Mo bo3 degree 8, M = 4 passes every probe without anchors (largest force on the rattled frames
+    20.0 against the linear model's 13.8 eV/A; compression and dimers pass): `auto` keeps weight 0,
+    the fit has no anchors, and its coefficients are those of anchors=0 bit for bit."""
+    frames = read(MO_TRAIN, ":")
+    kw = dict(GE_SMALL, elements=["Mo"], cutoff=5.2, experts=4)
+    pot = dcace.fit(frames, anchors="auto", **kw)
+    rec = _auto(pot)
+    assert rec["chosen"] == 0.0 and len(rec["tried"]) == 1 and rec["tried"][0]["M"] > 1, rec
+    assert not any(n.startswith("off-data anchors: ") for n in pot.report.notes)
+    off = dcace.fit(frames, anchors=0, **kw)
+    assert np.array_equal(pot.coefficients, off.coefficients)
+
+
+@pytest.mark.parametrize("value", ["often", -0.1, float("nan")])
+def test_bad_anchor_weight_is_a_clear_error(value):
+    frames = read(MO_TRAIN, "::6")
+    with pytest.raises(ValueError, match="anchors must be a finite number >= 0 or 'auto'"):
+        dcace.fit(frames, elements=["Mo"], cutoff=5.2, body_order=2, max_degree=4, experts=2, cv_folds=2,
+                  progress=False, compare=False, anchors=value)
+
+
+def test_cli_accepts_auto_anchors():
+    from dcace.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["fit", "--train", "x.xyz", "--elements", "Mo", "--cutoff", "5", "--anchors", "auto"]).anchors == "auto"
+    assert p.parse_args(["fit", "--train", "x.xyz", "--elements", "Mo", "--cutoff", "5", "--anchors", "0.01"]).anchors == 0.01

@@ -134,6 +134,11 @@ class AnchorRows:
         rows.H, rows.n_structures = H, int(n_structures)
         return rows
 
+    def scaled(self, weight: float):
+        """The rows of the same anchors at weight `weight`, from rows accumulated at weight 1: every anchor
+        row is multiplied by the weight, so H_a by its square (``anchors="auto"``, dcace.anchor_choice)."""
+        return AnchorRows.from_matrix(self.H * (float(weight) ** 2), self.n_structures)
+
     @property
     def nbytes(self) -> int:
         return self.H.nbytes

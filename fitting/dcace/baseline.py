@@ -293,22 +293,26 @@ def residual_dataset(dataset, baseline, elements=None, errors=None):
             out.append(fr)
             continue
         try:
-            if isinstance(baseline, ExternalBaseline):
-                E, F, S = baseline.labels(fr.atoms, elements)
-            else:
-                b = baseline.compute(fr.atoms)
-                E, F, S = b["energy"], b["forces"], b["stress"]
+            out.append(residual_frame(fr, baseline, elements))
         except ValueError as exc:
             if errors is None:
                 raise ValueError(f"{fr.where}: {exc}") from None
             errors.append((i, f"{fr.where}: {exc}"))
             out.append(fr)
-            continue
-        stress = None
-        if fr.stress is not None:
-            stress = fr.stress - S if S is not None else fr.stress
-        out.append(dataclasses.replace(fr, energy=fr.energy - E, forces=fr.forces - F, stress=stress))
     return dataclasses.replace(dataset, frames=out)
+
+
+def residual_frame(fr, baseline, elements=None):
+    """One Frame with the baseline's energy, forces and stress subtracted (see residual_dataset)."""
+    if isinstance(baseline, ExternalBaseline):
+        E, F, S = baseline.labels(fr.atoms, elements)
+    else:
+        b = baseline.compute(fr.atoms)
+        E, F, S = b["energy"], b["forces"], b["stress"]
+    stress = None
+    if fr.stress is not None:
+        stress = fr.stress - S if S is not None else fr.stress
+    return dataclasses.replace(fr, energy=fr.energy - E, forces=fr.forces - F, stress=stress)
 
 
 def _largest_fall(E):

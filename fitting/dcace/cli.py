@@ -87,6 +87,11 @@ def _positive(value):
     return x
 
 
+def _anchors(value):
+    """--anchors: a number >= 0 or 'auto'."""
+    return "auto" if str(value).strip().lower() == "auto" else _nonneg(value)
+
+
 def _nonneg(value):
     try:
         x = float(value)
@@ -212,11 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
                         "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
                         "docs/short-range.md; example: --repulsion-restraints 0)")
-    g.add_argument("--anchors", type=_nonneg, default=None, metavar="W",
+    g.add_argument("--anchors", type=_anchors, default=None, metavar="W",
                    help="weight of the off-data anchors of structure-gate committees: compressed and rattled "
                         "copies of training frames, free atoms and dimers, where every expert is fitted to "
-                        "follow the linear model; 0 = off (default: 0.03, docs/short-range.md; example: "
-                        "--anchors 0)")
+                        "follow the linear model; 0 = off; 'auto' = the smallest of 0, 0.01, 0.03, 0.1 whose "
+                        "committee passes the dimer, compression and rattle probes (dcace.anchor_choice) "
+                        "(default: 0.03, docs/short-range.md; example: --anchors auto)")
     g.add_argument("--shared-one-body", action="store_true", default=None,
                    help="every expert of a committee takes the linear model's one-body terms (one free-atom "
                         "energy per element whatever the gate; default: each expert its own, "

@@ -77,6 +77,27 @@ def _gemm_acc(target2d: np.ndarray, coef: np.ndarray, X: np.ndarray):
         target2d[...] = out.T
 
 
+class LabelMembership:
+    """The (n, G) membership of GroupAccumulator made from cluster labels for the rows a batch asks: column 0
+    the global model (every structure 1), then for each clustering (labels (n,), M) one 1/0 column per
+    cluster.  It holds the labels (8 bytes a structure per clustering), not the n x G floats (an MPI
+    rank's memory per structure, dcace.parallel); the rows are the same numbers."""
+
+    def __init__(self, n: int, clusterings):
+        self.clusterings = [(np.asarray(labels), int(M)) for labels, M in clusterings]
+        self.shape = (int(n), 1 + sum(M for _, M in self.clusterings))
+
+    def __getitem__(self, ix):
+        ix = np.asarray(ix)
+        out = np.zeros((len(ix), self.shape[1]))
+        out[:, 0] = 1.0
+        rows, col = np.arange(len(ix)), 1
+        for labels, M in self.clusterings:
+            out[rows, col + labels[ix]] = 1.0
+            col += M
+        return out
+
+
 class GroupAccumulator:
     """Linear-model normal equations for several groups of structures at once (per fold).
 
@@ -86,7 +107,7 @@ class GroupAccumulator:
 
     def __init__(self, n_folds: int, D: int, S: int, membership: np.ndarray, wE: float):
         self.D, self.S, self.Dp = D, S, D + S
-        self.membership = np.asarray(membership, dtype=float)
+        self.membership = membership if isinstance(membership, LabelMembership) else np.asarray(membership, dtype=float)
         G = self.membership.shape[1]
         self.wE2 = float(wE) ** 2
         self.H = np.zeros((n_folds, G, self.Dp, self.Dp))

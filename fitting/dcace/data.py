@@ -26,6 +26,7 @@ and an error listing the keys present (``read_data(required_keys=...)``).
 """
 from __future__ import annotations
 
+import array
 import hashlib
 import os
 import sys
@@ -131,7 +132,10 @@ class Dataset:
 
     @property
     def kept(self) -> list:
-        """[(position, Frame)] of the frames this process holds (all but the FrameStubs)."""
+        """[(position, Frame)] of the frames this process holds (all but the FrameStubs); of frames read
+        again for every pass (``dcace.restream.StreamedFrames``) an iterator that parses them now."""
+        if hasattr(self.frames, "kept"):
+            return self.frames.kept()
         return [(i, f) for i, f in enumerate(self.frames) if f.atoms is not None]
 
     @property
@@ -511,19 +515,19 @@ def _count_xyz(path: Path):
 
 
 def xyz_frame_table(path: Path):
-    """[(byte offset, atom count)] of every frame of an (extended) XYZ file, from its atom-count lines
+    """(n, 2) int64 array [(byte offset, atom count)] of every frame of an (extended) XYZ file, from its atom-count lines
     (one scan, no parsing), or None if it is not laid out so (another format, a non-count line where a
     frame should start, a truncated frame, a blank line before more frames: ase.io.iread would stop
     there).  A frame is its count line, its comment line and one line per atom."""
     if path.suffix.lower() not in (".xyz", ".extxyz") or not path.is_file():
         return None
-    table, blank = [], False
+    table, blank = array.array("q"), False   # 16 bytes a frame (a list of tuples: ~100)
     with open(path, "rb") as fh:
         while True:
             offset = fh.tell()
             line = fh.readline()
             if not line:
-                return table
+                return np.frombuffer(table, dtype=np.int64).reshape(-1, 2).copy()
             if not line.strip():
                 blank = True
                 continue   # trailing blank lines
@@ -536,4 +540,4 @@ def xyz_frame_table(path: Path):
             for _ in range(natoms + 1):
                 if not fh.readline():
                     return None
-            table.append((offset, natoms))
+            table.extend((offset, natoms))

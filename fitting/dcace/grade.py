@@ -129,10 +129,10 @@ def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None, ranks=None, posit
     ranks = ranks or Ranks(None)
     max_atoms = GRADE_DEFAULTS["max_atoms"] if max_atoms is None else int(max_atoms)
     S, K = basis.n_species, basis.n_features
-    species = [basis.species_of(a) for a in frames]
-    positions = list(range(len(frames))) if positions is None else list(positions)
+    # frames may be parsed again on every iteration (dcace.restream): species are taken per pass, not kept
+    positions = np.arange(len(frames)) if positions is None else np.asarray(positions, dtype=np.int64)
     if counts is None:
-        counts = np.array([np.bincount(sp, minlength=S) for sp in species]).reshape(-1, S)
+        counts = np.array([np.bincount(basis.species_of(a), minlength=S) for a in frames]).reshape(-1, S)
     counts = np.rint(np.asarray(counts)).astype(np.int64)
     n_s = counts.sum(axis=0)
     first = np.cumsum(counts, axis=0) - counts   # (n, S): index of each structure's first atom of species s
@@ -141,7 +141,8 @@ def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None, ranks=None, posit
     for s in range(S):
         keep.append(np.sort(rng.choice(n_s[s], size=max_atoms, replace=False)) if n_s[s] > max_atoms else None)
     mine = []
-    for pos, atoms, sp in zip(positions, frames, species):
+    for pos, atoms in zip(positions.tolist(), frames):
+        sp = basis.species_of(atoms)
         B = basis.descriptors(atoms)
         rows_s = []
         for s in range(S):
@@ -162,8 +163,8 @@ def fit_grade(basis, frames, seed=0, max_atoms=None, tol=None, ranks=None, posit
     if subsampled:   # grades of all training atoms of the subsampled species (a second pass)
         G_list = ranks.from_root(G_list)   # the other ranks wait quietly for rank 0's MaxVol
         part = {s: (0, 0.0, False) for s in subsampled}
-        for atoms, sp in zip(frames, species):
-            B = None
+        for atoms in frames:
+            sp, B = basis.species_of(atoms), None
             for s in subsampled:
                 if np.any(sp == s):
                     B = basis.descriptors(atoms) if B is None else B

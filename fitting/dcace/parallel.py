@@ -10,13 +10,14 @@ on the number of ranks).  Block b belongs to rank ``b % size``.
 
 - reading: the blocks are known from the number of frames (``dcace.data.count_frames``), so every
   rank reads the data keeping only its blocks' frames (of extended XYZ files it parses only those,
-  ``dcace.stream.read_own``; other sources through ``read_data(keep=)``); what every rank needs
-  of all structures comes from small per-structure numbers gathered in structure order
+  ``dcace.stream.read_own``, and holds none of them between passes: ``dcace.restream`` parses them
+  again for each pass; other sources through ``read_data(keep=)``); what every rank needs of all
+  structures comes from small per-structure numbers gathered in structure order
   (``allgather_indexed``) or from exact reductions (``extremes``).
-- pass 1 (descriptor sums) is per structure: each rank computes the structures of its blocks; rank 0
-  gathers the (n, D) rows (``Ranks.rows_to_root``: it standardises, clusters and selects), every other
-  rank keeps only its own structures' rows (``OwnRows``), all that its blocks of pass 2 need; the atom
-  counts (n, S) are on every rank.
+- pass 1 (descriptor sums) is per structure: each rank computes the structures of its blocks and sends
+  the (n, D) rows to rank 0 a round at a time (``rows_round``: it standardises, clusters and selects);
+  no other rank keeps them (pass 2 takes a structure's descriptor sums from its fitting rows, the same
+  bits); the atom counts (n, S) are on every rank.
 - pass 2 (fitting rows -> normal equations): each block's contribution is accumulated from zero
   into a one-fold copy of every accumulator (a *partial*), and rank 0 adds the partials into the
   totals in block order, receiving those of the other ranks (``accumulate_blocks``), and with them
@@ -41,7 +42,7 @@ import traceback
 
 import numpy as np
 
-__all__ = ["OwnRows", "Ranks", "as_ranks", "default_threads", "fit_blocks", "world_from_environment", "MPI_HINT"]
+__all__ = ["Ranks", "as_ranks", "default_threads", "fit_blocks", "world_from_environment", "MPI_HINT"]
 
 MPI_HINT = 'install mpi4py with: pip install "dcace[mpi]"'
 #: environment variables set by mpiexec (MPICH/Hydra, Open MPI, PMIx, Slurm's srun)
@@ -100,41 +101,6 @@ def fit_blocks(folds: np.ndarray, batch: int) -> list[np.ndarray]:
     return blocks
 
 
-class OwnRows:
-    """The rows of an (n, ...) per-structure array that this rank holds -- those of its own structures --
-    indexed by structure index as the full array is (``x[ix]``).
-
-    Why: on the ranks other than 0 the (n, D) descriptor sums would be O(n D) memory on every rank;
-    pass 2 reads only the rows of the rank's own blocks.  ``x / column`` (the mean descriptors
-    P = Bsum / N[:, None]) divides when rows are read: the same IEEE division, so the same bits."""
-
-    def __init__(self, index, rows, n, divisor=None):
-        index = np.asarray(index, dtype=np.int64)
-        self.rows, self.index, self.divisor = rows, index, divisor
-        self.pos = np.full(n, -1, dtype=np.int64)
-        self.pos[index] = np.arange(len(index))
-        self.shape = (n,) + rows.shape[1:]
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __getitem__(self, ix):
-        p = self.pos[ix]
-        if np.any(p < 0):
-            missing = np.atleast_1d(np.asarray(ix))[np.atleast_1d(p) < 0]
-            raise IndexError(f"structures {missing[:5].tolist()} are not held by this rank (OwnRows)")
-        out = self.rows[p]
-        if self.divisor is not None:
-            out = out / (self.divisor[p][:, None] if np.ndim(p) else self.divisor[p])
-        return out
-
-    def __truediv__(self, column):
-        """self / column for an (n, 1) or (n,) column, as numpy would broadcast it row by row."""
-        if self.divisor is not None:
-            raise TypeError("OwnRows: one division only")
-        return OwnRows(self.index, self.rows, self.shape[0], np.asarray(column, dtype=float).reshape(-1)[self.index])
-
-
 class Ranks:
     """Who computes which block, and the few collective operations of a fit (size 1: no MPI)."""
 
@@ -181,20 +147,24 @@ class Ranks:
                     full[np.asarray(idx)] = a
         return out
 
-    def rows_to_root(self, index, rows: np.ndarray, n: int):
-        """This rank's rows (rows[j] of structure index[j]) of an (n, ...) per-structure array -> the
-        full array, ordered by structure index, on rank 0; ``OwnRows`` of its own rows elsewhere."""
+    def rounds(self, n_mine: int, per_round: int) -> int:
+        """How many rounds of a collective sent `per_round` items at a time: as many on every rank, those of
+        the rank with the most items (at least 1)."""
+        most = n_mine if self.size == 1 else max(self.comm.allgather(n_mine))
+        return max(1, -(-most // per_round))
+
+    def rows_round(self, index, rows: np.ndarray, full):
+        """One round of rows to rank 0: this rank's rows[j] (of structure index[j]) into rank 0's (n, ...)
+        array `full` (None elsewhere).  Collective; rows are pickled by the call (the caller may reuse them)."""
         if self.size == 1:
-            return self.allgather_rows(index, [rows], n)[0]
+            full[np.asarray(index)] = rows
+            return
         self._wait_quietly()
-        parts = self.comm.gather((list(index), rows), root=0)
-        if not self.is_root:
-            return OwnRows(index, rows, n)
-        full = np.zeros((n,) + rows.shape[1:])
-        for idx, a in parts:
-            if len(idx):
-                full[np.asarray(idx)] = a
-        return full
+        parts = self.comm.gather((np.asarray(index), rows), root=0)
+        if self.is_root:
+            for idx, a in parts:
+                if len(idx):
+                    full[idx] = a
 
     def extremes(self, shortest: np.ndarray, largest: np.ndarray):
         """(elementwise min of `shortest`, max of `largest`) over the ranks (exact in any order)."""

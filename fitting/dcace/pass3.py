@@ -5,7 +5,7 @@ Why this module exists: with MPI every rank keeps only its own blocks' frames (`
 so the per-structure work after the solve must run where the frames are.  Rank 0 sends the two
 potentials (their exact ``%.17g`` text); every rank evaluates its structures; rank 0 adds the small
 per-structure contributions (``ErrorStats.terms``) in structure order, so the sums are those of one
-process to the last bit.  The grade (``dcace.grade.fit_grade``) follows the same rule.
+process to the last bit; a rank sends them in rounds as it goes (it holds one round's).  The grade (``dcace.grade.fit_grade``) follows the same rule.
 """
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ import numpy as np
 from .data import DataError
 from .grade import fit_grade
 from .report import ErrorStats
+from .restream import atoms_of, own_frames
 
 __all__ = ["training_errors", "training_grade", "send_potentials", "receive_potentials"]
+
+
+#: structures whose error terms a rank sends rank 0 at a time in pass 3 (its memory: one round's terms)
+TERMS_PER_ROUND = 256
 
 
 def send_potentials(ranks, pot, lin_pot, M_sel):
@@ -49,9 +54,13 @@ def training_errors(ranks, frames, mine, n, pot, lin_pot, M_sel, counts, e_ref, 
         except ValueError as exc:
             return exc
 
-    local, errors = [], []
-    it = _threaded_map(work, [frames[i] for i in mine], threads)
-    for i, (fr, res) in zip(mine, progress_bar(it, len(mine), "pass 3/3 training errors", progress)):
+    local, errors, gathered = [], [], []
+    rounds = ranks.rounds(len(mine), TERMS_PER_ROUND)
+    it = _threaded_map(work, own_frames(frames, mine), threads)
+    for j, (i, (fr, res)) in enumerate(zip(mine, progress_bar(it, len(mine), "pass 3/3 training errors", progress))):
+        if j and j % TERMS_PER_ROUND == 0:   # to rank 0 as the pass goes: a rank holds one round's terms
+            gathered += ranks.gather_indexed(local)
+            local, rounds = [], rounds - 1
         if isinstance(res, Exception):
             errors.append((i, str(DataError(f"{fr.where}: {res}"))))
             continue
@@ -61,8 +70,11 @@ def training_errors(ranks, frames, mine, n, pot, lin_pot, M_sel, counts, e_ref, 
                  for name, out in zip(names, res)]
         w = res[-1]["weights"]   # (M,), or (N, M) for a local gate: its structure's mean
         local.append((i, terms, w if w.ndim == 1 else w.mean(axis=0), res[-1]["nearest"]))
+    for _ in range(rounds):   # the last round, and those of ranks with more structures
+        gathered += ranks.gather_indexed(local)
+        local = []
     ranks.check(errors)
-    gathered = ranks.gather_indexed(local)
+    gathered.sort(key=lambda x: x[0])   # structure order, whichever round brought each
     if not ranks.is_root:
         return None
     weights = np.zeros((n, M_sel))
@@ -77,4 +89,4 @@ def training_errors(ranks, frames, mine, n, pot, lin_pot, M_sel, counts, e_ref, 
 
 def training_grade(ranks, basis, frames, mine, counts, seed):
     """fit_grade on this rank's structures `mine` (positions in frames); the result on rank 0."""
-    return fit_grade(basis, [frames[i].atoms for i in mine], seed=seed, ranks=ranks, positions=mine, counts=counts)
+    return fit_grade(basis, atoms_of(frames, mine), seed=seed, ranks=ranks, positions=mine, counts=counts)

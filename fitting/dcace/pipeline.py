@@ -37,24 +37,27 @@ import numpy as np
 from . import _core, cost
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
-from .committee import Batch, GroupAccumulator, JointAccumulator, committee_predict, joint_nbytes
+from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembership, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
 from .block_ridge import check_block_ridge, check_degree_ridge, choose_column_ridge, stored as block_ridge_stored
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
-                       user_window_free)
+                       residual_frame, user_window_free)
 from .data import Dataset, DataError, Frame, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
 from . import state_anchors
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .stream import EVERY, read_own
+from . import restream
 from .state_pack import canonical_sums
 from .potential import Potential
 from .report import ErrorStats, FitReport
 from .local_gate import check_gate_option, fit_atom_gate
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers
+from .anchor_choice import SafetyProbes, anchor_weight, choose_weight
+from .probes import probe_indices
 from .ridge import single_threaded_blas
 
 __all__ = ["fit", "DEFAULTS"]
@@ -78,6 +81,8 @@ DEFAULTS = {
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
     "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
+    "anchors_auto_grid": (0.0, 0.01, 0.03, 0.1),   # anchors="auto" tries these, smallest first (dcace.anchor_choice)
+    "anchors_auto_force_ratio": 2.0,   # ... its rattle probe: committee's largest force <= this x the linear model's
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
     "block_ridge": None,           # ridge factor per species block: None | grid | {b: f} (dcace.block_ridge)
     "degree_ridge": None,          # smoothness prior exponent p: None | p | grid (dcace.block_ridge)
@@ -94,8 +99,8 @@ class _Pass1:
     yE: np.ndarray       # (n,) centred energy per atom
 
     @property
-    def P(self):
-        return self.Bsum / self.N[:, None]
+    def P(self):   # (None on the ranks other than 0 of an MPI fit, which keep no descriptor rows)
+        return None if self.Bsum is None else self.Bsum / self.N[:, None]
 
 
 def _progress(it, total, desc, enabled):
@@ -128,16 +133,26 @@ def _threaded_map(fn, frames, threads):
             yield f, res
 
 
-def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None, lean=False):
+#: structures whose descriptor rows a rank sends rank 0 at a time in pass 1 of an MPI fit (its memory: one round)
+ROWS_PER_ROUND = 256
+
+
+def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None, lean=False,
+                     record=None):
     """(Bsum (n, D), counts (n, S)); with ranks/blocks each rank computes its blocks' structures and
-    every rank gets all rows (``dcace.parallel``) -- with ``lean``, all rows of Bsum on rank 0 only, the
-    other ranks their own (``OwnRows``), and counts on every rank."""
+    every rank gets all rows (``dcace.parallel``) -- with ``lean``, all rows of Bsum on rank 0 only (sent
+    there in rounds as the pass goes), None on the other ranks, and counts on every rank.  record(i, frame) is called for each
+    of this rank's structures as the pass reads it (frames read again for every pass, ``dcace.restream``:
+    what else the fit needs of the frame is taken then)."""
     S, K = basis.n_species, basis.n_features
     n = len(frames)
     ranks = ranks or Ranks(None)
     mine = np.arange(n) if blocks is None else \
         np.concatenate([blocks[b] for b in ranks.own_blocks(blocks)] or [np.zeros(0, int)])
-    Bsum = np.zeros((len(mine), S * K))
+    R = ROWS_PER_ROUND if lean else max(1, len(mine))   # lean: the rows go to rank 0 a round at a time
+    Bsum = np.zeros((min(R, len(mine)), S * K))
+    full = np.zeros((n, S * K)) if lean and ranks.is_root else None
+    rounds = ranks.rounds(len(mine), R) if lean else 0
     counts = np.zeros((len(mine), S))
     errors = []
 
@@ -147,16 +162,26 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks
         except ValueError as exc:
             return exc
 
-    it = _threaded_map(work, [frames[i] for i in mine], threads)
+    it = _threaded_map(work, restream.own_frames(frames, mine), threads)
     for j, (fr, res) in enumerate(_progress(it, len(mine), desc, progress)):
+        if lean and j and j % R == 0:   # a round's rows to rank 0 (they are pickled now: the buffer is free)
+            ranks.rows_round(mine[j - R:j], Bsum, full)
+            Bsum.fill(0.0)
+            rounds -= 1
+        if record is not None:
+            record(int(mine[j]), fr)
         if isinstance(res, Exception):
             errors.append((int(mine[j]), str(_frame_error(fr, res))))
             continue
-        Bsum[j] = res[0].ravel()
+        Bsum[j % R] = res[0].ravel()
         counts[j] = res[1]
+    if lean:   # the last round, then empty ones as long as another rank has rounds to send
+        last = len(mine) - (len(mine) - 1) // R * R if len(mine) else 0
+        for k in range(rounds):
+            ranks.rows_round(mine[len(mine) - last:] if k == 0 else mine[:0], Bsum[:last] if k == 0 else Bsum[:0], full)
     ranks.check(errors)
-    if lean:
-        return ranks.rows_to_root(mine.tolist(), Bsum, n), ranks.allgather_rows(mine.tolist(), [counts], n)[0]
+    if lean:   # rank 0: every row; the others keep none (pass 2 takes a structure's row from its fitting rows)
+        return full, ranks.allgather_rows(mine.tolist(), [counts], n)[0]
     return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
@@ -183,7 +208,10 @@ def _residual(ranks, dataset, baseline, elements=None):
     if dataset is None:
         return None
     errors = []
-    out = residual_dataset(dataset, baseline, elements, errors=errors)
+    if isinstance(dataset.frames, restream.StreamedFrames):   # subtracted again as each pass parses a frame
+        out = restream.residual(dataset, lambda fr: residual_frame(fr, baseline, elements), errors)
+    else:
+        out = residual_dataset(dataset, baseline, elements, errors=errors)
     ranks.check(errors)
     return out
 
@@ -257,10 +285,11 @@ class _Rows:
         self.wF, self.wS = wF, wS
         self.wF2 = wF * wF
         self.wS2 = wS * wS
-        self.kept = {}   # id(frame) -> rows computed by the cost estimate, handed to pass 2 once
+        self.kept = {}   # (file, frame) -> rows computed by the cost estimate, handed to pass 2 once
+        # (not id(frame): frames parsed again for every pass, dcace.restream, are new objects)
 
     def __call__(self, fr):
-        kept = self.kept.pop(id(fr), None)
+        kept = self.kept.pop((fr.source, fr.index), None)
         if kept is not None:
             return kept
         try:
@@ -272,7 +301,7 @@ class _Rows:
     def keep(self, fr):
         """Rows of fr, kept for pass 2 (the cost estimate's sample is not computed twice)."""
         r = self(fr)
-        self.kept[id(fr)] = r
+        self.kept[(fr.source, fr.index)] = r
         return r
 
 
@@ -287,7 +316,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
         batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
         core_range=None, weights=None, weight_key: str = "weight", e0=None,
-        repulsion_restraints: float | None = None, anchors: float | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
+        repulsion_restraints: float | None = None, anchors: float | str | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
         chemical_channels: int | None = None, gate: str = "structure",
         shared_one_body: bool | None = None, chemical_embedding=None, block_ridge=None,
         degree_ridge=None) -> Potential:
@@ -333,7 +362,10 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         independent experts with ``regularise="global"``):
         compressed and rattled copies of training frames, free atoms and dimers, on which every expert
         of a committee is fitted to follow the linear model, so that off the data the gate does not hand a
-        structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off.
+        structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off;
+        ``"auto"``: the smallest weight of ``DEFAULTS["anchors_auto_grid"]`` whose committee passes the
+        dimer, compression and rattle probes (``dcace.anchor_choice``; the grid, every weight's verdicts
+        and CV loss in ``report.selection["anchors_auto"]``, the weight in ``settings["anchors"]``).
         A fit state keeps them: a refit and a ``reuse=`` fit use the state's (``dcace.state_anchors``).
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
@@ -399,9 +431,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     w_rest = float(DEFAULTS["repulsion_restraints"] if repulsion_restraints is None else repulsion_restraints)
     if not (math.isfinite(w_rest) and w_rest >= 0):
         raise ValueError(f"repulsion_restraints must be a finite number >= 0, got {repulsion_restraints}")
-    w_anchor = float(DEFAULTS["anchors"] if anchors is None else anchors)
-    if not (math.isfinite(w_anchor) and w_anchor >= 0):
-        raise ValueError(f"anchors must be a finite number >= 0, got {anchors}")
+    w_anchor, auto_anchors = anchor_weight(DEFAULTS["anchors"] if anchors is None else anchors,
+                                           DEFAULTS["anchors_auto_grid"])
     k_folds = int(DEFAULTS["cv_folds"] if cv_folds is None else cv_folds)
     max_M = int(DEFAULTS["max_experts"] if max_experts is None else max_experts)
     temps = tuple(float(t) for t in (DEFAULTS["temperatures"] if temperatures is None else temperatures))
@@ -414,6 +445,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if any(not (t > 0 and math.isfinite(t)) for t in temps) or not temps:
         raise ValueError(f"temperatures must be positive numbers, got {temps}")
     gate_kind = check_gate_option(gate)
+    if gate_kind != "structure" and ranks.size > 1:   # fit_atom_gate reads every structure in one process
+        raise ValueError(f"gate={gate_kind!r} (--gate) is not available in an MPI fit yet: the atom gate's "
+                         f"clustering and rows read every training structure in one process; fit it without "
+                         f"mpiexec (threads), or use gate='structure'")
     M_atom, atom_fit = None, None
     if gate_kind == "atom":   # the structure machinery fits the linear model only; local_gate the rest
         M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
@@ -438,6 +473,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     core = CoreSettings(baseline, core_range)
     fixed = _fit_state.fixed_parts(resume, reuse)   # state whose folds, clusters, e_ref, core stay (or None)
+    if auto_anchors and fixed is not None:   # the state fixes the anchors, their weight included
+        w_anchor, auto_anchors = float(fixed.settings.get("anchors", 0.0)), False
     try:   # K is counted in ~1 s, before the (much slower) basis build and any pass over the data
         from .basis_spec import count_features
 
@@ -498,12 +535,15 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     plan = None   # MPI: (folds, blocks) from the frame count; each rank keeps only its blocks' frames
     if ranks.size > 1 and not isinstance(train, Dataset):
         plan = _fold_blocks(count_frames(train) + offset, fixed, seed, k_folds, bsize, offset)
-        keep = {int(i) - offset for b in ranks.own_blocks(plan[1]) for i in plan[1][b]}
+        keep = restream.OwnMask(len(plan[0]) - offset, [int(i) - offset for b in ranks.own_blocks(plan[1])
+                                                        for i in plan[1][b]])
     # MPI: each rank parses only the frames it keeps of extended XYZ files (dcace.stream; None: other
     # sources, read_data parses every frame on every rank, keeping its own)
     data = train if isinstance(train, Dataset) else None
     if data is None and plan is not None:
-        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, **keys)
+        # streamed: a rank holds none of its frames between passes, each pass parses them again
+        # (dcace.restream; not for a state's fits, whose refit code reads the frames as a list)
+        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, streamed=fixed is None, **keys)
     if data is None:
         data = read_data(train, elements=elements, weight_key=weight_key, keep=None if plan is None else keep, **keys)
     test_data = None
@@ -519,7 +559,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     t0 = time.perf_counter()
     core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
-        shortest, rho_max = ranks.extremes(*neighbour_extremes([f for _, f in data.kept], elements, cutoff)) \
+        shortest, rho_max = ranks.extremes(*neighbour_extremes((f for _, f in data.kept), elements, cutoff)) \
             if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         if resume is not None:   # the core stays the state's: say where new data reaches into it
@@ -529,7 +569,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     W_chem = None
     if chemical_channels is not None:   # a refit / reuse keeps the state's W (its normal equations use it)
         kind = settings.get("chemical_embedding_weights", embedding_kind)
-        W_chem = choose_embedding(kind, [f for _, f in data.kept], elements, cutoff, chemical_channels,
+        W_chem = choose_embedding(kind, (f for _, f in data.kept), elements, cutoff, chemical_channels,
                                   max_degree=max_degree, inner_cutoff=inner_cutoff, w_L=w_L, core_window=window,
                                   energy_weight=wE, force_weight=wF)
         if "chemical_embedding" in settings:   # data-driven or given: the W a refit must keep
@@ -592,17 +632,22 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     n_kept = len(fit_blocks(folds[:fixed.n], max(1, bsize))) if reuse is not None else 0
     # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
     bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
-    # lean: the ranks other than 0 keep only their own structures' (n, D) rows, and none of what rank 0
-    # alone uses (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
+    # lean: the ranks other than 0 keep none of the (n, D) rows and none of what rank 0 alone uses
+    # (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
     lean = ranks.size > 1 and fixed is None
+    labels = []   # (i, energy, hash, periodic) of this rank's structures, taken as pass 1 reads them
     Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
-                                    [b - offset for b in blocks], lean=lean)
+                                    [b - offset for b in blocks], lean=lean,
+                                    record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr),
+                                                                        bool(np.all(fr.atoms.pbc)))))
     # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
     # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
-    own = sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b])
-    E = np.array([e for _, e in ranks.allgather_indexed([(i, data.frames[i].energy) for i in own])])
+    own = np.array(sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b]), dtype=np.int64)
+    E = np.array([e for _, e, *_ in ranks.allgather_indexed([(i, e) for i, e, *_ in labels])])
     hashes = [h for _, h in (ranks.gather_indexed if lean else ranks.allgather_indexed)(
-        [(i, _fit_state.frame_hash(data.frames[i])) for i in own])]
+        [(i, h) for i, _, h, _ in labels])]
+    own_periodic = [(i, p) for i, *_, p in labels]   # (--anchors auto's probe; not parsed again for it)
+    del labels
     if resume is None:
         wts = frame_weights(data.frames, weights)
         e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given, E)
@@ -638,19 +683,21 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if anchor_src is not None and resume is None:   # a refit has H_a in the state
         spread, ground = anchor_src
         src = set(spread) | ({ground} - {None})
-        got = dict(ranks.allgather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))
-        anchor_atoms = ([got[i] for i in spread], got.get(ground))
+        got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))   # rank 0 uses them
+        anchor_atoms = ([got[i] for i in spread], got.get(ground)) if ranks.is_root else None
+    probe_atoms = None   # --anchors auto: the rattle probe's frames (dcace.anchor_choice), to rank 0 (it selects)
+    if auto_anchors and anchor_src is not None and resume is None:   # collective: every rank takes part
+        periodic = dict(ranks.gather_indexed(own_periodic))
+        pick = set(probe_indices([int(N[i]) * periodic[i] for i in range(n)], anchor_src)) if ranks.is_root else set()
+        pick = ranks.bcast(pick)
+        got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in pick]))
+        probe_atoms = [got[i] for i in sorted(got)] if ranks.is_root else None
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
-    member = [np.ones(n)]
     n_groups = 1 + sum(clusterings)
     independent_ok = 8 * k_folds * n_groups * Dp * Dp <= 0.5 * budget
-    if independent_ok:
-        for M, cl in clusterings.items():
-            for m in range(M):
-                member.append((cl.labels == m).astype(float))
-    else:
+    if not independent_ok:
         if committee == "independent":
             raise ValueError(f"independent experts for M = {sorted(clusterings)} need "
                              f"{8 * k_folds * n_groups * Dp * Dp / 2**30:.2f} GiB of normal equations, more than "
@@ -658,7 +705,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         notes.append("independent-expert comparison (the paper's fits) skipped: its normal equations would "
                      "exceed half the memory budget")
         compare = False
-    membership = np.stack(member, axis=1)
+    # the global model, then one group per cluster of every clustering (from the labels, batch by batch)
+    membership = LabelMembership(n, [(cl.labels, M) for M, cl in clusterings.items()] if independent_ok else [])
     groups = GroupAccumulator(k_folds, D, S, membership, wE)
     restraint = None if restraint_rows is None else RestraintRows(restraint_rows, D, S, membership.shape[1])
     cand = []
@@ -686,7 +734,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     rows_fn = _Rows(basis, wF, wS)
     counted = dict(batch_sizes=cost.pass2_batches([blocks[b] for b in ranks.own_blocks(blocks)], bsize),
                    n_blocks=len(blocks), n_folds=k_folds)   # what pass 2 will do, for its estimate
-    cost_info = _announce_cost(basis, [data.frames[i] for i in own], rows_fn, groups, joint, skipped, k_folds,
+    cost_info = _announce_cost(basis, restream.sample_view(data.frames, own), rows_fn, groups, joint, skipped, k_folds,
                                groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
                                threads, progress, None if resume is None else resume.update_seconds,
                                counted) if ranks.is_root else {}
@@ -706,7 +754,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         weight squared: the per-structure work of pass 2, on the worker threads (numpy releases the GIL)."""
         i, fr = item
         r = rows_fn(fr)
-        return r if isinstance(r, Exception) else _structure_terms(fr, r, wF, wS, wts[i])
+        return r if isinstance(r, Exception) else (*_structure_terms(fr, r, wF, wS, wts[i]), r.energy)
 
     def block_batch(b, accs):
         """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
@@ -714,22 +762,24 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
         def flush():
             ix = np.array([x[0] for x in stats])
+            B = np.stack([x[4] for x in stats])   # the descriptor sums of pass 1, from the fitting rows (same bits)
             bt = Batch(0, np.stack([x[1] for x in stats]), np.stack([x[2] for x in stats]),
                        np.array([x[3] for x in stats]),
-                       np.concatenate([Bsum[ix], counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
-                       p1.yE[ix] * wts[ix], P[ix], ix, wts[ix])
+                       np.concatenate([B, counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
+                       p1.yE[ix] * wts[ix], B / N[ix][:, None], ix, wts[ix])
             for acc in accs:
                 acc.add(bt)
             stats.clear()
 
-        for (i, fr), res in _threaded_map(rows_and_terms, [(i, data.frames[i - offset]) for i in idx], threads):
+        items = zip(idx.tolist(), restream.own_frames(data.frames, idx - offset))   # parsed as the pass goes
+        for (i, fr), res in _threaded_map(rows_and_terms, items, threads):
             if isinstance(res, Exception):
                 errors.append((int(i), str(_frame_error(fr, res))))
                 continue
-            A, v, yy, stress = res
+            A, v, yy, stress, b = res
             if stress is not None:
                 outbox[int(i)] = stress
-            stats.append((int(i), A, v, yy))
+            stats.append((int(i), A, v, yy, b))
             if len(stats) >= bsize:
                 flush()
         if stats:
@@ -763,7 +813,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     anchor_rows, t_anchors = None, time.perf_counter()
     if anchor_atoms is not None and joint:
         few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
-        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed, w_anchor, bsize)
+        # --anchors auto: H_a at weight 1, scaled to each weight tried (dcace.anchor_choice)
+        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed,
+                                                1.0 if auto_anchors else w_anchor, bsize,
+                                                "chosen by --anchors auto (below)" if auto_anchors else None)
         if reuse is not None:   # H_a in the form the state stores it, as the refit reads it
             state_anchors.canonical(anchor_rows)
         notes.append(anchor_note)
@@ -771,14 +824,83 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         anchor_rows, anchor_note = state_anchors.stored_rows(resume, Dp)
         notes += [anchor_note] * bool(anchor_note)
     timings["anchors"] = time.perf_counter() - t_anchors   # (part of the selection's time)
-    sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
-                   stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                   kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
-                   shared_one_body=settings["shared_one_body"], anchors=anchor_rows)
-    if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
-        sel.sc = fixed.arrays["column_scale"]
-    lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
-    column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge)
+
+    def select(rows):
+        """Selection (ridge, M, tau by CV) and the final solves with the off-data anchors `rows` (or None)."""
+        sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
+                       stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
+                       kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
+                       shared_one_body=settings["shared_one_body"], anchors=rows)
+        if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
+            sel.sc = fixed.arrays["column_scale"]
+        lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
+        column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge)   # dcace.block_ridge
+        lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
+        cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
+        n_stage1 = len(cv_rows)
+        chosen = sel.choose(cv_rows, committee=committee, experts=experts, parsimony=DEFAULTS["parsimony"])
+        if chosen["M"] > 1 and ridge is None:
+            lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, DEFAULTS["ridge_dc_factors"], committee)
+            cv_rows += extra
+        eq9 = sel.eq9(lam, Ms, chosen, lam_dc)
+        theta_lin, models = _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z)
+        return sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice
+
+    def level_matched(basis, window, short_range, coef, e0, gate):
+        """(basis, window, short_range, notes): the pair core level-matched to the fitted dimers (format
+        version 4; baseline.core_shifts), or as given without the built-in core."""
+        if short_range is None:
+            return basis, window, short_range, []
+
+        def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
+            b = basis if np.array_equal(hi_top, window[1]) else basis.with_core_window((window[0], hi_top))
+            return Potential.from_parts(b, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh))
+
+        shift, hi_top, shift_notes = core_shifts(with_core, pure_zbl(elements, cutoff, inner_cutoff, w_L), basis,
+                                                 shortest, movable=user_window_free(core.core_range, elements))
+        if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
+            window = (window[0], hi_top)
+            basis = basis.with_core_window(window)
+        return basis, window, dict(short_range, pair_shift=shift), shift_notes
+
+    def candidate_potential(theta, gate):
+        """The potential of solution theta (M x D') with the level-matched core (no metadata)."""
+        c, e = theta[:, :D].reshape(-1, S, K), theta[:, D:] + e_ref[None, :]
+        b, _, sr, _ = level_matched(basis, window, short_range, c, e, gate)
+        return Potential.from_parts(b, c, e, gate, {}, short_range=sr)
+
+    anchor_auto = None
+    if auto_anchors and anchor_rows is not None:   # the smallest weight whose committee is safe off the data
+        t_auto = time.perf_counter()
+        probes = SafetyProbes(elements, shortest if core.baseline == "zbl" else None,   # no core: no dimer probes
+                              anchor_atoms[1], probe_atoms, DEFAULTS["anchors_auto_force_ratio"])
+        unit_rows, done = anchor_rows, {0.0: select(None)}   # the linear model does not depend on the anchors
+
+        def candidate(w):
+            res = done.pop(w, None) or select(unit_rows.scaled(w) if w > 0 else None)
+            ch = res[6]
+            if ch["M"] == 1:
+                return res, None, 1, ch["cv_loss"]
+            theta, _ = res[9]["dc"]
+            return res, candidate_potential(theta, joint[(ch["M"], ch["tau"])].gate), ch["M"], ch["cv_loss"]
+
+        lin_pot = candidate_potential(done[0.0][8][None, :], None)
+        w_anchor, picked, anchor_auto, auto_notes = choose_weight(DEFAULTS["anchors_auto_grid"], candidate, probes,
+                                                                  lin_pot)
+        notes += auto_notes
+        anchor_rows = unit_rows.scaled(w_anchor) if w_anchor > 0 else None
+        if anchor_rows is None:   # weight 0: the fit has no anchors
+            notes.remove(anchor_note)
+            anchor_src = None
+        settings["anchors"] = w_anchor
+        timings["anchors_auto"] = time.perf_counter() - t_auto
+    else:
+        if auto_anchors:   # no committee candidate (or no anchor structure): nothing to choose
+            w_anchor = settings["anchors"] = 0.0
+            anchor_rows = anchor_src = None
+            notes.append("--anchors auto: weight 0 (no structure-gate committee to anchor)")
+        picked = select(anchor_rows)
+    sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice = picked
     block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
     if degree_choice is not None:
         notes.append("smoothness prior (--degree-ridge): ridge x (degree / smallest degree)^p, p = "
@@ -787,43 +909,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         notes.append("ridge per species block (--block-ridge): lambda x " + ", ".join(
             f"{f:g} on block {b}" for b, f in block_choice["factors"].items())
             + (" (chosen by CV)" if block_choice["searched"] else " (given)"))
-    lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
-    cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
-    n_stage1 = len(cv_rows)
-    chosen = sel.choose(cv_rows, committee=committee, experts=experts, parsimony=DEFAULTS["parsimony"])
-    if chosen["M"] > 1 and ridge is None:
-        lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, DEFAULTS["ridge_dc_factors"], committee)
-        cv_rows += extra
-    eq9 = sel.eq9(lam, Ms, chosen, lam_dc)
     timings["selection"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- final models
     t0 = time.perf_counter()
     M_sel, tau_sel = chosen["M"], chosen["tau"]
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
-
-    def solve_final():
-        theta_lin = sel.solve_linear_total(lam)
-        models = {"linear": (theta_lin[None, :], None)}
-        if M_sel > 1:
-            g = joint[(M_sel, tau_sel)].gate
-            wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
-            if committee == "joint":
-                theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
-            else:
-                theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
-            models["dc"] = (theta_dc, wfn)
-            if compare:
-                other = "independent" if committee == "joint" else "joint"
-                theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
-                           else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
-                models[f"dc-{other}"] = (theta_o, wfn)
-                eq8 = Eq8Gate(clusterings[M_sel], Z)
-                theta_ind = theta_o if other == "independent" else theta_dc
-                models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
-        return theta_lin, models
-
-    theta_lin, models = solve_final()
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
     gate_used, gate_cv = ("structure" if M_sel > 1 else "none"), None
     if M_atom:   # the atom gate (dcace.local_gate): its own clustering, rows and CV
@@ -852,16 +943,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
         t_shift = time.perf_counter()
-        def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
-            b = basis if np.array_equal(hi_top, window[1]) else basis.with_core_window((window[0], hi_top))
-            return Potential.from_parts(b, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh))
-
-        shift, hi_top, shift_notes = core_shifts(with_core, pure_zbl(elements, cutoff, inner_cutoff, w_L), basis,
-                                                 shortest, movable=user_window_free(core.core_range, elements))
-        if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
-            window = (window[0], hi_top)
-            basis = basis.with_core_window(window)
-        short_range = dict(short_range, pair_shift=shift)
+        basis, window, short_range, shift_notes = level_matched(basis, window, short_range, coef, e0, gate)
         notes += shift_notes
         timings["core_shift"] = time.perf_counter() - t_shift
     timings["final_solve"] = time.perf_counter() - t0
@@ -877,6 +959,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         selection["block_ridge"] = block_choice
     if degree_choice is not None:
         selection["degree_ridge"] = degree_choice
+    if anchor_auto is not None:   # --anchors auto: the grid, each weight's probes and CV loss, the choice
+        selection["anchors_auto"] = anchor_auto
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
                             + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
                             + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
@@ -1008,6 +1092,30 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     return pot
 
 
+def _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z):
+    """(theta_lin, {name: (theta, gate function)}): the chosen models solved on all training data."""
+    M_sel, tau_sel = chosen["M"], chosen["tau"]
+    theta_lin = sel.solve_linear_total(lam)
+    models = {"linear": (theta_lin[None, :], None)}
+    if M_sel > 1:
+        g = joint[(M_sel, tau_sel)].gate
+        wfn = lambda Pm, g=g: gate_weights(g, Pm)[:2]  # noqa: E731
+        if committee == "joint":
+            theta_dc = sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin)
+        else:
+            theta_dc = sel.solve_independent_total(M_sel, lam_dc, theta_lin)
+        models["dc"] = (theta_dc, wfn)
+        if compare:
+            other = "independent" if committee == "joint" else "joint"
+            theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
+                       else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
+            models[f"dc-{other}"] = (theta_o, wfn)
+            eq8 = Eq8Gate(clusterings[M_sel], Z)
+            theta_ind = theta_o if other == "independent" else theta_dc
+            models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
+    return theta_lin, models
+
+
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
                    threads, progress, update_s=None, counted=None):
     """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
@@ -1048,8 +1156,9 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
 
 
-def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, batch_size):
-    """The off-data anchors of the joint committees (dcace.anchors) and the report's note."""
+def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, batch_size, label=None):
+    """The off-data anchors of the joint committees (dcace.anchors) at `weight`, and the report's note
+    (which names the weight as `label`, default the number)."""
     structures = anchor_structures(sources, seed, ground) + few
     if not structures:
         return None, "off-data anchors: none (no periodic training structure with 2 or more atoms)"
@@ -1061,7 +1170,7 @@ def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, ba
     rows = AnchorRows(anchor_batches(basis, structures, terms, weight, batch_size), D, S, wE, len(structures))
     return rows, (
         f"off-data anchors: {len(structures) - len(few)} compressed and rattled copies of {len(sources)} training "
-        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {weight:g} (dcace.anchors)")
+        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {label or format(weight, 'g')} (dcace.anchors)")
 
 
 def _atom_experts(experts, state, reuse, resume, gate):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-__all__ = ["dimer_curve", "compression_curve", "equilibrium", "first_violation", "probe_frames", "rattled", "max_force"]
+__all__ = ["dimer_curve", "compression_curve", "equilibrium", "first_violation", "probe_frames", "probe_indices",
+           "rattled", "max_force"]
 
 
 def _energy(pot, atoms):
@@ -68,6 +69,18 @@ def first_violation(values, rising=True, tol=0.0):
     return None if len(bad) == 0 else int(bad[0]) + 1
 
 
+def probe_indices(n_atoms, sources, n: int = 16):
+    """Up to n structures with >= 2 atoms (give 0 for those to leave out) evenly spread over those
+    that are not the off-data anchors' sources ((spread, ground) of dcace.anchors.anchor_sources):
+    from numbers every MPI rank of a fit has (``anchors="auto"``, dcace.anchor_choice)."""
+    spread, ground = sources
+    used = set(spread) | {ground}
+    rest = [i for i, k in enumerate(n_atoms) if i not in used and k >= 2]
+    if not rest:
+        return []
+    return [rest[k] for k in np.linspace(0, len(rest) - 1, min(n, len(rest))).round().astype(int)]
+
+
 def probe_frames(frames, n: int = 16):
     """n labelled training frames (ase.Atoms with energies; >= 2 atoms, periodic) evenly spread over
     those the off-data anchors are NOT made from (dcace.anchors.anchor_sources), so a probe on them
@@ -75,11 +88,8 @@ def probe_frames(frames, n: int = 16):
     from .anchors import anchor_sources
 
     E = [a.get_potential_energy() / len(a) for a in frames]
-    spread, ground = anchor_sources([len(a) for a in frames], E)
-    used = set(spread) | {ground}
-    rest = [i for i, a in enumerate(frames) if i not in used and len(a) >= 2 and a.pbc.all()]
-    pick = np.linspace(0, len(rest) - 1, min(n, len(rest))).round().astype(int) if rest else []
-    return [frames[rest[k]] for k in pick]
+    sources = anchor_sources([len(a) for a in frames], E)
+    return [frames[i] for i in probe_indices([len(a) if a.pbc.all() else 0 for a in frames], sources, n)]
 
 
 def rattled(structures, sd: float, seed: int = 7):

@@ -6,7 +6,9 @@ every rank (``ase.io.iread`` has no index), a cost per atom that more ranks do n
 scan of the atom-count lines, no parsing), parses and validates only the frames it keeps
 (``ase.io.extxyz.read_xyz`` on that frame's lines, the parser ``iread`` uses), and learns the few
 numbers of the other frames (``FrameStub``) from the ranks that parsed them.  The Dataset is the one
-``read_data(keep=)`` returns, to the bit: the same frames, stubs, notes, files and keys.
+``read_data(keep=)`` returns, to the bit: the same frames, stubs, notes, files and keys; or, for a fit's
+training set (``streamed``), one whose frames are a ``dcace.restream.StreamedFrames`` that holds none of
+them and parses them again for every pass.
 
 Errors: a frame that fails is recorded by the rank that parses it; after reading every rank raises
 the lowest-numbered frame's ``DataError`` (``Ranks.check``), the one the serial reader raises first.
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from pathlib import Path
 
-from .data import (DataError, Dataset, FrameStub, _check_optional_keys, _sha256, frame_of, required_optional_keys,
-                   stress_notes, xyz_frame_table)
+import numpy as np
+
+from .data import (DataError, Dataset, _check_optional_keys, _sha256, frame_of, required_optional_keys, stress_notes,
+                   xyz_frame_table)
+from .restream import FrameTable, StreamedFrames
 
 __all__ = ["EVERY", "read_own"]
 
@@ -50,61 +54,67 @@ def _parse_frame(fh, name, i, offset, natoms):
 
 
 def read_own(ranks, source, keep, *, elements, weight_key="weight", energy_key="energy", forces_key="forces",
-             stress_key="stress", virial_key=None, required_keys=None):
+             stress_key="stress", virial_key=None, required_keys=None, streamed=False):
     """read_data(source, keep=keep, ...) parsing only the kept frames on each rank (collective), or None
-    (on every rank) for sources it does not read: then call read_data."""
+    (on every rank) for sources it does not read: then call read_data.  streamed: the kept frames are
+    validated and not held; the Dataset's frames are a ``dcace.restream.StreamedFrames`` that parses them
+    again for every pass (memory per rank independent of the number of frames)."""
     paths = [source] if isinstance(source, (str, os.PathLike)) else source
     if not isinstance(paths, (list, tuple)) or not paths or not all(isinstance(p, (str, os.PathLike)) for p in paths):
         return None
     tables = [xyz_frame_table(Path(p)) for p in paths]
-    if any(t is None or not t for t in tables):
+    if any(t is None or not len(t) for t in tables):
         return None
     kw = dict(elements=elements, weight_key=weight_key, energy_key=energy_key, forces_key=forces_key,
               stress_key=stress_key, virial_key=virial_key)
     found = {"stress_key": False, "virial_key": False}
-    seen, skipped, own, errors, start = set(), [], {}, [], 0
-    for path, table in zip(paths, tables):
+    seen, skipped, own, small, offsets, errors, start = set(), [], {}, [], [], [], 0
+    for k, (path, table) in enumerate(zip(paths, tables)):
         name, why = str(path), {}
         with open(path, "rb") as fh:
-            for i, (offset, natoms) in enumerate(table):
+            for i, (offset, natoms) in enumerate(table.tolist()):
                 if start + i not in keep:
                     continue
                 try:
-                    own[start + i] = frame_of(_parse_frame(fh, name, i, offset, natoms), name, i, found, seen, why, **kw)
+                    fr = frame_of(_parse_frame(fh, name, i, offset, natoms), name, i, found, seen, why, **kw)
                 except DataError as exc:
                     errors.append((start + i, str(exc)))
+                    continue
+                small.append((start + i, k, i, fr.n_atoms, fr.energy, fr.has_stress, fr.weight, fr.config_type,
+                              fr.first_symbol))
+                if streamed:
+                    offsets.append(offset)
+                else:
+                    own[start + i] = fr
         skipped.append(why)
         start += len(table)
     ranks.check(errors)
-    return _assemble(ranks, paths, tables, own, found, seen, skipped, required_keys, source, kw)
+    del tables
+    names = [str(p) for p in paths]   # one string object per file for its stubs
+    frame_table = FrameTable.gathered(ranks, names, small)
+    if streamed:
+        frames = StreamedFrames(frame_table, paths, [it[0] for it in small], offsets, kw)
+    else:
+        frames = [own[g] if g in own else frame_table.stub(g) for g in range(len(frame_table))]
+    return _assemble(ranks, paths, frame_table, frames, found, seen, skipped, required_keys, source, kw)
 
 
-def _assemble(ranks, paths, tables, own, found, seen, skipped, required_keys, source, kw):
-    """The Dataset of every rank: its own Frames, FrameStubs of the others' (from their owners)."""
-    small = [(g, (fr.n_atoms, fr.energy, fr.has_stress, fr.config_type, fr.weight, fr.first_symbol))
-             for g, fr in own.items()]
-    stubs = dict(ranks.allgather_indexed(small))
+def _assemble(ranks, paths, table, frames, found, seen, skipped, required_keys, source, kw):
+    """The Dataset of every rank: its frames (own Frames and FrameStubs, or StreamedFrames), the files'
+    provenance, the notes on frames without stress as one reader words them, the keys found."""
     parts = [(found, seen, skipped)] if ranks.size == 1 else ranks.comm.allgather((found, seen, skipped))
-    files = [{"name": Path(p).name, "sha256": _sha256(Path(p)), "n_frames": len(t)} for p, t in zip(paths, tables)] \
-        if ranks.is_root else None
+    first = np.searchsorted(table.file, np.arange(len(paths) + 1))   # each file's first position
+    files = [{"name": Path(p).name, "sha256": _sha256(Path(p)), "n_frames": int(first[k + 1] - first[k])}
+             for k, p in enumerate(paths)] if ranks.is_root else None
     files = ranks.bcast(files)
-    frames, notes, start = [], [], 0
-    for k, (path, table) in enumerate(zip(paths, tables)):
-        name = str(path)   # one string object for the file's stubs
-        for i in range(len(table)):
-            g = start + i
-            if g in own:
-                frames.append(own[g])
-            else:
-                n_atoms, energy, has_stress, ctype, weight, first = stubs[g]
-                frames.append(FrameStub(n_atoms, energy, has_stress, name, i, ctype and sys.intern(ctype), weight, first))
+    notes = []
+    for k, name in enumerate(table.names):
         why = {}
         for _, _, sk in parts:   # every rank's frames without stress, in frame order (as one reader lists them)
             for note, idx in sk[k].items():
                 why.setdefault(note, []).extend(idx)
         why = {note: sorted(idx) for note, idx in sorted(why.items(), key=lambda x: min(x[1]))}
-        notes += stress_notes(name, why, sum(f.has_stress for f in frames[start:]), len(table))
-        start += len(table)
+        notes += stress_notes(name, why, int(table.has_stress[first[k]:first[k + 1]].sum()), int(first[k + 1] - first[k]))
     found = {opt: any(p[0][opt] for p in parts) for opt in ("stress_key", "virial_key")}
     seen = set().union(*(p[1] for p in parts))
     keys = {k: kw[k] for k in ("energy_key", "forces_key", "stress_key", "virial_key")}
