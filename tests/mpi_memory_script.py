@@ -27,8 +27,9 @@ receive = pass3.receive_potentials
 
 
 #: not the fit's: ctypes array types that the neighbour list (vesin, np.ctypeslib.as_array) creates once
-#: per distinct pair count and caches for the process (bounded by the pair counts, ~350 bytes each)
-LIBRARY_CACHES = [tracemalloc.Filter(False, "*numpy/ctypeslib/*")]
+#: per distinct pair count and caches for the process (bounded by the pair counts, ~350 bytes each);
+#: numpy >= 2.3 has numpy/ctypeslib/_ctypeslib.py, older numpy (Python 3.10's 2.2) numpy/ctypeslib.py
+LIBRARY_CACHES = [tracemalloc.Filter(False, "*numpy/ctypeslib*")]
 
 
 def traced():
