@@ -12,6 +12,9 @@
  *          sum_m w_m c_m for per-atom energies, which sum to E.
  * With a local (atom) gate there is no pass 1: each atom is gated on its own B_i inside
  * Potential::atom_energy_gradient (per-atom effective coefficients), no reduction, one pass.
+ * With the neighbourhood gate (compute_neighbourhood_gate) three stages of the core's per-atom
+ * calls: y_i of local atoms, forward communication of y to ghosts; the gates of local atoms and
+ * their dE/dy_j (ghosts included), reverse communication of dE/dy; the adjoint (no reduction).
  * The per-atom virial is tallied pair by pair from r_ij and dE/dr_ij; the global virial comes from
  * virial_fdotr_compute() unless pair_modify nofdotr asks for the pairwise tally.
  */
@@ -78,6 +81,10 @@ struct PairDCACE::Impl {
   std::vector<AtomCache> cache;
   // local (atom) gate: no pass 1; the gate weights of every local atom of the last step (nlocal x M)
   std::vector<double> atom_weights;
+  // neighbourhood gate: per atom (local and ghost) y_j and dE/dy_j (stride L = gate_dim); per local
+  // atom the experts' c_m . B_i (M), f_i, z_i, g_i (L), e_i's gated part and eps_i
+  int L = 0;
+  std::vector<double> y, h, a, fsh, z, g, eg, eps;
 
   // compute dcace/atom: descriptors of a block of atoms, their species, indices, grades, scratch
   std::vector<double> grade_B, grade_out, grade_core, grade_scratch;
@@ -295,6 +302,8 @@ void PairDCACE::coeff(int narg, char **arg)
   d.n_monomials = d.pot->basis().n_monomials();
   d.n_experts = d.pot->n_experts();
   d.comb_valid = false;
+  d.L = d.pot->gate_kind() == dcace::GateKind::Neighbourhood ? d.pot->gate_dim() : 0;
+  comm_forward = comm_reverse = d.L;   // the neighbourhood gate's y_j and dE/dy_j
 
   // compute pair <id> dcace reads nextra when the compute is created, so pvector never shrinks
   nextra = d.n_experts + 1;
@@ -421,6 +430,10 @@ int PairDCACE::gather_neighbours(int i)
 
 void PairDCACE::compute(int eflag, int vflag)
 {
+  if (impl->pot->gate_kind() == dcace::GateKind::Neighbourhood) {
+    compute_neighbourhood_gate(eflag, vflag);
+    return;
+  }
   ev_init(eflag, vflag);
 
   Impl &d = *impl;
@@ -568,6 +581,156 @@ void PairDCACE::compute(int eflag, int vflag)
       for (int m = 0; m < M; m++) pvector[m] = comb.weights[m];
       pvector[M] = comb.nearest;
     }
+  }
+}
+
+/* ----------------------------------------------------------------------
+   the neighbourhood gate: y_i (stage 1), forward comm; z_i, w_i, dE/dy (stage 2), reverse comm;
+   the adjoint with c_eff,i and the mixing weights' pair term (stage 3)
+------------------------------------------------------------------------- */
+
+void PairDCACE::compute_neighbourhood_gate(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  Impl &d = *impl;
+  const dcace::Potential &pot = *d.pot;
+  const int M = d.n_experts, L = d.L;
+  double **f = atom->f;
+  const int *type = atom->type;
+  const tagint *tag = atom->tag;
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+  const int newton_pair = force->newton_pair;
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  for (int t = 1; t <= atom->ntypes; t++)
+    if (map[t] >= 0 && scale[t][t] != 1.0)
+      error->all(FLERR, "pair dcace: gate neighbourhood does not support fix adapt / hybrid/scaled scale "
+                        "factors (type {} has {})", t, scale[t][t]);
+  if (!d.comb_valid) {
+    pot.combine(nullptr, nullptr, d.comb);
+    d.comb_valid = true;
+  }
+  d.y.assign(static_cast<size_t>(nall) * L, 0.0);
+  d.h.assign(static_cast<size_t>(nall) * L, 0.0);
+  d.a.assign(static_cast<size_t>(nlocal) * M, 0.0);
+  d.fsh.assign(nlocal, 1.0);
+  d.z.assign(static_cast<size_t>(nlocal) * L, 0.0);
+  d.g.assign(static_cast<size_t>(nlocal) * L, 0.0);
+  d.eg.assign(nlocal, 0.0);
+  d.eps.assign(nlocal, 0.0);
+  d.atom_weights.assign(static_cast<size_t>(nlocal) * M, 0.0);
+  for (int ii = 0; ii < inum; ii++) {   // stage 1
+    const int i = ilist[ii], s = map[type[i]];
+    if (s < 0) continue;
+    const int n = gather_neighbours(i);
+    try {
+      pot.neighbourhood_inputs(s, n, d.rij.data(), d.zj.data(), d.y.data() + static_cast<size_t>(i) * L,
+                               d.a.data() + static_cast<size_t>(i) * M, &d.fsh[i], d.sc);
+    } catch (std::exception &e) {
+      error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
+    }
+  }
+  comm->forward_comm(this);
+  for (int ii = 0; ii < inum; ii++) {   // stage 2
+    const int i = ilist[ii], s = map[type[i]];
+    if (s < 0) continue;
+    const int n = gather_neighbours(i);
+    const size_t iL = static_cast<size_t>(i) * L, iM = static_cast<size_t>(i) * M;
+    try {
+      d.eg[i] = pot.neighbourhood_gate(i, s, n, d.rij.data(), d.zj.data(), d.jidx.data(), d.y.data(),
+                                       d.a.data() + iM, d.fsh[i], d.z.data() + iL, d.atom_weights.data() + iM,
+                                       d.g.data() + iL, &d.eps[i], d.h.data(), d.sc);
+    } catch (std::exception &e) {
+      error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
+    }
+  }
+  comm->reverse_comm(this);
+  double energy_check = 0.0, force_check = 0.0;
+  for (int ii = 0; ii < inum; ii++) {   // stage 3
+    const int i = ilist[ii], s = map[type[i]];
+    if (s < 0) continue;
+    const int n = gather_neighbours(i);
+    grow(d.dE, 3 * static_cast<size_t>(n));
+    const size_t iL = static_cast<size_t>(i) * L, iM = static_cast<size_t>(i) * M;
+    double ei = 0.0;
+    try {
+      ei = pot.neighbourhood_adjoint(i, s, n, d.rij.data(), d.zj.data(), d.jidx.data(), d.y.data(), d.z.data() + iL,
+                                     d.atom_weights.data() + iM, d.g.data() + iL, d.eg[i], d.eps[i], d.h.data(),
+                                     d.dE.data(), d.sc);
+    } catch (std::exception &e) {
+      error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
+    }
+    energy_check += ei;
+    for (int p = 0; p < n; p++) {
+      const int j = d.jidx[p];
+      const double *gp = d.dE.data() + 3 * p;
+      force_check += gp[0] + gp[1] + gp[2];
+      for (int q = 0; q < 3; q++) {
+        f[i][q] += gp[q];
+        f[j][q] -= gp[q];
+      }
+      if (vflag_either) {
+        const double *r = d.rij.data() + 3 * p;
+        ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, gp[0], gp[1], gp[2], -r[0], -r[1], -r[2]);
+      }
+    }
+    if (eflag_either) ev_tally_full(i, 2.0 * ei, 0.0, 0.0, 0.0, 0.0, 0.0);
+  }
+  if (!std::isfinite(energy_check) || !std::isfinite(force_check))
+    error->one(FLERR, "pair dcace: non-finite {} from potential file {} on step {}: its coefficients or "
+               "gate overflow for this configuration", std::isfinite(energy_check) ? "forces" : "energy",
+               d.filename, update->ntimestep);
+  if (vflag_fdotr) virial_fdotr_compute();
+  if (nextra > 0) {   // each rank its atoms' share of the mean weights (compute pair sums ranks)
+    for (int k = 0; k < npvector_alloc; k++) pvector[k] = 0.0;
+    const double inv = atom->natoms > 0 ? 1.0 / static_cast<double>(atom->natoms) : 0.0;
+    for (int ii = 0; ii < inum; ii++) {
+      const int i = ilist[ii];
+      if (map[type[i]] < 0) continue;
+      for (int m = 0; m < M; m++) pvector[m] += inv * d.atom_weights[static_cast<size_t>(i) * M + m];
+    }
+  }
+}
+
+int PairDCACE::pack_forward_comm(int n, int *list_, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  const int L = impl->L;
+  int m = 0;
+  for (int k = 0; k < n; k++) {
+    const double *y = impl->y.data() + static_cast<size_t>(list_[k]) * L;
+    for (int a = 0; a < L; a++) buf[m++] = y[a];
+  }
+  return m;
+}
+
+void PairDCACE::unpack_forward_comm(int n, int first, double *buf)
+{
+  const int L = impl->L;
+  int m = 0;
+  for (int i = first; i < first + n; i++) {
+    double *y = impl->y.data() + static_cast<size_t>(i) * L;
+    for (int a = 0; a < L; a++) y[a] = buf[m++];
+  }
+}
+
+int PairDCACE::pack_reverse_comm(int n, int first, double *buf)
+{
+  const int L = impl->L;
+  int m = 0;
+  for (int i = first; i < first + n; i++) {
+    const double *h = impl->h.data() + static_cast<size_t>(i) * L;
+    for (int a = 0; a < L; a++) buf[m++] = h[a];
+  }
+  return m;
+}
+
+void PairDCACE::unpack_reverse_comm(int n, int *list_, double *buf)
+{
+  const int L = impl->L;
+  int m = 0;
+  for (int k = 0; k < n; k++) {
+    double *h = impl->h.data() + static_cast<size_t>(list_[k]) * L;
+    for (int a = 0; a < L; a++) h[a] += buf[m++];
   }
 }
 

@@ -31,6 +31,12 @@ class PairDCACE : public Pair {
   double init_one(int, int) override;
   double memory_usage() override;
   void *extract(const char *, int &) override;
+  // the neighbourhood gate's communication (the pair_eam pattern): forward y_j (gate_dim numbers per
+  // atom) to ghosts, reverse dE/dy_j from ghosts to their owners
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
 
   // compute dcace/atom (compute_dcace_atom.cpp): gamma_i into out[i][0] and the gate weights of the
   // last force evaluation into out[i][1..M] for local atoms in the group of types handled here.
@@ -53,6 +59,7 @@ class PairDCACE : public Pair {
 
   void allocate();
   int gather_neighbours(int i);
+  void compute_neighbourhood_gate(int eflag, int vflag);   // gate neighbourhood: three stages
 };
 
 }    // namespace LAMMPS_NS

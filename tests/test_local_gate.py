@@ -198,20 +198,20 @@ def test_file_round_trip(tmp_path):
     path = tmp_path / "Mo_atom.dcace"
     pot.save(path)
     text = path.read_text()
-    assert text.startswith("dcace-potential 6\n") and "\ngate atom\n" in text
+    assert text.startswith("dcace-potential 7\n") and "\ngate atom\n" in text
     back = dcace.Potential.load(path)
     assert back.to_string() == text and back.gate_kind == "atom"
     at = train()[3]
     a, b = pot.compute(at), back.compute(at)
     assert a["energy"] == b["energy"] and np.array_equal(a["forces"], b["forces"])
     bad = text.replace("\ngate atom\n", "\ngate atomic\n")
-    with pytest.raises(ValueError, match=r"unknown gate type 'atomic' \(known: gaussian, atom\)"):
+    with pytest.raises(ValueError, match=r"unknown gate type 'atomic' \(known: gaussian, atom, neighbourhood\)"):
         dcace.Potential(dcace._core.PotentialCore.parse(bad, "bad.dcace"))
 
 
 def test_version_5_file_loads_and_cannot_hold_an_atom_gate(tmp_path):
     """tests/data/v5_Mo_dc.dcace (structure gate, M = 2): loads, evaluates with per-atom weights equal
-    to the structure's, re-writes as version 6; a version-5 header cannot announce `gate atom`."""
+    to the structure's, re-writes as version 7; a version-5 header cannot announce `gate atom`."""
     v5 = Path(__file__).parent / "data" / "v5_Mo_dc.dcace"
     text = v5.read_text()
     assert text.startswith("dcace-potential 5\n")
@@ -219,8 +219,8 @@ def test_version_5_file_loads_and_cannot_hold_an_atom_gate(tmp_path):
     assert pot.gate_kind == "structure" and pot.n_experts == 2
     out = pot.compute(train()[5])
     assert out["weights"].shape == (2,) and np.allclose(out["atom_weights"], out["weights"][None, :], rtol=0, atol=0)
-    assert pot.to_string() == text.replace("dcace-potential 5", "dcace-potential 6", 1)
-    atom = fitted("atom").to_string().replace("dcace-potential 6", "dcace-potential 5", 1)
+    assert pot.to_string() == text.replace("dcace-potential 5", "dcace-potential 7", 1)
+    atom = fitted("atom").to_string().replace("dcace-potential 7", "dcace-potential 5", 1)
     with pytest.raises(ValueError, match=r"unknown gate type 'atom' \(known in version 5: gaussian\)"):
         dcace._core.PotentialCore.parse(atom, "old.dcace")
 
@@ -231,20 +231,23 @@ def test_gate_auto_picks_the_lowest_cv_loss():
     sel = pot.report.selection
     cv = sel["gate_cv"]
     print("gate auto:", cv, "->", sel["gate"])
-    assert set(cv) == {"linear", "structure", "atom"} and cv["atom"] > 0
-    other = cv["structure"] if cv["structure"] is not None else cv["linear"]
-    assert sel["gate"] == ("atom" if cv["atom"] < other else ("structure" if cv["structure"] is not None else "none"))
+    assert set(cv) == {"linear", "structure", "atom", "neighbourhood"} and cv["atom"] > 0 and cv["neighbourhood"] > 0
+    stage = ("structure", cv["structure"]) if cv["structure"] is not None else ("none", cv["linear"])
+    best = stage
+    for kind in ("atom", "neighbourhood"):   # in this order; a tie keeps the earlier
+        if cv[kind] < best[1]:
+            best = (kind, cv[kind])
+    assert sel["gate"] == best[0]
     assert pot.gate_kind == (sel["gate"] if pot.n_experts > 1 else "none")
     assert any(r.get("gate") == "atom" for r in pot.report.cv_table)   # every candidate reported
+    assert any(r.get("gate") == "neighbourhood" for r in pot.report.cv_table)
 
 
 def test_bad_gate_options():
     frames = train()[:30]
     kw = dict(elements=["Mo"], cutoff=CUT, body_order=2, max_degree=4, cv_folds=3, progress=False)
-    with pytest.raises(ValueError, match="unknown gate 'atoms'; known gates: structure, atom, auto"):
+    with pytest.raises(ValueError, match="unknown gate 'atoms'; known gates: structure, atom, neighbourhood, auto"):
         dcace.fit(frames, gate="atoms", **kw)
-    with pytest.raises(ValueError, match="not implemented yet"):
-        dcace.fit(frames, gate="neighbourhood", **kw)
     dimer = [f for f in read(DATA / "Mo_train.xyz", ":") if len(f) == 2]
     with pytest.raises(ValueError, match="element Mo has only 6 training atoms, fewer than the number of experts"):
         dcace.fit(dimer * 3, gate="atom", experts=8, **kw)
@@ -305,7 +308,8 @@ def test_lammps_matches_ase_on_1_2_4_ranks(tmp_path):
 
 
 def test_cli_gate_option(tmp_path, capsys):
-    """dcace fit --gate atom writes a `gate atom` file; --gate neighbourhood is a clear error."""
+    """dcace fit --gate atom writes a `gate atom` file; --gate neighbourhood with --gate-range and
+    --gate-body-order a `gate neighbourhood` one; a bad --gate-range is a clear error, nothing written."""
     from ase.io import write
 
     from dcace.cli import main
@@ -319,7 +323,14 @@ def test_cli_gate_option(tmp_path, capsys):
     pot = dcace.Potential.load(out)
     assert pot.gate_kind == "atom" and pot.n_experts == 2 and pot.metadata["fit"]["gate"] == "atom"
     capsys.readouterr()
-    code = main(base + ["--gate", "neighbourhood", "--output", str(tmp_path / "n.dcace")])
+    out = tmp_path / "Mo_nbh.dcace"
+    assert main(base + ["--gate", "neighbourhood", "--experts", "2", "--gate-range", "4.5", "--gate-body-order", "2",
+                        "--output", str(out)]) == 0
+    pot = dcace.Potential.load(out)
+    assert pot.gate_kind == "neighbourhood" and pot.gate["range"] == 4.5 and pot.gate["body_order"] == 2
+    assert pot.metadata["fit"]["gate_range"] == 4.5 and pot.metadata["fit"]["gate_body_order"] == 2
+    capsys.readouterr()
+    code = main(base + ["--gate", "neighbourhood", "--gate-range", "9", "--output", str(tmp_path / "n.dcace")])
     err = capsys.readouterr().err
-    assert code != 0 and "gate='neighbourhood' is not implemented yet" in err
+    assert code != 0 and "gate_range (--gate-range) must be a number in (0, r_cut = 5.2] A, got 9.0" in err
     assert not (tmp_path / "n.dcace").exists()

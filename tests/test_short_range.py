@@ -355,7 +355,7 @@ def test_core_round_trips_and_old_files_load(mo_linear, tmp_path):
 
 def test_core_shift_round_trips_and_version_3_loads(mo_shifted, tmp_path):
     text = mo_shifted.to_string()
-    assert text.startswith("dcace-potential 6\n") and "\ncore_shift 1 1\n" in text
+    assert text.startswith("dcace-potential 7\n") and "\ncore_shift 1 1\n" in text
     back = dcace.Potential(_core.PotentialCore.parse(text, "x.dcace"))
     assert back.to_string() == text and back.short_range["pair_shift"] == [4.0]
     v3 = dcace.load(OLD / "v3_Mo_core_grade.dcace")   # written by dcace ffbfd85 (format 3: no core_shift)

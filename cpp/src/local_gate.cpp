@@ -18,13 +18,25 @@ namespace dcace {
 void Potential::check_local_gates() const {
   const int S = n_species(), K = n_features(), M = n_experts_;
   if (static_cast<int>(local_gates_.size()) != S)
-    throw InputError("the atom gate needs one gate per species (" + std::to_string(S) + "), got " +
+    throw InputError(std::string("the ") + gate_kind_name(kind_) + " gate needs one gate per species (" + std::to_string(S) + "), got " +
                      std::to_string(local_gates_.size()));
   for (int s = 0; s < S; ++s)
     check_gate(local_gates_[s], static_cast<size_t>(K), M, "atom gate of " + elements_[s], "n_features");
   for (int s = 1; s < S; ++s)   // one temperature (the file has one record)
     if (local_gates_[s].temperature != local_gates_[0].temperature)
       throw InputError("the atom gates of all species must have the same temperature");
+}
+
+void Potential::set_neighbourhood(double r_g, int body_order) {
+  if (kind_ != GateKind::Atom && kind_ != GateKind::Neighbourhood)
+    throw InputError("a neighbourhood gate needs the per-species gates of a local gate (M > 1)");
+  if (!(r_g > 0.0) || !(r_g <= cutoff()))
+    throw InputError("the neighbourhood gate's range r_g must be in (0, r_cut = " + std::to_string(cutoff()) +
+                     "], got " + std::to_string(r_g));
+  if (body_order < 0) throw InputError("the neighbourhood gate's body order must be >= 0 (0: all columns)");
+  kind_ = GateKind::Neighbourhood;
+  gate_range_ = r_g;
+  gate_body_order_ = body_order;
 }
 
 void Potential::build_local_tables() {
@@ -50,44 +62,63 @@ void Potential::build_local_tables() {
   }
 }
 
+void Potential::local_project(int zi, const double* B, double* yk) const {
+  const LocalGateTable& tab = local_tables_[zi];
+  gate_kernels().project(tab.rows.data(), tab.d + tab.M, n_features(), B, yk);
+  for (int a = 0; a < tab.d; ++a) yk[a] -= tab.offset[a];
+}
+
+double Potential::local_gate_energy(int zi, const double* z, const double* a, double f, AtomScratch& sc,
+                                    double* eps) const {
+  const int M = n_experts_, S = n_species(), d = local_tables_[zi].d;
+  sc.gw.resize(M);
+  sc.gdw.resize(static_cast<size_t>(M) * d);
+  sc.em.resize(M);
+  sc.gz.resize(d);
+  local_gates_[zi].softmax_projected(z, sc.gw.data(), sc.gdw.data(), nullptr);   // dw/dz (M x d)
+  // e_m = f a_m + e0_m; the gated energy eg = sum_m w_m e_m, eps = sum_m w_m a_m
+  double eg = 0.0;
+  *eps = 0.0;
+  for (int m = 0; m < M; ++m) {
+    sc.em[m] = f * a[m] + e0_[m * S + zi];
+    eg += sc.gw[m] * sc.em[m];
+    *eps += sc.gw[m] * a[m];
+  }
+  // dE/dz_a = sum_m (e_m - eg) dw_m/dz_a   (sum_m dw_m = 0: e_m measured from eg)
+  for (int k = 0; k < d; ++k) {
+    double g = 0.0;
+    for (int m = 0; m < M; ++m) g += (sc.em[m] - eg) * sc.gdw[static_cast<size_t>(m) * d + k];
+    sc.gz[k] = g;
+  }
+  return eg;
+}
+
+void Potential::local_ceff(int zi, const double* h, double f, AtomScratch& sc) const {
+  // c = sum_a h_a P_a / scale + sum_m f w_m c_m: the row weights (h, f w) of the table
+  const LocalGateTable& tab = local_tables_[zi];
+  const int d = tab.d, M = tab.M;
+  sc.yk.resize(d + M);
+  for (int a = 0; a < d; ++a) sc.yk[a] = h[a];
+  for (int m = 0; m < M; ++m) sc.yk[d + m] = f * sc.gw[m];
+  sc.c.resize(n_features());
+  gate_kernels().combine(tab.rows.data(), sc.yk.data(), d + M, n_features(), sc.c.data());
+}
+
+// The atom gate: z_i = y_i (a_ij = delta_ij), so dE/dy_i = dE/dz_i and one pass suffices.
 double Potential::local_energy_gradient(int zi, int n, const double* rij, const int* zj, double* dE,
                                         AtomScratch& sc, double* weights) const {
-  const int K = n_features(), M = n_experts_, S = n_species();
-  const LocalGateTable& tab = local_tables_[zi];
-  const int d = tab.d, R = d + M;
+  const int K = n_features(), M = n_experts_;
+  const int d = local_tables_[zi].d;
   double df = 0.0;
   const double f = ace_share(zi, n, rij, &df, sc);
   basis_->prepare_gradient(zi, n, rij, zj, sc.basis);   // A_i and its gradients once
   sc.B.resize(K);
   basis_->features_from_A(sc.basis.A.data(), sc.B.data());
-  // one pass over the table: y_a = (P_a / scale) . B - offset_a, a_m = c_m . B
-  sc.yk.resize(R);
-  const GateKernels& kern = gate_kernels();
-  kern.project(tab.rows.data(), R, K, sc.B.data(), sc.yk.data());
-  for (int a = 0; a < d; ++a) sc.yk[a] -= tab.offset[a];
-  sc.gw.resize(M);
-  sc.gdw.resize(static_cast<size_t>(M) * d);
-  sc.em.resize(M);
-  local_gates_[zi].softmax_projected(sc.yk.data(), sc.gw.data(), sc.gdw.data(), nullptr);   // dw/dy (M x d)
-  // e_m = f a_m + e0_m; the gated energy eg = sum_m w_m e_m, eps = sum_m w_m a_m
-  double eg = 0.0, eps = 0.0;
-  for (int m = 0; m < M; ++m) {
-    const double a = sc.yk[d + m];
-    sc.em[m] = f * a + e0_[m * S + zi];
-    eg += sc.gw[m] * sc.em[m];
-    eps += sc.gw[m] * a;
-  }
-  // c_eff = f sum_m w_m c_m + sum_m (e_m - eg) dw_m/dB   (sum_m dw_m = 0: e_m measured from eg)
-  //       = sum_a beta_a P_a / scale + sum_m f w_m c_m,  beta_a = sum_m (e_m - eg) dw_m/dy_a:
-  // the row weights k = (beta, f w) of the table, overwriting the projections
-  for (int a = 0; a < d; ++a) {
-    double beta = 0.0;
-    for (int m = 0; m < M; ++m) beta += (sc.em[m] - eg) * sc.gdw[static_cast<size_t>(m) * d + a];
-    sc.yk[a] = beta;
-  }
-  for (int m = 0; m < M; ++m) sc.yk[d + m] = f * sc.gw[m];
-  sc.c.resize(K);
-  kern.combine(tab.rows.data(), sc.yk.data(), R, K, sc.c.data());
+  sc.yk.resize(d + M);
+  local_project(zi, sc.B.data(), sc.yk.data());   // one pass over the table: y_i and c_m . B_i
+  double eps = 0.0;   // (local_ceff overwrites sc.yk only after the gate has read it)
+  const double eg = local_gate_energy(zi, sc.yk.data(), sc.yk.data() + d, f, sc, &eps);
+  local_ceff(zi, sc.gz.data(), f, sc);
   basis_->gradient_prepared(n, rij, zj, sc.c.data(), dE, sc.basis);
   double e = eg;
   e += core_energy_gradient(zi, n, rij, zj, f, df, eps, dE, sc);
@@ -112,7 +143,7 @@ void pair_rows(int M, int K, const double* w, const double* dw, const double* B,
 
 void Potential::local_fitting_rows(const Neighbours& nl, const std::vector<double>& temperatures,
                                    double* energy_row, double* force_rows, double* virial_rows) const {
-  if (kind_ != GateKind::Atom) throw InputError("local_fitting_rows needs a potential with an atom gate");
+  if (!local_gate()) throw InputError("local_fitting_rows needs a potential with a local (atom or neighbourhood) gate");
   const int K = n_features(), S = n_species(), M = n_experts_;
   const size_t SK = static_cast<size_t>(S) * K, Dp = SK + S, nc = static_cast<size_t>(M) * Dp;
   const size_t nT = temperatures.empty() ? 1 : temperatures.size(), nF = 3 * static_cast<size_t>(nl.n_atoms) * nc;
@@ -124,6 +155,7 @@ void Potential::local_fitting_rows(const Neighbours& nl, const std::vector<doubl
   std::fill(energy_row, energy_row + nT * nc, 0.0);
   std::fill(force_rows, force_rows + nT * nF, 0.0);
   std::fill(virial_rows, virial_rows + nT * 6 * nc, 0.0);
+  if (kind_ == GateKind::Neighbourhood) return neighbourhood_fitting_rows(nl, gates, energy_row, force_rows, virial_rows);
   std::vector<double> B(K), dB, w(M), dw(static_cast<size_t>(M) * K), T(3 * static_cast<size_t>(M) * (K + 1));
   Workspace ws;
   static const int va[6] = {0, 1, 2, 1, 0, 0}, vb[6] = {0, 1, 2, 2, 2, 1};

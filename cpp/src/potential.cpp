@@ -30,6 +30,7 @@ const char* gate_kind_name(GateKind k) {
     case GateKind::None: return "none";
     case GateKind::Structure: return "structure";
     case GateKind::Atom: return "atom";
+    case GateKind::Neighbourhood: return "neighbourhood";
   }
   return "?";
 }
@@ -81,7 +82,7 @@ void Potential::check() const {
     if (!std::isfinite(c)) throw InputError("non-finite one-body term");
   baseline_.check(*basis_);
   if (M == 1) const_cast<Potential*>(this)->kind_ = GateKind::None;
-  if (kind_ == GateKind::Atom) {
+  if (local_gate()) {
     check_local_gates();
   } else {
     if (kind_ == GateKind::None && M > 1) throw InputError("a potential with several experts needs a gate");
@@ -115,7 +116,7 @@ void Potential::combine(const double* Bsum, const double* counts, Combination& o
   out.weights.assign(M, 0.0);
   out.expert_energy.assign(M, 0.0);
   out.nearest = 0.0;
-  if (kind_ == GateKind::Atom) {  // local gate: nothing structure-wide (weights are per atom)
+  if (local_gate()) {  // local gate: nothing structure-wide (weights are per atom)
     out.weights.assign(M, 0.0);
     out.energy = 0.0;
     return;
@@ -236,6 +237,9 @@ double Potential::core_energy_gradient(int zi, int n, const double* rij, const i
 double Potential::atom_energy_gradient(int zi, int n, const double* rij, const int* zj, const Combination& comb,
                                        const double* A, double* dE, AtomScratch& sc, double* weights) const {
   if (kind_ == GateKind::Atom) return local_energy_gradient(zi, n, rij, zj, dE, sc, weights);
+  if (kind_ == GateKind::Neighbourhood)   // its gate input mixes the neighbours' y_j: two passes
+    throw InputError("the neighbourhood gate is evaluated over a whole structure (Potential::compute), "
+                     "not atom by atom");
   if (weights) std::copy(comb.weights.begin(), comb.weights.end(), weights);
   const size_t nm = static_cast<size_t>(basis_->n_monomials());
   const double* w_force = comb.w_force.data() + zi * nm;
@@ -259,6 +263,15 @@ double Potential::compute(const Neighbours& nl, double* energies, double* forces
                           Combination& comb, double* virial_atoms, double* atom_weights) const {
   const int S = n_species(), K = n_features();
   const size_t nm = static_cast<size_t>(basis_->n_monomials());
+  if (kind_ == GateKind::Neighbourhood) {   // two passes over the structure (neighbourhood_gate.cpp)
+    combine(nullptr, nullptr, comb);
+    const double E = neighbourhood_compute(nl, energies, forces, virial, virial_atoms, atom_weights);
+    check_finite(&E, 1, "energy");
+    check_finite(forces, 3 * static_cast<size_t>(nl.n_atoms), "forces");
+    check_finite(virial, 6, "virial (stress)");
+    check_finite(energies, static_cast<size_t>(nl.n_atoms), "per-atom energies");
+    return E;
+  }
   AtomScratch sc;
   if (kind_ == GateKind::Atom) {  // one pass: no structure-wide gate input
     combine(nullptr, nullptr, comb);

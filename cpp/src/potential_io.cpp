@@ -18,9 +18,9 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 6;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
+constexpr int kFormatVersion = 7;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
                                    // grade; 4 level shifts of the pair core (core_shift); 5 chemical channels
-                                   // (species-embedded basis)
+                                   // (species-embedded basis); 6 atom gate; 7 neighbourhood gate
 constexpr const char* kMagic = "dcace-potential";
 
 // Length of the valid UTF-8 prefix of s (s.size() if all of s is valid UTF-8).
@@ -415,19 +415,29 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
   gate.n_experts = static_cast<int>(M);
   GateKind kind = M > 1 ? GateKind::Structure : GateKind::None;
   std::vector<Gate> local_gates;
+  double gate_range = 0.0;   // neighbourhood gate (version 7)
+  int gate_body_order = 0;
   if (M > 1) {
     auto gt = rd.take("gate", 2);
-    if (gt[1] == "atom" && version >= 6) {
+    if ((gt[1] == "atom" && version >= 6) || (gt[1] == "neighbourhood" && version >= 7)) {
       kind = GateKind::Atom;
       const double tau = rd.number(rd.take("gate_temperature", 2)[1]);
       if (!(tau > 0)) { rd.fail("gate_temperature must be > 0"); }
+      if (gt[1] == "neighbourhood") {
+        gate_range = rd.number(rd.take("gate_range", 2)[1]);
+        if (!(gate_range > 0.0 && gate_range <= spec.r_cut))
+          rd.fail("gate_range must be in (0, r_cut], got " + num(gate_range));
+        gate_body_order = static_cast<int>(rd.integer(rd.take("gate_body_order", 2)[1], 0, kMaxOrder + 1, "gate_body_order"));
+      }
       for (long z = 0; z < S; ++z) local_gates.push_back(read_gate(rd, M, K, tau));
     } else if (gt[1] == "gaussian") {
       const double tau = rd.number(rd.take("gate_temperature", 2)[1]);
       if (!(tau > 0)) { rd.fail("gate_temperature must be > 0"); }
       gate = read_gate(rd, M, S * K, tau);
     } else {
-      rd.fail("unknown gate type '" + gt[1] + "'" + (version >= 6 ? " (known: gaussian, atom)" : " (known in version " + std::to_string(version) + ": gaussian)"));
+      rd.fail("unknown gate type '" + gt[1] + "'" +
+              (version >= 7 ? " (known: gaussian, atom, neighbourhood)"
+                            : " (known in version " + std::to_string(version) + ": gaussian" + (version >= 6 ? ", atom)" : ")")));
     }
   }
   Baseline baseline;
@@ -477,6 +487,7 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
     Potential pot(std::move(elements), std::move(spec), std::move(coef), std::move(e0), static_cast<int>(M),
                   std::move(gate), std::move(metadata), std::move(baseline), kind, std::move(local_gates));
     pot.source_ = name;
+    if (gate_range > 0.0) pot.set_neighbourhood(gate_range, gate_body_order);
     if (has_grade) pot.set_grade(std::move(grade));
     return pot;
   } catch (const InputError& e) {
@@ -536,6 +547,10 @@ std::string Potential::write() const {
   write_matrix(o, "coefficients", coef_, static_cast<size_t>(M) * S, K);
   if (kind_ == GateKind::Atom) {
     o << "gate atom\n" << "gate_temperature " << num(local_gates_[0].temperature) << '\n';
+    for (const Gate& g : local_gates_) write_gate(o, g, M);
+  } else if (kind_ == GateKind::Neighbourhood) {
+    o << "gate neighbourhood\n" << "gate_temperature " << num(local_gates_[0].temperature) << '\n'
+      << "gate_range " << num(gate_range_) << '\n' << "gate_body_order " << gate_body_order_ << '\n';
     for (const Gate& g : local_gates_) write_gate(o, g, M);
   } else if (M > 1) {
     o << "gate gaussian\n" << "gate_temperature " << num(gate_.temperature) << '\n';

@@ -172,10 +172,15 @@ Gate one_gate_from_dict(const py::dict& d, int M, int D, double tau) {
 // The gate of a PotentialCore: None (M = 1), the structure gate's dict (mean, scale, projection,
 // centroids, spread, bias, temperature; kind "structure" optional) or {"kind": "atom",
 // "temperature": tau, "species": [one such dict per species, on K inputs]}.
+// {"kind": "neighbourhood", "temperature", "range": r_g, "body_order": 0 (all columns) or the largest
+// body order of the columns its PCA used, "species": [...]} as the atom gate's.
 struct GateSpec {
   GateKind kind = GateKind::Structure;
   Gate gate;
   std::vector<Gate> local;
+  bool neighbourhood = false;
+  double range = 0.0;
+  int body_order = 0;
 };
 
 GateSpec gate_from_dict(const py::object& o, int M, int S, int K) {
@@ -187,12 +192,17 @@ GateSpec gate_from_dict(const py::object& o, int M, int S, int K) {
   const double tau = d["temperature"].cast<double>();
   if (kind == "structure") {
     gs.gate = one_gate_from_dict(d, M, S * K, tau);
-  } else if (kind == "atom") {
+  } else if (kind == "atom" || kind == "neighbourhood") {
     gs.kind = GateKind::Atom;
     for (const auto& item : d["species"].cast<py::list>())
       gs.local.push_back(one_gate_from_dict(item.cast<py::dict>(), M, K, tau));
+    if (kind == "neighbourhood") {
+      gs.neighbourhood = true;
+      gs.range = d["range"].cast<double>();
+      gs.body_order = d.contains("body_order") ? d["body_order"].cast<int>() : 0;
+    }
   } else {
-    throw py::value_error("unknown gate kind '" + kind + "' (known: structure, atom)");
+    throw py::value_error("unknown gate kind '" + kind + "' (known: structure, atom, neighbourhood)");
   }
   return gs;
 }
@@ -241,11 +251,15 @@ py::object baseline_to_dict(const Baseline& b) {
 py::dict gate_to_dict(const Potential& p) {
   const int M = p.n_experts();
   if (M == 1) return py::dict();
-  if (p.gate_kind() == GateKind::Atom) {
+  if (p.local_gate()) {
     py::dict d;
     py::list species;
     for (const Gate& g : p.local_gates()) species.append(one_gate_to_dict(g, M));
-    d["kind"] = "atom";
+    d["kind"] = gate_kind_name(p.gate_kind());
+    if (p.gate_kind() == GateKind::Neighbourhood) {
+      d["range"] = p.gate_range();
+      d["body_order"] = p.gate_body_order();
+    }
     d["temperature"] = p.local_gates()[0].temperature;
     d["species"] = species;
     return d;
@@ -395,6 +409,19 @@ PYBIND11_MODULE(_core, m) {
              return B;
            },
            "Per-atom descriptors (n_atoms, K) from a CSR neighbour list (species, first, j, rij).")
+      .def("neighbourhood_descriptors",
+           [](const ACEBasis& b, py::handle sp, py::handle fi, py::handle jj, py::handle r, double r_g) {
+             NL nl(sp, fi, jj, r);
+             py::array_t<double> P({(py::ssize_t)nl.view.n_atoms, (py::ssize_t)b.n_features()});
+             double* out = P.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               neighbourhood_descriptors(b, nl.view, r_g, out);
+             }
+             return P;
+           },
+           "The neighbourhood gate's p_i (n_atoms, K): B averaged over the atom and its same-species "
+           "neighbours closer than r_g with weights (1 + cos(pi r / r_g)) / 2 (the atom's own weight 1).")
       .def("descriptor_sums",
            [](const ACEBasis& b, py::handle sp, py::handle fi, py::handle jj, py::handle r) {
              NL nl(sp, fi, jj, r);
@@ -490,11 +517,14 @@ PYBIND11_MODULE(_core, m) {
              const int S = s.n_species, K = s.n_features;
              GateSpec g = gate_from_dict(gate, n_experts, S, K);
              Baseline bl = baseline_from_dict(core);
-             return std::make_shared<Potential>(std::move(elements), std::move(s),
+             auto pot = std::make_shared<Potential>(std::move(elements), std::move(s),
                                                 std::vector<double>(coef.data(), coef.data() + coef.size()),
                                                 std::vector<double>(e0.data(), e0.data() + e0.size()), n_experts,
                                                 std::move(g.gate), std::move(metadata), std::move(bl), g.kind,
                                                 std::move(g.local));
+             if (g.neighbourhood)
+               pot->set_neighbourhood(g.range, g.body_order);
+             return pot;
            }),
            py::arg("elements"), py::arg("spec"), py::arg("coefficients"), py::arg("one_body"), py::arg("n_experts"),
            py::arg("gate"), py::arg("metadata"), py::arg("short_range") = py::none(),
@@ -523,11 +553,12 @@ PYBIND11_MODULE(_core, m) {
                              [](const Potential& p) { return vec_array(p.one_body(), {p.n_experts(), p.n_species()}); })
       .def("gate", [](const Potential& p) { return gate_to_dict(p); })
       .def_property_readonly("gate_kind", [](const Potential& p) { return std::string(gate_kind_name(p.gate_kind())); },
-                             "none (one expert), structure (the paper's gate) or atom (local gate on B_i)")
+                             "none (one expert), structure (the paper's gate), atom (local gate on B_i) or neighbourhood (local gate on "
+                             "the neighbourhood average p_i)")
       .def("gate_weights",
            [](const Potential& p, carray<double> x) {
              const int M = p.n_experts();
-             if (p.gate_kind() == GateKind::Atom) throw py::value_error("gate_weights is the structure gate's; this potential has an atom gate");
+             if (p.local_gate()) throw py::value_error(std::string("gate_weights is the structure gate's; this potential has an ") + gate_kind_name(p.gate_kind()) + " gate");
              const py::ssize_t D = (py::ssize_t)p.n_species() * p.n_features();
              if (x.size() != D) throw py::value_error("p must have n_species * n_features values");
              py::array_t<double> w(M), dw({(py::ssize_t)M, D});

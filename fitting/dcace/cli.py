@@ -149,11 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of experts: 'auto' chooses M = 1..max-experts and the gate temperature by "
                         "k-fold cross-validation; 1 is the plain linear potential (default: auto; example: --experts 4)")
     f.add_argument("--gate", choices=("structure", "atom", "neighbourhood", "auto"), default=None,
-                   help="what the gate sees: 'structure' (the paper's gate on the structure's mean descriptor) or "
+                   help="what the gate sees: 'structure' (the paper's gate on the structure's mean descriptor), "
                         "'atom' (a local gate on each atom's own descriptor: forces depend on atoms within "
-                        "2 r_cut only; --experts auto means M = 4), 'auto' (both; the lowest CV loss among "
-                        "linear, structure and atom gate wins); 'neighbourhood' is not implemented yet "
+                        "2 r_cut only; --experts auto means M = 4), 'neighbourhood' (a local gate on the smooth "
+                        "average of the descriptors of the atom and its same-species neighbours within "
+                        "--gate-range: forces depend on atoms within 2 (r_cut + r_g)), 'auto' (all; the lowest "
+                        "CV loss among linear, structure, atom and neighbourhood gate wins) "
                         "(default: structure; example: --gate atom --experts 4)")
+    f.add_argument("--gate-range", type=float, default=None, metavar="R",
+                   help="the neighbourhood gate's range r_g in Å, 0 < r_g <= --cutoff (default: the cutoff; "
+                        "example: --gate-range 4)")
+    f.add_argument("--gate-body-order", type=int, default=None, metavar="B",
+                   help="the neighbourhood gate's PCA on the features of body order <= B only (3: its 2+3-body "
+                        "part); 0 = all features (default: 0; example: --gate-body-order 3)")
     f.add_argument("--ridge", type=_nonneg, default=None, metavar="L",
                    help="ridge parameter on scaled columns (dimensionless); chosen by cross-validation over "
                         f"1e-14..1e-3 if not given (default: CV; example: --ridge 1e-8)")
@@ -445,7 +453,7 @@ def _cmd_fit(args, parser) -> int:
               body_order=4 if args.body_order is None else int(args.body_order),
               max_degree=12 if args.max_degree is None else float(args.max_degree),
               experts="auto" if args.experts is None else args.experts, test=test, ridge=args.ridge,
-              gate=args.gate or "structure",
+              gate=args.gate or "structure", gate_range=args.gate_range, gate_body_order=args.gate_body_order,
               energy_weight=args.energy_weight, force_weight=args.force_weight, stress_weight=args.stress_weight,
               energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key,
               virial_key=args.virial_key, seed=0 if args.seed is None else int(args.seed),

@@ -1,5 +1,7 @@
-"""The atom (local) gate in fitting: cluster per-atom descriptors, accumulate the committee's rows
-under each candidate gate, choose the temperature and ridge by k-fold CV.
+"""The local gates in fitting (atom and neighbourhood gate): cluster per-atom descriptors, accumulate
+the committee's rows under each candidate gate, choose the temperature and ridge by k-fold CV.
+The neighbourhood gate clusters the neighbourhood averages p_i instead of B_i
+(``dcace.neighbourhood_gate``); everything else below is shared.
 
 Gate (the C++ ``Potential`` evaluates it, cpp/src/local_gate.cpp): per species s, the atom's own
 descriptor B_i is standardised, projected on its leading d principal axes and gated by a softmax over
@@ -22,10 +24,12 @@ import numpy as np
 from .clustering import cluster, fit_standardiser, gate_dict, pca_projection
 from .ridge import penalty_vector, quadratic_sse, ridge_solve
 
-__all__ = ["GATES", "check_gate_option", "cluster_atoms", "atom_gate", "LocalAccumulator", "fit_atom_gate"]
+__all__ = ["GATES", "LOCAL_GATES", "check_gate_option", "cluster_atoms", "atom_gate", "LocalAccumulator",
+           "fit_atom_gate"]
 
-GATES = ("structure", "atom", "auto")   # fit(gate=...), dcace fit --gate (auto: CV picks)
-PLANNED = ("neighbourhood",)            # named by issue 11, not implemented yet
+GATES = ("structure", "atom", "neighbourhood", "auto")   # fit(gate=...), dcace fit --gate (auto: CV picks)
+LOCAL_GATES = ("atom", "neighbourhood")
+PLANNED = ()                                             # named by issue 11, not implemented yet
 MAX_CLUSTER_ATOMS = 20000
 
 
@@ -49,25 +53,36 @@ def per_species_descriptors(basis, frames):
     return [np.concatenate(b) if b else np.zeros((0, basis.n_features)) for b in out]
 
 
-def cluster_atoms(B_species, M, elements, *, seed=0, variance=0.99, max_components=10):
-    """Per species: standardiser, PCA and seeded k-means of (a deterministic subsample of) its atoms."""
+def cluster_atoms(B_species, M, elements, *, seed=0, variance=0.99, max_components=10, kind="atom", columns=None):
+    """Per species: standardiser, PCA and seeded k-means of (a deterministic subsample of) its atoms.
+    columns: a boolean mask of the K columns the PCA sees (the others get zeros in the projection),
+    or None for all."""
     rng = np.random.default_rng(seed)
     out = []
     for el, B in zip(elements, B_species):
         if len(B) < M:
-            raise ValueError(f"gate='atom' with {M} experts: element {el} has only {len(B)} training atoms, "
+            raise ValueError(f"gate={kind!r} with {M} experts: element {el} has only {len(B)} training atoms, "
                              f"fewer than the number of experts (give fewer experts or more data)")
         if len(B) > MAX_CLUSTER_ATOMS:
             B = B[np.sort(rng.choice(len(B), MAX_CLUSTER_ATOMS, replace=False))]
         st = fit_standardiser(B)
-        V = pca_projection(st(B), variance=variance, max_components=max_components)
+        if columns is None:
+            V = pca_projection(st(B), variance=variance, max_components=max_components)
+        else:
+            Vc = pca_projection(st(B)[:, columns], variance=variance, max_components=max_components)
+            V = np.zeros((Vc.shape[0], B.shape[1]))
+            V[:, columns] = Vc
         out.append(cluster(B, M, seed=seed, standardiser=st, projection=V))
     return out
 
 
-def atom_gate(clusterings, tau):
-    """The gate dict of the C++ core for per-species clusterings at temperature tau."""
-    return {"kind": "atom", "temperature": float(tau), "species": [gate_dict(cl, tau) for cl in clusterings]}
+def atom_gate(clusterings, tau, kind="atom", gate_range=None, body_order=0):
+    """The gate dict of the C++ core for per-species clusterings at temperature tau (the neighbourhood
+    gate also takes its range r_g and the body order of its PCA's columns, 0 = all)."""
+    g = {"kind": kind, "temperature": float(tau), "species": [gate_dict(cl, tau) for cl in clusterings]}
+    if kind == "neighbourhood":
+        g.update(range=float(gate_range), body_order=int(body_order or 0))
+    return g
 
 
 class LocalAccumulator:
@@ -157,7 +172,7 @@ def cv_row(acc, thetas, key, lam, folds, yE, N, wts, wE, wF, wS, fit):
     n_comp = 3 * float((wts ** 2 * N).sum())
     f_sse = loss - wE ** 2 * de_w2 - wS ** 2 * s_sq_w
     return {
-        "M": acc.M, "tau": key, "fit": fit, "gate": "atom", "ridge": lam, "loss": float(loss),
+        "M": acc.M, "tau": key, "fit": fit, "gate": acc.gate["kind"], "ridge": lam, "loss": float(loss),
         "n_structures": len(folds), "n_atoms": int(N.sum()),
         "energy_mae_mev_per_atom": 1000.0 * float(np.abs(de).mean()),
         "energy_rmse_mev_per_atom": 1000.0 * float(np.sqrt((de ** 2).mean())),
@@ -168,18 +183,25 @@ def cv_row(acc, thetas, key, lam, folds, yE, N, wts, wE, wF, wS, fit):
 
 
 def fit_atom_gate(*, basis, frames, M, temperatures, ridge_factors, lam, sel, folds, k, p1, wts, wE, wF, wS,
-                  seed, pca_variance, pca_max_components, committee, progress_fn=None):
-    """Cluster, accumulate and select the atom-gate committee; returns a dict with theta (M, D'),
-    gate, tau, ridge, cv rows and cluster sizes (per species). The user's e0 pins come from `sel`
-    (Selector._committee_pins), as for the structure gate's committees."""
+                  seed, pca_variance, pca_max_components, committee, progress_fn=None, kind="atom",
+                  gate_range=None, body_order=0):
+    """Cluster, accumulate and select a local-gate committee (kind "atom", or "neighbourhood" with
+    its range r_g and the body order of its PCA's columns, 0 = all); returns a dict with theta
+    (M, D'), gate, tau, ridge, cv rows and cluster sizes (per species). The user's e0 pins come from
+    `sel` (Selector._committee_pins), as for the structure gate's committees."""
+    from .neighbourhood_gate import gate_columns, per_species_neighbourhood_descriptors
     from .potential import Potential
 
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
-    cls = cluster_atoms(per_species_descriptors(basis, frames), M, basis.elements, seed=seed,
-                        variance=pca_variance, max_components=pca_max_components)
+    if kind == "neighbourhood":
+        X, columns = per_species_neighbourhood_descriptors(basis, frames, gate_range), gate_columns(basis, body_order)
+    else:
+        X, columns = per_species_descriptors(basis, frames), None
+    cls = cluster_atoms(X, M, basis.elements, seed=seed, variance=pca_variance,
+                        max_components=pca_max_components, kind=kind, columns=columns)
     zero = (np.zeros((M, S, K)), np.zeros((M, S)))
-    gates = {t: atom_gate(cls, t) for t in temperatures}
+    gates = {t: atom_gate(cls, t, kind, gate_range, body_order) for t in temperatures}
     core = Potential.from_parts(basis, *zero, gates[temperatures[0]], {}).core
     accs = {t: LocalAccumulator(k, len(frames), M * Dp, gates[t], M) for t in temperatures}
     accumulate(core, basis, frames, accs, folds, p1.yE, p1.N, wts, wE, wF, wS, progress_fn)

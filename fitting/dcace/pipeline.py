@@ -53,7 +53,8 @@ from . import restream
 from .state_pack import canonical_sums
 from .potential import Potential
 from .report import ErrorStats, FitReport
-from .local_gate import check_gate_option, fit_atom_gate
+from .local_gate import LOCAL_GATES, check_gate_option, fit_atom_gate
+from .neighbourhood_gate import check_range, gate_columns_check
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers
 from .anchor_choice import SafetyProbes, anchor_weight, choose_weight
@@ -319,7 +320,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         repulsion_restraints: float | None = None, anchors: float | str | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
         chemical_channels: int | None = None, gate: str = "structure",
         shared_one_body: bool | None = None, chemical_embedding=None, block_ridge=None,
-        degree_ridge=None) -> Potential:
+        degree_ridge=None, gate_range: float | None = None, gate_body_order: int | None = None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -379,8 +380,13 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
         (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
         ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
-        ``"auto"`` (both; the lowest CV loss among linear, structure gate and atom gate wins, all three
-        in ``report.selection["gate_cv"]``).
+        ``"neighbourhood"`` (a local gate on the smooth average p_i of B over the atom and its
+        same-species neighbours within ``gate_range``, ``dcace.neighbourhood_gate``; fitted as the atom
+        gate) or ``"auto"`` (all; the lowest CV loss among linear, structure, atom and neighbourhood
+        gate wins, all in ``report.selection["gate_cv"]``).
+    gate_range : the neighbourhood gate's r_g in A, 0 < r_g <= cutoff (default: the cutoff).
+    gate_body_order : the neighbourhood gate's PCA on the columns of body order <= this only (e.g. 3:
+        its 2+3-body part, issue 11's best); 0 or None: all columns.
 
     threads : threads per process (default: the cores this process may use, shared among the ranks).
     comm : an mpi4py communicator (``MPI.COMM_WORLD``): every rank streams through the data keeping only
@@ -415,7 +421,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
          weight_key, e0, repulsion_restraints, ranks, anchors=None, state=None, reuse=None, resume=None,
          max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None,
-         chemical_embedding=None, block_ridge=None, degree_ridge=None):
+         chemical_embedding=None, block_ridge=None, degree_ridge=None, gate_range=None, gate_body_order=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -450,10 +456,14 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                          f"clustering and rows read every training structure in one process; fit it without "
                          f"mpiexec (threads), or use gate='structure'")
     M_atom, atom_fit = None, None
-    if gate_kind == "atom":   # the structure machinery fits the linear model only; local_gate the rest
+    local_kinds = {"atom": ["atom"], "neighbourhood": ["neighbourhood"], "auto": ["atom", "neighbourhood"]}.get(gate_kind, [])
+    if "neighbourhood" in local_kinds:
+        gate_range = check_range(gate_range, cutoff)
+        gate_body_order = gate_columns_check(gate_body_order)
+    if gate_kind in LOCAL_GATES:   # the structure machinery fits the linear model only; local_gate the rest
         M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
         experts, compare = 1, False
-    elif gate_kind == "auto":   # the structure machinery as asked, then the atom gate; CV picks
+    elif gate_kind == "auto":   # the structure machinery as asked, then the local gates; CV picks
         M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
     if experts == "auto":
         Ms = list(range(1, max_M + 1))
@@ -519,10 +529,12 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     w_anchor, anchor_off = state_anchors.fit_weight(fixed, w_anchor)   # a state before version 3: none
     if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
-    if gate_kind == "atom":
+    if gate_kind in LOCAL_GATES:
         settings.update(gate=gate_kind, experts=M_atom)
     elif gate_kind == "auto":
         settings.update(gate=gate_kind, atom_experts=M_atom)
+    if "neighbourhood" in local_kinds:
+        settings.update(gate_range=gate_range, gate_body_order=int(gate_body_order or 0))
     if chemical_channels is not None and not (isinstance(embedding_kind, str) and embedding_kind == "cosine"):
         settings["chemical_embedding"] = (embedding_kind if isinstance(embedding_kind, str)
                                           else np.asarray(embedding_kind).tolist())   # (cosine: as before)
@@ -917,25 +929,29 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
     gate_used, gate_cv = ("structure" if M_sel > 1 else "none"), None
-    if M_atom:   # the atom gate (dcace.local_gate): its own clustering, rows and CV
-        t_atom = time.perf_counter()
-        bar = _progress(None, n * len(temps), "atom gate rows", progress) if progress else None
-        atom_fit = fit_atom_gate(
-            basis=basis, frames=data.frames, M=M_atom, temperatures=temps, ridge_factors=DEFAULTS["ridge_dc_factors"],
-            lam=lam_dc, sel=sel, folds=folds, k=k_folds, p1=p1, wts=wts, wE=wE, wF=wF, wS=wS,
-            seed=seed, pca_variance=DEFAULTS["pca_variance"],
-            pca_max_components=DEFAULTS["pca_max_components"], committee=committee,
-            progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))))
-        if bar is not None:
-            bar.close()
-        cv_rows += atom_fit["cv_rows"]
-        timings["atom_gate"] = time.perf_counter() - t_atom
-        gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None,
-                   "atom": atom_fit["cv_loss"]}
-        if gate_kind == "atom" or atom_fit["cv_loss"] < chosen["cv_loss"]:
-            M_sel, tau_sel, lam_dc, gate = M_atom, atom_fit["tau"], atom_fit["ridge"], atom_fit["gate"]
-            theta_final, gate_used = atom_fit["theta"], "atom"
-            models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
+    if M_atom:   # the local gates (dcace.local_gate): their own clustering, rows and CV
+        gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None}
+        best_loss, lam_dc0 = chosen["cv_loss"], lam_dc
+        for kind in local_kinds:
+            t_atom = time.perf_counter()
+            bar = _progress(None, n * len(temps), f"{kind} gate rows", progress) if progress else None
+            fit_k = fit_atom_gate(
+                basis=basis, frames=data.frames, M=M_atom, temperatures=temps, ridge_factors=DEFAULTS["ridge_dc_factors"],
+                lam=lam_dc0, sel=sel, folds=folds, k=k_folds, p1=p1, wts=wts, wE=wE, wF=wF, wS=wS,
+                seed=seed, pca_variance=DEFAULTS["pca_variance"],
+                pca_max_components=DEFAULTS["pca_max_components"], committee=committee,
+                progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))),
+                kind=kind, gate_range=gate_range, body_order=gate_body_order)
+            if bar is not None:
+                bar.close()
+            cv_rows += fit_k["cv_rows"]
+            timings[f"{kind}_gate"] = time.perf_counter() - t_atom
+            gate_cv[kind] = fit_k["cv_loss"]
+            if gate_kind == kind or fit_k["cv_loss"] < best_loss:
+                best_loss, atom_fit = fit_k["cv_loss"], fit_k
+                M_sel, tau_sel, lam_dc, gate = M_atom, fit_k["tau"], fit_k["ridge"], fit_k["gate"]
+                theta_final, gate_used = fit_k["theta"], kind
+                models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
         if gate_kind == "auto":
             notes.append("--gate auto: CV loss " + ", ".join(f"{k} {v:.6g}" for k, v in gate_cv.items() if v is not None)
                          + f"; chosen: {gate_used}")
@@ -950,7 +966,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
         "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
-        "cluster_sizes": atom_fit["cluster_sizes"] if gate_used == "atom" else (
+        "cluster_sizes": atom_fit["cluster_sizes"] if gate_used in LOCAL_GATES else (
             clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n]),
         "gate": gate_used, "gate_cv": gate_cv,
         "e_ref": e_ref.tolist(),

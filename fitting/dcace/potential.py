@@ -126,8 +126,9 @@ class Potential:
 
     @property
     def gate_kind(self) -> str:
-        """"none" (one expert), "structure" (the paper's gate on the mean descriptor) or "atom"
-        (the local gate on each atom's own descriptor B_i)."""
+        """"none" (one expert), "structure" (the paper's gate on the mean descriptor), "atom" (the
+        local gate on each atom's own descriptor B_i) or "neighbourhood" (the local gate on the
+        smooth average p_i of B over the atom and its same-species neighbours within r_g)."""
         return self.core.gate_kind
 
     def gate_weights(self, p):
@@ -156,7 +157,7 @@ class Potential:
             "forces": out["forces"],
             "virial": out["virial"],
             "virials": out["virials"],
-            "weights": out["atom_weights"] if self.core.gate_kind == "atom" else out["weights"],
+            "weights": out["atom_weights"] if self.core.gate_kind in ("atom", "neighbourhood") else out["weights"],
             "atom_weights": out["atom_weights"],
             "expert_energies": out["expert_energies"],
             "nearest": float(out["nearest"]),

@@ -16,6 +16,12 @@
 //   w_i = softmax(logit(B_i)),  e_i = sum_m w_im (f_i c_{m,s} . B_i + e0_{m,s}) (+ cores)
 //   c_eff,i = f_i sum_m w_im c_{m,s} + sum_m (f_i c_{m,s} . B_i + e0_{m,s} - e_i') dw_im/dB_i
 // (f_i the density-core switch, e_i' the gated part), forces F = -sum_i c_eff,i . dB_i/dr.
+// Neighbourhood gate (format version 7, neighbourhood_gate.cpp): the same per-species gates on
+//   z_i = sum_j a_ij y_j,  y_j = P_s ((B_j - mean_s) / scale_s),  a_ii = 1 / (1 + S_i),
+//   a_ij = f(r_ij) / (1 + S_i) for same-species neighbours j closer than r_g, S_i = sum_j f(r_ij),
+//   f(r) = (1 + cos(pi r / r_g)) / 2;  z_i is P_s applied to p_i = (B_i + sum_j f_ij B_j) / (1 + S_i).
+// The atom gate is a_ij = delta_ij.  Adjoint: g_i = dE/dz_i, dE/dy_j = sum_i a_ij g_i,
+//   c_eff,j = f_j sum_m w_jm c_m + P^T (dE/dy_j) / scale, plus the pair term of df/dr_ij.
 // An optional short-range baseline (baseline.hpp, ZBL) adds its pair energy to E and to e_i.
 #pragma once
 
@@ -37,8 +43,10 @@ struct FileError : std::runtime_error {
 };
 
 // Which descriptor the gate sees: none (M = 1), the structure's mean (the paper's, two passes and a
-// reduction) or the atom's own B_i (local: one pass, per-atom effective coefficients).
-enum class GateKind { None, Structure, Atom };
+// reduction), the atom's own B_i (local: one pass, per-atom effective coefficients) or the
+// neighbourhood average p_i of B over the atom and its same-species neighbours within r_g (local:
+// two passes, neighbourhood_gate.cpp).
+enum class GateKind { None, Structure, Atom, Neighbourhood };
 const char* gate_kind_name(GateKind k);
 
 struct Gate {
@@ -100,9 +108,14 @@ struct AtomScratch {
   Workspace basis;
   std::vector<double> B, gw, gdw, c, em;  // local gate: B_i, w_i, dw/dy (M x d), c_eff,i, e_m
   std::vector<double> yk;                 // local gate: (d + M) projections, then the row weights
+  std::vector<double> gz;                 // local gate: dE/dz_i (d)
   std::vector<double> w;     // per-atom monomial weights (density core)
   std::vector<double> drho;  // d rho_i / d r_ij
 };
+
+// The neighbourhood gate's average p_i = (B_i + sum_j f(r_ij) B_j) / (1 + sum_j f(r_ij)) of every atom
+// (n_atoms x K; same-species neighbours closer than r_g, neighbourhood_gate.cpp): what the fit clusters.
+void neighbourhood_descriptors(const ACEBasis& basis, const Neighbours& nl, double r_g, double* P);
 
 class Potential {
  public:
@@ -126,7 +139,30 @@ class Potential {
   const std::vector<double>& one_body() const { return e0_; }         // M x S
   const Gate& gate() const { return gate_; }                            // structure gate
   GateKind gate_kind() const { return kind_; }                          // None if M = 1
-  bool local_gate() const { return kind_ == GateKind::Atom; }
+  // a gate per atom (atom or neighbourhood gate): weights (N, M), no structure-wide reduction
+  bool local_gate() const { return kind_ == GateKind::Atom || kind_ == GateKind::Neighbourhood; }
+  // neighbourhood gate: its range r_g (0 < r_g <= r_cut) and the largest body order of the columns
+  // its PCA was computed on (0: all columns); both 0 for other gates
+  double gate_range() const { return gate_range_; }
+  int gate_body_order() const { return gate_body_order_; }
+  void set_neighbourhood(double r_g, int body_order);   // makes an atom gate a neighbourhood gate
+  // The neighbourhood gate atom by atom (neighbourhood_gate.cpp; Potential::compute and pair_style
+  // dcace).  Per-atom arrays y and h have stride gate_dim() (the largest d of the species' gates);
+  // neighbour p of atom i is atom jidx[p] of them (ghosts included in LAMMPS).
+  int gate_dim() const;
+  // stage 1: y_i (gate_dim values, zero-padded), the experts' c_m . B_i (M) and the ACE share f_i
+  void neighbourhood_inputs(int zi, int n_neigh, const double* rij, const int* zj, double* y, double* a,
+                            double* f, AtomScratch& sc) const;
+  // stage 2 (every y_j known): z_i, w_i (M), g_i = dE/dz_i and eps_i = sum_m w_im a_im; adds
+  // dE/dy_j = a_ij g_i to h (h[i] and h[jidx[p]]); returns the gated energy of atom i
+  double neighbourhood_gate(int i, int zi, int n_neigh, const double* rij, const int* zj, const int* jidx,
+                            const double* y, const double* a, double f, double* z, double* w, double* g,
+                            double* eps, double* h, AtomScratch& sc) const;
+  // stage 3 (h complete): dE/dr_ij (n_neigh x 3, overwritten) of atom i's pairs and its energy
+  // e_i = eg + the short-range core, from stage 2's eg, z_i, w_i, g_i, eps_i and h_i
+  double neighbourhood_adjoint(int i, int zi, int n_neigh, const double* rij, const int* zj, const int* jidx,
+                               const double* y, const double* z, const double* w, const double* g, double eg,
+                               double eps, const double* h, double* dE_drij, AtomScratch& sc) const;
   const std::vector<Gate>& local_gates() const { return local_gates_; }  // one per species (local)
   const std::string& metadata() const { return metadata_; }            // JSON text (provenance)
   const Baseline& baseline() const { return baseline_; }               // short-range core (may be off)
@@ -195,6 +231,18 @@ class Potential {
   void build_local_tables();   // local_tables_ (atom gate only)
   double local_energy_gradient(int zi, int n_neigh, const double* rij, const int* zj, double* dE_drij,
                                AtomScratch& sc, double* weights) const;
+  // The pieces both local gates share (local_gate.cpp).  local_project: B_i -> yk = (y_i (d), c_m . B_i
+  // (M)).  local_gate_energy: from the gate input z (d) and the experts' a_m = c_m . B_i (M) at the
+  // ACE share f: w (sc.gw), e_m (sc.em), dE/dz (sc.gz); returns the gated energy and writes
+  // eps = sum_m w_m a_m.  local_ceff: c (sc.c, K) = P^T h / scale + f sum_m w_m c_m.
+  void local_project(int zi, const double* B, double* yk) const;
+  double local_gate_energy(int zi, const double* z, const double* a, double f, AtomScratch& sc, double* eps) const;
+  void local_ceff(int zi, const double* h, double f, AtomScratch& sc) const;
+  // the neighbourhood gate's whole-structure evaluation (neighbourhood_gate.cpp), as compute
+  double neighbourhood_compute(const Neighbours& nl, double* energies, double* forces, double* virial,
+                               double* virial_atoms, double* atom_weights) const;
+  void neighbourhood_fitting_rows(const Neighbours& nl, const std::vector<std::vector<Gate>>& gates,
+                                  double* energy_row, double* force_rows, double* virial_rows) const;
   // ACE's share f_i of an atom under the density core (1 without it; df_i/drho in *df, drho/dr in sc)
   double ace_share(int zi, int n_neigh, const double* rij, double* df, AtomScratch& sc) const;
   // The short-range core of an atom (pair core + (1 - f) kappa), its gradient added to dE_drij;
@@ -208,7 +256,9 @@ class Potential {
   Gate gate_;
   GateKind kind_ = GateKind::Structure;
   std::vector<Gate> local_gates_;
-  std::vector<LocalGateTable> local_tables_;   // one per species (atom gate)
+  std::vector<LocalGateTable> local_tables_;   // one per species (atom and neighbourhood gate)
+  double gate_range_ = 0.0;                    // neighbourhood gate: r_g
+  int gate_body_order_ = 0;                    // neighbourhood gate: columns of its PCA (0 = all)
   std::string metadata_;
   Baseline baseline_;
   std::string source_ = "<potential>";
