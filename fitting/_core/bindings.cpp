@@ -616,7 +616,7 @@ PYBIND11_MODULE(_core, m) {
         py::object eo = e, fo = f, vo = v;
         return py::make_tuple(eo, fo, vo);
       }, py::arg("species"), py::arg("first"), py::arg("j"), py::arg("rij"), py::arg("temperatures") = std::vector<double>(),
-         "Atom-gate committee rows for its fixed gate: energy (n_cols), forces (3N, n_cols), virial (6, n_cols); "
+         "Local-gate (atom or neighbourhood) committee rows for its fixed gate: energy (n_cols), forces (3N, n_cols), virial (6, n_cols); "
          "with temperatures (T,) the same gate's rows at each, with a leading axis T; "
          "columns: expert m's block [c_m (S*K), e0_m (S)].")
       // extrapolation grade (cpp/src/grade.cpp)
