@@ -74,3 +74,14 @@ def test_hot_tial_npt_survives(pots):
     assert th["temp"][-50:].max() < 3000.0    # the issue saw a committee reach 6,000 K within 40 steps
     r_train = shortest_distances(read(DATA / "tial" / "TiAl_tutorial.xyz", ":"), ["Ti", "Al"], 5.5).min()
     assert th["dmin"].min() > 0.8 * r_train
+
+
+@pytest.mark.parametrize("name", ["Mo", "TiAl"])
+def test_hot_md_potentials_are_safe_off_the_data(pots, name):
+    """The potentials of these runs (Mo: the default basis, a fixed 2-expert committee; TiAl: the
+    full-size examples/TiAl settings) meet issue 10's bar off the data: dimers, and the ground-state
+    crystal and bcc and fcc of every element compressed from their own a0 (test_examples)."""
+    from test_examples import assert_safe_off_the_data
+
+    work, _, _ = pots
+    assert_safe_off_the_data(work / f"{name}.dcace", name)
