@@ -41,6 +41,7 @@ ANCHOR_SCALES = (1.06, 0.96, 0.92, 0.88)   # uniform expansion and compressions 
 ANCHOR_RATTLES = (0.1, 0.2, 0.3)        # Gaussian displacements (A, per component) of each frame
 GROUND_SCALES = (1.10, 1.06, 1.03, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88, 0.85)   # ... of the lowest-energy structure
 PHASE_SCALES = (1.04, 1.02, 1.0, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88, 0.85, 0.80)   # ... of bcc/fcc (phase_anchors)
+PHASE_WEIGHT = 3.0   # the phase anchors' weight, in units of the anchor weight (Cu bo2: 1 leaves bcc Cu falling by 25 meV/atom, 3 passes)
 
 
 def anchor_sources(n_atoms, energy_per_atom) -> tuple[list[int], int | None]:

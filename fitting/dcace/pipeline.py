@@ -55,6 +55,7 @@ from .potential import Potential
 from .report import ErrorStats, FitReport
 from .local_gate import check_gate_option, fit_atom_gate
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
+from . import anchors as anchors_module
 from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers, phase_anchors
 from .anchor_choice import SafetyProbes, anchor_weight, choose_weight
 from .probes import probe_indices
@@ -812,8 +813,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
 
     anchor_rows, t_anchors = None, time.perf_counter()
     if anchor_atoms is not None and joint:
-        few = phase_anchors(elements, anchor_atoms[1])   # bcc/fcc of every element, then free atoms and dimers
-        few += [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
+        few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
         # --anchors auto: H_a at weight 1, scaled to each weight tried (dcace.anchor_choice)
         anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed,
                                                 1.0 if auto_anchors else w_anchor, bsize,
@@ -1161,6 +1161,7 @@ def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, ba
     """The off-data anchors of the joint committees (dcace.anchors) at `weight`, and the report's note
     (which names the weight as `label`, default the number)."""
     structures = anchor_structures(sources, seed, ground) + few
+    phases = phase_anchors(basis.elements, ground)   # bcc/fcc of every element (dcace.anchors.PHASE_WEIGHT)
     if not structures:
         return None, "off-data anchors: none (no periodic training structure with 2 or more atoms)"
 
@@ -1169,9 +1170,13 @@ def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, ba
         return _structure_terms(zero, rows, wF, wS, 1.0)[0]
 
     rows = AnchorRows(anchor_batches(basis, structures, terms, weight, batch_size), D, S, wE, len(structures))
+    if phases:
+        pw = weight * anchors_module.PHASE_WEIGHT
+        rows = AnchorRows.from_matrix(rows.H + AnchorRows(anchor_batches(basis, phases, terms, pw, batch_size), D, S, wE,
+                                                          len(phases)).H, len(structures) + len(phases))
     return rows, (
         f"off-data anchors: {len(structures) - len(few)} compressed and rattled copies of {len(sources)} training "
-        f"structures and of the lowest-energy one, {len(few)} bcc/fcc crystals, free atoms and dimers, where every expert follows the linear model with weight {label or format(weight, 'g')} (dcace.anchors)")
+        f"structures and of the lowest-energy one, {len(phases)} bcc/fcc crystals, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {label or format(weight, 'g')} (dcace.anchors)")
 
 
 def _atom_experts(experts, state, reuse, resume, gate):
