@@ -193,3 +193,28 @@ def test_cli_accepts_auto_anchors():
     p = build_parser()
     assert p.parse_args(["fit", "--train", "x.xyz", "--elements", "Mo", "--cutoff", "5", "--anchors", "auto"]).anchors == "auto"
     assert p.parse_args(["fit", "--train", "x.xyz", "--elements", "Mo", "--cutoff", "5", "--anchors", "0.01"]).anchors == 0.01
+
+
+def test_phase_anchors_are_bcc_and_fcc_of_every_element_at_the_ground_volume():
+    """dcace.anchors.phase_anchors: the cubic bcc and fcc cell of every element at the lowest-energy
+    structure's volume per atom, scaled by PHASE_SCALES (the phase off the data is where the default Cu
+    committee's bcc crystal fell below its own a0); none without a periodic ground structure."""
+    from ase import Atoms
+    from ase.build import bulk
+
+    from dcace.anchors import PHASE_SCALES, phase_anchors
+
+    ground = bulk("Ti", "hcp", a=2.95, c=4.68)
+    v = ground.get_volume() / len(ground)
+    got = phase_anchors(["Ti", "Al"], ground)
+    assert len(got) == 2 * 2 * len(PHASE_SCALES) and 1.0 in PHASE_SCALES and min(PHASE_SCALES) <= 0.85
+    for label, at in got:
+        phase, el, scale = label.split()
+        s = float(scale[1:])
+        assert set(at.get_chemical_symbols()) == {el} and len(at) == {"bcc": 2, "fcc": 4}[phase]
+        assert at.get_volume() / len(at) == pytest.approx(v * s ** 3, rel=1e-12)
+        d = at.get_all_distances(mic=True)[0, 1:].min()   # nearest neighbour of the phase
+        a = at.cell[0, 0]
+        assert d == pytest.approx(a * (np.sqrt(3) / 2 if phase == "bcc" else 1 / np.sqrt(2)), rel=1e-9)
+    assert phase_anchors(["Ti"], Atoms("Ti2", positions=[[0, 0, 0], [2.5, 0, 0]])) == []
+    assert phase_anchors(["Ti"], None) == []

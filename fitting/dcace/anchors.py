@@ -9,8 +9,9 @@ committee fell 1 eV/atom below its crystal at 0.94 a0 (docs/short-range.md). The
 fitted on all data, has no gate and passes these probes.
 
 The anchors are deterministic off-data structures: uniformly compressed and expanded and randomly
-rattled copies of training frames, a free atom of every element and the repulsion restraints'
-dimers. They get no DFT labels; instead every expert m of a joint committee gets the penalty
+rattled copies of training frames, bcc and fcc of every element near their equilibrium and compressed
+(phase_anchors, at PHASE_WEIGHT times the weight), a free atom of every element and the repulsion
+restraints' dimers. They get no DFT labels; instead every expert m of a joint committee gets the penalty
 
     omega^2 sum_anchors | rows(theta_m) - rows(theta_lin) |^2
 
