@@ -201,7 +201,9 @@ def render(cache, args, deg):
          "with the short-range core on (ZBL pair windows, repulsion restraints on every expert, the level-matched "
          "pair core) and the committees' off-data anchors (weight "
          + ("0.03" if args.anchors is None else f"`--anchors {args.anchors}`")
-         + ", per expert; `docs/short-range.md`; the weight of every fit is in the JSON). "
+         + ", per expert; `docs/short-range.md`; the weight of every fit is in the JSON), with bcc/fcc of every "
+         "element among the anchors at 3x that weight since session 9 (the degree-12 and TiAl rows were rerun with "
+         "them; the bo4 degree-16, bo5 degree-14 and Ni extra rows are from before them). "
          "`docs/accuracy-v1.md/.json` is the same experiment before the core (3812c2c), `docs/accuracy-v2.md/.json` "
          "with the core but before the anchors (97368ea); `python benchmarks/accuracy_compare.py "
          "docs/accuracy-v1.json docs/accuracy.json` compares two of them key by key. Data: `examples/data/zuo2020/` (train/test splits of Zuo et al., paper cutoffs). "
