@@ -72,13 +72,19 @@ def summarise(pot, seconds):
     return out
 
 
+SAVE_DIR = None   # --save-potentials: every fit made (not a cached one) is also written there
+
+
 def run(cache, key, fn, fresh=False):
     if key in cache and not fresh and "error" not in cache[key]:
         return cache[key]
     t0 = time.perf_counter()
     try:
         res = fn()
-        res = summarise(res, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        if SAVE_DIR is not None:   # e.g. Cu/bo2/deg12/dc -> Cu_bo2_deg12_dc.dcace (benchmarks/phase_probe.py)
+            res.save(Path(SAVE_DIR) / (key.replace("/", "_") + ".dcace"))
+        res = summarise(res, seconds)
     except Exception as exc:  # keep going; the table shows the failure
         traceback.print_exc()
         res = {"error": f"{type(exc).__name__}: {exc}"}
@@ -115,7 +121,13 @@ def main():
                     help="anchors= of the DC fits (a weight or 'auto'; default: dcace.fit's default)")
     ap.add_argument("--cache", default=str(ROOT / "docs" / "accuracy.json"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "accuracy.md"))
+    ap.add_argument("--save-potentials", metavar="DIR",
+                    help="also write every potential fitted in this run to DIR (for benchmarks/phase_probe.py)")
     args = ap.parse_args()
+    global SAVE_DIR
+    if args.save_potentials:
+        Path(args.save_potentials).mkdir(parents=True, exist_ok=True)
+        SAVE_DIR = args.save_potentials
 
     import dcace
     from dcace.data import read_data
@@ -189,7 +201,9 @@ def render(cache, args, deg):
          "with the short-range core on (ZBL pair windows, repulsion restraints on every expert, the level-matched "
          "pair core) and the committees' off-data anchors (weight "
          + ("0.03" if args.anchors is None else f"`--anchors {args.anchors}`")
-         + ", per expert; `docs/short-range.md`; the weight of every fit is in the JSON). "
+         + ", per expert; `docs/short-range.md`; the weight of every fit is in the JSON), with bcc/fcc of every "
+         "element among the anchors at 3x that weight since session 9 (the degree-12 and TiAl rows were rerun with "
+         "them; the bo4 degree-16, bo5 degree-14 and Ni extra rows are from before them). "
          "`docs/accuracy-v1.md/.json` is the same experiment before the core (3812c2c), `docs/accuracy-v2.md/.json` "
          "with the core but before the anchors (97368ea); `python benchmarks/accuracy_compare.py "
          "docs/accuracy-v1.json docs/accuracy.json` compares two of them key by key. Data: `examples/data/zuo2020/` (train/test splits of Zuo et al., paper cutoffs). "

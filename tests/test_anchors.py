@@ -165,18 +165,20 @@ def test_auto_anchors_where_the_committee_is_unsafe_without_them(ge_probe):
     assert pot.metadata["fit"]["anchors"] == rec["chosen"]   # in the file, as a given weight is
 
 
-def test_auto_anchors_pick_zero_where_the_committee_is_safe_without_them():
-    """Mo bo3 degree 8, M = 4 passes every probe without anchors (largest force on the rattled frames
-    20.0 against the linear model's 13.8 eV/A; compression and dimers pass): `auto` keeps weight 0,
-    the fit has no anchors, and its coefficients are those of anchors=0 bit for bit."""
+def test_auto_anchors_choose_the_smallest_passing_weight_and_equal_that_fixed_weight():
+    """Mo bo3 degree 8, M = 4. Until session 9 it passed every probe without anchors and `auto` kept 0;
+    with bcc and fcc compressed from their own a0 (dcace.crystal_probe: the first minimum from the
+    expanded side) its fcc Mo falls below a0 without anchors (by 236 meV/atom at 0.97 a0), at 0.01
+    (24 meV/atom) and at 0.03 (1.6 meV/atom), and passes at 0.1. `auto` must try the grid in order, keep
+    the first weight that passes, and give the coefficients of that fixed weight bit for bit.
+    (The weight-0 path -- no anchors at all -- is no longer covered by a committee here.)"""
     frames = read(MO_TRAIN, ":")
     kw = dict(GE_SMALL, elements=["Mo"], cutoff=5.2, experts=4)
     pot = dcace.fit(frames, anchors="auto", **kw)
     rec = _auto(pot)
-    assert rec["chosen"] == 0.0 and len(rec["tried"]) == 1 and rec["tried"][0]["M"] > 1, rec
-    assert not any(n.startswith("off-data anchors: ") for n in pot.report.notes)
-    off = dcace.fit(frames, anchors=0, **kw)
-    assert np.array_equal(pot.coefficients, off.coefficients)
+    assert "fcc Mo compressed" in rec["tried"][0]["failures"], rec["tried"][0]
+    fixed = dcace.fit(frames, anchors=rec["chosen"], **kw)
+    assert np.array_equal(pot.coefficients, fixed.coefficients)
 
 
 @pytest.mark.parametrize("value", ["often", -0.1, float("nan")])
@@ -193,3 +195,28 @@ def test_cli_accepts_auto_anchors():
     p = build_parser()
     assert p.parse_args(["fit", "--train", "x.xyz", "--elements", "Mo", "--cutoff", "5", "--anchors", "auto"]).anchors == "auto"
     assert p.parse_args(["fit", "--train", "x.xyz", "--elements", "Mo", "--cutoff", "5", "--anchors", "0.01"]).anchors == 0.01
+
+
+def test_phase_anchors_are_bcc_and_fcc_of_every_element_at_the_ground_volume():
+    """dcace.anchors.phase_anchors: the cubic bcc and fcc cell of every element at the lowest-energy
+    structure's volume per atom, scaled by PHASE_SCALES (the phase off the data is where the default Cu
+    committee's bcc crystal fell below its own a0); none without a periodic ground structure."""
+    from ase import Atoms
+    from ase.build import bulk
+
+    from dcace.anchors import PHASE_SCALES, phase_anchors
+
+    ground = bulk("Ti", "hcp", a=2.95, c=4.68)
+    v = ground.get_volume() / len(ground)
+    got = phase_anchors(["Ti", "Al"], ground)
+    assert len(got) == 2 * 2 * len(PHASE_SCALES) and 1.0 in PHASE_SCALES and min(PHASE_SCALES) <= 0.85
+    for label, at in got:
+        phase, el, scale = label.split()
+        s = float(scale[1:])
+        assert set(at.get_chemical_symbols()) == {el} and len(at) == {"bcc": 2, "fcc": 4}[phase]
+        assert at.get_volume() / len(at) == pytest.approx(v * s ** 3, rel=1e-12)
+        d = at.get_all_distances(mic=True)[0, 1:].min()   # nearest neighbour of the phase
+        a = at.cell[0, 0]
+        assert d == pytest.approx(a * (np.sqrt(3) / 2 if phase == "bcc" else 1 / np.sqrt(2)), rel=1e-9)
+    assert phase_anchors(["Ti"], Atoms("Ti2", positions=[[0, 0, 0], [2.5, 0, 0]])) == []
+    assert phase_anchors(["Ti"], None) == []

@@ -46,6 +46,30 @@ def assert_nve_conserved(rows, n_atoms, bound=1e-4):
     assert rows[-1]["Temp"] < 0.8 * rows[0]["Temp"] and rows[-1]["PotEng"] > rows[0]["PotEng"]
 
 
+class KnownOffDataFailure(AssertionError):
+    """A potential that fails issue 10's off-data bar where that failure is known and documented."""
+
+
+def assert_safe_off_the_data(path, name, known=False):
+    """Issue 10's bar on an example's potential (test_short_range.off_data_problems): dimers from the
+    data's shortest distance to 0.1 A, and the ground-state crystal and bcc and fcc of every element
+    compressed from their own a0 to 0.4 a0."""
+    import test_short_range as tsr
+    from ase.io import read
+
+    import dcace
+    from dcace.baseline import shortest_distances
+
+    elements, rc, crystal = tsr.DEFAULT_SETS[name]
+    train, keys = tsr._tial() if name == "TiAl" else tsr._zuo(name)
+    pot = dcace.load(path)
+    problems = tsr.off_data_problems(pot, elements, shortest_distances(read(train, ":"), elements, rc), crystal)
+    msg = f"{path.name} (M = {pot.n_experts}): " + "; ".join(f"{k}: {v}" for k, v in problems.items())
+    if problems and known:
+        raise KnownOffDataFailure(msg)
+    assert not problems, msg
+
+
 def test_quickstart(tmp_path):
     out = run(["bash", str(EXAMPLES / "quickstart.sh")], tmp_path, OUT="qs")
     # test errors of the reduced fits (body order 3, degree 8; Zuo Mo): the DC committee beats the
@@ -58,6 +82,8 @@ def test_quickstart(tmp_path):
 
     meta = dcace.load(tmp_path / "qs" / "Mo_dc.dcace").metadata
     assert meta["errors"]["dc"]["test"]["energy_mae_mev_per_atom"] == pytest.approx(e_dc, abs=1e-3)
+    for name in ("Mo_linear.dcace", "Mo_dc.dcace"):
+        assert_safe_off_the_data(tmp_path / "qs" / name, "Mo")
     # 128-atom NVE in LAMMPS with pair_style dcace
     assert_nve_conserved(thermo((tmp_path / "qs" / "log.nve.lammps").read_text()), 128)
     assert re.search(r"speed: [0-9.]+ us/atom/step", out)
@@ -75,8 +101,14 @@ def test_mo_example(tmp_path):
     mae = float(re.search(r"model vs DFT energy on these frames: MAE ([0-9.]+) meV/atom", out).group(1))
     assert mae < 5
     assert_nve_conserved(thermo((tmp_path / "out" / "log.nve.lammps").read_text()), 128)
+    assert_safe_off_the_data(tmp_path / "out" / "Mo.dcace", "Mo")
 
 
+# Known failure (issue 10, session 9, docs/short-range.md "bcc and fcc of every element"): the QUICK
+# TiAl example's committee (bo3, degree 8, a forced M = 2) has L1_0 TiAl falling at 0.90 a0 by
+# 1.16 eV/atom (P -353 GPa) and fcc/bcc Al falling at 0.93/0.88 a0; its dimers pass. The full-size
+# example (bo3, degree 12, --experts auto) passes (test_hot_md). Strict: fixing it fails this marker.
+@pytest.mark.xfail(strict=True, raises=KnownOffDataFailure, reason="QUICK TiAl committee fails the compression bar")
 def test_tial_example(tmp_path):
     out = run(["bash", str(EXAMPLES / "TiAl" / "run.sh"), "out"], tmp_path)
     # two elements with the keys force / virial: training errors well below the forces (~1.8 eV/Å)
@@ -86,6 +118,7 @@ def test_tial_example(tmp_path):
     rows = thermo((tmp_path / "out" / "log.md.lammps").read_text())
     assert len(rows) == 3 and all(200 < r["Temp"] < 400 for r in rows[1:])
     assert abs(rows[-1]["PotEng"] - rows[0]["PotEng"]) / 108 < 0.1
+    assert_safe_off_the_data(tmp_path / "out" / "TiAl.dcace", "TiAl", known=True)
 
 
 def test_python_example(tmp_path):
@@ -93,6 +126,7 @@ def test_python_example(tmp_path):
     e_vac = float(re.search(r"vacancy formation energy .*: ([0-9.-]+) eV", out).group(1))
     a0 = float(re.search(r"bcc Mo: a0 = ([0-9.]+) A", out).group(1))
     assert 1.0 < e_vac < 5.0 and 3.10 < a0 < 3.22     # DFT-PBE: 2.6-3.0 eV, 3.16 A
+    assert_safe_off_the_data(tmp_path / "Mo.dcace", "Mo")
 
 
 def test_active_learning_loop(tmp_path):

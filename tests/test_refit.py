@@ -136,7 +136,7 @@ def test_fit_with_a_state_has_the_anchors_and_the_refit_keeps_them(fits, frames,
     assert any(n.startswith("off-data anchors:") and "compressed and rattled" in n for n in p2.report.notes)
     # the anchors matter here: without them the refit is another potential
     bare = refit(frames[150:], resume=_without_anchors(state, work, "bare.npz"), progress=False, compare=False)
-    assert rel(bare.coefficients, p1.coefficients) > 1e-6
+    assert bare.coefficients.shape != p1.coefficients.shape or rel(bare.coefficients, p1.coefficients) > 1e-6   # (M may differ)
 
 
 def test_refit_touches_only_the_new_structures(fits, work):

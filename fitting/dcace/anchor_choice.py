@@ -14,8 +14,9 @@ built with its level-matched core, and these probes run on it through the C++ co
 * **dimers**: every element pair from its shortest training distance down to 0.1 A: the energy rises
   as r falls, and is above the separated atoms inside the core window;
 * **compression**: bcc and fcc of every element at the volume per atom of the lowest-energy training
-  structure, and that structure itself, each at the potential's own a0 and compressed to 0.4 a0:
-  the energy rises and the pressure is > 0 below a/a0 = 0.95;
+  structure, and that structure itself, each compressed from the potential's own a0 (the first energy
+  minimum coming from the expanded side, dcace.crystal_probe) to 0.4 a0: the energy rises and the
+  pressure is > 0 below a/a0 = 0.95;
 * **rattle**: training frames that are not the anchors' sources, every atom displaced by 0.1 A and,
   separately, 0.2 A: the committee's largest force component at most
   ``DEFAULTS["anchors_auto_force_ratio"]`` (2) times the linear model's at the same amplitude. The
@@ -33,16 +34,13 @@ import math
 import warnings
 
 import numpy as np
-from ase import Atoms
-from ase.build import bulk
 
-from .probes import compression_curve, dimer_curve, equilibrium, first_violation, max_force, rattled
+from .crystal_probe import crystal_verdict, phase_crystals
+from .probes import dimer_curve, first_violation, max_force, rattled
 
 __all__ = ["SafetyProbes", "anchor_weight", "choose_weight"]
 
 DIMER_POINTS = 1000                         # distances from the shortest training distance to 0.1 A
-COMPRESSION = np.linspace(1.0, 0.4, 61)     # a/a0
-PRESSURE_BELOW = 0.95                       # P > 0 required below this a/a0
 RATTLE_SDS, RATTLE_SEED = (0.1, 0.2), 7   # A; as benchmarks/rattle_probe.py
 
 
@@ -63,18 +61,12 @@ def anchor_weight(value, grid):
 
 def _crystals(elements, ground):
     """[(label, Atoms)]: bcc and fcc of every element at the ground structure's volume per atom, and
-    the ground structure itself (None or non-periodic: only what can be built)."""
-    out = []
-    periodic = ground is not None and np.all(ground.pbc) and abs(np.linalg.det(ground.cell.array)) > 0
-    if periodic:
-        v = ground.get_volume() / len(ground)
-        for el in elements:
-            out.append((f"bcc {el}", bulk(el, "bcc", a=(2 * v) ** (1 / 3), cubic=True)))
-            out.append((f"fcc {el}", bulk(el, "fcc", a=(4 * v) ** (1 / 3), cubic=True)))
-        g = ground.copy()
-        g.calc = None
-        out.append(("lowest-energy training structure", g))
-    return out
+    the ground structure itself (None or non-periodic: none)."""
+    if ground is None or not np.all(ground.pbc) or abs(np.linalg.det(ground.cell.array)) <= 0:
+        return []
+    g = ground.copy()
+    g.calc = None
+    return phase_crystals(elements, ground.get_volume() / len(ground)) + [("lowest-energy training structure", g)]
 
 
 class SafetyProbes:
@@ -122,15 +114,7 @@ class SafetyProbes:
 
     @staticmethod
     def _compression(pot, atoms):
-        E, P = compression_curve(pot, equilibrium(pot, atoms), COMPRESSION)
-        bad = []
-        k = first_violation(E)
-        if k is not None:
-            bad.append(f"energy falls at a/a0 = {COMPRESSION[k]:.3f}")
-        low = COMPRESSION < PRESSURE_BELOW
-        if not (P[low] > 0).all():
-            bad.append(f"pressure <= 0 at a/a0 = {COMPRESSION[low & (P <= 0)].max():.3f}")
-        return "; ".join(bad) or None
+        return crystal_verdict(pot, atoms)["failure"]
 
 
 def _keys(forces):

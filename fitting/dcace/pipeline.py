@@ -56,7 +56,8 @@ from .report import ErrorStats, FitReport
 from .local_gate import LOCAL_GATES, check_gate_option, fit_atom_gate
 from .neighbourhood_gate import check_range, gate_columns_check
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
-from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers
+from . import anchors as anchors_module
+from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers, phase_anchors
 from .anchor_choice import SafetyProbes, anchor_weight, choose_weight
 from .probes import probe_indices
 from .ridge import single_threaded_blas
@@ -1176,6 +1177,7 @@ def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, ba
     """The off-data anchors of the joint committees (dcace.anchors) at `weight`, and the report's note
     (which names the weight as `label`, default the number)."""
     structures = anchor_structures(sources, seed, ground) + few
+    phases = phase_anchors(basis.elements, ground)   # bcc/fcc of every element (dcace.anchors.PHASE_WEIGHT)
     if not structures:
         return None, "off-data anchors: none (no periodic training structure with 2 or more atoms)"
 
@@ -1184,9 +1186,13 @@ def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, ba
         return _structure_terms(zero, rows, wF, wS, 1.0)[0]
 
     rows = AnchorRows(anchor_batches(basis, structures, terms, weight, batch_size), D, S, wE, len(structures))
+    if phases:
+        pw = weight * anchors_module.PHASE_WEIGHT
+        rows = AnchorRows.from_matrix(rows.H + AnchorRows(anchor_batches(basis, phases, terms, pw, batch_size), D, S, wE,
+                                                          len(phases)).H, len(structures) + len(phases))
     return rows, (
         f"off-data anchors: {len(structures) - len(few)} compressed and rattled copies of {len(sources)} training "
-        f"structures and of the lowest-energy one, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {label or format(weight, 'g')} (dcace.anchors)")
+        f"structures and of the lowest-energy one, {len(phases)} bcc/fcc crystals, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {label or format(weight, 'g')} (dcace.anchors)")
 
 
 def _atom_experts(experts, state, reuse, resume, gate):
