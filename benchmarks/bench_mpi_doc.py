@@ -35,11 +35,18 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
   (`dcace.stream.read_own`, with the parser `ase.io.iread` uses) and gets the few numbers of the other
   frames (`dcace.restream.FrameTable`: atom count, energy, stress or not, config_type, weight, in columns)
   from the ranks that parsed them; a bad frame is reported by every rank with its owner's message, file
-  and frame (the lowest-numbered bad frame, as the serial reader). **A rank holds none of its frames
-  between passes**: it keeps where each starts (byte offset) and parses it again, with the same
-  validation and the baseline subtracted again, in every pass that reads it (`dcace.restream`: the
-  residual check, pass 1, pass 2, pass 3, the grade's passes); a file that changes between passes stops
-  the fit. Other formats and lists of `Atoms`: every rank parses every frame (`ase.io.iread`, one at a
+  and frame (the lowest-numbered bad frame, as the serial reader). **Frames budget**: a rank holds its
+  own parsed frames between passes while they take at most `frames_budget_gb` (`--frames-budget`,
+  default 0.25 GB; `dcace.restream.held_bytes` = 3,000 bytes per frame + 110 per atom, an upper estimate
+  checked against tracemalloc by `tests/test_mpi_fit.py`, about 2.2 million atoms of Zuo-sized
+  structures), decided from the atom-count lines before any frame is parsed. Above it (or with
+  `--frames-budget 0`) **a rank holds none of its frames between passes**: it keeps where each starts
+  (byte offset) and parses it again in every pass that reads it (`dcace.restream`: the residual check,
+  pass 1, pass 2, pass 3, the grade's passes), so its memory does not grow with them; the baseline is
+  computed once, in the residual check, which keeps each frame's residual energy (8 bytes) for pass 1,
+  and again only in pass 2 (forces and stress); the grade and the anchors' sources parse the atoms
+  alone. A file that changes between passes stops the fit. Held or streamed, the file is the same
+  (byte-identical to the serial fit's: `tests/test_mpi_fit.py` runs both). Other formats and lists of `Atoms`: every rank parses every frame (`ase.io.iread`, one at a
   time) and keeps its own (`read_data(keep=)`). Per structure, on the rank that holds it: the ZBL labels
   and neighbour extremes, pass 1 (descriptor sums, sent to rank 0 a round of 256 structures at a time),
   pass 2 (fitting rows and their normal-equation terms; a structure's descriptor sums are taken from its
@@ -123,7 +130,8 @@ def _table(rows):
              "|---|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---|"]
     for r in rows:
         t = r["timings"]
-        held = "all (Dataset)" if r.get("hold_all") else "all" if r["ranks"] == 1 else f"own blocks (1/{r['ranks']})"
+        held = "all (Dataset)" if r.get("hold_all") else "all" if r["ranks"] == 1 else (
+            f"none (streamed, own 1/{r['ranks']})" if any(r.get("streamed_ranks", [1])) else f"own blocks (1/{r['ranks']})")
         lines.append(
             f"| {r['set']} | {r['n_structures']} | {r['n_atoms']} | {_basis(r)} | {r['ranks']} x {r['threads']} | "
             f"{held} | "
@@ -133,12 +141,37 @@ def _table(rows):
     return lines
 
 
-def _by(rows, set_name, ranks, threads, hold=False, degree=None, parse_all=False):
+def _by(rows, set_name, ranks, threads, hold=False, degree=None, parse_all=False, stream=False):
     for r in rows:
-        if (r["set"], r["ranks"], r["threads"], bool(r.get("hold_all")), bool(r.get("parse_all"))) == \
-                (set_name, ranks, threads, hold, parse_all) and (degree is None or r["max_degree"] == degree):
+        if (r["set"], r["ranks"], r["threads"], bool(r.get("hold_all")), bool(r.get("parse_all")),
+                bool(r.get("stream"))) == (set_name, ranks, threads, hold, parse_all, stream) \
+                and (degree is None or r["max_degree"] == degree):
             return r
     return None
+
+
+def efficiency_lines(rows):
+    """The row-pass efficiency of every 2-rank and 2-thread run against the 1 x 1 run of its set and degree: by
+    the ranks' row-pass CPU time (CPU_row(1 x 1) / (2 max rank CPU_row); threads: CPU_row(1 x 1) / CPU_row of
+    the process, its work ratio) and by wall time (T_row(1 x 1) / (2 T_row))."""
+    lines = []
+    for s, deg in dict.fromkeys((r["set"], r["max_degree"]) for r in rows):
+        base = _by(rows, s, 1, 1, degree=deg)
+        for ranks, threads, stream in ((2, 1, False), (2, 1, True), (1, 2, False)):
+            r = _by(rows, s, ranks, threads, degree=deg, stream=stream)
+            if base is None or r is None or "row_cpu" not in r or "row_cpu" not in base:
+                continue
+            t1 = base["row_cpu"][0]
+            by_cpu = (f"by CPU {100 * t1 / (2 * max(r['row_cpu'])):.0f} % (row-pass CPU {t1:.1f} s -> "
+                      f"{', '.join(f'{c:.1f}' for c in r['row_cpu'])} s per rank)") if ranks > 1 else (
+                      f"work {100 * t1 / r['row_cpu'][0]:.0f} % (row-pass CPU {t1:.1f} s -> {r['row_cpu'][0]:.1f} s, "
+                      "both threads)")
+            lines.append(f"- {s} deg {deg:g}, {ranks} x {threads}{' streamed (--frames-budget 0)' if stream else ''}: "
+                         f"row pass {by_cpu}, by wall {100 * row_pass(base) / (2 * row_pass(r)):.0f} % "
+                         f"({row_pass(base):.1f} s -> {row_pass(r):.1f} s); whole fit by wall "
+                         f"{100 * base['wall'] / (2 * r['wall']):.0f} %; load {base['load'][0]:.1f} -> "
+                         f"{base['load'][1]:.1f} / {r['load'][0]:.1f} -> {r['load'][1]:.1f}")
+    return lines
 
 
 def _efficiency(rows):
@@ -158,6 +191,11 @@ def _efficiency(rows):
                          f"{100 * base['wall'] / (2 * r['wall']):.0f} %; work {100 * base['cpu'][0] / sum(r['cpu']):.0f} %; "
                          f"cores obtained {sum(base['cpu']) / base['wall']:.2f} -> {sum(r['cpu']) / r['wall']:.2f} "
                          f"(load {base['load'][0]:.1f} / {r['load'][0]:.1f})")
+    eff = efficiency_lines(rows)
+    if eff:
+        lines += ["", "Row-pass efficiency by the ranks' CPU time (each rank's `time.process_time` in pass 1's descriptor "
+                  "sums and pass 2's blocks, parsing included; not affected by how much of a core the load left a "
+                  "rank): CPU_row(1 x 1) / (2 x the largest rank's CPU_row); and by wall:", ""] + eff
     same = {}
     for r in rows:
         same.setdefault((r["set"], r["max_degree"]), set()).add(r["sha"])
