@@ -82,8 +82,10 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 #: what a rank holds per structure between passes (tracemalloc), store["held"] from
 #: `mpiexec -n 2 python benchmarks/mpi_memory_sites.py FILE --max-degree 5` on two sizes of the same set
 def _memory_account(held):
-    lines = ["What a rank holds per structure between passes (this branch: a rank keeps no frame and, but for "
-             "rank 0, no descriptor row; each pass parses its frames again, `dcace.restream`):"]
+    lines = ["What a rank holds per structure between passes when it streams its frames (a share above the "
+             "frames budget, or `--frames-budget 0`: a rank keeps no frame and, but for rank 0, no descriptor row; "
+             "each pass parses its frames again, `dcace.restream`; a share within the budget adds its frames, "
+             "`restream.held_bytes` = 3,000 bytes per frame + 110 per atom, at most the budget):"]
     if held:
         for h in held:
             lines.append(f"- `{h['command']}` ({h['what']}): traced at the end of pass 2, rank 0 "
@@ -97,7 +99,7 @@ def _memory_account(held):
         "(8 S), energy, N, weight, centred energy (32), the cluster labels of every candidate M (8 each: 56 for "
         "M = 2..8), the `FrameTable` columns (45) and, for its own structures, the byte offset and position "
         "(16): ~170 bytes at S = 1 (`tests/test_mpi_fit.py::test_rank_memory_does_not_grow_with_the_structures` "
-        "holds rank 1 below 300 bytes per structure; holding its frames, before, it grew by 5.1 kB);",
+        "holds rank 1 below 600 bytes per structure; holding its frames, before, it grew by 5.1 kB);",
         "- **rank 0 only** (what it standardises, clusters and selects with): the (n, D) descriptor sums, the "
         "mean and the standardised descriptors (3 x 8 D bytes), the stress rows of every structure (6 x 8 D' "
         "bytes; TiAl at degree 14: 225 kB per structure, the largest item at scale), the hashes and pass 3's "
@@ -323,9 +325,20 @@ def _reading(read):
     return lines, model
 
 
-#: how often an MPI fit parses a rank's frames (dcace.restream): reading, neighbour extremes, baseline
+#: how often an MPI fit parses a rank's streamed frames (dcace.restream): reading, neighbour extremes, baseline
 #: check, pass 1, pass 2, pass 3, the grade's two passes (the second for species of > 50,000 atoms)
-PARSES = 7
+PARSES = 8
+def _frames_budget_gb():
+    """DEFAULTS["frames_budget_gb"] of dcace.pipeline (a rank holds its frames while they fit it)."""
+    from dcace.pipeline import DEFAULTS
+
+    return DEFAULTS["frames_budget_gb"]
+
+
+def _held_bytes(frames, atoms):
+    from dcace.restream import held_bytes
+
+    return held_bytes(frames, atoms)
 
 STREAMING_COST = [
     "**What holding no frame costs.** A rank parses its frames again in every pass and subtracts the ZBL baseline "
@@ -363,7 +376,10 @@ def _projection(rows, read_model=None):
     per_block = big.get("partial_bytes", 0) * 3 / 5e9   # read partial + total, write total at ~5 GB/s
     atoms_per_block = 64 * n / big["n_structures"]
     N, P = 1e7, 64
-    reparse = (PARSES - 1) * parse + 2 * core * t.get("baseline", 0) / n   # dcace.restream, per atom on its rank
+    per_rank = (N / P / (n / big["n_structures"]), N / P)   # (frames, atoms) of a rank's share
+    budget = _frames_budget_gb()
+    held = _held_bytes(*per_rank) <= budget * 2**30   # dcace.restream: held frames are not parsed again
+    reparse = 0.0 if held else (PARSES - 1) * parse + core * t.get("baseline", 0) / n   # per atom on its rank
     T = (dist + parse + reparse) * N / P + 2 * scan * N + fixed + per_block * N / atoms_per_block
     return [f"Fit time per 1e5 atoms ({big['set']}, {_basis(big)}, 1 rank x 1 thread): "
             f"{1e5 * big['wall'] / n:.1f} s wall at {core:.2f} of a core, {1e5 * big['cpu'][0] / n:.1f} s of CPU "
@@ -376,10 +392,13 @@ def _projection(rows, read_model=None):
             "(assumed perfectly parallel);",
             f"- t_parse = {1e6 * parse:.1f} us/atom: parsing and validating, each rank its own frames (dcace.stream; "
             "wall time of the read benchmark's 1-rank run, not scaled to a full core);",
-            f"- t_again = {1e6 * reparse:.1f} us/atom: what holding no frame costs (dcace.restream): each rank parses "
-            f"its frames {PARSES - 1} more times (neighbour extremes, baseline check, passes 1-3, the grade's two "
-            "passes) and subtracts the baseline twice more (passes 1 and 2); t_parse x 6 + 2 x the run's baseline "
-            "stage (which also holds the neighbour extremes: an upper bound);",
+            f"- t_again = {1e6 * reparse:.1f} us/atom: what holding no frame would cost (dcace.restream): "
+            + (f"0 here, since a rank's share ({per_rank[0]:,.0f} frames, {per_rank[1]:,.0f} atoms: "
+               f"{_held_bytes(*per_rank) / 2**20:.0f} MiB by restream.held_bytes) fits the default frames budget "
+               f"({budget:g} GB), so it holds its frames;" if held else
+               f"a rank parses its frames {PARSES - 1} more times and subtracts the baseline once more (pass 2): "
+               f"t_parse x {PARSES - 1} + the run's baseline stage (which also holds the neighbour extremes: an "
+               "upper bound);"),
             f"- t_scan = {1e6 * scan:.2f} us/atom: every rank scans the atom-count lines (twice: count_frames, read_own);",
             f"- t_fixed = {fixed:.1f} s: basis, selection and solves on rank 0 (independent of N at fixed K; the "
             "selection's stress errors grow with N, not modelled);",

@@ -287,7 +287,8 @@ def test_rank_memory_does_not_grow_with_the_structures(tmp_path):
     """Issue 13: a rank's memory independent of the number of structures.  What rank 1 holds at the end
     of pass 2 (tracemalloc: every Python object and numpy array the fit keeps between its passes) for the
     Mo set (every 2nd structure) and for the same set 4x: it grows by a few numbers per structure, not by
-    its frames (it parses them again for each pass, dcace.restream) nor by descriptor rows.  Holding its
+    its frames (frames_budget_gb=0: it parses them again for each pass, dcace.restream; the budget's rule is
+    test_frames_budget_holds_the_frames_that_fit_and_streams_the_rest) nor by descriptor rows.  Holding its
     frames and their rows (main at 7ccd9c8) it grew by 5.1 kB per structure, so the bound binds."""
     sizes = {R: _rattled_copies(tmp_path / f"Mo_x{R}.xyz", R) for R in (1, 4)}
     warm = tmp_path / "warm.xyz"
