@@ -341,21 +341,19 @@ def _held_bytes(frames, atoms):
     return held_bytes(frames, atoms)
 
 STREAMING_COST = [
-    "**What holding no frame costs.** A rank parses its frames again in every pass and subtracts the ZBL baseline "
-    "again in passes 1 and 2 (`dcace.restream`). Per atom, at Mo degree 8 (an ad-hoc timing of the stages on 97 "
-    "structures in one process, load 6): parse and validate 21 us, neighbour extremes 43, the baseline 51, "
-    "descriptor sums 38, fitting rows 119 (pass 3: two potentials, the grade: two descriptor passes). So the "
-    "streamed fit does ~6 x 21 + 2 x 51 = ~230 us/atom more than one that holds its frames: about +50 % of the "
-    "per-structure work at degree 8 and about +25 % at the default degree 12 (t_again against t_dist below). The serial "
-    "fit (1 x 1 above) holds its frames and does not pay it, so the 2 x 1 work ratio (71 % at degree 12) contains "
-    "it, and the row-pass efficiency (54 % at 0.95 cores obtained) does too: the >= 85 % target is not met in "
-    "this run. What would take most of it back, not done: take the baseline check and the hashes into pass 1 and "
-    "keep the residual energies (one scalar a structure), so pass 1 needs neither the baseline nor a separate "
-    "pass; compute the neighbour extremes while reading; and a parse of the atom lines that skips ase's "
-    "key=value parsing of the comment line in the passes after the first.", "",
-    "Memory vs n rests on Mo x5 and x25 at degree 8: Mo x50 at degree 8 on 2 ranks (the third size of the plan) did "
-    "not finish within the 590 s given to its command at load 6-7 (`--runs Mo:5:2x1 Mo:25:2x1 Mo:50:2x1`, the last "
-    "cut off), so it has no row.", ""]
+    "**What holding no frame costs, and what this branch took back** (`OMP_NUM_THREADS=1 python "
+    "benchmarks/restream_stages.py --max-degree 12 --repeats 2`: every 4th Zuo Mo structure, 2,528 atoms, bo 4 "
+    "degree 12, K = 211, one process, CPU us per atom, load 8): parse (ase `read_xyz` from the byte offset) 13.1, "
+    "validate (`frame_of`) 1.8, atoms-only re-parse 16.2, the baseline (a zero-coefficient potential with the core: "
+    "the ACE gradient runs with zero weights) 49.7, descriptor sums 29.5, fitting rows 535. Counting how often each "
+    "runs per frame (held: parse, validate, baseline once; streamed at f868159: parse and validate 8 times, the "
+    "baseline 5 times -- residual check, pass 1, pass 2 and the grade's two passes; now: parse and validate 5, "
+    "atoms-only 3 -- extremes and the grade --, baseline 2 -- the check, which keeps each frame's residual energy "
+    "for pass 1, and pass 2): a rank's per-atom work (without pass 3's two potentials) is held 688 us, streamed "
+    "at f868159 991 us (1.44 x), streamed now 846 us (1.23 x); in the row pass alone (pass 1 + pass 2) streaming "
+    "now adds two parses and one baseline, ~80 us/atom on ~565. And a rank holds its frames when they fit the "
+    "frames budget (the default for every share below ~2 million atoms), so the default MPI fit does not pay "
+    "even that: its row pass is the serial fit's work divided among the ranks.", ""]
 
 
 def _projection(rows, read_model=None):
@@ -421,16 +419,22 @@ def _full_size(rows, costs=None):
                                  f"{r['ranks']} x {r['threads']}: {r['wall']:.0f} s wall (load {r['load'][0]:.1f}), "
                                  f"peak RSS {', '.join(f'{m:.0f}' for m in r['rss'])} MiB" for r in big) + ".")
     mo = [r for r in big if r["set"].startswith("Mo")]
-    if mo and max(int(r["set"].split("x")[1]) for r in mo) < 50:
-        R = max(int(r["set"].split("x")[1]) for r in mo)
+    reps = lambda r: int(r["set"].split("x")[1])  # noqa: E731
+    kind = lambda r: (r["ranks"], r["threads"], bool(r.get("stream")))  # noqa: E731
+    if mo:
+        R = max((reps(r) for r in mo if reps(r) < 50), default=None)
+        done = {kind(r) for r in mo if reps(r) == 50}
         proj = []
-        for r in (x for x in mo if int(x["set"].split("x")[1]) == R):
+        for r in (x for x in mo if R is not None and reps(x) == R and kind(x) not in done):
             t = r["timings"]
             per = row_pass(r) + eval_pass(r) + t.get("read", 0) + t.get("baseline", 0)
-            proj.append(f"{r['ranks']} x {r['threads']}: {r['wall'] - per + per * 50 / R:.0f} s")
-        lines.append(f"Mo x50 at degree 12 was not run (a configuration would take over 12 minutes on this shared "
-                     f"machine): projected from Mo x{R}, its per-structure stages (reading, baseline, passes 1-3, "
-                     f"grade) x {50 / R:g} and the rest (basis, selection, solves) as measured: " + ", ".join(proj) + ".")
+            proj.append(f"{r['ranks']} x {r['threads']}{' streamed' if r.get('stream') else ''}: "
+                        f"{r['wall'] - per + per * 50 / R:.0f} s")
+        if proj:
+            lines.append(f"Not run at Mo x50, degree 12 (over 12 minutes a configuration on this shared machine): "
+                         f"projected from Mo x{R}, its per-structure stages (reading, baseline, passes 1-3, grade) "
+                         f"x {50 / R:g} and the rest (basis, selection, solves) as measured, at that run's load: "
+                         + ", ".join(proj) + ".")
     for key, c in (costs or {}).items():
         lines += ["", f"{key} ({c['n_structures']} structures, {c['n_atoms']} atoms), the cost lines printed before "
                   f"pass 2 (`{c['command']}`, load {c['load'][0]:.1f}; {c['before_pass2_s']:.0f} s to get there):", ""]
