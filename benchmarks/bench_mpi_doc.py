@@ -35,11 +35,18 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
   (`dcace.stream.read_own`, with the parser `ase.io.iread` uses) and gets the few numbers of the other
   frames (`dcace.restream.FrameTable`: atom count, energy, stress or not, config_type, weight, in columns)
   from the ranks that parsed them; a bad frame is reported by every rank with its owner's message, file
-  and frame (the lowest-numbered bad frame, as the serial reader). **A rank holds none of its frames
-  between passes**: it keeps where each starts (byte offset) and parses it again, with the same
-  validation and the baseline subtracted again, in every pass that reads it (`dcace.restream`: the
-  residual check, pass 1, pass 2, pass 3, the grade's passes); a file that changes between passes stops
-  the fit. Other formats and lists of `Atoms`: every rank parses every frame (`ase.io.iread`, one at a
+  and frame (the lowest-numbered bad frame, as the serial reader). **Frames budget**: a rank holds its
+  own parsed frames between passes while they take at most `frames_budget_gb` (`--frames-budget`,
+  default 0.25 GB; `dcace.restream.held_bytes` = 3,000 bytes per frame + 110 per atom, an upper estimate
+  checked against tracemalloc by `tests/test_mpi_fit.py`, about 2.2 million atoms of Zuo-sized
+  structures), decided from the atom-count lines before any frame is parsed. Above it (or with
+  `--frames-budget 0`) **a rank holds none of its frames between passes**: it keeps where each starts
+  (byte offset) and parses it again in every pass that reads it (`dcace.restream`: the residual check,
+  pass 1, pass 2, pass 3, the grade's passes), so its memory does not grow with them; the baseline is
+  computed once, in the residual check, which keeps each frame's residual energy (8 bytes) for pass 1,
+  and again only in pass 2 (forces and stress); the grade and the anchors' sources parse the atoms
+  alone. A file that changes between passes stops the fit. Held or streamed, the file is the same
+  (byte-identical to the serial fit's: `tests/test_mpi_fit.py` runs both). Other formats and lists of `Atoms`: every rank parses every frame (`ase.io.iread`, one at a
   time) and keeps its own (`read_data(keep=)`). Per structure, on the rank that holds it: the ZBL labels
   and neighbour extremes, pass 1 (descriptor sums, sent to rank 0 a round of 256 structures at a time),
   pass 2 (fitting rows and their normal-equation terms; a structure's descriptor sums are taken from its
@@ -75,8 +82,10 @@ pot = dcace.fit("big.xyz", elements=["Mo"], cutoff=5.2, comm=MPI.COMM_WORLD)   #
 #: what a rank holds per structure between passes (tracemalloc), store["held"] from
 #: `mpiexec -n 2 python benchmarks/mpi_memory_sites.py FILE --max-degree 5` on two sizes of the same set
 def _memory_account(held):
-    lines = ["What a rank holds per structure between passes (this branch: a rank keeps no frame and, but for "
-             "rank 0, no descriptor row; each pass parses its frames again, `dcace.restream`):"]
+    lines = ["What a rank holds per structure between passes when it streams its frames (a share above the "
+             "frames budget, or `--frames-budget 0`: a rank keeps no frame and, but for rank 0, no descriptor row; "
+             "each pass parses its frames again, `dcace.restream`; a share within the budget adds its frames, "
+             "`restream.held_bytes` = 3,000 bytes per frame + 110 per atom, at most the budget):"]
     if held:
         for h in held:
             lines.append(f"- `{h['command']}` ({h['what']}): traced at the end of pass 2, rank 0 "
@@ -90,7 +99,7 @@ def _memory_account(held):
         "(8 S), energy, N, weight, centred energy (32), the cluster labels of every candidate M (8 each: 56 for "
         "M = 2..8), the `FrameTable` columns (45) and, for its own structures, the byte offset and position "
         "(16): ~170 bytes at S = 1 (`tests/test_mpi_fit.py::test_rank_memory_does_not_grow_with_the_structures` "
-        "holds rank 1 below 300 bytes per structure; holding its frames, before, it grew by 5.1 kB);",
+        "holds rank 1 below 600 bytes per structure; holding its frames, before, it grew by 5.1 kB);",
         "- **rank 0 only** (what it standardises, clusters and selects with): the (n, D) descriptor sums, the "
         "mean and the standardised descriptors (3 x 8 D bytes), the stress rows of every structure (6 x 8 D' "
         "bytes; TiAl at degree 14: 225 kB per structure, the largest item at scale), the hashes and pass 3's "
@@ -123,7 +132,8 @@ def _table(rows):
              "|---|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---|"]
     for r in rows:
         t = r["timings"]
-        held = "all (Dataset)" if r.get("hold_all") else "all" if r["ranks"] == 1 else f"own blocks (1/{r['ranks']})"
+        held = "all (Dataset)" if r.get("hold_all") else "all" if r["ranks"] == 1 else (
+            f"none (streamed, own 1/{r['ranks']})" if any(r.get("streamed_ranks", [1])) else f"own blocks (1/{r['ranks']})")
         lines.append(
             f"| {r['set']} | {r['n_structures']} | {r['n_atoms']} | {_basis(r)} | {r['ranks']} x {r['threads']} | "
             f"{held} | "
@@ -133,12 +143,51 @@ def _table(rows):
     return lines
 
 
-def _by(rows, set_name, ranks, threads, hold=False, degree=None, parse_all=False):
+def _by(rows, set_name, ranks, threads, hold=False, degree=None, parse_all=False, stream=False):
     for r in rows:
-        if (r["set"], r["ranks"], r["threads"], bool(r.get("hold_all")), bool(r.get("parse_all"))) == \
-                (set_name, ranks, threads, hold, parse_all) and (degree is None or r["max_degree"] == degree):
+        if (r["set"], r["ranks"], r["threads"], bool(r.get("hold_all")), bool(r.get("parse_all")),
+                bool(r.get("stream"))) == (set_name, ranks, threads, hold, parse_all, stream) \
+                and (degree is None or r["max_degree"] == degree):
             return r
     return None
+
+
+def efficiency_lines(rows):
+    """The row-pass efficiency of every 2-rank and 2-thread run against the 1 x 1 run of its set and degree: by
+    the ranks' row-pass CPU time (CPU_row(1 x 1) / (2 max rank CPU_row); threads: CPU_row(1 x 1) / CPU_row of
+    the process, its work ratio) and by wall time (T_row(1 x 1) / (2 T_row))."""
+    lines = []
+    for s, deg in dict.fromkeys((r["set"], r["max_degree"]) for r in rows):
+        base = _by(rows, s, 1, 1, degree=deg)
+        for ranks, threads, stream in ((2, 1, False), (2, 1, True), (1, 2, False)):
+            r = _by(rows, s, ranks, threads, degree=deg, stream=stream)
+            if r is None or "row_cpu" not in r:
+                continue
+            if base is None:   # no 1 x 1 of this size: the per-atom row-pass CPU of another size's 1 x 1
+                other = [x for x in rows if x["ranks"] == x["threads"] == 1 and x["max_degree"] == deg and "row_cpu" in x
+                         and x["set"].split(" ")[0] == s.split(" ")[0]]
+                if other and ranks > 1:
+                    o = max(other, key=lambda x: x["n_atoms"])
+                    per = [1e6 * c / (r["n_atoms"] / ranks) for c in r["row_cpu"]]
+                    lines.append(f"- {s} deg {deg:g}, {ranks} x {threads}: no 1 x 1 run of this size; row-pass CPU per "
+                                 f"atom of a rank's share {', '.join(f'{x:.0f}' for x in per)} us against "
+                                 f"{1e6 * o['row_cpu'][0] / o['n_atoms']:.0f} us in {o['set']} 1 x 1: by CPU "
+                                 f"{100 * o['row_cpu'][0] / o['n_atoms'] / (max(per) / 1e6):.0f} %; load "
+                                 f"{r['load'][0]:.1f} -> {r['load'][1]:.1f}")
+                continue
+            if "row_cpu" not in base:
+                continue
+            t1 = base["row_cpu"][0]
+            by_cpu = (f"by CPU {100 * t1 / (2 * max(r['row_cpu'])):.0f} % (row-pass CPU {t1:.1f} s -> "
+                      f"{', '.join(f'{c:.1f}' for c in r['row_cpu'])} s per rank)") if ranks > 1 else (
+                      f"work {100 * t1 / r['row_cpu'][0]:.0f} % (row-pass CPU {t1:.1f} s -> {r['row_cpu'][0]:.1f} s, "
+                      "both threads)")
+            lines.append(f"- {s} deg {deg:g}, {ranks} x {threads}{' streamed (--frames-budget 0)' if stream else ''}: "
+                         f"row pass {by_cpu}, by wall {100 * row_pass(base) / (2 * row_pass(r)):.0f} % "
+                         f"({row_pass(base):.1f} s -> {row_pass(r):.1f} s); whole fit by wall "
+                         f"{100 * base['wall'] / (2 * r['wall']):.0f} %; load {base['load'][0]:.1f} -> "
+                         f"{base['load'][1]:.1f} / {r['load'][0]:.1f} -> {r['load'][1]:.1f}")
+    return lines
 
 
 def _efficiency(rows):
@@ -158,6 +207,16 @@ def _efficiency(rows):
                          f"{100 * base['wall'] / (2 * r['wall']):.0f} %; work {100 * base['cpu'][0] / sum(r['cpu']):.0f} %; "
                          f"cores obtained {sum(base['cpu']) / base['wall']:.2f} -> {sum(r['cpu']) / r['wall']:.2f} "
                          f"(load {base['load'][0]:.1f} / {r['load'][0]:.1f})")
+    eff = efficiency_lines(rows)
+    if eff:
+        lines += ["", "Row-pass efficiency by the ranks' CPU time (each rank's `time.process_time` in pass 1's descriptor "
+                  "sums and pass 2's blocks, parsing included; not affected by how much of a core the load left a "
+                  "rank): CPU_row(1 x 1) / (2 x the largest rank's CPU_row); and by wall. CPU time itself grows "
+                  "under contention (the other jobs share the caches and the memory bandwidth), so a ratio above "
+                  "100 % means the 1 x 1 reference ran under more load than the parallel run: on this machine the "
+                  "figures say the parallel row pass repeats no work, not its exact efficiency; for that, rerun "
+                  "`OMP_NUM_THREADS=1 python benchmarks/bench_mpi_fit.py --quick --no-probe` on a quiet machine:",
+                  ""] + eff
     same = {}
     for r in rows:
         same.setdefault((r["set"], r["max_degree"]), set()).add(r["sha"])
@@ -285,26 +344,35 @@ def _reading(read):
     return lines, model
 
 
-#: how often an MPI fit parses a rank's frames (dcace.restream): reading, neighbour extremes, baseline
+#: how often an MPI fit parses a rank's streamed frames (dcace.restream): reading, neighbour extremes, baseline
 #: check, pass 1, pass 2, pass 3, the grade's two passes (the second for species of > 50,000 atoms)
-PARSES = 7
+PARSES = 8
+def _frames_budget_gb():
+    """DEFAULTS["frames_budget_gb"] of dcace.pipeline (a rank holds its frames while they fit it)."""
+    from dcace.pipeline import DEFAULTS
+
+    return DEFAULTS["frames_budget_gb"]
+
+
+def _held_bytes(frames, atoms):
+    from dcace.restream import held_bytes
+
+    return held_bytes(frames, atoms)
 
 STREAMING_COST = [
-    "**What holding no frame costs.** A rank parses its frames again in every pass and subtracts the ZBL baseline "
-    "again in passes 1 and 2 (`dcace.restream`). Per atom, at Mo degree 8 (an ad-hoc timing of the stages on 97 "
-    "structures in one process, load 6): parse and validate 21 us, neighbour extremes 43, the baseline 51, "
-    "descriptor sums 38, fitting rows 119 (pass 3: two potentials, the grade: two descriptor passes). So the "
-    "streamed fit does ~6 x 21 + 2 x 51 = ~230 us/atom more than one that holds its frames: about +50 % of the "
-    "per-structure work at degree 8 and about +25 % at the default degree 12 (t_again against t_dist below). The serial "
-    "fit (1 x 1 above) holds its frames and does not pay it, so the 2 x 1 work ratio (71 % at degree 12) contains "
-    "it, and the row-pass efficiency (54 % at 0.95 cores obtained) does too: the >= 85 % target is not met in "
-    "this run. What would take most of it back, not done: take the baseline check and the hashes into pass 1 and "
-    "keep the residual energies (one scalar a structure), so pass 1 needs neither the baseline nor a separate "
-    "pass; compute the neighbour extremes while reading; and a parse of the atom lines that skips ase's "
-    "key=value parsing of the comment line in the passes after the first.", "",
-    "Memory vs n rests on Mo x5 and x25 at degree 8: Mo x50 at degree 8 on 2 ranks (the third size of the plan) did "
-    "not finish within the 590 s given to its command at load 6-7 (`--runs Mo:5:2x1 Mo:25:2x1 Mo:50:2x1`, the last "
-    "cut off), so it has no row.", ""]
+    "**What holding no frame costs, and what this branch took back** (`OMP_NUM_THREADS=1 python "
+    "benchmarks/restream_stages.py --max-degree 12 --repeats 2`: every 4th Zuo Mo structure, 2,528 atoms, bo 4 "
+    "degree 12, K = 211, one process, CPU us per atom, load 8): parse (ase `read_xyz` from the byte offset) 13.1, "
+    "validate (`frame_of`) 1.8, atoms-only re-parse 16.2, the baseline (a zero-coefficient potential with the core: "
+    "the ACE gradient runs with zero weights) 49.7, descriptor sums 29.5, fitting rows 535. Counting how often each "
+    "runs per frame (held: parse, validate, baseline once; streamed at f868159: parse and validate 8 times, the "
+    "baseline 5 times -- residual check, pass 1, pass 2 and the grade's two passes; now: parse and validate 5, "
+    "atoms-only 3 -- extremes and the grade --, baseline 2 -- the check, which keeps each frame's residual energy "
+    "for pass 1, and pass 2): a rank's per-atom work (without pass 3's two potentials) is held 688 us, streamed "
+    "at f868159 991 us (1.44 x), streamed now 846 us (1.23 x); in the row pass alone (pass 1 + pass 2) streaming "
+    "now adds two parses and one baseline, ~80 us/atom on ~565. And a rank holds its frames when they fit the "
+    "frames budget (the default for every share below ~2 million atoms), so the default MPI fit does not pay "
+    "even that: its row pass is the serial fit's work divided among the ranks.", ""]
 
 
 def _projection(rows, read_model=None):
@@ -325,7 +393,10 @@ def _projection(rows, read_model=None):
     per_block = big.get("partial_bytes", 0) * 3 / 5e9   # read partial + total, write total at ~5 GB/s
     atoms_per_block = 64 * n / big["n_structures"]
     N, P = 1e7, 64
-    reparse = (PARSES - 1) * parse + 2 * core * t.get("baseline", 0) / n   # dcace.restream, per atom on its rank
+    per_rank = (N / P / (n / big["n_structures"]), N / P)   # (frames, atoms) of a rank's share
+    budget = _frames_budget_gb()
+    held = _held_bytes(*per_rank) <= budget * 2**30   # dcace.restream: held frames are not parsed again
+    reparse = 0.0 if held else (PARSES - 1) * parse + core * t.get("baseline", 0) / n   # per atom on its rank
     T = (dist + parse + reparse) * N / P + 2 * scan * N + fixed + per_block * N / atoms_per_block
     return [f"Fit time per 1e5 atoms ({big['set']}, {_basis(big)}, 1 rank x 1 thread): "
             f"{1e5 * big['wall'] / n:.1f} s wall at {core:.2f} of a core, {1e5 * big['cpu'][0] / n:.1f} s of CPU "
@@ -338,10 +409,13 @@ def _projection(rows, read_model=None):
             "(assumed perfectly parallel);",
             f"- t_parse = {1e6 * parse:.1f} us/atom: parsing and validating, each rank its own frames (dcace.stream; "
             "wall time of the read benchmark's 1-rank run, not scaled to a full core);",
-            f"- t_again = {1e6 * reparse:.1f} us/atom: what holding no frame costs (dcace.restream): each rank parses "
-            f"its frames {PARSES - 1} more times (neighbour extremes, baseline check, passes 1-3, the grade's two "
-            "passes) and subtracts the baseline twice more (passes 1 and 2); t_parse x 6 + 2 x the run's baseline "
-            "stage (which also holds the neighbour extremes: an upper bound);",
+            f"- t_again = {1e6 * reparse:.1f} us/atom: what holding no frame would cost (dcace.restream): "
+            + (f"0 here, since a rank's share ({per_rank[0]:,.0f} frames, {per_rank[1]:,.0f} atoms: "
+               f"{_held_bytes(*per_rank) / 2**20:.0f} MiB by restream.held_bytes) fits the default frames budget "
+               f"({budget:g} GB), so it holds its frames;" if held else
+               f"a rank parses its frames {PARSES - 1} more times and subtracts the baseline once more (pass 2): "
+               f"t_parse x {PARSES - 1} + the run's baseline stage (which also holds the neighbour extremes: an "
+               "upper bound);"),
             f"- t_scan = {1e6 * scan:.2f} us/atom: every rank scans the atom-count lines (twice: count_frames, read_own);",
             f"- t_fixed = {fixed:.1f} s: basis, selection and solves on rank 0 (independent of N at fixed K; the "
             "selection's stress errors grow with N, not modelled);",
@@ -364,16 +438,22 @@ def _full_size(rows, costs=None):
                                  f"{r['ranks']} x {r['threads']}: {r['wall']:.0f} s wall (load {r['load'][0]:.1f}), "
                                  f"peak RSS {', '.join(f'{m:.0f}' for m in r['rss'])} MiB" for r in big) + ".")
     mo = [r for r in big if r["set"].startswith("Mo")]
-    if mo and max(int(r["set"].split("x")[1]) for r in mo) < 50:
-        R = max(int(r["set"].split("x")[1]) for r in mo)
+    reps = lambda r: int(r["set"].split("x")[1])  # noqa: E731
+    kind = lambda r: (r["ranks"], r["threads"], bool(r.get("stream")))  # noqa: E731
+    if mo:
+        R = max((reps(r) for r in mo if reps(r) < 50), default=None)
+        done = {kind(r) for r in mo if reps(r) == 50}
         proj = []
-        for r in (x for x in mo if int(x["set"].split("x")[1]) == R):
+        for r in (x for x in mo if R is not None and reps(x) == R and kind(x) not in done):
             t = r["timings"]
             per = row_pass(r) + eval_pass(r) + t.get("read", 0) + t.get("baseline", 0)
-            proj.append(f"{r['ranks']} x {r['threads']}: {r['wall'] - per + per * 50 / R:.0f} s")
-        lines.append(f"Mo x50 at degree 12 was not run (a configuration would take over 12 minutes on this shared "
-                     f"machine): projected from Mo x{R}, its per-structure stages (reading, baseline, passes 1-3, "
-                     f"grade) x {50 / R:g} and the rest (basis, selection, solves) as measured: " + ", ".join(proj) + ".")
+            proj.append(f"{r['ranks']} x {r['threads']}{' streamed' if r.get('stream') else ''}: "
+                        f"{r['wall'] - per + per * 50 / R:.0f} s")
+        if proj:
+            lines.append(f"Not run at Mo x50, degree 12 (over 12 minutes a configuration on this shared machine): "
+                         f"projected from Mo x{R}, its per-structure stages (reading, baseline, passes 1-3, grade) "
+                         f"x {50 / R:g} and the rest (basis, selection, solves) as measured, at that run's load: "
+                         + ", ".join(proj) + ".")
     for key, c in (costs or {}).items():
         lines += ["", f"{key} ({c['n_structures']} structures, {c['n_atoms']} atoms), the cost lines printed before "
                   f"pass 2 (`{c['command']}`, load {c['load'][0]:.1f}; {c['before_pass2_s']:.0f} s to get there):", ""]

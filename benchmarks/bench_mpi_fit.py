@@ -5,20 +5,29 @@ Dataset, as before streaming), fit time per 1e5 atoms, and a projection to 1e7 a
 the model it rests on.  Writes docs/parallel-fitting.md; every run is kept in a JSON cache, so that the
 configurations can be run one command at a time (each well under 10 minutes) and the page rebuilt:
 
-    python benchmarks/bench_mpi_fit.py --quick                       # the quick plan, one command
+    python benchmarks/bench_mpi_fit.py --quick --no-probe            # the row-pass efficiency, ~6 min on a quiet machine
     python benchmarks/bench_mpi_fit.py --runs Mo:50:1x1 Mo:50:2x1 --cache docs/parallel-fitting.json
     python benchmarks/bench_mpi_fit.py --doc-only --cache docs/parallel-fitting.json
     python benchmarks/bench_mpi_fit.py                               # the full plan (hours on 2 cores)
 
-A run is SET:REPEATS:RANKSxTHREADS[:all|:parse-all] (":all": every rank holds every frame, the peer of the
+A run is SET:REPEATS:RANKSxTHREADS[:all|:parse-all|:stream] (":all": every rank holds every frame, the peer of the
 memory per rank; ":parse-all": every rank parses every frame, keeping its own -- read_data(keep=), the reader
-before dcace.stream -- the peer of the read time per rank).
+before dcace.stream -- the peer of the read time per rank; ":stream": --frames-budget 0, every rank holds none of
+its frames and parses them again in every pass, dcace.restream; without it a rank holds its frames when they fit
+the default frames budget).
+
+Row-pass efficiency (issue 13's >= 85 % at 2 ranks): each rank measures the CPU time (time.process_time) of
+its row pass (pass 1's descriptor sums and pass 2's blocks, parsing included); efficiency by CPU =
+CPU_row(1 x 1) / (2 max over ranks CPU_row(2 x 1)), by wall = T_row(1 x 1) / (2 T_row(2 x 1)); both are printed
+after the runs with the load (os.getloadavg) before and after each.
 
 Data: the Zuo et al. Mo training set repeated R times with small random displacements (sigma
 0.01 Angstrom, seeded; the DFT labels of the original frame are kept: a timing set, not a physics
 set), and the TiAl tutorial set repeated likewise (two elements, body order 4).  Full mode: Mo x50
-(~500,000 atoms) at body order 4 degree 12 and TiAl x10 at body order 4 degree 14; --quick: Mo x5
-and x10 at degree 8, TiAl x3 at degree 10 (--max-degree overrides the degree of every set).  Every configuration runs in fresh processes
+(~500,000 atoms) at body order 4 degree 12 and TiAl x10 at body order 4 degree 14; --quick: the row-pass
+efficiency at the default basis (bo 4, degree 12) on Mo x4 (40,348 atoms): 1 x 1, 2 x 1, 1 x 2 and 2 x 1
+streamed; with --runs, --quick sets Mo at degree 8 and TiAl at degree 10 (--max-degree overrides the degree of
+every set).  Every configuration runs in fresh processes
 (`mpiexec -n P python this_file --worker ...`); each rank reports its own peak RSS
 (getrusage ru_maxrss) and rank 0 the fit's timings.  All ranks x threads <= the machine's cores
 except where said; on a machine shared with other jobs the times are noisy -- compare within a run.
@@ -92,6 +101,19 @@ def worker(args):
 
     if args.parse_all:   # the peer: read_data(keep=) on every rank
         pipeline.read_own = lambda *a, **k: None
+    row_cpu = [0.0]   # this rank's CPU time in the row pass (pass 1's descriptor sums, pass 2's blocks)
+
+    def cpu_timed(fn):
+        def wrapper(*a, **k):
+            t = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                row_cpu[0] += time.process_time() - t
+        return wrapper
+
+    pipeline._descriptor_pass = cpu_timed(pipeline._descriptor_pass)
+    pipeline.accumulate_blocks = cpu_timed(pipeline.accumulate_blocks)
     if args.cost_only:   # the cost lines of dcace.cost (printed before pass 2), then stop
         announce = pipeline._announce_cost
 
@@ -113,15 +135,18 @@ def worker(args):
         data = dcace.read_data(args.data, elements=s["elements"], **s["keys"])
     pot = dcace.fit(data, elements=s["elements"], cutoff=s["cutoff"], body_order=args.body_order,
                     max_degree=args.max_degree, experts=args.experts, threads=args.threads, comm=comm,
-                    memory_budget_gb=args.memory_budget, progress=False, **({} if args.hold_all else s["keys"]))
+                    memory_budget_gb=args.memory_budget, frames_budget_gb=args.frames_budget, progress=False,
+                    **({} if args.hold_all else s["keys"]))
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    mine = (ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime, read_s[0] if read_s else 0.0)   # MiB (Linux: kB), CPU s
+    mine = (ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime, read_s[0] if read_s else 0.0, row_cpu[0],
+            pot.report.timings.get("streamed", 0))   # MiB (Linux: kB), CPU s
     every = [mine] if comm is None else comm.gather(mine, root=0)
     if comm is None or comm.Get_rank() == 0:
         t = pot.report.timings
         print("RESULT " + json.dumps({
             "wall": wall, "rss": [m[0] for m in every], "cpu": [m[1] for m in every], "read": [m[2] for m in every],
+            "row_cpu": [m[3] for m in every], "streamed_ranks": [m[4] for m in every],
             "timings": {k: float(v) for k, v in t.items()},
             "partial_bytes": sum(pot.report.cost.get("memory_bytes", {}).values()) / 5,
             "cost": {k: pot.report.cost.get(k) for k in ("rows_s_per_atom", "gram_s_per_atom", "update_s_per_structure",
@@ -130,12 +155,13 @@ def worker(args):
 
 
 def run(data, set_name, ranks, threads, body_order, max_degree, experts, hold_all=False, timeout=660, parse_all=False,
-        memory_budget_gb=None, cost_only=False):
+        memory_budget_gb=None, cost_only=False, frames_budget_gb=None):
     cmd = [sys.executable, __file__, "--worker", "--data", str(data), "--set", set_name, "--ranks", str(ranks),
            "--threads", str(threads), "--body-order", str(body_order), "--max-degree", str(max_degree),
            "--experts", str(experts)] + (["--hold-all"] if hold_all else []) + (["--parse-all"] if parse_all else []) \
         + ([] if memory_budget_gb is None else ["--memory-budget", str(memory_budget_gb)]) \
-        + (["--cost-only"] if cost_only else [])
+        + (["--cost-only"] if cost_only else []) \
+        + ([] if frames_budget_gb is None else ["--frames-budget", str(frames_budget_gb)])
     if ranks > 1:
         cmd = [str(BIN / "mpiexec"), "-n", str(ranks)] + cmd
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -148,6 +174,13 @@ def run(data, set_name, ranks, threads, body_order, max_degree, experts, hold_al
     return dict(json.loads(line[len(tag):]), load=[load, os.getloadavg()[0]])
 
 
+def _uptime():
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
 def row_pass(r):
     return r["timings"]["pass1"] + r["timings"]["pass2"]
 
@@ -156,8 +189,12 @@ def eval_pass(r):
     return r["timings"].get("pass3", 0) + r["timings"].get("grade", 0)
 
 
-def plan(quick):
-    """[(set, repeats, ranks, threads, hold_all)] and the basis of each set."""
+#: --quick without --runs: the row-pass efficiency at the default basis (Mo degree 12), ~6 minutes on 2 free cores
+QUICK_EFFICIENCY = [("Mo", 4, 1, 1, ""), ("Mo", 4, 2, 1, ""), ("Mo", 4, 1, 2, ""), ("Mo", 4, 2, 1, "stream")]
+
+
+def plan(quick, runs_given=False):
+    """[(set, repeats, ranks, threads, mode)] and the basis of each set."""
     if quick:
         runs = [("Mo", 5, 1, 1, False), ("Mo", 5, 2, 1, False), ("Mo", 10, 1, 1, False), ("Mo", 10, 1, 2, False),
                 ("Mo", 10, 2, 1, False), ("Mo", 10, 2, 1, True), ("TiAl", 3, 1, 1, False), ("TiAl", 3, 1, 2, False),
@@ -166,20 +203,23 @@ def plan(quick):
         runs = [("Mo", 25, 1, 1, False), ("Mo", 25, 2, 1, False), ("Mo", 50, 1, 1, False), ("Mo", 50, 1, 2, False),
                 ("Mo", 50, 2, 1, False), ("Mo", 50, 2, 1, True), ("TiAl", 10, 1, 1, False),
                 ("TiAl", 10, 1, 2, False), ("TiAl", 10, 2, 1, False)]
-    basis = {"Mo": dict(body_order=4, max_degree=8 if quick else 12, experts="auto"),
+    efficiency = quick and not runs_given
+    basis = {"Mo": dict(body_order=4, max_degree=8 if quick and not efficiency else 12, experts="auto"),
              # TiAl: the linear model (at degree 14 a committee's normal equations exceed the memory budget)
              "TiAl": dict(body_order=4, max_degree=10 if quick else 14, experts=1,
                           memory_budget_gb=None if quick else 2.5)}   # degree 14: 1.6 GiB of linear normal equations
+    if efficiency:
+        return list(QUICK_EFFICIENCY), basis
     return [(name, R, ranks, threads, "all" if hold else "") for name, R, ranks, threads, hold in runs], basis
 
 
 def parse_run(text):
-    """SET:REPEATS:RANKSxTHREADS[:all|:parse-all] -> (set, repeats, ranks, threads, mode)."""
+    """SET:REPEATS:RANKSxTHREADS[:all|:parse-all|:stream] -> (set, repeats, ranks, threads, mode)."""
     parts = text.split(":")
     ranks, threads = (int(x) for x in parts[2].split("x"))
     mode = parts[3] if len(parts) > 3 else ""
-    if mode not in ("", "all", "parse-all"):
-        raise SystemExit(f"run {text!r}: the 4th field is 'all' or 'parse-all', got {mode!r}")
+    if mode not in ("", "all", "parse-all", "stream"):
+        raise SystemExit(f"run {text!r}: the 4th field is 'all', 'parse-all' or 'stream', got {mode!r}")
     return parts[0], int(parts[1]), ranks, threads, mode
 
 
@@ -197,6 +237,7 @@ def main():
     ap.add_argument("--cost-only", action="store_true",
                     help="print each run's cost lines (dcace.cost, before pass 2) and stop there; kept under 'costs'")
     ap.add_argument("--memory-budget", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--frames-budget", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data"), ap.add_argument("--set"), ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1), ap.add_argument("--body-order", type=int, default=4)
     ap.add_argument("--max-degree", type=float, default=None), ap.add_argument("--experts", default="auto")
@@ -205,7 +246,7 @@ def main():
         args.experts = args.experts if args.experts == "auto" else int(args.experts)
         return worker(args)
 
-    runs, basis = plan(args.quick)
+    runs, basis = plan(args.quick, args.runs is not None)
     if args.max_degree is not None:
         for b in basis.values():
             b["max_degree"] = args.max_degree
@@ -216,7 +257,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="bench_mpi_fit_"))
     sizes = {}
     for name, R, ranks, threads, mode in ([] if args.doc_only else runs):
-        hold, parse_all = mode == "all", mode == "parse-all"
+        hold, parse_all, stream = mode == "all", mode == "parse-all", mode == "stream"
         spec = basis[name]
         data = tmp / f"{name}x{R}.xyz"
         if data not in sizes:
@@ -233,19 +274,29 @@ def main():
             cache.write_text(json.dumps(store, indent=1))
             continue
         r = run(data, name, ranks, threads, spec["body_order"], spec["max_degree"], spec["experts"], hold,
-                parse_all=parse_all, memory_budget_gb=spec.get("memory_budget_gb"))
+                parse_all=parse_all, memory_budget_gb=spec.get("memory_budget_gb"),
+                frames_budget_gb=0 if stream else None)
         row = dict(set=f"{name} x{R}", n_structures=n_str, n_atoms=n_at, ranks=ranks, threads=threads,
-                   hold_all=hold, parse_all=parse_all, body_order=spec["body_order"], max_degree=spec["max_degree"],
-                   experts=spec["experts"], elapsed=time.perf_counter() - t0,
-                   command="python benchmarks/bench_mpi_fit.py " + " ".join(sys.argv[1:]), **r)
-        key = (row["set"], ranks, threads, hold, parse_all, row["max_degree"])
+                   hold_all=hold, parse_all=parse_all, stream=stream, body_order=spec["body_order"],
+                   max_degree=spec["max_degree"], experts=spec["experts"], elapsed=time.perf_counter() - t0,
+                   command="python benchmarks/bench_mpi_fit.py " + " ".join(sys.argv[1:]), uptime=_uptime(), **r)
+        key = (row["set"], ranks, threads, hold, parse_all, stream, row["max_degree"])
         store["rows"] = [x for x in store["rows"] if (x["set"], x["ranks"], x["threads"], x.get("hold_all", False),
-                                                      x.get("parse_all", False), x["max_degree"]) != key] + [row]
+                                                      x.get("parse_all", False), x.get("stream", False),
+                                                      x["max_degree"]) != key] + [row]
         cache.write_text(json.dumps(store, indent=1))
         print(f"{row['set']} ({n_at} atoms) {ranks} x {threads}{' all frames' if hold else ''}{' parse all' if parse_all else ''}: wall {r['wall']:.1f} s, "
               f"row pass {row_pass(r):.1f} s, pass 3 + grade {eval_pass(r):.1f} s, RSS/rank "
               f"{', '.join(f'{m:.0f}' for m in r['rss'])} MiB, CPU/rank {', '.join(f'{c:.0f}' for c in r['cpu'])} s, "
-              f"read/rank {', '.join(f'{x:.1f}' for x in r['read'])} s, load {r['load'][0]:.1f}", flush=True)
+              f"read/rank {', '.join(f'{x:.1f}' for x in r['read'])} s, row-pass CPU/rank "
+              f"{', '.join(f'{x:.1f}' for x in r['row_cpu'])} s, frames streamed/rank {r['streamed_ranks']}, "
+              f"load {r['load'][0]:.1f} -> {r['load'][1]:.1f}", flush=True)
+    if not args.doc_only:
+        from bench_mpi_doc import efficiency_lines
+
+        print("\n".join(efficiency_lines([x for x in store["rows"] if (x["set"], x["max_degree"]) in
+                                          {(f"{n} x{R}", basis[n]["max_degree"])
+                                           for n, R, *_ in runs}])), flush=True)
     sys.path.insert(0, str(Path(__file__).parent))
     if not args.doc_only and not args.no_probe:
         from bandwidth_probe import probe

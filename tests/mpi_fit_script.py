@@ -5,7 +5,8 @@ Every rank fits through the Python API with comm=MPI.COMM_WORLD and writes what 
   OUTDIR/idle.rank<r>.dcace   6 structures (a Dataset), 2 folds: 2 blocks, so ranks 2.. have nothing to do
   OUTDIR/bad.rank<r>.txt      the error every rank raised for a bad frame (owned by one rank)
   OUTDIR/label.rank<r>.txt    ... for a frame with NaN forces in a file (found by the one rank that parses it)
-  OUTDIR/file.rank<r>.dcace   Zuo Mo train + test files: each rank parses only its frames (dcace.stream)
+  OUTDIR/file.rank<r>.dcace   Zuo Mo train + test files: each rank parses only its frames (dcace.stream), again
+                              in every pass (frames_budget_gb=0: dcace.restream)
   OUTDIR/parsed.rank<r>.txt   how many distinct frames this rank parsed in that fit
   OUTDIR/held.rank<r>.txt     how many frames this rank kept in the API fit (the others: FrameStubs), and
                               how many rows of the (n, D) descriptor sums it held after pass 1 (rank 0: all;
@@ -85,7 +86,7 @@ def counting_parse(*args):   # the real parser of one frame; records which frame
 
 
 dcace.stream._parse_frame = counting_parse
-pot = dcace.fit(str(MO_TRAIN), test=str(MO_TEST), comm=comm, **IDLE_KW)
+pot = dcace.fit(str(MO_TRAIN), test=str(MO_TEST), comm=comm, frames_budget_gb=0, **IDLE_KW)   # streamed
 dcace.stream._parse_frame = parse_frame
 (out / f"file.rank{r}.dcace").write_text(pot.to_string())
 (out / f"parsed.rank{r}.txt").write_text(str(len(set(parsed))))

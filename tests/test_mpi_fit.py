@@ -41,7 +41,7 @@ BAD_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=1
               baseline=None, progress=False)
 # the memory test: a committee (clusterings, gates, independent experts) on a small basis
 MEMORY_KW = dict(elements=["Mo"], cutoff=5.2, body_order=2, max_degree=5, experts=2, temperatures=(0.5,), threads=1,
-                 cv_folds=3, anchors=0, compare=False, progress=False)
+                 cv_folds=3, anchors=0, compare=False, progress=False, frames_budget_gb=0)   # 0: streamed
 #: what a rank other than 0 may hold per training structure between passes: a few numbers (fold, block,
 #: atom counts, energy, weight, cluster labels, the FrameTable's columns), no frame and no descriptor row.
 #: Measured 152 (Python 3.11, numpy 2.4) and 272 (3.10, numpy 2.2); holding the frames and rows: 5,100.
@@ -97,8 +97,9 @@ def test_cli_1_2_4_ranks_write_the_serial_bytes(tmp_path, capsys):
     assert main(["fit", "--train", str(MO_TRAIN), *CLI, "-o", str(tmp_path / "serial.dcace")]) == 0
     assert "M=1 expert" not in capsys.readouterr().out    # a committee was chosen: gates, experts, CV
     ref = (tmp_path / "serial.dcace").read_bytes()
-    for n in (1, 2, 4):
-        p = run([dcace_exe, "fit", "--train", str(MO_TRAIN), *CLI, "-o", f"n{n}.dcace"], tmp_path, nprocs=n)
+    for n in (1, 2, 4):   # 2 ranks hold their frames (within --frames-budget), 4 parse them in every pass
+        stream = ["--frames-budget", "0"] if n == 4 else []
+        p = run([dcace_exe, "fit", "--train", str(MO_TRAIN), *CLI, *stream, "-o", f"n{n}.dcace"], tmp_path, nprocs=n)
         assert p.returncode == 0, p.stderr
         assert (tmp_path / f"n{n}.dcace").read_bytes() == ref, f"{n} ranks differ from the serial fit"
         assert p.stdout.count("wrote ") == 1 and f"{n} rank(s)" in p.stdout or n == 1   # rank 0 reports
@@ -286,7 +287,8 @@ def test_rank_memory_does_not_grow_with_the_structures(tmp_path):
     """Issue 13: a rank's memory independent of the number of structures.  What rank 1 holds at the end
     of pass 2 (tracemalloc: every Python object and numpy array the fit keeps between its passes) for the
     Mo set (every 2nd structure) and for the same set 4x: it grows by a few numbers per structure, not by
-    its frames (it parses them again for each pass, dcace.restream) nor by descriptor rows.  Holding its
+    its frames (frames_budget_gb=0: it parses them again for each pass, dcace.restream; the budget's rule is
+    test_frames_budget_holds_the_frames_that_fit_and_streams_the_rest) nor by descriptor rows.  Holding its
     frames and their rows (main at 7ccd9c8) it grew by 5.1 kB per structure, so the bound binds."""
     sizes = {R: _rattled_copies(tmp_path / f"Mo_x{R}.xyz", R) for R in (1, 4)}
     warm = tmp_path / "warm.xyz"
@@ -303,3 +305,45 @@ def test_rank_memory_does_not_grow_with_the_structures(tmp_path):
     print(f"rank 1: {growth:.0f} bytes more per structure")
     assert growth < SCALAR_BYTES_PER_STRUCTURE, (
         f"rank 1 holds {growth:.0f} bytes more per structure ({rank1})")
+
+
+def test_frames_budget_holds_the_frames_that_fit_and_streams_the_rest():
+    """frames_budget_gb: a rank holds its own parsed frames when dcace.restream.held_bytes of them (their count
+    and atoms, from the atom-count lines, before any is parsed) is within the budget, else it streams them
+    (memory independent of them: test_rank_memory_does_not_grow_with_the_structures, budget 0).  held_bytes is
+    what held frames take, within 1.5x (tracemalloc: the frames as read and minus a baseline, as a fit holds
+    them), so the budget is the memory it names."""
+    import gc
+    import tracemalloc
+
+    from dcace.baseline import residual_dataset
+    from dcace.parallel import Ranks
+    from dcace.restream import StreamedFrames, held_bytes
+    from dcace.stream import EVERY, read_own
+
+    sizes = [len(a) for a in read(MO_TRAIN, ":")]
+    keep = EVERY   # (one process: its share is every frame)
+    need = held_bytes(len(sizes), sum(sizes))
+    kw = dict(elements=["Mo"], streamed=True)
+    for below, held in ((need - 1, False), (need, True), (0, False)):
+        ds = read_own(Ranks(None), MO_TRAIN, keep, hold_below=below, **kw)
+        assert isinstance(ds.frames, StreamedFrames) != held, (below, need)
+    basis = dcace.ACEBasis(["Mo"], 5.2, 2, 3)
+    base = dcace.Potential.from_parts(basis, np.zeros((1, 1, basis.n_features)), np.zeros((1, 1)))
+    residual_dataset(read_own(Ranks(None), MO_TRAIN, keep, hold_below=need, **kw), base)   # warm-up: caches, once
+    del ds
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        ds = read_own(Ranks(None), MO_TRAIN, keep, hold_below=need, **kw)
+        data = (ds, residual_dataset(ds, base))   # what a held fit keeps: data_orig and data
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(data[1].kept) == len(sizes)
+    print(f"held: {used} bytes, held_bytes {need}")
+    assert need / 1.5 <= used <= need, (used, need)
+    with pytest.raises(ValueError, match=r"frames_budget_gb \(--frames-budget\) must be a finite number >= 0"):
+        dcace.fit(read(MO_TRAIN, ":6"), frames_budget_gb=-1, **IDLE_KW)

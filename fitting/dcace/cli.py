@@ -268,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "candidates): candidates that do not fit are skipped and reported; a basis whose linear "
                         "model alone does not fit is refused before any work "
                         f"(default: {D['memory_budget_gb']:g}; example: --memory-budget 4)")
+    g.add_argument("--frames-budget", type=float, default=None, metavar="GB",
+                   help="MPI fits from extended XYZ files: a rank holds its own parsed frames between passes if they "
+                        "take at most this, else it parses them again in every pass (memory independent of the "
+                        f"data; 0 = always) (default: {D['frames_budget_gb']:g}; example: --frames-budget 0)")
     g.add_argument("--report-json", metavar="FILE", default=None,
                    help="also write the full fit report as JSON (default: none; example: --report-json fit.json)")
     g.add_argument("--quiet", action="store_true", help="no progress or cost lines (default: on stderr: K, memory and "
@@ -297,7 +301,7 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
              "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "chemical_embedding", "gate",
-             "shared_one_body", "anchors", "block_ridge", "degree_ridge"}
+             "shared_one_body", "anchors", "block_ridge", "degree_ridge", "frames_budget"}
 
 
 def _merge_config(args, parser):
@@ -461,7 +465,7 @@ def _cmd_fit(args, parser) -> int:
               agreement=args.agreement or 0.0,
               max_experts=args.max_experts, temperatures=args.temperatures, cv_folds=args.cv_folds,
               pca=not args.no_pca, threads=None if args.threads is None else int(args.threads), comm=comm,
-              memory_budget_gb=args.memory_budget, progress=not args.quiet,
+              memory_budget_gb=args.memory_budget, frames_budget_gb=args.frames_budget, progress=not args.quiet,
               keep_arrays=bool(args.plots),
               w_L=1.5 if args.angular_weight is None else float(args.angular_weight),
               inner_cutoff=0.5 if args.inner_cutoff is None else float(args.inner_cutoff),

@@ -80,6 +80,9 @@ DEFAULTS = {
     "pca_max_components": 10,
     "batch_size": 64,
     "memory_budget_gb": 1.2,
+    # an MPI rank holds its own parsed frames between passes while they take at most this (dcace.restream.held_bytes,
+    # ~0.1 kB/atom: 2.4 million atoms); above it, it parses them again in every pass (memory independent of them)
+    "frames_budget_gb": 0.25,
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
     "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
@@ -321,7 +324,8 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         repulsion_restraints: float | None = None, anchors: float | str | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
         chemical_channels: int | None = None, gate: str = "structure",
         shared_one_body: bool | None = None, chemical_embedding=None, block_ridge=None,
-        degree_ridge=None, gate_range: float | None = None, gate_body_order: int | None = None) -> Potential:
+        degree_ridge=None, gate_range: float | None = None, gate_body_order: int | None = None,
+        frames_budget_gb: float | None = None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -394,6 +398,9 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         its own blocks of structures, which it featurises and evaluates (passes 1-3, the grade); rank 0
         selects and solves, every rank returns the same potential, and the file is byte-identical to
         the serial fit's (``dcace.parallel``, ``dcace.pass3``; ``pip install "dcace[mpi]"``).
+    frames_budget_gb : with ``comm``, reading extended XYZ files: a rank holds its own parsed frames between
+        passes if they take at most this many GB (``dcace.restream.held_bytes``), else it holds none and
+        parses them again for every pass (``dcace.restream``; 0 = always).  Either way the same file.
     state : path: also write the fit state (``dcace.state``, docs/fit-state.md) that
         ``dcace.refit(new, resume=state)`` continues from; its size is in ``pot.report.selection["state"]``.
     reuse : a fit state (path or ``FitState``): a from-scratch fit whose first structures are the
@@ -422,7 +429,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
          weight_key, e0, repulsion_restraints, ranks, anchors=None, state=None, reuse=None, resume=None,
          max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None,
-         chemical_embedding=None, block_ridge=None, degree_ridge=None, gate_range=None, gate_body_order=None):
+         chemical_embedding=None, block_ridge=None, degree_ridge=None, gate_range=None, gate_body_order=None,
+         frames_budget_gb=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -444,6 +452,9 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     max_M = int(DEFAULTS["max_experts"] if max_experts is None else max_experts)
     temps = tuple(float(t) for t in (DEFAULTS["temperatures"] if temperatures is None else temperatures))
     budget = float(DEFAULTS["memory_budget_gb"] if memory_budget_gb is None else memory_budget_gb) * 2**30
+    frames_budget = float(DEFAULTS["frames_budget_gb"] if frames_budget_gb is None else frames_budget_gb)
+    if not (math.isfinite(frames_budget) and frames_budget >= 0):
+        raise ValueError(f"frames_budget_gb (--frames-budget) must be a finite number >= 0, got {frames_budget_gb!r}")
     bsize = int(DEFAULTS["batch_size"] if batch_size is None else batch_size)
     if committee not in ("joint", "independent"):
         raise ValueError(f"committee must be 'joint' or 'independent', got {committee!r}")
@@ -554,9 +565,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     # sources, read_data parses every frame on every rank, keeping its own)
     data = train if isinstance(train, Dataset) else None
     if data is None and plan is not None:
-        # streamed: a rank holds none of its frames between passes, each pass parses them again
-        # (dcace.restream; not for a state's fits, whose refit code reads the frames as a list)
-        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, streamed=fixed is None, **keys)
+        # streamed: a rank whose frames do not fit frames_budget holds none of them between passes, each pass
+        # parses them again (dcace.restream; not for a state's fits, whose refit code reads the frames as a list)
+        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, streamed=fixed is None,
+                        hold_below=frames_budget * 2**30, **keys)
     if data is None:
         data = read_data(train, elements=elements, weight_key=weight_key, keep=None if plan is None else keep, **keys)
     test_data = None
@@ -569,10 +581,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             test_data = read_data(test, elements=elements, weight_key=weight_key,
                                   keep=None if ranks.is_root else set(), **keys)
     timings["read"] = time.perf_counter() - t0
+    timings["streamed"] = int(isinstance(data.frames, restream.StreamedFrames))   # (this rank's frames)
     t0 = time.perf_counter()
     core_notes, window, short_range, restraint_rows = [], None, None, None
     if core.baseline == "zbl":
-        shortest, rho_max = ranks.extremes(*neighbour_extremes((f for _, f in data.kept), elements, cutoff)) \
+        shortest, rho_max = ranks.extremes(*neighbour_extremes(restream.kept_atoms(data), elements, cutoff)) \
             if fixed is None else fixed.core()
         lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
         if resume is not None:   # the core stays the state's: say where new data reaches into it
@@ -649,16 +662,21 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     # (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
     lean = ranks.size > 1 and fixed is None
     labels = []   # (i, energy, hash, periodic) of this rank's structures, taken as pass 1 reads them
-    Bsum, counts = _descriptor_pass(basis, data.frames, progress, threads, "pass 1/3 descriptors", ranks,
+    need_hash = state is not None or fixed is not None   # (the state's record of the frames, a reuse's check)
+    # streamed frames: pass 1 reads the residual energies the residual check kept, not the baseline again
+    p1_frames = data.frames.labels_only() if isinstance(data.frames, restream.StreamedFrames) and not need_hash \
+        else data.frames
+    Bsum, counts = _descriptor_pass(basis, p1_frames, progress, threads, "pass 1/3 descriptors", ranks,
                                     [b - offset for b in blocks], lean=lean,
-                                    record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr),
+                                    record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr)
+                                                                        if need_hash else None,
                                                                         bool(np.all(fr.atoms.pbc)))))
     # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
     # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
     own = np.array(sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b]), dtype=np.int64)
     E = np.array([e for _, e, *_ in ranks.allgather_indexed([(i, e) for i, e, *_ in labels])])
     hashes = [h for _, h in (ranks.gather_indexed if lean else ranks.allgather_indexed)(
-        [(i, h) for i, _, h, _ in labels])]
+        [(i, h) for i, _, h, _ in labels])] if need_hash else None
     own_periodic = [(i, p) for i, *_, p in labels]   # (--anchors auto's probe; not parsed again for it)
     del labels
     if resume is None:

@@ -11,6 +11,14 @@ validated by ``dcace.data.frame_of``: the same ``Frame`` to the bit), applying t
 the fit (the baseline subtracted, ``residual``) again as each frame is made; a pass holds one frame at a
 time (a few with threads).  A file that changes between passes is an error naming it (``FileChangedError``: every rank aborts).
 
+What the re-parse costs, and what is not done again (issue 13's row-pass efficiency): the baseline (a
+``Potential`` with zero coefficients, as costly as a linear potential's forces) is computed once in the
+residual check (``residual``), which keeps each own frame's residual energy (8 bytes a frame); pass 1 needs
+no more of the labels (``labels_only``: the frame as read, with that energy), so only pass 2 subtracts the
+baseline again; the grade and the anchors' sources take the atoms alone (``atoms``: no validation, no
+labels).  And a rank whose own frames fit ``DEFAULTS["frames_budget_gb"]`` (``held_bytes``) holds them
+instead (``dcace.stream.read_own(hold_below=)``): the stream is for the shares that do not fit.
+
 ``StreamedFrames`` stands where ``Dataset.frames`` is a list: ``len``; iterating gives every frame's
 ``FrameStub`` (the few numbers: what the passes over all structures read, e.g. weights); indexing an own
 position parses that frame (another position gives its stub); ``kept()`` and ``stream(positions)`` parse
@@ -27,7 +35,19 @@ import numpy as np
 
 from .data import FrameStub, frame_of
 
-__all__ = ["FileChangedError", "FrameTable", "OwnMask", "StreamedFrames", "atoms_of", "own_frames", "residual", "sample_view"]
+__all__ = ["FileChangedError", "FrameTable", "OwnMask", "StreamedFrames", "atoms_of", "held_bytes", "kept_atoms",
+           "own_frames", "residual", "sample_view"]
+
+#: what a held frame takes between passes (its Frame and ase.Atoms, the forces as read and minus the baseline:
+#: ``read_own`` without streaming, then the residual), per frame and per atom; measured with tracemalloc on the
+#: Zuo Mo set (tests/test_mpi_fit.py::test_frames_budget_holds_what_fits checks it against the real frames)
+HELD_BYTES_PER_FRAME = 3000
+HELD_BYTES_PER_ATOM = 110
+
+
+def held_bytes(n_frames: int, n_atoms: int) -> int:
+    """Bytes a rank holds when it keeps n_frames parsed frames of n_atoms atoms in all (an upper estimate)."""
+    return HELD_BYTES_PER_FRAME * int(n_frames) + HELD_BYTES_PER_ATOM * int(n_atoms)
 
 
 class FileChangedError(RuntimeError):
@@ -105,13 +125,24 @@ class StreamedFrames:
         self.offsets = np.asarray(offsets, dtype=np.int64)  # byte offset of each own frame in its file
         self.transforms = tuple(transforms)
         self.stamps = [_stamp(p) for p in self.paths]
+        self.energies = None      # each own frame's energy after the transforms (residual), or None
+        self.stored_energy = False   # a labels_only view: that energy instead of the transforms
+
+    def _copy(self, **changes) -> "StreamedFrames":
+        new = StreamedFrames.__new__(StreamedFrames)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
 
     def with_transform(self, fn) -> "StreamedFrames":
         """The same frames with fn(Frame) -> Frame applied after the ones already there."""
-        new = StreamedFrames.__new__(StreamedFrames)
-        new.__dict__.update(self.__dict__)
-        new.transforms = self.transforms + (fn,)
-        return new
+        return self._copy(transforms=self.transforms + (fn,), energies=None, stored_energy=False)
+
+    def labels_only(self) -> "StreamedFrames":
+        """The frames as read and validated, with the energy after the transforms (kept by ``residual``) and
+        no other transform: what pass 1 reads (atoms and energy) without the baseline computed again.
+        Forces and stress are the file's.  Without stored energies: these frames."""
+        return self if self.energies is None or not self.transforms else self._copy(stored_energy=True)
 
     def __len__(self):
         return len(self.table)
@@ -152,9 +183,34 @@ class StreamedFrames:
                 name, i = self.table.names[f], int(self.table.index[g])
                 atoms = _parse_frame(handles[f], name, i, int(self.offsets[k]), int(self.table.n_atoms[g]))
                 fr = frame_of(atoms, name, i, {"stress_key": False, "virial_key": False}, set(), {}, **self.kw)
-                for fn in self.transforms:
-                    fr = fn(fr)
+                if self.stored_energy:
+                    fr = dataclasses.replace(fr, energy=float(self.energies[k]))
+                else:
+                    for fn in self.transforms:
+                        fr = fn(fr)
                 yield fr
+        finally:
+            for fh in handles.values():
+                fh.close()
+
+    def atoms(self, positions):
+        """The ase.Atoms of the frames at `positions` (this rank's own), parsed again; no labels, no validation
+        (the first pass validated them, and the files are the same: ``FileChangedError``)."""
+        from .data import _clean_atoms
+        from .stream import _parse_frame
+
+        handles = {}
+        try:
+            for g in positions:
+                g = int(g)
+                k = self._slot(g)
+                if k is None:
+                    raise IndexError(f"frame position {g} is not one of this rank's frames (StreamedFrames)")
+                f = int(self.table.file[g])
+                if f not in handles:
+                    handles[f] = self._open(f)
+                yield _clean_atoms(_parse_frame(handles[f], self.table.names[f], int(self.table.index[g]),
+                                                int(self.offsets[k]), int(self.table.n_atoms[g])))
         finally:
             for fh in handles.values():
                 fh.close()
@@ -194,7 +250,14 @@ class _AtomsOf:
         return len(self.positions)
 
     def __iter__(self):
-        return (fr.atoms for fr in own_frames(self.frames, self.positions))
+        return self.frames.atoms(self.positions)
+
+
+def kept_atoms(dataset):
+    """The ase.Atoms of the frames this process holds or parses (streamed: the atoms alone, no labels)."""
+    if isinstance(dataset.frames, StreamedFrames):
+        return dataset.frames.atoms(dataset.frames.own)
+    return (fr.atoms for _, fr in dataset.kept)
 
 
 def atoms_of(frames, positions):
@@ -228,11 +291,14 @@ def sample_view(frames, positions):
 
 def residual(dataset, fn, errors):
     """dataset with fn (the baseline subtracted from one Frame's labels) applied to every frame as it is
-    parsed; each own frame is tried once now, a failure recorded in errors as (position, message)."""
+    parsed; each own frame is tried once now, a failure recorded in errors as (position, message), and its
+    residual energy kept (``StreamedFrames.labels_only``)."""
     frames = dataset.frames.with_transform(fn)
-    for g, fr in dataset.frames.kept():
+    energies = np.full(len(frames.own), np.nan)
+    for k, (g, fr) in enumerate(dataset.frames.kept()):
         try:
-            fn(fr)
+            energies[k] = fn(fr).energy
         except ValueError as exc:
             errors.append((g, f"{fr.where}: {exc}"))
+    frames.energies = energies
     return dataclasses.replace(dataset, frames=frames)

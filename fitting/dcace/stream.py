@@ -26,7 +26,7 @@ import numpy as np
 
 from .data import (DataError, Dataset, _check_optional_keys, _sha256, frame_of, required_optional_keys, stress_notes,
                    xyz_frame_table)
-from .restream import FrameTable, StreamedFrames
+from .restream import FrameTable, StreamedFrames, held_bytes
 
 __all__ = ["EVERY", "read_own"]
 
@@ -54,17 +54,21 @@ def _parse_frame(fh, name, i, offset, natoms):
 
 
 def read_own(ranks, source, keep, *, elements, weight_key="weight", energy_key="energy", forces_key="forces",
-             stress_key="stress", virial_key=None, required_keys=None, streamed=False):
+             stress_key="stress", virial_key=None, required_keys=None, streamed=False, hold_below=None):
     """read_data(source, keep=keep, ...) parsing only the kept frames on each rank (collective), or None
     (on every rank) for sources it does not read: then call read_data.  streamed: the kept frames are
     validated and not held; the Dataset's frames are a ``dcace.restream.StreamedFrames`` that parses them
-    again for every pass (memory per rank independent of the number of frames)."""
+    again for every pass (memory per rank independent of the number of frames) -- unless hold_below
+    (bytes) is given and this rank's kept frames take no more (``dcace.restream.held_bytes`` of their count
+    and atoms, known from the atom-count lines before any is parsed): then they are held."""
     paths = [source] if isinstance(source, (str, os.PathLike)) else source
     if not isinstance(paths, (list, tuple)) or not paths or not all(isinstance(p, (str, os.PathLike)) for p in paths):
         return None
     tables = [xyz_frame_table(Path(p)) for p in paths]
     if any(t is None or not len(t) for t in tables):
         return None
+    if streamed and hold_below is not None:
+        streamed = held_bytes(*_own_size(tables, keep)) > hold_below
     kw = dict(elements=elements, weight_key=weight_key, energy_key=energy_key, forces_key=forces_key,
               stress_key=stress_key, virial_key=virial_key)
     found = {"stress_key": False, "virial_key": False}
@@ -97,6 +101,17 @@ def read_own(ranks, source, keep, *, elements, weight_key="weight", energy_key="
     else:
         frames = [own[g] if g in own else frame_table.stub(g) for g in range(len(frame_table))]
     return _assemble(ranks, paths, frame_table, frames, found, seen, skipped, required_keys, source, kw)
+
+
+def _own_size(tables, keep):
+    """(frames, atoms) of the kept frames, from the files' frame tables."""
+    frames = atoms = start = 0
+    for table in tables:
+        for i, natoms in enumerate(table[:, 1].tolist()):
+            if start + i in keep:
+                frames, atoms = frames + 1, atoms + natoms
+        start += len(table)
+    return frames, atoms
 
 
 def _assemble(ranks, paths, table, frames, found, seen, skipped, required_keys, source, kw):
