@@ -7,6 +7,7 @@ Each sub-command stays under ~10 minutes on the shared 2-core machine (run them 
 
     python benchmarks/many_elements.py fit MODEL --quick --workdir W    # MODEL in MODELS below
     python benchmarks/many_elements.py scaling --workdir W              # K, memory, s/structure
+    python benchmarks/many_elements.py dc-cost --workdir W              # committee memory, no fit
     python benchmarks/many_elements.py table --quick --workdir W > docs/many-elements.md
 
 `--quick` fits every 4th training structure (the test set is complete) at the degrees in MODELS;
@@ -88,6 +89,11 @@ MODELS = {
     # (blocks-10-9-0-dr, the prior normalised at the top degree, ran on be34f71: docs/many-elements-summary.md)
     "blocks-10-9-0-dp": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0},
                              block_ridge=BLOCK_RIDGE_GRID, degree_ridge=DEGREE_RIDGE_GRID),
+    # session 9: the top degree shell's own ridge (dcace.block_ridge, --top-degree-ridge 9): lambda chosen with
+    # the 1-species functions of degree > 9 all but off ((a)'s functions and, nearly, its lambda), then their
+    # factor by CV; so (a) without its 3-species functions (blocks-9-9-0, equal to (a)) is a candidate
+    "blocks-10-9-0-tr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9),
+    "blocks-11-9-0-tr": dict(body_order=4, max_degree=11, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9),
 }
 
 
@@ -105,6 +111,8 @@ def describe(kw):
         s += ", smoothness prior (CV)"
     if kw.get("block_ridge"):
         s += ", ridge per block (CV)"
+    if kw.get("top_degree_ridge") is not None:
+        s += f", ridge of degrees > {kw['top_degree_ridge']:g} (CV)"
     return s
 
 
@@ -156,6 +164,8 @@ def cmd_fit(args):
            "loads_1_5_15": [loads_start, list(os.getloadavg())],
            "block_ridge": (pot.report.selection.get("block_ridge") or {}).get("factors"),
            "degree_ridge": (pot.report.selection.get("degree_ridge") or {}).get("exponent"),
+           "top_degree_ridge": {k: (pot.report.selection.get("top_degree_ridge") or {}).get(k)
+                                for k in ("degree", "factor", "n_columns", "cv")},
            "ridge": pot.report.selection.get("ridge"),
            "pass2_estimate_parts": {k: c.get(k) for k in ("rows_and_products_s", "updates_s", "merges_s",
                                                           "n_batches", "n_blocks", "unit_costs")},
@@ -228,6 +238,40 @@ def cmd_scaling(args):
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     (work / "scaling.json").write_text(json.dumps({"atoms": len(probe), "rows": rows}, indent=1))
+
+
+# ------------------------------------------------------------------------------ what a DC committee would cost
+#: the bases whose committee memory dc-cost prints (the 1- / 2-species degrees; none couples three species)
+DC_BASES = {"blocks-9-9-0": (9, {3: 0}), "blocks-10-9-0": (10, {2: 9, 3: 0}), "blocks-10-8-0": (10, {2: 8, 3: 0}),
+            "blocks-9-8-0": (9, {2: 8, 3: 0}), "blocks-8-8-0": (8, {3: 0}), "blocks-9-7-0": (9, {2: 7, 3: 0})}
+
+
+def cmd_dc_cost(args):
+    """The memory of a joint committee of M = 2, 3 experts at one temperature on each DC_BASES basis,
+    from the fit's own accounting (dcace.committee.joint_nbytes, dcace.cost.linear_nbytes and
+    expected_peak), without fitting: the linear model's 5 fold sums plus the committee's against the
+    2 GB budget, and the expected peak with what a blocks fit holds before pass 2 (--resident-mib,
+    measured: 284 MiB in blocks-10-9-0-dp)."""
+    from dcace.basis_spec import count_features
+    from dcace.committee import joint_nbytes
+    from dcace.cost import counted_nbytes, expected_peak
+
+    S, k = len(EL), 5
+    rows = []
+    for name, (D, blocks) in DC_BASES.items():
+        K = count_features(S, 4, D, max_degree_blocks=blocks)
+        Dp = S * K + S
+        lin = 8 * k * Dp * Dp
+        for M in (2, 3):
+            joint = joint_nbytes(k, M, Dp)
+            counted = counted_nbytes(S, K, k, lin, {(M, 0.35): joint})   # the figure held against the budget
+            peak = expected_peak(S, K, lin, {(M, 0.35): joint}, args.resident_mib * 2**20)
+            rows.append({"basis": name, "K": K, "M": M, "unknowns": M * Dp, "committee_mib": joint / 2**20,
+                         "counted_mib": counted / 2**20, "expected_peak_mib": peak / 2**20})
+            print(json.dumps(rows[-1]), flush=True)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "dc-cost.json").write_text(json.dumps(rows, indent=1))
 
 
 # ------------------------------------------------------------------------------ LAMMPS and extrapolation
@@ -353,7 +397,8 @@ def cmd_table(args):
         res[m]["tern_mix_mev"] = 1e3 * float(np.mean(np.abs(stack[k] - e_mix)))
     spread = 1e3 * (stack.max(axis=0) - stack.min(axis=0))
     scaling = json.loads((work / "scaling.json").read_text()) if (work / "scaling.json").exists() else None
-    print(markdown(res, spread, scaling, args))
+    dc_cost = json.loads((work / "dc-cost.json").read_text()) if (work / "dc-cost.json").exists() else None
+    print(markdown(res, spread, scaling, args, dc_cost))
 
 
 def peak_where(r):
@@ -364,13 +409,14 @@ def peak_where(r):
     return "`" + steps[-1][2][-1].split(" ", 1)[1] + "` (" + steps[-1][2][-1].split(" ", 1)[0] + ")"
 
 
-def markdown(res, spread, scaling, args):
+def markdown(res, spread, scaling, args, dc_cost=None):
     groups = sorted({g for r in res.values() for g in r["test"]})
     q = " --quick" if args.quick else ""
     L = ["# Many elements: explicit, per-block and species-embedded bases on Nb–Mo–Ta", "",
          "Generated by (one command at a time; the fit times are in the cost table):", "", "```",
          *[f"python benchmarks/many_elements.py fit {m}{q} --workdir W" for m in res],
          "python benchmarks/many_elements.py scaling --workdir W",
+         *(["python benchmarks/many_elements.py dc-cost --workdir W"] if dc_cost else []),
          f"python benchmarks/many_elements.py table{q} --workdir W > docs/many-elements.md", "```", "",
          "What the numbers mean (the bar, the embeddings, memory, the ternary MD): `docs/many-elements-summary.md`. "
          "Per-fit RSS steps: `python benchmarks/memory_profile.py W/MODEL.json`; why a model fails on "
@@ -392,6 +438,10 @@ def markdown(res, spread, scaling, args):
             dc += f"; ridge {r['ridge']:g} x " + ", ".join(f"{f:g} (block {b})" for b, f in r["block_ridge"].items())
         if r.get("degree_ridge") is not None:
             dc += f" x (degree / smallest)^{r['degree_ridge']:g}"
+        top = r.get("top_degree_ridge") or {}
+        if top.get("factor") is not None:
+            dc += (f"; ridge {r['ridge']:g}, x {top['factor']:g} on the {top['n_columns']} columns of degree > "
+                   f"{top['degree']:g}")
         L.append(f"| {m} | {r['settings']}{dc} | {r['K']} | " + " | ".join(cells) + " |")
     ref = "explicit-9" if "explicit-9" in res else "explicit"
     if ref in res:
@@ -440,6 +490,18 @@ def markdown(res, spread, scaling, args):
                  f"{r['tern_mix_mev']:.1f} |")
     L += ["", f"Spread of E/N across the models per cell (max − min): mean {np.mean(spread):.1f}, "
           f"max {np.max(spread):.1f} meV/atom."]
+    if dc_cost:
+        L += ["", "## What a DC committee would need on the per-block bases (no fit)", "",
+              "`python benchmarks/many_elements.py dc-cost --workdir W`: a joint committee of M experts at one "
+              "temperature beside the linear model, 5 folds, from the fit's own accounting "
+              "(`dcace.committee.joint_nbytes`; counted against the budget as `dcace.cost.counted_nbytes`; expected "
+              "peak `dcace.cost.expected_peak` with the 284 MiB a blocks fit holds before pass 2). A fit skips a "
+              "candidate whose counted figure exceeds the 2 GB budget (2048 MiB).", "",
+              "| basis | K | M | unknowns | committee normal equations (MiB) | counted (MiB) | expected peak (MiB) |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in dc_cost:
+            L.append(f"| {r['basis']} | {r['K']} | {r['M']} | {r['unknowns']} | {r['committee_mib']:.0f} | "
+                     f"{r['counted_mib']:.0f} | {r['expected_peak_mib']:.0f} |")
     if scaling:
         L += ["", f"## Cost scaling with the number of species (HEA probe, one {scaling['atoms']}-atom frame)", "",
               "Species beyond S mapped onto the first S (Co Cr Fe Mn Ni order), body order 4, cutoff "
@@ -455,13 +517,15 @@ def markdown(res, spread, scaling, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("fit", "scaling", "table", "diagnose"))
+    p.add_argument("command", choices=("fit", "scaling", "table", "diagnose", "dc-cost"))
     p.add_argument("model", nargs="?", choices=tuple(MODELS))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--workdir", required=True)
+    p.add_argument("--resident-mib", type=float, default=284.0, help="dc-cost: what the fit holds before pass 2")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    {"fit": cmd_fit, "scaling": cmd_scaling, "table": cmd_table, "diagnose": cmd_diagnose}[args.command](args)
+    {"fit": cmd_fit, "scaling": cmd_scaling, "table": cmd_table, "diagnose": cmd_diagnose,
+     "dc-cost": cmd_dc_cost}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -708,3 +708,70 @@ def test_degree_ridge_is_the_uniform_ridge_on_rescaled_columns(nbmota_frames, mo
 def test_bad_degree_ridge_names_the_option(value, match):
     with pytest.raises(ValueError, match=r"degree_ridge \(--degree-ridge\)\W.*" + match):
         dcace.fit(read(NBMOTA, ":"), degree_ridge=value, **BR_OPTS)
+
+
+# --------------------------------------------------------------------------- the top degree shell's ridge
+def test_top_degree_ridge_nests_the_smaller_basis_and_is_chosen_by_cv(nbmota_frames, monkeypatch):
+    """top_degree_ridge=D: lambda is chosen with the shell of degrees > D at the grid's largest factor
+    (there the fit predicts what the max-degree-D basis predicts: nested), then the shell's factor by CV
+    (the lowest loss of the rows, the final model the fixed-factor fit bit for bit); a fixed factor f is
+    the uniform ridge on the shell's columns scaled by 1/sqrt(f) more; the setting is kept in the file."""
+    import dcace.selection
+    from dcace.block_ridge import column_degrees
+    from dcace.pipeline import DEFAULTS
+
+    frames = _labelled(nbmota_frames)
+    grid = DEFAULTS["top_degree_ridge_grid"]
+    pot = dcace.fit(frames, top_degree_ridge=5, **BR_OPTS)
+    rec, lam = pot.report.selection["top_degree_ridge"], pot.report.selection["ridge"]
+    top = column_degrees(pot.basis) > 5
+    assert rec["searched"] and rec["n_columns"] == int(top.sum()) > 0 and not top.all()
+    assert [r["factor"] for r in rec["cv"]] == sorted(grid, reverse=True)
+    assert rec["cv_loss"] == min(r["loss"] for r in rec["cv"]) and rec["factor"] < max(grid)
+    off = dcace.fit(frames, top_degree_ridge=(5, max(grid)), **BR_OPTS)   # lambda chosen the same way
+    assert off.report.selection["ridge"] == lam
+    fixed = dcace.fit(frames, ridge=lam, top_degree_ridge=(5, rec["factor"]), **BR_OPTS)
+    assert np.array_equal(fixed.coefficients, pot.coefficients)
+    assert pot.metadata["fit"]["top_degree_ridge"] == {"degree": 5.0, "factor": None}
+    # nested: with the shell at the largest factor the fit is the degree-5 basis's fit at the same ridge
+    small = dcace.fit(frames, ridge=1e-2, **{**BR_OPTS, "max_degree": 5})
+    shut = dcace.fit(frames, ridge=1e-2, top_degree_ridge=(5, max(grid)), **BR_OPTS)
+    n = np.array([len(f) for f in frames])
+    e_small = np.array([small.compute(f)["energy"] for f in frames]) / n
+    e_shut = np.array([shut.compute(f)["energy"] for f in frames]) / n
+    assert np.abs(e_shut - e_small).max() < 1e-7
+    uniform = dcace.fit(frames, ridge=1e-2, **BR_OPTS)
+    e_all = np.array([uniform.compute(f)["energy"] for f in frames]) / n
+    assert np.abs(e_all - e_small).max() > 1e-5   # (the shell's functions do change the fit)
+    assert dcace.fit(frames, **BR_OPTS).report.selection["ridge"] != lam   # (and, here, the ridge CV picks)
+    # a fixed factor: the uniform ridge on rescaled shell columns
+    f_top = 10.0
+    per_shell = dcace.fit(frames, ridge=1e-2, top_degree_ridge=(5, f_top), **BR_OPTS)
+    extra = np.concatenate([np.where(top, 1 / np.sqrt(f_top), 1.0), np.ones(3)])
+    base = dcace.selection.column_scale
+    monkeypatch.setattr(dcace.selection, "column_scale", lambda diag: base(diag) * extra)
+    scaled = dcace.fit(frames, ridge=1e-2, **BR_OPTS)
+    assert np.allclose(scaled.coefficients, per_shell.coefficients, rtol=0,
+                       atol=1e-10 * np.abs(per_shell.coefficients).max())
+
+
+@pytest.mark.parametrize("value, match", [
+    (6, r"no feature has a degree above 6: the basis's max_degree \(--max-degree\) is 6"),
+    ((5, 0.0), r"the factor must be a finite number > 0, got 0.0"),
+    ("5", r"the degree must be a finite number >= 0, got '5'"),
+    ((5, 1.0, 2.0), r"must be a degree D or a pair \(D, factor\)"),
+])
+def test_bad_top_degree_ridge_names_the_option(value, match):
+    with pytest.raises(ValueError, match=r"top_degree_ridge \(--top-degree-ridge\)\W.*" + match):
+        dcace.fit(read(NBMOTA, ":"), top_degree_ridge=value, **BR_OPTS)
+
+
+def test_cli_top_degree_ridge_parses_a_degree_or_degree_and_factor():
+    from dcace.block_ridge import check_top_degree_ridge, stored_top
+    from dcace.cli import parse_top_degree_ridge
+
+    assert parse_top_degree_ridge("9") == 9.0 and parse_top_degree_ridge("9:1e4") == (9.0, 1e4)
+    with pytest.raises(ValueError, match=r"--top-degree-ridge '9:x': give a degree \(9\) or DEGREE:FACTOR"):
+        parse_top_degree_ridge("9:x")
+    for value in ((9.0, None), (9.0, 1e4)):   # the form a file and a state keep reads back the same
+        assert check_top_degree_ridge(stored_top(value), 10) == value

@@ -21,6 +21,16 @@ The setting (``DEFAULTS["block_ridge"]``, ``fit(block_ridge=)``, ``--block-ridge
   grid value with the lowest CV loss of the linear model (the others held); a change must lower it;
 * ``{b: f_b}``: fixed factors (blocks not named keep 1), no search.
 
+The ridge of the top degree shell (``DEFAULTS["top_degree_ridge"]``, ``fit(top_degree_ridge=)``,
+``--top-degree-ridge D[:F]``): the columns whose feature degree exceeds D -- the functions a basis of
+max degree D does not have -- get lambda * f.  With D alone, lambda is chosen with f at the largest
+factor of ``DEFAULTS["top_degree_ridge_grid"]`` (the shell all but off: the degree-D model's lambda),
+then f by CV from the grid at that lambda; so the degree-D model, nested, is a candidate, and the
+shell's new functions cannot buy their own ridge with the old functions' (raising the 1-species
+degree made CV pick a ridge 1e4 times larger for every column, docs/many-elements-summary.md).
+``(D, F)`` fixes f = F (lambda chosen with it).  The degree prior and the block factors multiply on
+top of the shell's factors.
+
 The chosen factors and the CV rows are in ``report.selection["block_ridge"]`` and the file's
 metadata; they change only coefficients (no format change).  The committees' solves (structure and
 atom gate) use the same factors.
@@ -32,11 +42,13 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_block_ridge", "check_degree_ridge", "column_blocks", "column_degrees", "column_factors",
-           "choose_block_factors", "choose_column_ridge", "OPTION", "DEGREE_OPTION"]
+__all__ = ["check_block_ridge", "check_degree_ridge", "check_top_degree_ridge", "column_blocks", "column_degrees",
+           "column_factors", "choose_block_factors", "choose_column_ridge", "top_degree_start", "OPTION",
+           "DEGREE_OPTION", "TOP_OPTION"]
 
 OPTION = "block_ridge (--block-ridge)"
 DEGREE_OPTION = "degree_ridge (--degree-ridge)"
+TOP_OPTION = "top_degree_ridge (--top-degree-ridge)"
 
 
 def _factor(value, what):
@@ -100,6 +112,39 @@ def check_degree_ridge(value):
     return grid
 
 
+def check_top_degree_ridge(value, max_degree):
+    """None, or (D, F): D the degree above which a column is in the top shell (0 <= D < max_degree),
+    F its fixed factor (a finite number > 0) or None (chosen by CV).  Accepts D, (D, F) and the stored
+    {"degree": D, "factor": F}."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if set(value) != {"degree", "factor"}:
+            raise ValueError(f"{TOP_OPTION}: a map needs exactly the keys 'degree' and 'factor', got {sorted(value)}")
+        d, f = value["degree"], value["factor"]
+    elif isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{TOP_OPTION} must be a degree D or a pair (D, factor), got {value!r}")
+        d, f = value
+    else:
+        d, f = value, None
+    if isinstance(d, bool) or not isinstance(d, numbers.Real) or not math.isfinite(d) or d < 0:
+        raise ValueError(f"{TOP_OPTION}: the degree must be a finite number >= 0, got {d!r}")
+    if d >= max_degree:
+        raise ValueError(f"{TOP_OPTION}: no feature has a degree above {d:g}: the basis's max_degree "
+                         f"(--max-degree) is {max_degree:g}; give a degree below it")
+    if f is not None:
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not math.isfinite(f) or f <= 0:
+            raise ValueError(f"{TOP_OPTION}: the factor must be a finite number > 0, got {f!r}")
+        f = float(f)
+    return float(d), f
+
+
+def stored_top(value):
+    """The JSON form kept in the fit settings."""
+    return None if value is None else {"degree": value[0], "factor": value[1]}
+
+
 def stored(value):
     """The JSON form kept in the fit settings (dict keys as strings, a grid as a list)."""
     if value is None:
@@ -152,36 +197,74 @@ def column_factors(blocks: np.ndarray, factors: dict) -> np.ndarray:
     return out
 
 
-def choose_column_ridge(sel, lam, basis, block_setting, degree_setting):
-    """The column factors of both settings (degree prior first, then the blocks on top of it), set
-    on sel; returns {"block_ridge": record or None, "degree_ridge": record or None}."""
-    base, degree = None, None
+def top_degree_start(sel, basis, setting, grid):
+    """Before lambda is chosen: the top shell's columns (D,) bool get the fixed factor or, to be
+    chosen by CV, the grid's largest (the shell all but off); returns the mask, or None (no setting)."""
+    if setting is None:
+        return None
+    top = column_degrees(basis) > setting[0]
+    if not top.any():
+        raise ValueError(f"{TOP_OPTION}: no feature has a degree above {setting[0]:g} in this basis")
+    sel.set_column_factors(np.where(top, max(grid) if setting[1] is None else setting[1], 1.0))
+    return top
+
+
+def choose_top_factor(sel, lam, top, setting, grid):
+    """The top shell's factor: fixed, or the grid value with the lowest linear CV loss at lam (largest
+    first, so that a tie keeps the smaller model); sets sel's column factors; returns the record."""
+    d, fixed = setting
+    if fixed is not None:
+        fac = np.where(top, fixed, 1.0)
+        sel.set_column_factors(fac)
+        return {"degree": d, "factor": fixed, "searched": False, "n_columns": int(top.sum()), "cv": [],
+                "column_factor": fac}
+    rows = []
+    for f in sorted(set(grid), reverse=True):
+        sel.set_column_factors(np.where(top, f, 1.0))
+        rows.append({"factor": f, "loss": sel.linear_cv_loss(lam)})
+    best = min(rows, key=lambda r: r["loss"])
+    fac = np.where(top, best["factor"], 1.0)
+    sel.set_column_factors(fac)
+    return {"degree": d, "factor": best["factor"], "searched": True, "n_columns": int(top.sum()),
+            "cv_loss": best["loss"], "cv": rows, "column_factor": fac}
+
+
+def choose_column_ridge(sel, lam, basis, block_setting, degree_setting, top=None):
+    """The column factors of every setting (the top shell's first, then the degree prior, then the
+    blocks, each multiplying the ones before), set on sel; top: (mask from top_degree_start, setting,
+    grid) or None; returns {"top_degree_ridge", "block_ridge", "degree_ridge": record or None}."""
+    base, degree, shell = None, None, None
+    if top is not None and top[0] is not None:
+        shell = choose_top_factor(sel, lam, *top)
+        base = shell.pop("column_factor")
     if degree_setting is not None:
-        degree = choose_degree_exponent(sel, lam, column_degrees(basis), degree_setting)
+        degree = choose_degree_exponent(sel, lam, column_degrees(basis), degree_setting, base=base)
         base = degree.pop("column_factor")
     block = None
     if block_setting is not None:
         block = choose_block_factors(sel, lam, column_blocks(basis), block_setting, base=base)
-    return {"block_ridge": block, "degree_ridge": degree}
+    return {"block_ridge": block, "degree_ridge": degree, "top_degree_ridge": shell}
 
 
-def choose_degree_exponent(sel, lam, degrees, setting):
+def choose_degree_exponent(sel, lam, degrees, setting, base=None):
     """The smoothness prior: column factor (degree / smallest degree)^p (ACEpotentials' algebraic prior
     d^p: the smallest degree is 1), so the lowest degree keeps lam and higher degrees get more; p fixed
     (a number) or the grid value with the lowest linear CV loss (p = 0, the uniform ridge, included).
     (Normalised at the top instead -- lower degrees get less -- CV rejected every p > 0 on Nb-Mo-Ta,
-    docs/many-elements-summary.md.)  Sets sel's column factors."""
+    docs/many-elements-summary.md.)  base: (D,) factors the prior multiplies, or None.  Sets sel's
+    column factors."""
     rel = degrees / degrees.min()
+    base = np.ones(len(rel)) if base is None else base
     if not isinstance(setting, tuple):
-        fac = rel ** setting
+        fac = rel ** setting * base
         sel.set_column_factors(fac)
         return {"exponent": setting, "searched": False, "cv": [], "column_factor": fac}
     rows = []
     for p in sorted(set(setting) | {0.0}):
-        sel.set_column_factors(rel ** p)
+        sel.set_column_factors(rel ** p * base)
         rows.append({"exponent": p, "loss": sel.linear_cv_loss(lam)})
     best = min(rows, key=lambda r: r["loss"])   # (ties: the smaller exponent, listed first)
-    fac = rel ** best["exponent"]
+    fac = rel ** best["exponent"] * base
     sel.set_column_factors(fac)
     return {"exponent": best["exponent"], "searched": True, "cv_loss": best["loss"], "cv": rows, "column_factor": fac}
 

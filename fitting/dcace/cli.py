@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoothness prior: the ridge of a feature of degree d is the ridge x (d / smallest d)^P; "
                         "a list of exponents is chosen from by cross-validation (dcace.block_ridge) (default: "
                         "off; example: --degree-ridge 0.5,1,2,4)")
+    f.add_argument("--top-degree-ridge", default=None, metavar="D|D:F",
+                   help="a ridge of its own for the top degree shell, the features of degree > D: the ridge is "
+                        "chosen with them all but off, then their factor F on it by cross-validation (the "
+                        "degree-D model stays a candidate), or F fixed (dcace.block_ridge) (default: off; "
+                        "example: --top-degree-ridge 9)")
     f.add_argument("--energy-weight", type=_nonneg, default=None, metavar="W",
                    help="weight of a per-atom energy row (eV/atom) relative to one force component (eV/Å) "
                         f"(default: {D['energy_weight']:g}; example: --energy-weight 100)")
@@ -301,7 +306,8 @@ _FIT_KEYS = {"train", "test", "elements", "cutoff", "body_order", "max_degree", 
              "cv_folds", "no_pca", "threads", "memory_budget", "report_json", "quiet", "agreement",
              "angular_weight", "inner_cutoff", "no_baseline", "baseline", "core_range", "weights", "weight_key",
              "e0", "repulsion_restraints", "max_degree_blocks", "chemical_channels", "chemical_embedding", "gate",
-             "shared_one_body", "anchors", "block_ridge", "degree_ridge", "frames_budget"}
+             "shared_one_body", "anchors", "block_ridge", "degree_ridge", "frames_budget",
+             "top_degree_ridge", "gate_range", "gate_body_order"}
 
 
 def _merge_config(args, parser):
@@ -377,6 +383,17 @@ def parse_degree_ridge(spec):
     except ValueError:
         raise ValueError(f"--degree-ridge {spec!r}: give an exponent (4) or a list of them (0,2,4,8)") from None
     return items[0] if len(items) == 1 and "," not in str(spec) else tuple(items)
+
+
+def parse_top_degree_ridge(spec):
+    """'9' -> 9.0 (factor by CV); '9:1e4' -> (9.0, 1e4) (fixed); a TOML number or [D, F] list as is."""
+    if isinstance(spec, (int, float, list)):
+        return spec
+    d, sep, f = str(spec).partition(":")
+    try:
+        return (float(d), float(f)) if sep else float(d)
+    except ValueError:
+        raise ValueError(f"--top-degree-ridge {spec!r}: give a degree (9) or DEGREE:FACTOR (9:1e4)") from None
 
 
 def parse_degree_blocks(spec):
@@ -479,7 +496,8 @@ def _cmd_fit(args, parser) -> int:
               max_degree_blocks=None if args.max_degree_blocks is None else parse_degree_blocks(args.max_degree_blocks),
               chemical_channels=args.chemical_channels, chemical_embedding=args.chemical_embedding,
               block_ridge=None if args.block_ridge is None else parse_block_ridge(args.block_ridge),
-              degree_ridge=None if args.degree_ridge is None else parse_degree_ridge(args.degree_ridge))
+              degree_ridge=None if args.degree_ridge is None else parse_degree_ridge(args.degree_ridge),
+              top_degree_ridge=None if args.top_degree_ridge is None else parse_top_degree_ridge(args.top_degree_ridge))
     if len(kw["elements"]) >= 3 and all(getattr(args, k) is None for k in _BASIS_OPTIONS):
         kw["body_order"], kw["max_degree"], kw["max_degree_blocks"] = _many_element_defaults(args, kw)
     if float(kw["max_degree"]).is_integer():

@@ -40,6 +40,7 @@ from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weig
 from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembership, committee_predict, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
 from .block_ridge import check_block_ridge, check_degree_ridge, choose_column_ridge, stored as block_ridge_stored
+from .block_ridge import check_top_degree_ridge, stored_top, top_degree_start
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        residual_frame, user_window_free)
@@ -91,6 +92,8 @@ DEFAULTS = {
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
     "block_ridge": None,           # ridge factor per species block: None | grid | {b: f} (dcace.block_ridge)
     "degree_ridge": None,          # smoothness prior exponent p: None | p | grid (dcace.block_ridge)
+    "top_degree_ridge": None,      # ridge factor of the columns of degree > D: None | D | (D, F) (dcace.block_ridge)
+    "top_degree_ridge_grid": tuple(10.0 ** np.arange(0, 15, 2)),   # ... the factors CV tries (largest: nearly off)
 }
 
 
@@ -325,7 +328,7 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         chemical_channels: int | None = None, gate: str = "structure",
         shared_one_body: bool | None = None, chemical_embedding=None, block_ridge=None,
         degree_ridge=None, gate_range: float | None = None, gate_body_order: int | None = None,
-        frames_budget_gb: float | None = None) -> Potential:
+        frames_budget_gb: float | None = None, top_degree_ridge=None) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -382,6 +385,9 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
         (CV sets each block's factor on the ridge) or ``{b: factor}``; explicit bases only.
     degree_ridge : the smoothness prior (``dcace.block_ridge``): the ridge of a feature of degree d is
         lam (d / smallest d)^p; p a number, or a grid of exponents to choose from by CV; None = off.
+    top_degree_ridge : the ridge of the top degree shell (``dcace.block_ridge``): D (the columns of
+        degree > D get lam x f, f by CV from ``DEFAULTS["top_degree_ridge_grid"]`` after lam is chosen
+        with the largest f, so the degree-D model is nested) or (D, f) (fixed); None = off.
     gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
         (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
         ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
@@ -430,7 +436,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
          weight_key, e0, repulsion_restraints, ranks, anchors=None, state=None, reuse=None, resume=None,
          max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None,
          chemical_embedding=None, block_ridge=None, degree_ridge=None, gate_range=None, gate_body_order=None,
-         frames_budget_gb=None):
+         frames_budget_gb=None, top_degree_ridge=None):
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(threads)}
     progress = progress and ranks.is_root
@@ -514,6 +520,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     block_ridge = check_block_ridge(DEFAULTS["block_ridge"] if block_ridge is None else block_ridge,
                                     len(elements), body_order, chemical_channels)
     degree_ridge = check_degree_ridge(DEFAULTS["degree_ridge"] if degree_ridge is None else degree_ridge)
+    top_degree_ridge = check_top_degree_ridge(DEFAULTS["top_degree_ridge"] if top_degree_ridge is None
+                                              else top_degree_ridge, float(max_degree))
     embedding_kind = check_embedding(DEFAULTS["chemical_embedding"] if chemical_embedding is None
                                      else chemical_embedding, chemical_channels, len(elements))
     if isinstance(embedding_kind, str) and embedding_kind != "cosine" and ranks.size > 1:
@@ -538,6 +546,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         settings["block_ridge"] = block_ridge_stored(block_ridge)
     if degree_ridge is not None:
         settings["degree_ridge"] = list(degree_ridge) if isinstance(degree_ridge, tuple) else degree_ridge
+    if top_degree_ridge is not None:
+        settings["top_degree_ridge"] = stored_top(top_degree_ridge)
     w_anchor, anchor_off = state_anchors.fit_weight(fixed, w_anchor)   # a state before version 3: none
     if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
@@ -864,8 +874,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                        shared_one_body=settings["shared_one_body"], anchors=rows)
         if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
             sel.sc = fixed.arrays["column_scale"]
+        top_grid = DEFAULTS["top_degree_ridge_grid"]
+        top = top_degree_start(sel, basis, top_degree_ridge, top_grid)   # lam with the top shell (all but) off
         lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
-        column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge)   # dcace.block_ridge
+        column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge,   # dcace.block_ridge
+                                            top=(top, top_degree_ridge, top_grid))
         lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
         cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
         n_stage1 = len(cv_rows)
@@ -933,6 +946,11 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         picked = select(anchor_rows)
     sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice = picked
     block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
+    top_choice = column_choice["top_degree_ridge"]
+    if top_choice is not None:
+        notes.append(f"ridge of the top degree shell (--top-degree-ridge): lambda x {top_choice['factor']:g} on the "
+                     f"{top_choice['n_columns']} columns of degree > {top_choice['degree']:g}"
+                     + (" (chosen by CV)" if top_choice["searched"] else " (given)"))
     if degree_choice is not None:
         notes.append("smoothness prior (--degree-ridge): ridge x (degree / smallest degree)^p, p = "
                      f"{degree_choice['exponent']:g}" + (" (chosen by CV)" if degree_choice["searched"] else " (given)"))
@@ -994,6 +1012,8 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         selection["block_ridge"] = block_choice
     if degree_choice is not None:
         selection["degree_ridge"] = degree_choice
+    if top_choice is not None:
+        selection["top_degree_ridge"] = top_choice
     if anchor_auto is not None:   # --anchors auto: the grid, each weight's probes and CV loss, the choice
         selection["anchors_auto"] = anchor_auto
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"

@@ -53,7 +53,7 @@ REFIT_SETTINGS = ("elements", "cutoff", "body_order", "max_degree", "experts", "
                   "seed", "cv_folds", "max_experts", "temperatures", "pca", "committee", "regularise",
                   "agreement", "inner_cutoff", "w_L", "baseline", "core_range", "weights", "weight_key", "e0",
                   "repulsion_restraints", "max_degree_blocks", "chemical_channels", "shared_one_body",
-                  "chemical_embedding", "anchors", "block_ridge", "degree_ridge")
+                  "chemical_embedding", "anchors", "block_ridge", "degree_ridge", "top_degree_ridge")
 
 
 class StateError(ValueError):
