@@ -7,8 +7,9 @@
 // mixing in between.  Only same-species neighbours mix (each species' gate has its own standardiser
 // and PCA: another species' y_j lives in other coordinates).  Ranges: an atom energy depends on the
 // atoms within r_cut + r_g, a force on those within 2 (r_cut + r_g).
-// Whole structures only (two passes: y_j of every atom, then the gate and the adjoint); the
-// pair style does not run it yet.
+// Three per-atom stages (y_j of every atom; the mixing, weights and dE/dy; the adjoint), called by
+// Potential::compute for whole structures and by pair_style dcace, which forward-communicates y and
+// reverse-communicates dE/dy between them.
 #include <algorithm>
 #include <cmath>
 #include <vector>
