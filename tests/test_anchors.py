@@ -170,7 +170,7 @@ def test_auto_anchors_choose_the_smallest_passing_weight_and_equal_that_fixed_we
     with bcc and fcc compressed from their own a0 (dcace.crystal_probe: the first minimum from the
     expanded side) its fcc Mo falls below a0 without anchors (by 236 meV/atom at 0.97 a0), at 0.01
     (24 meV/atom) and at 0.03 (1.6 meV/atom), and passes at 0.1. `auto` must try the grid in order, keep
-    the first weight that passes, and give the coefficients of that fixed weight bit for bit.
+    the first weight that passes, and give the coefficients of that fixed weight (to round-off).
     (The weight-0 path -- no anchors at all -- is no longer covered by a committee here.)"""
     frames = read(MO_TRAIN, ":")
     kw = dict(GE_SMALL, elements=["Mo"], cutoff=5.2, experts=4)
@@ -178,7 +178,10 @@ def test_auto_anchors_choose_the_smallest_passing_weight_and_equal_that_fixed_we
     rec = _auto(pot)
     assert "fcc Mo compressed" in rec["tried"][0]["failures"], rec["tried"][0]
     fixed = dcace.fit(frames, anchors=rec["chosen"], **kw)
-    assert np.array_equal(pot.coefficients, fixed.coefficients)
+    # auto scales H_a accumulated at weight 1 by w^2, the fixed weight accumulates it at w: round-off
+    # (measured 9e-7 of the largest coefficient), far below what another weight gives
+    c, f = pot.coefficients, fixed.coefficients
+    assert c.shape == f.shape and np.abs(c - f).max() <= 1e-5 * np.abs(f).max()
 
 
 @pytest.mark.parametrize("value", ["often", -0.1, float("nan")])
