@@ -410,3 +410,14 @@ def test_e0_option_parses_and_names_bad_items():
     assert parse_e0(["Ti=-1.23", "Al=-0.45"]) == {"Ti": -1.23, "Al": -0.45}
     with pytest.raises(ValueError, match=r"--e0 'Ti:-1' must be ELEMENT=ENERGY"):
         parse_e0(["Ti:-1"])
+
+
+def test_every_fit_option_but_the_refit_ones_can_come_from_the_config_file():
+    """--config accepts every fit option (cli._FIT_KEYS) except those naming a fit state or the config
+    itself: a new option left out of _FIT_KEYS would be refused in a config file (found at a merge)."""
+    from dcace import cli
+
+    fit = cli.build_parser()._subparsers._group_actions[0].choices["fit"]
+    options = {a.dest for a in fit._actions} - {"help"}
+    assert options - cli._FIT_KEYS == {"add", "config", "keep_core", "recluster", "resume", "save_state"}
+    assert cli._FIT_KEYS <= options
