@@ -166,8 +166,9 @@ class StreamedFrames:
         """(position, Frame) of this rank's frames, in order, parsed now."""
         return zip(self.own.tolist(), self.stream(self.own))
 
-    def stream(self, positions):
-        """The Frames at `positions` (this rank's own), in that order, parsed from their files one by one."""
+    def _parsed(self, positions):
+        """(position, slot, file name, index in file, ase.Atoms) of the frames at `positions` (this rank's own),
+        in that order, parsed from their files one by one (each file opened once)."""
         from .stream import _parse_frame
 
         handles = {}
@@ -181,39 +182,29 @@ class StreamedFrames:
                 if f not in handles:
                     handles[f] = self._open(f)
                 name, i = self.table.names[f], int(self.table.index[g])
-                atoms = _parse_frame(handles[f], name, i, int(self.offsets[k]), int(self.table.n_atoms[g]))
-                fr = frame_of(atoms, name, i, {"stress_key": False, "virial_key": False}, set(), {}, **self.kw)
-                if self.stored_energy:
-                    fr = dataclasses.replace(fr, energy=float(self.energies[k]))
-                else:
-                    for fn in self.transforms:
-                        fr = fn(fr)
-                yield fr
+                yield g, k, name, i, _parse_frame(handles[f], name, i, int(self.offsets[k]), int(self.table.n_atoms[g]))
         finally:
             for fh in handles.values():
                 fh.close()
+
+    def stream(self, positions):
+        """The Frames at `positions` (this rank's own), in that order, parsed from their files one by one."""
+        for _, k, name, i, atoms in self._parsed(positions):
+            fr = frame_of(atoms, name, i, {"stress_key": False, "virial_key": False}, set(), {}, **self.kw)
+            if self.stored_energy:
+                fr = dataclasses.replace(fr, energy=float(self.energies[k]))
+            else:
+                for fn in self.transforms:
+                    fr = fn(fr)
+            yield fr
 
     def atoms(self, positions):
         """The ase.Atoms of the frames at `positions` (this rank's own), parsed again; no labels, no validation
         (the first pass validated them, and the files are the same: ``FileChangedError``)."""
         from .data import _clean_atoms
-        from .stream import _parse_frame
 
-        handles = {}
-        try:
-            for g in positions:
-                g = int(g)
-                k = self._slot(g)
-                if k is None:
-                    raise IndexError(f"frame position {g} is not one of this rank's frames (StreamedFrames)")
-                f = int(self.table.file[g])
-                if f not in handles:
-                    handles[f] = self._open(f)
-                yield _clean_atoms(_parse_frame(handles[f], self.table.names[f], int(self.table.index[g]),
-                                                int(self.offsets[k]), int(self.table.n_atoms[g])))
-        finally:
-            for fh in handles.values():
-                fh.close()
+        for *_, atoms in self._parsed(positions):
+            yield _clean_atoms(atoms)
 
     def _open(self, f):
         path = self.paths[f]
