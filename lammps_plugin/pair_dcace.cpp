@@ -442,11 +442,9 @@ void PairDCACE::compute(int eflag, int vflag)
   const int S = d.n_species, K = d.n_features, M = d.n_experts;
   const size_t nm = static_cast<size_t>(d.n_monomials);
 
-  double **f = atom->f;
   const int *type = atom->type;
   const tagint *tag = atom->tag;
   const int nlocal = atom->nlocal;
-  const int newton_pair = force->newton_pair;
   const int inum = list->inum;
   const int *ilist = list->ilist;
   dcace::Combination &comb = d.comb;
@@ -541,22 +539,7 @@ void PairDCACE::compute(int eflag, int vflag)
     ei = apply_scale(i, n, ei);    // fix adapt / hybrid/scaled (scale[t_i][t_i])
     energy_check += ei;
 
-    for (int p = 0; p < n; p++) {
-      const int j = d.jidx[p];
-      const double *g = d.dE.data() + 3 * p;    // dE/dr_ij, r_ij = x_j - x_i
-      force_check += g[0] + g[1] + g[2];
-      f[i][0] += g[0];
-      f[i][1] += g[1];
-      f[i][2] += g[2];
-      f[j][0] -= g[0];
-      f[j][1] -= g[1];
-      f[j][2] -= g[2];
-      if (vflag_either) {
-        const double *r = d.rij.data() + 3 * p;
-        ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, g[0], g[1], g[2], -r[0], -r[1], -r[2]);
-      }
-    }
-    if (eflag_either) ev_tally_full(i, 2.0 * ei, 0.0, 0.0, 0.0, 0.0, 0.0);
+    force_check += tally_atom(i, n, ei);
   }
 
   if (!std::isfinite(energy_check) || !std::isfinite(force_check))
@@ -585,6 +568,34 @@ void PairDCACE::compute(int eflag, int vflag)
 }
 
 /* ----------------------------------------------------------------------
+   atom i's forces from dE/dr_ij (impl->dE, r_ij = x_j - x_i), its pair virials and its energy ei;
+   returns the sum of the components (the finite check)
+------------------------------------------------------------------------- */
+
+double PairDCACE::tally_atom(int i, int n, double ei)
+{
+  Impl &d = *impl;
+  double **f = atom->f;
+  const int nlocal = atom->nlocal, newton_pair = force->newton_pair;
+  double sum = 0.0;
+  for (int p = 0; p < n; p++) {
+    const int j = d.jidx[p];
+    const double *g = d.dE.data() + 3 * p;
+    sum += g[0] + g[1] + g[2];
+    for (int q = 0; q < 3; q++) {
+      f[i][q] += g[q];
+      f[j][q] -= g[q];
+    }
+    if (vflag_either) {
+      const double *r = d.rij.data() + 3 * p;
+      ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, g[0], g[1], g[2], -r[0], -r[1], -r[2]);
+    }
+  }
+  if (eflag_either) ev_tally_full(i, 2.0 * ei, 0.0, 0.0, 0.0, 0.0, 0.0);
+  return sum;
+}
+
+/* ----------------------------------------------------------------------
    the neighbourhood gate: y_i (stage 1), forward comm; z_i, w_i, dE/dy (stage 2), reverse comm;
    the adjoint with c_eff,i and the mixing weights' pair term (stage 3)
 ------------------------------------------------------------------------- */
@@ -595,11 +606,9 @@ void PairDCACE::compute_neighbourhood_gate(int eflag, int vflag)
   Impl &d = *impl;
   const dcace::Potential &pot = *d.pot;
   const int M = d.n_experts, L = d.L;
-  double **f = atom->f;
   const int *type = atom->type;
   const tagint *tag = atom->tag;
   const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
-  const int newton_pair = force->newton_pair;
   const int inum = list->inum;
   const int *ilist = list->ilist;
   for (int t = 1; t <= atom->ntypes; t++)
@@ -661,20 +670,7 @@ void PairDCACE::compute_neighbourhood_gate(int eflag, int vflag)
       error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
     energy_check += ei;
-    for (int p = 0; p < n; p++) {
-      const int j = d.jidx[p];
-      const double *gp = d.dE.data() + 3 * p;
-      force_check += gp[0] + gp[1] + gp[2];
-      for (int q = 0; q < 3; q++) {
-        f[i][q] += gp[q];
-        f[j][q] -= gp[q];
-      }
-      if (vflag_either) {
-        const double *r = d.rij.data() + 3 * p;
-        ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, gp[0], gp[1], gp[2], -r[0], -r[1], -r[2]);
-      }
-    }
-    if (eflag_either) ev_tally_full(i, 2.0 * ei, 0.0, 0.0, 0.0, 0.0, 0.0);
+    force_check += tally_atom(i, n, ei);
   }
   if (!std::isfinite(energy_check) || !std::isfinite(force_check))
     error->one(FLERR, "pair dcace: non-finite {} from potential file {} on step {}: its coefficients or "

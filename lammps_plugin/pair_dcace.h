@@ -59,6 +59,7 @@ class PairDCACE : public Pair {
 
   void allocate();
   int gather_neighbours(int i);
+  double tally_atom(int i, int n, double ei);   // forces, pair virials, energy of atom i
   void compute_neighbourhood_gate(int eflag, int vflag);   // gate neighbourhood: three stages
 };
 
