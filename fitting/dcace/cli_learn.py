@@ -23,6 +23,10 @@ _FROM_STATE = ("train", "elements", "cutoff", "body_order", "max_degree", "exper
                "repulsion_restraints", "shared_one_body", "no_baseline", "no_pca", "gate")
 
 
+#: the options add_fit_state_options adds (none of them may come from a --config file)
+STATE_OPTIONS = ("save_state", "resume", "add", "recluster", "keep_core")
+
+
 def add_fit_state_options(f):
     g = f.add_argument_group("fit state and incremental refit (docs/fit-state.md)")
     g.add_argument("--save-state", metavar="S.npz", default=None,

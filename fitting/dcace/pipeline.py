@@ -37,10 +37,9 @@ import numpy as np
 from . import _core, cost
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
-from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembership, committee_predict, joint_nbytes
+from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembership, joint_nbytes
 from .basis_spec import check_chemical_channels, check_degree_blocks
-from .block_ridge import check_block_ridge, check_degree_ridge, choose_column_ridge, stored as block_ridge_stored
-from .block_ridge import check_top_degree_ridge, stored_top, top_degree_start
+from .block_ridge import check_block_ridge, check_degree_ridge, check_top_degree_ridge, choose_column_ridge, top_degree_start
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        residual_frame, user_window_free)
@@ -53,48 +52,23 @@ from .stream import EVERY, read_own
 from . import restream
 from .state_pack import canonical_sums
 from .potential import Potential
-from .report import ErrorStats, FitReport
-from .local_gate import LOCAL_GATES, check_gate_option, fit_atom_gate
-from .neighbourhood_gate import check_range, gate_columns_check
+from .report import FitReport
+from .local_gate import LOCAL_GATES, fit_atom_gate
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from . import anchors as anchors_module
 from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers, phase_anchors
-from .anchor_choice import SafetyProbes, anchor_weight, choose_weight
+from .anchor_choice import SafetyProbes, choose_weight
 from .probes import probe_indices
 from .ridge import single_threaded_blas
+from .settings import FitSettings, defaults, from_keywords, signature
+from .pipeline_report import cv_errors, file_metadata, plot_arrays, test_errors, training_errors
+from .pipeline_checks import checked, config_weights as _config_weights, jsonable_range as _jsonable_range, record
 
 __all__ = ["fit", "DEFAULTS"]
 
-#: Defaults, chosen by cross-validation on the Zuo et al. data (docs/fitting.md).
-DEFAULTS = {
-    "energy_weight": 300.0,      # per-atom energy row vs one force component (1.0)
-    "force_weight": 1.0,
-    "stress_weight": 1.0,        # virial-per-atom rows (sigma V / N, eV/atom)
-    "cv_folds": 5,
-    "max_experts": 8,
-    "temperatures": (0.35, 0.7),  # gate temperature grid tau
-    "ridge_grid": tuple(10.0 ** np.arange(-14, -2)),
-    "ridge_experts_floor": 1e-10,  # committees start from max(linear ridge, this) ...
-    "ridge_dc_factors": (1e-2, 1.0, 1e2, 1e4),   # ... and the chosen one is refined x these, by CV
-    "parsimony": 0.01,           # fewer experts win if their CV loss is within 1 % of the best
-    "pca_variance": 0.99,
-    "pca_max_components": 10,
-    "batch_size": 64,
-    "memory_budget_gb": 1.2,
-    # an MPI rank holds its own parsed frames between passes while they take at most this (dcace.restream.held_bytes,
-    # ~0.1 kB/atom: 2.4 million atoms); above it, it parses them again in every pass (memory independent of them)
-    "frames_budget_gb": 0.25,
-    "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
-    "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
-    "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
-    "anchors_auto_grid": (0.0, 0.01, 0.03, 0.1),   # anchors="auto" tries these, smallest first (dcace.anchor_choice)
-    "anchors_auto_force_ratio": 2.0,   # ... its rattle probe: committee's largest force <= this x the linear model's
-    "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
-    "block_ridge": None,           # ridge factor per species block: None | grid | {b: f} (dcace.block_ridge)
-    "degree_ridge": None,          # smoothness prior exponent p: None | p | grid (dcace.block_ridge)
-    "top_degree_ridge": None,      # ridge factor of the columns of degree > D: None | D | (D, F) (dcace.block_ridge)
-    "top_degree_ridge_grid": tuple(10.0 ** np.arange(0, 15, 2)),   # ... the factors CV tries (largest: nearly off)
-}
+#: What ``fit(name=None)`` means, and the tuning constants: derived from dcace.settings.FitSettings (their
+#: values chosen by cross-validation on the Zuo et al. data, docs/fitting.md).
+DEFAULTS = defaults()
 
 
 @dataclass
@@ -313,22 +287,7 @@ class _Rows:
         return r
 
 
-def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: float = 12,
-        experts="auto", test=None, ridge: float | None = None, energy_weight: float | None = None,
-        force_weight: float | None = None, stress_weight: float | None = None,
-        energy_key: str = "energy", forces_key: str = "forces", stress_key: str | None = "stress",
-        virial_key: str | None = None, seed: int = 0, cv_folds: int | None = None,
-        max_experts: int | None = None, temperatures=None, pca: bool = True,
-        committee: str = "joint", regularise: str = "global", agreement: float = 0.0, compare: bool = True,
-        progress: bool = True, threads: int | None = None, memory_budget_gb: float | None = None,
-        inner_cutoff: float = 0.5, w_L: float = 1.5, keep_arrays: bool = False,
-        batch_size: int | None = None, verbose: bool = False, baseline: str | None = "zbl",
-        core_range=None, weights=None, weight_key: str = "weight", e0=None,
-        repulsion_restraints: float | None = None, anchors: float | str | None = None, comm=None, state=None, reuse=None, max_degree_blocks=None,
-        chemical_channels: int | None = None, gate: str = "structure",
-        shared_one_body: bool | None = None, chemical_embedding=None, block_ridge=None,
-        degree_ridge=None, gate_range: float | None = None, gate_body_order: int | None = None,
-        frames_budget_gb: float | None = None, top_degree_ridge=None) -> Potential:
+def fit(train, **kw) -> Potential:
     """Fit a linear (``experts=1``) or divide-and-conquer ACE potential.
 
     Parameters (defaults in ``dcace.pipeline.DEFAULTS``)
@@ -419,149 +378,54 @@ def fit(train, *, elements, cutoff: float, body_order: int = 4, max_degree: floa
     Returns the fitted :class:`dcace.Potential`; its ``report`` attribute is a
     :class:`dcace.report.FitReport` (errors, selection, timings; ``timings["ranks"]``, ``["threads"]``).
     """
-    kw = {k: v for k, v in locals().items() if k != "comm"}
-    ranks = as_ranks(comm)
+    ranks = as_ranks(kw.pop("comm", None))
+    s = from_keywords(dict(kw, train=train))   # (the keywords: dcace.settings.FitSettings)
+    threads = s.threads
     if threads is None:
-        kw["threads"] = default_threads(ranks.size)
+        s.threads = default_threads(ranks.size)
     elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     with single_threaded_blas():
-        return ranks.share(lambda: _fit(**kw, ranks=ranks))
+        return ranks.share(lambda: _fit_settings(s, ranks, None))
 
 
-def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridge, energy_weight,
-         force_weight, stress_weight, energy_key, forces_key, stress_key, virial_key, seed, cv_folds,
-         max_experts, temperatures, pca, committee, regularise, agreement, compare, progress, threads,
-         memory_budget_gb, inner_cutoff, w_L, keep_arrays, batch_size, verbose, baseline, core_range, weights,
-         weight_key, e0, repulsion_restraints, ranks, anchors=None, state=None, reuse=None, resume=None,
-         max_degree_blocks=None, chemical_channels=None, gate="structure", shared_one_body=None,
-         chemical_embedding=None, block_ridge=None, degree_ridge=None, gate_range=None, gate_body_order=None,
-         frames_budget_gb=None, top_degree_ridge=None):
+fit.__signature__ = signature()
+
+
+def _fit(train, *, ranks, resume=None, **kw):
+    """The fit of ``fit(train, **kw)`` (and of ``dcace.refit``, with ``resume``) on ``ranks``."""
+    return _fit_settings(from_keywords(dict(kw, train=train)), ranks, resume)
+
+
+def _fit_settings(s: FitSettings, ranks, resume):
     t_start = time.perf_counter()
-    timings = {"ranks": ranks.size, "threads": int(threads)}
-    progress = progress and ranks.is_root
-    e0_given = e0   # the user's isolated-atom energies (the name e0 is the fitted one-body array below)
-    wE = float(DEFAULTS["energy_weight"] if energy_weight is None else energy_weight)
-    wF = float(DEFAULTS["force_weight"] if force_weight is None else force_weight)
-    wS = float(DEFAULTS["stress_weight"] if stress_weight is None else stress_weight)
-    for name, v in (("energy_weight", wE), ("force_weight", wF), ("stress_weight", wS)):
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-    if wE == 0 and wF == 0:
-        raise ValueError("energy_weight and force_weight cannot both be 0")
-    w_rest = float(DEFAULTS["repulsion_restraints"] if repulsion_restraints is None else repulsion_restraints)
-    if not (math.isfinite(w_rest) and w_rest >= 0):
-        raise ValueError(f"repulsion_restraints must be a finite number >= 0, got {repulsion_restraints}")
-    w_anchor, auto_anchors = anchor_weight(DEFAULTS["anchors"] if anchors is None else anchors,
-                                           DEFAULTS["anchors_auto_grid"])
-    k_folds = int(DEFAULTS["cv_folds"] if cv_folds is None else cv_folds)
-    max_M = int(DEFAULTS["max_experts"] if max_experts is None else max_experts)
-    temps = tuple(float(t) for t in (DEFAULTS["temperatures"] if temperatures is None else temperatures))
-    budget = float(DEFAULTS["memory_budget_gb"] if memory_budget_gb is None else memory_budget_gb) * 2**30
-    frames_budget = float(DEFAULTS["frames_budget_gb"] if frames_budget_gb is None else frames_budget_gb)
-    if not (math.isfinite(frames_budget) and frames_budget >= 0):
-        raise ValueError(f"frames_budget_gb (--frames-budget) must be a finite number >= 0, got {frames_budget_gb!r}")
-    bsize = int(DEFAULTS["batch_size"] if batch_size is None else batch_size)
-    if committee not in ("joint", "independent"):
-        raise ValueError(f"committee must be 'joint' or 'independent', got {committee!r}")
-    if regularise not in ("zero", "global"):
-        raise ValueError(f"regularise must be 'zero' or 'global', got {regularise!r}")
-    if any(not (t > 0 and math.isfinite(t)) for t in temps) or not temps:
-        raise ValueError(f"temperatures must be positive numbers, got {temps}")
-    gate_kind = check_gate_option(gate)
-    if gate_kind != "structure" and ranks.size > 1:   # fit_atom_gate reads every structure in one process
-        raise ValueError(f"gate={gate_kind!r} (--gate) is not available in an MPI fit yet: the atom gate's "
-                         f"clustering and rows read every training structure in one process; fit it without "
-                         f"mpiexec (threads), or use gate='structure'")
-    M_atom, atom_fit = None, None
-    local_kinds = {"atom": ["atom"], "neighbourhood": ["neighbourhood"], "auto": ["atom", "neighbourhood"]}.get(gate_kind, [])
-    if "neighbourhood" in local_kinds:
-        gate_range = check_range(gate_range, cutoff)
-        gate_body_order = gate_columns_check(gate_body_order)
-    if gate_kind in LOCAL_GATES:   # the structure machinery fits the linear model only; local_gate the rest
-        M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
-        experts, compare = 1, False
-    elif gate_kind == "auto":   # the structure machinery as asked, then the local gates; CV picks
-        M_atom = _atom_experts(experts, state, reuse, resume, gate_kind)
-    if experts == "auto":
-        Ms = list(range(1, max_M + 1))
-    else:
-        try:
-            M_fixed = int(experts)
-        except (TypeError, ValueError):
-            raise ValueError(f"experts must be 'auto' or a positive integer, got {experts!r}") from None
-        if M_fixed < 1 or M_fixed != experts and str(M_fixed) != str(experts):
-            raise ValueError(f"experts must be 'auto' or a positive integer, got {experts!r}")
-        Ms = [1, M_fixed] if M_fixed > 1 else [1]
-    if k_folds < 2:
-        raise ValueError(f"cv_folds must be >= 2, got {k_folds}")
-    if ridge is not None and not (ridge >= 0 and math.isfinite(ridge)):
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge}")
+    timings = {"ranks": ranks.size, "threads": int(s.threads)}
+    progress = s.progress and ranks.is_root
+    c = checked(s, ranks, resume)   # stage 1: the options (dcace.pipeline_checks), before any data
+    # (the names the stages below read)
+    train, test, cutoff, body_order, max_degree = s.train, s.test, s.cutoff, s.body_order, s.max_degree
+    inner_cutoff, w_L, seed, pca, committee = s.inner_cutoff, s.w_L, s.seed, s.pca, s.committee
+    regularise, agreement, ridge, weights, weight_key = s.regularise, s.agreement, s.ridge, s.weights, s.weight_key
+    state, reuse, threads, keep_arrays, max_degree_blocks = s.state, s.reuse, s.threads, s.keep_arrays, s.max_degree_blocks
+    e0_given = s.e0   # the user's isolated-atom energies (the name e0 is the fitted one-body array below)
+    wE, wF, wS, w_rest, k_folds, max_M, temps = c.wE, c.wF, c.wS, c.w_rest, c.k_folds, c.max_M, c.temps
+    w_anchor, auto_anchors, budget, frames_budget, bsize = c.w_anchor, c.auto_anchors, c.budget, c.frames_budget, c.bsize
+    gate_kind, local_kinds, gate_range, gate_body_order = c.gate_kind, c.local_kinds, c.gate_range, c.gate_body_order
+    M_atom, experts, compare, Ms, M_fixed = c.M_atom, c.experts, c.compare, c.Ms, c.M_fixed
+    atom_fit = None
 
-    keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
-    core = CoreSettings(baseline, core_range)
+    keys = dict(energy_key=s.energy_key, forces_key=s.forces_key, stress_key=s.stress_key, virial_key=s.virial_key)
+    core = CoreSettings(s.baseline, s.core_range)
     fixed = _fit_state.fixed_parts(resume, reuse)   # state whose folds, clusters, e_ref, core stay (or None)
     if auto_anchors and fixed is not None:   # the state fixes the anchors, their weight included
         w_anchor, auto_anchors = float(fixed.settings.get("anchors", 0.0)), False
-    try:   # K is counted in ~1 s, before the (much slower) basis build and any pass over the data
-        from .basis_spec import count_features
-
-        n_el = 1 if isinstance(elements, str) else len(elements)
-        K_count = count_features(n_el, body_order, max_degree, w_L=w_L, max_degree_blocks=max_degree_blocks,
-                                 chemical_channels=chemical_channels)
-    except (TypeError, ValueError):
-        K_count = None   # bad settings: ACEBasis below names them
-    if K_count is not None:
-        cost.check_linear_memory(n_el, K_count, k_folds, budget)
-    elements = ACEBasis(elements, cutoff, 2, 1, inner_cutoff=inner_cutoff, w_L=w_L).elements  # validates
-    basis_blocks = {str(b): float(d) for b, d in sorted(
-        check_degree_blocks(max_degree_blocks, len(elements), body_order, max_degree).items())} or None
-    chemical_channels = check_chemical_channels(chemical_channels, len(elements))
-    block_ridge = check_block_ridge(DEFAULTS["block_ridge"] if block_ridge is None else block_ridge,
-                                    len(elements), body_order, chemical_channels)
-    degree_ridge = check_degree_ridge(DEFAULTS["degree_ridge"] if degree_ridge is None else degree_ridge)
-    top_degree_ridge = check_top_degree_ridge(DEFAULTS["top_degree_ridge"] if top_degree_ridge is None
-                                              else top_degree_ridge, float(max_degree))
-    embedding_kind = check_embedding(DEFAULTS["chemical_embedding"] if chemical_embedding is None
-                                     else chemical_embedding, chemical_channels, len(elements))
-    if isinstance(embedding_kind, str) and embedding_kind != "cosine" and ranks.size > 1:
-        raise ValueError(f"chemical_embedding (--chemical-embedding) {embedding_kind!r} is computed from all "
-                         "training structures in one process: not available in an MPI fit yet (use 'cosine')")
-    settings = {
-        "baseline": core.baseline if core.external is None else core.external.describe(),
-        "core_range": _jsonable_range(core.core_range),
-        "repulsion_restraints": w_rest if core.baseline == "zbl" else None,
-        "shared_one_body": bool(DEFAULTS["shared_one_body"] if shared_one_body is None else shared_one_body),
-        "elements": elements, "cutoff": float(cutoff), "body_order": int(body_order),
-        "max_degree": float(max_degree), "inner_cutoff": float(inner_cutoff), "w_L": float(w_L),
-        "max_degree_blocks": basis_blocks, "chemical_channels": chemical_channels,
-        "experts": experts if experts == "auto" else int(experts), "committee": committee,
-        "regularise": regularise, "agreement": float(agreement), "ridge": ridge, "energy_weight": wE, "force_weight": wF,
-        "stress_weight": wS, "seed": int(seed), "cv_folds": k_folds, "max_experts": max_M,
-        "weights": None if weights is None else _config_weights(weights), "weight_key": weight_key,
-        "e0": None if e0_given is None else {k: float(v) for k, v in dict(e0_given).items()},
-        "temperatures": list(temps), "pca": bool(pca), **keys,
-    }
-    if block_ridge is not None:   # (absent when off: the settings, files and states of fits before it)
-        settings["block_ridge"] = block_ridge_stored(block_ridge)
-    if degree_ridge is not None:
-        settings["degree_ridge"] = list(degree_ridge) if isinstance(degree_ridge, tuple) else degree_ridge
-    if top_degree_ridge is not None:
-        settings["top_degree_ridge"] = stored_top(top_degree_ridge)
+    elements, basis_blocks, chemical_channels, block_ridge, degree_ridge, top_degree_ridge, embedding_kind = \
+        _basis_options(s, c, ranks)
     w_anchor, anchor_off = state_anchors.fit_weight(fixed, w_anchor)   # a state before version 3: none
-    if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
-        settings["anchors"] = w_anchor
-    if gate_kind in LOCAL_GATES:
-        settings.update(gate=gate_kind, experts=M_atom)
-    elif gate_kind == "auto":
-        settings.update(gate=gate_kind, atom_experts=M_atom)
-    if "neighbourhood" in local_kinds:
-        settings.update(gate_range=gate_range, gate_body_order=int(gate_body_order or 0))
-    if chemical_channels is not None and not (isinstance(embedding_kind, str) and embedding_kind == "cosine"):
-        settings["chemical_embedding"] = (embedding_kind if isinstance(embedding_kind, str)
-                                          else np.asarray(embedding_kind).tolist())   # (cosine: as before)
-    if fixed is not None and "chemical_embedding_weights" in fixed.settings:   # the state's W is kept
-        settings["chemical_embedding_weights"] = fixed.settings["chemical_embedding_weights"]
+    settings = record(s, c, core=core, elements=elements, basis_blocks=basis_blocks,
+                      chemical_channels=chemical_channels, embedding_kind=embedding_kind, block_ridge=block_ridge,
+                      degree_ridge=degree_ridge, top_degree_ridge=top_degree_ridge, w_anchor=w_anchor,
+                      anchor_off=anchor_off, fixed=fixed)
     if reuse is not None:
         fixed.check_settings(settings, "fit(reuse=...)")
     t0 = time.perf_counter()
@@ -706,7 +570,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         st = fit_standardiser(P)
         Z = st(P)
         if pca:
-            V = pca_projection(Z, variance=DEFAULTS["pca_variance"], max_components=DEFAULTS["pca_max_components"])
+            V = pca_projection(Z, variance=s.pca_variance, max_components=s.pca_max_components)
         else:
             V = np.eye(D)
         clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
@@ -874,17 +738,17 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
                        shared_one_body=settings["shared_one_body"], anchors=rows)
         if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
             sel.sc = fixed.arrays["column_scale"]
-        top_grid = DEFAULTS["top_degree_ridge_grid"]
+        top_grid = s.top_degree_ridge_grid
         top = top_degree_start(sel, basis, top_degree_ridge, top_grid)   # lam with the top shell (all but) off
-        lam, lam_table = sel.choose_ridge(ridge, DEFAULTS["ridge_grid"])
+        lam, lam_table = sel.choose_ridge(ridge, s.ridge_grid)
         column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge,   # dcace.block_ridge
                                             top=(top, top_degree_ridge, top_grid))
-        lam_dc = lam if ridge is not None else max(lam, DEFAULTS["ridge_experts_floor"])
+        lam_dc = lam if ridge is not None else max(lam, s.ridge_experts_floor)
         cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
         n_stage1 = len(cv_rows)
-        chosen = sel.choose(cv_rows, committee=committee, experts=experts, parsimony=DEFAULTS["parsimony"])
+        chosen = sel.choose(cv_rows, committee=committee, experts=experts, parsimony=s.parsimony)
         if chosen["M"] > 1 and ridge is None:
-            lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, DEFAULTS["ridge_dc_factors"], committee)
+            lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, s.ridge_dc_factors, committee)
             cv_rows += extra
         eq9 = sel.eq9(lam, Ms, chosen, lam_dc)
         theta_lin, models = _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z)
@@ -917,7 +781,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     if auto_anchors and anchor_rows is not None:   # the smallest weight whose committee is safe off the data
         t_auto = time.perf_counter()
         probes = SafetyProbes(elements, shortest if core.baseline == "zbl" else None,   # no core: no dimer probes
-                              anchor_atoms[1], probe_atoms, DEFAULTS["anchors_auto_force_ratio"])
+                              anchor_atoms[1], probe_atoms, s.anchors_auto_force_ratio)
         unit_rows, done = anchor_rows, {0.0: select(None)}   # the linear model does not depend on the anchors
 
         def candidate(w):
@@ -929,7 +793,7 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             return res, candidate_potential(theta, joint[(ch["M"], ch["tau"])].gate), ch["M"], ch["cv_loss"]
 
         lin_pot = candidate_potential(done[0.0][8][None, :], None)
-        w_anchor, picked, anchor_auto, auto_notes = choose_weight(DEFAULTS["anchors_auto_grid"], candidate, probes,
+        w_anchor, picked, anchor_auto, auto_notes = choose_weight(s.anchors_auto_grid, candidate, probes,
                                                                   lin_pot)
         notes += auto_notes
         anchor_rows = unit_rows.scaled(w_anchor) if w_anchor > 0 else None
@@ -973,10 +837,10 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
             t_atom = time.perf_counter()
             bar = _progress(None, n * len(temps), f"{kind} gate rows", progress) if progress else None
             fit_k = fit_atom_gate(
-                basis=basis, frames=data.frames, M=M_atom, temperatures=temps, ridge_factors=DEFAULTS["ridge_dc_factors"],
+                basis=basis, frames=data.frames, M=M_atom, temperatures=temps, ridge_factors=s.ridge_dc_factors,
                 lam=lam_dc0, sel=sel, folds=folds, k=k_folds, p1=p1, wts=wts, wE=wE, wF=wF, wS=wS,
-                seed=seed, pca_variance=DEFAULTS["pca_variance"],
-                pca_max_components=DEFAULTS["pca_max_components"], committee=committee,
+                seed=seed, pca_variance=s.pca_variance,
+                pca_max_components=s.pca_max_components, committee=committee,
                 progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))),
                 kind=kind, gate_range=gate_range, body_order=gate_body_order)
             if bar is not None:
@@ -1019,93 +883,30 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
                             + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
                             + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
-    errors = {}
-    cv_map = {(r["M"], r.get("tau"), r["fit"]): r for r in cv_rows[:n_stage1]}   # first row of each key
-    for r in cv_rows:
-        if (r["M"], r.get("tau"), r["fit"]) == (M_sel, tau_sel, committee) and r.get("ridge") == lam_dc:
-            cv_map[(M_sel, tau_sel, committee)] = r
-    lin_cv = cv_map.get((1, None, "linear"))
-    errors["linear"] = {"cv": _cv_summary(lin_cv)}
-    if M_sel > 1:
-        errors["dc"] = {"cv": _cv_summary(cv_map.get((M_sel, tau_sel, committee)))}
-        if compare:
-            other = "independent" if committee == "joint" else "joint"
-            errors[f"dc-{other}"] = {"cv": _cv_summary(cv_map.get((M_sel, tau_sel, other)))}
-            errors["paper-eq8"] = {"cv": None}
+    errors = cv_errors(cv_rows, n_stage1, M_sel, tau_sel, committee, lam_dc, compare)
 
     # ---------------------------------------------------------------- pass 3: training errors
     t0 = time.perf_counter()
-    meta_partial = {
-        "dcace_version": _core.__version__, "fit": settings,
-        "data": {"train": data.files if resume is None else resume.meta["files"] + data.files,
-                 "test": test_data.files if test_data else None},
-        "basis": {"body_order": int(body_order), "max_degree": float(max_degree), "w_L": float(w_L),
-                  "cutoff": float(cutoff), "inner_cutoff": float(inner_cutoff), "n_features": K,
-                  "max_degree_blocks": basis_blocks, "chemical_channels": basis.chemical_channels,
-                  "baseline": None if core.baseline is None else ("zbl" if core.external is None else "external"),
-                  "delta_baseline": None if core.external is None else core.external.describe(),
-                  "core_window": None if window is None else {
-                      f"{elements[a]}-{elements[b]}": [round(float(window[0][a, b]), 6), round(float(window[1][a, b]), 6)]
-                      for a in range(S) for b in range(a, S)}},
-        "selection": _finite({k: v for k, v in selection.items() if k != "ridge_cv"}),
-    }
+    meta_partial = file_metadata(settings, s, data, test_data, resume, basis, core, window, basis_blocks, elements,
+                                 selection, _finite)
     pot = Potential.from_parts(basis, coef, e0, gate, meta_partial, short_range=short_range)
     lin_pot = pot if M_sel == 1 else Potential.from_parts(basis, theta_lin[None, :D].reshape(1, S, K),
                                                           (theta_lin[D:] + e_ref)[None, :], None, {},
                                                           short_range=short_range)
-    if resume is None:   # per structure, on the rank that holds it (dcace.pass3)
-        pass3.send_potentials(ranks, pot, lin_pot, M_sel)
-        train_stats, weights_train, nearest_train = pass3.training_errors(
-            ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress)
-    else:   # a refit has the sums, not the old structures
-        train_stats = {name: ErrorStats(keep_arrays) for name in (("linear", "dc") if M_sel > 1 else ("linear",))}
-        weights_train, nearest_train = np.zeros((n, M_sel)), np.zeros(n)
-    for name, stt in train_stats.items():
-        errors[name]["train"] = stt.summary() if resume is None else _fit_state.sums_errors(
-            sel, *models[name], joint.get((M_sel, tau_sel)) if name == "dc" else None)
+    train_stats, weights_train, nearest_train = training_errors(
+        ranks, resume, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays, threads, progress,
+        errors, lambda name: _fit_state.sums_errors(sel, *models[name], joint.get((M_sel, tau_sel)) if name == "dc"
+                                                    else None))
     timings["pass3"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- test set
-    arrays = {}
-    if test_data is not None:
-        t0 = time.perf_counter()
-        test_stats = {name: ErrorStats(keep_arrays) for name in models}
-        tstats_cpp = ErrorStats(keep_arrays)
-        originals = iter(test_orig.frames)
-        for fr, r in _progress(_threaded_map(rows_fn, test_data.frames, threads), len(test_data),
-                               "test set", progress):
-            if isinstance(r, Exception):
-                raise _frame_error(fr, r)
-            fr_orig = next(originals)   # labels with the baseline in, for the written potential
-            b = r.energy
-            ncount = r.counts
-            for name, (theta, wfn) in models.items():
-                Ec, w, c_eff = committee_predict(theta, wfn, b[None], ncount[None])
-                Etot = float(Ec[0] + ncount @ e_ref)
-                F = (r.forces @ c_eff[0]).reshape(-1, 3)
-                sp = r.stress @ c_eff[0] if (r.stress is not None and fr.stress is not None) else None
-                test_stats[name].add(fr.n_atoms, fr.energy, Etot, fr.forces, F, fr.stress if sp is not None else None, sp,
-                                     e_offset=float(ncount @ e_ref))
-            out = pot.compute(fr_orig.atoms)
-            tstats_cpp.add(fr.n_atoms, fr_orig.energy, out["energy"], fr_orig.forces, out["forces"],
-                           fr_orig.stress, out["stress"] if fr_orig.stress is not None else None,
-                           e_offset=float(ncount @ e_ref))
-        for name, stt in test_stats.items():
-            errors.setdefault(name, {})["test"] = stt.summary()
-        # the official numbers of the written potential come from the C++ core
-        final_name = "dc" if M_sel > 1 else "linear"
-        errors[final_name]["test"] = tstats_cpp.summary()
-        if keep_arrays:
-            arrays["test"] = {name: stt.arrays() for name, stt in test_stats.items()}
-            arrays["test"][final_name] = tstats_cpp.arrays()
-        timings["test"] = time.perf_counter() - t0
+    arrays = test_errors(test_data, test_orig, rows_fn, models, e_ref, pot, "dc" if M_sel > 1 else "linear",
+                         keep_arrays, threads, progress, errors, timings)
     for name in list(errors):
         for which in ("train", "test"):
             errors[name].setdefault(which, None)
     if keep_arrays:
-        arrays["train"] = {name: stt.arrays() for name, stt in train_stats.items()}
-        arrays["clusters"] = {"Z": Z, "labels": clusterings[M_sel].labels if M_sel in clusterings else np.zeros(n, int),
-                              "weights": weights_train, "nearest": nearest_train}
+        plot_arrays(arrays, train_stats, Z, clusterings, M_sel, n, weights_train, nearest_train)
 
     # ---------------------------------------------------------------- final file with errors
     meta = dict(meta_partial)
@@ -1145,6 +946,34 @@ def _fit(train, *, elements, cutoff, body_order, max_degree, experts, test, ridg
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot
+
+
+def _basis_options(s: FitSettings, c, ranks):
+    """(elements, basis_blocks, chemical_channels, block_ridge, degree_ridge, top_degree_ridge, embedding_kind):
+    the basis and column options checked against the elements, K counted and its linear memory checked
+    before the basis is built."""
+    try:   # K is counted in ~1 s, before the (much slower) basis build and any pass over the data
+        from .basis_spec import count_features
+
+        n_el = 1 if isinstance(s.elements, str) else len(s.elements)
+        K_count = count_features(n_el, s.body_order, s.max_degree, w_L=s.w_L, max_degree_blocks=s.max_degree_blocks,
+                                 chemical_channels=s.chemical_channels)
+    except (TypeError, ValueError):
+        K_count = None   # bad settings: ACEBasis below names them
+    if K_count is not None:
+        cost.check_linear_memory(n_el, K_count, c.k_folds, c.budget)
+    elements = ACEBasis(s.elements, s.cutoff, 2, 1, inner_cutoff=s.inner_cutoff, w_L=s.w_L).elements  # validates
+    basis_blocks = {str(b): float(d) for b, d in sorted(
+        check_degree_blocks(s.max_degree_blocks, len(elements), s.body_order, s.max_degree).items())} or None
+    chemical_channels = check_chemical_channels(s.chemical_channels, len(elements))
+    block_ridge = check_block_ridge(s.block_ridge, len(elements), s.body_order, chemical_channels)
+    degree_ridge = check_degree_ridge(s.degree_ridge)
+    top_degree_ridge = check_top_degree_ridge(s.top_degree_ridge, float(s.max_degree))
+    embedding_kind = check_embedding(s.chemical_embedding, chemical_channels, len(elements))
+    if isinstance(embedding_kind, str) and embedding_kind != "cosine" and ranks.size > 1:
+        raise ValueError(f"chemical_embedding (--chemical-embedding) {embedding_kind!r} is computed from all "
+                         "training structures in one process: not available in an MPI fit yet (use 'cosine')")
+    return elements, basis_blocks, chemical_channels, block_ridge, degree_ridge, top_degree_ridge, embedding_kind
 
 
 def _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z):
@@ -1233,33 +1062,6 @@ def _anchor_rows(basis, sources, ground, few, wE, wF, wS, D, S, seed, weight, ba
         f"structures and of the lowest-energy one, {len(phases)} bcc/fcc crystals, {len(few)} free atoms and dimers, where every expert follows the linear model with weight {label or format(weight, 'g')} (dcace.anchors)")
 
 
-def _atom_experts(experts, state, reuse, resume, gate):
-    """M of the atom gate (experts="auto": 4), with its limits."""
-    if state is not None or reuse is not None or resume is not None:
-        raise ValueError(f"gate={gate!r} fits cannot write or reuse a fit state yet (state=, reuse=, refit)")
-    M = 4 if experts == "auto" else experts
-    if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
-        raise ValueError(f"gate={gate!r} needs experts = 'auto' or an integer >= 2, got {experts!r}")
-    return int(M)
-
-
-def _config_weights(weights):
-    """{config_type: weight} from the accepted spellings ({"config_type": {...}} or flat)."""
-    if not isinstance(weights, dict):
-        raise ValueError(f"weights must be a dict {{config_type: weight}}, got {weights!r}")
-    spec = weights.get("config_type", weights) if set(weights) <= {"config_type"} else weights
-    out = {}
-    for k, v in spec.items():
-        try:
-            w = float(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"weights: {k!r}: {v!r} is not a number") from None
-        if not (math.isfinite(w) and w >= 0):
-            raise ValueError(f"weights: {k!r}: {v!r} must be a finite number >= 0")
-        out[str(k)] = w
-    return out
-
-
 def frame_weights(frames, weights):
     """(n,) weight of every frame: its own weight times its config_type's (unnamed types: 1)."""
     w = np.array([f.weight for f in frames], dtype=float)
@@ -1276,12 +1078,6 @@ def frame_weights(frames, weights):
     return w
 
 
-def _jsonable_range(core_range):
-    if core_range is None or isinstance(core_range, dict):
-        return None if core_range is None else {k: [float(x) for x in v] for k, v in core_range.items()}
-    return [float(x) for x in core_range]
-
-
 def _finite(obj):
     """obj with every non-finite float replaced by None (JSON metadata)."""
     if isinstance(obj, dict):
@@ -1291,13 +1087,6 @@ def _finite(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-def _cv_summary(row):
-    if row is None:
-        return None
-    return {k: row.get(k) for k in ("n_structures", "n_atoms", "energy_mae_mev_per_atom", "energy_rmse_mev_per_atom",
-                                    "force_mae_ev_per_a", "force_rmse_ev_per_a", "stress_mae_gpa", "stress_rmse_gpa")}
 
 
 def _round(v, digits=6):
