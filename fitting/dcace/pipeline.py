@@ -428,81 +428,14 @@ def _fit_settings(s: FitSettings, ranks, resume):
                       anchor_off=anchor_off, fixed=fixed)
     if reuse is not None:
         fixed.check_settings(settings, "fit(reuse=...)")
-    t0 = time.perf_counter()
-    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
-    plan = None   # MPI: (folds, blocks) from the frame count; each rank keeps only its blocks' frames
-    if ranks.size > 1 and not isinstance(train, Dataset):
-        plan = _fold_blocks(count_frames(train) + offset, fixed, seed, k_folds, bsize, offset)
-        keep = restream.OwnMask(len(plan[0]) - offset, [int(i) - offset for b in ranks.own_blocks(plan[1])
-                                                        for i in plan[1][b]])
-    # MPI: each rank parses only the frames it keeps of extended XYZ files (dcace.stream; None: other
-    # sources, read_data parses every frame on every rank, keeping its own)
-    data = train if isinstance(train, Dataset) else None
-    if data is None and plan is not None:
-        # streamed: a rank whose frames do not fit frames_budget holds none of them between passes, each pass
-        # parses them again (dcace.restream; not for a state's fits, whose refit code reads the frames as a list)
-        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, streamed=fixed is None,
-                        hold_below=frames_budget * 2**30, **keys)
-    if data is None:
-        data = read_data(train, elements=elements, weight_key=weight_key, keep=None if plan is None else keep, **keys)
-    test_data = None
-    if test is not None:   # the test set is evaluated on rank 0
-        test_keep = EVERY if ranks.is_root else set()
-        test_data = test if isinstance(test, Dataset) else None
-        if test_data is None and ranks.size > 1:
-            test_data = read_own(ranks, test, test_keep, elements=elements, weight_key=weight_key, **keys)
-        if test_data is None:
-            test_data = read_data(test, elements=elements, weight_key=weight_key,
-                                  keep=None if ranks.is_root else set(), **keys)
-    timings["read"] = time.perf_counter() - t0
-    timings["streamed"] = int(isinstance(data.frames, restream.StreamedFrames))   # (this rank's frames)
-    t0 = time.perf_counter()
-    core_notes, window, short_range, restraint_rows = [], None, None, None
-    if core.baseline == "zbl":
-        shortest, rho_max = ranks.extremes(*neighbour_extremes(restream.kept_atoms(data), elements, cutoff)) \
-            if fixed is None else fixed.core()
-        lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
-        if resume is not None:   # the core stays the state's: say where new data reaches into it
-            core_notes += resume.core_check(data.frames, elements, cutoff, (lo, hi))
-        window = (lo, hi)
-    t_basis = time.perf_counter()
-    W_chem = None
-    if chemical_channels is not None:   # a refit / reuse keeps the state's W (its normal equations use it)
-        kind = settings.get("chemical_embedding_weights", embedding_kind)
-        W_chem = choose_embedding(kind, (f for _, f in data.kept), elements, cutoff, chemical_channels,
-                                  max_degree=max_degree, inner_cutoff=inner_cutoff, w_L=w_L, core_window=window,
-                                  energy_weight=wE, force_weight=wF)
-        if "chemical_embedding" in settings:   # data-driven or given: the W a refit must keep
-            settings["chemical_embedding_weights"] = W_chem.tolist()
-    basis = ACEBasis(elements, cutoff, body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
-                     core_window=window, max_degree_blocks=max_degree_blocks, chemical_channels=chemical_channels,
-                     embedding=W_chem)
-    timings["basis"] = time.perf_counter() - t_basis
-    data_orig, test_orig = data, test_data
-    if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
-        data = data_orig = _residual(ranks, data, core.external, elements)
-        test_data = test_orig = _residual(ranks, test_data, core.external, elements)
-        core_notes.append("fitted on DFT minus the external baseline " + json.dumps(core.external.describe())
-                          + "; the errors reported are those of baseline + this potential")
-    if core.baseline == "zbl":   # the experts learn DFT minus the baseline (paper eq. 10)
-        S0, K0 = basis.n_species, basis.n_features
-        short_range = density_core(rho_max, cutoff)
-        core_notes.append("short-range core: ZBL below the pair windows " + ", ".join(
-            f"{elements[a]}-{elements[b]} {lo[a, b]:.3f}-{hi[a, b]:.3f} A (shortest in the data {shortest[a, b]:.3f})"
-            for a in range(len(elements)) for b in range(a, len(elements)))
-            + "; ACE handed to ZBL above core densities " + ", ".join(
-            f"{el} {r:.4g}" for el, r in zip(elements, short_range["rho_lo"])) + " (the densest training atoms)")
-        base_pot = Potential.from_parts(basis, np.zeros((1, S0, K0)), np.zeros((1, S0)), None, {},
-                                        short_range=short_range)
-        data = _residual(ranks, data, base_pot)
-        test_data = _residual(ranks, test_data, base_pot)
-        if w_rest > 0:
-            dimers = restraint_dimers(elements, shortest, lo, cutoff)
-            restraint_rows = restraint_batch(basis, base_pot, dimers, wF, w_rest) if dimers else None
-            core_notes.append(f"repulsion restraints: {len(dimers)} dimers between each pair's core window and its "
-                              f"shortest training distance, forces fitted to ZBL's with weight {w_rest:g} x the force "
-                              f"weight (--repulsion-restraints)")
-    timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
+    rd = _read_stage(s, c, ranks, resume, fixed, elements, keys, timings)   # stage 2: the data
+    data, test_data, plan, offset = rd.data, rd.test_data, rd.plan, rd.offset
+    bl = _baseline_stage(s, c, ranks, resume, fixed, core, elements, chemical_channels, embedding_kind, settings,
+                         data, test_data, timings)   # stage 3: the basis and what the experts learn
+    basis, window, short_range, restraint_rows, core_notes = bl.basis, bl.window, bl.short_range, bl.restraint_rows, \
+        bl.core_notes
+    shortest, rho_max, data, test_data, data_orig, test_orig = bl.shortest, bl.rho_max, bl.data, bl.test_data, \
+        bl.data_orig, bl.test_orig
     n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
     if plan is not None and len(plan[0]) != n:
         raise DataError(f"{', '.join(f['name'] for f in data.files)}: counted {len(plan[0]) - offset} frames before reading, but read "
@@ -527,76 +460,15 @@ def _fit_settings(s: FitSettings, ranks, resume):
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
-    folds, blocks = _fold_blocks(n, fixed, seed, k_folds, bsize, offset) if plan is None else plan
-    # blocks of the state's structures in a reuse= fit (a refit has their sums; dcace.state_pack)
-    n_kept = len(fit_blocks(folds[:fixed.n], max(1, bsize))) if reuse is not None else 0
-    # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
-    bsize = max(1, min(bsize, int(64 * 2**20 // (16 * Dp * Dp))))
-    # lean: the ranks other than 0 keep none of the (n, D) rows and none of what rank 0 alone uses
-    # (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
-    lean = ranks.size > 1 and fixed is None
-    labels = []   # (i, energy, hash, periodic) of this rank's structures, taken as pass 1 reads them
-    need_hash = state is not None or fixed is not None   # (the state's record of the frames, a reuse's check)
-    # streamed frames: pass 1 reads the residual energies the residual check kept, not the baseline again
-    p1_frames = data.frames.labels_only() if isinstance(data.frames, restream.StreamedFrames) and not need_hash \
-        else data.frames
-    Bsum, counts = _descriptor_pass(basis, p1_frames, progress, threads, "pass 1/3 descriptors", ranks,
-                                    [b - offset for b in blocks], lean=lean,
-                                    record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr)
-                                                                        if need_hash else None,
-                                                                        bool(np.all(fr.atoms.pbc)))))
-    # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
-    # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
-    own = np.array(sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b]), dtype=np.int64)
-    E = np.array([e for _, e, *_ in ranks.allgather_indexed([(i, e) for i, e, *_ in labels])])
-    hashes = [h for _, h in (ranks.gather_indexed if lean else ranks.allgather_indexed)(
-        [(i, h) for i, _, h, _ in labels])] if need_hash else None
-    own_periodic = [(i, p) for i, *_, p in labels]   # (--anchors auto's probe; not parsed again for it)
-    del labels
-    if resume is None:
-        wts = frame_weights(data.frames, weights)
-        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, e0_given, E)
-    else:   # the state's structures first, then the new ones
-        Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
-    notes += e0_notes
-    N = counts.sum(axis=1)
-    e_ref = _reference_energies(E, counts, wts, e_fixed) if fixed is None else fixed.arrays["e_ref"]
-    e_ref = ranks.bcast(e_ref)   # rank 0's numbers on every rank
-    p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
-    P = p1.P
-    if lean and not ranks.is_root:   # rank 0's clusterings arrive below
-        st = Z = V = clusterings = None
-    elif fixed is None:
-        st = fit_standardiser(P)
-        Z = st(P)
-        if pca:
-            V = pca_projection(Z, variance=s.pca_variance, max_components=s.pca_max_components)
-        else:
-            V = np.eye(D)
-        clusterings = {M: cluster(P, M, seed=seed, standardiser=st, projection=V) for M in Ms if M > 1}
-    else:   # folds, standardiser, projection and clusters of the state; new structures join them
-        if reuse is not None:
-            fixed.check_prefix(hashes)
-        folds_again, st, V, clusterings = fixed.fixed_pass1(P, seed, k_folds)
-        assert np.array_equal(folds_again, folds)
-        Z = st(P)
-    clusterings = ranks.bcast(clusterings)
-    anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
-    anchor_src = None     # (sources, ground): a state's are kept (dcace.state_anchors)
-    if w_anchor > 0 and (committee == "joint" or regularise == "global") and len(clusterings) > 0:
-        anchor_src = anchor_sources(N.tolist(), p1.yE.tolist()) if fixed is None else state_anchors.kept_sources(fixed)
-    if anchor_src is not None and resume is None:   # a refit has H_a in the state
-        spread, ground = anchor_src
-        src = set(spread) | ({ground} - {None})
-        got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))   # rank 0 uses them
-        anchor_atoms = ([got[i] for i in spread], got.get(ground)) if ranks.is_root else None
-    probe_atoms = None   # --anchors auto: the rattle probe's frames (dcace.anchor_choice), to rank 0 (it selects)
-    if auto_anchors and anchor_src is not None and resume is None:   # collective: every rank takes part
-        periodic = dict(ranks.gather_indexed(own_periodic))
-        pick = set(probe_indices([int(N[i]) * periodic[i] for i in range(n)], anchor_src)) if ranks.is_root else set()
-        pick = ranks.bcast(pick)
-        got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in pick]))
-        probe_atoms = [got[i] for i in sorted(got)] if ranks.is_root else None
+    d1 = _descriptor_stage(s, c, ranks, resume, fixed, basis, data, elements, n, plan, offset, progress)   # stage 4
+    folds, blocks, n_kept, bsize, own, hashes, wts, e_fixed, p1 = d1.folds, d1.blocks, d1.n_kept, d1.bsize, d1.own, \
+        d1.hashes, d1.wts, d1.e_fixed, d1.p1
+    counts, N, E, e_ref, P = p1.counts, p1.N, p1.E, p1.e_ref, p1.P
+    notes += d1.notes
+    cl = _clustering_stage(s, ranks, fixed, p1, folds, Ms, hashes, lean=ranks.size > 1 and fixed is None)  # stage 5
+    st, Z, V, clusterings = cl.st, cl.Z, cl.V, cl.clusterings
+    anchor_src, anchor_atoms, probe_atoms = _anchor_sources(c, s, ranks, resume, fixed, data, p1, own, d1.own_periodic,
+                                                            clusterings, w_anchor, auto_anchors)
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
@@ -946,6 +818,235 @@ def _fit_settings(s: FitSettings, ranks, resume):
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot
+
+
+@dataclass
+class _Read:
+    """Stage 2: the training and test data (an MPI rank: its own frames), the plan of an MPI fit."""
+    data: Dataset
+    test_data: Dataset | None
+    plan: tuple | None    # MPI: (folds, blocks) from the frame count
+    offset: int           # a refit: the state's structures before the new ones
+
+
+def _read_stage(s: FitSettings, c, ranks, resume, fixed, elements, keys, timings) -> _Read:
+    """The training and test data (dcace.data, dcace.stream); an MPI rank parses only its blocks' frames."""
+    train, test, weight_key = s.train, s.test, s.weight_key
+    t0 = time.perf_counter()
+    offset = 0 if resume is None else resume.n      # a refit reads and adds only the new structures ...
+    plan = None   # MPI: (folds, blocks) from the frame count; each rank keeps only its blocks' frames
+    if ranks.size > 1 and not isinstance(train, Dataset):
+        plan = _fold_blocks(count_frames(train) + offset, fixed, s.seed, c.k_folds, c.bsize, offset)
+        keep = restream.OwnMask(len(plan[0]) - offset, [int(i) - offset for b in ranks.own_blocks(plan[1])
+                                                        for i in plan[1][b]])
+    # MPI: each rank parses only the frames it keeps of extended XYZ files (dcace.stream; None: other
+    # sources, read_data parses every frame on every rank, keeping its own)
+    data = train if isinstance(train, Dataset) else None
+    if data is None and plan is not None:
+        # streamed: a rank whose frames do not fit frames_budget holds none of them between passes, each pass
+        # parses them again (dcace.restream; not for a state's fits, whose refit code reads the frames as a list)
+        data = read_own(ranks, train, keep, elements=elements, weight_key=weight_key, streamed=fixed is None,
+                        hold_below=c.frames_budget * 2**30, **keys)
+    if data is None:
+        data = read_data(train, elements=elements, weight_key=weight_key, keep=None if plan is None else keep, **keys)
+    test_data = None
+    if test is not None:   # the test set is evaluated on rank 0
+        test_keep = EVERY if ranks.is_root else set()
+        test_data = test if isinstance(test, Dataset) else None
+        if test_data is None and ranks.size > 1:
+            test_data = read_own(ranks, test, test_keep, elements=elements, weight_key=weight_key, **keys)
+        if test_data is None:
+            test_data = read_data(test, elements=elements, weight_key=weight_key,
+                                  keep=None if ranks.is_root else set(), **keys)
+    timings["read"] = time.perf_counter() - t0
+    timings["streamed"] = int(isinstance(data.frames, restream.StreamedFrames))   # (this rank's frames)
+    return _Read(data, test_data, plan, offset)
+
+
+@dataclass
+class _Baseline:
+    """Stage 3: the basis, the short-range core and the data the experts learn (labels minus the baseline)."""
+    basis: ACEBasis
+    window: tuple | None          # (lo, hi) pair windows of the core
+    short_range: dict | None      # the density core (dcace.baseline.density_core)
+    restraint_rows: object        # the dimer restraints' rows (or None)
+    core_notes: list
+    shortest: object              # (S, S) shortest training distances (None without the core)
+    rho_max: object
+    data: Dataset                 # labels minus the baseline
+    test_data: Dataset | None
+    data_orig: Dataset            # labels minus an external baseline only (what the written potential is
+    test_orig: Dataset | None     # evaluated on)
+
+
+def _baseline_stage(s: FitSettings, c, ranks, resume, fixed, core, elements, chemical_channels, embedding_kind,
+                    settings, data, test_data, timings) -> _Baseline:
+    """The core windows from the data, the species embedding, the basis, and the residual labels."""
+    cutoff, inner_cutoff, w_L, max_degree = s.cutoff, s.inner_cutoff, s.w_L, s.max_degree
+    t0 = time.perf_counter()
+    core_notes, window, short_range, restraint_rows, shortest, rho_max = [], None, None, None, None, None
+    if core.baseline == "zbl":
+        shortest, rho_max = ranks.extremes(*neighbour_extremes(restream.kept_atoms(data), elements, cutoff)) \
+            if fixed is None else fixed.core()
+        lo, hi, core_notes = core_window(elements, shortest, cutoff, inner_cutoff, core.core_range)
+        if resume is not None:   # the core stays the state's: say where new data reaches into it
+            core_notes += resume.core_check(data.frames, elements, cutoff, (lo, hi))
+        window = (lo, hi)
+    t_basis = time.perf_counter()
+    W_chem = None
+    if chemical_channels is not None:   # a refit / reuse keeps the state's W (its normal equations use it)
+        kind = settings.get("chemical_embedding_weights", embedding_kind)
+        W_chem = choose_embedding(kind, (f for _, f in data.kept), elements, cutoff, chemical_channels,
+                                  max_degree=max_degree, inner_cutoff=inner_cutoff, w_L=w_L, core_window=window,
+                                  energy_weight=c.wE, force_weight=c.wF)
+        if "chemical_embedding" in settings:   # data-driven or given: the W a refit must keep
+            settings["chemical_embedding_weights"] = W_chem.tolist()
+    basis = ACEBasis(elements, cutoff, s.body_order, max_degree, inner_cutoff=inner_cutoff, w_L=w_L,
+                     core_window=window, max_degree_blocks=s.max_degree_blocks, chemical_channels=chemical_channels,
+                     embedding=W_chem)
+    timings["basis"] = time.perf_counter() - t_basis
+    data_orig, test_orig = data, test_data
+    if core.external is not None:   # Delta-learning on the user's baseline: the file holds the experts
+        data = data_orig = _residual(ranks, data, core.external, elements)
+        test_data = test_orig = _residual(ranks, test_data, core.external, elements)
+        core_notes.append("fitted on DFT minus the external baseline " + json.dumps(core.external.describe())
+                          + "; the errors reported are those of baseline + this potential")
+    if core.baseline == "zbl":   # the experts learn DFT minus the baseline (paper eq. 10)
+        S0, K0 = basis.n_species, basis.n_features
+        short_range = density_core(rho_max, cutoff)
+        core_notes.append("short-range core: ZBL below the pair windows " + ", ".join(
+            f"{elements[a]}-{elements[b]} {lo[a, b]:.3f}-{hi[a, b]:.3f} A (shortest in the data {shortest[a, b]:.3f})"
+            for a in range(len(elements)) for b in range(a, len(elements)))
+            + "; ACE handed to ZBL above core densities " + ", ".join(
+            f"{el} {r:.4g}" for el, r in zip(elements, short_range["rho_lo"])) + " (the densest training atoms)")
+        base_pot = Potential.from_parts(basis, np.zeros((1, S0, K0)), np.zeros((1, S0)), None, {},
+                                        short_range=short_range)
+        data = _residual(ranks, data, base_pot)
+        test_data = _residual(ranks, test_data, base_pot)
+        if c.w_rest > 0:
+            dimers = restraint_dimers(elements, shortest, lo, cutoff)
+            restraint_rows = restraint_batch(basis, base_pot, dimers, c.wF, c.w_rest) if dimers else None
+            core_notes.append(f"repulsion restraints: {len(dimers)} dimers between each pair's core window and its "
+                              f"shortest training distance, forces fitted to ZBL's with weight {c.w_rest:g} x the force "
+                              f"weight (--repulsion-restraints)")
+    timings["baseline"] = time.perf_counter() - t0 - timings["basis"]   # windows, densities, labels - baseline
+    return _Baseline(basis, window, short_range, restraint_rows, core_notes, shortest, rho_max, data, test_data,
+                     data_orig, test_orig)
+
+
+@dataclass
+class _Descriptors:
+    """Stage 4 (pass 1): folds and blocks, this rank's structures, the per-structure sums and weights."""
+    folds: np.ndarray
+    blocks: list
+    n_kept: int            # a reuse= fit: blocks of the state's structures
+    bsize: int             # pass 2's batch size
+    own: np.ndarray        # this rank's structures (positions in data.frames)
+    hashes: list | None
+    own_periodic: list     # (i, periodic) of this rank's structures
+    wts: np.ndarray        # (n,) frame weights
+    e_fixed: np.ndarray    # (S,) isolated-atom energies (nan: fitted)
+    p1: _Pass1
+    notes: list
+
+
+def _descriptor_stage(s: FitSettings, c, ranks, resume, fixed, basis, data, elements, n, plan, offset,
+                      progress) -> _Descriptors:
+    """Pass 1: every structure's descriptor sums and labels, the frame weights, e_ref (a refit: after the state's)."""
+    reuse, D = s.reuse, basis.n_species * basis.n_features
+    Dp = D + basis.n_species
+    folds, blocks = _fold_blocks(n, fixed, s.seed, c.k_folds, c.bsize, offset) if plan is None else plan
+    # blocks of the state's structures in a reuse= fit (a refit has their sums; dcace.state_pack)
+    n_kept = len(fit_blocks(folds[:fixed.n], max(1, c.bsize))) if reuse is not None else 0
+    # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
+    bsize = max(1, min(c.bsize, int(64 * 2**20 // (16 * Dp * Dp))))
+    # lean: the ranks other than 0 keep none of the (n, D) rows and none of what rank 0 alone uses
+    # (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
+    lean = ranks.size > 1 and fixed is None
+    labels = []   # (i, energy, hash, periodic) of this rank's structures, taken as pass 1 reads them
+    need_hash = s.state is not None or fixed is not None   # (the state's record of the frames, a reuse's check)
+    # streamed frames: pass 1 reads the residual energies the residual check kept, not the baseline again
+    p1_frames = data.frames.labels_only() if isinstance(data.frames, restream.StreamedFrames) and not need_hash \
+        else data.frames
+    Bsum, counts = _descriptor_pass(basis, p1_frames, progress, s.threads, "pass 1/3 descriptors", ranks,
+                                    [b - offset for b in blocks], lean=lean,
+                                    record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr)
+                                                                        if need_hash else None,
+                                                                        bool(np.all(fr.atoms.pbc)))))
+    # this rank's structures (positions in data.frames: its blocks'); the labels and hashes of every
+    # structure from the rank that owns it (the residual energies: FrameStubs have the raw ones)
+    own = np.array(sorted(int(i) - offset for b in ranks.own_blocks(blocks) for i in blocks[b]), dtype=np.int64)
+    E = np.array([e for _, e, *_ in ranks.allgather_indexed([(i, e) for i, e, *_ in labels])])
+    hashes = [h for _, h in (ranks.gather_indexed if lean else ranks.allgather_indexed)(
+        [(i, h) for i, _, h, _ in labels])] if need_hash else None
+    own_periodic = [(i, p) for i, *_, p in labels]   # (--anchors auto's probe; not parsed again for it)
+    del labels
+    if resume is None:
+        wts = frame_weights(data.frames, s.weights)
+        e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, s.e0, E)
+    else:   # the state's structures first, then the new ones
+        Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
+    N = counts.sum(axis=1)
+    e_ref = _reference_energies(E, counts, wts, e_fixed) if fixed is None else fixed.arrays["e_ref"]
+    e_ref = ranks.bcast(e_ref)   # rank 0's numbers on every rank
+    p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
+    return _Descriptors(folds, blocks, n_kept, bsize, own, hashes, own_periodic, wts, e_fixed, p1, e0_notes)
+
+
+@dataclass
+class _Clusters:
+    """Stage 5: the standardiser, the standardised mean descriptors Z, the projection V, the clusterings."""
+    st: object
+    Z: object
+    V: object
+    clusterings: dict      # M -> clustering of the structures (every M > 1 of the candidates)
+
+
+def _clustering_stage(s: FitSettings, ranks, fixed, p1, folds, Ms, hashes, lean) -> _Clusters:
+    """Standardisation, PCA and seeded k-means for every candidate M on rank 0 (a state's, with the new
+    structures joining them), sent to every rank."""
+    P = p1.P
+    if lean and not ranks.is_root:   # rank 0's clusterings arrive below
+        st = Z = V = clusterings = None
+    elif fixed is None:
+        st = fit_standardiser(P)
+        Z = st(P)
+        if s.pca:
+            V = pca_projection(Z, variance=s.pca_variance, max_components=s.pca_max_components)
+        else:
+            V = np.eye(P.shape[1])
+        clusterings = {M: cluster(P, M, seed=s.seed, standardiser=st, projection=V) for M in Ms if M > 1}
+    else:   # folds, standardiser, projection and clusters of the state; new structures join them
+        if s.reuse is not None:
+            fixed.check_prefix(hashes)
+        folds_again, st, V, clusterings = fixed.fixed_pass1(P, s.seed, int(s.cv_folds))
+        assert np.array_equal(folds_again, folds)
+        Z = st(P)
+    return _Clusters(st, Z, V, ranks.bcast(clusterings))
+
+
+def _anchor_sources(c, s: FitSettings, ranks, resume, fixed, data, p1, own, own_periodic, clusterings, w_anchor,
+                    auto_anchors):
+    """(anchor_src, anchor_atoms, probe_atoms): the sources of the committees' off-data anchors (dcace.anchors;
+    a state's are kept, dcace.state_anchors), their frames and --anchors auto's probe frames on rank 0."""
+    N, n = p1.N, len(p1.N)   # (every rank has every structure's atom counts)
+    anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
+    anchor_src = None     # (sources, ground): a state's are kept (dcace.state_anchors)
+    if w_anchor > 0 and (s.committee == "joint" or s.regularise == "global") and len(clusterings) > 0:
+        anchor_src = anchor_sources(N.tolist(), p1.yE.tolist()) if fixed is None else state_anchors.kept_sources(fixed)
+    if anchor_src is not None and resume is None:   # a refit has H_a in the state
+        spread, ground = anchor_src
+        src = set(spread) | ({ground} - {None})
+        got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in src]))   # rank 0 uses them
+        anchor_atoms = ([got[i] for i in spread], got.get(ground)) if ranks.is_root else None
+    probe_atoms = None   # --anchors auto: the rattle probe's frames (dcace.anchor_choice), to rank 0 (it selects)
+    if auto_anchors and anchor_src is not None and resume is None:   # collective: every rank takes part
+        periodic = dict(ranks.gather_indexed(own_periodic))
+        pick = set(probe_indices([int(N[i]) * periodic[i] for i in range(n)], anchor_src)) if ranks.is_root else set()
+        pick = ranks.bcast(pick)
+        got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in pick]))
+        probe_atoms = [got[i] for i in sorted(got)] if ranks.is_root else None
+    return anchor_src, anchor_atoms, probe_atoms
 
 
 def _basis_options(s: FitSettings, c, ranks):
