@@ -472,41 +472,9 @@ def _fit_settings(s: FitSettings, ranks, resume):
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
-    n_groups = 1 + sum(clusterings)
-    independent_ok = 8 * k_folds * n_groups * Dp * Dp <= 0.5 * budget
-    if not independent_ok:
-        if committee == "independent":
-            raise ValueError(f"independent experts for M = {sorted(clusterings)} need "
-                             f"{8 * k_folds * n_groups * Dp * Dp / 2**30:.2f} GiB of normal equations, more than "
-                             f"half the memory budget ({budget / 2**30:.2f} GiB); raise memory_budget_gb")
-        notes.append("independent-expert comparison (the paper's fits) skipped: its normal equations would "
-                     "exceed half the memory budget")
-        compare = False
-    # the global model, then one group per cluster of every clustering (from the labels, batch by batch)
-    membership = LabelMembership(n, [(cl.labels, M) for M, cl in clusterings.items()] if independent_ok else [])
-    groups = GroupAccumulator(k_folds, D, S, membership, wE)
-    restraint = None if restraint_rows is None else RestraintRows(restraint_rows, D, S, membership.shape[1])
-    cand = []
-    for t in temps:      # priority: every M at the first temperature, then the others
-        for M in Ms:
-            if M > 1:
-                cand.append((M, t))
-    joint, skipped = {}, {}
-    used = groups.nbytes
-    for M, t in cand:
-        if fixed is not None and (M, t) not in fixed.joint_keys:
-            continue
-        need = joint_nbytes(k_folds, M, Dp)
-        if used + need > budget:
-            skipped[(M, t)] = need
-            notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
-                         f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
-                         f"({(used + need) / 2**20:.3g} MiB in total) exceed the memory budget "
-                         f"({budget / 2**20:.3g} MiB, --memory-budget)")
-            continue
-        g = gate_dict(clusterings[M], t)
-        joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
-        used += need
+    acc = _accumulator_stage(c, s, n, basis, clusterings, restraint_rows, Ms, fixed, notes)   # stage 6
+    groups, joint, skipped, restraint, compare = acc.groups, acc.joint, acc.skipped, acc.restraint, \
+        compare and acc.independent_ok
 
     rows_fn = _Rows(basis, wF, wS)
     counted = dict(batch_sizes=cost.pass2_batches([blocks[b] for b in ranks.own_blocks(blocks)], bsize),
@@ -518,61 +486,8 @@ def _fit_settings(s: FitSettings, ranks, resume):
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
-    stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
-    if resume is not None:
-        resume.restore(groups, joint)
-        stress_store = resume.stress_store()
-    # rank 0 keeps every structure's stress rows; another rank sends its blocks' with their partials
-    outbox = stress_store if ranks.is_root else {}
-    side = outbox if ranks.size > 1 else None
-
-    def rows_and_terms(item):
-        """One structure's fitting rows and their normal-equation terms (_structure_terms), times its
-        weight squared: the per-structure work of pass 2, on the worker threads (numpy releases the GIL)."""
-        i, fr = item
-        r = rows_fn(fr)
-        return r if isinstance(r, Exception) else (*_structure_terms(fr, r, wF, wS, wts[i]), r.energy)
-
-    def block_batch(b, accs):
-        """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
-        idx, errors, stats = blocks[b], [], []
-
-        def flush():
-            ix = np.array([x[0] for x in stats])
-            B = np.stack([x[4] for x in stats])   # the descriptor sums of pass 1, from the fitting rows (same bits)
-            bt = Batch(0, np.stack([x[1] for x in stats]), np.stack([x[2] for x in stats]),
-                       np.array([x[3] for x in stats]),
-                       np.concatenate([B, counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
-                       p1.yE[ix] * wts[ix], B / N[ix][:, None], ix, wts[ix])
-            for acc in accs:
-                acc.add(bt)
-            stats.clear()
-
-        items = zip(idx.tolist(), restream.own_frames(data.frames, idx - offset))   # parsed as the pass goes
-        for (i, fr), res in _threaded_map(rows_and_terms, items, threads):
-            if isinstance(res, Exception):
-                errors.append((int(i), str(_frame_error(fr, res))))
-                continue
-            A, v, yy, stress, b = res
-            if stress is not None:
-                outbox[int(i)] = stress
-            stats.append((int(i), A, v, yy, b))
-            if len(stats) >= bsize:
-                flush()
-        if stats:
-            flush()
-        return errors
-
-    bar = _progress(None, n, "pass 2/3 fitting rows", progress) if progress else None
-    accs, tick = [groups, *joint.values()], None if bar is None else bar.update
-    if n_kept:   # a reuse= fit: the state's blocks, then its sums in the stored form (as a refit reads them)
-        accumulate_blocks(ranks, blocks[:n_kept], folds, accs, block_batch, tick, side)
-        if ranks.is_root:
-            canonical_sums(groups, joint)
-    accumulate_blocks(ranks, blocks[n_kept:], folds, accs, lambda b, a: block_batch(b + n_kept, a), tick, side,
-                      first=n_kept)
-    if bar is not None:
-        bar.close()
+    stress_store = _pass2_stage(c, ranks, resume, rows_fn, data, d1, groups, joint, n, offset, progress,
+                                threads)   # stage 7
     rows_fn.kept.clear()   # sampled rows of structures another rank featurised
     if not ranks.is_root:   # rank 0 selects, solves and writes (dcace.parallel.Ranks.share); this rank
         pot, lin_pot, M_sel = pass3.receive_potentials(ranks)   # evaluates its structures in pass 3
@@ -1047,6 +962,124 @@ def _anchor_sources(c, s: FitSettings, ranks, resume, fixed, data, p1, own, own_
         got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in pick]))
         probe_atoms = [got[i] for i in sorted(got)] if ranks.is_root else None
     return anchor_src, anchor_atoms, probe_atoms
+
+
+@dataclass
+class _Accumulators:
+    """Stage 6: the normal equations of every candidate (allocated), and what the memory budget skipped."""
+    groups: GroupAccumulator     # the linear model and one group per cluster of every clustering
+    joint: dict                  # (M, tau) -> JointAccumulator
+    skipped: dict                # (M, tau) -> bytes it would have needed
+    restraint: object            # RestraintRows or None
+    independent_ok: bool         # the independent experts' groups fit half the budget (else no comparison)
+
+
+def _accumulator_stage(c, s: FitSettings, n, basis, clusterings, restraint_rows, Ms, fixed, notes) -> _Accumulators:
+    """The candidates (every M at the first temperature first) within the memory budget (notes say which not)."""
+    k_folds, budget, wE = c.k_folds, c.budget, c.wE
+    S = basis.n_species
+    D = S * basis.n_features
+    Dp = D + S
+    n_groups = 1 + sum(clusterings)
+    independent_ok = 8 * k_folds * n_groups * Dp * Dp <= 0.5 * budget
+    if not independent_ok:
+        if s.committee == "independent":
+            raise ValueError(f"independent experts for M = {sorted(clusterings)} need "
+                             f"{8 * k_folds * n_groups * Dp * Dp / 2**30:.2f} GiB of normal equations, more than "
+                             f"half the memory budget ({budget / 2**30:.2f} GiB); raise memory_budget_gb")
+        notes.append("independent-expert comparison (the paper's fits) skipped: its normal equations would "
+                     "exceed half the memory budget")
+    # the global model, then one group per cluster of every clustering (from the labels, batch by batch)
+    membership = LabelMembership(n, [(cl.labels, M) for M, cl in clusterings.items()] if independent_ok else [])
+    groups = GroupAccumulator(k_folds, D, S, membership, wE)
+    restraint = None if restraint_rows is None else RestraintRows(restraint_rows, D, S, membership.shape[1])
+    cand = []
+    for t in c.temps:      # priority: every M at the first temperature, then the others
+        for M in Ms:
+            if M > 1:
+                cand.append((M, t))
+    joint, skipped = {}, {}
+    used = groups.nbytes
+    for M, t in cand:
+        if fixed is not None and (M, t) not in fixed.joint_keys:
+            continue
+        need = joint_nbytes(k_folds, M, Dp)
+        if used + need > budget:
+            skipped[(M, t)] = need
+            notes.append(f"candidate M={M}, tau={t:g} skipped: its normal equations ({need / 2**20:.3g} MiB "
+                         f"for {k_folds} folds) on top of the {used / 2**20:.3g} MiB already allocated "
+                         f"({(used + need) / 2**20:.3g} MiB in total) exceed the memory budget "
+                         f"({budget / 2**20:.3g} MiB, --memory-budget)")
+            continue
+        g = gate_dict(clusterings[M], t)
+        joint[(M, t)] = JointAccumulator(k_folds, D, S, g, wE, lambda Pm, g=g: gate_weights(g, Pm)[:2])
+        used += need
+    return _Accumulators(groups, joint, skipped, restraint, independent_ok)
+
+
+def _pass2_stage(c, ranks, resume, rows_fn, data, d1, groups, joint, n, offset, progress, threads) -> dict:
+    """Pass 2: every structure's fitting rows into the normal equations of every candidate, block by block
+    on the rank that owns the block, summed on rank 0 in block order (dcace.parallel.accumulate_blocks).
+    Returns rank 0's stress store {i: (Psi (6, D), sigma (6,), V/N)} (a refit: the state's first)."""
+    wF, wS = c.wF, c.wS
+    blocks, folds, n_kept, bsize, wts, p1 = d1.blocks, d1.folds, d1.n_kept, d1.bsize, d1.wts, d1.p1
+    counts, N = p1.counts, p1.N
+    stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
+    if resume is not None:
+        resume.restore(groups, joint)
+        stress_store = resume.stress_store()
+    # rank 0 keeps every structure's stress rows; another rank sends its blocks' with their partials
+    outbox = stress_store if ranks.is_root else {}
+    side = outbox if ranks.size > 1 else None
+
+    def rows_and_terms(item):
+        """One structure's fitting rows and their normal-equation terms (_structure_terms), times its
+        weight squared: the per-structure work of pass 2, on the worker threads (numpy releases the GIL)."""
+        i, fr = item
+        r = rows_fn(fr)
+        return r if isinstance(r, Exception) else (*_structure_terms(fr, r, wF, wS, wts[i]), r.energy)
+
+    def block_batch(b, accs):
+        """Block b's normal equations into the one-fold accumulators accs, batch by batch; its errors."""
+        idx, errors, stats = blocks[b], [], []
+
+        def flush():
+            ix = np.array([x[0] for x in stats])
+            B = np.stack([x[4] for x in stats])   # the descriptor sums of pass 1, from the fitting rows (same bits)
+            bt = Batch(0, np.stack([x[1] for x in stats]), np.stack([x[2] for x in stats]),
+                       np.array([x[3] for x in stats]),
+                       np.concatenate([B, counts[ix]], axis=1) * (wts[ix] / N[ix])[:, None],
+                       p1.yE[ix] * wts[ix], B / N[ix][:, None], ix, wts[ix])
+            for acc in accs:
+                acc.add(bt)
+            stats.clear()
+
+        items = zip(idx.tolist(), restream.own_frames(data.frames, idx - offset))   # parsed as the pass goes
+        for (i, fr), res in _threaded_map(rows_and_terms, items, threads):
+            if isinstance(res, Exception):
+                errors.append((int(i), str(_frame_error(fr, res))))
+                continue
+            A, v, yy, stress, b = res
+            if stress is not None:
+                outbox[int(i)] = stress
+            stats.append((int(i), A, v, yy, b))
+            if len(stats) >= bsize:
+                flush()
+        if stats:
+            flush()
+        return errors
+
+    bar = _progress(None, n, "pass 2/3 fitting rows", progress) if progress else None
+    accs, tick = [groups, *joint.values()], None if bar is None else bar.update
+    if n_kept:   # a reuse= fit: the state's blocks, then its sums in the stored form (as a refit reads them)
+        accumulate_blocks(ranks, blocks[:n_kept], folds, accs, block_batch, tick, side)
+        if ranks.is_root:
+            canonical_sums(groups, joint)
+    accumulate_blocks(ranks, blocks[n_kept:], folds, accs, lambda b, a: block_batch(b + n_kept, a), tick, side,
+                      first=n_kept)
+    if bar is not None:
+        bar.close()
+    return stress_store
 
 
 def _basis_options(s: FitSettings, c, ranks):
