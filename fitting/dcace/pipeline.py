@@ -500,115 +500,25 @@ def _fit_settings(s: FitSettings, ranks, resume):
 
     # ---------------------------------------------------------------- selection
     t0 = time.perf_counter()
-    from .selection import Selector
-
-    anchor_rows, t_anchors = None, time.perf_counter()
-    if anchor_atoms is not None and joint:
-        few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], cutoff)
-        # --anchors auto: H_a at weight 1, scaled to each weight tried (dcace.anchor_choice)
-        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, wE, wF, wS, D, S, seed,
-                                                1.0 if auto_anchors else w_anchor, bsize,
-                                                "chosen by --anchors auto (below)" if auto_anchors else None)
-        if reuse is not None:   # H_a in the form the state stores it, as the refit reads it
-            state_anchors.canonical(anchor_rows)
-        notes.append(anchor_note)
-    elif anchor_src is not None and resume is not None and joint:
-        anchor_rows, anchor_note = state_anchors.stored_rows(resume, Dp)
-        notes += [anchor_note] * bool(anchor_note)
-    timings["anchors"] = time.perf_counter() - t_anchors   # (part of the selection's time)
-
-    def select(rows):
-        """Selection (ridge, M, tau by CV) and the final solves with the off-data anchors `rows` (or None)."""
-        sel = Selector(groups=groups, joint=joint, p1=p1, folds=folds, k=k_folds, D=D, S=S, wE=wE, wF=wF, wS=wS,
-                       stress_store=stress_store, clusterings=clusterings, Z=Z, regularise=regularise,
-                       kappa=float(agreement), weights=wts, fixed_one_body=np.isfinite(e_fixed), restraint=restraint,
-                       shared_one_body=settings["shared_one_body"], anchors=rows)
-        if fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
-            sel.sc = fixed.arrays["column_scale"]
-        top_grid = s.top_degree_ridge_grid
-        top = top_degree_start(sel, basis, top_degree_ridge, top_grid)   # lam with the top shell (all but) off
-        lam, lam_table = sel.choose_ridge(ridge, s.ridge_grid)
-        column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge,   # dcace.block_ridge
-                                            top=(top, top_degree_ridge, top_grid))
-        lam_dc = lam if ridge is not None else max(lam, s.ridge_experts_floor)
-        cv_rows = sel.cv_all(lam, committee=committee, compare=compare, lam_dc=lam_dc)
-        n_stage1 = len(cv_rows)
-        chosen = sel.choose(cv_rows, committee=committee, experts=experts, parsimony=s.parsimony)
-        if chosen["M"] > 1 and ridge is None:
-            lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, s.ridge_dc_factors, committee)
-            cv_rows += extra
-        eq9 = sel.eq9(lam, Ms, chosen, lam_dc)
-        theta_lin, models = _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z)
-        return sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice
-
-    def level_matched(basis, window, short_range, coef, e0, gate):
-        """(basis, window, short_range, notes): the pair core level-matched to the fitted dimers (format
-        version 4; baseline.core_shifts), or as given without the built-in core."""
-        if short_range is None:
-            return basis, window, short_range, []
-
-        def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
-            b = basis if np.array_equal(hi_top, window[1]) else basis.with_core_window((window[0], hi_top))
-            return Potential.from_parts(b, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh))
-
-        shift, hi_top, shift_notes = core_shifts(with_core, pure_zbl(elements, cutoff, inner_cutoff, w_L), basis,
-                                                 shortest, movable=user_window_free(core.core_range, elements))
-        if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
-            window = (window[0], hi_top)
-            basis = basis.with_core_window(window)
-        return basis, window, dict(short_range, pair_shift=shift), shift_notes
-
-    def candidate_potential(theta, gate):
-        """The potential of solution theta (M x D') with the level-matched core (no metadata)."""
-        c, e = theta[:, :D].reshape(-1, S, K), theta[:, D:] + e_ref[None, :]
-        b, _, sr, _ = level_matched(basis, window, short_range, c, e, gate)
-        return Potential.from_parts(b, c, e, gate, {}, short_range=sr)
-
+    anchor_rows, anchor_note = _anchor_rows_stage(c, s, resume, basis, core, elements, shortest, window, joint,
+                                                  anchor_atoms, anchor_src, bsize, notes, timings)
+    sl = _Selecting(s, c, basis, window, short_range, shortest, core, elements, groups, joint, d1, stress_store,
+                    clusterings, Z, restraint, fixed, (block_ridge, degree_ridge, top_degree_ridge), Ms, compare,
+                    settings["shared_one_body"])   # stage 8
     anchor_auto = None
     if auto_anchors and anchor_rows is not None:   # the smallest weight whose committee is safe off the data
-        t_auto = time.perf_counter()
-        probes = SafetyProbes(elements, shortest if core.baseline == "zbl" else None,   # no core: no dimer probes
-                              anchor_atoms[1], probe_atoms, s.anchors_auto_force_ratio)
-        unit_rows, done = anchor_rows, {0.0: select(None)}   # the linear model does not depend on the anchors
-
-        def candidate(w):
-            res = done.pop(w, None) or select(unit_rows.scaled(w) if w > 0 else None)
-            ch = res[6]
-            if ch["M"] == 1:
-                return res, None, 1, ch["cv_loss"]
-            theta, _ = res[9]["dc"]
-            return res, candidate_potential(theta, joint[(ch["M"], ch["tau"])].gate), ch["M"], ch["cv_loss"]
-
-        lin_pot = candidate_potential(done[0.0][8][None, :], None)
-        w_anchor, picked, anchor_auto, auto_notes = choose_weight(s.anchors_auto_grid, candidate, probes,
-                                                                  lin_pot)
-        notes += auto_notes
-        anchor_rows = unit_rows.scaled(w_anchor) if w_anchor > 0 else None
-        if anchor_rows is None:   # weight 0: the fit has no anchors
-            notes.remove(anchor_note)
-            anchor_src = None
-        settings["anchors"] = w_anchor
-        timings["anchors_auto"] = time.perf_counter() - t_auto
+        picked, w_anchor, anchor_rows, anchor_src, anchor_auto = _choose_anchors(
+            sl, s, anchor_rows, anchor_note, anchor_src, anchor_atoms, probe_atoms, notes, settings, timings)
     else:
         if auto_anchors:   # no committee candidate (or no anchor structure): nothing to choose
             w_anchor = settings["anchors"] = 0.0
             anchor_rows = anchor_src = None
             notes.append("--anchors auto: weight 0 (no structure-gate committee to anchor)")
-        picked = select(anchor_rows)
+        picked = sl.select(anchor_rows)
     sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice = picked
     block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
     top_choice = column_choice["top_degree_ridge"]
-    if top_choice is not None:
-        notes.append(f"ridge of the top degree shell (--top-degree-ridge): lambda x {top_choice['factor']:g} on the "
-                     f"{top_choice['n_columns']} columns of degree > {top_choice['degree']:g}"
-                     + (" (chosen by CV)" if top_choice["searched"] else " (given)"))
-    if degree_choice is not None:
-        notes.append("smoothness prior (--degree-ridge): ridge x (degree / smallest degree)^p, p = "
-                     f"{degree_choice['exponent']:g}" + (" (chosen by CV)" if degree_choice["searched"] else " (given)"))
-    if block_choice is not None:
-        notes.append("ridge per species block (--block-ridge): lambda x " + ", ".join(
-            f"{f:g} on block {b}" for b, f in block_choice["factors"].items())
-            + (" (chosen by CV)" if block_choice["searched"] else " (given)"))
+    notes += _column_notes(block_choice, degree_choice, top_choice)
     timings["selection"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- final models
@@ -647,7 +557,7 @@ def _fit_settings(s: FitSettings, ranks, resume):
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
         t_shift = time.perf_counter()
-        basis, window, short_range, shift_notes = level_matched(basis, window, short_range, coef, e0, gate)
+        basis, window, short_range, shift_notes = sl.level_matched(basis, window, short_range, coef, e0, gate)
         notes += shift_notes
         timings["core_shift"] = time.perf_counter() - t_shift
     timings["final_solve"] = time.perf_counter() - t0
@@ -1080,6 +990,147 @@ def _pass2_stage(c, ranks, resume, rows_fn, data, d1, groups, joint, n, offset, 
     if bar is not None:
         bar.close()
     return stress_store
+
+
+def _anchor_rows_stage(c, s: FitSettings, resume, basis, core, elements, shortest, window, joint, anchor_atoms,
+                       anchor_src, bsize, notes, timings):
+    """(anchor_rows, anchor_note): the off-data anchors' rows of the committees (at weight 1 for --anchors
+    auto, scaled to each weight tried), a refit's from its state; the note into notes."""
+    S = basis.n_species
+    D = S * basis.n_features
+    anchor_rows, anchor_note, t_anchors = None, None, time.perf_counter()
+    if anchor_atoms is not None and joint:
+        few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], s.cutoff)
+        # --anchors auto: H_a at weight 1, scaled to each weight tried (dcace.anchor_choice)
+        anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, c.wE, c.wF, c.wS, D, S, s.seed,
+                                                1.0 if c.auto_anchors else c.w_anchor, bsize,
+                                                "chosen by --anchors auto (below)" if c.auto_anchors else None)
+        if s.reuse is not None:   # H_a in the form the state stores it, as the refit reads it
+            state_anchors.canonical(anchor_rows)
+        notes.append(anchor_note)
+    elif anchor_src is not None and resume is not None and joint:
+        anchor_rows, anchor_note = state_anchors.stored_rows(resume, D + S)
+        notes += [anchor_note] * bool(anchor_note)
+    timings["anchors"] = time.perf_counter() - t_anchors   # (part of the selection's time)
+    return anchor_rows, anchor_note
+
+
+class _Selecting:
+    """Stage 8: the selection (ridge, column ridges, M, tau by k-fold CV; dcace.selection.Selector) and the
+    final solves, for the off-data anchors given; and the pair core level-matched to a solution."""
+
+    def __init__(self, s: FitSettings, c, basis, window, short_range, shortest, core, elements, groups, joint, d1,
+                 stress_store, clusterings, Z, restraint, fixed, column_ridges, Ms, compare, shared_one_body):
+        self.s, self.c, self.basis, self.window, self.short_range = s, c, basis, window, short_range
+        self.shortest, self.core, self.elements, self.groups, self.joint = shortest, core, elements, groups, joint
+        self.d1, self.stress_store, self.clusterings, self.Z, self.restraint = d1, stress_store, clusterings, Z, restraint
+        self.fixed, self.column_ridges, self.Ms, self.compare = fixed, column_ridges, Ms, compare
+        self.shared_one_body = shared_one_body
+
+    def select(self, rows):
+        """(sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice):
+        the selection and the final solves with the off-data anchors `rows` (or None)."""
+        from .selection import Selector
+
+        s, c, basis, d1, joint = self.s, self.c, self.basis, self.d1, self.joint
+        S = basis.n_species
+        D = S * basis.n_features
+        ridge, committee, (block_ridge, degree_ridge, top_degree_ridge) = s.ridge, s.committee, self.column_ridges
+        sel = Selector(groups=self.groups, joint=joint, p1=d1.p1, folds=d1.folds, k=c.k_folds, D=D, S=S, wE=c.wE,
+                       wF=c.wF, wS=c.wS, stress_store=self.stress_store, clusterings=self.clusterings, Z=self.Z,
+                       regularise=s.regularise, kappa=float(s.agreement), weights=d1.wts,
+                       fixed_one_body=np.isfinite(d1.e_fixed), restraint=self.restraint,
+                       shared_one_body=self.shared_one_body, anchors=rows)
+        if self.fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
+            sel.sc = self.fixed.arrays["column_scale"]
+        top_grid = s.top_degree_ridge_grid
+        top = top_degree_start(sel, basis, top_degree_ridge, top_grid)   # lam with the top shell (all but) off
+        lam, lam_table = sel.choose_ridge(ridge, s.ridge_grid)
+        column_choice = choose_column_ridge(sel, lam, basis, block_ridge, degree_ridge,   # dcace.block_ridge
+                                            top=(top, top_degree_ridge, top_grid))
+        lam_dc = lam if ridge is not None else max(lam, s.ridge_experts_floor)
+        cv_rows = sel.cv_all(lam, committee=committee, compare=self.compare, lam_dc=lam_dc)
+        n_stage1 = len(cv_rows)
+        chosen = sel.choose(cv_rows, committee=committee, experts=c.experts, parsimony=s.parsimony)
+        if chosen["M"] > 1 and ridge is None:
+            lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, s.ridge_dc_factors, committee)
+            cv_rows += extra
+        eq9 = sel.eq9(lam, self.Ms, chosen, lam_dc)
+        theta_lin, models = _final_models(sel, chosen, lam, lam_dc, joint, committee, self.compare, self.clusterings,
+                                          self.Z)
+        return sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice
+
+    def level_matched(self, basis, window, short_range, coef, e0, gate):
+        """(basis, window, short_range, notes): the pair core level-matched to the fitted dimers (format
+        version 4; baseline.core_shifts), or as given without the built-in core."""
+        if short_range is None:
+            return basis, window, short_range, []
+        s, elements = self.s, self.elements
+
+        def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
+            b = basis if np.array_equal(hi_top, window[1]) else basis.with_core_window((window[0], hi_top))
+            return Potential.from_parts(b, coef, e0, gate, {}, short_range=dict(short_range, pair_shift=sh))
+
+        shift, hi_top, shift_notes = core_shifts(with_core, pure_zbl(elements, s.cutoff, s.inner_cutoff, s.w_L), basis,
+                                                 self.shortest, movable=user_window_free(self.core.core_range, elements))
+        if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
+            window = (window[0], hi_top)
+            basis = basis.with_core_window(window)
+        return basis, window, dict(short_range, pair_shift=shift), shift_notes
+
+    def candidate_potential(self, theta, gate):
+        """The potential of solution theta (M x D') with the level-matched core (no metadata)."""
+        S, K = self.basis.n_species, self.basis.n_features
+        D, e_ref = S * K, self.d1.p1.e_ref
+        c, e = theta[:, :D].reshape(-1, S, K), theta[:, D:] + e_ref[None, :]
+        b, _, sr, _ = self.level_matched(self.basis, self.window, self.short_range, c, e, gate)
+        return Potential.from_parts(b, c, e, gate, {}, short_range=sr)
+
+
+def _choose_anchors(sl: _Selecting, s: FitSettings, anchor_rows, anchor_note, anchor_src, anchor_atoms, probe_atoms,
+                    notes, settings, timings):
+    """--anchors auto (dcace.anchor_choice): the smallest weight of the grid whose committee passes the probes.
+    Returns (picked: sl.select's result, w_anchor, anchor_rows, anchor_src, anchor_auto)."""
+    t_auto = time.perf_counter()
+    probes = SafetyProbes(sl.elements, sl.shortest if sl.core.baseline == "zbl" else None,   # no core: no dimer probes
+                          anchor_atoms[1], probe_atoms, s.anchors_auto_force_ratio)
+    unit_rows, done = anchor_rows, {0.0: sl.select(None)}   # the linear model does not depend on the anchors
+
+    def candidate(w):
+        res = done.pop(w, None) or sl.select(unit_rows.scaled(w) if w > 0 else None)
+        ch = res[6]
+        if ch["M"] == 1:
+            return res, None, 1, ch["cv_loss"]
+        theta, _ = res[9]["dc"]
+        return res, sl.candidate_potential(theta, sl.joint[(ch["M"], ch["tau"])].gate), ch["M"], ch["cv_loss"]
+
+    lin_pot = sl.candidate_potential(done[0.0][8][None, :], None)
+    w_anchor, picked, anchor_auto, auto_notes = choose_weight(s.anchors_auto_grid, candidate, probes, lin_pot)
+    notes += auto_notes
+    anchor_rows = unit_rows.scaled(w_anchor) if w_anchor > 0 else None
+    if anchor_rows is None:   # weight 0: the fit has no anchors
+        notes.remove(anchor_note)
+        anchor_src = None
+    settings["anchors"] = w_anchor
+    timings["anchors_auto"] = time.perf_counter() - t_auto
+    return picked, w_anchor, anchor_rows, anchor_src, anchor_auto
+
+
+def _column_notes(block_choice, degree_choice, top_choice) -> list:
+    """The notes of the column ridges chosen (dcace.block_ridge)."""
+    notes = []
+    if top_choice is not None:
+        notes.append(f"ridge of the top degree shell (--top-degree-ridge): lambda x {top_choice['factor']:g} on the "
+                     f"{top_choice['n_columns']} columns of degree > {top_choice['degree']:g}"
+                     + (" (chosen by CV)" if top_choice["searched"] else " (given)"))
+    if degree_choice is not None:
+        notes.append("smoothness prior (--degree-ridge): ridge x (degree / smallest degree)^p, p = "
+                     f"{degree_choice['exponent']:g}" + (" (chosen by CV)" if degree_choice["searched"] else " (given)"))
+    if block_choice is not None:
+        notes.append("ridge per species block (--block-ridge): lambda x " + ", ".join(
+            f"{f:g} on block {b}" for b, f in block_choice["factors"].items())
+            + (" (chosen by CV)" if block_choice["searched"] else " (given)"))
+    return notes
 
 
 def _basis_options(s: FitSettings, c, ranks):
