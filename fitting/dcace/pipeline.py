@@ -523,36 +523,10 @@ def _fit_settings(s: FitSettings, ranks, resume):
 
     # ---------------------------------------------------------------- final models
     t0 = time.perf_counter()
-    M_sel, tau_sel = chosen["M"], chosen["tau"]
-    gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
-    theta_final, _ = models["dc" if M_sel > 1 else "linear"]
-    gate_used, gate_cv = ("structure" if M_sel > 1 else "none"), None
-    if M_atom:   # the local gates (dcace.local_gate): their own clustering, rows and CV
-        gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None}
-        best_loss, lam_dc0 = chosen["cv_loss"], lam_dc
-        for kind in local_kinds:
-            t_atom = time.perf_counter()
-            bar = _progress(None, n * len(temps), f"{kind} gate rows", progress) if progress else None
-            fit_k = fit_atom_gate(
-                basis=basis, frames=data.frames, M=M_atom, temperatures=temps, ridge_factors=s.ridge_dc_factors,
-                lam=lam_dc0, sel=sel, folds=folds, k=k_folds, p1=p1, wts=wts, wE=wE, wF=wF, wS=wS,
-                seed=seed, pca_variance=s.pca_variance,
-                pca_max_components=s.pca_max_components, committee=committee,
-                progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))),
-                kind=kind, gate_range=gate_range, body_order=gate_body_order)
-            if bar is not None:
-                bar.close()
-            cv_rows += fit_k["cv_rows"]
-            timings[f"{kind}_gate"] = time.perf_counter() - t_atom
-            gate_cv[kind] = fit_k["cv_loss"]
-            if gate_kind == kind or fit_k["cv_loss"] < best_loss:
-                best_loss, atom_fit = fit_k["cv_loss"], fit_k
-                M_sel, tau_sel, lam_dc, gate = M_atom, fit_k["tau"], fit_k["ridge"], fit_k["gate"]
-                theta_final, gate_used = fit_k["theta"], kind
-                models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
-        if gate_kind == "auto":
-            notes.append("--gate auto: CV loss " + ", ".join(f"{k} {v:.6g}" for k, v in gate_cv.items() if v is not None)
-                         + f"; chosen: {gate_used}")
+    fm = _final_stage(s, c, basis, data, sel, d1, chosen, lam_dc, joint, models, compare, cv_rows, n, progress,
+                      notes, timings)   # stage 9: the structure gate's choice, or a local gate's (dcace.local_gate)
+    M_sel, tau_sel, lam_dc, gate, theta_final, gate_used, gate_cv, atom_fit, models, compare = fm.M_sel, fm.tau_sel, \
+        fm.lam_dc, fm.gate, fm.theta_final, fm.gate_used, fm.gate_cv, fm.atom_fit, fm.models, fm.compare
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
@@ -561,25 +535,8 @@ def _fit_settings(s: FitSettings, ranks, resume):
         notes += shift_notes
         timings["core_shift"] = time.perf_counter() - t_shift
     timings["final_solve"] = time.perf_counter() - t0
-    selection = {
-        "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": lam_dc, "ridge_cv": lam_table,
-        "eq9": eq9, "pca_components": int(V.shape[0]) if pca else None,
-        "cluster_sizes": atom_fit["cluster_sizes"] if gate_used in LOCAL_GATES else (
-            clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n]),
-        "gate": gate_used, "gate_cv": gate_cv,
-        "e_ref": e_ref.tolist(),
-    }
-    if block_choice is not None:
-        selection["block_ridge"] = block_choice
-    if degree_choice is not None:
-        selection["degree_ridge"] = degree_choice
-    if top_choice is not None:
-        selection["top_degree_ridge"] = top_choice
-    if anchor_auto is not None:   # --anchors auto: the grid, each weight's probes and CV loss, the choice
-        selection["anchors_auto"] = anchor_auto
-    selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
-                            + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
-                            + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
+    selection = _selection_record(fm, lam, lam_table, eq9, V if pca else None, clusterings, n, K, e_ref,
+                                  column_choice, anchor_auto)
     errors = cv_errors(cv_rows, n_stage1, M_sel, tau_sel, committee, lam_dc, compare)
 
     # ---------------------------------------------------------------- pass 3: training errors
@@ -1131,6 +1088,80 @@ def _column_notes(block_choice, degree_choice, top_choice) -> list:
             f"{f:g} on block {b}" for b, f in block_choice["factors"].items())
             + (" (chosen by CV)" if block_choice["searched"] else " (given)"))
     return notes
+
+
+@dataclass
+class _Final:
+    """Stage 9: the model the file holds (M, tau, committee ridge, gate, solution) and the compared models."""
+    M_sel: int
+    tau_sel: object
+    lam_dc: float
+    gate: object              # the gate of the file (None: linear)
+    theta_final: np.ndarray   # (M, D') solution
+    gate_used: str            # none | structure | atom | neighbourhood
+    gate_cv: dict | None      # --gate with a local gate: the CV loss of every gate kind
+    atom_fit: dict | None     # a local gate's fit (dcace.local_gate.fit_atom_gate)
+    models: dict              # name -> (theta, gate function): the models the test set compares
+    compare: bool
+
+
+def _final_stage(s: FitSettings, c, basis, data, sel, d1, chosen, lam_dc, joint, models, compare, cv_rows, n,
+                 progress, notes, timings) -> _Final:
+    """The structure machinery's choice, then each local gate (their own clustering, rows and CV), the lowest CV
+    loss winning with --gate auto; rows of the local gates' CV appended to cv_rows."""
+    M_sel, tau_sel = chosen["M"], chosen["tau"]
+    gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
+    theta_final, _ = models["dc" if M_sel > 1 else "linear"]
+    gate_used, gate_cv, atom_fit, temps = ("structure" if M_sel > 1 else "none"), None, None, c.temps
+    if c.M_atom:   # the local gates (dcace.local_gate): their own clustering, rows and CV
+        gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None}
+        best_loss, lam_dc0 = chosen["cv_loss"], lam_dc
+        for kind in c.local_kinds:
+            t_atom = time.perf_counter()
+            bar = _progress(None, n * len(temps), f"{kind} gate rows", progress) if progress else None
+            fit_k = fit_atom_gate(
+                basis=basis, frames=data.frames, M=c.M_atom, temperatures=temps, ridge_factors=s.ridge_dc_factors,
+                lam=lam_dc0, sel=sel, folds=d1.folds, k=c.k_folds, p1=d1.p1, wts=d1.wts, wE=c.wE, wF=c.wF, wS=c.wS,
+                seed=s.seed, pca_variance=s.pca_variance,
+                pca_max_components=s.pca_max_components, committee=s.committee,
+                progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))),
+                kind=kind, gate_range=c.gate_range, body_order=c.gate_body_order)
+            if bar is not None:
+                bar.close()
+            cv_rows += fit_k["cv_rows"]
+            timings[f"{kind}_gate"] = time.perf_counter() - t_atom
+            gate_cv[kind] = fit_k["cv_loss"]
+            if c.gate_kind == kind or fit_k["cv_loss"] < best_loss:
+                best_loss, atom_fit = fit_k["cv_loss"], fit_k
+                M_sel, tau_sel, lam_dc, gate = c.M_atom, fit_k["tau"], fit_k["ridge"], fit_k["gate"]
+                theta_final, gate_used = fit_k["theta"], kind
+                models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
+        if c.gate_kind == "auto":
+            notes.append("--gate auto: CV loss " + ", ".join(f"{k} {v:.6g}" for k, v in gate_cv.items() if v is not None)
+                         + f"; chosen: {gate_used}")
+    return _Final(M_sel, tau_sel, lam_dc, gate, theta_final, gate_used, gate_cv, atom_fit, models, compare)
+
+
+def _selection_record(fm: _Final, lam, lam_table, eq9, V, clusterings, n, K, e_ref, column_choice, anchor_auto) -> dict:
+    """The report's and the file's ``selection`` (V: the gate's PCA projection, None without PCA)."""
+    M_sel, tau_sel = fm.M_sel, fm.tau_sel
+    selection = {
+        "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": fm.lam_dc, "ridge_cv": lam_table,
+        "eq9": eq9, "pca_components": int(V.shape[0]) if V is not None else None,
+        "cluster_sizes": fm.atom_fit["cluster_sizes"] if fm.gate_used in LOCAL_GATES else (
+            clusterings[M_sel].sizes.tolist() if M_sel > 1 else [n]),
+        "gate": fm.gate_used, "gate_cv": fm.gate_cv,
+        "e_ref": e_ref.tolist(),
+    }
+    for key in ("block_ridge", "degree_ridge", "top_degree_ridge"):
+        if column_choice[key] is not None:
+            selection[key] = column_choice[key]
+    if anchor_auto is not None:   # --anchors auto: the grid, each weight's probes and CV loss, the choice
+        selection["anchors_auto"] = anchor_auto
+    selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
+                            + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
+                            + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
+    return selection
 
 
 def _basis_options(s: FitSettings, c, ranks):
