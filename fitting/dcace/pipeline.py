@@ -563,21 +563,8 @@ def _fit_settings(s: FitSettings, ranks, resume):
         plot_arrays(arrays, train_stats, Z, clusterings, M_sel, n, weights_train, nearest_train)
 
     # ---------------------------------------------------------------- final file with errors
-    meta = dict(meta_partial)
-    meta["errors"] = _round_errors(errors)
-    meta["selection"]["cv"] = [
-        {k: _round(v) for k, v in r.items() if k in ("M", "tau", "fit", "ridge", "loss", "energy_mae_mev_per_atom",
-                                                      "energy_rmse_mev_per_atom", "force_rmse_ev_per_a")}
-        for r in cv_rows]
-    meta["notes"] = notes
-    t0 = time.perf_counter()   # extrapolation grade: MaxVol active set per species (dcace.grade)
-    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, own, counts, seed) if resume is None
-                                         else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
-    notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
-                            f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
-    meta["grade"] = {"kind": "maxvol", "fraction_above_1": _round(grade_stats["fraction_above_1"]),
-                     "max_training_grade": _round(grade_stats["max_training_grade"])}
-    timings["grade"] = time.perf_counter() - t0
+    meta, grade_G, grade_stats = _file_record(meta_partial, errors, cv_rows, notes, ranks, resume, basis, data, own,
+                                              counts, seed, timings)   # stage 11: the metadata and the grade
     pot = Potential.from_parts(basis, coef, e0, gate, meta, grade=grade_G,
                                short_range=short_range)
     timings["total"] = time.perf_counter() - t_start
@@ -1162,6 +1149,28 @@ def _selection_record(fm: _Final, lam, lam_table, eq9, V, clusterings, n, K, e_r
                             + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
                             + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
     return selection
+
+
+def _file_record(meta_partial, errors, cv_rows, notes, ranks, resume, basis, data, own, counts, seed, timings):
+    """(meta, grade_G, grade_stats): the file's metadata with the errors, the CV table and the notes, and the
+    extrapolation grade (MaxVol active set per species, dcace.grade; a refit updates its state's).  The
+    notes list is the metadata's own: the grade's notes join it."""
+    meta = dict(meta_partial)
+    meta["errors"] = _round_errors(errors)
+    meta["selection"]["cv"] = [
+        {k: _round(v) for k, v in r.items() if k in ("M", "tau", "fit", "ridge", "loss", "energy_mae_mev_per_atom",
+                                                      "energy_rmse_mev_per_atom", "force_rmse_ev_per_a")}
+        for r in cv_rows]
+    meta["notes"] = notes
+    t0 = time.perf_counter()
+    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, own, counts, seed) if resume is None
+                                         else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
+    notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
+                            f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
+    meta["grade"] = {"kind": "maxvol", "fraction_above_1": _round(grade_stats["fraction_above_1"]),
+                     "max_training_grade": _round(grade_stats["max_training_grade"])}
+    timings["grade"] = time.perf_counter() - t0
+    return meta, grade_G, grade_stats
 
 
 def _basis_options(s: FitSettings, c, ranks):
