@@ -402,17 +402,11 @@ def _fit_settings(s: FitSettings, ranks, resume):
     timings = {"ranks": ranks.size, "threads": int(s.threads)}
     progress = s.progress and ranks.is_root
     c = checked(s, ranks, resume)   # stage 1: the options (dcace.pipeline_checks), before any data
-    # (the names the stages below read)
-    train, test, cutoff, body_order, max_degree = s.train, s.test, s.cutoff, s.body_order, s.max_degree
-    inner_cutoff, w_L, seed, pca, committee = s.inner_cutoff, s.w_L, s.seed, s.pca, s.committee
-    regularise, agreement, ridge, weights, weight_key = s.regularise, s.agreement, s.ridge, s.weights, s.weight_key
-    state, reuse, threads, keep_arrays, max_degree_blocks = s.state, s.reuse, s.threads, s.keep_arrays, s.max_degree_blocks
-    e0_given = s.e0   # the user's isolated-atom energies (the name e0 is the fitted one-body array below)
-    wE, wF, wS, w_rest, k_folds, max_M, temps = c.wE, c.wF, c.wS, c.w_rest, c.k_folds, c.max_M, c.temps
-    w_anchor, auto_anchors, budget, frames_budget, bsize = c.w_anchor, c.auto_anchors, c.budget, c.frames_budget, c.bsize
-    gate_kind, local_kinds, gate_range, gate_body_order = c.gate_kind, c.local_kinds, c.gate_range, c.gate_body_order
-    M_atom, experts, compare, Ms, M_fixed = c.M_atom, c.experts, c.compare, c.Ms, c.M_fixed
-    atom_fit = None
+    # (the names the orchestration below reads)
+    train, seed, pca, committee = s.train, s.seed, s.pca, s.committee
+    state, reuse, threads, keep_arrays = s.state, s.reuse, s.threads, s.keep_arrays
+    wF, wS, k_folds, budget, bsize = c.wF, c.wS, c.k_folds, c.budget, c.bsize
+    w_anchor, auto_anchors, compare = c.w_anchor, c.auto_anchors, c.compare
 
     keys = dict(energy_key=s.energy_key, forces_key=s.forces_key, stress_key=s.stress_key, virial_key=s.virial_key)
     core = CoreSettings(s.baseline, s.core_range)
@@ -432,38 +426,20 @@ def _fit_settings(s: FitSettings, ranks, resume):
     data, test_data, plan, offset = rd.data, rd.test_data, rd.plan, rd.offset
     bl = _baseline_stage(s, c, ranks, resume, fixed, core, elements, chemical_channels, embedding_kind, settings,
                          data, test_data, timings)   # stage 3: the basis and what the experts learn
-    basis, window, short_range, restraint_rows, core_notes = bl.basis, bl.window, bl.short_range, bl.restraint_rows, \
-        bl.core_notes
+    basis, window, short_range, restraint_rows = bl.basis, bl.window, bl.short_range, bl.restraint_rows
     shortest, rho_max, data, test_data, data_orig, test_orig = bl.shortest, bl.rho_max, bl.data, bl.test_data, \
         bl.data_orig, bl.test_orig
     n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
-    if plan is not None and len(plan[0]) != n:
-        raise DataError(f"{', '.join(f['name'] for f in data.files)}: counted {len(plan[0]) - offset} frames before reading, but read "
-                        f"{len(data)} (a file changed while it was read?)")
     S, K = basis.n_species, basis.n_features
-    D, Dp = S * K, S * K + S
-    if n < k_folds:
-        raise ValueError(f"{n} training structures are too few for {k_folds}-fold cross-validation")
-    M_allowed = max(1, n // (2 * k_folds))
-    if experts != "auto" and M_fixed > M_allowed:
-        raise ValueError(f"--experts {M_fixed} is too many for {n} training structures with {k_folds}-fold "
-                         f"cross-validation: the largest allowed is M = {M_allowed} (every expert needs "
-                         f"2 x cv_folds = {2 * k_folds} structures); give --experts {M_allowed} or fewer, or "
-                         f"more training data")
-    Ms = [M for M in Ms if M <= M_allowed or M == 1] if fixed is None else fixed.Ms
-    notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
-    if anchor_off and (committee == "joint" or regularise == "global"):   # a state before version 3
-        notes.append(anchor_off)
-    if experts == "auto" and max_M > M_allowed:
-        notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
-                     f"structures allow at most n / (2 x {k_folds} folds) experts")
+    D = S * K
+    Ms, notes = _data_limits(c, s, n, fixed, rd, data, test_data, bl.core_notes, anchor_off)
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
     d1 = _descriptor_stage(s, c, ranks, resume, fixed, basis, data, elements, n, plan, offset, progress)   # stage 4
-    folds, blocks, n_kept, bsize, own, hashes, wts, e_fixed, p1 = d1.folds, d1.blocks, d1.n_kept, d1.bsize, d1.own, \
-        d1.hashes, d1.wts, d1.e_fixed, d1.p1
-    counts, N, E, e_ref, P = p1.counts, p1.N, p1.E, p1.e_ref, p1.P
+    folds, blocks, bsize, own, hashes, wts, e_fixed, p1 = d1.folds, d1.blocks, d1.bsize, d1.own, d1.hashes, d1.wts, \
+        d1.e_fixed, d1.p1
+    counts, e_ref, P = p1.counts, p1.e_ref, p1.P
     notes += d1.notes
     cl = _clustering_stage(s, ranks, fixed, p1, folds, Ms, hashes, lean=ranks.size > 1 and fixed is None)  # stage 5
     st, Z, V, clusterings = cl.st, cl.Z, cl.V, cl.clusterings
@@ -525,8 +501,8 @@ def _fit_settings(s: FitSettings, ranks, resume):
     t0 = time.perf_counter()
     fm = _final_stage(s, c, basis, data, sel, d1, chosen, lam_dc, joint, models, compare, cv_rows, n, progress,
                       notes, timings)   # stage 9: the structure gate's choice, or a local gate's (dcace.local_gate)
-    M_sel, tau_sel, lam_dc, gate, theta_final, gate_used, gate_cv, atom_fit, models, compare = fm.M_sel, fm.tau_sel, \
-        fm.lam_dc, fm.gate, fm.theta_final, fm.gate_used, fm.gate_cv, fm.atom_fit, fm.models, fm.compare
+    M_sel, tau_sel, lam_dc, gate, theta_final, models, compare = fm.M_sel, fm.tau_sel, fm.lam_dc, fm.gate, \
+        fm.theta_final, fm.models, fm.compare
     coef = theta_final[:, :D].reshape(-1, S, K)
     e0 = theta_final[:, D:] + e_ref[None, :]
     if short_range is not None:   # level-match the pair core to the fitted dimers (format version 4)
@@ -1171,6 +1147,31 @@ def _file_record(meta_partial, errors, cv_rows, notes, ranks, resume, basis, dat
                      "max_training_grade": _round(grade_stats["max_training_grade"])}
     timings["grade"] = time.perf_counter() - t0
     return meta, grade_G, grade_stats
+
+
+def _data_limits(c, s: FitSettings, n, fixed, rd: _Read, data, test_data, core_notes, anchor_off):
+    """(Ms, notes): the candidate numbers of experts the data allow (every expert needs 2 x cv_folds
+    structures; a fit state's own), the fit's first notes; the count an MPI fit planned checked."""
+    k_folds, experts, M_fixed, max_M = c.k_folds, c.experts, c.M_fixed, c.max_M
+    if rd.plan is not None and len(rd.plan[0]) != n:
+        raise DataError(f"{', '.join(f['name'] for f in data.files)}: counted {len(rd.plan[0]) - rd.offset} frames "
+                        f"before reading, but read {len(data)} (a file changed while it was read?)")
+    if n < k_folds:
+        raise ValueError(f"{n} training structures are too few for {k_folds}-fold cross-validation")
+    M_allowed = max(1, n // (2 * k_folds))
+    if experts != "auto" and M_fixed > M_allowed:
+        raise ValueError(f"--experts {M_fixed} is too many for {n} training structures with {k_folds}-fold "
+                         f"cross-validation: the largest allowed is M = {M_allowed} (every expert needs "
+                         f"2 x cv_folds = {2 * k_folds} structures); give --experts {M_allowed} or fewer, or "
+                         f"more training data")
+    Ms = [M for M in c.Ms if M <= M_allowed or M == 1] if fixed is None else fixed.Ms
+    notes = list(data.notes) + (list(test_data.notes) if test_data else []) + core_notes
+    if anchor_off and (s.committee == "joint" or s.regularise == "global"):   # a state before version 3
+        notes.append(anchor_off)
+    if experts == "auto" and max_M > M_allowed:
+        notes.append(f"--experts auto tried M <= {M_allowed}, not up to --max-experts {max_M}: {n} training "
+                     f"structures allow at most n / (2 x {k_folds} folds) experts")
+    return Ms, notes
 
 
 def _basis_options(s: FitSettings, c, ranks):
