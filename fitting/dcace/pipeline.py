@@ -1,5 +1,9 @@
 """Fit linear and divide-and-conquer (DC) ACE potentials: the pipeline behind ``dcace.fit``.
 
+The parameters are the fields of ``dcace.settings.FitSettings`` (checked in ``dcace.pipeline_checks``);
+``_fit_settings`` runs the stages below as functions, each returning a small dataclass the later ones
+read (their table: docs/pipeline.md; the report stages in ``dcace.pipeline_report``).
+
 Pipeline (memory O(candidates x folds x (M K)^2), independent of the number of structures):
 
 1. read + validate data (``dcace.data``); build the ACE basis.
