@@ -68,7 +68,7 @@ CASES = {
                                   "--chemical-channels", "1", "--chemical-embedding", "fit", "--cv-folds", "3",
                                   "--experts", "1"]),
     "mo_state": ("cli", ["--train", "{d}/mo_first.xyz", *MO, *SMALL, "--experts", "2", "--temperatures", "0.5",
-                         "--save-state", "{d}/state.npz"]),
+                         "--save-state", "{top}/mo_state/state.npz"]),
     "mo_refit": ("refit", ["--resume", "{top}/mo_state/state.npz", "--add", "{d}/mo_rest.xyz", "--threads", "1",
                            "--quiet"]),
     "mo_reuse_api": ("api", "dcace.fit(frames, elements=['Mo'], cutoff=5.2, body_order=3, max_degree=6, experts=2, "
