@@ -402,13 +402,14 @@ def _fit(train, *, ranks, resume=None, **kw):
 
 
 def _fit_settings(s: FitSettings, ranks, resume):
+    """Stages 1-7 (the options, the data, passes 1 and 2) on every rank, then 8-11 on rank 0 (the
+    others evaluate their structures in pass 3 and the grade); the potential (None on the other ranks)."""
     t_start = time.perf_counter()
     timings = {"ranks": ranks.size, "threads": int(s.threads)}
     progress = s.progress and ranks.is_root
     c = checked(s, ranks, resume)   # stage 1: the options (dcace.pipeline_checks), before any data
     # (the names the orchestration below reads)
-    train, seed, pca, committee = s.train, s.seed, s.pca, s.committee
-    state, reuse, threads, keep_arrays = s.state, s.reuse, s.threads, s.keep_arrays
+    seed, reuse, threads, keep_arrays = s.seed, s.reuse, s.threads, s.keep_arrays
     wF, wS, k_folds, budget, bsize = c.wF, c.wS, c.k_folds, c.budget, c.bsize
     w_anchor, auto_anchors, compare = c.w_anchor, c.auto_anchors, c.compare
 
@@ -430,31 +431,25 @@ def _fit_settings(s: FitSettings, ranks, resume):
     data, test_data, plan, offset = rd.data, rd.test_data, rd.plan, rd.offset
     bl = _baseline_stage(s, c, ranks, resume, fixed, core, elements, chemical_channels, embedding_kind, settings,
                          data, test_data, timings)   # stage 3: the basis and what the experts learn
-    basis, window, short_range, restraint_rows = bl.basis, bl.window, bl.short_range, bl.restraint_rows
-    shortest, rho_max, data, test_data, data_orig, test_orig = bl.shortest, bl.rho_max, bl.data, bl.test_data, \
-        bl.data_orig, bl.test_orig
+    basis, data, test_data, data_orig = bl.basis, bl.data, bl.test_data, bl.data_orig
     n = len(data) + (0 if resume is None else resume.n)   # a refit reads only the new structures
-    S, K = basis.n_species, basis.n_features
-    D = S * K
     Ms, notes = _data_limits(c, s, n, fixed, rd, data, test_data, bl.core_notes, anchor_off)
 
     # ---------------------------------------------------------------- pass 1: descriptor sums
     t0 = time.perf_counter()
     d1 = _descriptor_stage(s, c, ranks, resume, fixed, basis, data, elements, n, plan, offset, progress)   # stage 4
-    folds, blocks, bsize, own, hashes, wts, e_fixed, p1 = d1.folds, d1.blocks, d1.bsize, d1.own, d1.hashes, d1.wts, \
-        d1.e_fixed, d1.p1
+    blocks, bsize, own, p1 = d1.blocks, d1.bsize, d1.own, d1.p1
     counts, e_ref, P = p1.counts, p1.e_ref, p1.P
     notes += d1.notes
-    cl = _clustering_stage(s, ranks, fixed, p1, folds, Ms, hashes, lean=ranks.size > 1 and fixed is None)  # stage 5
-    st, Z, V, clusterings = cl.st, cl.Z, cl.V, cl.clusterings
+    cl = _clustering_stage(s, ranks, fixed, p1, d1.folds, Ms, d1.hashes, lean=ranks.size > 1 and fixed is None)  # 5
+    clusterings = cl.clusterings
     anchor_src, anchor_atoms, probe_atoms = _anchor_sources(c, s, ranks, resume, fixed, data, p1, own, d1.own_periodic,
                                                             clusterings, w_anchor, auto_anchors)
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
-    acc = _accumulator_stage(c, s, n, basis, clusterings, restraint_rows, Ms, fixed, notes)   # stage 6
-    groups, joint, skipped, restraint, compare = acc.groups, acc.joint, acc.skipped, acc.restraint, \
-        compare and acc.independent_ok
+    acc = _accumulator_stage(c, s, n, basis, clusterings, bl.restraint_rows, Ms, fixed, notes)   # stage 6
+    groups, joint, skipped, compare = acc.groups, acc.joint, acc.skipped, compare and acc.independent_ok
 
     rows_fn = _Rows(basis, wF, wS)
     counted = dict(batch_sizes=cost.pass2_batches([blocks[b] for b in ranks.own_blocks(blocks)], bsize),
@@ -477,6 +472,63 @@ def _fit_settings(s: FitSettings, ranks, resume):
         return None
     timings["pass2"] = time.perf_counter() - t0
     cost_info["pass2_measured_s"] = timings["pass2"]
+
+    return _select_and_write(s, c, ranks, resume, _Passes(
+        settings=settings, core=core, fixed=fixed, elements=elements, basis_blocks=basis_blocks,
+        column_ridges=(block_ridge, degree_ridge, top_degree_ridge), bl=bl, d1=d1, cl=cl, acc=acc, Ms=Ms, n=n,
+        notes=notes, rows_fn=rows_fn, cost_info=cost_info, stress_store=stress_store,
+        anchors=(anchor_src, anchor_atoms, probe_atoms), w_anchor=w_anchor, auto_anchors=auto_anchors,
+        compare=compare, progress=progress, timings=timings, t_start=t_start))
+
+
+@dataclass
+class _Passes:
+    """What stages 1-7 (the options, the data, passes 1 and 2) hand the selection and the report on rank 0."""
+    settings: dict           # the file's settings record (pipeline_checks.record)
+    core: CoreSettings
+    fixed: object            # the fit state whose folds, clusters, e_ref and core stay (or None)
+    elements: list
+    basis_blocks: object
+    column_ridges: tuple     # (block_ridge, degree_ridge, top_degree_ridge), checked
+    bl: _Baseline
+    d1: _Descriptors
+    cl: _Clusters
+    acc: _Accumulators
+    Ms: list                 # candidate numbers of experts
+    n: int                   # training structures
+    notes: list
+    rows_fn: _Rows
+    cost_info: dict
+    stress_store: dict
+    anchors: tuple           # (anchor_src, anchor_atoms, probe_atoms)
+    w_anchor: float
+    auto_anchors: bool
+    compare: bool
+    progress: bool
+    timings: dict
+    t_start: float
+
+
+def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
+    """Stages 8-11 on rank 0: the selection, the final model, the errors, the file (and the fit state)."""
+    settings, core, fixed, elements, notes, timings, n, Ms = p.settings, p.core, p.fixed, p.elements, p.notes, \
+        p.timings, p.n, p.Ms
+    basis, window, short_range, shortest, rho_max = p.bl.basis, p.bl.window, p.bl.short_range, p.bl.shortest, \
+        p.bl.rho_max
+    data, test_data, data_orig, test_orig = p.bl.data, p.bl.test_data, p.bl.data_orig, p.bl.test_orig
+    d1, cl, (block_ridge, degree_ridge, top_degree_ridge) = p.d1, p.cl, p.column_ridges
+    folds, hashes, wts, e_fixed, p1, own, bsize = d1.folds, d1.hashes, d1.wts, d1.e_fixed, d1.p1, d1.own, d1.bsize
+    counts, e_ref = p1.counts, p1.e_ref
+    st, Z, V, clusterings = cl.st, cl.Z, cl.V, cl.clusterings
+    groups, joint, restraint = p.acc.groups, p.acc.joint, p.acc.restraint
+    train, seed, pca, committee, keep_arrays, state, threads = s.train, s.seed, s.pca, s.committee, s.keep_arrays, \
+        s.state, s.threads
+    anchor_src, anchor_atoms, probe_atoms = p.anchors
+    w_anchor, auto_anchors, compare, progress = p.w_anchor, p.auto_anchors, p.compare, p.progress
+    rows_fn, cost_info, stress_store, basis_blocks, t_start = p.rows_fn, p.cost_info, p.stress_store, p.basis_blocks, \
+        p.t_start
+    S, K = basis.n_species, basis.n_features
+    D = S * K
 
     # ---------------------------------------------------------------- selection
     t0 = time.perf_counter()
