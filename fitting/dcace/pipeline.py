@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core, cost
+from . import cost
 from .basis import ACEBasis
 from .clustering import Eq8Gate, cluster, fit_standardiser, gate_dict, gate_weights, pca_projection
 from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembership, joint_nbytes
@@ -66,7 +66,7 @@ from .probes import probe_indices
 from .ridge import single_threaded_blas
 from .settings import FitSettings, defaults, from_keywords, signature
 from .pipeline_report import cv_errors, file_metadata, plot_arrays, test_errors, training_errors
-from .pipeline_checks import checked, config_weights as _config_weights, jsonable_range as _jsonable_range, record
+from .pipeline_checks import checked, config_weights as _config_weights, record
 
 __all__ = ["fit", "DEFAULTS"]
 
