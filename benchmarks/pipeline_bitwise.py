@@ -7,8 +7,9 @@
 only Python has, ``dcace.fit(...)`` / ``dcace.refit(...)``) on small subsets of the committed Zuo Mo and
 TiAl data, and keeps the potential file and the report (``--report-json``) of each.  Run it once with the
 code before a change (e.g. ``PYTHONPATH`` pointing at a checkout of main) and once after; ``compare``
-then says, per case, whether the two potential files are the same bytes and whether the two reports are
-equal once the wall-clock entries (``timings``, ``cost``, the state's measured update time) are left out.
+then says, per case, whether the two potential files are the same bytes, whether the two reports are
+equal once the wall-clock entries (``timings``) and the state file's path and size are left out, and whether
+two fit states hold the same arrays and metadata (but the data's paths and the measured update time).
 The cases cover the branches of ``dcace.pipeline``: linear, ``--experts auto``, two elements, every
 gate kind, ``--anchors auto``, a test set, a fit state and its refit (CLI) and a ``reuse=`` fit (API),
 a 2-rank ``mpiexec`` fit with ``--frames-budget 0``, ``--max-degree-blocks``, ``--chemical-channels 2``,
@@ -125,8 +126,24 @@ def _report(path: Path) -> dict:
     rep = json.loads(path.read_text())
     rep.pop("timings", None)
     sel = rep.get("selection") or {}
-    sel.get("state", {}).pop("path", None)
+    for key in ("path", "bytes"):   # (the state's bytes: a compressed file holding the data's paths)
+        sel.get("state", {}).pop(key, None)
     return rep
+
+
+def _same_state(a: Path, b: Path) -> bool:
+    """Two fit states hold the same arrays and metadata, but the data's paths and the measured update time."""
+    import numpy as np
+
+    with np.load(a) as za, np.load(b) as zb:
+        if sorted(za.files) != sorted(zb.files):
+            return False
+        ma, mb = (json.loads(str(z["__meta__"])) for z in (za, zb))
+        for m in (ma, mb):
+            m.pop("paths", None)
+            m.pop("pass2_update_s_per_structure", None)
+        return ma == mb and all(np.array_equal(za[k], zb[k], equal_nan=za[k].dtype.kind == "f")
+                                for k in za.files if k != "__meta__")
 
 
 def compare(a: Path, b: Path) -> int:
@@ -140,9 +157,13 @@ def compare(a: Path, b: Path) -> int:
         same_file = pa.read_bytes() == pb.read_bytes()
         ra, rb = a / name / "report.json", b / name / "report.json"
         same_report = ra.exists() == rb.exists() and (not ra.exists() or _report(ra) == _report(rb))
+        sa, sb = a / name / "state.npz", b / name / "state.npz"
+        same_state = sa.exists() == sb.exists() and (not sa.exists() or _same_state(sa, sb))
+        bad += not same_state
         print(f"{name:24s} potential {'identical' if same_file else 'DIFFERS'}  "
               f"report {('equal' if ra.exists() else 'none') if same_report else 'DIFFERS'}"
-              f"  ({len(pa.read_bytes())} bytes)")
+              + (f"  state {'equal' if same_state else 'DIFFERS'}" if sa.exists() or sb.exists() else "")
+              + f"  ({len(pa.read_bytes())} bytes)")
         bad += (not same_file) + (not same_report)
     print("all identical" if bad == 0 else f"{bad} difference(s)")
     return int(bad > 0)
