@@ -286,7 +286,13 @@ def _fold_arrays(acc):
     return [getattr(acc, name) for name in _FOLD_ARRAYS if hasattr(acc, name)]
 
 
-def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, progress=None, side=None, first=0):
+#: partials a rank other than 0 may have in flight to rank 0: it computes its next block while rank 0
+#: still adds an earlier one, instead of waiting block by block (one partial of memory more per rank)
+SEND_DEPTH = 2
+
+
+def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, progress=None, side=None, first=0,
+                      depth=SEND_DEPTH):
     """Pass 2: add every block's normal equations into ``accumulators`` (on rank 0), in block order.
 
     block_batch(b, part_accs) accumulates block b into the one-fold partials and returns the
@@ -296,35 +302,57 @@ def accumulate_blocks(ranks: Ranks, blocks, folds, accumulators, block_batch, pr
     the other ranks' items, in block order; on another rank it is sent with the block's partial and
     emptied (so a rank holds one block's items at a time).  first: the position of blocks[0] in the
     fit's whole block list, which fixes each block's owner (the rank that read its frames) when
-    ``blocks`` is a slice of it (a reuse= fit adds the state's blocks first).  Collective."""
-    parts = [_partial(a) for a in accumulators]
-    part_arrays = [x for p in parts for x in _fold_arrays(p)]
+    ``blocks`` is a slice of it (a reuse= fit adds the state's blocks first).  depth: how many of its
+    blocks' partials a rank other than 0 may have in flight (>= 1; 1 = block by block in step with
+    rank 0).  Rank 0 adds in block order whatever the depth, so the sums do not depend on it.  Collective."""
     errors = []
-
-    def compute(b):
-        for x in part_arrays:
-            x.fill(0.0)
-        errors.extend(block_batch(b, parts))
-
-    for b in range(len(blocks)):
-        owner = ranks.owner(first + b)
-        if ranks.rank == owner:
-            compute(b)
-            if not ranks.is_root:
-                reqs = [ranks.comm.Isend(x, dest=0, tag=tag) for tag, x in enumerate(part_arrays)]
-                if side is not None:   # pickled now: emptying the dict below does not touch the message
-                    reqs.append(ranks.comm.isend(dict(side), dest=0, tag=len(part_arrays)))
-                    side.clear()
-                _complete_quietly(reqs, 0.001)
-        elif ranks.is_root:
-            _complete_quietly([ranks.comm.Irecv(x, source=owner, tag=tag) for tag, x in enumerate(part_arrays)], 0.001)
-            if side is not None:
-                side.update(_recv_quietly(ranks.comm, owner, len(part_arrays)))
-        if ranks.is_root:
+    if ranks.is_root:
+        parts = [_partial(a) for a in accumulators]
+        part_arrays = [x for p in parts for x in _fold_arrays(p)]
+        for b in range(len(blocks)):
+            owner = ranks.owner(first + b)
+            if owner == ranks.rank:
+                for x in part_arrays:
+                    x.fill(0.0)
+                errors.extend(block_batch(b, parts))
+            else:
+                _complete_quietly([ranks.comm.Irecv(x, source=owner, tag=tag) for tag, x in enumerate(part_arrays)],
+                                  0.001)
+                if side is not None:
+                    side.update(_recv_quietly(ranks.comm, owner, len(part_arrays)))
             f = int(folds[blocks[b][0]])
             for acc, part in zip(accumulators, parts):
                 for total, x in zip(_fold_arrays(acc), _fold_arrays(part)):
                     total[f] += x[0]
             if progress is not None:
                 progress(len(blocks[b]))
+    else:
+        _send_own_blocks(ranks, blocks, accumulators, block_batch, side, first, max(1, int(depth)), errors)
     ranks.check(errors)
+
+
+def _send_own_blocks(ranks, blocks, accumulators, block_batch, side, first, depth, errors):
+    """accumulate_blocks on a rank other than 0: each own block into a free set of partials, sent to rank 0
+    without waiting for it (at most `depth` sets in flight; the oldest is waited for when all are)."""
+    free = [[_partial(a) for a in accumulators] for _ in range(depth)]
+    in_flight = []   # (requests, the set of partials they send), oldest first
+    n_arrays = len([x for p in free[0] for x in _fold_arrays(p)])
+    for b in range(len(blocks)):
+        if ranks.owner(first + b) != ranks.rank:
+            continue
+        if not free:
+            reqs, done = in_flight.pop(0)
+            _complete_quietly(reqs, 0.001)
+            free.append(done)
+        parts = free.pop()
+        part_arrays = [x for p in parts for x in _fold_arrays(p)]
+        for x in part_arrays:
+            x.fill(0.0)
+        errors.extend(block_batch(b, parts))
+        reqs = [ranks.comm.Isend(x, dest=0, tag=tag) for tag, x in enumerate(part_arrays)]
+        if side is not None:   # pickled now: emptying the dict below does not touch the message
+            reqs.append(ranks.comm.isend(dict(side), dest=0, tag=n_arrays))
+            side.clear()
+        in_flight.append((reqs, parts))
+    for reqs, _ in in_flight:
+        _complete_quietly(reqs, 0.001)
