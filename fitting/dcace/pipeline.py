@@ -87,7 +87,7 @@ DEFAULTS = {
     "repulsion_restraints": 0.01,  # weight of the dimer restraints (dcace.restraints) x force weight; 0 = off
     "shared_one_body": False,      # committees share the linear model's one-body terms (selection.Selector)
     "anchors": 0.03,               # weight of the off-data anchors of structure-gate committees (dcace.anchors)
-    "anchors_auto_grid": (0.0, 0.01, 0.03, 0.1),   # anchors="auto" tries these, smallest first (dcace.anchor_choice)
+    "anchors_auto_grid": (0.0, 0.003, 0.005, 0.01, 0.03, 0.1),   # anchors="auto" tries these, smallest first (dcace.anchor_choice; docs/anchor-schemes.md)
     "anchors_auto_force_ratio": 2.0,   # ... its rattle probe: committee's largest force <= this x the linear model's
     "chemical_embedding": "cosine",  # W of --chemical-channels: cosine | pca | fit (dcace.embedding)
     "block_ridge": None,           # ridge factor per species block: None | grid | {b: f} (dcace.block_ridge)
