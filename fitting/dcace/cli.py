@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--anchors", type=_anchors, default=None, metavar="W",
                    help="weight of the off-data anchors of structure-gate committees: compressed and rattled "
                         "copies of training frames, free atoms and dimers, where every expert is fitted to "
-                        "follow the linear model; 0 = off; 'auto' = the smallest of 0, 0.01, 0.03, 0.1 whose "
+                        "follow the linear model; 0 = off; 'auto' = the smallest of 0, 0.003, 0.005, 0.01, 0.03, 0.1 whose "
                         "committee passes the dimer, compression and rattle probes (dcace.anchor_choice) "
                         "(default: 0.03, docs/short-range.md; example: --anchors auto)")
     g.add_argument("--shared-one-body", action="store_true", default=None,
