@@ -17,18 +17,31 @@ def _pct(a, b):
     return f"{100 * (b / a - 1):+.0f} %"
 
 
+def _order(row):
+    """none, then the schemes by family and weight."""
+    name = row["scheme"]
+    fam = name.rsplit(" ", 1)[0] if name != "none" else ""
+    return (fam != "", fam, row["weights"], name)
+
+
 def table(ref, caches):
     lines = ["| setting | scheme | M | CV loss | DC test E | DC test F | probes | safe and within 5 % |",
              "|---|---|---:|---:|---|---|---|---|"]
     n_rows = n_ok = 0
+    merged = {}   # one row set per setting: the schemes of every cache (a scheme measured twice: the first)
     for cache in caches:
         for key, rec in cache.items():
+            m = merged.setdefault(key, {"linear": rec["linear"], "schemes": []})
+            seen = {x["scheme"] for x in m["schemes"]}
+            m["schemes"] += [x for x in rec["schemes"] if x["scheme"] not in seen]
+    if True:
+        for key, rec in merged.items():
             r = ref.get(key + "/dc", {})
             dc = "dc" if r.get("n_experts", 1) > 1 else "linear"
             t = r.get("errors", {}).get(dc, {}).get("test") or {}
             e0, f0 = t.get("energy_mae_mev_per_atom"), t.get("force_mae_ev_per_a")
             best = False
-            for s in rec["schemes"]:
+            for s in sorted(rec["schemes"], key=_order):
                 e, f = s["test"]
                 safe = not s["failures"]
                 ok = safe and e0 is not None and e <= 1.05 * e0 and f <= 1.05 * f0
@@ -38,7 +51,8 @@ def table(ref, caches):
                              f"| {f:.4f} ({_pct(f0, f) if f0 else '—'}) | {fails} | {'**yes**' if ok else 'no'} |")
             n_rows += 1
             n_ok += best
-            lines.append(f"| {key} | *reference* | {r.get('n_experts')} | — | {e0} | {f0} | linear model fails: "
+            ref_e, ref_f = ("—", "—") if e0 is None else (f"{e0:.3f}", f"{f0:.4f}")
+            lines.append(f"| {key} | *reference* | {r.get('n_experts')} | — | {ref_e} | {ref_f} | linear model fails: "
                          f"{', '.join(rec['linear']['failures']) or 'none'} | — |")
     lines.append("")
     lines.append(f"{n_ok} of {n_rows} settings have at least one scheme that is safe and within +5 % of the reference.")
