@@ -171,7 +171,7 @@ def test_auto_anchors_choose_the_smallest_passing_weight_and_equal_that_fixed_we
     expanded side) its fcc Mo falls below a0 without anchors (by 236 meV/atom at 0.97 a0), at 0.01
     (24 meV/atom) and at 0.03 (1.6 meV/atom), and passes at 0.1. `auto` must try the grid in order, keep
     the first weight that passes, and give the coefficients of that fixed weight (to round-off).
-    (The weight-0 path -- no anchors at all -- is no longer covered by a committee here.)"""
+    (The weight-0 path -- no anchors at all -- is covered by the Li bo2 test below.)"""
     frames = read(MO_TRAIN, ":")
     kw = dict(GE_SMALL, elements=["Mo"], cutoff=5.2, experts=4)
     pot = dcace.fit(frames, anchors="auto", **kw)
@@ -223,3 +223,62 @@ def test_phase_anchors_are_bcc_and_fcc_of_every_element_at_the_ground_volume():
         assert d == pytest.approx(a * (np.sqrt(3) / 2 if phase == "bcc" else 1 / np.sqrt(2)), rel=1e-9)
     assert phase_anchors(["Ti"], Atoms("Ti2", positions=[[0, 0, 0], [2.5, 0, 0]])) == []
     assert phase_anchors(["Ti"], None) == []
+
+
+def test_auto_anchors_keep_weight_zero_where_the_committee_is_safe_without_them():
+    """Li bo2 degree 12 (Zuo data, M and tau by CV): the committee without anchors passes every probe
+    (docs/anchor-schemes.md: M = 7, test 0.896 meV/atom, the v1 accuracy), so `auto` must stop at
+    weight 0 -- the fit then has no anchors at all (no note, weight 0 in the file) and equals the
+    fit with anchors=0; the default 0.03 fails this committee's bcc Li compression."""
+    frames = read(DATA / "zuo2020" / "Li_train.xyz", ":")
+    kw = dict(elements=["Li"], cutoff=5.1, body_order=2, max_degree=12, progress=False, compare=False)
+    pot = dcace.fit(frames, anchors="auto", **kw)
+    rec = _auto(pot)
+    assert rec["chosen"] == 0.0 and len(rec["tried"]) == 1 and pot.n_experts > 1, rec
+    assert not any(n.startswith("off-data anchors") for n in pot.report.notes)
+    assert pot.metadata["fit"]["anchors"] == 0.0
+    off = dcace.fit(frames, anchors=0, **kw)
+    assert off.n_experts == pot.n_experts
+    assert np.abs(pot.coefficients - off.coefficients).max() <= 1e-12 * np.abs(off.coefficients).max()
+
+
+class _Probes:
+    """Probe verdicts by potential (here: the weight), for the choice rule alone."""
+
+    def __init__(self, failures):
+        self.failures = failures
+
+    def verdict(self, pot, linear_max_force=None):
+        out = {"max_force": {0.1: 1.0}}
+        out.update({k: "fails" for k in self.failures.get(pot, ())})
+        return out
+
+
+@pytest.mark.parametrize("failures, losses, kept", [
+    # Ge bo2 degree 12 as measured (docs/anchor-schemes.md): bcc and fcc Ge fail at every weight, the
+    # training crystal too at 0.003, 0.03 and 0.1 -> 0.01 (2 failures, the lower CV loss of the two)
+    ({0.0: ("bcc", "fcc"), 0.003: ("bcc", "fcc", "ground"), 0.01: ("bcc", "fcc"), 0.03: ("bcc", "fcc", "ground"),
+      0.1: ("bcc", "fcc", "ground")}, {0.0: 5970, 0.003: 5058, 0.01: 5569, 0.03: 7508, 0.1: 12791}, 0.01),
+    # equal failures and losses: the smaller weight
+    ({w: ("bcc",) for w in (0.0, 0.003, 0.01, 0.03, 0.1)}, {w: 1.0 for w in (0.0, 0.003, 0.01, 0.03, 0.1)}, 0.0),
+    # one passes: the first that passes, whatever the losses
+    ({0.0: ("bcc",), 0.003: ("bcc",)}, {0.0: 1.0, 0.003: 2.0, 0.01: 9.0, 0.03: 0.5, 0.1: 0.1}, 0.01),
+])
+def test_auto_anchors_without_a_passing_weight_keep_the_least_failing(failures, losses, kept):
+    from dcace.anchor_choice import choose_weight
+
+    grid = (0.0, 0.003, 0.01, 0.03, 0.1)
+    calls = []
+
+    def candidate(w):
+        calls.append(w)
+        return f"result {w}", w, 2, losses[w]
+
+    passes = any(not failures.get(w) for w in grid)
+    if passes:
+        w, result, rec, notes = choose_weight(grid, candidate, _Probes(failures), "linear")
+    else:
+        with pytest.warns(UserWarning, match=f"kept {kept:g}, the one that fails the fewest"):
+            w, result, rec, notes = choose_weight(grid, candidate, _Probes(failures), "linear")
+    assert w == kept and result == f"result {kept}" and rec["chosen"] == kept
+    assert calls == list(grid[:grid.index(kept) + 1] if passes else grid)   # in rising order, stopping at a pass

@@ -295,7 +295,7 @@ class FitSettings:
         "--anchors", type=_anchors, default=None, metavar="W", advanced=True,
         help="weight of the off-data anchors of structure-gate committees: compressed and rattled "
              "copies of training frames, free atoms and dimers, where every expert is fitted to "
-             "follow the linear model; 0 = off; 'auto' = the smallest of 0, 0.01, 0.03, 0.1 whose "
+             "follow the linear model; 0 = off; 'auto' = the smallest of 0, 0.003, 0.005, 0.01, 0.03, 0.1 whose "
              "committee passes the dimer, compression and rattle probes (dcace.anchor_choice) "
              "(default: 0.03, docs/short-range.md; example: --anchors auto)"), none_is_default=True)
     shared_one_body: bool = option(False, "committees share the linear model's one-body terms "
@@ -377,8 +377,8 @@ class FitSettings:
     parsimony: float = option(0.01, "fewer experts win if their CV loss is within 1 % of the best", keyword=False)
     pca_variance: float = option(0.99, "variance the PCA of the gate keeps", keyword=False)
     pca_max_components: int = option(10, "at most this many PCA components", keyword=False)
-    anchors_auto_grid: tuple = option((0.0, 0.01, 0.03, 0.1), "anchors='auto' tries these, smallest first "
-                                                              "(dcace.anchor_choice)", keyword=False)
+    anchors_auto_grid: tuple = option((0.0, 0.003, 0.005, 0.01, 0.03, 0.1), "anchors='auto' tries these, "
+                                       "smallest first (dcace.anchor_choice; docs/anchor-schemes.md)", keyword=False)
     anchors_auto_force_ratio: float = option(2.0, "... its rattle probe: committee's largest force <= this x the "
                                                   "linear model's", keyword=False)
     top_degree_ridge_grid: tuple = option(tuple(10.0 ** np.arange(0, 15, 2)), "the factors of the top degree "
