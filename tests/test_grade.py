@@ -172,7 +172,7 @@ def test_grade_is_invariant(mo):
 def test_round_trip_and_from_parts(small, work):
     pot, path = small
     text = Path(path).read_text()
-    assert text.startswith("dcace-potential 7\n") and "\ngrade maxvol\ngrade_matrix 17 17\n" in text
+    assert text.startswith("dcace-potential 8\n") and "\ngrade maxvol\ngrade_matrix 17 17\n" in text
     again = dcace.load(path)
     assert again.to_string() == text
     G = pot.grade_matrices
@@ -244,7 +244,7 @@ def test_old_file_reports_no_grade(work):
     assert pot.compute(at)["extrapolation"] is None
     # written again by this dcace: version 4 with an explicit `grade none`, still unavailable
     text = pot.to_string()
-    assert text.startswith("dcace-potential 7\n") and "\ngrade none\nend\n" in text
+    assert text.startswith("dcace-potential 8\n") and "\ngrade none\nend\n" in text
     (work / "resaved.dcace").write_text(text)
     assert not dcace.load(work / "resaved.dcace").has_grade
 

@@ -198,7 +198,7 @@ def test_file_round_trip(tmp_path):
     path = tmp_path / "Mo_atom.dcace"
     pot.save(path)
     text = path.read_text()
-    assert text.startswith("dcace-potential 7\n") and "\ngate atom\n" in text
+    assert text.startswith("dcace-potential 8\n") and "\ngate atom\n" in text
     back = dcace.Potential.load(path)
     assert back.to_string() == text and back.gate_kind == "atom"
     at = train()[3]
@@ -211,7 +211,7 @@ def test_file_round_trip(tmp_path):
 
 def test_version_5_file_loads_and_cannot_hold_an_atom_gate(tmp_path):
     """tests/data/v5_Mo_dc.dcace (structure gate, M = 2): loads, evaluates with per-atom weights equal
-    to the structure's, re-writes as version 7; a version-5 header cannot announce `gate atom`."""
+    to the structure's, re-writes as the current version; a version-5 header cannot announce `gate atom`."""
     v5 = Path(__file__).parent / "data" / "v5_Mo_dc.dcace"
     text = v5.read_text()
     assert text.startswith("dcace-potential 5\n")
@@ -219,8 +219,8 @@ def test_version_5_file_loads_and_cannot_hold_an_atom_gate(tmp_path):
     assert pot.gate_kind == "structure" and pot.n_experts == 2
     out = pot.compute(train()[5])
     assert out["weights"].shape == (2,) and np.allclose(out["atom_weights"], out["weights"][None, :], rtol=0, atol=0)
-    assert pot.to_string() == text.replace("dcace-potential 5", "dcace-potential 7", 1)
-    atom = fitted("atom").to_string().replace("dcace-potential 7", "dcace-potential 5", 1)
+    assert pot.to_string() == text.replace("dcace-potential 5", "dcace-potential 8", 1)
+    atom = fitted("atom").to_string().replace("dcace-potential 8", "dcace-potential 5", 1)
     with pytest.raises(ValueError, match=r"unknown gate type 'atom' \(known in version 5: gaussian\)"):
         dcace._core.PotentialCore.parse(atom, "old.dcace")
 

@@ -177,7 +177,7 @@ def test_embedded_file_round_trip(tmp_path):
     path = tmp_path / "emb.dcace"
     pot.save(path)
     text = path.read_text()
-    assert text.startswith("dcace-potential 7\n") and "\nchemical_channels 2 3\n" in text
+    assert text.startswith("dcace-potential 8\n") and "\nchemical_channels 2 3\n" in text
     back = dcace.Potential.load(path)
     assert back.to_string() == text
     assert back.basis.chemical_channels == 2 and np.array_equal(back.basis.embedding, basis.embedding)
@@ -199,7 +199,7 @@ def test_embedded_file_round_trip(tmp_path):
         dcace.Potential.load(p)
     # a version-4 file cannot hold the record
     p = tmp_path / "v4.dcace"
-    p.write_text(text.replace("dcace-potential 7", "dcace-potential 4", 1))
+    p.write_text(text.replace("dcace-potential 8", "dcace-potential 4", 1))
     with pytest.raises(Exception, match=rf"v4.dcace:{k + 1}: expected 'channels', found 'chemical_channels'"):
         dcace.Potential.load(p)
 
@@ -212,7 +212,7 @@ def test_older_three_element_files_still_load(path, version):
     assert pot.elements == EL and pot.basis.chemical_channels is None
     out = pot.compute(ternary(6))
     assert np.isfinite(out["energy"]) and np.isfinite(out["forces"]).all()
-    assert pot.to_string() == text.replace(f"dcace-potential {version}", "dcace-potential 7", 1)
+    assert pot.to_string() == text.replace(f"dcace-potential {version}", "dcace-potential 8", 1)
     assert ("\ncore_shift 3 3\n" in text) == (version == 4)   # the v4 file has the short-range core
 
 

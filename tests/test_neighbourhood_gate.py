@@ -199,7 +199,7 @@ def test_file_round_trip_and_version_6_loads(tmp_path):
     path = tmp_path / "Mo_nbh.dcace"
     pot.save(path)
     text = path.read_text()
-    assert text.startswith("dcace-potential 7\n")
+    assert text.startswith("dcace-potential 8\n")
     assert "\ngate neighbourhood\ngate_temperature " in text and "\ngate_range 5.2000000000000002\ngate_body_order 0\n" in text   # %.17g
     back = dcace.Potential.load(path)
     assert back.to_string() == text and back.gate_kind == "neighbourhood"
@@ -207,7 +207,7 @@ def test_file_round_trip_and_version_6_loads(tmp_path):
     a, b = pot.compute(at), back.compute(at)
     assert a["energy"] == b["energy"] and np.array_equal(a["forces"], b["forces"])
     for bad, msg in ((text.replace("\ngate_range 5.2000000000000002\n", "\ngate_range 6\n"), r"gate_range must be in \(0, r_cut\]"),
-                     (text.replace("dcace-potential 7", "dcace-potential 6", 1),
+                     (text.replace("dcace-potential 8", "dcace-potential 6", 1),
                       r"unknown gate type 'neighbourhood' \(known in version 6: gaussian, atom\)")):
         with pytest.raises(ValueError, match=msg):
             dcace._core.PotentialCore.parse(bad, "bad.dcace")
@@ -215,7 +215,7 @@ def test_file_round_trip_and_version_6_loads(tmp_path):
     old = v6.read_text()
     assert old.startswith("dcace-potential 6\n") and "\ngate atom\n" in old
     p6 = dcace.Potential.load(v6)
-    assert p6.gate_kind == "atom" and p6.to_string() == old.replace("dcace-potential 6", "dcace-potential 7", 1)
+    assert p6.gate_kind == "atom" and p6.to_string() == old.replace("dcace-potential 6", "dcace-potential 8", 1)
     assert p6.compute(at)["weights"].shape == (len(at), 2)
 
 

@@ -184,8 +184,8 @@ def test_malformed_files_name_the_line(dc, tmp_path, case):
         bad = mutate(text, text.splitlines()[no - 1], "r_cut nan")
         msg = rf":{no}: 'nan' is not a finite number"
     elif case == "version":
-        bad = mutate(text, text.splitlines()[0], "dcace-potential 8")
-        msg = r":1: format version 8 is newer"
+        bad = mutate(text, text.splitlines()[0], "dcace-potential 9")
+        msg = r":1: format version 9 is newer"
     elif case == "element-count":
         no = line_of(text, "elements")
         bad = mutate(text, "elements 1 Mo", "elements 2 Mo")

@@ -79,6 +79,16 @@ double Baseline::density_switch(int zi, double rho, double* df) const {
   return 1.0 - s;
 }
 
+double Baseline::density_wall(int zi, double rho, double* dwall_drho) const {
+  if (!has_density_wall()) {
+    *dwall_drho = 0.0;
+    return 0.0;
+  }
+  const double width = rho_hi[zi] - rho_lo[zi];
+  *dwall_drho = wall_slope[zi] / width;
+  return wall_level[zi] + wall_slope[zi] * (rho - rho_lo[zi]) / width;
+}
+
 double Baseline::dense_core_energy_gradient(const ACEBasis& basis, int zi, int n_neigh, const double* rij,
                                             const int* zj, double scale, double* dE_drij) const {
   const double rc = basis.cutoff(), taper_lo = 0.75 * rc;
@@ -124,7 +134,17 @@ void Baseline::check(const ACEBasis& basis) const {
         if (v != pair_shift[b * S + a]) throw InputError("the core shift matrix must be symmetric");
       }
   }
-  if (!has_density_core()) return;
+  if (!has_density_core()) {
+    if (has_density_wall()) throw InputError("a density wall needs the density core");
+    return;
+  }
+  if (has_density_wall()) {
+    if (wall_level.size() != S || wall_slope.size() != S) throw InputError("core wall: one level and slope per element");
+    for (size_t s = 0; s < S; ++s)
+      if (!std::isfinite(wall_level[s]) || !(std::fabs(wall_level[s]) <= 1e6) || !std::isfinite(wall_slope[s]) ||
+          !(wall_slope[s] >= 0.0) || !(wall_slope[s] <= 1e6))
+        throw InputError("core wall: levels must be finite with |L| <= 1e6 eV, slopes finite in [0, 1e6] eV");
+  }
   if (!(density_cutoff <= basis.cutoff()) || !std::isfinite(density_cutoff))
     throw InputError("core density cutoff must be in (0, cutoff]");
   if (rho_lo.size() != S || rho_hi.size() != S) throw InputError("core density thresholds: one pair per element");

@@ -213,7 +213,8 @@ double Potential::ace_share(int zi, int n, const double* rij, double* df, AtomSc
   *df = 0.0;
   if (!baseline_.has_density_core()) return 1.0;
   // rho first; its gradient only where the switch acts (rare)
-  const double f = baseline_.density_switch(zi, core_density(baseline_.density_cutoff, n, rij, nullptr), df);
+  sc.rho = core_density(baseline_.density_cutoff, n, rij, nullptr);
+  const double f = baseline_.density_switch(zi, sc.rho, df);
   if (f < 1.0) {
     sc.drho.resize(3 * static_cast<size_t>(n));
     core_density(baseline_.density_cutoff, n, rij, sc.drho.data());
@@ -227,8 +228,16 @@ double Potential::core_energy_gradient(int zi, int n, const double* rij, const i
   if (baseline_.enabled()) e += baseline_.pair_energy_gradient(*basis_, zi, n, rij, zj, dE);
   if (f < 1.0) {
     const double kappa = baseline_.dense_core_energy_gradient(*basis_, zi, n, rij, zj, 1.0 - f, dE);
-    e += (1.0 - f) * kappa;
-    const double c = (eps - kappa) * df;
+    if (!baseline_.has_density_wall()) {   // the core of format versions 2-7, unchanged
+      e += (1.0 - f) * kappa;
+      const double c = (eps - kappa) * df;
+      for (size_t k = 0; k < 3 * static_cast<size_t>(n); ++k) dE[k] += c * sc.drho[k];
+      return e;
+    }
+    double dwall;   // version 8: the replacement R = kappa + L + B x rises with rho (baseline.hpp)
+    const double R = kappa + baseline_.density_wall(zi, sc.rho, &dwall);
+    e += (1.0 - f) * R;
+    const double c = (eps - R) * df + (1.0 - f) * dwall;
     for (size_t k = 0; k < 3 * static_cast<size_t>(n); ++k) dE[k] += c * sc.drho[k];
   }
   return e;

@@ -18,9 +18,10 @@ namespace dcace {
 
 namespace {
 
-constexpr int kFormatVersion = 7;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
+constexpr int kFormatVersion = 8;  // 1 original; 2 short-range core (core_range, baseline zbl); 3 extrapolation
                                    // grade; 4 level shifts of the pair core (core_shift); 5 chemical channels
-                                   // (species-embedded basis); 6 atom gate; 7 neighbourhood gate
+                                   // (species-embedded basis); 6 atom gate; 7 neighbourhood gate; 8 density
+                                   // wall (core_wall)
 constexpr const char* kMagic = "dcace-potential";
 
 // Length of the valid UTF-8 prefix of s (s.size() if all of s is valid UTF-8).
@@ -457,6 +458,13 @@ Potential Potential::parse(const std::string& text, const std::string& name) {
       }
     }
     if (version >= 4 && rd.next_is("core_shift")) baseline.pair_shift = rd.matrix("core_shift", S, S);
+    if (version >= 8 && rd.next_is("core_wall")) {
+      const std::vector<double> wall = rd.matrix("core_wall", S, 2);
+      for (long a = 0; a < S; ++a) {
+        baseline.wall_level.push_back(wall[2 * a]);
+        baseline.wall_slope.push_back(wall[2 * a + 1]);
+      }
+    }
   }
   // extrapolation grade (format version 3; absent or `grade none`: unavailable)
   bool has_grade = false;
@@ -570,6 +578,14 @@ std::string Potential::write() const {
       write_matrix(o, "core_density_range", range, S, 2);
     }
     if (!baseline_.pair_shift.empty()) write_matrix(o, "core_shift", baseline_.pair_shift, S, S);
+    if (baseline_.has_density_wall()) {
+      std::vector<double> wall;
+      for (int a = 0; a < S; ++a) {
+        wall.push_back(baseline_.wall_level[a]);
+        wall.push_back(baseline_.wall_slope[a]);
+      }
+      write_matrix(o, "core_wall", wall, S, 2);
+    }
   }
   if (grade_) {
     o << "grade " << grade_->kind << '\n';

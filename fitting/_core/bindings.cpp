@@ -230,6 +230,14 @@ Baseline baseline_from_dict(const py::object& o) {
     b.rho_hi = to_vec<double>(d["rho_hi"]);
   }
   if (d.contains("pair_shift") && !d["pair_shift"].is_none()) b.pair_shift = to_vec<double>(d["pair_shift"]);
+  if (d.contains("density_wall") && !d["density_wall"].is_none()) {   // S x 2: (level, slope) per species
+    const std::vector<double> w = to_vec<double>(d["density_wall"]);
+    if (w.size() % 2) throw InputError("density_wall: one (level, slope) pair per element");
+    for (size_t k = 0; k < w.size(); k += 2) {
+      b.wall_level.push_back(w[k]);
+      b.wall_slope.push_back(w[k + 1]);
+    }
+  }
   return b;
 }
 
@@ -245,6 +253,13 @@ py::object baseline_to_dict(const Baseline& b) {
     d["density_cutoff"] = py::none();
   }
   d["pair_shift"] = b.pair_shift.empty() ? py::object(py::none()) : py::cast(b.pair_shift);
+  if (b.has_density_wall()) {
+    std::vector<std::vector<double>> w;
+    for (size_t s = 0; s < b.wall_level.size(); ++s) w.push_back({b.wall_level[s], b.wall_slope[s]});
+    d["density_wall"] = w;
+  } else {
+    d["density_wall"] = py::none();
+  }
   return d;
 }
 

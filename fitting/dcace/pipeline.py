@@ -47,6 +47,7 @@ from .block_ridge import check_block_ridge, check_degree_ridge, check_top_degree
 from .embedding import check_embedding, choose_embedding
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        residual_frame, user_window_free)
+from .density_wall import density_wall
 from .data import Dataset, DataError, Frame, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
@@ -1052,7 +1053,12 @@ class _Selecting:
         if not np.array_equal(hi_top, window[1]):   # a window top raised towards the data (never onto it)
             window = (window[0], hi_top)
             basis = basis.with_core_window(window)
-        return basis, window, dict(short_range, pair_shift=shift), shift_notes
+        sr = dict(short_range, pair_shift=shift)
+        if sr.get("density_cutoff") is not None:   # the density wall's level and slope (format version 8)
+            sr["density_wall"], wall_notes = density_wall(
+                lambda x: Potential.from_parts(basis, coef, e0, gate, {}, short_range=x), sr, elements)
+            shift_notes = shift_notes + wall_notes
+        return basis, window, sr, shift_notes
 
     def candidate_potential(self, theta, gate):
         """The potential of solution theta (M x D') with the level-matched core (no metadata)."""

@@ -40,8 +40,9 @@ class Potential:
         short-range core and an optional extrapolation grade.
 
         short_range: the short-range core (dcace.baseline), None or ``{"density_cutoff": r or None,
-        "rho_lo": [...], "rho_hi": [...]}`` (ZBL with the basis's core windows; atomic numbers from the
-        elements).  grade: a list of per-species (K, r_s) matrices (dcace.grade), or None."""
+        "rho_lo": [...], "rho_hi": [...], "pair_shift": S x S or None, "density_wall": [[L, B], ...] per
+        species or None}`` (ZBL with the basis's core windows; atomic numbers from the elements; the
+        density wall, format version 8, is chosen by dcace.density_wall).  grade: a list of per-species (K, r_s) matrices (dcace.grade), or None."""
         coefficients = np.ascontiguousarray(coefficients, dtype=float)
         if coefficients.ndim == 2:
             coefficients = coefficients[None]

@@ -21,6 +21,17 @@
 //      e_i     = e0 + f_i eps_i + (1 - f_i) kappa_i + (pair core)
 //    with eps_i the (gated) ACE energy of atom i.  Where f_i = 1 (all of the training data, by
 //    construction of rho_lo) the model is exactly the fitted one.
+//
+// 3. Density wall (format version 8; absent in older files, which keep the formula above exactly).
+//    kappa_i alone can lie below the ACE energy it replaces (the ACE level is arbitrary: the one-body
+//    terms and the constant parts of the features trade off), and the blend then goes downhill
+//    through the window: a plateau, not a wall (TiAl L1_0 at 0.85 a0, docs/short-range.md).  With a
+//    wall the replacement is lifted to a per-species level and keeps rising with the density:
+//      R_i = kappa_i + L_s + B_s (rho_i - rho_lo_s) / (rho_hi_s - rho_lo_s),   B_s >= 0
+//      e_i = e0 + f_i eps_i + (1 - f_i) R_i + (pair core)
+//    L_s is at least the largest eps_i - kappa_i the fit's compressed crystals reach in the window
+//    (dcace/baseline.py, density_wall), so the hand-over goes uphill; beyond the window e_i rises
+//    with rho_i (B_s) and with ZBL whatever ACE does there.  R_i is C-infinity in rho_i.
 #pragma once
 
 #include <vector>
@@ -42,6 +53,7 @@ struct Baseline {
   double density_cutoff = 0.0;         // r_rho; 0 = no density core
   std::vector<double> rho_lo, rho_hi;  // per species
   std::vector<double> pair_shift;      // S x S level shifts Delta_ab of the pair core (eV); empty = 0
+  std::vector<double> wall_level, wall_slope;  // per species L_s, B_s (eV; version 8); empty = no wall
 
   double shift(int za, int zb) const {
     return pair_shift.empty() ? 0.0 : pair_shift[static_cast<size_t>(za) * atomic_numbers.size() + zb];
@@ -49,6 +61,7 @@ struct Baseline {
 
   bool enabled() const { return !atomic_numbers.empty(); }
   bool has_density_core() const { return density_cutoff > 0.0; }
+  bool has_density_wall() const { return !wall_level.empty(); }
 
   // Pair core: half the switched ZBL energy of atom i's pairs (centre species zi), *adding* its
   // derivative to dE_drij (n_neigh x 3).  Pairs at r >= hi cost one comparison.  Throws InputError
@@ -60,6 +73,9 @@ struct Baseline {
   // kappa_i, adding scale * d kappa_i / d r_ij to dE_drij.
   double dense_core_energy_gradient(const ACEBasis& basis, int zi, int n_neigh, const double* rij,
                                     const int* zj, double scale, double* dE_drij) const;
+  // The wall's part of the replacement, L_s + B_s x (x = (rho - rho_lo) / (rho_hi - rho_lo)), and its
+  // derivative in rho (0 and 0 without a wall).
+  double density_wall(int zi, double rho, double* dwall_drho) const;
   // Throws InputError unless consistent with a basis of n_species species (and its core window).
   void check(const ACEBasis& basis) const;
 };

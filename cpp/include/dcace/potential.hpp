@@ -111,6 +111,7 @@ struct AtomScratch {
   std::vector<double> gz;                 // local gate: dE/dz_i (d)
   std::vector<double> w;     // per-atom monomial weights (density core)
   std::vector<double> drho;  // d rho_i / d r_ij
+  double rho = 0.0;          // rho_i (set by ace_share)
 };
 
 // The neighbourhood gate's average p_i = (B_i + sum_j f(r_ij) B_j) / (1 + sum_j f(r_ij)) of every atom
