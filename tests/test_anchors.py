@@ -159,7 +159,10 @@ def test_auto_anchors_where_the_committee_is_unsafe_without_them(ge_probe):
     assert rec["chosen"] > 0, rec
     zero = rec["tried"][0]
     assert zero["weight"] == 0 and "rattle" in zero["failures"], zero
-    assert rec["linear"]["max_force"]["0.1"] == pytest.approx(linear, rel=1e-9)   # the fit's probe is this one
+    # the fit's probe is this one: the same frames and rattle give the same largest force up to the
+    # round-off of two separately solved linear models (5.5e-6 relative measured on an AMD EPYC; 0 on
+    # the machine this test was written on); another rattle seed or amplitude moves it by percents
+    assert rec["linear"]["max_force"]["0.1"] == pytest.approx(linear, rel=1e-4)
     assert max_force(pot, probe) <= 2.0 * linear
     assert any(n.startswith(f"--anchors auto: chose weight {rec['chosen']:g}") for n in pot.report.notes)
     assert pot.metadata["fit"]["anchors"] == rec["chosen"]   # in the file, as a given weight is
@@ -179,9 +182,13 @@ def test_auto_anchors_choose_the_smallest_passing_weight_and_equal_that_fixed_we
     assert "fcc Mo compressed" in rec["tried"][0]["failures"], rec["tried"][0]
     fixed = dcace.fit(frames, anchors=rec["chosen"], **kw)
     # auto scales H_a accumulated at weight 1 by w^2, the fixed weight accumulates it at w: round-off
-    # (measured 9e-7 of the largest coefficient), far below what another weight gives
+    # (measured 9e-7 of the largest coefficient on one machine, 1.15e-5 on an AMD EPYC: an ill-conditioned
+    # committee solve), far below what another weight gives (the next weight of the grid: checked below)
     c, f = pot.coefficients, fixed.coefficients
-    assert c.shape == f.shape and np.abs(c - f).max() <= 1e-5 * np.abs(f).max()
+    assert c.shape == f.shape and np.abs(c - f).max() <= 1e-4 * np.abs(f).max()
+    below = [r["weight"] for r in rec["tried"]][-2]   # the grid's weight before the chosen one (it failed)
+    other = dcace.fit(frames, anchors=below, **kw).coefficients
+    assert np.abs(other - f).max() > 100 * 1e-4 * np.abs(f).max(), "the bound above would not tell weights apart"
 
 
 @pytest.mark.parametrize("value", ["often", -0.1, float("nan")])

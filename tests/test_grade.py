@@ -327,7 +327,8 @@ def test_lammps_compute_matches_calculator(mo, dc, work, nprocs):
         # ASE) by the cancellation in B_i G; relabelling the atoms in ASE alone moves gamma by 3e-10
         assert err <= 2e-9 * max(1.0, g.max())
         assert np.abs(dump[:, 2:] - w[None, :]).max() <= 1e-12
-        assert abs(printed(proc.stdout, "GMAX")[0] - g.max()) <= 1e-10 * g.max()
+        # the reduced maximum is one of the per-atom values above: the same round-off bound
+        assert abs(printed(proc.stdout, "GMAX")[0] - g.max()) <= 2e-9 * max(1.0, g.max())
         if M == 2:
             assert 0.05 < w.min()            # the gate really mixes the two experts here
         assert g.max() > 1.0 > np.median(g)  # the displaced atom extrapolates, the rest does not
