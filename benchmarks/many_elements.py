@@ -43,6 +43,8 @@ MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
 BLOCK_RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 #: the exponents p of the smoothness prior (d / d_min)^p CV tries (0, the uniform ridge, always)
 DEGREE_RIDGE_GRID = (0.5, 1.0, 2.0, 4.0)
+#: the binary solid-solution groups (config_type) of the training data
+BINARIES = ("Nb-Mo", "Ta-Mo", "Ta-Nb")
 MIX_CORE = {"Nb-Mo": (1.886, 2.136), "Nb-Ta": (1.851, 2.101), "Mo-Ta": (1.841, 2.091)}
 #: (a) explicit at the largest degree whose fit stays within 2 GB peak RSS (D = 9; D = 10 peaked at
 #: 3.2 GB, docs/many-elements.md), (b) per-block degrees, (c) embedded with 1 / 2 channels, cosine
@@ -94,6 +96,16 @@ MODELS = {
     # factor by CV; so (a) without its 3-species functions (blocks-9-9-0, equal to (a)) is a candidate
     "blocks-10-9-0-tr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9),
     "blocks-11-9-0-tr": dict(body_order=4, max_degree=11, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9),
+    # session 10: the binaries' rows weighted (config_type weights, row multipliers: x w^2 in the loss) so that
+    # the unary frames' forces, ~98 % of the loss, do not set the 1-species columns alone; the shell's
+    # ridge and the per-block ridge together
+    **{f"blocks-{d}-9-0-tr-b{w:g}": dict(body_order=4, max_degree=d, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                          weights={g: float(w) for g in BINARIES})
+       for d in (10, 11) for w in (1.5, 2, 3, 4)},
+    "blocks-10-9-0-trbr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                               block_ridge=BLOCK_RIDGE_GRID),
+    "blocks-10-9-0-tr-e1000": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                   energy_weight=1000.0),
 }
 
 
@@ -113,6 +125,10 @@ def describe(kw):
         s += ", ridge per block (CV)"
     if kw.get("top_degree_ridge") is not None:
         s += f", ridge of degrees > {kw['top_degree_ridge']:g} (CV)"
+    if kw.get("weights"):
+        s += ", weights " + ",".join(f"{g}:{w:g}" for g, w in kw["weights"].items())
+    if kw.get("energy_weight") is not None:
+        s += f", energy weight {kw['energy_weight']:g}"
     return s
 
 
@@ -398,7 +414,12 @@ def cmd_table(args):
     spread = 1e3 * (stack.max(axis=0) - stack.min(axis=0))
     scaling = json.loads((work / "scaling.json").read_text()) if (work / "scaling.json").exists() else None
     dc_cost = json.loads((work / "dc-cost.json").read_text()) if (work / "dc-cost.json").exists() else None
-    print(markdown(res, spread, scaling, args, dc_cost))
+    md = markdown(res, spread, scaling, args, dc_cost)
+    if args.keep:   # the rows of models without a run in W, as the committed doc has them
+        from kept_rows import merge
+
+        md = merge(md, Path(args.keep).read_text(), MODELS)
+    print(md)
 
 
 def peak_where(r):
@@ -489,7 +510,8 @@ def markdown(res, spread, scaling, args, dc_cost=None):
         L.append(f"| {m} | {r['grade_median']:.3g} | {r['grade_max']:.3g} | {r['tern_dev_mev']:.1f} | "
                  f"{r['tern_mix_mev']:.1f} |")
     L += ["", f"Spread of E/N across the models per cell (max − min): mean {np.mean(spread):.1f}, "
-          f"max {np.max(spread):.1f} meV/atom."]
+          f"max {np.max(spread):.1f} meV/atom (over the {len(res)} models of the run that made this page; "
+          "rows kept from earlier runs by `table --keep` were measured against their run's median)."]
     if dc_cost:
         L += ["", "## What a DC committee would need on the per-block bases (no fit)", "",
               "`python benchmarks/many_elements.py dc-cost --workdir W`: a joint committee of M experts at one "
@@ -521,6 +543,8 @@ def main(argv=None):
     p.add_argument("model", nargs="?", choices=tuple(MODELS))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--workdir", required=True)
+    p.add_argument("--keep", metavar="DOC", help="table: keep DOC's rows of the models W has no run of "
+                   "(benchmarks/kept_rows.py)")
     p.add_argument("--resident-mib", type=float, default=284.0, help="dc-cost: what the fit holds before pass 2")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
