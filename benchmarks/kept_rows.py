@@ -6,7 +6,8 @@ earlier sessions' JSON files are not on every machine.  `table --keep docs/many-
 
 * every table whose first column is "model": the new rows, plus the kept file's rows whose
   first cell the new table lacks, in the order of `order` (unknown names last, as they were);
-* the fenced block of commands: the union of the lines, fit lines in the order of `order`;
+* the fenced block of commands: the fit lines of both in the order of `order`, then one line per other
+  sub-command (the new text's where both have it), `table` last;
 * a "## " section the new text lacks (e.g. the committee-cost table when dc-cost did not run): kept
   as it was, in the kept file's order;
 * everything else (the prose, the "at or below (a)" line) is the new text's.
@@ -64,14 +65,16 @@ def _fit_name(line):
 
 
 def _merge_commands(new, old, order):
+    """The fit lines of both in `order`, then the other commands (one per sub-command, the new text's
+    first), `table` last."""
     fits = {_fit_name(ln): ln for ln in old + new if _fit_name(ln)}
-    rest = [ln for ln in new if not _fit_name(ln)]
     named = sorted(fits, key=lambda n: order.index(n) if n in order else len(order))
-    head = [ln for ln in rest if " table" not in ln and " scaling" not in ln and " dc-cost" not in ln]
-    tail = [ln for ln in rest if ln not in head]
-    tail += [ln for ln in old if not _fit_name(ln) and ln not in rest and ln not in head]
-    tail.sort(key=lambda ln: (" table" in ln, " dc-cost" in ln))
-    return head + [fits[n] for n in named] + tail
+    others = {}
+    for ln in new + old:
+        if not _fit_name(ln) and ln.strip():
+            others.setdefault(ln.split()[2] if len(ln.split()) > 2 else ln, ln)
+    tail = sorted(others.values(), key=lambda ln: " table" in ln)
+    return [fits[n] for n in named] + tail
 
 
 def merge(new_text: str, old_text: str, order) -> str:

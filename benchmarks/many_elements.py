@@ -10,7 +10,8 @@ Each sub-command stays under ~10 minutes on the shared 2-core machine (run them 
     python benchmarks/many_elements.py dc-cost --workdir W              # committee memory, no fit
     python benchmarks/many_elements.py table --quick --workdir W > docs/many-elements.md
 
-`--quick` fits every 4th training structure (the test set is complete) at the degrees in MODELS;
+`--quick` fits every 4th training structure (the test set is complete) at the degrees in MODELS, and
+scores the structures after those ("1::4", not fitted) as a validation set (W/MODEL.json "validation");
 without it all 2,974 training structures are used (pass 2 then takes ~4x longer).  Fits are
 linear (experts=1) unless the model is a "-dc" one, one thread, 5-fold CV, memory budget 2 GB.
 """
@@ -43,6 +44,9 @@ MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
 BLOCK_RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 #: the exponents p of the smoothness prior (d / d_min)^p CV tries (0, the uniform ridge, always)
 DEGREE_RIDGE_GRID = (0.5, 1.0, 2.0, 4.0)
+#: with --quick, the training structures scored as a validation set (not fitted: the fit takes "::4"), so
+#: that settings such as the binaries' weights are chosen without the test set
+VALIDATION = "1::4"
 #: the binary solid-solution groups (config_type) of the training data
 BINARIES = ("Nb-Mo", "Ta-Mo", "Ta-Nb")
 MIX_CORE = {"Nb-Mo": (1.886, 2.136), "Nb-Ta": (1.851, 2.101), "Mo-Ta": (1.841, 2.091)}
@@ -194,6 +198,8 @@ def cmd_fit(args):
            "rss_before_fit_mib": rss_before, "rss_steps": sampler.events,
            "expected_peak_mib": c.get("expected_peak_bytes", float("nan")) / 2**20,
            "test": group_errors(pot, test)}
+    if args.quick:   # the training structures the quick fit leaves out: a validation set to choose settings on
+        res["validation"] = group_errors(pot, read(NBMOTA_TRAIN, VALIDATION))
     (work / f"{args.model}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "test"}))
 
@@ -430,6 +436,30 @@ def peak_where(r):
     return "`" + steps[-1][2][-1].split(" ", 1)[1] + "` (" + steps[-1][2][-1].split(" ", 1)[0] + ")"
 
 
+def at_or_below(r, ref, key):
+    """Whether r's energy and force MAE (r[key]: "test" or "validation") are at or below ref's on every group."""
+    return all(g in r[key] and r[key][g]["energy_mae_mev"] <= ref[key][g]["energy_mae_mev"]
+               and r[key][g]["force_mae"] <= ref[key][g]["force_mae"] for g in ref[key])
+
+
+def validation_table(res, ref):
+    """The validation set's errors (--quick: the training structures 1::4, not fitted), where measured."""
+    runs = {m: r for m, r in res.items() if "validation" in r}
+    if not runs:
+        return []
+    groups = sorted({g for r in runs.values() for g in r["validation"]})
+    L = ["", f"## Validation per group (training structures {VALIDATION}, not fitted; energy meV/atom / force eV/Å)",
+         "", "Where settings were chosen among runs (e.g. the binaries' weights), they were chosen on these numbers, "
+         "not on the test set's.", "", "| model | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+    for m, r in runs.items():
+        L.append(f"| {m} | " + " | ".join(f"{r['validation'][g]['energy_mae_mev']:.3f} / "
+                                           f"{r['validation'][g]['force_mae']:.4f}" for g in groups) + " |")
+    if ref in runs:
+        ok = [m for m, r in runs.items() if m != ref and at_or_below(r, runs[ref], "validation")]
+        L += ["", f"At or below `{ref}` on every validation group: " + (", ".join(f"`{m}`" for m in ok) or "none") + "."]
+    return L
+
+
 def markdown(res, spread, scaling, args, dc_cost=None):
     groups = sorted({g for r in res.values() for g in r["test"]})
     q = " --quick" if args.quick else ""
@@ -438,7 +468,8 @@ def markdown(res, spread, scaling, args, dc_cost=None):
          *[f"python benchmarks/many_elements.py fit {m}{q} --workdir W" for m in res],
          "python benchmarks/many_elements.py scaling --workdir W",
          *(["python benchmarks/many_elements.py dc-cost --workdir W"] if dc_cost else []),
-         f"python benchmarks/many_elements.py table{q} --workdir W > docs/many-elements.md", "```", "",
+         f"python benchmarks/many_elements.py table{q} --workdir W"
+         + (f" --keep {args.keep}" if args.keep else "") + " > docs/many-elements.md", "```", "",
          "What the numbers mean (the bar, the embeddings, memory, the ternary MD): `docs/many-elements-summary.md`. "
          "Per-fit RSS steps: `python benchmarks/memory_profile.py W/MODEL.json`; why a model fails on "
          "random ternaries: `python benchmarks/many_elements.py diagnose MODEL --workdir W`.", "",
@@ -466,11 +497,10 @@ def markdown(res, spread, scaling, args, dc_cost=None):
         L.append(f"| {m} | {r['settings']}{dc} | {r['K']} | " + " | ".join(cells) + " |")
     ref = "explicit-9" if "explicit-9" in res else "explicit"
     if ref in res:
-        ok = [m for m, r in res.items() if m != ref and all(
-            g in r["test"] and r["test"][g]["energy_mae_mev"] <= res[ref]["test"][g]["energy_mae_mev"]
-            and r["test"][g]["force_mae"] <= res[ref]["test"][g]["force_mae"] for g in res[ref]["test"])]
+        ok = [m for m, r in res.items() if m != ref and at_or_below(r, res[ref], "test")]
         L += ["", f"At or below (a) = `{ref}` ({res[ref]['settings']}) in energy and force MAE on every test group: "
               + (", ".join(f"`{m}`" for m in ok) if ok else "none") + "."]
+    L += validation_table(res, ref)
     L += ["", "## Cost", "",
           "| model | K | normal equations (MiB) | + work and solve copies (MiB) | peak RSS (MiB) | fit (s) "
           "| fit CPU (s) "
