@@ -451,11 +451,12 @@ def validation_table(res, ref):
         return []
     groups = sorted({g for r in runs.values() for g in r["validation"]})
     L = ["", f"## Validation per group (training structures {VALIDATION}, not fitted; energy meV/atom / force eV/Å)",
-         "", "Where settings were chosen among runs (e.g. the binaries' weights), they were chosen on these numbers, "
-         "not on the test set's.", "", "| model | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+         "", "A setting picked among runs (e.g. the binaries' weights) should be picked on these numbers, not on the "
+         "test set's. They are frames of the same trajectories as the fitted ones (every 4th frame is fitted, "
+         "these are the next ones), so they are closer to the training data than the test set.", "", "| model | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
     for m, r in runs.items():
         L.append(f"| {m} | " + " | ".join(f"{r['validation'][g]['energy_mae_mev']:.3f} / "
-                                           f"{r['validation'][g]['force_mae']:.4f}" for g in groups) + " |")
+                                           f"{r['validation'][g]['force_mae']:.5f}" for g in groups) + " |")
     if ref in runs:
         ok = [m for m, r in runs.items() if m != ref and at_or_below(r, runs[ref], "validation")]
         L += ["", f"At or below `{ref}` on every validation group: " + (", ".join(f"`{m}`" for m in ok) or "none") + "."]
