@@ -105,7 +105,7 @@ MODELS = {
     # ridge and the per-block ridge together
     **{f"blocks-{d}-9-0-tr-b{w:g}": dict(body_order=4, max_degree=d, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                           weights={g: float(w) for g in BINARIES})
-       for d in (10, 11) for w in (1.5, 2, 3, 4, 6)},
+       for d in (10, 11) for w in (1.5, 2, 3, 4, 5, 6, 8)},
     "blocks-10-9-0-trbr-b3": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                   block_ridge=BLOCK_RIDGE_GRID, weights={g: 3.0 for g in BINARIES}),
     "blocks-10-9-0-trbr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
