@@ -10,7 +10,8 @@ Each sub-command stays under ~10 minutes on the shared 2-core machine (run them 
     python benchmarks/many_elements.py dc-cost --workdir W              # committee memory, no fit
     python benchmarks/many_elements.py table --quick --workdir W > docs/many-elements.md
 
-`--quick` fits every 4th training structure (the test set is complete) at the degrees in MODELS;
+`--quick` fits every 4th training structure (the test set is complete) at the degrees in MODELS, and
+scores the structures after those ("1::4", not fitted) as a validation set (W/MODEL.json "validation");
 without it all 2,974 training structures are used (pass 2 then takes ~4x longer).  Fits are
 linear (experts=1) unless the model is a "-dc" one, one thread, 5-fold CV, memory budget 2 GB.
 """
@@ -43,6 +44,11 @@ MASS = {"Nb": 92.906, "Mo": 95.95, "Ta": 180.95}
 BLOCK_RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 #: the exponents p of the smoothness prior (d / d_min)^p CV tries (0, the uniform ridge, always)
 DEGREE_RIDGE_GRID = (0.5, 1.0, 2.0, 4.0)
+#: with --quick, the training structures scored as a validation set (not fitted: the fit takes "::4"), so
+#: that settings such as the binaries' weights are chosen without the test set
+VALIDATION = "1::4"
+#: the binary solid-solution groups (config_type) of the training data
+BINARIES = ("Nb-Mo", "Ta-Mo", "Ta-Nb")
 MIX_CORE = {"Nb-Mo": (1.886, 2.136), "Nb-Ta": (1.851, 2.101), "Mo-Ta": (1.841, 2.091)}
 #: (a) explicit at the largest degree whose fit stays within 2 GB peak RSS (D = 9; D = 10 peaked at
 #: 3.2 GB, docs/many-elements.md), (b) per-block degrees, (c) embedded with 1 / 2 channels, cosine
@@ -94,6 +100,18 @@ MODELS = {
     # factor by CV; so (a) without its 3-species functions (blocks-9-9-0, equal to (a)) is a candidate
     "blocks-10-9-0-tr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9),
     "blocks-11-9-0-tr": dict(body_order=4, max_degree=11, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9),
+    # session 10: the binaries' rows weighted (config_type weights, row multipliers: x w^2 in the loss) so that
+    # the unary frames' forces, ~98 % of the loss, do not set the 1-species columns alone; the shell's
+    # ridge and the per-block ridge together
+    **{f"blocks-{d}-9-0-tr-b{w:g}": dict(body_order=4, max_degree=d, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                          weights={g: float(w) for g in BINARIES})
+       for d in (10, 11) for w in (1.5, 2, 3, 4, 5, 6, 8)},
+    "blocks-10-9-0-trbr-b3": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                  block_ridge=BLOCK_RIDGE_GRID, weights={g: 3.0 for g in BINARIES}),
+    "blocks-10-9-0-trbr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                               block_ridge=BLOCK_RIDGE_GRID),
+    "blocks-10-9-0-tr-e1000": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                   energy_weight=1000.0),
 }
 
 
@@ -113,6 +131,10 @@ def describe(kw):
         s += ", ridge per block (CV)"
     if kw.get("top_degree_ridge") is not None:
         s += f", ridge of degrees > {kw['top_degree_ridge']:g} (CV)"
+    if kw.get("weights"):
+        s += ", weights " + ",".join(f"{g}:{w:g}" for g, w in kw["weights"].items())
+    if kw.get("energy_weight") is not None:
+        s += f", energy weight {kw['energy_weight']:g}"
     return s
 
 
@@ -178,6 +200,8 @@ def cmd_fit(args):
            "rss_before_fit_mib": rss_before, "rss_steps": sampler.events,
            "expected_peak_mib": c.get("expected_peak_bytes", float("nan")) / 2**20,
            "test": group_errors(pot, test)}
+    if args.quick:   # the training structures the quick fit leaves out: a validation set to choose settings on
+        res["validation"] = group_errors(pot, read(NBMOTA_TRAIN, VALIDATION))
     (work / f"{args.model}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "test"}))
 
@@ -398,7 +422,12 @@ def cmd_table(args):
     spread = 1e3 * (stack.max(axis=0) - stack.min(axis=0))
     scaling = json.loads((work / "scaling.json").read_text()) if (work / "scaling.json").exists() else None
     dc_cost = json.loads((work / "dc-cost.json").read_text()) if (work / "dc-cost.json").exists() else None
-    print(markdown(res, spread, scaling, args, dc_cost))
+    md = markdown(res, spread, scaling, args, dc_cost)
+    if args.keep:   # the rows of models without a run in W, as the committed doc has them
+        from kept_rows import merge
+
+        md = merge(md, Path(args.keep).read_text(), MODELS)
+    print(md)
 
 
 def peak_where(r):
@@ -409,6 +438,31 @@ def peak_where(r):
     return "`" + steps[-1][2][-1].split(" ", 1)[1] + "` (" + steps[-1][2][-1].split(" ", 1)[0] + ")"
 
 
+def at_or_below(r, ref, key):
+    """Whether r's energy and force MAE (r[key]: "test" or "validation") are at or below ref's on every group."""
+    return all(g in r[key] and r[key][g]["energy_mae_mev"] <= ref[key][g]["energy_mae_mev"]
+               and r[key][g]["force_mae"] <= ref[key][g]["force_mae"] for g in ref[key])
+
+
+def validation_table(res, ref):
+    """The validation set's errors (--quick: the training structures 1::4, not fitted), where measured."""
+    runs = {m: r for m, r in res.items() if "validation" in r}
+    if not runs:
+        return []
+    groups = sorted({g for r in runs.values() for g in r["validation"]})
+    L = ["", f"## Validation per group (training structures {VALIDATION}, not fitted; energy meV/atom / force eV/Å)",
+         "", "A setting picked among runs (e.g. the binaries' weights) should be picked on these numbers, not on the "
+         "test set's. They are frames of the same trajectories as the fitted ones (every 4th frame is fitted, "
+         "these are the next ones), so they are closer to the training data than the test set.", "", "| model | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+    for m, r in runs.items():
+        L.append(f"| {m} | " + " | ".join(f"{r['validation'][g]['energy_mae_mev']:.3f} / "
+                                           f"{r['validation'][g]['force_mae']:.5f}" for g in groups) + " |")
+    if ref in runs:
+        ok = [m for m, r in runs.items() if m != ref and at_or_below(r, runs[ref], "validation")]
+        L += ["", f"At or below `{ref}` on every validation group: " + (", ".join(f"`{m}`" for m in ok) or "none") + "."]
+    return L
+
+
 def markdown(res, spread, scaling, args, dc_cost=None):
     groups = sorted({g for r in res.values() for g in r["test"]})
     q = " --quick" if args.quick else ""
@@ -417,7 +471,8 @@ def markdown(res, spread, scaling, args, dc_cost=None):
          *[f"python benchmarks/many_elements.py fit {m}{q} --workdir W" for m in res],
          "python benchmarks/many_elements.py scaling --workdir W",
          *(["python benchmarks/many_elements.py dc-cost --workdir W"] if dc_cost else []),
-         f"python benchmarks/many_elements.py table{q} --workdir W > docs/many-elements.md", "```", "",
+         f"python benchmarks/many_elements.py table{q} --workdir W"
+         + (f" --keep {args.keep}" if args.keep else "") + " > docs/many-elements.md", "```", "",
          "What the numbers mean (the bar, the embeddings, memory, the ternary MD): `docs/many-elements-summary.md`. "
          "Per-fit RSS steps: `python benchmarks/memory_profile.py W/MODEL.json`; why a model fails on "
          "random ternaries: `python benchmarks/many_elements.py diagnose MODEL --workdir W`.", "",
@@ -445,11 +500,10 @@ def markdown(res, spread, scaling, args, dc_cost=None):
         L.append(f"| {m} | {r['settings']}{dc} | {r['K']} | " + " | ".join(cells) + " |")
     ref = "explicit-9" if "explicit-9" in res else "explicit"
     if ref in res:
-        ok = [m for m, r in res.items() if m != ref and all(
-            g in r["test"] and r["test"][g]["energy_mae_mev"] <= res[ref]["test"][g]["energy_mae_mev"]
-            and r["test"][g]["force_mae"] <= res[ref]["test"][g]["force_mae"] for g in res[ref]["test"])]
+        ok = [m for m, r in res.items() if m != ref and at_or_below(r, res[ref], "test")]
         L += ["", f"At or below (a) = `{ref}` ({res[ref]['settings']}) in energy and force MAE on every test group: "
               + (", ".join(f"`{m}`" for m in ok) if ok else "none") + "."]
+    L += validation_table(res, ref)
     L += ["", "## Cost", "",
           "| model | K | normal equations (MiB) | + work and solve copies (MiB) | peak RSS (MiB) | fit (s) "
           "| fit CPU (s) "
@@ -489,7 +543,8 @@ def markdown(res, spread, scaling, args, dc_cost=None):
         L.append(f"| {m} | {r['grade_median']:.3g} | {r['grade_max']:.3g} | {r['tern_dev_mev']:.1f} | "
                  f"{r['tern_mix_mev']:.1f} |")
     L += ["", f"Spread of E/N across the models per cell (max − min): mean {np.mean(spread):.1f}, "
-          f"max {np.max(spread):.1f} meV/atom."]
+          f"max {np.max(spread):.1f} meV/atom (over the {len(res)} models of the run that made this page; "
+          "rows kept from earlier runs by `table --keep` were measured against their run's median)."]
     if dc_cost:
         L += ["", "## What a DC committee would need on the per-block bases (no fit)", "",
               "`python benchmarks/many_elements.py dc-cost --workdir W`: a joint committee of M experts at one "
@@ -521,6 +576,8 @@ def main(argv=None):
     p.add_argument("model", nargs="?", choices=tuple(MODELS))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--workdir", required=True)
+    p.add_argument("--keep", metavar="DOC", help="table: keep DOC's rows of the models W has no run of "
+                   "(benchmarks/kept_rows.py)")
     p.add_argument("--resident-mib", type=float, default=284.0, help="dc-cost: what the fit holds before pass 2")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")

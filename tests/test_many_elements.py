@@ -775,3 +775,36 @@ def test_cli_top_degree_ridge_parses_a_degree_or_degree_and_factor():
         parse_top_degree_ridge("9:x")
     for value in ((9.0, None), (9.0, 1e4)):   # the form a file and a state keep reads back the same
         assert check_top_degree_ridge(stored_top(value), 10) == value
+
+
+# --------------------------------------------------------------------------- the table's kept rows
+def test_table_keep_merges_new_rows_into_the_committed_page():
+    """benchmarks/kept_rows.merge: a page made from a work directory with two of the models (and no
+    committee-cost run) merged into the committed page gives the committed page back; a new row replaces
+    the kept row of its model, in its place, and a model unknown to the page is added in MODELS order."""
+    import sys
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from kept_rows import merge
+
+    page = (HERE.parent / "docs" / "many-elements.md").read_text().rstrip("\n")
+    order = [ln.split()[3] for ln in page.split("\n") if ln.startswith("python") and " fit " in ln]
+    keep, first = order[1:3], order[0]
+    def is_row(ln):
+        return ln.startswith("| ") and ln.split("|")[1].strip() in order
+    lines, fresh = page.split("\n"), []
+    for ln in lines[:next(k for k, ln in enumerate(lines) if ln.startswith("## What a DC committee"))]:
+        if (is_row(ln) and ln.split("|")[1].strip() not in keep) or (
+                ln.startswith("python") and (" dc-cost" in ln or (" fit " in ln and ln.split()[3] not in keep))):
+            continue
+        fresh.append(ln)
+    assert len(fresh) < len(lines) - 3 * (len(order) - 2)
+    assert merge("\n".join(fresh), page, order) == page
+    # a rerun row replaces the kept one in place; a new model comes after the ones before it in the order
+    rows = [k for k, ln in enumerate(fresh) if is_row(ln) and ln.split("|")[1].strip() == keep[0]]
+    changed = list(fresh)
+    changed[rows[0]] = f"| {keep[0]} | new |"
+    changed.insert(rows[0] + 1, "| brand-new | x |")
+    out = merge("\n".join(changed), page, [first, keep[0], "brand-new", *order[2:]]).split("\n")
+    at = out.index(f"| {keep[0]} | new |")
+    assert out[at + 1] == "| brand-new | x |" and out[at - 1].startswith(f"| {first} |")
+    assert sum(ln.startswith(f"| {keep[0]} |") for ln in out) == 3   # the other two tables keep their rows
