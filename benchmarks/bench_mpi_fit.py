@@ -241,6 +241,7 @@ def main():
     ap.add_argument("--data"), ap.add_argument("--set"), ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1), ap.add_argument("--body-order", type=int, default=4)
     ap.add_argument("--max-degree", type=float, default=None), ap.add_argument("--experts", default="auto")
+    ap.add_argument("--timeout", type=float, default=660, help="seconds a run may take (default 660)")
     args = ap.parse_args()
     if args.worker:
         args.experts = args.experts if args.experts == "auto" else int(args.experts)
@@ -275,7 +276,7 @@ def main():
             continue
         r = run(data, name, ranks, threads, spec["body_order"], spec["max_degree"], spec["experts"], hold,
                 parse_all=parse_all, memory_budget_gb=spec.get("memory_budget_gb"),
-                frames_budget_gb=0 if stream else None)
+                frames_budget_gb=0 if stream else None, timeout=args.timeout)
         row = dict(set=f"{name} x{R}", n_structures=n_str, n_atoms=n_at, ranks=ranks, threads=threads,
                    hold_all=hold, parse_all=parse_all, stream=stream, body_order=spec["body_order"],
                    max_degree=spec["max_degree"], experts=spec["experts"], elapsed=time.perf_counter() - t0,
