@@ -228,13 +228,9 @@ double Potential::core_energy_gradient(int zi, int n, const double* rij, const i
   if (baseline_.enabled()) e += baseline_.pair_energy_gradient(*basis_, zi, n, rij, zj, dE);
   if (f < 1.0) {
     const double kappa = baseline_.dense_core_energy_gradient(*basis_, zi, n, rij, zj, 1.0 - f, dE);
-    if (!baseline_.has_density_wall()) {   // the core of format versions 2-7, unchanged
-      e += (1.0 - f) * kappa;
-      const double c = (eps - kappa) * df;
-      for (size_t k = 0; k < 3 * static_cast<size_t>(n); ++k) dE[k] += c * sc.drho[k];
-      return e;
-    }
-    double dwall;   // version 8: the replacement R = kappa + L + B x rises with rho (baseline.hpp)
+    // the replacement R = kappa + L + B x rises with rho (format version 8, baseline.hpp); without a wall
+    // (versions 2-7) density_wall is exactly 0 with a zero slope, so R = kappa, the old core, bit for bit
+    double dwall;
     const double R = kappa + baseline_.density_wall(zi, sc.rho, &dwall);
     e += (1.0 - f) * R;
     const double c = (eps - R) * df + (1.0 - f) * dwall;
