@@ -150,7 +150,8 @@ def worker(args):
             "timings": {k: float(v) for k, v in t.items()},
             "partial_bytes": sum(pot.report.cost.get("memory_bytes", {}).values()) / 5,
             "cost": {k: pot.report.cost.get(k) for k in ("rows_s_per_atom", "gram_s_per_atom", "update_s_per_structure",
-                                                         "K", "unknowns_per_expert")},
+                                                         "K", "unknowns_per_expert", "expected_peak_bytes",
+                                                         "stress_bytes", "resident_bytes")},
             "sha": __import__("hashlib").sha256(pot.to_string().encode()).hexdigest()}))
 
 

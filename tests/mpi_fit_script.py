@@ -11,6 +11,7 @@ Every rank fits through the Python API with comm=MPI.COMM_WORLD and writes what 
   OUTDIR/held.rank<r>.txt     how many frames this rank kept in the API fit (the others: FrameStubs), and
                               how many rows of the (n, D) descriptor sums it held after pass 1 (rank 0: all;
                               others: none)
+  OUTDIR/stress_bytes.txt    rank 0: the stress rows its cost lines said it would keep in the API fit
   OUTDIR/few.rank<r>.dcace    3 structures read from a list (streamed): more ranks than structures
   OUTDIR/grade.npz            rank 0: fit_grade over the ranks' own structures, subsampled species
   OUTDIR/reuse.rank<r>.dcace  a reuse= fit (STATE = argv[4]) whose state's blocks are not a multiple of the ranks
@@ -56,6 +57,8 @@ pot = dcace.fit(frames, comm=comm, test=read(MO_TEST, "::4"), **API_KW)
 dcace.pipeline.read_data, dcace.pipeline._descriptor_pass = read_data, descriptor_pass
 (out / f"api.rank{r}.dcace").write_text(pot.to_string())
 (out / f"held.rank{r}.txt").write_text(f"{held[0]} {rows_held[0]}")
+if r == 0:   # rank 0 counts every rank's stress rows (it keeps them all) in its expected peak
+    (out / "stress_bytes.txt").write_text(str(pot.report.cost["stress_bytes"]))
 pot = dcace.fit(frames[:3], comm=comm, **IDLE_KW)   # 3 structures, 4 ranks: rank 3 holds none
 (out / f"few.rank{r}.dcace").write_text(pot.to_string())
 pot = dcace.fit(dcace.read_data(frames[:6]), comm=comm, **IDLE_KW)   # a Dataset: every rank holds it all

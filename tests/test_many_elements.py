@@ -240,6 +240,16 @@ def test_fit_prints_its_cost_before_pass_2(capsys):
     assert set(c["memory_bytes"]) == {"linear+independent", "M=2,tau=0.5"}
     # the memory figures are those of the accumulators: 8 bytes x folds x (M D')^2
     assert c["memory_bytes"]["M=2,tau=0.5"] == 8 * 3 * (2 * (K + 1)) ** 2
+    # the stress rows rank 0 keeps for the selection (6 rows of S K + S numbers per structure with a
+    # stress) are said and counted in the expected peak: they are what grows with the data
+    n_stress = sum(1 for a in frames if "stress" in a.calc.results or "virial" in a.info)
+    assert 0 < n_stress <= n
+    assert c["stress_bytes"] == 8 * 6 * K * n_stress
+    assert f"will keep {cost._size(c['stress_bytes'])} of stress rows: expected peak about " \
+           f"{cost._size(c['expected_peak_bytes'])}" in err
+    assert c["expected_peak_bytes"] == cost.expected_peak(1, K, c["memory_bytes"]["linear+independent"],
+                                                          {(2, 0.5): c["memory_bytes"]["M=2,tau=0.5"]},
+                                                          c["resident_bytes"], c["stress_bytes"])
 
 
 def test_progress_lines_with_eta_when_stderr_is_a_file(tmp_path):

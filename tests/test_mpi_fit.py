@@ -112,7 +112,8 @@ def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file, 
     from dcace.grade import fit_grade
 
     frames = read(MO_TRAIN, "::2")
-    ref = dcace.fit(frames, test=read(MO_TEST, "::4"), **API_KW).to_string()
+    serial = dcace.fit(frames, test=read(MO_TEST, "::4"), **API_KW)
+    ref = serial.to_string()
     G_ref, notes_ref, stats_ref = fit_grade(grade_basis(), frames, seed=3, max_atoms=GRADE_ATOMS)
     assert "subsample of 700" in notes_ref[0]
     ref_idle = dcace.fit(frames[:6], **IDLE_KW).to_string()
@@ -146,6 +147,8 @@ def test_api_with_comm_every_rank_gets_the_serial_potential(tmp_path, bad_file, 
     # the (n, D) descriptor sums: all on rank 0 (it clusters and selects), none elsewhere (pass 2 takes a
     # structure's from its fitting rows)
     assert rows == (len(frames), 0, 0, 0), (rows, held)
+    # rank 0 keeps the stress rows of every rank's structures: the same figure as the serial fit's
+    assert int((tmp_path / "stress_bytes.txt").read_text()) == serial.report.cost["stress_bytes"] > 0
     g = np.load(tmp_path / "grade.npz")
     assert np.array_equal(g["G"], G_ref[0])
     assert (int(g["above"]), float(g["gmax"]), float(g["fraction"]), str(g["notes"])) == (

@@ -20,7 +20,7 @@ import time
 from .estimate import estimate_pass2, pass2_batches
 
 __all__ = ["linear_nbytes", "check_linear_memory", "resident_bytes", "counted_nbytes",
-           "expected_peak", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
+           "expected_peak", "stress_rows_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
            "default_many_element_basis", "REDUCE_OPTIONS"]
 
 #: the options that make the normal equations smaller, in the order to try them
@@ -98,21 +98,30 @@ def counted_nbytes(S, K, k_folds, group_bytes, joint_bytes):
     return group_bytes + sum(joint_bytes.values()) + linear_nbytes(S, K, k_folds) - 8 * k_folds * Dp * Dp
 
 
-def expected_peak(S, K, group_bytes, joint_bytes, resident):
+def stress_rows_nbytes(S, K, n_with_stress):
+    """Bytes of the stress rows rank 0 keeps for the selection's stress errors (dcace.selection): 6 rows of
+    S K numbers per structure with a stress, filled in pass 2 (so not in what the process holds before it)."""
+    return 8 * 6 * S * K * int(n_with_stress)
+
+
+def expected_peak(S, K, group_bytes, joint_bytes, resident, stress_bytes=0):
     """The process's expected peak RSS (bytes): what it holds before pass 2 (resident: data, basis,
-    pass-1 sums, restraints), every accumulator, 8 copies of the largest system solved (P = M D' for
-    the largest committee, else D': fold sum, training difference and the eigh fallback of
-    ridge_solve: triangle, symmetrised sum, eigenvectors and workspace) and 3 per-structure D' x D'
-    arrays of pass 2.  Measured against the peak in docs/many-elements.md."""
+    pass-1 sums, restraints), every accumulator, the stress rows pass 2 keeps (stress_bytes,
+    stress_rows_nbytes), 8 copies of the largest system solved (P = M D' for the largest committee,
+    else D': fold sum, training difference and the eigh fallback of ridge_solve: triangle, symmetrised
+    sum, eigenvectors and workspace) and 3 per-structure D' x D' arrays of pass 2.  Measured against the
+    peak in docs/many-elements.md and, for the stress rows, TiAl x10 at degree 14 in
+    docs/parallel-fitting.md."""
     Dp = S * K + S
     P = max([Dp] + [M * Dp for M, _ in joint_bytes])
-    return resident + group_bytes + sum(joint_bytes.values()) + 8 * (8 * P * P + 3 * Dp * Dp)
+    return resident + group_bytes + sum(joint_bytes.values()) + stress_bytes + 8 * (8 * P * P + 3 * Dp * Dp)
 
 
 def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, budget, estimate, threads,
-               resident=None):
+               resident=None, stress_bytes=0):
     """Lines printed before pass 2: K, unknowns, memory per candidate, estimated time; resident: the
-    bytes the process holds before pass 2 (data, basis, pass-1 sums, restraints), for the peak."""
+    bytes the process holds before pass 2 (data, basis, pass-1 sums, restraints), for the peak; stress_bytes:
+    the stress rows pass 2 will keep (stress_rows_nbytes)."""
     Dp = S * K + S
     work = linear_nbytes(S, K, k_folds) - 8 * k_folds * Dp * Dp   # as check_linear_memory counts them
     used = counted_nbytes(S, K, k_folds, group_bytes, joint_bytes)
@@ -129,9 +138,9 @@ def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, bu
     lines.append(f"cost: total {_size(used)} of the {_size(budget)} memory budget (--memory-budget)")
     if resident is not None:
         lines.append(f"cost: the process holds {_size(resident)} before pass 2 (data, basis, pass-1 sums, "
-                     f"restraints): expected peak about "
-                     f"{_size(expected_peak(S, K, group_bytes, joint_bytes, resident))} "
-                     "(measured against the peak in docs/many-elements.md)")
+                     f"restraints) and will keep {_size(stress_bytes)} of stress rows: expected peak about "
+                     f"{_size(expected_peak(S, K, group_bytes, joint_bytes, resident, stress_bytes))} "
+                     "(measured against the peaks in docs/many-elements.md, docs/parallel-fitting.md)")
     e = estimate
     lines.append(f"cost: pass 2 estimated at {_hms(e['seconds'])} for {e['n_structures']} structures / "
                  f"{e['n_atoms']} atoms (timed on {e['n_sample']}: {1e3 * e['rows_s_per_atom']:.3g} ms/atom rows, "

@@ -458,7 +458,7 @@ def _fit_settings(s: FitSettings, ranks, resume):
     cost_info = _announce_cost(basis, restream.sample_view(data.frames, own), rows_fn, groups, joint, skipped, k_folds,
                                groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
                                threads, progress, None if resume is None else resume.update_seconds,
-                               counted) if ranks.is_root else {}
+                               counted, _n_with_stress(data, resume, wS)) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -1288,12 +1288,22 @@ def _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterin
     return theta_lin, models
 
 
+def _n_with_stress(data, resume, wS):
+    """How many training structures will have stress rows on rank 0 (the atom-count/FrameTable stubs of
+    a streamed set, or the held frames; a refit adds its state's; 0 when stresses are not fitted)."""
+    if not wS:
+        return 0
+    stored = 0 if resume is None else len(resume.arrays["stress_index"])
+    return stored + int(sum(bool(fr.has_stress) for fr in data.frames))
+
+
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
-                   threads, progress, update_s=None, counted=None):
+                   threads, progress, update_s=None, counted=None, n_with_stress=0):
     """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
     gives update_s, the per-structure update time its state measured on the same accumulators (the
     timed update is a pass over all of them: a sizeable part of a small refit).  counted: pass 2's
-    batch sizes, blocks and folds (dcace.estimate.estimate_pass2)."""
+    batch sizes, blocks and folds (dcace.estimate.estimate_pass2).  n_with_stress: the training structures
+    whose stress rows rank 0 will keep (for the expected peak)."""
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
 
@@ -1313,16 +1323,18 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
     if update_s is not None:
         est = dict(est, update_s_per_structure=update_s, seconds=est["seconds"] + est["n_structures"] * update_s)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
+    stress_bytes = cost.stress_rows_nbytes(S, K, n_with_stress)
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
                             joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads,
-                            resident=resident)
+                            resident=resident, stress_bytes=stress_bytes)
     if progress:
         import sys
 
         print("\n".join(lines), file=sys.stderr, flush=True)
     used = cost.counted_nbytes(S, K, k_folds, groups.nbytes, joint_bytes)
     return dict(est, K=K, unknowns_per_expert=Dp, lines=lines, resident_bytes=resident, counted_bytes=used,
-                expected_peak_bytes=cost.expected_peak(S, K, groups.nbytes, joint_bytes, resident),
+                stress_bytes=stress_bytes,
+                expected_peak_bytes=cost.expected_peak(S, K, groups.nbytes, joint_bytes, resident, stress_bytes),
                 memory_bytes={"linear+independent": groups.nbytes,
                               **{f"M={M},tau={t:g}": nb for (M, t), nb in joint_bytes.items()}},
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
