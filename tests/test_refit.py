@@ -362,6 +362,11 @@ def test_cli_refit_errors_and_nothing_overwritten(fits, work, frames, capsys):
          "takes the fit settings from the state.*--cutoff"),
         (["fit", "--resume", str(state), "--add", str(new), "--anchors", "0.1", "--no-pca", "-o", str(work / "x.dcace")],
          "takes the fit settings from the state.*--anchors, --no-pca"),
+        # the ridge options a refit takes from the state, and the local gates' (no state): typed, an error
+        (["fit", "--resume", str(state), "--add", str(new), "--top-degree-ridge", "7", "--degree-ridge", "1",
+          "-o", str(work / "x.dcace")], "takes the fit settings from the state.*--degree-ridge, --top-degree-ridge"),
+        (["fit", "--resume", str(state), "--add", str(new), "--gate-range", "4", "-o", str(work / "x.dcace")],
+         "takes the fit settings from the state.*--gate-range"),
         (["fit", "--resume", str(state), "--add", str(new), "-o", str(state)], "is the --resume file"),
         (["fit", "--resume", str(state), "--add", str(new), "-o", str(work / "x.dcace"), "--save-state", str(new)],
          "--save-state .* is the --add file"),

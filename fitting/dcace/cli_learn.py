@@ -10,17 +10,14 @@ import sys
 from pathlib import Path
 
 from .atomic import check_output_file, same_file, write_text_atomic
+from .settings import resume_refused_options
 
 __all__ = ["add_fit_state_options", "refit_requested", "cmd_refit", "add_select_parser", "cmd_select",
            "check_state_output"]
 
-#: options of ``dcace fit`` that a refit takes from the state (typing them with --resume is an error)
-_FROM_STATE = ("train", "elements", "cutoff", "body_order", "max_degree", "experts", "ridge", "energy_weight",
-               "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key", "virial_key", "seed",
-               "committee", "regularise", "max_experts", "temperatures", "cv_folds", "agreement", "angular_weight",
-               "inner_cutoff", "baseline", "core_range", "weights", "weight_key", "e0", "config", "plots",
-               "max_degree_blocks", "chemical_channels", "chemical_embedding", "anchors",
-               "repulsion_restraints", "shared_one_body", "no_baseline", "no_pca", "gate")
+#: options of ``dcace fit`` that --resume refuses (typing them is an error): the FitSettings fields a refit
+#: takes from the state or cannot take (refit="state" / "refused", dcace.settings), and a --config file
+_FROM_STATE = resume_refused_options() + ("config",)
 
 
 #: the options add_fit_state_options adds (none of them may come from a --config file)

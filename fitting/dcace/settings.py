@@ -17,7 +17,8 @@ from dataclasses import MISSING, dataclass, field, fields
 
 import numpy as np
 
-__all__ = ["FitSettings", "Arg", "arg", "option", "defaults", "keywords", "cli_fields", "from_keywords"]
+__all__ = ["FitSettings", "Arg", "arg", "option", "defaults", "keywords", "cli_fields", "from_keywords",
+           "refit_settings", "resume_refused_options"]
 
 
 @dataclass(frozen=True)
@@ -38,17 +39,24 @@ def arg(*flags, advanced=False, formatted=False, **kwargs) -> Arg:
     return Arg(tuple(flags), kwargs, advanced, formatted)
 
 
-def option(default, doc="", *, cli=(), from_args=None, keyword=True, none_is_default=False):
+REFIT_KINDS = ("free", "state", "refused")
+
+
+def option(default, doc="", *, cli=(), from_args=None, keyword=True, none_is_default=False, refit="free"):
     """A field of FitSettings.
 
     cli: the Arg(s) of the option (none: Python only); from_args(args) -> the fit keyword's value from the
     parsed command line (default: the option's value as typed, None when not typed, which fit reads as
     the default); keyword: a keyword of ``dcace.fit`` (else a tuning constant: in ``DEFAULTS`` only);
     none_is_default: ``fit(name=None)`` means the default (a field whose None has a meaning of its own,
-    as ``ridge=None`` = by CV, keeps it).
+    as ``ridge=None`` = by CV, keeps it); refit: what an incremental refit (``dcace.refit``, ``dcace fit
+    --resume``) does with it -- "state": takes it from the fit state (typing its option with --resume is an
+    error), "refused": a --resume refit cannot take it (an error too), "free": given anew (test, threads, ...).
     """
+    if refit not in REFIT_KINDS:
+        raise ValueError(f"refit={refit!r}: one of {REFIT_KINDS}")
     cli = (cli,) if isinstance(cli, Arg) else tuple(cli)
-    meta = dict(doc=doc, cli=cli, from_args=from_args, keyword=keyword, none_is_default=none_is_default)
+    meta = dict(doc=doc, cli=cli, from_args=from_args, keyword=keyword, none_is_default=none_is_default, refit=refit)
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -129,49 +137,52 @@ class FitSettings:
     train: object = option(None, "training data: path(s), ase.Atoms list or dcace.data.Dataset", cli=arg(
         "--train", nargs="+", metavar="FILE",
         help="training data, any ASE-readable file(s) (required; example: --train Mo_train.xyz)"),
-        from_args=_one_or_list("train"))
+        from_args=_one_or_list("train"), refit="refused")
     test: object = option(None, "test data evaluated with every compared model after the fit", cli=arg(
         "--test", nargs="+", metavar="FILE",
         help="test data evaluated after the fit (default: none; example: --test Mo_test.xyz)"),
         from_args=_one_or_list("test"))
     elements: object = option(MISSING, "element symbols of the potential", cli=arg(
         "--elements", nargs="+", metavar="EL",
-        help="element symbols of the potential (required; example: --elements Ti Al)"), from_args=_elements)
+        help="element symbols of the potential (required; example: --elements Ti Al)"), from_args=_elements, refit="state")
     cutoff: float = option(MISSING, "cutoff radius in A", cli=arg(
         "--cutoff", type=float, metavar="R", help="cutoff radius in Å (required; example: --cutoff 5.2)"),
-        from_args=lambda a: float(a.cutoff))
+        from_args=lambda a: float(a.cutoff), refit="state")
     body_order: int = option(4, "body order 2..5", cli=arg(
         "--body-order", type=int, default=None, metavar="B",
-        help="body order 2..5 (default: 4; example: --body-order 3)"), from_args=_or_default("body_order", int))
+        help="body order 2..5 (default: 4; example: --body-order 3)"), from_args=_or_default("body_order", int),
+        refit="state")
     max_degree: float = option(12, "total degree of the basis", cli=arg(
         "--max-degree", type=float, default=None, metavar="D",
         help="total degree: a feature is kept if sum_t (n_t + W_L l_t) <= D, n_t >= 1, W_L = "
-             "--angular-weight (default: 12; example: --max-degree 16)"), from_args=_or_default("max_degree", float))
+             "--angular-weight (default: 12; example: --max-degree 16)"), from_args=_or_default("max_degree", float),
+             refit="state")
     max_degree_blocks: object = option(None, "{2: 10, 3: 8}: a smaller max_degree for functions coupling that "
                                              "many distinct species (dcace.basis_spec)", cli=arg(
         "--max-degree-blocks", default=None, metavar="B:D,...",
         help="a smaller max degree D for functions coupling B distinct species (pacemaker's "
              "UNARY/BINARY/... blocks; blocks not named keep --max-degree) (default: none; example: "
-             "--max-degree 12 --max-degree-blocks 2:10,3:8)"), from_args=_parsed("max_degree_blocks", "parse_degree_blocks"))
+             "--max-degree 12 --max-degree-blocks 2:10,3:8)"), from_args=_parsed("max_degree_blocks", "parse_degree_blocks"),
+             refit="state")
     chemical_channels: object = option(None, "C, the species-embedded basis (dcace.ACEBasis)", cli=arg(
         "--chemical-channels", type=int, default=None, metavar="C",
         help="species-embedded basis with C chemical channels (1..number of elements): "
              "A_{k n l m} = sum_j W_{k z_j} R_n Y_lm with a fixed embedding W, so K is that of C "
              "species whatever the number of elements; C = 1 is SNAP's weighted density "
-             "(default: explicit species channels; example: --chemical-channels 2)"))
+             "(default: explicit species channels; example: --chemical-channels 2)"), refit="state")
     chemical_embedding: object = option("cosine", "W of chemical_channels: cosine | pca | fit | a C x S matrix "
                                                   "(dcace.embedding)", cli=arg(
         "--chemical-embedding", choices=("cosine", "pca", "fit"), default=None,
         help="the embedding W of --chemical-channels: 'cosine' (fixed), 'pca' (leading components of the "
              "training data's species-resolved radial densities) or 'fit' (from a linear explicit 2-body "
              "fit's coefficients); docs/many-elements.md (default: cosine; example: --chemical-embedding fit)"),
-        none_is_default=True)
+        none_is_default=True, refit="state")
     # ------------------------------------------------------------------ experts and gate
     experts: object = option("auto", "'auto' (M and tau by CV) or an integer M", cli=arg(
         "--experts", type=_experts, default=None, metavar="auto|M",
         help="number of experts: 'auto' chooses M = 1..max-experts and the gate temperature by "
              "k-fold cross-validation; 1 is the plain linear potential (default: auto; example: --experts 4)"),
-        from_args=_or_default("experts"))
+        from_args=_or_default("experts"), refit="state")
     gate: str = option("structure", "structure | atom | neighbourhood | auto (dcace.local_gate)", cli=arg(
         "--gate", choices=("structure", "atom", "neighbourhood", "auto"), default=None,
         help="what the gate sees: 'structure' (the paper's gate on the structure's mean descriptor), "
@@ -180,21 +191,21 @@ class FitSettings:
              "average of the descriptors of the atom and its same-species neighbours within "
              "--gate-range: forces depend on atoms within 2 (r_cut + r_g)), 'auto' (all; the lowest "
              "CV loss among linear, structure, atom and neighbourhood gate wins) "
-             "(default: structure; example: --gate atom --experts 4)"), from_args=_or_default("gate"))
+             "(default: structure; example: --gate atom --experts 4)"), from_args=_or_default("gate"), refit="refused")
     gate_range: object = option(None, "the neighbourhood gate's r_g in A (None: the cutoff)", cli=arg(
         "--gate-range", type=float, default=None, metavar="R",
         help="the neighbourhood gate's range r_g in Å, 0 < r_g <= --cutoff (default: the cutoff; "
-             "example: --gate-range 4)"))
+             "example: --gate-range 4)"), refit="refused")
     gate_body_order: object = option(None, "the neighbourhood gate's PCA on the columns of body order <= this",
                                      cli=arg(
         "--gate-body-order", type=int, default=None, metavar="B",
         help="the neighbourhood gate's PCA on the features of body order <= B only (3: its 2+3-body "
-             "part); 0 = all features (default: 0; example: --gate-body-order 3)"))
+             "part); 0 = all features (default: 0; example: --gate-body-order 3)"), refit="refused")
     # ------------------------------------------------------------------ ridge
     ridge: object = option(None, "ridge parameter on scaled columns; None = by CV", cli=arg(
         "--ridge", type=_nonneg, default=None, metavar="L",
         help="ridge parameter on scaled columns (dimensionless); chosen by cross-validation over "
-             "1e-14..1e-3 if not given (default: CV; example: --ridge 1e-8)"))
+             "1e-14..1e-3 if not given (default: CV; example: --ridge 1e-8)"), refit="state")
     block_ridge: object = option(None, "ridge factor per species block: None | grid | {b: f} (dcace.block_ridge)",
                                  cli=arg(
         "--block-ridge", default=None, metavar="F,...|B:F,...",
@@ -202,13 +213,13 @@ class FitSettings:
              "on the ridge, one chosen per block by cross-validation, or fixed factors B:F "
              "(dcace.block_ridge; explicit bases) (default: one ridge for all blocks; example: "
              "--block-ridge 1e-4,1e-2,1,1e2,1e4)"), from_args=_parsed("block_ridge", "parse_block_ridge"),
-        none_is_default=True)
+        none_is_default=True, refit="state")
     degree_ridge: object = option(None, "smoothness prior exponent p: None | p | grid (dcace.block_ridge)", cli=arg(
         "--degree-ridge", default=None, metavar="P|P,...",
         help="smoothness prior: the ridge of a feature of degree d is the ridge x (d / smallest d)^P; "
              "a list of exponents is chosen from by cross-validation (dcace.block_ridge) (default: "
              "off; example: --degree-ridge 0.5,1,2,4)"), from_args=_parsed("degree_ridge", "parse_degree_ridge"),
-        none_is_default=True)
+        none_is_default=True, refit="state")
     top_degree_ridge: object = option(None, "ridge factor of the columns of degree > D: None | D | (D, F) "
                                             "(dcace.block_ridge)", cli=arg(
         "--top-degree-ridge", default=None, metavar="D|D:F",
@@ -216,47 +227,49 @@ class FitSettings:
              "chosen with them all but off, then their factor F on it by cross-validation (the "
              "degree-D model stays a candidate), or F fixed (dcace.block_ridge) (default: off; "
              "example: --top-degree-ridge 9)"), from_args=_parsed("top_degree_ridge", "parse_top_degree_ridge"),
-        none_is_default=True)
+        none_is_default=True, refit="state")
     # ------------------------------------------------------------------ loss
     energy_weight: float = option(300.0, "per-atom energy row vs one force component (1.0)", cli=arg(
         "--energy-weight", type=_nonneg, default=None, metavar="W", formatted=True,
         help="weight of a per-atom energy row (eV/atom) relative to one force component (eV/Å) "
-             "(default: {default}; example: --energy-weight 100)"), none_is_default=True)
+             "(default: {default}; example: --energy-weight 100)"), none_is_default=True, refit="state")
     force_weight: float = option(1.0, "weight of a force-component row", cli=arg(
         "--force-weight", type=_nonneg, default=None, metavar="W", formatted=True,
         help="weight of a force-component row (default: {default}; example: --force-weight 1)"),
-        none_is_default=True)
+        none_is_default=True, refit="state")
     stress_weight: float = option(1.0, "virial-per-atom rows (sigma V / N, eV/atom)", cli=arg(
         "--stress-weight", type=_nonneg, default=None, metavar="W", formatted=True,
         help="weight of a stress row expressed as virial per atom (sigma V/N, eV/atom); 0 ignores "
-             "stresses (default: {default}; example: --stress-weight 10)"), none_is_default=True)
+             "stresses (default: {default}; example: --stress-weight 10)"), none_is_default=True, refit="state")
     # the four data keys: dcace fit and dcace eval share their options (cli._add_key_options)
-    energy_key: str = option("energy", "total-energy key", cli=arg("--energy-key", default=None))
-    forces_key: str = option("forces", "per-atom force array key", cli=arg("--forces-key", default=None))
-    stress_key: object = option("stress", "stress key (None: no stress rows)", cli=arg("--stress-key", default=None))
-    virial_key: object = option(None, "virial key, stress = -virial / volume", cli=arg("--virial-key", default=None))
+    energy_key: str = option("energy", "total-energy key", cli=arg("--energy-key", default=None), refit="state")
+    forces_key: str = option("forces", "per-atom force array key", cli=arg("--forces-key", default=None), refit="state")
+    stress_key: object = option("stress", "stress key (None: no stress rows)", cli=arg("--stress-key", default=None),
+    refit="state")
+    virial_key: object = option(None, "virial key, stress = -virial / volume", cli=arg("--virial-key", default=None),
+    refit="state")
     weights: object = option(None, "per-config_type weights {type: w}, multiplying all rows of those frames", cli=arg(
         "--weights", metavar="SPEC", default=None,
         help="weights of configuration types, multiplying all rows (energy, forces, stress) of their "
              "frames: 'config_type=TYPE:W,TYPE:W' or 'TYPE:W,TYPE:W' (default: all 1; example: "
-             "--weights config_type=AIMD-NVT:0.5,Surface:2)"), from_args=_parsed("weights", "parse_weights"))
+             "--weights config_type=AIMD-NVT:0.5,Surface:2)"), from_args=_parsed("weights", "parse_weights"), refit="state")
     e0: object = option(None, "isolated-atom energies {el: eV} that fix the one-body terms", cli=arg(
         "--e0", nargs="+", metavar="EL=E", default=None,
         help="isolated-atom energies (eV) that fix the one-body terms instead of fitting them "
              "(default: from frames with config_type = isolated_atom, else least squares on atom "
-             "counts; example: --e0 Ti=-1.23 Al=-0.45)"), from_args=_parsed("e0", "parse_e0"))
+             "counts; example: --e0 Ti=-1.23 Al=-0.45)"), from_args=_parsed("e0", "parse_e0"), refit="state")
     weight_key: str = option("weight", "per-frame weight key in atoms.info", cli=arg(
         "--weight-key", metavar="K", default=None,
         help="per-frame weight in the frames' info, multiplied with --weights (default: weight; "
-             "example: --weight-key w)"), from_args=lambda a: a.weight_key or "weight")
+             "example: --weight-key w)"), from_args=lambda a: a.weight_key or "weight", refit="state")
     seed: int = option(0, "seed of the CV folds and k-means", cli=arg(
         "--seed", type=int, default=None, metavar="S",
         help="seed of the CV folds and k-means (default: 0; example: --seed 3)"),
-        from_args=lambda a: 0 if a.seed is None else int(a.seed))
+        from_args=lambda a: 0 if a.seed is None else int(a.seed), refit="state")
     keep_arrays: bool = option(False, "keep per-structure predictions for plots (report.arrays)", cli=arg(
         "--plots", metavar="DIR", default=None,
         help="write parity plots, error distributions and a cluster map into DIR (default: none; "
-             "example: --plots figs/)"), from_args=lambda a: bool(a.plots))
+             "example: --plots figs/)"), from_args=lambda a: bool(a.plots), refit="refused")
     # ------------------------------------------------------------------ advanced (dcace fit -h: "advanced")
     w_L: float = option(1.5, "weight of l in the total degree", cli=arg(
         "--angular-weight", type=_positive, default=None, metavar="W_L", advanced=True,
@@ -265,12 +278,12 @@ class FitSettings:
              "more angular resolution per coefficient (Ni: W_L 1.0 at degree 12 has K = 347 and "
              "test force MAE 0.0153 vs 0.0173 at 1.5, K = 211; docs/user-guide.md) "
              "(default: 1.5; example: --angular-weight 1.0)"),
-        from_args=lambda a: 1.5 if a.angular_weight is None else float(a.angular_weight))
+        from_args=lambda a: 1.5 if a.angular_weight is None else float(a.angular_weight), refit="state")
     inner_cutoff: float = option(0.5, "start of the radial basis in A", cli=arg(
         "--inner-cutoff", type=_nonneg, default=None, metavar="R", advanced=True,
         help="start of the radial basis in Å; with --no-baseline a pair closer than it is an error "
              "in MD (default: 0.5; example: --inner-cutoff 1.0)"),
-        from_args=lambda a: 0.5 if a.inner_cutoff is None else float(a.inner_cutoff))
+        from_args=lambda a: 0.5 if a.inner_cutoff is None else float(a.inner_cutoff), refit="state")
     baseline: object = option("zbl", "'zbl' (the short-range core, dcace.baseline), None or LAMMPS lines", cli=(
         arg("--no-baseline", action="store_true", advanced=True,
             help="fit without the short-range core (ZBL repulsion below the data's shortest distances "
@@ -282,14 +295,14 @@ class FitSettings:
                  "through the lammps module; the potential then holds the experts only, to be run as "
                  "'pair_style hybrid/overlay <style> dcace' (default: zbl; example: --baseline "
                  "'pair_style zbl 1.0 1.5; pair_coeff * * 42 42')")),
-        from_args=lambda a: None if a.no_baseline else (a.baseline or "zbl"))
+        from_args=lambda a: None if a.no_baseline else (a.baseline or "zbl"), refit="state")
     repulsion_restraints: float = option(0.01, "weight of the dimer restraints (dcace.restraints) x force weight; "
                                                "0 = off", cli=arg(
         "--repulsion-restraints", type=_nonneg, default=None, metavar="W", advanced=True,
         help="weight (x the force weight) of the dimer restraints: the forces of isolated dimers between "
              "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
              "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
-             "docs/short-range.md; example: --repulsion-restraints 0)"), none_is_default=True)
+             "docs/short-range.md; example: --repulsion-restraints 0)"), none_is_default=True, refit="state")
     anchors: object = option(0.03, "weight of the off-data anchors of structure-gate committees (dcace.anchors) "
                                    "or 'auto'", cli=arg(
         "--anchors", type=_anchors, default=None, metavar="W", advanced=True,
@@ -297,48 +310,49 @@ class FitSettings:
              "copies of training frames, free atoms and dimers, where every expert is fitted to "
              "follow the linear model; 0 = off; 'auto' = the smallest of 0, 0.003, 0.005, 0.01, 0.03, 0.1 whose "
              "committee passes the dimer, compression and rattle probes (dcace.anchor_choice) "
-             "(default: 0.03, docs/short-range.md; example: --anchors auto)"), none_is_default=True)
+             "(default: 0.03, docs/short-range.md; example: --anchors auto)"), none_is_default=True, refit="state")
     shared_one_body: bool = option(False, "committees share the linear model's one-body terms "
                                           "(selection.Selector)", cli=arg(
         "--shared-one-body", action="store_true", default=None, advanced=True,
         help="every expert of a committee takes the linear model's one-body terms (one free-atom "
              "energy per element whatever the gate; default: each expert its own, "
-             "docs/short-range.md)"), none_is_default=True)
+             "docs/short-range.md)"), none_is_default=True, refit="state")
     core_range: object = option(None, "where ZBL hands over to ACE: None | (lo, hi) | {pair: (lo, hi)}", cli=arg(
         "--core-range", metavar="LO:HI", default=None, advanced=True,
         help="where ZBL hands over to ACE, in Å: LO:HI for every pair or 'Ti-Al=LO:HI,Al-Al=LO:HI' "
              "(default: from the data, from 0.3 to 0.05 A below each pair's shortest distance; "
-             "example: --core-range 1.6:2.0)"), from_args=_core_range)
+             "example: --core-range 1.6:2.0)"), from_args=_core_range, refit="state")
     committee: str = option("joint", "joint | independent (the paper's experts)", cli=arg(
         "--committee", choices=("joint", "independent"), default=None, advanced=True,
         help="'joint': all experts fitted together on the combined model's energies, conservative "
              "forces and stresses; 'independent': each expert on its cluster (the paper) "
              "(default: joint; example: --committee independent)"),
-        from_args=lambda a: a.committee or "joint")
+        from_args=lambda a: a.committee or "joint", refit="state")
     regularise: str = option("global", "ridge of the experts toward 0 or toward the global linear solution", cli=arg(
         "--regularise", choices=("zero", "global"), default=None, advanced=True,
         help="ridge of the experts toward 0 or toward the global linear solution "
-             "(default: global; example: --regularise zero)"), from_args=lambda a: a.regularise or "global")
+             "(default: global; example: --regularise zero)"), from_args=lambda a: a.regularise or "global", refit="state")
     agreement: float = option(0.0, "weight kappa of the penalty keeping experts near the global model", cli=arg(
         "--agreement", type=_nonneg, default=None, metavar="KAPPA", advanced=True,
         help="weight of a penalty keeping each expert's energy near the global model on training "
              "structures the gate does not give it (bounds gate-gradient forces; costs accuracy) "
-             "(default: 0; example: --agreement 0.1)"), from_args=lambda a: a.agreement or 0.0)
+             "(default: 0; example: --agreement 0.1)"), from_args=lambda a: a.agreement or 0.0, refit="state")
     max_experts: int = option(8, "largest M of experts='auto'", cli=arg(
         "--max-experts", type=int, default=None, metavar="M", advanced=True, formatted=True,
         help="largest M tried by --experts auto (default: {default}; example: --max-experts 4)"),
-        none_is_default=True)
+        none_is_default=True, refit="state")
     temperatures: tuple = option((0.35, 0.7), "gate temperature grid tau", cli=arg(
         "--temperatures", type=float, nargs="+", default=None, metavar="T", advanced=True, formatted=True,
         help="gate temperatures tau tried by cross-validation (default: "
-             "{default}; example: --temperatures 0.5 1)"), none_is_default=True)
+             "{default}; example: --temperatures 0.5 1)"), none_is_default=True, refit="state")
     cv_folds: int = option(5, "folds of the cross-validation", cli=arg(
         "--cv-folds", type=int, default=None, metavar="K", advanced=True, formatted=True,
-        help="folds of the cross-validation (default: {default}; example: --cv-folds 10)"), none_is_default=True)
+        help="folds of the cross-validation (default: {default}; example: --cv-folds 10)"), none_is_default=True,
+        refit="state")
     pca: bool = option(True, "cluster and gate on the leading principal components", cli=arg(
         "--no-pca", action="store_true", advanced=True,
         help="cluster and gate on all standardised descriptor columns instead of their leading "
-             "principal components (default: PCA on; example: --no-pca)"), from_args=lambda a: not a.no_pca)
+             "principal components (default: PCA on; example: --no-pca)"), from_args=lambda a: not a.no_pca, refit="state")
     threads: object = option(None, "threads per process (None: the cores this process may use)", cli=arg(
         "--threads", type=int, default=None, metavar="N", advanced=True,
         help="threads per process for descriptors and fitting rows (default: the cores this process may "
@@ -403,6 +417,17 @@ def keywords() -> list:
 def cli_fields() -> list:
     """The fields with command-line options, in ``dcace fit -h`` order."""
     return [f for f in _fields() if f.metadata["cli"]]
+
+
+def refit_settings() -> tuple:
+    """The fit() keywords an incremental refit takes from the fit state (``dcace.state.refit``)."""
+    return tuple(f.name for f in keywords() if f.metadata["refit"] == "state")
+
+
+def resume_refused_options() -> tuple:
+    """The ``dcace fit`` options (argparse dests) that ``--resume`` refuses: those it takes from the state
+    and those a refit cannot take (``dcace.cli_learn``)."""
+    return tuple(a.dest for f in cli_fields() if f.metadata["refit"] != "free" for a in f.metadata["cli"])
 
 
 def help_text(a: Arg, f) -> str:

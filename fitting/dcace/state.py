@@ -39,6 +39,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .clustering import Clustering, Standardiser
+from .settings import refit_settings
 
 __all__ = ["STATE_FORMAT", "STATE_VERSION", "FitState", "StateError", "load_state", "save_state", "new_folds",
            "frame_hash", "refit", "REFIT_SETTINGS"]
@@ -47,13 +48,9 @@ STATE_FORMAT = "dcace-fit-state"
 STATE_VERSION = 3   # 3: the off-data anchors (H_a, their sources); 2: packed upper triangles; 1, 2 still load
 READABLE_VERSIONS = (1, 2, 3)
 
-#: fit() arguments a refit takes from the state (the others -- test, threads, progress, ... -- are free)
-REFIT_SETTINGS = ("elements", "cutoff", "body_order", "max_degree", "experts", "ridge", "energy_weight",
-                  "force_weight", "stress_weight", "energy_key", "forces_key", "stress_key", "virial_key",
-                  "seed", "cv_folds", "max_experts", "temperatures", "pca", "committee", "regularise",
-                  "agreement", "inner_cutoff", "w_L", "baseline", "core_range", "weights", "weight_key", "e0",
-                  "repulsion_restraints", "max_degree_blocks", "chemical_channels", "shared_one_body",
-                  "chemical_embedding", "anchors", "block_ridge", "degree_ridge", "top_degree_ridge")
+#: fit() arguments a refit takes from the state (the others -- test, threads, progress, ... -- are free):
+#: the FitSettings fields marked refit="state" (dcace.settings)
+REFIT_SETTINGS = refit_settings()
 
 
 class StateError(ValueError):
