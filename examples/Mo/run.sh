@@ -4,10 +4,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-Mo-out}
-mkdir -p "$out"
-py=${PYTHON:-$(command -v python3 || command -v python)}
-bin=$("$py" -c 'import os, sys; print(os.path.dirname(sys.executable))')
-data="$here/../data/zuo2020"
+source "$here/../common.sh" "$out"   # $py, $bin (its lmp, mpiexec), $data_dir
+data="$data_dir/zuo2020"
 if [[ -n "${QUICK:-}" ]]; then
   basis=(--body-order 3 --max-degree 8 --experts 2); nve=(-var cells 4 -var steps 200); npt=(-var cells 4 -var steps 1000)
 else

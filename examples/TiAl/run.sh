@@ -5,15 +5,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-TiAl-out}
-mkdir -p "$out"
-py=${PYTHON:-$(command -v python3 || command -v python)}
-bin=$("$py" -c 'import os, sys; print(os.path.dirname(sys.executable))')
+source "$here/../common.sh" "$out"   # $py, $bin (its lmp, mpiexec), $data_dir
 if [[ -n "${QUICK:-}" ]]; then
   basis=(--body-order 3 --max-degree 8 --experts 2); md=(-var cells 3 -var steps 200)
 else
   basis=(--body-order 3 --max-degree 12 --experts auto); md=(-var cells 6 -var steps 5000)
 fi
-"$py" -m dcace.cli fit --train "$here/../data/tial/TiAl_tutorial.xyz" --elements Ti Al --cutoff 5.5 \
+"$py" -m dcace.cli fit --train "$data_dir/tial/TiAl_tutorial.xyz" --elements Ti Al --cutoff 5.5 \
   "${basis[@]}" --energy-key energy --forces-key force --virial-key virial --plots "$out/plots" \
   -o "$out/TiAl.dcace"
 # L1_0 TiAl (a = 4.00 A, c/a = 1.02) as a LAMMPS data file with types 1 = Ti, 2 = Al

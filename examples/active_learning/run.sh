@@ -7,10 +7,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-al-out}
-mkdir -p "$out"
-py=${PYTHON:-$(command -v python3 || command -v python)}
-bin=$("$py" -c 'import os, sys; print(os.path.dirname(sys.executable))')
-data="$here/../data/zuo2020"
+source "$here/../common.sh" "$out"   # $py, $bin (its lmp, mpiexec), $data_dir
+data="$data_dir/zuo2020"
 if [[ -n "${QUICK:-}" ]]; then basis=(--body-order 3 --max-degree 8); steps=200; else basis=(--body-order 4 --max-degree 10); steps=2000; fi
 # 0. a start potential without the AIMD (liquid/hot) frames, with its fit state
 "$py" - "$data/Mo_train.xyz" "$out" <<'PY'

@@ -5,10 +5,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-coexistence-out}
-mkdir -p "$out"
-py=${PYTHON:-$(command -v python3 || command -v python)}
-bin=$("$py" -c 'import os, sys; print(os.path.dirname(sys.executable))')
-data="$here/../data/zuo2020"
+source "$here/../common.sh" "$out"   # $py, $bin (its lmp, mpiexec), $data_dir
+data="$data_dir/zuo2020"
 if [[ -n "${QUICK:-}" ]]; then
   basis=(--body-order 3 --max-degree 8); md=(-var cells 8 -var melt_steps 400 -var steps 100)
 else
