@@ -245,11 +245,13 @@ def test_fit_prints_its_cost_before_pass_2(capsys):
     n_stress = sum(1 for a in frames if "stress" in a.calc.results or "virial" in a.info)
     assert 0 < n_stress <= n
     assert c["stress_bytes"] == 8 * 6 * K * n_stress
-    assert f"will keep {cost._size(c['stress_bytes'])} of stress rows: expected peak about " \
-           f"{cost._size(c['expected_peak_bytes'])}" in err
+    # ... and the grade's MaxVol on the training atoms (all of them here: fewer than its 50,000 per species)
+    assert c["grade_bytes"] == 8 * cost.GRADE_COPIES * sum(len(a) for a in frames) * K
+    assert f"will keep {cost._size(c['stress_bytes'])} of stress rows and the grade's MaxVol takes " \
+           f"{cost._size(c['grade_bytes'])}: expected peak about {cost._size(c['expected_peak_bytes'])}" in err
     assert c["expected_peak_bytes"] == cost.expected_peak(1, K, c["memory_bytes"]["linear+independent"],
                                                           {(2, 0.5): c["memory_bytes"]["M=2,tau=0.5"]},
-                                                          c["resident_bytes"], c["stress_bytes"])
+                                                          c["resident_bytes"], c["stress_bytes"], c["grade_bytes"])
 
 
 def test_progress_lines_with_eta_when_stderr_is_a_file(tmp_path):

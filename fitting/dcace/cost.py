@@ -20,7 +20,7 @@ import time
 from .estimate import estimate_pass2, pass2_batches
 
 __all__ = ["linear_nbytes", "check_linear_memory", "resident_bytes", "counted_nbytes",
-           "expected_peak", "stress_rows_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
+           "expected_peak", "stress_rows_nbytes", "grade_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
            "default_many_element_basis", "REDUCE_OPTIONS"]
 
 #: the options that make the normal equations smaller, in the order to try them
@@ -104,24 +104,39 @@ def stress_rows_nbytes(S, K, n_with_stress):
     return 8 * 6 * S * K * int(n_with_stress)
 
 
-def expected_peak(S, K, group_bytes, joint_bytes, resident, stress_bytes=0):
+#: copies of its (atoms x K) training descriptors the grade's MaxVol holds at once (dcace.grade.maxvol_grade:
+#: the rows, their scaled copy, C = X X[I]^-1 and the swap's temporaries), measured with the RSS sampler of
+#: benchmarks/memory_profile.py on a 4000 x 1000 full-rank X: 7.9 copies above the rows (5.1 rank-deficient)
+GRADE_COPIES = 9
+
+
+def grade_nbytes(K, atoms_per_species, max_atoms):
+    """Bytes of the extrapolation grade's MaxVol on the largest species (dcace.grade.fit_grade: at most
+    max_atoms rows of K numbers per species, GRADE_COPIES copies at once)."""
+    n = min(int(max(atoms_per_species, default=0)), int(max_atoms))
+    return 8 * GRADE_COPIES * n * K
+
+
+def expected_peak(S, K, group_bytes, joint_bytes, resident, stress_bytes=0, grade_bytes=0):
     """The process's expected peak RSS (bytes): what it holds before pass 2 (resident: data, basis,
     pass-1 sums, restraints), every accumulator, the stress rows pass 2 keeps (stress_bytes,
     stress_rows_nbytes), 8 copies of the largest system solved (P = M D' for the largest committee,
     else D': fold sum, training difference and the eigh fallback of ridge_solve: triangle, symmetrised
-    sum, eigenvectors and workspace) and 3 per-structure D' x D' arrays of pass 2.  Measured against the
-    peak in docs/many-elements.md and, for the stress rows, TiAl x10 at degree 14 in
-    docs/parallel-fitting.md."""
+    sum, eigenvectors and workspace), 3 per-structure D' x D' arrays of pass 2 and the grade's MaxVol
+    (grade_bytes, grade_nbytes), counted as though it coexisted with all of them: an upper estimate.
+    Measured against the peaks in docs/many-elements.md and, at scale (stress rows and the grade
+    growing with the data), TiAl x1 and x10 at degree 14 in docs/parallel-fitting.md."""
     Dp = S * K + S
     P = max([Dp] + [M * Dp for M, _ in joint_bytes])
-    return resident + group_bytes + sum(joint_bytes.values()) + stress_bytes + 8 * (8 * P * P + 3 * Dp * Dp)
+    return resident + group_bytes + sum(joint_bytes.values()) + stress_bytes + grade_bytes \
+        + 8 * (8 * P * P + 3 * Dp * Dp)
 
 
 def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, budget, estimate, threads,
-               resident=None, stress_bytes=0):
+               resident=None, stress_bytes=0, grade_bytes=0):
     """Lines printed before pass 2: K, unknowns, memory per candidate, estimated time; resident: the
     bytes the process holds before pass 2 (data, basis, pass-1 sums, restraints), for the peak; stress_bytes:
-    the stress rows pass 2 will keep (stress_rows_nbytes)."""
+    the stress rows pass 2 will keep (stress_rows_nbytes); grade_bytes: the grade's MaxVol (grade_nbytes)."""
     Dp = S * K + S
     work = linear_nbytes(S, K, k_folds) - 8 * k_folds * Dp * Dp   # as check_linear_memory counts them
     used = counted_nbytes(S, K, k_folds, group_bytes, joint_bytes)
@@ -138,8 +153,9 @@ def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, bu
     lines.append(f"cost: total {_size(used)} of the {_size(budget)} memory budget (--memory-budget)")
     if resident is not None:
         lines.append(f"cost: the process holds {_size(resident)} before pass 2 (data, basis, pass-1 sums, "
-                     f"restraints) and will keep {_size(stress_bytes)} of stress rows: expected peak about "
-                     f"{_size(expected_peak(S, K, group_bytes, joint_bytes, resident, stress_bytes))} "
+                     f"restraints), will keep {_size(stress_bytes)} of stress rows and the grade's MaxVol "
+                     f"takes {_size(grade_bytes)}: expected peak about "
+                     f"{_size(expected_peak(S, K, group_bytes, joint_bytes, resident, stress_bytes, grade_bytes))} "
                      "(measured against the peaks in docs/many-elements.md, docs/parallel-fitting.md)")
     e = estimate
     lines.append(f"cost: pass 2 estimated at {_hms(e['seconds'])} for {e['n_structures']} structures / "

@@ -45,6 +45,7 @@ from .committee import Batch, GroupAccumulator, JointAccumulator, LabelMembershi
 from .basis_spec import check_chemical_channels, check_degree_blocks
 from .block_ridge import check_block_ridge, check_degree_ridge, check_top_degree_ridge, choose_column_ridge, top_degree_start
 from .embedding import check_embedding, choose_embedding
+from .grade import GRADE_DEFAULTS
 from .baseline import (CoreSettings, core_shifts, core_window, density_core, neighbour_extremes, residual_dataset,
                        residual_frame, user_window_free)
 from .density_wall import density_wall
@@ -458,7 +459,7 @@ def _fit_settings(s: FitSettings, ranks, resume):
     cost_info = _announce_cost(basis, restream.sample_view(data.frames, own), rows_fn, groups, joint, skipped, k_folds,
                                groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
                                threads, progress, None if resume is None else resume.update_seconds,
-                               counted, _n_with_stress(data, resume, wS)) if ranks.is_root else {}
+                               counted, _n_with_stress(data, resume, wS), counts.sum(axis=0)) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -1298,12 +1299,13 @@ def _n_with_stress(data, resume, wS):
 
 
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
-                   threads, progress, update_s=None, counted=None, n_with_stress=0):
+                   threads, progress, update_s=None, counted=None, n_with_stress=0, atoms_per_species=()):
     """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
     gives update_s, the per-structure update time its state measured on the same accumulators (the
     timed update is a pass over all of them: a sizeable part of a small refit).  counted: pass 2's
     batch sizes, blocks and folds (dcace.estimate.estimate_pass2).  n_with_stress: the training structures
-    whose stress rows rank 0 will keep (for the expected peak)."""
+    whose stress rows rank 0 will keep and atoms_per_species the training atoms of each species (the
+    grade's MaxVol), for the expected peak."""
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
 
@@ -1324,17 +1326,19 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
         est = dict(est, update_s_per_structure=update_s, seconds=est["seconds"] + est["n_structures"] * update_s)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
     stress_bytes = cost.stress_rows_nbytes(S, K, n_with_stress)
+    grade_bytes = cost.grade_nbytes(K, atoms_per_species, GRADE_DEFAULTS["max_atoms"])
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
                             joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads,
-                            resident=resident, stress_bytes=stress_bytes)
+                            resident=resident, stress_bytes=stress_bytes, grade_bytes=grade_bytes)
     if progress:
         import sys
 
         print("\n".join(lines), file=sys.stderr, flush=True)
     used = cost.counted_nbytes(S, K, k_folds, groups.nbytes, joint_bytes)
     return dict(est, K=K, unknowns_per_expert=Dp, lines=lines, resident_bytes=resident, counted_bytes=used,
-                stress_bytes=stress_bytes,
-                expected_peak_bytes=cost.expected_peak(S, K, groups.nbytes, joint_bytes, resident, stress_bytes),
+                stress_bytes=stress_bytes, grade_bytes=grade_bytes,
+                expected_peak_bytes=cost.expected_peak(S, K, groups.nbytes, joint_bytes, resident, stress_bytes,
+                                                       grade_bytes),
                 memory_bytes={"linear+independent": groups.nbytes,
                               **{f"M={M},tau={t:g}": nb for (M, t), nb in joint_bytes.items()}},
                 skipped_bytes={f"M={M},tau={t:g}": nb for (M, t), nb in skipped.items()})
