@@ -27,8 +27,15 @@ inline double mixing_weight(const double* d, bool same_species, double rg, doubl
   const double r = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
   if (!(r < rg)) return 0.0;
   const double k = M_PI / rg;
-  if (r > 0.0) *dfr = -0.5 * k * std::sin(k * r) / r;
-  return 0.5 * (1.0 + std::cos(k * r));
+  double sn, cs;
+#if defined(__GLIBC__)
+  sincos(k * r, &sn, &cs);   // one call for both (glibc: the values sin and cos give)
+#else
+  sn = std::sin(k * r);
+  cs = std::cos(k * r);
+#endif
+  if (r > 0.0) *dfr = -0.5 * k * sn / r;
+  return 0.5 * (1.0 + cs);
 }
 
 // The mixing of one structure: per pair f(r_ij) and f'(r_ij) / r_ij, per atom 1 / (1 + S_i).
