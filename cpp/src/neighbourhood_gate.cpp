@@ -9,7 +9,8 @@
 // atoms within r_cut + r_g, a force on those within 2 (r_cut + r_g).
 // Three per-atom stages (y_j of every atom; the mixing, weights and dE/dy; the adjoint), called by
 // Potential::compute for whole structures and by pair_style dcace, which forward-communicates y and
-// reverse-communicates dE/dy between them.
+// reverse-communicates dE/dy between them.  Stage 1 hands A_i to stage 3 (which then only forms the
+// gradients of the atomic base) and stage 2 each pair's mixing weights (docs/local-gates.md).
 #include <algorithm>
 #include <cmath>
 #include <vector>
