@@ -73,8 +73,10 @@ struct PairDCACE::Impl {
 
   // M > 1: what pass 1 learned about each local atom, reused by pass 2 (no second gather and no
   // second accumulation of A).  Vectors are swapped in and out, so capacities persist across steps.
+  // The neighbourhood gate keeps the same per atom from stage 1 to stages 2 and 3, and mix (2 per
+  // neighbour: its mixing weights, from stage 2 to 3).
   struct AtomCache {
-    std::vector<double> A, rij;
+    std::vector<double> A, rij, mix;
     std::vector<int> zj, jidx;
     int n = 0;
   };
@@ -628,27 +630,37 @@ void PairDCACE::compute_neighbourhood_gate(int eflag, int vflag)
   d.eg.assign(nlocal, 0.0);
   d.eps.assign(nlocal, 0.0);
   d.atom_weights.assign(static_cast<size_t>(nlocal) * M, 0.0);
-  for (int ii = 0; ii < inum; ii++) {   // stage 1
+  // stage 1: gather the neighbours once; they, A_i and (stage 2) the mixing weights stay in the cache
+  const size_t nA = static_cast<size_t>(pot.basis().n_A());
+  if (d.cache.size() < static_cast<size_t>(inum)) d.cache.resize(inum);
+  for (int ii = 0; ii < inum; ii++) {
     const int i = ilist[ii], s = map[type[i]];
     if (s < 0) continue;
     const int n = gather_neighbours(i);
+    Impl::AtomCache &c = d.cache[ii];
+    grow(c.A, nA);
     try {
       pot.neighbourhood_inputs(s, n, d.rij.data(), d.zj.data(), d.y.data() + static_cast<size_t>(i) * L,
-                               d.a.data() + static_cast<size_t>(i) * M, &d.fsh[i], d.sc);
+                               d.a.data() + static_cast<size_t>(i) * M, &d.fsh[i], d.sc, c.A.data());
     } catch (std::exception &e) {
       error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
+    std::swap(c.rij, d.rij);
+    std::swap(c.zj, d.zj);
+    std::swap(c.jidx, d.jidx);
+    c.n = n;
   }
   comm->forward_comm(this);
   for (int ii = 0; ii < inum; ii++) {   // stage 2
     const int i = ilist[ii], s = map[type[i]];
     if (s < 0) continue;
-    const int n = gather_neighbours(i);
+    Impl::AtomCache &c = d.cache[ii];
+    grow(c.mix, 2 * static_cast<size_t>(c.n));
     const size_t iL = static_cast<size_t>(i) * L, iM = static_cast<size_t>(i) * M;
     try {
-      d.eg[i] = pot.neighbourhood_gate(i, s, n, d.rij.data(), d.zj.data(), d.jidx.data(), d.y.data(),
+      d.eg[i] = pot.neighbourhood_gate(i, s, c.n, c.rij.data(), c.zj.data(), c.jidx.data(), d.y.data(),
                                        d.a.data() + iM, d.fsh[i], d.z.data() + iL, d.atom_weights.data() + iM,
-                                       d.g.data() + iL, &d.eps[i], d.h.data(), d.sc);
+                                       d.g.data() + iL, &d.eps[i], d.h.data(), d.sc, c.mix.data());
     } catch (std::exception &e) {
       error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
@@ -658,14 +670,18 @@ void PairDCACE::compute_neighbourhood_gate(int eflag, int vflag)
   for (int ii = 0; ii < inum; ii++) {   // stage 3
     const int i = ilist[ii], s = map[type[i]];
     if (s < 0) continue;
-    const int n = gather_neighbours(i);
+    Impl::AtomCache &c = d.cache[ii];
+    std::swap(c.rij, d.rij);   // tally_atom reads d.rij and d.jidx
+    std::swap(c.zj, d.zj);
+    std::swap(c.jidx, d.jidx);
+    const int n = c.n;
     grow(d.dE, 3 * static_cast<size_t>(n));
     const size_t iL = static_cast<size_t>(i) * L, iM = static_cast<size_t>(i) * M;
     double ei = 0.0;
     try {
       ei = pot.neighbourhood_adjoint(i, s, n, d.rij.data(), d.zj.data(), d.jidx.data(), d.y.data(), d.z.data() + iL,
                                      d.atom_weights.data() + iM, d.g.data() + iL, d.eg[i], d.eps[i], d.h.data(),
-                                     d.dE.data(), d.sc);
+                                     d.dE.data(), d.sc, c.mix.data(), c.A.data());
     } catch (std::exception &e) {
       error->one(FLERR, "pair dcace: atom {} (type {}): {}", tag[i], type[i], e.what());
     }
@@ -806,7 +822,7 @@ double PairDCACE::memory_usage()
   bytes += static_cast<double>(d.grade_B.capacity() + d.grade_out.capacity() + d.grade_core.capacity() + d.grade_scratch.capacity()) *
       sizeof(double);
   for (const auto &c : d.cache)
-    bytes += static_cast<double>(c.A.capacity() + c.rij.capacity()) * sizeof(double) +
+    bytes += static_cast<double>(c.A.capacity() + c.rij.capacity() + c.mix.capacity()) * sizeof(double) +
         static_cast<double>(c.zj.capacity() + c.jidx.capacity()) * sizeof(int);
   const dcace::Workspace &w = d.sc.basis;
   bytes += static_cast<double>(w.R.capacity() + w.dR.capacity() + w.Y.capacity() + w.dY.capacity() +

@@ -377,8 +377,18 @@ double ACEBasis::energy_gradient(int zi, int n_neigh, const double* rij, const i
   return adjoint(n_neigh, rij, zj, ws.A.data(), w, dE_drij, ws, w_energy);
 }
 
-void ACEBasis::prepare_gradient(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
-  atomic_base(zi, n_neigh, rij, zj, ws, true);
+void ACEBasis::prepare_gradient(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws,
+                                const double* A) const {
+  if (!A) {
+    atomic_base(zi, n_neigh, rij, zj, ws, true);
+    return;
+  }
+  atomic_base(zi, n_neigh, rij, zj, ws, true, false);
+  ws.A.assign(A, A + n_A_);
+}
+
+void ACEBasis::atomic_values(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const {
+  atomic_base(zi, n_neigh, rij, zj, ws, false);
 }
 
 

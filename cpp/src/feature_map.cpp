@@ -46,11 +46,11 @@ void ACEBasis::features_from_A(const double* A, double* B) const {
   std::fill(B, B + spec_.n_features, 0.0);
   const int* f = mono_feat_.data();
   const double* c = mono_feat_coef_.data();
+  if (one_feature_each_) {   // (the test outside the monomial loop)
+    for_each_monomial(A, [&](int t, double value) { B[f[t]] += c[t] * value; });
+    return;
+  }
   for_each_monomial(A, [&](int t, double value) {
-    if (one_feature_each_) {
-      B[f[t]] += c[t] * value;
-      return;
-    }
     for (int q = mono_feat_ptr_[t]; q < mono_feat_ptr_[t + 1]; ++q) B[f[q]] += c[q] * value;
   });
 }

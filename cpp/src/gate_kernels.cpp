@@ -73,7 +73,9 @@ void combine_base(const double* rows, const double* k, int R, int n, double* out
   combine_impl(rows, k, R, n, out);
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// -DDCACE_NO_AVX2_KERNELS builds the baseline ISA only (valgrind 3.19 does not decode one of the AVX2
+// build's instructions: callgrind counts of the gates need this)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(DCACE_NO_AVX2_KERNELS)
 #define DCACE_HAVE_AVX2_KERNELS 1
 __attribute__((target("avx2,fma"))) void project_avx2(const double* rows, int R, int n, const double* x,
                                                       double* out) {

@@ -9,7 +9,8 @@
 // atoms within r_cut + r_g, a force on those within 2 (r_cut + r_g).
 // Three per-atom stages (y_j of every atom; the mixing, weights and dE/dy; the adjoint), called by
 // Potential::compute for whole structures and by pair_style dcace, which forward-communicates y and
-// reverse-communicates dE/dy between them.
+// reverse-communicates dE/dy between them.  Stage 1 hands A_i to stage 3 (which then only forms the
+// gradients of the atomic base) and stage 2 each pair's mixing weights (docs/local-gates.md).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -27,8 +28,15 @@ inline double mixing_weight(const double* d, bool same_species, double rg, doubl
   const double r = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
   if (!(r < rg)) return 0.0;
   const double k = M_PI / rg;
-  if (r > 0.0) *dfr = -0.5 * k * std::sin(k * r) / r;
-  return 0.5 * (1.0 + std::cos(k * r));
+  double sn, cs;
+#if defined(__GLIBC__)
+  sincos(k * r, &sn, &cs);   // one call for both (glibc: the values sin and cos give)
+#else
+  sn = std::sin(k * r);
+  cs = std::cos(k * r);
+#endif
+  if (r > 0.0) *dfr = -0.5 * k * sn / r;
+  return 0.5 * (1.0 + cs);
 }
 
 // The mixing of one structure: per pair f(r_ij) and f'(r_ij) / r_ij, per atom 1 / (1 + S_i).
@@ -83,10 +91,12 @@ int Potential::gate_dim() const {
 }
 
 void Potential::neighbourhood_inputs(int zi, int n, const double* rij, const int* zj, double* y, double* a,
-                                     double* f, AtomScratch& sc) const {
+                                     double* f, AtomScratch& sc, double* A) const {
   const int d = local_tables_[zi].d, L = gate_dim(), M = n_experts_;
   sc.B.resize(n_features());
-  basis_->descriptors(zi, n, rij, zj, sc.B.data(), sc.basis);
+  basis_->atomic_values(zi, n, rij, zj, sc.basis);   // A_i, then B_i straight from it (as the atom gate)
+  basis_->features_from_A(sc.basis.A.data(), sc.B.data());
+  if (A) std::copy(sc.basis.A.begin(), sc.basis.A.end(), A);
   sc.yk.resize(d + M);
   local_project(zi, sc.B.data(), sc.yk.data());
   std::fill_n(y, L, 0.0);
@@ -97,12 +107,17 @@ void Potential::neighbourhood_inputs(int zi, int n, const double* rij, const int
 
 double Potential::neighbourhood_gate(int i, int zi, int n, const double* rij, const int* zj, const int* jidx,
                                      const double* y, const double* a, double f, double* z, double* w, double* g,
-                                     double* eps, double* h, AtomScratch& sc) const {
+                                     double* eps, double* h, AtomScratch& sc, double* mix) const {
   const int d = local_tables_[zi].d, L = gate_dim(), M = n_experts_;
-  double S = 0.0, dfr;
+  if (!mix) {
+    sc.mix.resize(2 * static_cast<size_t>(n));
+    mix = sc.mix.data();
+  }
+  double S = 0.0;
   for (int k = 0; k < d; ++k) z[k] = y[static_cast<size_t>(i) * L + k];
-  for (int p = 0; p < n; ++p) {
-    const double fp = mixing_weight(rij + 3 * p, zj[p] == zi, gate_range_, &dfr);
+  for (int p = 0; p < n; ++p) {   // each pair's f and f'/r once (stage 3 reads them from mix)
+    const double fp = mixing_weight(rij + 3 * p, zj[p] == zi, gate_range_, &mix[2 * p + 1]);
+    mix[2 * p] = fp;
     if (fp == 0.0) continue;
     const double* yj = y + static_cast<size_t>(jidx[p]) * L;
     for (int k = 0; k < d; ++k) z[k] += fp * yj[k];
@@ -117,7 +132,7 @@ double Potential::neighbourhood_gate(int i, int zi, int n, const double* rij, co
   double* hi = h + static_cast<size_t>(i) * L;
   for (int k = 0; k < d; ++k) hi[k] += inv * g[k];
   for (int p = 0; p < n; ++p) {
-    const double fp = mixing_weight(rij + 3 * p, zj[p] == zi, gate_range_, &dfr);
+    const double fp = mix[2 * p];
     if (fp == 0.0) continue;
     double* hj = h + static_cast<size_t>(jidx[p]) * L;
     for (int k = 0; k < d; ++k) hj[k] += inv * fp * g[k];
@@ -129,19 +144,25 @@ double Potential::neighbourhood_gate(int i, int zi, int n, const double* rij, co
 // mixing weights: dE/dr_ij += inv_i f'(r_ij) g_i . (y_j - z_i) r_ij / r_ij.
 double Potential::neighbourhood_adjoint(int i, int zi, int n, const double* rij, const int* zj, const int* jidx,
                                         const double* y, const double* z, const double* w, const double* g,
-                                        double eg, double eps, const double* h, double* dE, AtomScratch& sc) const {
+                                        double eg, double eps, const double* h, double* dE, AtomScratch& sc,
+                                        const double* mix, const double* A) const {
   const int d = local_tables_[zi].d, L = gate_dim(), M = n_experts_;
   double df = 0.0;
   const double f = ace_share(zi, n, rij, &df, sc);
-  basis_->prepare_gradient(zi, n, rij, zj, sc.basis);
+  basis_->prepare_gradient(zi, n, rij, zj, sc.basis, A);   // A_i from stage 1 when given
   sc.gw.assign(w, w + M);
   local_ceff(zi, h + static_cast<size_t>(i) * L, f, sc);
   basis_->gradient_prepared(n, rij, zj, sc.c.data(), dE, sc.basis);
-  double S = 0.0, dfr;
-  for (int p = 0; p < n; ++p) S += mixing_weight(rij + 3 * p, zj[p] == zi, gate_range_, &dfr);
+  if (!mix) {
+    sc.mix.resize(2 * static_cast<size_t>(n));
+    for (int p = 0; p < n; ++p) sc.mix[2 * p] = mixing_weight(rij + 3 * p, zj[p] == zi, gate_range_, &sc.mix[2 * p + 1]);
+    mix = sc.mix.data();
+  }
+  double S = 0.0;
+  for (int p = 0; p < n; ++p) S += mix[2 * p];
   const double inv = 1.0 / (1.0 + S);
   for (int p = 0; p < n; ++p) {
-    mixing_weight(rij + 3 * p, zj[p] == zi, gate_range_, &dfr);
+    const double dfr = mix[2 * p + 1];
     if (dfr == 0.0) continue;
     const double* yj = y + static_cast<size_t>(jidx[p]) * L;
     double gy = 0.0;
@@ -154,25 +175,28 @@ double Potential::neighbourhood_adjoint(int i, int zi, int n, const double* rij,
 
 double Potential::neighbourhood_compute(const Neighbours& nl, double* energies, double* forces, double* virial,
                                         double* virial_atoms, double* atom_weights) const {
-  const int N = nl.n_atoms, M = n_experts_, L = gate_dim();
+  const int N = nl.n_atoms, M = n_experts_, L = gate_dim(), nA = basis_->n_A();
   const size_t NL = static_cast<size_t>(N) * L, NM = static_cast<size_t>(N) * M;
+  // per atom y, z, g, h, the experts' energies, w, A_i (stage 1 to 3); per pair the mixing weights
   std::vector<double> y(NL), z(NL), g(NL), h(NL, 0.0), a(NM), w(NM), eg(N), eps(N), fsh(N);
+  std::vector<double> A(static_cast<size_t>(N) * nA), mix(2 * static_cast<size_t>(nl.first[N]));
   AtomScratch sc;
   for_each_atom(*basis_, nl, [&](int i, int s, int n, const double* rij, const int* zj) {   // y_j of every atom
     neighbourhood_inputs(s, n, rij, zj, y.data() + static_cast<size_t>(i) * L, a.data() + static_cast<size_t>(i) * M,
-                         &fsh[i], sc);
+                         &fsh[i], sc, A.data() + static_cast<size_t>(i) * nA);
   });
   for_each_atom(*basis_, nl, [&](int i, int s, int n, const double* rij, const int* zj) {   // gates, dE/dy
     const size_t iL = static_cast<size_t>(i) * L, iM = static_cast<size_t>(i) * M;
     eg[i] = neighbourhood_gate(i, s, n, rij, zj, nl.j + nl.first[i], y.data(), a.data() + iM, fsh[i], z.data() + iL,
-                               w.data() + iM, g.data() + iL, &eps[i], h.data(), sc);
+                               w.data() + iM, g.data() + iL, &eps[i], h.data(), sc, mix.data() + 2 * nl.first[i]);
   });
   if (atom_weights) std::copy(w.begin(), w.end(), atom_weights);
   return tally_atoms(*basis_, nl, energies, forces, virial, virial_atoms,
                      [&](int i, int s, int n, const double* rij, const int* zj, double* dE) {
                        const size_t iL = static_cast<size_t>(i) * L, iM = static_cast<size_t>(i) * M;
                        return neighbourhood_adjoint(i, s, n, rij, zj, nl.j + nl.first[i], y.data(), z.data() + iL,
-                                                    w.data() + iM, g.data() + iL, eg[i], eps[i], h.data(), dE, sc);
+                                                    w.data() + iM, g.data() + iL, eg[i], eps[i], h.data(), dE, sc,
+                                                    mix.data() + 2 * nl.first[i], A.data() + static_cast<size_t>(i) * nA);
                      });
 }
 

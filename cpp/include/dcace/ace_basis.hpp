@@ -131,7 +131,13 @@ class ACEBasis {
   // the adjoint of E = c . B_i for per-feature coefficients c (n_features) on them: dE/dr_ij as
   // energy_gradient, without accumulating A_i again, the monomial weights gathered from c as the
   // pass needs them and no energy (the caller has it from B_i).
-  void prepare_gradient(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
+  // With A (n_A values: A_i of this atom from an earlier values-only pass, atomic_values) A_i is not
+  // accumulated again but copied into ws.A.
+  void prepare_gradient(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws,
+                        const double* A = nullptr) const;
+  // Values only: A_i into ws.A (no monomials, no gradients); features_from_A(ws.A) gives B_i (the
+  // neighbourhood gate's first stage, which keeps A_i for prepare_gradient in its third).
+  void atomic_values(int zi, int n_neigh, const double* rij, const int* zj, Workspace& ws) const;
   void gradient_prepared(int n_neigh, const double* rij, const int* zj, const double* c, double* dE_drij,
                          Workspace& ws) const;
 

@@ -109,6 +109,7 @@ struct AtomScratch {
   std::vector<double> B, gw, gdw, c, em;  // local gate: B_i, w_i, dw/dy (M x d), c_eff,i, e_m
   std::vector<double> yk;                 // local gate: (d + M) projections, then the row weights
   std::vector<double> gz;                 // local gate: dE/dz_i (d)
+  std::vector<double> mix;                // neighbourhood gate: f(r_ij), f'(r_ij) / r_ij per pair
   std::vector<double> w;     // per-atom monomial weights (density core)
   std::vector<double> drho;  // d rho_i / d r_ij
   double rho = 0.0;          // rho_i (set by ace_share)
@@ -151,19 +152,23 @@ class Potential {
   // dcace).  Per-atom arrays y and h have stride gate_dim() (the largest d of the species' gates);
   // neighbour p of atom i is atom jidx[p] of them (ghosts included in LAMMPS).
   int gate_dim() const;
-  // stage 1: y_i (gate_dim values, zero-padded), the experts' c_m . B_i (M) and the ACE share f_i
+  // stage 1: y_i (gate_dim values, zero-padded), the experts' c_m . B_i (M) and the ACE share f_i;
+  // with A (n_A values, may be null) A_i too, for stage 3 (which then does not accumulate it again)
   void neighbourhood_inputs(int zi, int n_neigh, const double* rij, const int* zj, double* y, double* a,
-                            double* f, AtomScratch& sc) const;
+                            double* f, AtomScratch& sc, double* A = nullptr) const;
   // stage 2 (every y_j known): z_i, w_i (M), g_i = dE/dz_i and eps_i = sum_m w_im a_im; adds
-  // dE/dy_j = a_ij g_i to h (h[i] and h[jidx[p]]); returns the gated energy of atom i
+  // dE/dy_j = a_ij g_i to h (h[i] and h[jidx[p]]); returns the gated energy of atom i.  With mix
+  // (2 n_neigh values, may be null) the mixing weights f(r_ij) and f'(r_ij) / r_ij of each pair, for stage 3.
   double neighbourhood_gate(int i, int zi, int n_neigh, const double* rij, const int* zj, const int* jidx,
                             const double* y, const double* a, double f, double* z, double* w, double* g,
-                            double* eps, double* h, AtomScratch& sc) const;
+                            double* eps, double* h, AtomScratch& sc, double* mix = nullptr) const;
   // stage 3 (h complete): dE/dr_ij (n_neigh x 3, overwritten) of atom i's pairs and its energy
-  // e_i = eg + the short-range core, from stage 2's eg, z_i, w_i, g_i, eps_i and h_i
+  // e_i = eg + the short-range core, from stage 2's eg, z_i, w_i, g_i, eps_i and h_i; mix and A (may
+  // be null: computed again) from stages 2 and 1
   double neighbourhood_adjoint(int i, int zi, int n_neigh, const double* rij, const int* zj, const int* jidx,
                                const double* y, const double* z, const double* w, const double* g, double eg,
-                               double eps, const double* h, double* dE_drij, AtomScratch& sc) const;
+                               double eps, const double* h, double* dE_drij, AtomScratch& sc,
+                               const double* mix = nullptr, const double* A = nullptr) const;
   const std::vector<Gate>& local_gates() const { return local_gates_; }  // one per species (local)
   const std::string& metadata() const { return metadata_; }            // JSON text (provenance)
   const Baseline& baseline() const { return baseline_; }               // short-range core (may be off)
