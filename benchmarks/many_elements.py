@@ -111,6 +111,8 @@ MODELS = {
     # w grid above extended past 8 so that `choose` (the validation score, training frames 1::4) has a minimum
     "blocks-10-9-0-tr-balf": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                   balance="frames"),
+    "blocks-10-9-0-tr-ball": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                  balance="loss:blocks-10-9-0-tr"),
     "blocks-10-9-0-tr-bala": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                   balance="atoms"),
     "blocks-10-9-0-trbr-b3": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
@@ -153,8 +155,10 @@ def balanced_weights(frames, by):
     rows, so the loss counts w^2): sum over a group's frames of w^2 = n_frames / G (by="frames") or
     sum of w^2 N_atoms = n_atoms / G (by="atoms"), i.e. w_g = sqrt(n / (G n_g)).  A rule with no tuned
     number, from the training frames alone."""
+    if by.startswith("loss:"):   # "loss:MODEL": the groups' shares of MODEL's training loss (W/MODEL.dcace)
+        return loss_balanced_weights(frames, by[len("loss:"):])
     if by not in ("frames", "atoms"):
-        raise ValueError(f"balance: {by!r} must be 'frames' or 'atoms'")
+        raise ValueError(f"balance: {by!r} must be 'frames', 'atoms' or 'loss:MODEL'")
     n = {}
     for fr in frames:
         g = fr.info.get("config_type")
@@ -177,6 +181,30 @@ def group_errors(pot, frames):
                 "force_mae": float(np.mean(np.concatenate(v["dF"])))} for k, v in sorted(out.items())}
 
 
+#: where loss_balanced_weights finds the unweighted fit (set by cmd_fit from --workdir)
+WORKDIR = Path("W")
+
+
+def loss_balanced_weights(frames, model):
+    """{config_type: w} so that every config_type contributes the same to the training loss of the fit W/MODEL
+    (one reweighting step from an unweighted fit, on the frames it was fitted to, no tuned number):
+    L_g = sum over the group's frames of 300^2 ((E_pred - E)/N)^2 + sum (F_pred - F)^2 (the default row
+    weights, dcace.pipeline), w_g = sqrt(L / (G L_g)).  Training data only: the fitted frames' residuals."""
+    import dcace
+
+    pot = dcace.load(WORKDIR / f"{model}.dcace")
+    L = {}
+    for fr in frames:
+        res = pot.compute(fr)
+        g = fr.info.get("config_type")
+        e = 300.0 * (res["energy"] - fr.get_potential_energy()) / len(fr)
+        L[g] = L.get(g, 0.0) + e * e + float(np.sum((res["forces"] - fr.get_forces()) ** 2))
+    total, G = sum(L.values()), len(L)
+    print("training loss per group of " + model + ": " + ", ".join(f"{g} {v:.4g}" for g, v in sorted(L.items())),
+          flush=True)
+    return {g: float(np.sqrt(total / (G * v))) for g, v in sorted(L.items())}
+
+
 def cmd_fit(args):
     import dcace
     from ase.io import read
@@ -190,6 +218,8 @@ def cmd_fit(args):
     train = read(NBMOTA_TRAIN, "::4" if args.quick else ":")
     test = read(NBMOTA_TEST, ":")
     balance = kw.pop("balance", None)
+    global WORKDIR
+    WORKDIR = Path(args.workdir)
     if balance:   # the rule's weights, from the frames this fit sees
         kw["weights"] = balanced_weights(train, balance)
         print(f"balanced weights ({balance}): {kw['weights']}", flush=True)
