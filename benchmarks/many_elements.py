@@ -9,6 +9,7 @@ Each sub-command stays under ~10 minutes on the shared 2-core machine (run them 
     python benchmarks/many_elements.py scaling --workdir W              # K, memory, s/structure
     python benchmarks/many_elements.py dc-cost --workdir W              # committee memory, no fit
     python benchmarks/many_elements.py table --quick --workdir W > docs/many-elements.md
+    python benchmarks/many_elements.py choose --workdir W --keep docs/many-elements.md  # w on validation only
 
 `--quick` fits every 4th training structure (the test set is complete) at the degrees in MODELS, and
 scores the structures after those ("1::4", not fitted) as a validation set (W/MODEL.json "validation");
@@ -580,6 +581,7 @@ def markdown(res, spread, scaling, args, dc_cost=None):
          *[f"python benchmarks/many_elements.py fit {m}{q} --workdir W" for m in res],
          "python benchmarks/many_elements.py scaling --workdir W",
          *(["python benchmarks/many_elements.py dc-cost --workdir W"] if dc_cost else []),
+         "python benchmarks/many_elements.py choose --workdir W" + (f" --keep {args.keep}" if args.keep else ""),
          f"python benchmarks/many_elements.py table{q} --workdir W"
          + (f" --keep {args.keep}" if args.keep else "") + " > docs/many-elements.md", "```", "",
          "What the numbers mean (the bar, the embeddings, memory, the ternary MD): `docs/many-elements-summary.md`. "
