@@ -324,12 +324,14 @@ def cmd_choose(args):
     cands = [m for m in val if (m.startswith(prefix) or m == prefix.removesuffix("-b")) and m != "explicit-9"]
     rows = []
     for m in cands:
-        r = [val[m][g][q] / ref[g][q] for g in sorted(ref) for q in ("energy_mae_mev", "force_mae")]
-        rows.append((max(r), float(np.mean(r)), sum(x > 1 for x in r), m))
+        keys = [(g, q) for g in sorted(ref) for q in ("energy_mae_mev", "force_mae")]
+        r = [val[m][g][q] / ref[g][q] for g, q in keys]
+        above = ", ".join(f"{g} {'E' if q[0] == 'e' else 'F'} {x:.4f}" for (g, q), x in zip(keys, r) if x > 1)
+        rows.append((max(r), float(np.mean(r)), sum(x > 1 for x in r), m, above))
     rows.sort()
     print(f"validation score against explicit-9 ({src['explicit-9']}), candidates {prefix}*:")
-    for mx, mean, miss, m in rows:
-        print(f"  {m:28s} max {mx:.4f}  mean {mean:.4f}  above (a) on {miss} of 12  [{src[m]}]")
+    for mx, mean, miss, m, above in rows:
+        print(f"  {m:28s} max {mx:.4f}  mean {mean:.4f}  above (a) on {miss} of 12  [{src[m]}]  {above}")
     print(f"pick (lowest max ratio): {rows[0][3]}; lowest mean ratio: {min(rows, key=lambda t: t[1])[3]}")
 
 
