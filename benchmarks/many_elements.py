@@ -305,7 +305,7 @@ def doc_validation(doc):
 
 
 def cmd_choose(args):
-    """Score the candidates of a family (models named PREFIX + anything, e.g. the binaries' weights w of
+    """Score the candidates of a family (models named PREFIX + a number, e.g. the binaries' weights w of
     blocks-10-9-0-tr-bW, and PREFIX without a trailing "-b": w = 1) on the validation set only (training structures
     1::4, not fitted) against (a) = explicit-9: per group and quantity the ratio validation error / (a)'s,
     then the max and the mean of the 12 ratios.  Prints the ranking by max (mean breaks ties) and the pick.
@@ -321,7 +321,13 @@ def cmd_choose(args):
     if ref is None:
         raise SystemExit("choose: no validation errors of explicit-9 (run it in W or pass --keep DOC)")
     prefix = args.model or "blocks-10-9-0-tr-b"
-    cands = [m for m in val if (m.startswith(prefix) or m == prefix.removesuffix("-b")) and m != "explicit-9"]
+    def in_family(m):   # PREFIX + a number (a grid value), or PREFIX without its "-b" (w = 1)
+        try:
+            return m == prefix.removesuffix("-b") or (m.startswith(prefix) and float(m[len(prefix):]) > 0)
+        except ValueError:
+            return False
+
+    cands = [m for m in val if in_family(m) and m != "explicit-9"]
     rows = []
     for m in cands:
         keys = [(g, q) for g in sorted(ref) for q in ("energy_mae_mev", "force_mae")]
