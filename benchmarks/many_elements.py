@@ -112,6 +112,10 @@ MODELS = {
     # w grid above extended past 8 so that `choose` (the validation score, training frames 1::4) has a minimum
     "blocks-10-9-0-tr-balf": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                   balance="frames"),
+    # a diagnostic, not a candidate (run after the test numbers were read): w = 10 with w = 6's ridge fixed, to
+    # see whether the ridge's decade (CV: 1e-13 at w = 10, 1e-12 at w = 6) sets the Ta-Nb test force
+    "blocks-10-9-0-tr-b10-r12": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                     weights={g: 10.0 for g in BINARIES}, ridge=1e-12),
     "blocks-10-9-0-tr-ball": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                   balance="loss:blocks-10-9-0-tr"),
     "blocks-10-9-0-tr-bala": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
@@ -145,6 +149,8 @@ def describe(kw):
         s += f", weights balanced by {kw['balance']}"
     if kw.get("weights"):
         s += ", weights " + ",".join(f"{g}:{w:g}" for g, w in kw["weights"].items())
+    if kw.get("ridge") is not None:
+        s += f", ridge fixed at {kw['ridge']:g}"
     if kw.get("energy_weight") is not None:
         s += f", energy weight {kw['energy_weight']:g}"
     return s
