@@ -9,6 +9,7 @@ Each sub-command stays under ~10 minutes on the shared 2-core machine (run them 
     python benchmarks/many_elements.py scaling --workdir W              # K, memory, s/structure
     python benchmarks/many_elements.py dc-cost --workdir W              # committee memory, no fit
     python benchmarks/many_elements.py table --quick --workdir W > docs/many-elements.md
+    python benchmarks/many_elements.py choose --workdir W --keep docs/many-elements.md  # w on validation only
 
 `--quick` fits every 4th training structure (the test set is complete) at the degrees in MODELS, and
 scores the structures after those ("1::4", not fitted) as a validation set (W/MODEL.json "validation");
@@ -105,7 +106,20 @@ MODELS = {
     # ridge and the per-block ridge together
     **{f"blocks-{d}-9-0-tr-b{w:g}": dict(body_order=4, max_degree=d, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                           weights={g: float(w) for g in BINARIES})
-       for d in (10, 11) for w in (1.5, 2, 3, 4, 5, 6, 8)},
+       for d in (10, 11) for w in (1.5, 2, 3, 4, 5, 6, 8, 10, 12, 16)},
+    # session 12 (issue 15): the config groups' weights by a rule on the training data alone, no tuned number
+    # (balanced_weights: every config_type the same total weight in the loss, by frames or by atoms), and the
+    # w grid above extended past 8 so that `choose` (the validation score, training frames 1::4) has a minimum
+    "blocks-10-9-0-tr-balf": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                  balance="frames"),
+    # a diagnostic, not a candidate (run after the test numbers were read): w = 10 with w = 6's ridge fixed, to
+    # see whether the ridge's decade (CV: 1e-13 at w = 10, 1e-12 at w = 6) sets the Ta-Nb test force
+    "blocks-10-9-0-tr-b10-r12": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                     weights={g: 10.0 for g in BINARIES}, ridge=1e-12),
+    "blocks-10-9-0-tr-ball": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                  balance="loss:blocks-10-9-0-tr"),
+    "blocks-10-9-0-tr-bala": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                                  balance="atoms"),
     "blocks-10-9-0-trbr-b3": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                   block_ridge=BLOCK_RIDGE_GRID, weights={g: 3.0 for g in BINARIES}),
     "blocks-10-9-0-trbr": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
@@ -131,14 +145,37 @@ def describe(kw):
         s += ", ridge per block (CV)"
     if kw.get("top_degree_ridge") is not None:
         s += f", ridge of degrees > {kw['top_degree_ridge']:g} (CV)"
+    if kw.get("balance"):
+        s += f", weights balanced by {kw['balance']}"
     if kw.get("weights"):
         s += ", weights " + ",".join(f"{g}:{w:g}" for g, w in kw["weights"].items())
+    if kw.get("ridge") is not None:
+        s += f", ridge fixed at {kw['ridge']:g}"
     if kw.get("energy_weight") is not None:
         s += f", energy weight {kw['energy_weight']:g}"
     return s
 
 
 # ------------------------------------------------------------------------------ fit one model
+def balanced_weights(frames, by):
+    """{config_type: w} so that every config_type has the same total weight in the loss (weights multiply
+    rows, so the loss counts w^2): sum over a group's frames of w^2 = n_frames / G (by="frames") or
+    sum of w^2 N_atoms = n_atoms / G (by="atoms"), i.e. w_g = sqrt(n / (G n_g)).  A rule with no tuned
+    number, from the training frames alone."""
+    if by.startswith("loss:"):   # "loss:MODEL": the groups' shares of MODEL's training loss (W/MODEL.dcace)
+        return loss_balanced_weights(frames, by[len("loss:"):])
+    if by not in ("frames", "atoms"):
+        raise ValueError(f"balance: {by!r} must be 'frames', 'atoms' or 'loss:MODEL'")
+    n = {}
+    for fr in frames:
+        g = fr.info.get("config_type")
+        n[g] = n.get(g, 0) + (1 if by == "frames" else len(fr))
+    if None in n:
+        raise ValueError("balance: some training frames have no config_type")
+    total, G = sum(n.values()), len(n)
+    return {g: float(np.sqrt(total / (G * c))) for g, c in sorted(n.items())}
+
+
 def group_errors(pot, frames):
     """Energy (meV/atom) and force (eV/Å) MAE per config_type."""
     out = {}
@@ -149,6 +186,30 @@ def group_errors(pot, frames):
         g["dF"].append(np.abs(res["forces"] - fr.get_forces()).ravel())
     return {k: {"n": len(v["dE"]), "energy_mae_mev": 1e3 * float(np.mean(v["dE"])),
                 "force_mae": float(np.mean(np.concatenate(v["dF"])))} for k, v in sorted(out.items())}
+
+
+#: where loss_balanced_weights finds the unweighted fit (set by cmd_fit from --workdir)
+WORKDIR = Path("W")
+
+
+def loss_balanced_weights(frames, model):
+    """{config_type: w} so that every config_type contributes the same to the training loss of the fit W/MODEL
+    (one reweighting step from an unweighted fit, on the frames it was fitted to, no tuned number):
+    L_g = sum over the group's frames of 300^2 ((E_pred - E)/N)^2 + sum (F_pred - F)^2 (the default row
+    weights, dcace.pipeline), w_g = sqrt(L / (G L_g)).  Training data only: the fitted frames' residuals."""
+    import dcace
+
+    pot = dcace.load(WORKDIR / f"{model}.dcace")
+    L = {}
+    for fr in frames:
+        res = pot.compute(fr)
+        g = fr.info.get("config_type")
+        e = 300.0 * (res["energy"] - fr.get_potential_energy()) / len(fr)
+        L[g] = L.get(g, 0.0) + e * e + float(np.sum((res["forces"] - fr.get_forces()) ** 2))
+    total, G = sum(L.values()), len(L)
+    print("training loss per group of " + model + ": " + ", ".join(f"{g} {v:.4g}" for g, v in sorted(L.items())),
+          flush=True)
+    return {g: float(np.sqrt(total / (G * v))) for g, v in sorted(L.items())}
 
 
 def cmd_fit(args):
@@ -163,6 +224,12 @@ def cmd_fit(args):
     dcace.baseline.UNLIKE_PAIRS = kw.pop("unlike_pairs", dcace.baseline.UNLIKE_PAIRS)   # the rule under test
     train = read(NBMOTA_TRAIN, "::4" if args.quick else ":")
     test = read(NBMOTA_TEST, ":")
+    balance = kw.pop("balance", None)
+    global WORKDIR
+    WORKDIR = Path(args.workdir)
+    if balance:   # the rule's weights, from the frames this fit sees
+        kw["weights"] = balanced_weights(train, balance)
+        print(f"balanced weights ({balance}): {kw['weights']}", flush=True)
     from memory_profile import Sampler, rss_bytes
 
     sampler = Sampler(threading.get_ident())   # RSS every 20 ms, with the code that raised it
@@ -188,7 +255,7 @@ def cmd_fit(args):
            "degree_ridge": (pot.report.selection.get("degree_ridge") or {}).get("exponent"),
            "top_degree_ridge": {k: (pot.report.selection.get("top_degree_ridge") or {}).get(k)
                                 for k in ("degree", "factor", "n_columns", "cv")},
-           "ridge": pot.report.selection.get("ridge"),
+           "ridge": pot.report.selection.get("ridge"), "weights": kw.get("weights"),
            "pass2_estimate_parts": {k: c.get(k) for k in ("rows_and_products_s", "updates_s", "merges_s",
                                                           "n_batches", "n_blocks", "unit_costs")},
            "core_notes": [x for x in pot.report.notes if "core window" in x],
@@ -221,6 +288,63 @@ def code_version():
                               text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"
+
+
+# ------------------------------------------------------------------------------ choose a setting on validation
+def doc_validation(doc):
+    """{model: {group: {"energy_mae_mev", "force_mae"}}} from a committed page's "Validation per group" table
+    (rounded as printed: 3 decimals in meV/atom, 5 in eV/Å), for the runs whose JSON is not in W."""
+    out, groups, inside = {}, None, False
+    for line in Path(doc).read_text().splitlines():
+        if line.startswith("## "):
+            inside = line.startswith("## Validation per group")
+            continue
+        if not inside or not line.startswith("|") or line.startswith("|---"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == "model":
+            groups = cells[1:]
+            continue
+        out[cells[0]] = {g: {"energy_mae_mev": float(c.split("/")[0]), "force_mae": float(c.split("/")[1])}
+                         for g, c in zip(groups, cells[1:])}
+    return out
+
+
+def cmd_choose(args):
+    """Score the candidates of a family (models named PREFIX + a number, e.g. the binaries' weights w of
+    blocks-10-9-0-tr-bW, and PREFIX without a trailing "-b": w = 1) on the validation set only (training structures
+    1::4, not fitted) against (a) = explicit-9: per group and quantity the ratio validation error / (a)'s,
+    then the max and the mean of the 12 ratios.  Prints the ranking by max (mean breaks ties) and the pick.
+    Test errors are not read."""
+    work = Path(args.workdir)
+    val = doc_validation(args.keep) if args.keep else {}
+    src = {m: "doc" for m in val}
+    for m in MODELS:
+        f = work / f"{m}.json"
+        if f.exists() and "validation" in (r := json.loads(f.read_text())):
+            val[m], src[m] = r["validation"], "W"
+    ref = val.get("explicit-9")
+    if ref is None:
+        raise SystemExit("choose: no validation errors of explicit-9 (run it in W or pass --keep DOC)")
+    prefix = args.model or "blocks-10-9-0-tr-b"
+    def in_family(m):   # PREFIX + a number (a grid value), or PREFIX without its "-b" (w = 1)
+        try:
+            return m == prefix.removesuffix("-b") or (m.startswith(prefix) and float(m[len(prefix):]) > 0)
+        except ValueError:
+            return False
+
+    cands = [m for m in val if in_family(m) and m != "explicit-9"]
+    rows = []
+    for m in cands:
+        keys = [(g, q) for g in sorted(ref) for q in ("energy_mae_mev", "force_mae")]
+        r = [val[m][g][q] / ref[g][q] for g, q in keys]
+        above = ", ".join(f"{g} {'E' if q[0] == 'e' else 'F'} {x:.4f}" for (g, q), x in zip(keys, r) if x > 1)
+        rows.append((max(r), float(np.mean(r)), sum(x > 1 for x in r), m, above))
+    rows.sort()
+    print(f"validation score against explicit-9 ({src['explicit-9']}), candidates {prefix}*:")
+    for mx, mean, miss, m, above in rows:
+        print(f"  {m:28s} max {mx:.4f}  mean {mean:.4f}  above (a) on {miss} of 12  [{src[m]}]  {above}")
+    print(f"pick (lowest max ratio): {rows[0][3]}; lowest mean ratio: {min(rows, key=lambda t: t[1])[3]}")
 
 
 # ------------------------------------------------------------------------------ cost scaling
@@ -471,6 +595,7 @@ def markdown(res, spread, scaling, args, dc_cost=None):
          *[f"python benchmarks/many_elements.py fit {m}{q} --workdir W" for m in res],
          "python benchmarks/many_elements.py scaling --workdir W",
          *(["python benchmarks/many_elements.py dc-cost --workdir W"] if dc_cost else []),
+         "python benchmarks/many_elements.py choose --workdir W" + (f" --keep {args.keep}" if args.keep else ""),
          f"python benchmarks/many_elements.py table{q} --workdir W"
          + (f" --keep {args.keep}" if args.keep else "") + " > docs/many-elements.md", "```", "",
          "What the numbers mean (the bar, the embeddings, memory, the ternary MD): `docs/many-elements-summary.md`. "
@@ -572,17 +697,19 @@ def markdown(res, spread, scaling, args, dc_cost=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("fit", "scaling", "table", "diagnose", "dc-cost"))
-    p.add_argument("model", nargs="?", choices=tuple(MODELS))
+    p.add_argument("command", choices=("fit", "scaling", "table", "diagnose", "dc-cost", "choose"))
+    p.add_argument("model", nargs="?", help="a model of MODELS (choose: a name prefix, default blocks-10-9-0-tr-b)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--workdir", required=True)
     p.add_argument("--keep", metavar="DOC", help="table: keep DOC's rows of the models W has no run of "
-                   "(benchmarks/kept_rows.py)")
+                   "(benchmarks/kept_rows.py); choose: take the validation errors of runs not in W from DOC")
     p.add_argument("--resident-mib", type=float, default=284.0, help="dc-cost: what the fit holds before pass 2")
     args = p.parse_args(argv)
+    if args.command in ("fit", "diagnose") and args.model not in MODELS:
+        p.error(f"{args.command}: model {args.model!r} is not one of MODELS ({', '.join(MODELS)})")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     {"fit": cmd_fit, "scaling": cmd_scaling, "table": cmd_table, "diagnose": cmd_diagnose,
-     "dc-cost": cmd_dc_cost}[args.command](args)
+     "dc-cost": cmd_dc_cost, "choose": cmd_choose}[args.command](args)
 
 
 if __name__ == "__main__":
