@@ -220,7 +220,8 @@ def _efficiency(rows):
     same = {}
     for r in rows:
         same.setdefault((r["set"], r["max_degree"]), set()).add(r["sha"])
-    lines += ["", "Files: " + "; ".join(f"{s} deg {d:g}: {'identical for all ranks x threads' if len(v) == 1 else 'DIFFER'}"
+    differ = "DIFFER (its rows ran on different code: the reruns at the end of the page are on one)"
+    lines += ["", "Files: " + "; ".join(f"{s} deg {d:g}: {'identical for all ranks x threads' if len(v) == 1 else differ}"
                                         for (s, d), v in same.items()) + ".", ""]
     return lines
 
@@ -461,6 +462,35 @@ def _full_size(rows, costs=None):
     return lines + [""]
 
 
+def _reruns(reruns):
+    """Runs of a configuration again on later code (store["reruns"], kept beside the rows they would replace in
+    the cache): the file's hash across ranks x threads on that code, and rank 0's peak against the expected peak
+    the fit printed before pass 2 (dcace.cost.expected_peak; `expected` rows: what the fit now prints, from
+    `--cost-only`)."""
+    if not reruns:
+        return []
+    lines = ["", "**Reruns on later code** (each a command of its own, on the code of its commit; the rows above keep "
+             "the earlier runs their efficiency figures came from):", "",
+             "| set | basis | ranks x threads | code | wall (s) | row pass (s) | peak RSS per rank (MiB) | expected peak "
+             "printed (MiB) | sha256 | load |", "|---|---|---|---|---:|---:|---|---:|---|---|"]
+    for r in reruns:
+        exp = r.get("cost", {}).get("expected_peak_bytes")
+        lines.append(f"| {r['set']} | {_basis(r)} | {r['ranks']} x {r['threads']} | {r.get('code', '-')} | "
+                     f"{r['wall']:.1f} | {row_pass(r):.1f} | {', '.join(f'{m:.0f}' for m in r['rss'])} | "
+                     f"{'-' if exp is None else f'{exp / 2**20:.0f}'} | {r['sha'][:12]} | "
+                     f"{r['load'][0]:.1f} -> {r['load'][1]:.1f} |")
+    same = {}
+    for r in reruns:
+        same.setdefault((r["set"], r["max_degree"]), set()).add(r["sha"])
+    lines += ["", "Files of the reruns: " + "; ".join(
+        f"{s} deg {d:g}: {'identical for all ranks x threads' if len(v) == 1 else 'DIFFER'}"
+        for (s, d), v in same.items()) + "."]
+    for r in reruns:
+        if r.get("note"):
+            lines += ["", r["note"]]
+    return lines
+
+
 def write_doc(out, store, cpu, cores, python):
     rows = store["rows"]
     commands = sorted({r["command"] for r in rows})
@@ -476,4 +506,5 @@ def write_doc(out, store, cpu, cores, python):
     lines += _table(rows) + [""] + _efficiency(rows) + _memory(rows, store.get("before"), store.get("held")) + _probe(store.get("probe")) + _tial(rows)
     read_lines, read_model = _reading(store.get("read"))
     lines += STREAMING_COST + read_lines + _projection(rows, read_model) + _full_size(rows, store.get("costs"))
+    lines += _reruns(store.get("reruns"))
     Path(out).write_text("\n".join(lines) + "\n")
