@@ -106,7 +106,8 @@ def stress_rows_nbytes(S, K, n_with_stress):
 
 #: copies of its (atoms x K) training descriptors the grade's MaxVol holds at once (dcace.grade.maxvol_grade:
 #: the rows, their scaled copy, C = X X[I]^-1 and the swap's temporaries), measured with the RSS sampler of
-#: benchmarks/memory_profile.py on a 4000 x 1000 full-rank X: 7.9 copies above the rows (5.1 rank-deficient)
+#: benchmarks/memory_profile.py on a 4000 x 1000 full-rank X: 7.9 copies above the rows (5.1 rank-deficient);
+#: on 8000 x 2345 (TiAl x10's size at degree 14) 6.0: 9 is the upper of the two, rows included
 GRADE_COPIES = 9
 
 
