@@ -19,8 +19,8 @@ import time
 
 from .estimate import estimate_pass2, pass2_batches
 
-__all__ = ["linear_nbytes", "check_linear_memory", "resident_bytes", "counted_nbytes",
-           "expected_peak", "stress_rows_nbytes", "grade_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
+__all__ = ["linear_nbytes", "check_linear_memory", "resident_bytes", "counted_nbytes", "expected_peak",
+           "stress_rows_nbytes", "grade_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
            "default_many_element_basis", "REDUCE_OPTIONS"]
 
 #: the options that make the normal equations smaller, in the order to try them
