@@ -7,22 +7,8 @@ SP=$(echo $V/lib/python3*/site-packages)
 export LD_LIBRARY_PATH=$V/lib LAMMPS_PLUGIN_PATH=$SP/dcace/lammps_plugin OMP_NUM_THREADS=1
 D=$(mktemp -d)
 for n in 5 10; do
-  cat > $D/in.$n <<EOD
-units metal
-atom_style atomic
-lattice bcc 3.16
-region box block 0 10 0 10 0 10
-create_box 1 box
-create_atoms 1 box
-mass 1 95.95
-pair_style dcace
-pair_coeff * * $P Mo
-velocity all create 300 4928459 loop geom
-fix 1 all nve
-timestep 0.001
-thermo 50
-run $n
-EOD
+  PYTHONPATH=$(dirname "$0")/.. "$V/bin/python" -c "import sys; from lammps_common import bcc_deck; \
+sys.stdout.write(bcc_deck(10, ['pair_style dcace', 'pair_coeff * * $P Mo'], $n))" > $D/in.$n   # the benchmarks' deck
   (cd $D && valgrind --tool=callgrind --callgrind-out-file=/dev/null $SP/lammps/lmp -in in.$n -log none -nocite \
      -screen none) 2>&1 | grep "refs" | awk '{gsub(",","",$4); print $4}' > $D/I.$n
 done
