@@ -167,6 +167,19 @@ class Clustering:
     def transform(self, P):
         return self.standardiser(P) @ self.projection.T
 
+    def nearest(self, P) -> np.ndarray:
+        """The cluster of each row of P nearest in units of its spread (the gate's metric, its tau -> 0
+        limit): how structures outside the clustered ones join it (a sample's rest, a refit's new ones)."""
+        Y = self.transform(P)
+        r = np.sqrt(((Y[:, None, :] - self.centroids[None]) ** 2).sum(axis=2)) / self.spread[None, :]
+        return np.argmin(r, axis=1)
+
+    def joined(self, labels: np.ndarray) -> "Clustering":
+        """The same clusters with the given labels of every structure (sizes counted from them)."""
+        labels = np.asarray(labels)
+        return Clustering(self.standardiser, self.projection, labels, self.centroids, self.spread,
+                          np.bincount(labels, minlength=self.n_clusters))
+
 
 def cluster(P: np.ndarray, M: int, *, seed: int = 0, standardiser: Standardiser | None = None,
             projection: np.ndarray | None = None) -> Clustering:
@@ -217,11 +230,14 @@ class Eq8Gate:
     spread of cluster m in standardised feature space z.
     """
 
-    def __init__(self, cl: Clustering, Z: np.ndarray):
+    def __init__(self, cl: Clustering, Z: np.ndarray, labels: np.ndarray | None = None):
+        """Z: standardised mean descriptors of the clustered structures, labels their clusters (default:
+        cl.labels, every structure's; a clustering fitted on a sample gives the sample's)."""
         M = cl.n_clusters
+        labels = cl.labels if labels is None else np.asarray(labels)
         self.standardiser = cl.standardiser
-        self.mu = np.array([Z[cl.labels == m].mean(axis=0) for m in range(M)])
-        self.sigma = np.array([np.sqrt(((Z[cl.labels == m] - self.mu[m]) ** 2).sum(axis=1).mean()) for m in range(M)])
+        self.mu = np.array([Z[labels == m].mean(axis=0) for m in range(M)])
+        self.sigma = np.array([np.sqrt(((Z[labels == m] - self.mu[m]) ** 2).sum(axis=1).mean()) for m in range(M)])
         self.sigma = np.maximum(self.sigma, 1e-8)
         self.n = cl.sizes.astype(float)
 

@@ -134,10 +134,11 @@ def expected_peak(S, K, group_bytes, joint_bytes, resident, stress_bytes=0, grad
 
 
 def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, budget, estimate, threads,
-               resident=None, stress_bytes=0, grade_bytes=0):
+               resident=None, stress_bytes=0, grade_bytes=0, scratch_bytes=0):
     """Lines printed before pass 2: K, unknowns, memory per candidate, estimated time; resident: the
     bytes the process holds before pass 2 (data, basis, pass-1 sums, restraints), for the peak; stress_bytes:
-    the stress rows pass 2 will keep (stress_rows_nbytes); grade_bytes: the grade's MaxVol (grade_nbytes)."""
+    the stress rows pass 2 will keep (stress_rows_nbytes); grade_bytes: the grade's MaxVol (grade_nbytes);
+    scratch_bytes: the per-structure rows kept in a scratch file instead (dcace.rowstore; then stress_bytes 0)."""
     Dp = S * K + S
     work = linear_nbytes(S, K, k_folds) - 8 * k_folds * Dp * Dp   # as check_linear_memory counts them
     used = counted_nbytes(S, K, k_folds, group_bytes, joint_bytes)
@@ -158,6 +159,10 @@ def cost_lines(*, S, K, k_folds, group_bytes, n_groups, joint_bytes, skipped, bu
                      f"takes {_size(grade_bytes)}: expected peak about "
                      f"{_size(expected_peak(S, K, group_bytes, joint_bytes, resident, stress_bytes, grade_bytes))} "
                      "(measured against the peaks in docs/many-elements.md, docs/parallel-fitting.md)")
+    if scratch_bytes:
+        lines.append(f"cost: the descriptor sums and stress rows of every structure ({_size(scratch_bytes)}) are "
+                     f"over the rows budget (--rows-budget): kept in a scratch file in the temporary directory, "
+                     f"read back 256 structures at a time")
     e = estimate
     lines.append(f"cost: pass 2 estimated at {_hms(e['seconds'])} for {e['n_structures']} structures / "
                  f"{e['n_atoms']} atoms (timed on {e['n_sample']}: {1e3 * e['rows_s_per_atom']:.3g} ms/atom rows, "

@@ -55,7 +55,7 @@ from . import state as _fit_state
 from . import state_anchors
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .stream import EVERY, read_own
-from . import restream
+from . import restream, rowstore
 from .state_pack import canonical_sums
 from .potential import Potential
 from .report import FitReport
@@ -79,16 +79,17 @@ DEFAULTS = defaults()
 
 @dataclass
 class _Pass1:
-    Bsum: np.ndarray     # (n, D)
+    Bsum: object         # dcace.rowstore.Rows (n, D), in memory or a scratch file (None on ranks other than 0)
     counts: np.ndarray   # (n, S)
     N: np.ndarray        # (n,)
     E: np.ndarray        # (n,) total energies
     e_ref: np.ndarray    # (S,)
     yE: np.ndarray       # (n,) centred energy per atom
 
-    @property
-    def P(self):   # (None on the ranks other than 0 of an MPI fit, which keep no descriptor rows)
-        return None if self.Bsum is None else self.Bsum / self.N[:, None]
+    def P(self, idx):
+        """Mean descriptors (len(idx), D) of structures idx (rank 0)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return self.Bsum.take(idx) / self.N[idx, None]
 
 
 def _progress(it, total, desc, enabled):
@@ -126,10 +127,11 @@ ROWS_PER_ROUND = 256
 
 
 def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks=None, blocks=None, lean=False,
-                     record=None):
+                     record=None, sink=None):
     """(Bsum (n, D), counts (n, S)); with ranks/blocks each rank computes its blocks' structures and
-    every rank gets all rows (``dcace.parallel``) -- with ``lean``, all rows of Bsum on rank 0 only (sent
-    there in rounds as the pass goes), None on the other ranks, and counts on every rank.  record(i, frame) is called for each
+    every rank gets all rows (``dcace.parallel``) -- with ``lean``, all rows of Bsum on rank 0 only, in
+    ``sink`` (a dcace.rowstore.Rows of n rows: sent there in rounds as the pass goes, so a rank holds one
+    round), None on the other ranks, and counts on every rank.  record(i, frame) is called for each
     of this rank's structures as the pass reads it (frames read again for every pass, ``dcace.restream``:
     what else the fit needs of the frame is taken then)."""
     S, K = basis.n_species, basis.n_features
@@ -139,7 +141,7 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks
         np.concatenate([blocks[b] for b in ranks.own_blocks(blocks)] or [np.zeros(0, int)])
     R = ROWS_PER_ROUND if lean else max(1, len(mine))   # lean: the rows go to rank 0 a round at a time
     Bsum = np.zeros((min(R, len(mine)), S * K))
-    full = np.zeros((n, S * K)) if lean and ranks.is_root else None
+    full = sink if lean and ranks.is_root else None
     rounds = ranks.rounds(len(mine), R) if lean else 0
     counts = np.zeros((len(mine), S))
     errors = []
@@ -441,9 +443,9 @@ def _fit_settings(s: FitSettings, ranks, resume):
     t0 = time.perf_counter()
     d1 = _descriptor_stage(s, c, ranks, resume, fixed, basis, data, elements, n, plan, offset, progress)   # stage 4
     blocks, bsize, own, p1 = d1.blocks, d1.bsize, d1.own, d1.p1
-    counts, e_ref, P = p1.counts, p1.e_ref, p1.P
+    counts, e_ref = p1.counts, p1.e_ref
     notes += d1.notes
-    cl = _clustering_stage(s, ranks, fixed, p1, d1.folds, Ms, d1.hashes, lean=ranks.size > 1 and fixed is None)  # 5
+    cl = _clustering_stage(s, c, ranks, fixed, p1, d1.folds, Ms, d1.hashes, lean=ranks.size > 1 and fixed is None)
     clusterings = cl.clusterings
     anchor_src, anchor_atoms, probe_atoms = _anchor_sources(c, s, ranks, resume, fixed, data, p1, own, d1.own_periodic,
                                                             clusterings, w_anchor, auto_anchors)
@@ -457,9 +459,10 @@ def _fit_settings(s: FitSettings, ranks, resume):
     counted = dict(batch_sizes=cost.pass2_batches([blocks[b] for b in ranks.own_blocks(blocks)], bsize),
                    n_blocks=len(blocks), n_folds=k_folds)   # what pass 2 will do, for its estimate
     cost_info = _announce_cost(basis, restream.sample_view(data.frames, own), rows_fn, groups, joint, skipped, k_folds,
-                               groups.membership.shape[1], budget, bsize, P[[i + offset for i in own]], seed,
+                               groups.membership.shape[1], budget, bsize, lambda j: p1.P(own[j] + offset), seed,
                                threads, progress, None if resume is None else resume.update_seconds,
-                               counted, _n_with_stress(data, resume, wS), counts.sum(axis=0)) if ranks.is_root else {}
+                               counted, _n_with_stress(data, resume, wS), counts.sum(axis=0),
+                               n if d1.spill else 0) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -501,7 +504,7 @@ class _Passes:
     notes: list
     rows_fn: _Rows
     cost_info: dict
-    stress_store: dict
+    stress_store: object     # dcace.rowstore.StressRows (rank 0)
     anchors: tuple           # (anchor_src, anchor_atoms, probe_atoms)
     w_anchor: float
     auto_anchors: bool
@@ -537,7 +540,7 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     anchor_rows, anchor_note = _anchor_rows_stage(c, s, resume, basis, core, elements, shortest, window, joint,
                                                   anchor_atoms, anchor_src, bsize, notes, timings)
     sl = _Selecting(s, c, basis, window, short_range, shortest, core, elements, groups, joint, d1, stress_store,
-                    clusterings, Z, restraint, fixed, (block_ridge, degree_ridge, top_degree_ridge), Ms, compare,
+                    clusterings, (Z, cl.sample), restraint, fixed, (block_ridge, degree_ridge, top_degree_ridge), Ms, compare,
                     settings["shared_one_body"])   # stage 8
     anchor_auto = None
     if auto_anchors and anchor_rows is not None:   # the smallest weight whose committee is safe off the data
@@ -594,7 +597,7 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
         for which in ("train", "test"):
             errors[name].setdefault(which, None)
     if keep_arrays:
-        plot_arrays(arrays, train_stats, Z, clusterings, M_sel, n, weights_train, nearest_train)
+        plot_arrays(arrays, train_stats, Z, clusterings, M_sel, n, weights_train, nearest_train, cl.sample)
 
     # ---------------------------------------------------------------- final file with errors
     meta, grade_G, grade_stats = _file_record(meta_partial, errors, cv_rows, notes, ranks, resume, basis, data, own,
@@ -751,6 +754,7 @@ class _Descriptors:
     e_fixed: np.ndarray    # (S,) isolated-atom energies (nan: fitted)
     p1: _Pass1
     notes: list
+    spill: bool            # rank 0's per-structure rows in a scratch file (dcace.rowstore)
 
 
 def _descriptor_stage(s: FitSettings, c, ranks, resume, fixed, basis, data, elements, n, plan, offset,
@@ -764,15 +768,21 @@ def _descriptor_stage(s: FitSettings, c, ranks, resume, fixed, basis, data, elem
     # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
     bsize = max(1, min(c.bsize, int(64 * 2**20 // (16 * Dp * Dp))))
     # lean: the ranks other than 0 keep none of the (n, D) rows and none of what rank 0 alone uses
-    # (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D
+    # (standardiser, PCA, clusterings, hashes): their memory does not grow with n x D.  Without a state's
+    # structures rank 0 takes the rows in rounds too, into Rows that spill to a scratch file over
+    # rows_budget_gb (a fit that writes a state holds them: the state's file is them)
     lean = ranks.size > 1 and fixed is None
+    spill = False
+    if ranks.is_root and fixed is None and s.state is None:
+        spill = rowstore.spills(8 * D * (n + 6 * _n_with_stress(data, None, True)), c.rows_budget)
+    sink = rowstore.Rows(n, (D,), spill) if ranks.is_root and fixed is None else None
     labels = []   # (i, energy, hash, periodic) of this rank's structures, taken as pass 1 reads them
     need_hash = s.state is not None or fixed is not None   # (the state's record of the frames, a reuse's check)
     # streamed frames: pass 1 reads the residual energies the residual check kept, not the baseline again
     p1_frames = data.frames.labels_only() if isinstance(data.frames, restream.StreamedFrames) and not need_hash \
         else data.frames
     Bsum, counts = _descriptor_pass(basis, p1_frames, progress, s.threads, "pass 1/3 descriptors", ranks,
-                                    [b - offset for b in blocks], lean=lean,
+                                    [b - offset for b in blocks], lean=fixed is None, sink=sink,
                                     record=lambda i, fr: labels.append((i, fr.energy, _fit_state.frame_hash(fr)
                                                                         if need_hash else None,
                                                                         bool(np.all(fr.atoms.pbc)))))
@@ -789,29 +799,43 @@ def _descriptor_stage(s: FitSettings, c, ranks, resume, fixed, basis, data, elem
         e_fixed, e0_notes = isolated_atom_energies(data.frames, elements, s.e0, E)
     else:   # the state's structures first, then the new ones
         Bsum, counts, E, wts, hashes, e_fixed, e0_notes = resume.extend_pass1(Bsum, counts, E, data.frames, hashes)
+    if fixed is not None:   # every rank has every row (a state's fit: in memory)
+        Bsum = rowstore.Rows.of(Bsum)
     N = counts.sum(axis=1)
     e_ref = _reference_energies(E, counts, wts, e_fixed) if fixed is None else fixed.arrays["e_ref"]
     e_ref = ranks.bcast(e_ref)   # rank 0's numbers on every rank
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
-    return _Descriptors(folds, blocks, n_kept, bsize, own, hashes, own_periodic, wts, e_fixed, p1, e0_notes)
+    return _Descriptors(folds, blocks, n_kept, bsize, own, hashes, own_periodic, wts, e_fixed, p1, e0_notes, spill)
 
 
 @dataclass
 class _Clusters:
-    """Stage 5: the standardiser, the standardised mean descriptors Z, the projection V, the clusterings."""
+    """Stage 5: the standardiser, the standardised mean descriptors Z of the clustered structures
+    (``sample``: all of them, or cluster_sample of them), the projection V, the clusterings."""
     st: object
     Z: object
     V: object
     clusterings: dict      # M -> clustering of the structures (every M > 1 of the candidates)
+    sample: object = None  # (m,) the structures Z holds, increasing (rank 0)
 
 
-def _clustering_stage(s: FitSettings, ranks, fixed, p1, folds, Ms, hashes, lean) -> _Clusters:
+def _cluster_sample(n: int, most: int, seed: int) -> np.ndarray:
+    """The structures the clustering is fitted on: all, or `most` of them drawn with the fit's seed."""
+    if n <= most:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([int(seed), 0x5A4D]).choice(n, size=most, replace=False))
+
+
+def _clustering_stage(s: FitSettings, c, ranks, fixed, p1, folds, Ms, hashes, lean) -> _Clusters:
     """Standardisation, PCA and seeded k-means for every candidate M on rank 0 (a state's, with the new
-    structures joining them), sent to every rank."""
-    P = p1.P
+    structures joining them), sent to every rank.  Over cluster_sample structures they are fitted on a
+    seeded sample and the others join the nearest centroid (read a chunk at a time: dcace.rowstore)."""
+    n = len(p1.N)
     if lean and not ranks.is_root:   # rank 0's clusterings arrive below
-        st = Z = V = clusterings = None
+        st = Z = V = clusterings = sample = None
     elif fixed is None:
+        sample = _cluster_sample(n, c.cluster_sample, s.seed)
+        P = p1.P(sample)
         st = fit_standardiser(P)
         Z = st(P)
         if s.pca:
@@ -819,13 +843,32 @@ def _clustering_stage(s: FitSettings, ranks, fixed, p1, folds, Ms, hashes, lean)
         else:
             V = np.eye(P.shape[1])
         clusterings = {M: cluster(P, M, seed=s.seed, standardiser=st, projection=V) for M in Ms if M > 1}
+        del P
+        if len(sample) < n:
+            clusterings = _join_rest(clusterings, p1, sample)
     else:   # folds, standardiser, projection and clusters of the state; new structures join them
         if s.reuse is not None:
             fixed.check_prefix(hashes)
+        sample = np.arange(n)
+        P = p1.P(sample)
         folds_again, st, V, clusterings = fixed.fixed_pass1(P, s.seed, int(s.cv_folds))
         assert np.array_equal(folds_again, folds)
         Z = st(P)
-    return _Clusters(st, Z, V, ranks.bcast(clusterings))
+    return _Clusters(st, Z, V, ranks.bcast(clusterings), sample)
+
+
+def _join_rest(clusterings: dict, p1, sample) -> dict:
+    """Every structure's label: the sample's from k-means, the others' the nearest cluster's."""
+    n = len(p1.N)
+    rest = np.setdiff1d(np.arange(n), sample)
+    out = {}
+    for M, cl in clusterings.items():
+        labels = np.empty(n, dtype=cl.labels.dtype)
+        labels[sample] = cl.labels
+        for part, B in p1.Bsum.chunks(rest):
+            labels[rest[part]] = cl.nearest(B / p1.N[rest[part], None])
+        out[M] = cl.joined(labels)
+    return out
 
 
 def _anchor_sources(c, s: FitSettings, ranks, resume, fixed, data, p1, own, own_periodic, clusterings, w_anchor,
@@ -912,11 +955,14 @@ def _pass2_stage(c, ranks, resume, rows_fn, data, d1, groups, joint, n, offset, 
     wF, wS = c.wF, c.wS
     blocks, folds, n_kept, bsize, wts, p1 = d1.blocks, d1.folds, d1.n_kept, d1.bsize, d1.wts, d1.p1
     counts, N = p1.counts, p1.N
-    stress_store = {}   # i -> (Psi (6, D), sigma (6,), V/N)
+    # rank 0 keeps every structure's stress rows (i -> (Psi (6, D), sigma (6,), V/N), in memory or a scratch
+    # file: dcace.rowstore); another rank sends its blocks' with their partials
+    stress_store = None
+    if ranks.is_root:   # (room for every structure with a stress label: those fitting_rows gives stress rows)
+        stress_store = rowstore.StressRows(groups.D, _n_with_stress(data, resume, True), d1.spill)
     if resume is not None:
         resume.restore(groups, joint)
-        stress_store = resume.stress_store()
-    # rank 0 keeps every structure's stress rows; another rank sends its blocks' with their partials
+        stress_store.update(resume.stress_store())
     outbox = stress_store if ranks.is_root else {}
     side = outbox if ranks.size > 1 else None
 
@@ -949,7 +995,7 @@ def _pass2_stage(c, ranks, resume, rows_fn, data, d1, groups, joint, n, offset, 
                 continue
             A, v, yy, stress, b = res
             if stress is not None:
-                outbox[int(i)] = stress
+                outbox[int(i)] = stress   # (rank 0: StressRows.__setitem__)
             stats.append((int(i), A, v, yy, b))
             if len(stats) >= bsize:
                 flush()
@@ -998,10 +1044,12 @@ class _Selecting:
     final solves, for the off-data anchors given; and the pair core level-matched to a solution."""
 
     def __init__(self, s: FitSettings, c, basis, window, short_range, shortest, core, elements, groups, joint, d1,
-                 stress_store, clusterings, Z, restraint, fixed, column_ridges, Ms, compare, shared_one_body):
+                 stress_store, clusterings, Z_sample, restraint, fixed, column_ridges, Ms, compare, shared_one_body):
+        """Z_sample: (Z, rows) the standardised mean descriptors of the clustered structures, and which."""
         self.s, self.c, self.basis, self.window, self.short_range = s, c, basis, window, short_range
         self.shortest, self.core, self.elements, self.groups, self.joint = shortest, core, elements, groups, joint
-        self.d1, self.stress_store, self.clusterings, self.Z, self.restraint = d1, stress_store, clusterings, Z, restraint
+        self.d1, self.stress_store, self.clusterings, self.restraint = d1, stress_store, clusterings, restraint
+        self.Z, self.Z_rows = Z_sample
         self.fixed, self.column_ridges, self.Ms, self.compare = fixed, column_ridges, Ms, compare
         self.shared_one_body = shared_one_body
 
@@ -1016,7 +1064,7 @@ class _Selecting:
         ridge, committee, (block_ridge, degree_ridge, top_degree_ridge) = s.ridge, s.committee, self.column_ridges
         sel = Selector(groups=self.groups, joint=joint, p1=d1.p1, folds=d1.folds, k=c.k_folds, D=D, S=S, wE=c.wE,
                        wF=c.wF, wS=c.wS, stress_store=self.stress_store, clusterings=self.clusterings, Z=self.Z,
-                       regularise=s.regularise, kappa=float(s.agreement), weights=d1.wts,
+                       Z_rows=self.Z_rows, regularise=s.regularise, kappa=float(s.agreement), weights=d1.wts,
                        fixed_one_body=np.isfinite(d1.e_fixed), restraint=self.restraint,
                        shared_one_body=self.shared_one_body, anchors=rows)
         if self.fixed is not None:   # the ridge's column scaling stays the state's (so does its penalty metric)
@@ -1283,7 +1331,7 @@ def _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterin
             theta_o = (sel.solve_independent_total(M_sel, lam_dc, theta_lin) if other == "independent"
                        else sel.solve_joint_total(M_sel, tau_sel, lam_dc, theta_lin))
             models[f"dc-{other}"] = (theta_o, wfn)
-            eq8 = Eq8Gate(clusterings[M_sel], Z)
+            eq8 = Eq8Gate(clusterings[M_sel], Z, clusterings[M_sel].labels[sel.Z_rows])
             theta_ind = theta_o if other == "independent" else theta_dc
             models["paper-eq8"] = (theta_ind, lambda Pm: eq8.weights(Pm))
     return theta_lin, models
@@ -1298,14 +1346,16 @@ def _n_with_stress(data, resume, wS):
     return stored + int(sum(bool(fr.has_stress) for fr in data.frames))
 
 
-def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P, seed,
-                   threads, progress, update_s=None, counted=None, n_with_stress=0, atoms_per_species=()):
+def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P_own, seed,
+                   threads, progress, update_s=None, counted=None, n_with_stress=0, atoms_per_species=(),
+                   spilled=0):
     """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
     gives update_s, the per-structure update time its state measured on the same accumulators (the
     timed update is a pass over all of them: a sizeable part of a small refit).  counted: pass 2's
     batch sizes, blocks and folds (dcace.estimate.estimate_pass2).  n_with_stress: the training structures
     whose stress rows rank 0 will keep and atoms_per_species the training atoms of each species (the
-    grade's MaxVol), for the expected peak."""
+    grade's MaxVol), for the expected peak.  P_own(j): mean descriptors of rank 0's structures own[j].
+    spilled: the structures whose rows go to a scratch file (dcace.rowstore; all or none), not into the peak."""
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
 
@@ -1317,7 +1367,7 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
         B = len(idx)
         A = np.empty((B, D, D))
         A.fill(0.0)
-        return Batch(0, A, np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B), P[idx], idx)
+        return Batch(0, A, np.zeros((B, D)), np.zeros(B), np.zeros((B, Dp)), np.zeros(B), P_own(idx), idx)
 
     resident = cost.resident_bytes()   # before the sample touches the accumulators' pages
     est = cost.estimate_pass2(rows_fn.keep, gram, frames, [groups, *joint.values()] if update_s is None else [],
@@ -1326,17 +1376,21 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
         est = dict(est, update_s_per_structure=update_s, seconds=est["seconds"] + est["n_structures"] * update_s)
     joint_bytes = {key: acc.nbytes for key, acc in joint.items()}
     stress_bytes = cost.stress_rows_nbytes(S, K, n_with_stress)
+    scratch_bytes = stress_bytes + 8 * D * int(spilled) if spilled else 0
+    if spilled:
+        stress_bytes = 0
     grade_bytes = cost.grade_nbytes(K, atoms_per_species, GRADE_DEFAULTS["max_atoms"])
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
                             joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads,
-                            resident=resident, stress_bytes=stress_bytes, grade_bytes=grade_bytes)
+                            resident=resident, stress_bytes=stress_bytes, grade_bytes=grade_bytes,
+                            scratch_bytes=scratch_bytes)
     if progress:
         import sys
 
         print("\n".join(lines), file=sys.stderr, flush=True)
     used = cost.counted_nbytes(S, K, k_folds, groups.nbytes, joint_bytes)
     return dict(est, K=K, unknowns_per_expert=Dp, lines=lines, resident_bytes=resident, counted_bytes=used,
-                stress_bytes=stress_bytes, grade_bytes=grade_bytes,
+                stress_bytes=stress_bytes, grade_bytes=grade_bytes, scratch_bytes=scratch_bytes,
                 expected_peak_bytes=cost.expected_peak(S, K, groups.nbytes, joint_bytes, resident, stress_bytes,
                                                        grade_bytes),
                 memory_bytes={"linear+independent": groups.nbytes,

@@ -49,6 +49,8 @@ class Checked:
     compare: bool                 # fit and report the paper's variant too
     Ms: list = field(default_factory=list)   # candidate numbers of experts (before the data's limit)
     M_fixed: object = None        # experts as an integer (None: 'auto')
+    rows_budget: float = None     # GB: rank 0's per-structure rows in memory below it (dcace.rowstore)
+    cluster_sample: int = None    # structures the structure gate's clustering is fitted on
 
 
 def checked(s: FitSettings, ranks, resume) -> Checked:
@@ -69,6 +71,11 @@ def checked(s: FitSettings, ranks, resume) -> Checked:
     frames_budget = float(s.frames_budget_gb)
     if not (math.isfinite(frames_budget) and frames_budget >= 0):
         raise ValueError(f"frames_budget_gb (--frames-budget) must be a finite number >= 0, got {s.frames_budget_gb!r}")
+    rows_budget = float(s.rows_budget_gb)
+    if not (math.isfinite(rows_budget) and rows_budget >= 0):
+        raise ValueError(f"rows_budget_gb (--rows-budget) must be a finite number >= 0, got {s.rows_budget_gb!r}")
+    if not isinstance(s.cluster_sample, (int, np.integer)) or isinstance(s.cluster_sample, bool) or s.cluster_sample < 2:
+        raise ValueError(f"cluster_sample (--cluster-sample) must be an integer >= 2, got {s.cluster_sample!r}")
     bsize = int(s.batch_size)
     if s.committee not in ("joint", "independent"):
         raise ValueError(f"committee must be 'joint' or 'independent', got {s.committee!r}")
@@ -84,6 +91,7 @@ def checked(s: FitSettings, ranks, resume) -> Checked:
     c = Checked(wE, wF, wS, w_rest, w_anchor, auto_anchors, k_folds, max_M, temps, budget, frames_budget, bsize,
                 gate_kind, _LOCAL_KINDS.get(gate_kind, []), s.gate_range, s.gate_body_order, None, s.experts,
                 s.compare)
+    c.rows_budget, c.cluster_sample = rows_budget, int(s.cluster_sample)
     _check_gates(c, s, resume)
     _check_experts(c)
     if k_folds < 2:

@@ -112,11 +112,14 @@ def test_errors(test_data, test_orig, rows_fn, models, e_ref, pot, final_name, k
     return arrays
 
 
-def plot_arrays(arrays, train_stats, Z, clusterings, M_sel, n, weights_train, nearest_train) -> None:
-    """The training arrays of the plots (keep_arrays) into arrays."""
+def plot_arrays(arrays, train_stats, Z, clusterings, M_sel, n, weights_train, nearest_train, rows=None) -> None:
+    """The training arrays of the plots (keep_arrays) into arrays; the cluster map's of the structures
+    `rows` whose standardised mean descriptors Z are (the clustering's sample; default all)."""
     arrays["train"] = {name: stt.arrays() for name, stt in train_stats.items()}
-    arrays["clusters"] = {"Z": Z, "labels": clusterings[M_sel].labels if M_sel in clusterings else np.zeros(n, int),
-                          "weights": weights_train, "nearest": nearest_train}
+    labels = clusterings[M_sel].labels if M_sel in clusterings else np.zeros(n, int)
+    if rows is not None and len(rows) < n:
+        labels, weights_train, nearest_train = (np.asarray(a)[rows] for a in (labels, weights_train, nearest_train))
+    arrays["clusters"] = {"Z": Z, "labels": labels, "weights": weights_train, "nearest": nearest_train}
 
 
 def cv_summary(row):

@@ -3,8 +3,8 @@ temperature tau by k-fold cross-validation, and the paper's eq. 9.
 
 Cross-validation: the training system of fold f is (total - fold f); the held-out weighted loss is
 the quadratic form theta_f^T H_f theta_f - 2 theta_f^T h_f + yy_f of the fold's own statistics.
-Energy and stress errors of held-out structures are also computed directly (from the stored mean
-descriptors and the few stress rows), so the CV table reports energy MAE/RMSE, stress MAE and the
+Energy and stress errors of held-out structures are also computed directly (from the stored descriptor
+sums and the few stress rows, dcace.rowstore, read a chunk at a time), so the CV table reports energy MAE/RMSE, stress MAE and the
 force RMSE (= the rest of the loss).  The criterion is the total held-out weighted loss.
 
 Eq. 9 (paper): g(M) = max_S |err_global(S)| / max_S |err_DC,M(S)| over training structures
@@ -22,14 +22,12 @@ from .committee import committee_predict
 from .report import EV_A3_TO_GPA
 from .ridge import column_scale, penalty_vector, quadratic_sse, ridge_solve
 
-STRESS_CHUNK = 256   # structures' stress rows evaluated at a time in the CV's direct errors
-
 __all__ = ["Selector"]
 
 
 
 class Selector:
-    def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, weights=None, fixed_one_body=None,
+    def __init__(self, *, groups, joint, p1, folds, k, D, S, wE, wF, wS, stress_store, clusterings, Z, Z_rows=None, weights=None, fixed_one_body=None,
                  regularise="global", kappa=0.0, restraint=None, shared_one_body=False, anchors=None):
         self.groups, self.joint, self.p1 = groups, joint, p1
         self.folds, self.k, self.D, self.S = folds, k, D, S
@@ -39,7 +37,8 @@ class Selector:
         self.w = np.ones(len(p1.N)) if weights is None else np.asarray(weights, dtype=float)   # per structure
         self.fixed_one_body = fixed_one_body   # (S,) species whose e0 the user gave
         self.clusterings = clusterings
-        self.Z = Z
+        self.Z = Z   # standardised mean descriptors of the structures Z_rows (the clustering's sample)
+        self.Z_rows = np.arange(len(folds)) if Z_rows is None else np.asarray(Z_rows)
         self.regularise = regularise
         self.kappa = float(kappa)
         self.shared_one_body = bool(shared_one_body)   # see _shares_one_body
@@ -207,17 +206,19 @@ class Selector:
         hand it the structure, so expert energies -- and with them the gate-gradient forces
         (1/N) sum_m (E_m - E) Phi dw_m/dp -- stay bounded between and outside clusters."""
         p1 = self.p1
-        U = np.concatenate([p1.Bsum[idx], p1.counts[idx]], axis=1) / p1.N[idx, None]
-        W, _ = acc.gate_fn(p1.P[idx])
         Dp, M = self.Dp, acc.M
         c = kappa * self.wE ** 2
-        ulin = U @ theta_lin
-        for m in range(M):
-            pi = c * (1.0 - W[:, m]) * self.w[idx] ** 2
-            G = (U * pi[:, None]).T @ U
-            sl = slice(m * Dp, (m + 1) * Dp)
-            H[sl, sl] += G
-            h[sl] += (U * pi[:, None]).T @ ulin
+        for part, B in p1.Bsum.chunks(idx, whole_in_memory=True):   # (a scratch file: chunks)
+            ix = idx[part]
+            U = np.concatenate([B, p1.counts[ix]], axis=1) / p1.N[ix, None]
+            W, _ = acc.gate_fn(B / p1.N[ix, None])
+            ulin = U @ theta_lin
+            for m in range(M):
+                pi = c * (1.0 - W[:, m]) * self.w[ix] ** 2
+                G = (U * pi[:, None]).T @ U
+                sl = slice(m * Dp, (m + 1) * Dp)
+                H[sl, sl] += G
+                h[sl] += (U * pi[:, None]).T @ ulin
 
     def _total(self, key, theta_lin, solve):
         """solve() on all folds, once per (key, prior): a copy of the cached solution."""
@@ -242,45 +243,33 @@ class Selector:
         return self._total(("independent", M, lam), theta_lin, lambda: self.solve_independent(M, lam, None, theta_lin))
 
     # ------------------------------------------------------------------ CV evaluation
-    def _stress_rows(self):
-        """The stress rows of every structure with a stress, stacked once: (position of each
-        structure's rows or -1 (n,), Psi (m, 6, D), sigma (m, 6), V/N (m,)).  Each structure's rows
-        are copied into the stack and its entry in the store replaced by a view of it, so the rows are
-        held once (n x 6 x D x 8 bytes: TiAl at degree 14, 225 kB per structure, the largest item that
-        grows with the data), not twice."""
-        if getattr(self, "_stress", None) is None:
-            store = self.stress_store
-            idx = sorted(store)
-            pos = np.full(self.n, -1)
-            pos[idx] = np.arange(len(idx))
-            Psi = np.empty((len(idx), 6, self.D))
-            sig = np.empty((len(idx), 6))
-            scale = np.empty(len(idx))
-            for j, i in enumerate(idx):
-                P_i, s_i, v_i = store[i]
-                Psi[j] = np.reshape(P_i, (6, self.D))
-                sig[j] = np.reshape(s_i, 6)
-                scale[j] = v_i
-                store[i] = (Psi[j], sig[j], v_i)   # the stack's rows, the same numbers (state.py reads them)
-            self._stress = (pos, Psi, sig, scale)
-        return self._stress
-
     def _direct_errors(self, theta, wfn, idx):
-        """Held-out energy and stress errors of a committee for structures idx (centred frame)."""
-        p1 = self.p1
-        E, _, c_eff = committee_predict(theta, wfn, p1.Bsum[idx], p1.counts[idx])
+        """Held-out energy and stress errors of a committee for structures idx (centred frame), from
+        the descriptor sums and stress rows read dcace.rowstore.CHUNK structures at a time (dcace.rowstore: in
+        memory or a scratch file; each structure's numbers do not depend on the chunks)."""
+        p1, store = self.p1, self.stress_store
+        idx = np.asarray(idx, dtype=np.int64)
+        E = np.empty(len(idx))
+        with_stress = np.array([int(i) in store for i in idx], dtype=bool)
+        j = np.flatnonzero(with_stress)     # the structures of idx with a stress (positions in idx)
+        ds = np.empty((len(j), 6))
+        done = 0
+        for part, B in p1.Bsum.chunks(idx):
+            E[part], _, c_eff = committee_predict(theta, wfn, B, p1.counts[idx[part]])
+            mine = j[(j >= part.start) & (j < part.start + len(B))]
+            if len(mine):
+                for sub, Psi in store.chunks(idx[mine]):   # (mine: at most one chunk of structures)
+                    ds[done + sub.start:done + sub.start + len(Psi)] = np.einsum(
+                        "bij,bj->bi", Psi, c_eff[mine[sub] - part.start])
+                done += len(mine)
+        if len(j):
+            ds -= store.sigma(idx[j])
         de = E / p1.N[idx] - p1.yE[idx]
         de_w2 = float((self.w[idx] ** 2 * de ** 2).sum())   # as the weighted loss counts it
-        pos, Psi, sig, scale = self._stress_rows()
-        j = np.flatnonzero(pos[idx] >= 0)   # the structures of idx with a stress ...
-        r = pos[idx[j]]                     # ... and their stress rows
-        ds = np.empty((len(r), 6))
-        for a in range(0, len(r), STRESS_CHUNK):   # Psi[r] in chunks: no copy of a fold's rows
-            b = slice(a, a + STRESS_CHUNK)
-            ds[b] = np.einsum("bij,bj->bi", Psi[r[b]], c_eff[j[b]]) - sig[r[b]]
         s_abs = float(np.abs(ds).sum())
-        s_sq_w = float((self.w[idx[j]] ** 2 * ((scale[r, None] * ds) ** 2).sum(axis=1)).sum())
-        return de, s_abs, s_sq_w, 6 * len(r), de_w2
+        scale = store.scale(idx[j])
+        s_sq_w = float((self.w[idx[j]] ** 2 * ((scale[:, None] * ds) ** 2).sum(axis=1)).sum())
+        return de, s_abs, s_sq_w, 6 * len(j), de_w2
 
     def _heldout_losses(self, thetas_sets, fold_matrix, h, yy):
         """Held-out weighted losses [set][fold] of several candidates' fold solutions that share the
@@ -396,7 +385,7 @@ class Selector:
                 # comparison only: a failure or a non-finite number is reported (None), never fatal
                 try:
                     ind = self.solve_independent_total(M, lam if lam_dc is None else lam_dc, lin)
-                    eq8 = Eq8Gate(self.clusterings[M], self.Z)
+                    eq8 = Eq8Gate(self.clusterings[M], self.Z, self.clusterings[M].labels[self.Z_rows])
                     de, *_ = self._direct_errors(ind, lambda Pm: eq8.weights(Pm), idx)
                     g = sup_lin / max(float(np.abs(de).max()), 1e-300)
                 except (ValueError, FloatingPointError, np.linalg.LinAlgError):

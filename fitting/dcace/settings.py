@@ -371,6 +371,21 @@ class FitSettings:
         help="MPI fits from extended XYZ files: a rank holds its own parsed frames between passes if they "
              "take at most this, else it parses them again in every pass (memory independent of the "
              "data; 0 = always) (default: {default}; example: --frames-budget 0)"), none_is_default=True)
+    # rank 0 keeps D descriptor sums and 6 x D stress rows per training structure (dcace.rowstore); above this
+    # they go to a scratch file read back 256 structures at a time (memory independent of the structures)
+    rows_budget_gb: float = option(1.0, "rank 0 holds the per-structure rows in memory below this, GB", cli=arg(
+        "--rows-budget", type=float, default=None, metavar="GB", advanced=True, formatted=True,
+        help="rank 0 holds every training structure's descriptor sums and stress rows in memory if they take "
+             "at most this, else in an unnamed scratch file in TMPDIR read back 256 structures at a time "
+             "(memory independent of the data; 0 = always) (default: {default}; example: --rows-budget 0)"),
+        none_is_default=True)
+    # the standardiser, PCA and k-means of the structure gate see at most this many structures (seeded);
+    # the others join the nearest centroid (their memory: n x D x 8 bytes a copy, bounded by it)
+    cluster_sample: int = option(4096, "structures the structure gate's clustering is fitted on", cli=arg(
+        "--cluster-sample", type=int, default=None, metavar="N", advanced=True, formatted=True,
+        help="structures (a seeded sample when there are more) on which the structure gate's standardiser, "
+             "PCA and k-means are fitted; the others join their nearest centroid (default: {default}; "
+             "example: --cluster-sample 2000)"), none_is_default=True, refit="state")
     progress: bool = option(True, "progress and cost lines on stderr", cli=arg(
         "--quiet", action="store_true", advanced=True,
         help="no progress or cost lines (default: on stderr: K, memory and "

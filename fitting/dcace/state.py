@@ -126,12 +126,10 @@ class FitState:
         for M in self.meta["clusterings"]:
             C, sig = self.arrays[f"cluster{M}_centroids"], self.arrays[f"cluster{M}_spread"]
             labels = self.arrays[f"cluster{M}_labels"]
+            cl = Clustering(st, V, labels, C, sig, np.bincount(labels, minlength=len(C)))
             if len(P_all) > len(labels):
-                Y = st(P_all[len(labels):]) @ V.T
-                r = np.sqrt(((Y[:, None, :] - C[None]) ** 2).sum(axis=2)) / sig[None, :]
-                labels = np.concatenate([labels, np.argmin(r, axis=1)])
-            sizes = np.bincount(labels, minlength=len(C))
-            out[int(M)] = Clustering(st, V, labels, C, sig, sizes)
+                cl = cl.joined(np.concatenate([labels, cl.nearest(P_all[len(labels):])]))
+            out[int(M)] = cl
         return out
 
     def core_check(self, frames, elements, cutoff, window):
@@ -317,7 +315,7 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
     """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``)."""
     from . import _core, state_anchors, state_pack
 
-    A = {"Bsum": p1.Bsum, "counts": p1.counts, "E": p1.E, "e_ref": p1.e_ref, "weights": np.asarray(wts, float),
+    A = {"Bsum": p1.Bsum.array(), "counts": p1.counts, "E": p1.E, "e_ref": p1.e_ref, "weights": np.asarray(wts, float),
          "folds": np.asarray(folds, dtype=np.int64), "frame_hash": np.array(hashes, dtype="U16"),
          "e_fixed": np.asarray(e_fixed, float), "std_mean": st.mean, "std_scale": st.scale,
          "projection": np.asarray(V, float), "theta_coef": np.asarray(coef, float),
@@ -332,12 +330,13 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
     for j, key in enumerate(keys):
         acc = joint[key]
         A[f"joint{j}_Hp"], A[f"joint{j}_h"], A[f"joint{j}_yy"] = state_pack.pack_joint(acc), acc.h, acc.yy
-    idx = sorted(stress_store)
-    D = p1.Bsum.shape[1]
+    rows = dict(stress_store.items())   # (a fit that writes a state holds its rows in memory)
+    idx = sorted(rows)
+    D = A["Bsum"].shape[1]
     A["stress_index"] = np.array(idx, dtype=np.int64)
-    A["stress_Psi"] = np.array([stress_store[i][0] for i in idx]).reshape(len(idx), 6, D)
-    A["stress_sigma"] = np.array([stress_store[i][1] for i in idx]).reshape(len(idx), 6)
-    A["stress_scale"] = np.array([stress_store[i][2] for i in idx], dtype=float)
+    A["stress_Psi"] = np.array([rows[i][0] for i in idx]).reshape(len(idx), 6, D)
+    A["stress_sigma"] = np.array([rows[i][1] for i in idx]).reshape(len(idx), 6)
+    A["stress_scale"] = np.array([rows[i][2] for i in idx], dtype=float)
     for s, sp in enumerate(grade_stats.get("species", [])):
         A[f"grade_active{s}"] = np.asarray(sp["active_rows"], float)
     A.update(state_anchors.arrays(anchors))
@@ -523,11 +522,9 @@ def sums_errors(sel, theta, wfn, acc=None):
     loss = quadratic_sse(theta.ravel(), H, h, yy)
     n_comp = 3 * float((sel.w ** 2 * p1.N).sum())
     f_sse = loss - sel.wE ** 2 * de_w2 - sel.wS ** 2 * s_sq_w
-    _, _, c_eff = _committee(theta, wfn, p1)
     s_abs = s_sq = 0.0
     s_n = 0
-    for i, (Psi, sig, _scale) in sel.stress_store.items():
-        ds = Psi @ c_eff[i] - sig
+    for ds in _stress_errors(theta, wfn, p1, sel.stress_store):
         s_abs += float(np.abs(ds).sum())
         s_sq += float(ds @ ds)
         s_n += 6
@@ -541,10 +538,19 @@ def sums_errors(sel, theta, wfn, acc=None):
             "stress_rmse_gpa": EV_A3_TO_GPA * float(np.sqrt(s_sq / s_n)) if s_n else None}
 
 
-def _committee(theta, wfn, p1):
+def _stress_errors(theta, wfn, p1, store):
+    """Each stressed structure's stress error (6,) in the store's order, its effective coefficients
+    computed a chunk of structures at a time (dcace.rowstore)."""
     from .committee import committee_predict
 
-    return committee_predict(theta, wfn, p1.Bsum, p1.counts)
+    order = store.order()
+    sigma = store.sigma(order)
+    for part, B in p1.Bsum.chunks(np.array(order, dtype=np.int64)):
+        _, _, c_eff = committee_predict(theta, wfn, B, p1.counts[order[part]])
+        for sub, Psi in store.chunks(order[part]):
+            for q in range(len(Psi)):
+                k = sub.start + q
+                yield Psi[q] @ c_eff[k] - sigma[part.start + k]
 
 
 def refit_summary(st: FitState, n: int, coef, cl, committee: str) -> dict:
