@@ -50,7 +50,8 @@ SCALAR_BYTES_PER_STRUCTURE = 600
 #: the same for rank 0, which also keeps every structure's labels, cluster labels, frame weights, the stress
 #: and V/N of the stressed ones (StressRows: 56 bytes) and its row numbers, but no descriptor or stress row
 #: (rows_budget_gb=0: a scratch file, dcace.rowstore) and a clustering sample of bounded size.  Measured
-#: ROOT_MEASURED; holding its rows in memory (--rows-budget 1) ROOT_HOLDING.
+#: 240-307 (Python 3.11, numpy 2.4); holding its rows in memory (mpi_memory_script.py --rows-budget 1: 7 x 31
+#: numbers a structure) 1,972, so the bound binds.
 ROOT_BYTES_PER_STRUCTURE = 1000
 BAD_FRAME = 37
 BAD_LABEL = 41
@@ -293,12 +294,14 @@ def _rattled_copies(path, repeat, sigma=0.01, seed=0):
 
 
 def test_rank_memory_does_not_grow_with_the_structures(tmp_path):
-    """Issue 13: a rank's memory independent of the number of structures.  What rank 1 holds at the end
-    of pass 2 (tracemalloc: every Python object and numpy array the fit keeps between its passes) for the
-    Mo set (every 2nd structure) and for the same set 4x: it grows by a few numbers per structure, not by
+    """Issue 13: a rank's memory independent of the number of structures.  What each of the 2 ranks holds at
+    the end of pass 2 (tracemalloc: every Python object and numpy array the fit keeps between its passes) for
+    the Mo set (every 2nd structure) and for the same set 4x: it grows by a few numbers per structure, not by
     its frames (frames_budget_gb=0: it parses them again for each pass, dcace.restream; the budget's rule is
-    test_frames_budget_holds_the_frames_that_fit_and_streams_the_rest) nor by descriptor rows.  Holding its
-    frames and their rows (main at 7ccd9c8) it grew by 5.1 kB per structure, so the bound binds."""
+    test_frames_budget_holds_the_frames_that_fit_and_streams_the_rest) nor by descriptor or stress rows
+    (rank 0: rows_budget_gb=0, a scratch file; its clustering: a sample of 32).  Holding its frames and their
+    rows (main at 7ccd9c8) rank 1 grew by 5.1 kB per structure; rank 0 holding its rows, by 1.97 kB: the
+    bounds bind."""
     sizes = {R: _rattled_copies(tmp_path / f"Mo_x{R}.xyz", R) for R in (1, 4)}
     warm = tmp_path / "warm.xyz"
     write(warm, read(MO_TRAIN, ":20"), format="extxyz")
