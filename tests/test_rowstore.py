@@ -112,3 +112,24 @@ def test_cluster_sample_fits_the_clustering_on_a_sample_and_joins_the_rest(tmp_p
         dcace.fit(train[:6], elements=["Mo"], cluster_sample=1, **FIT_KW)
     with pytest.raises(ValueError, match=r"rows_budget_gb \(--rows-budget\) must be a finite number >= 0"):
         dcace.fit(train[:6], elements=["Mo"], rows_budget_gb=float("nan"), **FIT_KW)
+
+
+def test_grade_sample_fits_the_memory_budget():
+    """The grade's MaxVol takes at most max_atoms atoms per species, or fewer so that its GRADE_COPIES
+    copies fit the memory budget (never fewer than 2 K): bounded whatever the number of structures.  A fit
+    whose budget binds says so, subsamples to that many and counts the same bytes in its cost."""
+    from dcace import cost
+    from dcace.grade import GRADE_DEFAULTS
+
+    assert cost.grade_atoms_cap(211, 1.2 * 2**30, 50_000) == 50_000           # the Zuo default basis: as before
+    assert cost.grade_atoms_cap(2345, 1.2 * 2**30, 50_000) == int(1.2 * 2**30 // (8 * 9 * 2345))   # TiAl, degree 14
+    assert cost.grade_atoms_cap(2345, 2**20, 50_000) == 2 * 2345
+    train = read(MO_TRAIN, ":")
+    budget = 2**20   # bytes: 1 MiB
+    cap = cost.grade_atoms_cap(17, budget, GRADE_DEFAULTS["max_atoms"])
+    n_atoms = sum(len(a) for a in train)
+    assert 2 * 17 < cap < n_atoms
+    pot = dcace.fit(train, elements=["Mo"], memory_budget_gb=budget / 2**30, **dict(FIT_KW, experts=1))
+    assert pot.basis.n_features == 17
+    assert f"grade Mo: MaxVol on a seeded subsample of {cap} of {n_atoms} atoms" in pot.report.notes
+    assert pot.report.cost["grade_bytes"] == 8 * 9 * cap * 17

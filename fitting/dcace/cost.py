@@ -20,7 +20,7 @@ import time
 from .estimate import estimate_pass2, pass2_batches
 
 __all__ = ["linear_nbytes", "check_linear_memory", "resident_bytes", "counted_nbytes", "expected_peak",
-           "stress_rows_nbytes", "grade_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
+           "stress_rows_nbytes", "grade_atoms_cap", "grade_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
            "default_many_element_basis", "REDUCE_OPTIONS"]
 
 #: the options that make the normal equations smaller, in the order to try them
@@ -109,6 +109,14 @@ def stress_rows_nbytes(S, K, n_with_stress):
 #: benchmarks/memory_profile.py on a 4000 x 1000 full-rank X: 7.9 copies above the rows (5.1 rank-deficient);
 #: on 8000 x 2345 (TiAl x10's size at degree 14) 6.0: 9 is the upper of the two, rows included
 GRADE_COPIES = 9
+
+
+def grade_atoms_cap(K, budget, max_atoms):
+    """Atoms per species the grade's MaxVol takes at most (dcace.grade.fit_grade subsamples, seeded, beyond):
+    max_atoms, or fewer so that its GRADE_COPIES copies of K numbers an atom fit the memory budget (bytes),
+    but never fewer than 2 K (MaxVol picks K of them).  Independent of the number of structures."""
+    fits = int(budget // (8 * GRADE_COPIES * max(int(K), 1)))
+    return int(min(int(max_atoms), max(2 * int(K), fits)))
 
 
 def grade_nbytes(K, atoms_per_species, max_atoms):

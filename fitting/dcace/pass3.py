@@ -87,6 +87,7 @@ def training_errors(ranks, frames, mine, n, pot, lin_pot, M_sel, counts, e_ref, 
     return stats, weights, nearest
 
 
-def training_grade(ranks, basis, frames, mine, counts, seed):
+def training_grade(ranks, basis, frames, mine, counts, seed, max_atoms=None):
     """fit_grade on this rank's structures `mine` (positions in frames); the result on rank 0."""
-    return fit_grade(basis, atoms_of(frames, mine), seed=seed, ranks=ranks, positions=mine, counts=counts)
+    return fit_grade(basis, atoms_of(frames, mine), seed=seed, ranks=ranks, positions=mine, counts=counts,
+                     max_atoms=max_atoms)

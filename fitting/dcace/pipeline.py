@@ -473,7 +473,7 @@ def _fit_settings(s: FitSettings, ranks, resume):
         pot, lin_pot, M_sel = pass3.receive_potentials(ranks)   # evaluates its structures in pass 3
         pass3.training_errors(ranks, data_orig.frames, own, n, pot, lin_pot, M_sel, counts, e_ref, keep_arrays,
                               threads, False)
-        pass3.training_grade(ranks, basis, data.frames, own, counts, seed)
+        pass3.training_grade(ranks, basis, data.frames, own, counts, seed, _grade_cap(basis, budget))
         return None
     timings["pass2"] = time.perf_counter() - t0
     cost_info["pass2_measured_s"] = timings["pass2"]
@@ -601,7 +601,7 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
 
     # ---------------------------------------------------------------- final file with errors
     meta, grade_G, grade_stats = _file_record(meta_partial, errors, cv_rows, notes, ranks, resume, basis, data, own,
-                                              counts, seed, timings)   # stage 11: the metadata and the grade
+                                              counts, seed, timings, c.budget)   # stage 11: the metadata and the grade
     pot = Potential.from_parts(basis, coef, e0, gate, meta, grade=grade_G,
                                short_range=short_range)
     timings["total"] = time.perf_counter() - t_start
@@ -1238,7 +1238,13 @@ def _selection_record(fm: _Final, lam, lam_table, eq9, V, clusterings, n, K, e_r
     return selection
 
 
-def _file_record(meta_partial, errors, cv_rows, notes, ranks, resume, basis, data, own, counts, seed, timings):
+def _grade_cap(basis, budget):
+    """Atoms per species of the grade's MaxVol (dcace.cost.grade_atoms_cap: within the memory budget)."""
+    return cost.grade_atoms_cap(basis.n_features, budget, GRADE_DEFAULTS["max_atoms"])
+
+
+def _file_record(meta_partial, errors, cv_rows, notes, ranks, resume, basis, data, own, counts, seed, timings,
+                 budget):
     """(meta, grade_G, grade_stats): the file's metadata with the errors, the CV table and the notes, and the
     extrapolation grade (MaxVol active set per species, dcace.grade; a refit updates its state's).  The
     notes list is the metadata's own: the grade's notes join it."""
@@ -1250,7 +1256,8 @@ def _file_record(meta_partial, errors, cv_rows, notes, ranks, resume, basis, dat
         for r in cv_rows]
     meta["notes"] = notes
     t0 = time.perf_counter()
-    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, own, counts, seed) if resume is None
+    grade_G, grade_notes, grade_stats = (pass3.training_grade(ranks, basis, data.frames, own, counts, seed,
+                                                                    _grade_cap(basis, budget)) if resume is None
                                          else resume.update_grade(basis, [fr.atoms for fr in data.frames]))
     notes += grade_notes + [f"extrapolation grade: {100 * grade_stats['fraction_above_1']:.2f} % of the training "
                             f"atoms above 1 (max {grade_stats['max_training_grade']:.9g})"]
@@ -1379,7 +1386,7 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
     scratch_bytes = stress_bytes + 8 * D * int(spilled) if spilled else 0
     if spilled:
         stress_bytes = 0
-    grade_bytes = cost.grade_nbytes(K, atoms_per_species, GRADE_DEFAULTS["max_atoms"])
+    grade_bytes = cost.grade_nbytes(K, atoms_per_species, _grade_cap(basis, budget))
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
                             joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads,
                             resident=resident, stress_bytes=stress_bytes, grade_bytes=grade_bytes,
