@@ -97,6 +97,7 @@ def test_cluster_sample_fits_the_clustering_on_a_sample_and_joins_the_rest(tmp_p
     A = np.load(tmp_path / "fit.npz")
     labels = A["cluster2_labels"]
     assert sum(pot.report.selection["cluster_sizes"]) == n and len(labels) == n
+    assert pot.report.selection["cluster_sample"] == most
     sample = pipeline._cluster_sample(n, most, seed)
     assert len(sample) == most and np.array_equal(sample, np.unique(sample))
     P = A["Bsum"] / A["counts"].sum(axis=1)[:, None]

@@ -573,7 +573,7 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
         timings["core_shift"] = time.perf_counter() - t_shift
     timings["final_solve"] = time.perf_counter() - t0
     selection = _selection_record(fm, lam, lam_table, eq9, V if pca else None, clusterings, n, K, e_ref,
-                                  column_choice, anchor_auto)
+                                  column_choice, anchor_auto, cl.sample)
     errors = cv_errors(cv_rows, n_stage1, M_sel, tau_sel, committee, lam_dc, compare)
 
     # ---------------------------------------------------------------- pass 3: training errors
@@ -1216,8 +1216,10 @@ def _final_stage(s: FitSettings, c, basis, data, sel, d1, chosen, lam_dc, joint,
     return _Final(M_sel, tau_sel, lam_dc, gate, theta_final, gate_used, gate_cv, atom_fit, models, compare)
 
 
-def _selection_record(fm: _Final, lam, lam_table, eq9, V, clusterings, n, K, e_ref, column_choice, anchor_auto) -> dict:
-    """The report's and the file's ``selection`` (V: the gate's PCA projection, None without PCA)."""
+def _selection_record(fm: _Final, lam, lam_table, eq9, V, clusterings, n, K, e_ref, column_choice, anchor_auto,
+                      sample=None) -> dict:
+    """The report's and the file's ``selection`` (V: the gate's PCA projection, None without PCA; sample: the
+    structures the clustering was fitted on)."""
     M_sel, tau_sel = fm.M_sel, fm.tau_sel
     selection = {
         "n_experts": M_sel, "temperature": tau_sel, "ridge": lam, "ridge_experts": fm.lam_dc, "ridge_cv": lam_table,
@@ -1232,6 +1234,8 @@ def _selection_record(fm: _Final, lam, lam_table, eq9, V, clusterings, n, K, e_r
             selection[key] = column_choice[key]
     if anchor_auto is not None:   # --anchors auto: the grid, each weight's probes and CV loss, the choice
         selection["anchors_auto"] = anchor_auto
+    if sample is not None and len(sample) < n and clusterings:   # (absent when every structure was clustered)
+        selection["cluster_sample"] = int(len(sample))
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
                             + (f", tau={tau_sel:g}" if M_sel > 1 else "") + f", ridge={lam:.3g}; "
                             + f"eq. 9 would pick M={eq9['paper_M']} (paper's gate), {eq9['joint_M']} (this gate)")
