@@ -134,3 +134,32 @@ def test_grade_sample_fits_the_memory_budget():
     assert pot.basis.n_features == 17
     assert f"grade Mo: MaxVol on a seeded subsample of {cap} of {n_atoms} atoms" in pot.report.notes
     assert pot.report.cost["grade_bytes"] == 8 * 9 * cap * 17
+
+
+def test_a_scratch_file_without_room_is_refused_before_pass_1(monkeypatch):
+    """No room for the scratch file: the fit stops before pass 1 naming the size, the directory and what to
+    change; a write that fails later (a disk filling up meanwhile) names the same."""
+    import collections
+    import os
+    import tempfile
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(rowstore.shutil, "disk_usage", lambda where: usage(10**6, 10**6 - 1000, 1000))
+    seen = []
+    monkeypatch.setattr(pipeline, "_descriptor_pass", lambda *a, **k: seen.append(1))
+    with pytest.raises(OSError, match=r"scratch file of rank 0's per-structure rows needs [0-9.]+ MiB in "
+                                      + f"{tempfile.gettempdir()}, which has 0.0 MiB free: set TMPDIR"):
+        dcace.fit(read(MO_TRAIN, ":20"), elements=["Mo"], rows_budget_gb=0, **FIT_KW)
+    assert not seen   # (before pass 1)
+
+    def full(fd, data, offset):
+        raise OSError(28, "No space left on device")
+
+    rows, real = Rows(4, (3,), spill=True), os.pwrite
+    monkeypatch.setattr(rowstore.os, "pwrite", full)
+    with pytest.raises(OSError, match=r"per-structure rows \(0.0 MiB in .*\): \[Errno 28\] No space left on device; "
+                                      r"set TMPDIR .* --rows-budget"):
+        rows[2] = np.ones(3)
+    monkeypatch.setattr(rowstore.os, "pwrite", real)
+    rows[2] = np.ones(3)
+    assert np.array_equal(rows.take([2, 0]), [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])

@@ -772,9 +772,14 @@ def _descriptor_stage(s: FitSettings, c, ranks, resume, fixed, basis, data, elem
     # structures rank 0 takes the rows in rounds too, into Rows that spill to a scratch file over
     # rows_budget_gb (a fit that writes a state holds them: the state's file is them)
     lean = ranks.size > 1 and fixed is None
-    spill = False
+    spill, problem = False, None
     if ranks.is_root and fixed is None and s.state is None:
-        spill = rowstore.spills(8 * D * (n + 6 * _n_with_stress(data, None, True)), c.rows_budget)
+        nbytes = 8 * D * (n + 6 * _n_with_stress(data, None, True))
+        spill = rowstore.spills(nbytes, c.rows_budget)
+        problem = rowstore.scratch_problem(nbytes) if spill else None
+    problem = ranks.bcast(problem)   # (every rank stops, before pass 1)
+    if problem:
+        raise OSError(problem)
     sink = rowstore.Rows(n, (D,), spill) if ranks.is_root and fixed is None else None
     labels = []   # (i, energy, hash, periodic) of this rank's structures, taken as pass 1 reads them
     need_hash = s.state is not None or fixed is not None   # (the state's record of the frames, a reuse's check)

@@ -13,6 +13,7 @@ unlinked as it is made (``tempfile.TemporaryFile``), so nothing is left behind b
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -20,12 +21,27 @@ import numpy as np
 #: rows read back from a scratch file at a time (its readers' memory: CHUNK rows)
 CHUNK = 256
 
-__all__ = ["CHUNK", "Rows", "StressRows", "spills"]
+__all__ = ["CHUNK", "Rows", "StressRows", "spills", "scratch_problem"]
 
 
 def spills(nbytes: float, budget_gb: float) -> bool:
     """Whether rows of nbytes go to a scratch file under a budget of budget_gb (GB)."""
     return nbytes > float(budget_gb) * 2**30
+
+
+def scratch_problem(nbytes: float, directory=None):
+    """None, or why a scratch file of nbytes cannot be made in directory (default: the temporary
+    directory): said before pass 1, not as a failed write in the middle of it."""
+    where = directory or tempfile.gettempdir()
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError as exc:
+        return f"the scratch file of rank 0's per-structure rows: cannot use {where}: {exc}"
+    if free < nbytes:
+        return (f"the scratch file of rank 0's per-structure rows needs {nbytes / 2**20:.1f} MiB in {where}, "
+                f"which has {free / 2**20:.1f} MiB free: set TMPDIR to a directory with room, or hold the rows "
+                f"in memory with a larger --rows-budget (rows_budget_gb)")
+    return None
 
 
 class Rows:
@@ -37,6 +53,7 @@ class Rows:
         self.width = int(np.prod(self.shape, dtype=np.int64))
         self._array = None if spill else np.zeros((self.n, *self.shape))
         self._file = None
+        self._directory = directory or tempfile.gettempdir()
         if spill:
             self._file = tempfile.TemporaryFile(dir=directory)
             self._file.truncate(8 * self.width * self.n)
@@ -72,8 +89,14 @@ class Rows:
         index = np.atleast_1d(np.asarray(index, dtype=np.int64))
         rows = np.ascontiguousarray(np.broadcast_to(rows, (len(index), *self.shape)), dtype=float)
         fd, size = self._file.fileno(), 8 * self.width
-        for j, i in enumerate(index.tolist()):
-            os.pwrite(fd, rows[j].tobytes(), size * i)
+        try:
+            for j, i in enumerate(index.tolist()):
+                if os.pwrite(fd, rows[j].tobytes(), size * i) != size:
+                    raise OSError(f"short write of row {i}")
+        except OSError as exc:
+            raise OSError(f"the scratch file of rank 0's per-structure rows ({self.file_nbytes / 2**20:.1f} MiB in "
+                          f"{self._directory}): {exc}; set TMPDIR to a directory with room, or hold the rows in "
+                          f"memory with a larger --rows-budget (rows_budget_gb)") from exc
 
     def take(self, index) -> np.ndarray:
         """A copy of the rows of ``index`` (len(index), *shape): in a scratch file's case, ask for a chunk."""
