@@ -377,6 +377,7 @@ def off_data_problems(pot, elements, rmin, crystal):
     return problems
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(DEFAULT_SETS))
 def test_default_fit_is_safe_off_the_data(name):
     """A default fit (`dcace fit` with no options: body order 4, degree 12, `--experts auto`, which
@@ -402,6 +403,7 @@ def test_default_fit_is_safe_off_the_data(name):
     assert not problems, f"{name} (M = {pot.n_experts}): " + "; ".join(f"{k}: {v}" for k, v in problems.items())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["Mo", "Si"])
 def test_repulsion_restraints_cost_no_accuracy(name):
     """The restraints act on dimers only: cross-validated energy and force errors of default fits
