@@ -645,7 +645,6 @@ TIAL_KW = dict(elements=["Ti", "Al"], cutoff=5.5, body_order=3, max_degree=6, ex
                forces_key="force", virial_key="virial", progress=False, compare=False)
 
 
-@pytest.mark.slow
 def test_isolated_atom_energies_fix_the_one_body_terms():
     """Least squares on atom counts cannot separate Ti from Al on (near-)equiatomic data; given
     isolated-atom energies (e0= or isolated_atom frames) the free atoms have exactly those energies."""
