@@ -114,6 +114,7 @@ def ge_probe():
     return frames, probe, max_force(dcace.fit(frames, experts=1, **GE_SMALL), probe)
 
 
+@pytest.mark.slow
 def test_anchors_keep_forces_on_rattled_frames_those_of_the_linear_model(ge_probe):
     """Training frames (not the anchors' sources) displaced by 0.1 A, a thermal amount: the committee
     fitted with anchors gives them forces of the linear model's size; the same committee fitted
@@ -168,6 +169,7 @@ def test_auto_anchors_where_the_committee_is_unsafe_without_them(ge_probe):
     assert pot.metadata["fit"]["anchors"] == rec["chosen"]   # in the file, as a given weight is
 
 
+@pytest.mark.slow
 def test_auto_anchors_choose_the_smallest_passing_weight_and_equal_that_fixed_weight():
     """Mo bo3 degree 8, M = 4. Until session 9 it passed every probe without anchors and `auto` kept 0;
     with bcc and fcc compressed from their own a0 (dcace.crystal_probe: the first minimum from the

