@@ -293,6 +293,7 @@ def _rattled_copies(path, repeat, sigma=0.01, seed=0):
     return len(out)
 
 
+@pytest.mark.slow
 def test_rank_memory_does_not_grow_with_the_structures(tmp_path):
     """Issue 13: a rank's memory independent of the number of structures.  What each of the 2 ranks holds at
     the end of pass 2 (tracemalloc: every Python object and numpy array the fit keeps between its passes) for
