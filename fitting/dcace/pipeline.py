@@ -774,7 +774,7 @@ def _descriptor_stage(s: FitSettings, c, ranks, resume, fixed, basis, data, elem
     lean = ranks.size > 1 and fixed is None
     spill, problem = False, None
     if ranks.is_root and fixed is None and s.state is None:
-        nbytes = 8 * D * (n + 6 * _n_with_stress(data, None, True))
+        nbytes = 8 * D * (n + 6 * _n_stress_labels(data, None))
         spill = rowstore.spills(nbytes, c.rows_budget)
         problem = rowstore.scratch_problem(nbytes) if spill else None
     problem = ranks.bcast(problem)   # (every rank stops, before pass 1)
@@ -964,7 +964,7 @@ def _pass2_stage(c, ranks, resume, rows_fn, data, d1, groups, joint, n, offset, 
     # file: dcace.rowstore); another rank sends its blocks' with their partials
     stress_store = None
     if ranks.is_root:   # (room for every structure with a stress label: those fitting_rows gives stress rows)
-        stress_store = rowstore.StressRows(groups.D, _n_with_stress(data, resume, True), d1.spill)
+        stress_store = rowstore.StressRows(groups.D, _n_stress_labels(data, resume), d1.spill)
     if resume is not None:
         resume.restore(groups, joint)
         stress_store.update(resume.stress_store())
@@ -1353,13 +1353,17 @@ def _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterin
     return theta_lin, models
 
 
-def _n_with_stress(data, resume, wS):
-    """How many training structures will have stress rows on rank 0 (the atom-count/FrameTable stubs of
-    a streamed set, or the held frames; a refit adds its state's; 0 when stresses are not fitted)."""
-    if not wS:
-        return 0
+def _n_stress_labels(data, resume):
+    """How many training structures have a stress label (the atom-count/FrameTable stubs of a streamed set,
+    or the held frames; a refit adds its state's): those whose stress rows rank 0 keeps (dcace.rowstore)."""
     stored = 0 if resume is None else len(resume.arrays["stress_index"])
     return stored + int(sum(bool(fr.has_stress) for fr in data.frames))
+
+
+def _n_with_stress(data, resume, wS):
+    """How many training structures will have stress rows on rank 0 for the cost lines (0 when stresses
+    are not fitted)."""
+    return _n_stress_labels(data, resume) if wS else 0
 
 
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P_own, seed,

@@ -48,10 +48,10 @@ class Rows:
     """(n, *shape) float64 rows, one per structure: an array, or a scratch file (``spill``) in
     ``directory`` (default: the system's temporary directory, ``TMPDIR``)."""
 
-    def __init__(self, n: int, shape: tuple, spill: bool = False, directory=None):
+    def __init__(self, n: int, shape: tuple, spill: bool = False, directory=None, array=None):
         self.n, self.shape = int(n), tuple(int(s) for s in shape)
         self.width = int(np.prod(self.shape, dtype=np.int64))
-        self._array = None if spill else np.zeros((self.n, *self.shape))
+        self._array = None if spill else (np.zeros((self.n, *self.shape)) if array is None else array)
         self._file = None
         self._directory = directory or tempfile.gettempdir()
         if spill:
@@ -61,9 +61,8 @@ class Rows:
     @classmethod
     def of(cls, array: np.ndarray) -> "Rows":
         """Rows in memory that are the given (n, ...) array (not a copy)."""
-        r = cls(0, np.shape(array)[1:])
-        r.n, r._array = len(array), np.asarray(array, dtype=float)
-        return r
+        array = np.asarray(array, dtype=float)
+        return cls(len(array), array.shape[1:], array=array)
 
     @property
     def spilled(self) -> bool:
