@@ -6,7 +6,10 @@ a crystal compressed by a few per cent, a damaged cell after a knock-on -- the e
 with each other by eV, the gate moves between them, and the gate-gradient force
 (1/N) sum_m (E_m - E) Phi dw_m/dp pulls the structure towards whichever expert is lowest: the Zuo Si
 committee fell 1 eV/atom below its crystal at 0.94 a0 (docs/short-range.md). The linear model,
-fitted on all data, has no gate and passes these probes.
+fitted on all data, has no gate and passes these probes. The local gates' committees (dcace.local_gate)
+fail the same way without them: the Zuo Mo atom and neighbourhood committees (body order 4, degree 12,
+M = 4) had fcc Mo falling below its own a0 by 9 to 449 meV/atom at 0.97-0.98 a0 (docs/local-gates.md),
+and an expanding hot liquid fell 2 eV/atom (docs/coexistence.md); they get the same term.
 
 The anchors are deterministic off-data structures: uniformly compressed and expanded and randomly
 rattled copies of training frames, bcc and fcc of every element near their equilibrium and compressed

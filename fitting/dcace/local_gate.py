@@ -25,7 +25,7 @@ from .clustering import cluster, fit_standardiser, gate_dict, pca_projection
 from .ridge import penalty_vector, quadratic_sse, ridge_solve
 
 __all__ = ["GATES", "LOCAL_GATES", "check_gate_option", "cluster_atoms", "atom_gate", "LocalAccumulator",
-           "fit_atom_gate"]
+           "LocalGateRows"]
 
 GATES = ("structure", "atom", "neighbourhood", "auto")   # fit(gate=...), dcace fit --gate (auto: CV picks)
 LOCAL_GATES = ("atom", "neighbourhood")
@@ -113,9 +113,12 @@ class LocalAccumulator:
             self.stress[i] = (Psi, sig, scale)
         self.U[i] = u
 
-    def solve(self, fold, lam, sc, D, S, fixed_one_body, frac, prior, restraint=None, col_factor=None):
+    def solve(self, fold, lam, sc, D, S, fixed_one_body, frac, prior, restraint=None, col_factor=None,
+              anchors=None, theta_lin=None):
         """restraint: the repulsion restraints' (H, h) for this committee (every expert), or None;
-        col_factor: the ridge factor per coefficient column (dcace.block_ridge) or None."""
+        col_factor: the ridge factor per coefficient column (dcace.block_ridge) or None; anchors: the
+        off-data anchors (dcace.anchors.AnchorRows) pulling every expert towards theta_lin, the linear
+        solution of the same fold, as for the structure gate's committees, or None."""
         H = self.H.sum(axis=0)
         h = self.h.sum(axis=0)
         if fold is not None:
@@ -123,6 +126,8 @@ class LocalAccumulator:
             h = h - self.h[fold]
         if restraint is not None:
             H, h = H + restraint[0], h + restraint[1]
+        if anchors is not None:
+            anchors.add_to(self.M, H, h, theta_lin)
         pen = penalty_vector(D, S, self.M, lam * frac, fixed_one_body=fixed_one_body, col_factor=col_factor)
         return ridge_solve(H, h, np.tile(sc, self.M), pen, prior)
 
@@ -182,48 +187,56 @@ def cv_row(acc, thetas, key, lam, folds, yE, N, wts, wE, wF, wS, fit):
     }
 
 
-def fit_atom_gate(*, basis, frames, M, temperatures, ridge_factors, lam, sel, folds, k, p1, wts, wE, wF, wS,
-                  seed, pca_variance, pca_max_components, committee, progress_fn=None, kind="atom",
-                  gate_range=None, body_order=0):
-    """Cluster, accumulate and select a local-gate committee (kind "atom", or "neighbourhood" with
-    its range r_g and the body order of its PCA's columns, 0 = all); returns a dict with theta
-    (M, D'), gate, tau, ridge, cv rows and cluster sizes (per species). The user's e0 pins come from
-    `sel` (Selector._committee_pins), as for the structure gate's committees."""
-    from .neighbourhood_gate import gate_columns, per_species_neighbourhood_descriptors
-    from .potential import Potential
+class LocalGateRows:
+    """A local-gate committee's clustering and normal equations (one per candidate temperature), built
+    once; ``select`` chooses tau and the ridge by CV and solves, for the off-data anchors given, so
+    --anchors auto tries each weight without a second pass over the data."""
 
-    S, K = basis.n_species, basis.n_features
-    D, Dp = S * K, S * K + S
-    if kind == "neighbourhood":
-        X, columns = per_species_neighbourhood_descriptors(basis, frames, gate_range), gate_columns(basis, body_order)
-    else:
-        X, columns = per_species_descriptors(basis, frames), None
-    cls = cluster_atoms(X, M, basis.elements, seed=seed, variance=pca_variance,
-                        max_components=pca_max_components, kind=kind, columns=columns)
-    zero = (np.zeros((M, S, K)), np.zeros((M, S)))
-    gates = {t: atom_gate(cls, t, kind, gate_range, body_order) for t in temperatures}
-    core = Potential.from_parts(basis, *zero, gates[temperatures[0]], {}).core
-    accs = {t: LocalAccumulator(k, len(frames), M * Dp, gates[t], M) for t in temperatures}
-    accumulate(core, basis, frames, accs, folds, p1.yE, p1.N, wts, wE, wF, wS, progress_fn)
-    lin = [sel.linear_fold(lam, f) for f in range(k)]
-    lin_total = sel.solve_linear_total(lam)
-    # as the structure gate's committees (selection.Selector): restraints on every expert, and the
-    # linear model's one-body terms shared by all
-    rest = None if sel.restraint is None else sel.restraint.committee(M)
-    pins = sel._committee_pins(lin_total)
-    rows, best = [], None
-    for t, acc in accs.items():
-        for fac in ridge_factors:
-            lam_t = lam * fac
-            th = [acc.solve(f, lam_t, sel.sc, D, S, pins, sel.frac[f], np.tile(lin[f], M), rest,
-                            sel.col_factor)
-                  for f in range(k)]
-            row = cv_row(acc, th, t, lam_t, folds, p1.yE, p1.N, wts, wE, wF, wS, committee)
-            rows.append(row)
-            if best is None or row["loss"] < best[0]:
-                best = (row["loss"], t, lam_t)
-    _, tau, lam_sel = best
-    theta = accs[tau].solve(None, lam_sel, sel.sc, D, S, pins, 1.0, np.tile(lin_total, M), rest,
-                              sel.col_factor).reshape(M, Dp)
-    return {"theta": theta, "gate": gates[tau], "tau": tau, "ridge": lam_sel, "cv_rows": rows, "cv_loss": best[0],
-            "cluster_sizes": [cl.sizes.tolist() for cl in cls], "pca_components": [int(cl.projection.shape[0]) for cl in cls]}
+    def __init__(self, *, basis, frames, M, temperatures, folds, k, p1, wts, wE, wF, wS, seed, pca_variance,
+                 pca_max_components, progress_fn=None, kind="atom", gate_range=None, body_order=0):
+        from .neighbourhood_gate import gate_columns, per_species_neighbourhood_descriptors
+        from .potential import Potential
+
+        S, K = basis.n_species, basis.n_features
+        if kind == "neighbourhood":
+            X, columns = per_species_neighbourhood_descriptors(basis, frames, gate_range), gate_columns(basis, body_order)
+        else:
+            X, columns = per_species_descriptors(basis, frames), None
+        cls = cluster_atoms(X, M, basis.elements, seed=seed, variance=pca_variance,
+                            max_components=pca_max_components, kind=kind, columns=columns)
+        zero = (np.zeros((M, S, K)), np.zeros((M, S)))
+        self.gates = {t: atom_gate(cls, t, kind, gate_range, body_order) for t in temperatures}
+        core = Potential.from_parts(basis, *zero, self.gates[temperatures[0]], {}).core
+        self.accs = {t: LocalAccumulator(k, len(frames), M * (S * K + S), self.gates[t], M) for t in temperatures}
+        accumulate(core, basis, frames, self.accs, folds, p1.yE, p1.N, wts, wE, wF, wS, progress_fn)
+        self.M, self.S, self.K, self.k, self.cls = M, S, K, k, cls
+        self.folds, self.p1, self.wts, self.weights = folds, p1, wts, (wE, wF, wS)
+
+    def select(self, *, sel, lam, ridge_factors, committee, anchors=None) -> dict:
+        """tau and the ridge (lam x each factor) by the k-fold CV loss, then the final solve; the
+        repulsion restraints on every expert and the linear model's one-body pins as the structure
+        gate's committees (selection.Selector), and `anchors` (AnchorRows or None)."""
+        M, S, K, k = self.M, self.S, self.K, self.k
+        D, Dp = S * K, S * K + S
+        wE, wF, wS = self.weights
+        lin = [sel.linear_fold(lam, f) for f in range(k)]
+        lin_total = sel.solve_linear_total(lam)
+        rest = None if sel.restraint is None else sel.restraint.committee(M)
+        pins = sel._committee_pins(lin_total)
+        rows, best = [], None
+        for t, acc in self.accs.items():
+            for fac in ridge_factors:
+                lam_t = lam * fac
+                th = [acc.solve(f, lam_t, sel.sc, D, S, pins, sel.frac[f], np.tile(lin[f], M), rest,
+                                sel.col_factor, anchors, lin[f])
+                      for f in range(k)]
+                row = cv_row(acc, th, t, lam_t, self.folds, self.p1.yE, self.p1.N, self.wts, wE, wF, wS, committee)
+                rows.append(row)
+                if best is None or row["loss"] < best[0]:
+                    best = (row["loss"], t, lam_t)
+        _, tau, lam_sel = best
+        theta = self.accs[tau].solve(None, lam_sel, sel.sc, D, S, pins, 1.0, np.tile(lin_total, M), rest,
+                                     sel.col_factor, anchors, lin_total).reshape(M, Dp)
+        return {"theta": theta, "gate": self.gates[tau], "tau": tau, "ridge": lam_sel, "cv_rows": rows,
+                "cv_loss": best[0], "cluster_sizes": [cl.sizes.tolist() for cl in self.cls],
+                "pca_components": [int(cl.projection.shape[0]) for cl in self.cls]}

@@ -59,7 +59,7 @@ from . import restream, rowstore
 from .state_pack import canonical_sums
 from .potential import Potential
 from .report import FitReport
-from .local_gate import LOCAL_GATES, fit_atom_gate
+from .local_gate import LOCAL_GATES, LocalGateRows
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
 from . import anchors as anchors_module
 from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers, phase_anchors
@@ -334,14 +334,15 @@ def fit(train, **kw) -> Potential:
     repulsion_restraints : weight (x force_weight) of the dimer restraints that make every pair's
         dimer repel between the bottom of its core window and its shortest training distance
         (``dcace.restraints``); 0 = off. Only with the built-in baseline.
-    anchors : weight of the off-data anchors of structure-gate committees (``dcace.anchors``; joint, and
-        independent experts with ``regularise="global"``):
+    anchors : weight of the off-data anchors of committees (``dcace.anchors``; structure-gate committees,
+        joint, and independent experts with ``regularise="global"``, and the local gates' committees):
         compressed and rattled copies of training frames, free atoms and dimers, on which every expert
         of a committee is fitted to follow the linear model, so that off the data the gate does not hand a
         structure to an expert that nothing constrains there (default 0.03, docs/short-range.md); 0 = off;
         ``"auto"``: the smallest weight of ``DEFAULTS["anchors_auto_grid"]`` whose committee passes the
         dimer, compression and rattle probes (``dcace.anchor_choice``; the grid, every weight's verdicts
-        and CV loss in ``report.selection["anchors_auto"]``, the weight in ``settings["anchors"]``).
+        and CV loss in ``report.selection["anchors_auto"]``, the weight in ``settings["anchors"]``; a local
+        gate chooses its own weight by the same probes).
         A fit state keeps them: a refit and a ``reuse=`` fit use the state's (``dcace.state_anchors``).
     max_degree_blocks : ``{2: 10, 3: 8}``: a smaller max_degree for functions coupling that many
         distinct species (``dcace.basis_spec.check_degree_blocks``).
@@ -542,16 +543,19 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     sl = _Selecting(s, c, basis, window, short_range, shortest, core, elements, groups, joint, d1, stress_store,
                     clusterings, (Z, cl.sample), restraint, fixed, (block_ridge, degree_ridge, top_degree_ridge), Ms, compare,
                     settings["shared_one_body"])   # stage 8
-    anchor_auto = None
-    if auto_anchors and anchor_rows is not None:   # the smallest weight whose committee is safe off the data
+    anchor_auto, unit_rows = None, anchor_rows   # (--anchors auto: unit_rows at weight 1)
+    if auto_anchors and anchor_rows is not None and joint:   # the smallest weight whose committee is safe off the data
         picked, w_anchor, anchor_rows, anchor_src, anchor_auto = _choose_anchors(
             sl, s, anchor_rows, anchor_note, anchor_src, anchor_atoms, probe_atoms, notes, settings, timings)
     else:
-        if auto_anchors:   # no committee candidate (or no anchor structure): nothing to choose
+        if auto_anchors and anchor_rows is None:   # no committee candidate (or no anchor structure): nothing to choose
             w_anchor = settings["anchors"] = 0.0
-            anchor_rows = anchor_src = None
-            notes.append("--anchors auto: weight 0 (no structure-gate committee to anchor)")
-        picked = sl.select(anchor_rows)
+            anchor_src = None
+            notes.append("--anchors auto: weight 0 (no committee to anchor)")
+        picked = sl.select(None if auto_anchors else anchor_rows)   # (auto, local gates only: theirs, below)
+    local_anchors = None   # --anchors auto for the local gates: each kind chooses its own weight, as above
+    if auto_anchors and unit_rows is not None and c.M_atom:
+        local_anchors = _local_anchor_chooser(sl, s, unit_rows, anchor_atoms, probe_atoms, picked[8], notes, timings)
     sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice = picked
     block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
     top_choice = column_choice["top_degree_ridge"]
@@ -561,7 +565,13 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     # ---------------------------------------------------------------- final models
     t0 = time.perf_counter()
     fm = _final_stage(s, c, basis, data, sel, d1, chosen, lam_dc, joint, models, compare, cv_rows, n, progress,
-                      notes, timings)   # stage 9: the structure gate's choice, or a local gate's (dcace.local_gate)
+                      notes, timings, local_anchors)   # stage 9: the structure gate's choice, or a local gate's
+    if fm.atom_fit is not None and "anchors_auto" in fm.atom_fit:   # a local gate won, its --anchors auto weight
+        w_anchor = settings["anchors"] = fm.atom_fit["anchor_weight"]
+        anchor_auto = fm.atom_fit["anchors_auto"]
+        anchor_rows = unit_rows.scaled(w_anchor) if w_anchor > 0 else None
+        if anchor_rows is None and anchor_note in notes:   # weight 0: the fit has no anchors
+            notes.remove(anchor_note)
     M_sel, tau_sel, lam_dc, gate, theta_final, models, compare = fm.M_sel, fm.tau_sel, fm.lam_dc, fm.gate, \
         fm.theta_final, fm.models, fm.compare
     coef = theta_final[:, :D].reshape(-1, S, K)
@@ -883,7 +893,7 @@ def _anchor_sources(c, s: FitSettings, ranks, resume, fixed, data, p1, own, own_
     N, n = p1.N, len(p1.N)   # (every rank has every structure's atom counts)
     anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
     anchor_src = None     # (sources, ground): a state's are kept (dcace.state_anchors)
-    if w_anchor > 0 and (s.committee == "joint" or s.regularise == "global") and len(clusterings) > 0:
+    if w_anchor > 0 and (s.committee == "joint" or s.regularise == "global") and (len(clusterings) > 0 or c.M_atom):
         anchor_src = anchor_sources(N.tolist(), p1.yE.tolist()) if fixed is None else state_anchors.kept_sources(fixed)
     if anchor_src is not None and resume is None:   # a refit has H_a in the state
         spread, ground = anchor_src
@@ -1028,7 +1038,7 @@ def _anchor_rows_stage(c, s: FitSettings, resume, basis, core, elements, shortes
     S = basis.n_species
     D = S * basis.n_features
     anchor_rows, anchor_note, t_anchors = None, None, time.perf_counter()
-    if anchor_atoms is not None and joint:
+    if anchor_atoms is not None and (joint or c.M_atom):   # structure-gate or local-gate committees
         few = [] if core.baseline != "zbl" else free_atoms_and_dimers(elements, shortest, window[0], s.cutoff)
         # --anchors auto: H_a at weight 1, scaled to each weight tried (dcace.anchor_choice)
         anchor_rows, anchor_note = _anchor_rows(basis, *anchor_atoms, few, c.wE, c.wF, c.wS, D, S, s.seed,
@@ -1123,13 +1133,41 @@ class _Selecting:
         return Potential.from_parts(b, c, e, gate, {}, short_range=sr)
 
 
+def _safety_probes(sl: _Selecting, s: FitSettings, anchor_atoms, probe_atoms) -> SafetyProbes:
+    """--anchors auto's probes (dcace.anchor_choice) of this fit's data."""
+    return SafetyProbes(sl.elements, sl.shortest if sl.core.baseline == "zbl" else None,   # no core: no dimer probes
+                        anchor_atoms[1], probe_atoms, s.anchors_auto_force_ratio)
+
+
+def _local_anchor_chooser(sl: _Selecting, s: FitSettings, unit_rows, anchor_atoms, probe_atoms, theta_lin, notes,
+                          timings):
+    """--anchors auto for a local gate: chooser(kind, select) -> the local fit of the smallest grid weight
+    whose committee passes the probes (select(anchor rows or None) -> LocalGateRows.select's dict), with its
+    weight and the record (``anchor_weight``, ``anchors_auto``); the probes, notes and rule of the structure
+    gate's committees (_choose_anchors, dcace.anchor_choice)."""
+    probes = _safety_probes(sl, s, anchor_atoms, probe_atoms)
+    lin_pot = sl.candidate_potential(theta_lin[None, :], None)
+
+    def chooser(kind, select):
+        t_auto = time.perf_counter()
+
+        def candidate(w):
+            fit = select(unit_rows.scaled(w) if w > 0 else None)
+            return fit, sl.candidate_potential(fit["theta"], fit["gate"]), fit["theta"].shape[0], fit["cv_loss"]
+
+        w, fit, record, auto_notes = choose_weight(s.anchors_auto_grid, candidate, probes, lin_pot)
+        notes.extend(f"{kind} gate: {note}" for note in auto_notes)
+        timings[f"anchors_auto_{kind}"] = time.perf_counter() - t_auto
+        return dict(fit, anchor_weight=w, anchors_auto=record)
+    return chooser
+
+
 def _choose_anchors(sl: _Selecting, s: FitSettings, anchor_rows, anchor_note, anchor_src, anchor_atoms, probe_atoms,
                     notes, settings, timings):
     """--anchors auto (dcace.anchor_choice): the smallest weight of the grid whose committee passes the probes.
     Returns (picked: sl.select's result, w_anchor, anchor_rows, anchor_src, anchor_auto)."""
     t_auto = time.perf_counter()
-    probes = SafetyProbes(sl.elements, sl.shortest if sl.core.baseline == "zbl" else None,   # no core: no dimer probes
-                          anchor_atoms[1], probe_atoms, s.anchors_auto_force_ratio)
+    probes = _safety_probes(sl, s, anchor_atoms, probe_atoms)
     unit_rows, done = anchor_rows, {0.0: sl.select(None)}   # the linear model does not depend on the anchors
 
     def candidate(w):
@@ -1179,15 +1217,16 @@ class _Final:
     theta_final: np.ndarray   # (M, D') solution
     gate_used: str            # none | structure | atom | neighbourhood
     gate_cv: dict | None      # --gate with a local gate: the CV loss of every gate kind
-    atom_fit: dict | None     # a local gate's fit (dcace.local_gate.fit_atom_gate)
+    atom_fit: dict | None     # a local gate's fit (dcace.local_gate.LocalGateRows.select)
     models: dict              # name -> (theta, gate function): the models the test set compares
     compare: bool
 
 
 def _final_stage(s: FitSettings, c, basis, data, sel, d1, chosen, lam_dc, joint, models, compare, cv_rows, n,
-                 progress, notes, timings) -> _Final:
+                 progress, notes, timings, local_anchors=None) -> _Final:
     """The structure machinery's choice, then each local gate (their own clustering, rows and CV), the lowest CV
-    loss winning with --gate auto; rows of the local gates' CV appended to cv_rows."""
+    loss winning with --gate auto; rows of the local gates' CV appended to cv_rows. The local gates get the
+    selector's off-data anchors, or with --anchors auto their own weight (local_anchors, _local_anchor_chooser)."""
     M_sel, tau_sel = chosen["M"], chosen["tau"]
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
@@ -1198,13 +1237,17 @@ def _final_stage(s: FitSettings, c, basis, data, sel, d1, chosen, lam_dc, joint,
         for kind in c.local_kinds:
             t_atom = time.perf_counter()
             bar = _progress(None, n * len(temps), f"{kind} gate rows", progress) if progress else None
-            fit_k = fit_atom_gate(
-                basis=basis, frames=data.frames, M=c.M_atom, temperatures=temps, ridge_factors=s.ridge_dc_factors,
-                lam=lam_dc0, sel=sel, folds=d1.folds, k=c.k_folds, p1=d1.p1, wts=d1.wts, wE=c.wE, wF=c.wF, wS=c.wS,
-                seed=s.seed, pca_variance=s.pca_variance,
-                pca_max_components=s.pca_max_components, committee=s.committee,
+            rows_k = LocalGateRows(
+                basis=basis, frames=data.frames, M=c.M_atom, temperatures=temps, folds=d1.folds, k=c.k_folds, p1=d1.p1,
+                wts=d1.wts, wE=c.wE, wF=c.wF, wS=c.wS, seed=s.seed, pca_variance=s.pca_variance,
+                pca_max_components=s.pca_max_components,
                 progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))),
                 kind=kind, gate_range=c.gate_range, body_order=c.gate_body_order)
+
+            def select(anchors, rows_k=rows_k):
+                return rows_k.select(sel=sel, lam=lam_dc0, ridge_factors=s.ridge_dc_factors, committee=s.committee,
+                                     anchors=anchors)
+            fit_k = select(sel.anchors) if local_anchors is None else local_anchors(kind, select)
             if bar is not None:
                 bar.close()
             cv_rows += fit_k["cv_rows"]

@@ -303,10 +303,10 @@ class FitSettings:
              "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
              "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
              "docs/short-range.md; example: --repulsion-restraints 0)"), none_is_default=True, refit="state")
-    anchors: object = option(0.03, "weight of the off-data anchors of structure-gate committees (dcace.anchors) "
+    anchors: object = option(0.03, "weight of the off-data anchors of committees, structure or local gate (dcace.anchors) "
                                    "or 'auto'", cli=arg(
         "--anchors", type=_anchors, default=None, metavar="W", advanced=True,
-        help="weight of the off-data anchors of structure-gate committees: compressed and rattled "
+        help="weight of the off-data anchors of committees (structure and local gates): compressed and rattled "
              "copies of training frames, free atoms and dimers, where every expert is fitted to "
              "follow the linear model; 0 = off; 'auto' = the smallest of 0, 0.003, 0.005, 0.01, 0.03, 0.1 whose "
              "committee passes the dimer, compression and rattle probes (dcace.anchor_choice) "
