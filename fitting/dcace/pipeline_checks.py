@@ -84,7 +84,7 @@ def checked(s: FitSettings, ranks, resume) -> Checked:
     if any(not (t > 0 and math.isfinite(t)) for t in temps) or not temps:
         raise ValueError(f"temperatures must be positive numbers, got {temps}")
     gate_kind = check_gate_option(s.gate)
-    if gate_kind != "structure" and ranks.size > 1:   # fit_atom_gate reads every structure in one process
+    if gate_kind != "structure" and ranks.size > 1:   # LocalGateRows reads every structure in one process
         raise ValueError(f"gate={gate_kind!r} (--gate) is not available in an MPI fit yet: the atom gate's "
                          f"clustering and rows read every training structure in one process; fit it without "
                          f"mpiexec (threads), or use gate='structure'")
