@@ -13,6 +13,6 @@ else
   basis=(--body-order 4 --max-degree 12); md=(-var cells 10 -var melt_steps 3000 -var steps 1000)
 fi
 "$py" -m dcace.cli fit --train "$data/Mo_train.xyz" --test "$data/Mo_test.xyz" --elements Mo --cutoff 5.2 \
-  "${basis[@]}" --gate neighbourhood --gate-body-order 3 --experts 4 -o "$out/Mo_nbh.dcace" --quiet
+  "${basis[@]}" --gate neighbourhood --gate-body-order 3 --experts 4 --anchors auto -o "$out/Mo_nbh.dcace" --quiet
 (cd "$out" && "$bin/lmp" -in "$here/in.coexist" -var potential Mo_nbh.dcace "${md[@]}" -log log.coexist.lammps)
 "$py" "$here/plot_experts.py" "$out/coexistence.dump" -o "$out/coexistence.png"
