@@ -126,6 +126,17 @@ MODELS = {
                                block_ridge=BLOCK_RIDGE_GRID),
     "blocks-10-9-0-tr-e1000": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
                                    energy_weight=1000.0),
+    # session 14: cross-validation folds that keep a trajectory together (cv_groups="trajectory": consecutive frames
+    # of one config_type, size and cell in one fold), since random folds put neighbouring AIMD frames in the
+    # training and the validation folds at once and CV chose a ridge a decade too small (session 12); the
+    # binaries' weight w in {1, 3, 6, 10}, and (a)'s basis with the same CV for reference
+    "blocks-10-9-0-tr-g": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0}, top_degree_ridge=9,
+                               cv_groups="trajectory"),
+    **{f"blocks-10-9-0-tr-g-b{w:g}": dict(body_order=4, max_degree=10, max_degree_blocks={2: 9, 3: 0},
+                                           top_degree_ridge=9, weights={g: float(w) for g in BINARIES},
+                                           cv_groups="trajectory")
+       for w in (3, 6, 10)},
+    "explicit-9-g": dict(body_order=4, max_degree=9, cv_groups="trajectory"),
 }
 
 
@@ -153,6 +164,8 @@ def describe(kw):
         s += f", ridge fixed at {kw['ridge']:g}"
     if kw.get("energy_weight") is not None:
         s += f", energy weight {kw['energy_weight']:g}"
+    if kw.get("cv_groups") is not None:
+        s += f", CV folds by {kw['cv_groups']}"
     return s
 
 
@@ -256,6 +269,9 @@ def cmd_fit(args):
            "top_degree_ridge": {k: (pot.report.selection.get("top_degree_ridge") or {}).get(k)
                                 for k in ("degree", "factor", "n_columns", "cv")},
            "ridge": pot.report.selection.get("ridge"), "weights": kw.get("weights"),
+           "cv_groups": kw.get("cv_groups"), "ridge_cv": pot.report.selection.get("ridge_cv"),
+           "top_degree_cv_loss": (pot.report.selection.get("top_degree_ridge") or {}).get("cv_loss"),
+           "fold_notes": [x for x in pot.report.notes if "cv_groups" in x],
            "pass2_estimate_parts": {k: c.get(k) for k in ("rows_and_products_s", "updates_s", "merges_s",
                                                           "n_batches", "n_blocks", "unit_costs")},
            "core_notes": [x for x in pot.report.notes if "core window" in x],

@@ -175,13 +175,17 @@ def _descriptor_pass(basis, frames, progress, threads, desc="descriptors", ranks
     return tuple(ranks.allgather_rows(mine.tolist(), [Bsum, counts], n))
 
 
-def _fold_blocks(n, fixed, seed, k_folds, bsize, offset):
+def _fold_blocks(n, fixed, seed, k_folds, bsize, offset, groups=None):
     """(folds (n,), blocks): seeded folds (a state's, then the new structures'), and the fixed blocks of
     <= batch_size structures, the units of work and of summation of passes 1 and 2 (dcace.parallel;
     the state's structures and the new ones in separate blocks, so that a refit adds exactly the
-    blocks a from-scratch fit adds after the state's).  Known from n alone, before any frame is read."""
+    blocks a from-scratch fit adds after the state's).  Known from n alone, before any frame is read,
+    except with cv_groups: ``groups`` (n,) the structures' group labels (cv_group_labels), whole groups
+    to a fold (grouped_folds).  A state's folds stay whatever the groups."""
     split = n if fixed is None else fixed.n          # the state's structures, which a reuse fit adds first
-    if fixed is None:
+    if fixed is None and groups is not None:
+        folds = grouped_folds(groups, k_folds, seed)
+    elif fixed is None:
         rng = np.random.default_rng(seed)
         folds = np.empty(n, dtype=int)
         folds[rng.permutation(n)] = np.arange(n) % k_folds
@@ -191,6 +195,88 @@ def _fold_blocks(n, fixed, seed, k_folds, bsize, offset):
     if split > offset:
         blocks = fit_blocks(folds[:split], max(1, bsize)) + blocks
     return folds, blocks
+
+
+#: cv_groups="trajectory": two consecutive frames of one source are of one trajectory if their cells differ by
+#: at most this (Å, every component)
+TRAJECTORY_CELL_TOL = 1e-6
+
+
+def cv_group_labels(frames, spec, train=None) -> np.ndarray:
+    """(n,) int group labels of the training frames (dcace.data.Frame, in the fit's order), numbered in order
+    of first appearance.  spec "trajectory": consecutive frames of the same source with the same config_type,
+    number of atoms and cell (to TRAJECTORY_CELL_TOL) form a group (an MD trajectory; strained frames, each
+    a cell of its own, are groups of one).  Any other string KEY: the frames with equal atoms.info[KEY],
+    read from ``train`` (the fit's training data as given: paths or ase.Atoms; the Frames keep no info).
+    A frame without KEY is an error naming the file, the frame and the key."""
+    if spec == "trajectory":
+        labels, prev = np.empty(len(frames), dtype=np.int64), None
+        for i, fr in enumerate(frames):
+            cell = np.asarray(fr.atoms.cell.array, dtype=float)
+            same = (prev is not None and fr.source == prev.source and fr.config_type == prev.config_type
+                    and fr.n_atoms == prev.n_atoms and bool(np.all(np.abs(cell - prev_cell) <= TRAJECTORY_CELL_TOL)))
+            labels[i] = labels[i - 1] if same else (labels[i - 1] + 1 if i else 0)
+            prev, prev_cell = fr, cell
+        return labels
+    values = _info_values(train, spec, frames)
+    ids: dict = {}
+    out = np.empty(len(frames), dtype=np.int64)
+    for i, (fr, v) in enumerate(zip(frames, values)):
+        if v is _NO_KEY:
+            raise DataError(f"{fr.where}: no atoms.info[{spec!r}], the key of cv_groups={spec!r} (--cv-groups): "
+                            f"every training frame needs it (or use --cv-groups trajectory)")
+        try:
+            hash(v)
+        except TypeError:
+            v = repr(v)
+        out[i] = ids.setdefault(v, len(ids))
+    return out
+
+
+_NO_KEY = object()
+
+
+def _info_values(train, key, frames) -> list:
+    """atoms.info[key] (or _NO_KEY) of every training frame, from the training data as the fit was given them."""
+    import os
+
+    from ase import Atoms
+
+    if isinstance(train, Dataset):
+        raise ValueError(f"cv_groups={key!r} (--cv-groups) needs the training data as files or ase.Atoms: a "
+                         f"dcace.data.Dataset keeps no atoms.info (cv_groups='trajectory' needs none)")
+    items = [train] if isinstance(train, (str, os.PathLike, Atoms)) else list(train)
+    values = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            import ase.io
+
+            values += [a.info.get(key, _NO_KEY) for a in ase.io.iread(str(item), index=":")]
+        else:
+            values.append(item.info.get(key, _NO_KEY))
+    if len(values) != len(frames):   # (the data were read the same way just before)
+        raise RuntimeError(f"cv_groups={key!r}: {len(values)} frames of atoms.info against {len(frames)} read")
+    return values
+
+
+def grouped_folds(groups, k_folds, seed) -> np.ndarray:
+    """(n,) folds that keep every group whole (sklearn's GroupKFold idea): the groups in a permutation seeded
+    by ``seed``, each put in the fold with the fewest structures so far (the lowest fold on a tie).  Fewer
+    groups than folds is an error naming the option."""
+    groups = np.asarray(groups, dtype=np.int64)
+    sizes = np.bincount(groups)
+    G = int(np.count_nonzero(sizes))
+    if G < k_folds:
+        raise ValueError(f"cv_groups (--cv-groups): the training structures form {G} group(s), fewer than the "
+                         f"{k_folds} cross-validation folds (--cv-folds); give fewer folds, other groups, or no "
+                         f"--cv-groups")
+    fill = np.zeros(k_folds, dtype=np.int64)
+    fold_of = np.full(len(sizes), -1, dtype=np.int64)
+    for g in np.random.default_rng(seed).permutation(len(sizes)):
+        if sizes[g]:
+            f = int(np.argmin(fill))
+            fold_of[g], fill[f] = f, fill[f] + sizes[g]
+    return fold_of[groups].astype(int)
 
 
 def _residual(ranks, dataset, baseline, elements=None):
@@ -772,7 +858,10 @@ def _descriptor_stage(s: FitSettings, c, ranks, resume, fixed, basis, data, elem
     """Pass 1: every structure's descriptor sums and labels, the frame weights, e_ref (a refit: after the state's)."""
     reuse, D = s.reuse, basis.n_species * basis.n_features
     Dp = D + basis.n_species
-    folds, blocks = _fold_blocks(n, fixed, s.seed, c.k_folds, c.bsize, offset) if plan is None else plan
+    cv_groups = None   # (a state's folds stay: its structures were grouped when it was written)
+    if s.cv_groups is not None and fixed is None and plan is None:
+        cv_groups = cv_group_labels(data.frames, s.cv_groups, s.train)
+    folds, blocks = _fold_blocks(n, fixed, s.seed, c.k_folds, c.bsize, offset, cv_groups) if plan is None else plan
     # blocks of the state's structures in a reuse= fit (a refit has their sums; dcace.state_pack)
     n_kept = len(fit_blocks(folds[:fixed.n], max(1, c.bsize))) if reuse is not None else 0
     # pass 2 accumulates in batches whose work arrays (2B x D'^2) stay below ~64 MiB
@@ -820,6 +909,12 @@ def _descriptor_stage(s: FitSettings, c, ranks, resume, fixed, basis, data, elem
     e_ref = _reference_energies(E, counts, wts, e_fixed) if fixed is None else fixed.arrays["e_ref"]
     e_ref = ranks.bcast(e_ref)   # rank 0's numbers on every rank
     p1 = _Pass1(Bsum, counts, N, E, e_ref, (E - counts @ e_ref) / N)
+    if cv_groups is not None:   # (no note at the default: the files of fits before cv_groups keep their bytes)
+        sizes = np.bincount(cv_groups)
+        e0_notes = list(e0_notes) + [
+            f"cross-validation folds by cv_groups={s.cv_groups!r}: {len(sizes)} groups of 1-{int(sizes.max())} "
+            f"structures, each in one fold; folds of " + ", ".join(map(str, np.bincount(folds, minlength=c.k_folds)))
+            + " structures"]
     return _Descriptors(folds, blocks, n_kept, bsize, own, hashes, own_periodic, wts, e_fixed, p1, e0_notes, spill)
 
 

@@ -96,9 +96,23 @@ def checked(s: FitSettings, ranks, resume) -> Checked:
     _check_experts(c)
     if k_folds < 2:
         raise ValueError(f"cv_folds must be >= 2, got {k_folds}")
+    _check_cv_groups(s.cv_groups, ranks)
     if s.ridge is not None and not (s.ridge >= 0 and math.isfinite(s.ridge)):
         raise ValueError(f"ridge must be a finite number >= 0, got {s.ridge}")
     return c
+
+
+def _check_cv_groups(spec, ranks) -> None:
+    """cv_groups: None, 'trajectory' or an atoms.info key (a non-empty string); serial fits only."""
+    if spec is None:
+        return
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"cv_groups (--cv-groups) must be 'trajectory' or the name of an atoms.info key "
+                         f"(a non-empty string), got {spec!r}")
+    if ranks.size > 1:   # the folds of an MPI fit are planned from the frame count, before any frame is read
+        raise ValueError(f"cv_groups={spec!r} (--cv-groups) is not available in an MPI fit yet: its folds are "
+                         f"planned from the number of frames before any frame is read; fit without mpiexec "
+                         f"(threads), or without --cv-groups")
 
 
 def _check_gates(c: Checked, s: FitSettings, resume) -> None:
@@ -167,6 +181,8 @@ def record(s: FitSettings, c: Checked, *, core, elements, basis_blocks, chemical
         settings["degree_ridge"] = list(degree_ridge) if isinstance(degree_ridge, tuple) else degree_ridge
     if top_degree_ridge is not None:
         settings["top_degree_ridge"] = stored_top(top_degree_ridge)
+    if s.cv_groups is not None:   # (absent at the default: the files and states of fits before it keep their bytes)
+        settings["cv_groups"] = s.cv_groups
     if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
     if c.gate_kind in LOCAL_GATES:

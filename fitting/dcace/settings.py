@@ -349,6 +349,17 @@ class FitSettings:
         "--cv-folds", type=int, default=None, metavar="K", advanced=True, formatted=True,
         help="folds of the cross-validation (default: {default}; example: --cv-folds 10)"), none_is_default=True,
         refit="state")
+    # a refit keeps the state's folds (its structures' were grouped when it was written); the new structures get the
+    # state's deterministic per-structure folds (dcace.state.new_folds), as in the fit that reuses the state
+    cv_groups: object = option(None, "None | 'trajectory' | an atoms.info key: the structures of a group share one "
+                                     "CV fold (pipeline.cv_group_labels)", cli=arg(
+        "--cv-groups", default=None, metavar="trajectory|KEY", advanced=True,
+        help="keep groups of training structures in one cross-validation fold: 'trajectory' (consecutive "
+             "frames of one file with the same config_type, number of atoms and cell: an MD trajectory; "
+             "strained frames, each a cell of its own, are groups of one) or KEY (the frames with equal "
+             "atoms.info[KEY]); with random folds, neighbouring frames of one trajectory sit in the training "
+             "and the validation folds at once and CV chooses too small a ridge (docs/fitting.md) "
+             "(default: none, structures assigned at random; example: --cv-groups trajectory)"), refit="state")
     pca: bool = option(True, "cluster and gate on the leading principal components", cli=arg(
         "--no-pca", action="store_true", advanced=True,
         help="cluster and gate on all standardised descriptor columns instead of their leading "
