@@ -613,7 +613,8 @@ def markdown(res, spread, scaling, args, dc_cost=None):
          *(["python benchmarks/many_elements.py dc-cost --workdir W"] if dc_cost else []),
          "python benchmarks/many_elements.py choose --workdir W" + (f" --keep {args.keep}" if args.keep else ""),
          f"python benchmarks/many_elements.py table{q} --workdir W"
-         + (f" --keep {args.keep}" if args.keep else "") + " > docs/many-elements.md", "```", "",
+         + (f" --keep {args.keep}" if args.keep else "") + " > W/page.md && mv W/page.md docs/many-elements.md"
+         + ("   # (not straight into the page --keep reads)" if args.keep else ""), "```", "",
          "What the numbers mean (the bar, the embeddings, memory, the ternary MD): `docs/many-elements-summary.md`. "
          "Per-fit RSS steps: `python benchmarks/memory_profile.py W/MODEL.json`; why a model fails on "
          "random ternaries: `python benchmarks/many_elements.py diagnose MODEL --workdir W`.", "",
