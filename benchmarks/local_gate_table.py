@@ -352,7 +352,7 @@ def render(cache, acc, acc_commit, body_orders=(4, 3, 2), datasets=None):
          "same run (accuracy.json has no linear model of that size at degree 12).", "",
          "Test: MAE on the held-out test set, energy meV/atom / force eV/Å. CV: 5-fold CV on the training set as "
          "the fit reports it, energy MAE meV/atom / force **RMSE** eV/Å (the fit's CV has no force MAE). The test "
-         "sets hold 23–31 structures (TiAl: 33): differences below ~1 meV/atom are noise there.", ""]
+         "sets hold 23–31 structures (TiAl: 32): differences below ~1 meV/atom are noise there.", ""]
     bars = {}
     for bo in body_orders:
         rows_t, rows_cv, rows_time, bar_rows = [], [], [], {v: [] for v in ["best", *VARIANTS]}
@@ -409,6 +409,7 @@ def render(cache, acc, acc_commit, body_orders=(4, 3, 2), datasets=None):
         bars[bo] = {v: bar(r) for v, r in bar_rows.items()}
     if 4 in bars:
         L += bar_section(bars[4])
+        L += cv_loss_section(cache, datasets)
     for bo in (3, 2):
         if bo in bars:
             b = bars[bo]["best"]
@@ -452,6 +453,51 @@ def bar_section(b4):
     return L + [""]
 
 
+def cv_loss_section(cache, datasets):
+    """The CV losses of every model at body order 4 (TiAl: 3): the loss the fit's selection compares (the
+    same folds, seed and row weights in every fit, so the numbers of separate fits compare)."""
+    L = ["## CV loss of every model, body order 4 (TiAl: 3)", "",
+         "The weighted held-out loss of the 5-fold CV (`report.selection[\"gate_cv\"]`; lower is better): *linear* "
+         "from the local fits' own `gate_cv`, *structure* from the refit (`--structure-per-config`), *equal-size "
+         "linear* its best ridge. Every fit uses the same folds (seed 0) and row weights, so the columns compare: "
+         "*lowest* is what CV would pick among them (`gate=\"auto\"` picks among linear, structure and the local "
+         "gates of one fit; the equal-size linear model is not among its candidates).", "",
+         "| data | linear | structure | atom | nbh | nbh3 | equal-size linear | lowest | lowest local gate |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for ds in datasets:
+        bo = TIAL["body_order"] if ds == "TiAl" else 4
+        deg = setting(ds, bo)[0]
+        fits = fits_of(cache, ds, bo)
+        if not fits:
+            continue
+        st = cache.get(f"{ds}/bo{bo}/deg{deg}/structure")
+        big = cache.get(cache.get("_equal_size", {}).get(f"{ds}/bo{bo}", {}).get("key", ""), {})
+        losses = {"linear": next(iter(fits.values()))["gate_cv"]["linear"],
+                  "structure": st["cv_loss"] if st and "error" not in st else None}
+        for v in VARIANTS:
+            if v in fits and not (v == "nbh3" and fits[v] is fits.get("nbh")):
+                losses[v] = fits[v]["cv_loss"]
+        losses["equal-size linear"] = big.get("cv_loss") if big and "error" not in big else None
+        have = {k: x for k, x in losses.items() if x is not None}
+        bv, _ = best_local(fits)
+        L.append(f"| {ds} | " + " | ".join(_f(losses.get(k), ".5g") for k in
+                                           ("linear", "structure", "atom", "nbh", "nbh3", "equal-size linear"))
+                 + f" | {min(have, key=have.get)} | {bv} |")
+    return L + [""]
+
+
+def per_config_wins(ds, lin, st, best_name, best):
+    """One line: the config_types where the best local gate beats (or loses to) linear and the structure gate."""
+    def cmp(ref, what):
+        if ref is None:
+            return None
+        cts = [c for c in best["per_config"] if c != "all" and c in ref]
+        win = lambda i: [c for c in cts if best["per_config"][c][i] < ref[c][i]]   # noqa: E731
+        return (f"vs {what}: lower E on {', '.join(win('e')) or 'none'}; lower F on {', '.join(win('f')) or 'none'}")
+    parts = [p for p in (cmp(lin, "linear"), cmp(st["per_config"] if st else None, "the structure gate")) if p]
+    return f"- {ds}, best local gate by CV ({best_name}) " + "; ".join(parts) + "."
+
+
 def per_config_section(cache, datasets, acc=None):
     L = ["## Per config_type, body order 4 (TiAl: its body-order-3 row), test MAE energy meV/atom / force eV/Å", "",
          "Each local gate's written potential (saved, loaded, `Potential.compute`) on the test frames grouped by "
@@ -493,6 +539,17 @@ def per_config_section(cache, datasets, acc=None):
                 + (f"**{x['f']:.4f}**" if x["f"] == min(fs) else f"{x['f']:.4f}"))
             L.append(f"| {ct} | {lin[ct]['n']} | " + " | ".join(cell(x) for x in vals) + " |")
         L.append("")
+    lines = []
+    for ds in datasets:
+        bo = TIAL["body_order"] if ds == "TiAl" else 4
+        fits = fits_of(cache, ds, bo)
+        bv, br = best_local(fits)
+        if br:
+            st = cache.get(f"{ds}/bo{bo}/deg{setting(ds, bo)[0]}/structure")
+            lines.append(per_config_wins(ds, br["per_config_linear_same_run"], st if st and "error" not in st else None,
+                                         bv, br))
+    if lines:
+        L += ["Where the best local gate (by CV) wins, per config_type (test MAE; ties count as losses):", "", *lines, ""]
     if st_rows:
         L += ["The structure gate refitted for the per-config_type tables against accuracy.json's (test MAE; the "
               "refit is today's code, accuracy.json's an earlier commit's):", "",
