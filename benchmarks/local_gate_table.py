@@ -349,7 +349,9 @@ def render(cache, acc, acc_commit, body_orders=(4, 3, 2), datasets=None):
          "it is the same gate as *nbh*: fitted once, shown once). *best local*: the variant with the lowest CV "
          "loss (`report.selection[\"gate_cv\"]`, the loss `gate=\"auto\"` compares). *equal-size linear*: one "
          "linear model (`experts=1`) at the degree whose K is closest to 4 × K (same body order), fitted in the "
-         "same run (accuracy.json has no linear model of that size at degree 12).", "",
+         "same run (accuracy.json has no linear model of that size at degree 12). TiAl's accuracy.json row is body order 3, "
+         "degree 10 only: at body orders 4 and 2 (degree 10, fitted last) its linear and structure columns are empty and "
+         "the same run's linear model is the CV table's last column.", "",
          "Test: MAE on the held-out test set, energy meV/atom / force eV/Å. CV: 5-fold CV on the training set as "
          "the fit reports it, energy MAE meV/atom / force **RMSE** eV/Å (the fit's CV has no force MAE). The test "
          "sets hold 23–31 structures (TiAl: 32): differences below ~1 meV/atom are noise there.", ""]
@@ -520,9 +522,12 @@ def per_config_section(cache, datasets, acc=None):
         st = st if st and "error" not in st else None
         if st and acc is not None:
             _, dc = baseline(acc, ds, bo)
+            rel = (max(abs(a - b) / abs(b) for a, b in zip(local(st), dc["test"])) if dc and None not in dc["test"]
+                   else None)
+            rel_text = "0 (identical)" if rel == 0 else _f(rel, ".1e")
             st_rows.append(f"| {ds} | {st['n_experts']} ({st['temperature']}) | {_pair(local(st))} | "
                            f"{dc['M'] if dc else '—'} ({dc['tau'] if dc else '—'}) | {_pair(dc['test'] if dc else (None, None))} | "
-                           f"{_f(st['seconds'], '.0f')} |")
+                           f"{rel_text} | {_f(st['seconds'], '.0f')} |")
         first = fits[cols[0]] if cols[0] in fits else next(iter(fits.values()))
         lin = first["per_config_linear_same_run"]
         L += [f"**{ds}** (body order {bo})", "",
@@ -553,8 +558,8 @@ def per_config_section(cache, datasets, acc=None):
     if st_rows:
         L += ["The structure gate refitted for the per-config_type tables against accuracy.json's (test MAE; the "
               "refit is today's code, accuracy.json's an earlier commit's):", "",
-              "| El | refit M (τ) | refit test | accuracy.json M (τ) | accuracy.json test | refit time (s) |",
-              "|---|---|---|---|---|---|", *st_rows, ""]
+              "| El | refit M (τ) | refit test | accuracy.json M (τ) | accuracy.json test | largest relative difference | refit time (s) |",
+              "|---|---|---|---|---|---|---|", *st_rows, ""]
     return L
 
 
