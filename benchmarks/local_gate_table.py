@@ -150,6 +150,9 @@ def record(pot, seconds, test, kind, path):
     return out
 
 
+FIT_OPTIONS = {}   # options of this invocation that differ from the defaults (recorded with each fit made)
+
+
 def fit_one(cache, key, fn, save, fresh):
     if key in cache and not fresh and "error" not in cache[key]:
         print(f"[{time.strftime('%H:%M:%S')}] {key}: cached", flush=True)
@@ -163,6 +166,8 @@ def fit_one(cache, key, fn, save, fresh):
         res = {"error": f"{type(exc).__name__}: {exc}"}
     res["finished_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     res["load_average"] = os.getloadavg()
+    if FIT_OPTIONS:
+        res["options"] = dict(FIT_OPTIONS)
     cache[key] = res
     save()
     t = res.get("test", {})
@@ -195,13 +200,15 @@ def run(args):
     def save():
         cache_path.write_text(json.dumps(cache, indent=1, sort_keys=True, default=float))
 
+    budget = {} if args.memory_budget is None else {"memory_budget_gb": args.memory_budget}
+    FIT_OPTIONS.update(budget)
     work = Path(args.save_potentials or tempfile.mkdtemp(prefix="dcace_local_table_"))
     work.mkdir(parents=True, exist_ok=True)
     for ds, bo in plan(args.datasets, args.body_orders, args.tial_body_orders):
         deg, cut, species = setting(ds, bo)
         train, test = read_sets(ds)
         common = dict(elements=species, cutoff=cut, body_order=bo, test=test, progress=False, threads=args.threads,
-                      keep_arrays=True)
+                      keep_arrays=True, **budget)
         K = n_features(len(species), bo, deg)
         for v in variants_at(bo):
             key = f"{ds}/bo{bo}/deg{deg}/{v}"
@@ -572,6 +579,8 @@ def main():
     ap.add_argument("--structure-per-config", nargs="*", default=[], metavar="DATASET",
                     help="after the local fits, refit the structure gate (--experts auto, zuo_table's settings) at "
                          "body order 4 (TiAl: 3) on these data sets for its per-config_type test MAE")
+    ap.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                    help="memory_budget_gb of the fits (default: dcace.fit's); recorded with each fit made")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fresh", action="store_true", help="refit cached fits")
     ap.add_argument("--render-only", action="store_true", help="only write the page from the cache")
