@@ -359,8 +359,9 @@ def render(cache, acc, acc_commit, body_orders=(4, 3, 2), datasets=None):
          "same run (accuracy.json has no linear model of that size at degree 12). TiAl's accuracy.json row is body order 3, "
          "degree 10 only: at body orders 4 and 2 (degree 10, fitted last) its linear and structure columns are empty and "
          "the same run's linear model is the CV table's last column. Each model at `dcace.fit`'s defaults: the structure "
-         "gate's committees carry the off-data anchors (weight 0.03, the fit's notes), the local gates none (the fit "
-         "applies anchors to structure-gate committees only); all have the short-range core and the repulsion "
+         "gate's committees carry the off-data anchors (weight 0.03, the fit's notes), the local gates none (at the "
+         "fitting-code commit above the fit applied the anchors to structure-gate committees only; see each fit's notes "
+         "in the JSON); all have the short-range core and the repulsion "
          "restraints.", "",
          "Test: MAE on the held-out test set, energy meV/atom / force eV/Å. CV: 5-fold CV on the training set as "
          "the fit reports it, energy MAE meV/atom / force **RMSE** eV/Å (the fit's CV has no force MAE). The test "
