@@ -358,7 +358,11 @@ def render(cache, acc, acc_commit, body_orders=(4, 3, 2), datasets=None):
          "linear model (`experts=1`) at the degree whose K is closest to 4 × K (same body order), fitted in the "
          "same run (accuracy.json has no linear model of that size at degree 12). TiAl's accuracy.json row is body order 3, "
          "degree 10 only: at body orders 4 and 2 (degree 10, fitted last) its linear and structure columns are empty and "
-         "the same run's linear model is the CV table's last column.", "",
+         "the same run's linear model is the CV table's last column. Each model at `dcace.fit`'s defaults: the structure "
+         "gate's committees carry the off-data anchors (weight 0.03, the fit's notes), the local gates none (at the "
+         "fitting-code commit above the fit applied the anchors to structure-gate committees only; see each fit's notes "
+         "in the JSON); all have the short-range core and the repulsion "
+         "restraints.", "",
          "Test: MAE on the held-out test set, energy meV/atom / force eV/Å. CV: 5-fold CV on the training set as "
          "the fit reports it, energy MAE meV/atom / force **RMSE** eV/Å (the fit's CV has no force MAE). The test "
          "sets hold 23–31 structures (TiAl: 32): differences below ~1 meV/atom are noise there.", ""]
@@ -393,7 +397,8 @@ def render(cache, acc, acc_commit, body_orders=(4, 3, 2), datasets=None):
                            + " | ".join(f"{_pair(local(fits.get(v), 'cv'), '.2f', '.3f')} ({_f(fits[v]['cv_loss'], '.5g') if v in fits else '—'}, "
                                         f"τ {fits[v]['temperature'] if v in fits else '—'})" for v in cols)
                            + f" | {_pair(local(big, 'cv'), '.2f', '.3f')} | "
-                           f"{_pair(local(fits[cols[0]]['linear_same_run'] if fits.get(cols[0]) else None, 'test'))} |")
+                           f"{_pair(local(fits[cols[0]]['linear_same_run'] if fits.get(cols[0]) else None, 'test'))}; CV "
+                           f"{_pair(local(fits[cols[0]]['linear_same_run'] if fits.get(cols[0]) else None, 'cv'), '.2f', '.3f')} |")
             rows_time.append(f"| {name} | " + " | ".join(_f(fits[v]['seconds'] if v in fits else None, '.0f') for v in cols)
                              + f" | {_f(big.get('seconds'), '.0f')} |")
             if ds != "TiAl" and lin and dc:
@@ -409,9 +414,9 @@ def render(cache, acc, acc_commit, body_orders=(4, 3, 2), datasets=None):
               "| data | K | linear | structure DC (M, τ) | " + " | ".join(cols) + " | best local (by CV) | equal-size linear (degree, K) |",
               "|---|---:|---|---|" + "---|" * len(cols) + "---|---|", *rows_t, "",
               "CV (5-fold, training set), energy MAE meV/atom / force RMSE eV/Å; local gates with (CV loss, τ); the last "
-              "column is the test MAE of the linear model fitted in the same run as the local gates (today's code; a check "
-              "on accuracy.json's linear column):", "",
-              "| data | linear | structure DC | " + " | ".join(cols) + " | equal-size linear | linear, same run (test) |",
+              "column is the linear model fitted in the same run as the local gates, test MAE and CV (today's code; a check "
+              "on accuracy.json's linear column, and TiAl's linear model at body orders 4 and 2):", "",
+              "| data | linear | structure DC | " + " | ".join(cols) + " | equal-size linear | linear, same run: test; CV |",
               "|---|---|---|" + "---|" * len(cols) + "---|---|", *rows_cv, "",
               "Fit wall time (s, one thread, loaded machine):", "",
               "| data | " + " | ".join(cols) + " | equal-size linear |", "|---|" + "---|" * len(cols) + "---|", *rows_time, ""]
@@ -513,7 +518,7 @@ def per_config_section(cache, datasets, acc=None):
          "`atoms.info[\"config_type\"]`; *linear* is the linear model of the same run on the same basis (its test "
          "predictions from the fit, `keep_arrays`), *equal-size linear* the larger linear fit. accuracy.json has no "
          "per-config_type numbers: *structure* is the structure gate refitted for these tables "
-         "(`--structure-per-config`; `dcace.fit` with zuo_table's settings, `--experts auto`), — where it was not. "
+         "(`--structure-per-config`; `dcace.fit` with zuo_table's settings, `--experts auto`; — where it was not refitted). "
          "Bold: the lowest energy and the lowest force MAE of the row; n: test structures.", ""]
     st_rows = []
     for ds in datasets:
