@@ -255,6 +255,26 @@ def test_bad_gate_options():
         dcace.fit(frames, gate="atom", experts=1, **kw)
 
 
+def test_local_gate_over_the_memory_budget_is_refused_before_any_work(monkeypatch):
+    """The local committee's normal equations (M D')^2 per fold and temperature are counted before the data
+    are read: over --memory-budget, a clear error with the figure and the options, not a 2.4 GB process
+    (TiAl, body order 4, degree 10, M = 4: 2.05 GiB against the default 1.2)."""
+    from dcace import cost, pipeline
+
+    def no_pass(*a, **k):
+        raise AssertionError("a pass over the data ran before the memory check")
+    monkeypatch.setattr(pipeline, "_descriptor_pass", no_pass)
+    kw = dict(elements=["Mo"], cutoff=CUT, body_order=3, max_degree=8, cv_folds=3, temperatures=(0.5, 1.0),
+              progress=False)
+    need = cost.local_gate_nbytes(1, 31, 3, 3, 2)   # K = 31 at body order 3, degree 8
+    assert need == 8 * 96 ** 2 * (3 * 2 + 3) and cost.linear_nbytes(1, 31, 3) < need / 8
+    for gate in ("atom", "neighbourhood"):
+        with pytest.raises(ValueError, match=rf"the {gate} gate's committee has M = 3 experts x 32 columns = 96 "
+                                             r"unknowns; its normal equations need 0\.0 GiB \(3 folds x 2 "
+                                             r"temperatures\).*fewer --experts or --temperatures.*--memory-budget"):
+            dcace.fit(train(), gate=gate, experts=3, memory_budget_gb=0.5 * need / 2**30, **kw)
+
+
 DECK = mo_deck_header("{data}", "{pot}") + """compute pe all pe/atom
 compute sa all stress/atom NULL virial
 compute g all dcace/atom

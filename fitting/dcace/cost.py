@@ -19,7 +19,7 @@ import time
 
 from .estimate import estimate_pass2, pass2_batches
 
-__all__ = ["linear_nbytes", "check_linear_memory", "resident_bytes", "counted_nbytes", "expected_peak",
+__all__ = ["linear_nbytes", "check_linear_memory", "local_gate_nbytes", "check_local_memory", "resident_bytes", "counted_nbytes", "expected_peak",
            "stress_rows_nbytes", "grade_atoms_cap", "grade_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
            "default_many_element_basis", "REDUCE_OPTIONS"]
 
@@ -53,6 +53,28 @@ def check_linear_memory(S, K, k_folds, budget):
                          f"of even the linear model need {_gib(need):.1f} GiB ({k_folds} folds), more than the "
                          f"memory budget of {_gib(budget):.2f} GiB: {REDUCE_OPTIONS}, or raise --memory-budget "
                          f"to at least {math.ceil(_gib(need) * 10) / 10:g} if the machine has the memory")
+
+
+def local_gate_nbytes(S, K, M, k_folds, n_temperatures):
+    """Bytes of a local gate's normal equations (dcace.local_gate.LocalAccumulator): one (M D' x M D')
+    matrix per fold and candidate temperature, and the solves' copies (the total, the training sum and
+    ridge_solve's scaled copy)."""
+    n = M * (S * K + S)
+    return 8 * n * n * (k_folds * n_temperatures + 3)
+
+
+def check_local_memory(S, K, M, k_folds, n_temperatures, budget, gate):
+    """ValueError if a local gate's normal equations exceed `budget` bytes: refused before any pass over the
+    data, with the figure and what makes it smaller (the local gates are fitted after the linear model and
+    are not skipped as a structure-gate candidate over the budget is)."""
+    need = local_gate_nbytes(S, K, M, k_folds, n_temperatures)
+    if need > budget:
+        n = M * (S * K + S)
+        raise ValueError(f"the {gate} gate's committee has M = {M} experts x {S * K + S} columns = {n} unknowns; its "
+                         f"normal equations need {_gib(need):.1f} GiB ({k_folds} folds x {n_temperatures} "
+                         f"temperatures), more than the memory budget of {_gib(budget):.2f} GiB: give fewer "
+                         f"--experts or --temperatures, {REDUCE_OPTIONS}, or raise --memory-budget to at least "
+                         f"{math.ceil(_gib(need) * 10) / 10:g} if the machine has the memory")
 
 
 def default_many_element_basis(n_elements, k_folds, budget, *, body_order=4, top_degree=12, lowest_degree=4):

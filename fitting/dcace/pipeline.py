@@ -1453,6 +1453,9 @@ def _basis_options(s: FitSettings, c, ranks):
         K_count = None   # bad settings: ACEBasis below names them
     if K_count is not None:
         cost.check_linear_memory(n_el, K_count, c.k_folds, c.budget)
+        if c.M_atom:   # each local gate's committee (dcace.local_gate), also before any work
+            for kind in c.local_kinds:
+                cost.check_local_memory(n_el, K_count, c.M_atom, c.k_folds, len(c.temps), c.budget, kind)
     elements = ACEBasis(s.elements, s.cutoff, 2, 1, inner_cutoff=s.inner_cutoff, w_L=s.w_L).elements  # validates
     basis_blocks = {str(b): float(d) for b, d in sorted(
         check_degree_blocks(s.max_degree_blocks, len(elements), s.body_order, s.max_degree).items())} or None
