@@ -4,11 +4,12 @@
    dcace linear (M = 1, body order 4, degree 12, cutoff 5.2 A), dcace DC (M from dcace.fit
    experts="auto" on Zuo Mo; a hand-made M = 7 potential if the fit is unavailable) and the
    in-binary peer pair_style snap, linear, 2J = 8 (random coefficients, same cutoff);
-   ratios DC/linear (target <= 1.3) and linear/SNAP (target <= 0.25); and the atom gate (issue 11:
-   `gate="atom"`, M = --atom-experts, or --atom FILE): atom gate / linear (target <= 1.15) beside
-   the structure gate's DC / linear, same run;
+   ratios DC/linear (target <= 1.3) and linear/SNAP (target <= 0.25); and the local gates (issue 11:
+   `gate="atom"` and `gate="neighbourhood"`, M = --atom-experts, or --atom / --neighbourhood FILE):
+   atom gate / linear (target <= 1.15) and neighbourhood gate / linear (target <= 1.3) beside the
+   structure gate's DC / linear, same run;
 2. 16,000 atoms, 50 steps: 2 ranks vs 1 rank speed-up of dcace DC (target >= 1.7), and of the linear
-   potential and the atom gate, same run (issue 11: the atom gate's within 5 % of the linear one's);
+   potential and each local gate, same run (issue 11: each local gate's within 5 % of the linear one's);
 3. memory: LAMMPS' "Per MPI rank memory allocation" and the max RSS from /usr/bin/time -v.
 
 Every case is run --repeat times (separate lmp processes); min and median are printed.  "wall" is
@@ -19,7 +20,7 @@ With --grade-every N ...: dcace linear again with `compute dcace/atom` pulled ev
 `fix halt` (the grade's cost; target every 100 steps <= +2 %).
 
 Usage: python benchmarks/bench_lammps.py [--repeat 3] [--workdir DIR] [--skip-snap] [--grade-every 1 100]
-       [--atom FILE | --skip-atom]
+       [--atom FILE | --skip-atom] [--neighbourhood FILE | --skip-neighbourhood]
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ from pathlib import Path
 import numpy as np
 
 import lammps_common as lc
+
+
+LOCAL_TARGET = {"atom": 1.15, "neighbourhood": 1.3}   # issue 11: per atom-step / linear
 
 
 def grade_share(grade_runs, linear_runs):
@@ -66,8 +70,10 @@ def main():
     ap.add_argument("--dc", type=Path, help="use this DC potential file instead of fitting")
     ap.add_argument("--linear", type=Path, help="use this linear potential file instead of fitting")
     ap.add_argument("--atom", type=Path, help="use this atom-gate potential file instead of fitting")
-    ap.add_argument("--atom-experts", type=int, default=4, help="M of the atom-gate fit")
+    ap.add_argument("--neighbourhood", type=Path, help="use this neighbourhood-gate potential file instead of fitting")
+    ap.add_argument("--atom-experts", type=int, default=4, help="M of the local-gate fits")
     ap.add_argument("--skip-atom", action="store_true", help="no atom-gate case")
+    ap.add_argument("--skip-neighbourhood", action="store_true", help="no neighbourhood-gate case")
     ap.add_argument("--skip-snap", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--grade-every", type=int, nargs="*", default=[],
@@ -99,15 +105,16 @@ def main():
         dc_path, dc, dc_src = lc.mo_potential(work, experts, 7, **basis)
     M = dc.n_experts
     assert lin.n_experts == 1 and M > 1, (lin.n_experts, M)
-    atom_name = None
-    if not a.skip_atom:
-        if a.atom:
-            atom_path, atom = a.atom, dcace.load(a.atom)
+    local = {}   # case name -> (kind, path, source)
+    for kind, given, skip in (("atom", a.atom, a.skip_atom), ("neighbourhood", a.neighbourhood, a.skip_neighbourhood)):
+        if skip:
+            continue
+        if given:
+            path, pot = given, dcace.load(given)
         else:
-            atom_path, atom = lc.fitted_mo(work, a.atom_experts, gate="atom", **basis)
-        assert atom.gate_kind == "atom", atom.gate_kind
-        atom_name = f"dcace atom gate (M={atom.n_experts})"
-        results_atom_src = "file" if a.atom else "dcace.fit"
+            path, pot = lc.fitted_mo(work, a.atom_experts, gate=kind, **basis)
+        assert pot.gate_kind == kind, (pot.gate_kind, kind)
+        local[f"dcace {kind} gate (M={pot.n_experts})"] = (kind, path, "file" if given else "dcace.fit")
     snap_coeff, snap_param, ncoeff = lc.snap_files(work, 8, a.cutoff)
     print(f"  SNAP 2J = 8: {ncoeff} bispectrum coefficients, cutoff {a.cutoff} A")
 
@@ -119,8 +126,8 @@ def main():
         "linear, no core": (["pair_style dcace", f"pair_coeff * * {nocore_path} Mo"], ""),
         f"dcace DC (M={M})": (["pair_style dcace", f"pair_coeff * * {dc_path} Mo"], gate),
     }
-    if atom_name:
-        cases[atom_name] = (["pair_style dcace", f"pair_coeff * * {atom_path} Mo"], "")
+    for name, (_, path, _) in local.items():
+        cases[name] = (["pair_style dcace", f"pair_coeff * * {path} Mo"], "")
     for n in a.grade_every:   # the grade is evaluated only on the steps fix halt checks it
         grade = ("compute g all dcace/atom\ncompute gmax all reduce max c_g[1]\nvariable gmax equal c_gmax\n"
                  f"fix stop all halt {n} v_gmax > 1e300 error soft")
@@ -130,8 +137,7 @@ def main():
 
     results = {"settings": vars(a), "M": M, "dc_source": dc_src, "linear_source": lin_src,
                "machine": lc.machine(), "cases": {}}
-    if atom_name:
-        results["atom_case"], results["atom_source"] = atom_name, results_atom_src
+    results["local_cases"] = {name: {"kind": kind, "source": src} for name, (kind, _, src) in local.items()}
     print(f"\n1. bcc Mo 2000 atoms, 300 K NVE, {a.steps} steps, 1 rank, {a.repeat} repeats "
           "(cases interleaved)")
     runs = {name: [] for name in cases}
@@ -162,13 +168,14 @@ def main():
           f"{ratio['cpu_min']:.3f} (cpu min)   target <= 1.3: "
           f"{'MET' if ratio['wall_min'] <= 1.3 else 'MISSED'}")
     results["dc_over_linear"] = ratio
-    if atom_name:
-        at = table[atom_name]
-        r_at = {k: at[k] / lin_t[k] for k in ("wall_min", "wall_med", "cpu_min", "cpu_med")}
-        print(f"   atom gate/linear = {r_at['wall_min']:.3f} (wall min), {r_at['wall_med']:.3f} (wall med), "
-              f"{r_at['cpu_min']:.3f} (cpu min)   target <= 1.15: "
-              f"{'MET' if r_at['wall_min'] <= 1.15 else 'MISSED'}")
-        results["atom_over_linear"] = r_at
+    for name, (kind, _, _) in local.items():
+        lt = table[name]
+        r_lt = {k: lt[k] / lin_t[k] for k in ("wall_min", "wall_med", "cpu_min", "cpu_med")}
+        target = LOCAL_TARGET[kind]
+        print(f"   {kind} gate/linear = {r_lt['wall_min']:.3f} (wall min), {r_lt['wall_med']:.3f} (wall med), "
+              f"{r_lt['cpu_min']:.3f} (cpu min)   target <= {target}: "
+              f"{'MET' if r_lt['wall_min'] <= target else 'MISSED'}")
+        results.setdefault("local_over_linear", {})[name] = r_lt
     if lin.baseline is not None:
         nc = table["linear, no core"]
         over = {k: lin_t[k] / nc[k] - 1.0 for k in ("wall_min", "wall_med", "cpu_min")}
@@ -209,8 +216,8 @@ def main():
 
     if not a.skip_big:
         big_models = {"linear": cases["dcace linear"][0], f"DC (M={M})": cases[f"dcace DC (M={M})"][0]}
-        if atom_name:
-            big_models[atom_name.replace("dcace ", "")] = cases[atom_name][0]
+        for name in local:
+            big_models[name.replace("dcace ", "")] = cases[name][0]
         print(f"\n2. bcc Mo 16,000 atoms, {a.big_steps} steps: 1 vs 2 ranks, {a.repeat} repeats "
               "(cases interleaved)")
         big = {name: {1: [], 2: []} for name in big_models}
@@ -231,12 +238,12 @@ def main():
                   f"{b['speedup_med']:.2f} (wall median), {b['speedup_cpu']:.2f} (loop CPU time per rank, min/min)")
         results["big"] = results["big_models"][f"DC (M={M})"]
         print(f"   DC target >= 1.7: {'MET' if results['big']['speedup_min'] >= 1.7 else 'MISSED'} (wall)")
-        if atom_name:
-            sa = results["big_models"][atom_name.replace("dcace ", "")]
+        for name in local:
+            sa = results["big_models"][name.replace("dcace ", "")]
             sl = results["big_models"]["linear"]
             rel = {k: sa[k] / sl[k] for k in ("speedup_min", "speedup_med", "speedup_cpu")}
-            results["atom_speedup_over_linear"] = rel
-            print(f"   atom gate speed-up / linear speed-up = {rel['speedup_min']:.3f} (wall min), "
+            results.setdefault("local_speedup_over_linear", {})[name] = rel
+            print(f"   {name.replace('dcace ', '')} speed-up / linear speed-up = {rel['speedup_min']:.3f} (wall min), "
                   f"{rel['speedup_med']:.3f} (median), {rel['speedup_cpu']:.3f} (CPU)   target within 5 %: "
                   f"{'MET' if rel['speedup_min'] >= 0.95 else 'MISSED'} (wall min)")
 
@@ -294,8 +301,8 @@ def write_markdown(path, res, a):
                 f"{r['cpu_min']:.3f} (cpu min); target <= {target}.")
 
     L += ["", ratio("DC", res["dc_over_linear"], 1.3)]
-    if "atom_over_linear" in res:
-        L.append(ratio(res["atom_case"], res["atom_over_linear"], 1.15))
+    for name, r in res.get("local_over_linear", {}).items():
+        L.append(ratio(name, r, LOCAL_TARGET[res["local_cases"][name]["kind"]]))
     if "core_overhead" in res:
         o = res["core_overhead"]
         L.append(f"- short-range core (ZBL pair and density core) on vs off, same linear coefficients: "
@@ -328,9 +335,8 @@ def write_markdown(path, res, a):
             continue   # the line above
         L.append(f"- 16,000 atoms, {a.big_steps} steps, {name}: 2 vs 1 rank speed-up {b['speedup_min']:.2f} "
                  f"(wall min/min), {b['speedup_med']:.2f} (median), {b['speedup_cpu']:.2f} (loop CPU time).")
-    if "atom_speedup_over_linear" in res:
-        r = res["atom_speedup_over_linear"]
-        L.append(f"- atom gate's 2-rank speed-up / the linear potential's: {r['speedup_min']:.3f} (wall min), "
+    for name, r in res.get("local_speedup_over_linear", {}).items():
+        L.append(f"- {name}'s 2-rank speed-up / the linear potential's: {r['speedup_min']:.3f} (wall min), "
                  f"{r['speedup_med']:.3f} (median), {r['speedup_cpu']:.3f} (loop CPU time); target within 5 %.")
     Path(path).write_text("\n".join(L) + "\n")
 
