@@ -39,7 +39,7 @@ import numpy as np
 from .crystal_probe import crystal_verdict, phase_crystals
 from .probes import dimer_curve, first_violation, max_force, rattled
 
-__all__ = ["SafetyProbes", "anchor_weight", "choose_weight", "least_failing"]
+__all__ = ["SafetyProbes", "probe_crystals", "anchor_weight", "choose_weight", "least_failing"]
 
 DIMER_POINTS = 1000                         # distances from the shortest training distance to 0.1 A
 RATTLE_SDS, RATTLE_SEED = (0.1, 0.2), 7   # A; as benchmarks/rattle_probe.py
@@ -60,7 +60,7 @@ def anchor_weight(value, grid):
     return w, False
 
 
-def _crystals(elements, ground):
+def probe_crystals(elements, ground):
     """[(label, Atoms)]: bcc and fcc of every element at the ground structure's volume per atom, and
     the ground structure itself (None or non-periodic: none)."""
     if ground is None or not np.all(ground.pbc) or abs(np.linalg.det(ground.cell.array)) <= 0:
@@ -77,7 +77,7 @@ class SafetyProbes:
         self.elements = list(elements)
         S = len(self.elements)
         self.shortest = np.full((S, S), np.inf) if shortest is None else np.asarray(shortest, dtype=float)
-        self.crystals = _crystals(self.elements, ground)
+        self.crystals = probe_crystals(self.elements, ground)
         keep = [f for f in frames if np.all(f.pbc) and len(f) >= 2]
         self.shaken = {sd: rattled(keep, sd, RATTLE_SEED) for sd in RATTLE_SDS} if keep else {}
         self.force_ratio = float(force_ratio)

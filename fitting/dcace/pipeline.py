@@ -61,9 +61,10 @@ from .potential import Potential
 from .report import FitReport
 from .local_gate import LOCAL_GATES, LocalGateRows
 from .restraints import RestraintRows, pure_zbl, restraint_batch, restraint_dimers
+from .crystal_constraints import CrystalConstraints
 from . import anchors as anchors_module
 from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers, phase_anchors
-from .anchor_choice import SafetyProbes, choose_weight
+from .anchor_choice import SafetyProbes, choose_weight, probe_crystals
 from .probes import probe_indices
 from .ridge import single_threaded_blas
 from .settings import FitSettings, defaults, from_keywords, signature
@@ -534,8 +535,8 @@ def _fit_settings(s: FitSettings, ranks, resume):
     notes += d1.notes
     cl = _clustering_stage(s, c, ranks, fixed, p1, d1.folds, Ms, d1.hashes, lean=ranks.size > 1 and fixed is None)
     clusterings = cl.clusterings
-    anchor_src, anchor_atoms, probe_atoms = _anchor_sources(c, s, ranks, resume, fixed, data, p1, own, d1.own_periodic,
-                                                            clusterings, w_anchor, auto_anchors)
+    anchor_src, anchor_atoms, probe_atoms, ground_atoms = _anchor_sources(
+        c, s, ranks, resume, fixed, data, p1, own, d1.own_periodic, clusterings, w_anchor, auto_anchors)
     timings["pass1"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- candidates and accumulators
@@ -569,7 +570,7 @@ def _fit_settings(s: FitSettings, ranks, resume):
         settings=settings, core=core, fixed=fixed, elements=elements, basis_blocks=basis_blocks,
         column_ridges=(block_ridge, degree_ridge, top_degree_ridge), bl=bl, d1=d1, cl=cl, acc=acc, Ms=Ms, n=n,
         notes=notes, rows_fn=rows_fn, cost_info=cost_info, stress_store=stress_store,
-        anchors=(anchor_src, anchor_atoms, probe_atoms), w_anchor=w_anchor, auto_anchors=auto_anchors,
+        anchors=(anchor_src, anchor_atoms, probe_atoms, ground_atoms), w_anchor=w_anchor, auto_anchors=auto_anchors,
         compare=compare, progress=progress, timings=timings, t_start=t_start))
 
 
@@ -592,7 +593,7 @@ class _Passes:
     rows_fn: _Rows
     cost_info: dict
     stress_store: object     # dcace.rowstore.StressRows (rank 0)
-    anchors: tuple           # (anchor_src, anchor_atoms, probe_atoms)
+    anchors: tuple           # (anchor_src, anchor_atoms, probe_atoms, ground_atoms)
     w_anchor: float
     auto_anchors: bool
     compare: bool
@@ -615,7 +616,7 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     groups, joint, restraint = p.acc.groups, p.acc.joint, p.acc.restraint
     train, seed, pca, committee, keep_arrays, state, threads = s.train, s.seed, s.pca, s.committee, s.keep_arrays, \
         s.state, s.threads
-    anchor_src, anchor_atoms, probe_atoms = p.anchors
+    anchor_src, anchor_atoms, probe_atoms, ground_atoms = p.anchors
     w_anchor, auto_anchors, compare, progress = p.w_anchor, p.auto_anchors, p.compare, p.progress
     rows_fn, cost_info, stress_store, basis_blocks, t_start = p.rows_fn, p.cost_info, p.stress_store, p.basis_blocks, \
         p.t_start
@@ -629,6 +630,7 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     sl = _Selecting(s, c, basis, window, short_range, shortest, core, elements, groups, joint, d1, stress_store,
                     clusterings, (Z, cl.sample), restraint, fixed, (block_ridge, degree_ridge, top_degree_ridge), Ms, compare,
                     settings["shared_one_body"])   # stage 8
+    sl.crystals = _crystal_checks(s, basis, elements, ground_atoms, short_range, core, notes)
     anchor_auto, unit_rows = None, anchor_rows   # (--anchors auto: unit_rows at weight 1)
     if auto_anchors and anchor_rows is not None and joint:   # the smallest weight whose committee is safe off the data
         picked, w_anchor, anchor_rows, anchor_src, anchor_auto = _choose_anchors(
@@ -670,6 +672,9 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     timings["final_solve"] = time.perf_counter() - t0
     selection = _selection_record(fm, lam, lam_table, eq9, V if pca else None, clusterings, n, K, e_ref,
                                   column_choice, anchor_auto, cl.sample)
+    if sl.crystal_record is not None:   # the crystal constraints acted on the linear model
+        selection["crystal_constraints"] = _finite(sl.crystal_record)
+        notes.append(CrystalConstraints.note(sl.crystal_record))
     errors = cv_errors(cv_rows, n_stage1, M_sel, tau_sel, committee, lam_dc, compare)
 
     # ---------------------------------------------------------------- pass 3: training errors
@@ -983,8 +988,9 @@ def _join_rest(clusterings: dict, p1, sample) -> dict:
 
 def _anchor_sources(c, s: FitSettings, ranks, resume, fixed, data, p1, own, own_periodic, clusterings, w_anchor,
                     auto_anchors):
-    """(anchor_src, anchor_atoms, probe_atoms): the sources of the committees' off-data anchors (dcace.anchors;
-    a state's are kept, dcace.state_anchors), their frames and --anchors auto's probe frames on rank 0."""
+    """(anchor_src, anchor_atoms, probe_atoms, ground_atoms): the sources of the committees' off-data anchors
+    (dcace.anchors; a state's are kept, dcace.state_anchors), their frames, --anchors auto's probe frames and the
+    lowest-energy training structure (the crystal constraints', dcace.crystal_constraints) on rank 0."""
     N, n = p1.N, len(p1.N)   # (every rank has every structure's atom counts)
     anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
     anchor_src = None     # (sources, ground): a state's are kept (dcace.state_anchors)
@@ -1002,7 +1008,13 @@ def _anchor_sources(c, s: FitSettings, ranks, resume, fixed, data, p1, own, own_
         pick = ranks.bcast(pick)
         got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in pick]))
         probe_atoms = [got[i] for i in sorted(got)] if ranks.is_root else None
-    return anchor_src, anchor_atoms, probe_atoms
+    ground_atoms = None if anchor_atoms is None else anchor_atoms[1]
+    if anchor_src is None and resume is None and s.crystal_constraints:   # no anchors: the ground structure alone
+        _, ground = anchor_sources(N.tolist(), p1.yE.tolist())
+        if ground is not None:   # (collective)
+            got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i == ground]))
+            ground_atoms = got.get(ground) if ranks.is_root else None
+    return anchor_src, anchor_atoms, probe_atoms, ground_atoms
 
 
 @dataclass
@@ -1162,6 +1174,22 @@ class _Selecting:
         self.Z, self.Z_rows = Z_sample
         self.fixed, self.column_ridges, self.Ms, self.compare = fixed, column_ridges, Ms, compare
         self.shared_one_body = shared_one_body
+        self.crystals = None          # dcace.crystal_constraints.CrystalConstraints, or None (off / no ground)
+        self.crystal_record = None    # what the constraints did to the final linear model (None: nothing)
+        self._constrained_cache = {}  # unconstrained theta's bytes -> (theta, record): one check per solution
+
+    def _constrained(self, sel):
+        """constrain(theta, lam) for _final_models: the crystal constraints on the final linear model (the same
+        unconstrained solution, as --anchors auto gives for every weight, is checked once)."""
+        def constrain(theta, lam):
+            key = (theta.tobytes(), float(lam))
+            if key not in self._constrained_cache:
+                self._constrained_cache[key] = self.crystals.apply(
+                    theta, lambda G, b: sel.solve_linear_total_constrained(lam, G, b),
+                    lambda th: self.candidate_potential(th[None, :], None))
+            theta_c, self.crystal_record = self._constrained_cache[key]
+            return theta_c
+        return constrain
 
     def select(self, rows):
         """(sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice):
@@ -1193,7 +1221,7 @@ class _Selecting:
             cv_rows += extra
         eq9 = sel.eq9(lam, self.Ms, chosen, lam_dc)
         theta_lin, models = _final_models(sel, chosen, lam, lam_dc, joint, committee, self.compare, self.clusterings,
-                                          self.Z)
+                                          self.Z, None if self.crystals is None else self._constrained(sel))
         return sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice
 
     def level_matched(self, basis, window, short_range, coef, e0, gate):
@@ -1226,6 +1254,20 @@ class _Selecting:
         c, e = theta[:, :D].reshape(-1, S, K), theta[:, D:] + e_ref[None, :]
         b, _, sr, _ = self.level_matched(self.basis, self.window, self.short_range, c, e, gate)
         return Potential.from_parts(b, c, e, gate, {}, short_range=sr)
+
+
+def _crystal_checks(s: FitSettings, basis, elements, ground, short_range, core, notes):
+    """The crystal constraints of this fit (dcace.crystal_constraints), or None: off, no built-in core, or no
+    periodic lowest-energy training structure (a refit has none at hand: its linear model is not constrained,
+    with a note)."""
+    if not s.crystal_constraints or core.baseline != "zbl":
+        return None
+    crystals = probe_crystals(elements, ground)
+    if not crystals:
+        notes.append("crystal constraints: not checked (no periodic lowest-energy training structure at hand, "
+                     "or a refit)")
+        return None
+    return CrystalConstraints(basis, crystals, short_range)
 
 
 def _safety_probes(sl: _Selecting, s: FitSettings, anchor_atoms, probe_atoms) -> SafetyProbes:
@@ -1470,10 +1512,14 @@ def _basis_options(s: FitSettings, c, ranks):
     return elements, basis_blocks, chemical_channels, block_ridge, degree_ridge, top_degree_ridge, embedding_kind
 
 
-def _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z):
-    """(theta_lin, {name: (theta, gate function)}): the chosen models solved on all training data."""
+def _final_models(sel, chosen, lam, lam_dc, joint, committee, compare, clusterings, Z, constrain=None):
+    """(theta_lin, {name: (theta, gate function)}): the chosen models solved on all training data; the
+    linear model through constrain(theta_lin) (dcace.crystal_constraints) first, when given, so that the
+    committees' anchors and priors take the constrained one."""
     M_sel, tau_sel = chosen["M"], chosen["tau"]
     theta_lin = sel.solve_linear_total(lam)
+    if constrain is not None:
+        theta_lin = constrain(theta_lin, lam)
     models = {"linear": (theta_lin[None, :], None)}
     if M_sel > 1:
         g = joint[(M_sel, tau_sel)].gate

@@ -183,6 +183,8 @@ def record(s: FitSettings, c: Checked, *, core, elements, basis_blocks, chemical
         settings["top_degree_ridge"] = stored_top(top_degree_ridge)
     if s.cv_groups is not None:   # (absent at the default: the files and states of fits before it keep their bytes)
         settings["cv_groups"] = s.cv_groups
+    if not s.crystal_constraints:   # (absent at the default: the files of fits before it keep their bytes)
+        settings["crystal_constraints"] = False
     if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
     if c.gate_kind in LOCAL_GATES:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-__all__ = ["ONE_BODY_LAMBDA", "FIXED_ONE_BODY_LAMBDA", "column_scale", "ridge_solve", "quadratic_sse", "penalty_vector"]
+__all__ = ["ONE_BODY_LAMBDA", "FIXED_ONE_BODY_LAMBDA", "column_scale", "ridge_solve", "ridge_solve_constrained", "quadratic_sse",
+           "penalty_vector"]
 
 ONE_BODY_LAMBDA = 1e-9
 
@@ -86,6 +87,45 @@ def ridge_solve(H: np.ndarray, h: np.ndarray, sc: np.ndarray, pen: np.ndarray, p
         floor = max(evals.max(), 1e-300) * 1e-13
         x = evecs @ ((evecs.T @ rhs) / np.maximum(evals, floor))
     return sc * x
+
+
+def ridge_solve_constrained(H: np.ndarray, h: np.ndarray, sc: np.ndarray, pen: np.ndarray, G: np.ndarray,
+                            g: np.ndarray, prior: np.ndarray | None = None, max_iter: int | None = None):
+    """(theta, n_active): ridge_solve's minimum subject to G theta >= g (rows of G: linear constraints,
+    dcace.crystal_constraints), by the KKT conditions: theta = theta_0 + A^-1 G^T mu with mu >= 0 on the
+    active set, found by a primal active-set loop on the small dual system W = G A^-1 G^T (least squares
+    on the active block, so repeated or dependent constraints are fine). H is not modified."""
+    Hs = H * sc[:, None] * sc[None, :]
+    Hs[np.diag_indices_from(Hs)] += pen
+    rhs = h * sc
+    if prior is not None:
+        rhs = rhs + pen * (prior / sc)
+    try:
+        cf = scipy.linalg.cho_factor(Hs, lower=False, overwrite_a=False, check_finite=False)
+        solve = lambda b: scipy.linalg.cho_solve(cf, b, check_finite=False)   # noqa: E731
+    except np.linalg.LinAlgError:   # as ridge_solve: clipped eigenvalues
+        evals, evecs = np.linalg.eigh(0.5 * (Hs + Hs.T))
+        inv = 1.0 / np.maximum(evals, max(evals.max(), 1e-300) * 1e-13)
+        solve = lambda b: evecs @ ((evecs.T @ b) * (inv if b.ndim == 1 else inv[:, None]))   # noqa: E731
+    Gs = np.asarray(G, dtype=float) * sc[None, :]
+    x0, Y = solve(rhs), solve(Gs.T)
+    W, r = Gs @ Y, np.asarray(g, dtype=float) - Gs @ x0
+    tol = 1e-10 * max(1.0, float(np.abs(r).max()), float(np.abs(np.diag(W)).max()))
+    active, mu = r > tol, np.zeros(len(r))
+    for _ in range(max_iter or 4 * len(r) + 10):
+        mu[:] = 0.0
+        if active.any():
+            A = np.flatnonzero(active)
+            mu[A] = np.linalg.lstsq(W[np.ix_(A, A)], r[A], rcond=None)[0]
+            if mu[A].min() < -tol:   # a constraint that pulls the wrong way leaves the active set
+                active[A[int(np.argmin(mu[A]))]] = False
+                continue
+        slack = W @ mu - r
+        viol = ~active & (slack < -tol)
+        if not viol.any():
+            break
+        active[int(np.argmin(np.where(viol, slack, np.inf)))] = True
+    return sc * (x0 + Y @ np.maximum(mu, 0.0)), int(active.sum())
 
 
 def quadratic_sse(theta: np.ndarray, H: np.ndarray, h: np.ndarray, yy: float) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 from .clustering import Eq8Gate, gate_weights
 from .committee import committee_predict
 from .report import EV_A3_TO_GPA
-from .ridge import column_scale, penalty_vector, quadratic_sse, ridge_solve
+from .ridge import column_scale, penalty_vector, quadratic_sse, ridge_solve, ridge_solve_constrained
 
 __all__ = ["Selector"]
 
@@ -85,9 +85,10 @@ class Selector:
             self._group_sums[g] = (self.groups.H[:, g].sum(axis=0), self.groups.h[:, g].sum(axis=0))
         return self._group_sums[g]
 
-    def _solve_group(self, g, lam, fold=None, prior=None, pin_one_body=None, anchor_theta=None):
+    def _solve_group(self, g, lam, fold=None, prior=None, pin_one_body=None, anchor_theta=None, constraints=None):
         """Ridge solve of group g (all folds, or all but `fold`), with the restraints and, given
-        anchor_theta (the linear solution of the same fold), the off-data anchors."""
+        anchor_theta (the linear solution of the same fold), the off-data anchors; given constraints
+        (G, b): the minimum subject to G theta >= b, returned as (theta, number of active constraints)."""
         H, h = self._group_total(g)
         frac = 1.0
         if fold is not None:
@@ -104,6 +105,8 @@ class Selector:
             self.anchors.add_to(1, H, h, anchor_theta)
         pinned = self.fixed_one_body if pin_one_body is None else pin_one_body
         pen = penalty_vector(self.D, self.S, 1, lam * frac, fixed_one_body=pinned, col_factor=self.col_factor)
+        if constraints is not None:
+            return ridge_solve_constrained(H, h, self.sc, pen, *constraints, prior=prior)
         return ridge_solve(H, h, self.sc, pen, prior, overwrite_h=True)   # H: this call's own sum
 
     def linear_fold(self, lam, f):
@@ -114,6 +117,10 @@ class Selector:
 
     def solve_linear_total(self, lam):
         return self._solve_group(0, lam)
+
+    def solve_linear_total_constrained(self, lam, G, b):
+        """(theta, n_active): the linear model on all data subject to G theta >= b (dcace.crystal_constraints)."""
+        return self._solve_group(0, lam, constraints=(G, b))
 
     def choose_ridge(self, ridge, grid):
         """lambda by CV of the global linear model (or the given value); returns (lam, table)."""

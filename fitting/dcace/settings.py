@@ -303,6 +303,14 @@ class FitSettings:
              "each pair's core window and its shortest training distance are fitted to ZBL's, so no "
              "dimer falls below the data; 0 = off (default: 0.01, chosen on the Zuo test sets, "
              "docs/short-range.md; example: --repulsion-restraints 0)"), none_is_default=True, refit="state")
+    crystal_constraints: bool = option(True, "the linear model re-solved with P > 0 on compressed crystals that "
+                                             "fail the compression probe (dcace.crystal_constraints)", cli=arg(
+        "--no-crystal-constraints", action="store_true", default=None, advanced=True,
+        help="do not constrain the linear model on compressed crystals: by default, when bcc or fcc of an "
+             "element (or the lowest-energy training structure), compressed from its own a0, falls or has P <= 0 "
+             "below 0.95 a0 where ACE alone acts, the linear model is solved again with P >= 0.5 GPa there "
+             "(default: constrained where a crystal fails; docs/short-range.md, 'Crystal constraints')"),
+        from_args=lambda a: False if a.no_crystal_constraints else None, none_is_default=True)
     anchors: object = option(0.03, "weight of the off-data anchors of committees, structure or local gate (dcace.anchors) "
                                    "or 'auto'", cli=arg(
         "--anchors", type=_anchors, default=None, metavar="W", advanced=True,
