@@ -1177,6 +1177,7 @@ class _Selecting:
         self.crystals = None          # dcace.crystal_constraints.CrystalConstraints, or None (off / no ground)
         self.crystal_record = None    # what the constraints did to the final linear model (None: nothing)
         self._constrained_cache = {}  # unconstrained theta's bytes -> (theta, record): one check per solution
+        self._level_cache = {}        # the last linear model's level_matched result
 
     def _constrained(self, sel):
         """constrain(theta, lam) for _final_models: the crystal constraints on the final linear model (the same
@@ -1226,9 +1227,19 @@ class _Selecting:
 
     def level_matched(self, basis, window, short_range, coef, e0, gate):
         """(basis, window, short_range, notes): the pair core level-matched to the fitted dimers (format
-        version 4; baseline.core_shifts), or as given without the built-in core."""
+        version 4; baseline.core_shifts), or as given without the built-in core. A linear model's is
+        computed once (the crystal constraints' check builds the final linear potential before the file does)."""
         if short_range is None:
             return basis, window, short_range, []
+        key = None if gate is not None else (id(basis), id(window), id(short_range), coef.tobytes(), e0.tobytes())
+        if key is not None and key in self._level_cache:
+            return self._level_cache[key]
+        out = self._level_matched(basis, window, short_range, coef, e0, gate)
+        if key is not None:
+            self._level_cache = {key: out}   # (the last one only)
+        return out
+
+    def _level_matched(self, basis, window, short_range, coef, e0, gate):
         s, elements = self.s, self.elements
 
         def with_core(sh, hi_top):   # the fitted potential with pair shifts sh and window tops hi_top
