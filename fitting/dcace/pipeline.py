@@ -1393,7 +1393,7 @@ def _local_fit_over_M(s: FitSettings, c, kind, basis, data, sel, d1, lam_dc0, n,
             bar.close()
         del rows_k, select
         per_M[M] = dict(fit, seconds=time.perf_counter() - t_M)
-    best = min(per_M, key=lambda M: (per_M[M]["cv_loss"], M))
+    best = min(per_M, key=lambda M: (per_M[M]["cv_loss"] if np.isfinite(per_M[M]["cv_loss"]) else np.inf, M))
     if c.local_auto:
         notes.extend(M_notes.get(best, []))
         notes.append(f"{kind} gate, --experts auto: CV loss " + ", ".join(
