@@ -141,6 +141,8 @@ def record(pot, seconds, test, kind, path):
            "linear_same_run": {w: rep.errors["linear"][w] for w in ("test", "cv")},
            "timings": {k: v for k, v in rep.timings.items() if isinstance(v, (int, float))},
            "notes": rep.notes}
+    if "experts_cv" in rep.selection:   # experts="auto" (--experts auto): every candidate M's CV loss, the chosen M
+        out["experts_cv"] = rep.selection["experts_cv"]
     pot.save(path)
     loaded = dcace.Potential.load(path)
     out["per_config"] = per_config(test, lambda i, fr: (lambda r: (r["energy"], r["forces"]))(
@@ -202,6 +204,8 @@ def run(args):
 
     budget = {} if args.memory_budget is None else {"memory_budget_gb": args.memory_budget}
     FIT_OPTIONS.update(budget)
+    if args.experts != EXPERTS:
+        FIT_OPTIONS["experts"] = args.experts
     work = Path(args.save_potentials or tempfile.mkdtemp(prefix="dcace_local_table_"))
     work.mkdir(parents=True, exist_ok=True)
     for ds, bo in plan(args.datasets, args.body_orders, args.tial_body_orders):
@@ -214,7 +218,7 @@ def run(args):
             key = f"{ds}/bo{bo}/deg{deg}/{v}"
 
             def fn(t0, v=v, key=key):
-                pot = dcace.fit(train, max_degree=deg, experts=EXPERTS, **VARIANTS[v], **common)
+                pot = dcace.fit(train, max_degree=deg, experts=args.experts, **VARIANTS[v], **common)
                 return record(pot, time.perf_counter() - t0, test, KIND[v], work / (key.replace("/", "_") + ".dcace"))
             fit_one(cache, key, fn, save, args.fresh)
         big = equal_size_degree(len(species), bo, EXPERTS * K, deg)
@@ -595,6 +599,11 @@ def main():
                          "local gates' committees have had the anchors since session 14, so the committed "
                          "docs/accuracy-local.md (made before, at 4223fc0) is what --anchors 0 gives today; give "
                          "each weight its own --cache and --out (the cache keys do not hold it)")
+    ap.add_argument("--experts", default=EXPERTS, type=lambda v: v if v == "auto" else int(v),
+                    help=f"the local fits' experts (default: {EXPERTS}, the committed pages' setting); 'auto' chooses "
+                         "M by CV over 2, 4, 6, 8 (the fit's default since issue 11's CV over M; the chosen M and "
+                         "every M's CV loss in each fit's experts_cv); give it its own --cache and --out (the "
+                         "cache keys do not hold it). The equal-size linear model stays at 4 x K")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fresh", action="store_true", help="refit cached fits")
     ap.add_argument("--render-only", action="store_true", help="only write the page from the cache")
