@@ -1338,7 +1338,7 @@ def _final_stage(s: FitSettings, c, basis, data, sel, d1, chosen, lam_dc, joint,
     gate_used, gate_cv, atom_fit, experts_cv = ("structure" if M_sel > 1 else "none"), None, None, {}
     if c.M_atom:   # the local gates (dcace.local_gate): their own clustering, rows and CV
         gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None}
-        best_loss, lam_dc0, experts_cv = chosen["cv_loss"], lam_dc, {}
+        best_loss, lam_dc0 = chosen["cv_loss"], lam_dc
         for kind in c.local_kinds:
             t_atom = time.perf_counter()
             fit_k, per_M = _local_fit_over_M(s, c, kind, basis, data, sel, d1, lam_dc0, n, progress, notes, timings,
