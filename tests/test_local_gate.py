@@ -10,7 +10,9 @@
 - the file (format 6, `gate atom`) round-trips exactly;
 - LAMMPS = ASE to round-off (energies, forces, per-atom energies and virials, pressure, per-atom gate
   weights from compute dcace/atom) and 1, 2 and 4 ranks agree;
-- bad input: an unknown gate, too many experts for a species, a non-integer M.
+- experts="auto": M by CV over the candidates (each recorded; the winner equals that fixed-M fit), limited
+  by the atoms of each CV fold and the memory budget;
+- bad input: an unknown gate, too many experts for a species, a non-integer M, no candidate M.
 """
 from __future__ import annotations
 
@@ -243,6 +245,77 @@ def test_gate_auto_picks_the_lowest_cv_loss():
     assert any(r.get("gate") == "neighbourhood" for r in pot.report.cv_table)
 
 
+@lru_cache(maxsize=None)
+def fitted_M(experts, gate="atom"):
+    """The small atom-gate fit with experts="auto" over M = 2, 4 (max_experts=4) or an integer M."""
+    return dcace.fit(train(), elements=["Mo"], cutoff=CUT, body_order=3, max_degree=8, experts=experts,
+                     max_experts=4, temperatures=(0.5, 1.0), cv_folds=3, progress=False, gate=gate)
+
+
+def test_experts_auto_chooses_M_by_cv_and_equals_that_fixed_M():
+    """experts="auto" with a local gate: one fit per candidate M (2 and 4 under max_experts=4), the lowest CV
+    loss wins, every M is in the report; the winner is the fit with experts=<that M> (same coefficients), and
+    each candidate's recorded loss, tau and ridge are those of the fixed-M fit (so the comparison is real)."""
+    pot = fitted_M("auto")
+    sel = pot.report.selection
+    rec = sel["experts_cv"]["atom"]
+    losses = {r["M"]: r["cv_loss"] for r in rec["candidates"]}
+    print("experts auto, atom gate:", rec)
+    assert sorted(losses) == [2, 4]
+    best = min(losses, key=lambda M: (losses[M], M))
+    assert rec["chosen"] == best == pot.n_experts == sel["n_experts"]
+    assert sel["gate_cv"]["atom"] == losses[best]
+    assert pot.metadata["fit"]["experts"] == "auto"
+    assert any(n.startswith("atom gate, --experts auto: CV loss M = 2 ") and f"chosen: M = {best}" in n
+               for n in pot.report.notes)
+    assert any("2 local passes" in line for line in pot.report.cost["lines"])
+    assert {r["M"] for r in pot.report.cv_table if r.get("gate") == "atom"} == {2, 4}
+    for M in (2, 4):
+        fixed = fitted_M(M)
+        fsel = fixed.report.selection
+        r = next(r for r in rec["candidates"] if r["M"] == M)
+        assert fixed.n_experts == M and "experts_cv" not in fsel and fixed.metadata["fit"]["experts"] == M
+        assert (fsel["gate_cv"]["atom"], fsel["temperature"], fsel["ridge_experts"]) == (r["cv_loss"], r["tau"],
+                                                                                          r["ridge"])
+        if M == best:
+            np.testing.assert_allclose(pot.coefficients, fixed.coefficients, rtol=0, atol=1e-12 * np.abs(
+                fixed.coefficients).max())
+            np.testing.assert_allclose(pot.one_body, fixed.one_body, rtol=0, atol=1e-12 * np.abs(fixed.one_body).max())
+            at = vacancy(3)   # the same gate too: the two potentials' energies and forces agree
+            a, b = pot.compute(at), fixed.compute(at)
+            assert abs(a["energy"] - b["energy"]) <= 1e-10 * abs(b["energy"])
+            assert np.abs(a["forces"] - b["forces"]).max() <= 1e-10
+
+
+def test_experts_auto_candidates_limited_by_data_and_memory():
+    """experts="auto" drops the M a CV fold's training atoms cannot cluster (3 dimers, 3 folds: 4 atoms) and
+    the M over the memory budget, each with a note; all over the budget is the memory error before any work."""
+    from dcace import cost, pipeline
+
+    dimer = [f for f in read(DATA / "Mo_train.xyz", ":") if len(f) == 2]
+    kw = dict(elements=["Mo"], cutoff=CUT, body_order=2, max_degree=4, cv_folds=3, progress=False, gate="atom")
+    pot = dcace.fit(dimer * 3, experts="auto", **kw)
+    assert [r["M"] for r in pot.report.selection["experts_cv"]["atom"]["candidates"]] == [2, 4]
+    assert any("M = 2, 4 tried, not 6, 8 (element Mo has 4 training atoms in a CV fold's training part" in n
+               for n in pot.report.notes)
+    kw3 = dict(elements=["Mo"], cutoff=CUT, body_order=3, max_degree=8, cv_folds=3, temperatures=(0.5, 1.0),
+               progress=False, gate="atom", experts="auto")
+    need2, need4 = (cost.local_gate_nbytes(1, 31, M, 3, 2) for M in (2, 4))
+    pot = dcace.fit(train()[:30], memory_budget_gb=0.5 * (need2 + need4) / 2**30, **kw3)
+    assert [r["M"] for r in pot.report.selection["experts_cv"]["atom"]["candidates"]] == [2]
+    assert any("M = 2 tried, not 4, 6, 8 (over the memory budget" in n for n in pot.report.notes)
+
+    def no_pass(*a, **k):
+        raise AssertionError("a pass over the data ran before the memory check")
+    pipeline_pass = pipeline._descriptor_pass
+    try:
+        pipeline._descriptor_pass = no_pass
+        with pytest.raises(ValueError, match=r"the atom gate's committee has M = 2 experts x 32 columns"):
+            dcace.fit(train()[:30], memory_budget_gb=0.5 * need2 / 2**30, **kw3)
+    finally:
+        pipeline._descriptor_pass = pipeline_pass
+
+
 def test_bad_gate_options():
     frames = train()[:30]
     kw = dict(elements=["Mo"], cutoff=CUT, body_order=2, max_degree=4, cv_folds=3, progress=False)
@@ -253,6 +326,9 @@ def test_bad_gate_options():
         dcace.fit(dimer * 3, gate="atom", experts=8, **kw)
     with pytest.raises(ValueError, match="integer >= 2"):
         dcace.fit(frames, gate="atom", experts=1, **kw)
+    with pytest.raises(ValueError, match=r"experts='auto' tries M = 2, 4, 6, 8 up to max_experts \(--max-experts\), "
+                                         r"which is 1"):
+        dcace.fit(frames, gate="atom", experts="auto", max_experts=1, **kw)
 
 
 def test_local_gate_over_the_memory_budget_is_refused_before_any_work(monkeypatch):

@@ -20,7 +20,7 @@ OLD_DEFAULT_KEYS = {
     "anchors_auto_grid", "anchors_auto_force_ratio", "chemical_embedding", "block_ridge", "degree_ridge",
     "top_degree_ridge", "top_degree_ridge_grid"}
 #: the keys added since (each a FitSettings field with a default)
-NEW_DEFAULT_KEYS = {"rows_budget_gb", "cluster_sample", "crystal_constraints"}
+NEW_DEFAULT_KEYS = {"rows_budget_gb", "cluster_sample", "crystal_constraints", "local_experts_grid"}
 
 
 def fit_parser():

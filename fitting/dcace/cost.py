@@ -19,7 +19,7 @@ import time
 
 from .estimate import estimate_pass2, pass2_batches
 
-__all__ = ["linear_nbytes", "check_linear_memory", "local_gate_nbytes", "check_local_memory", "resident_bytes", "counted_nbytes", "expected_peak",
+__all__ = ["linear_nbytes", "check_linear_memory", "local_gate_nbytes", "check_local_memory", "local_cost_lines", "resident_bytes", "counted_nbytes", "expected_peak",
            "stress_rows_nbytes", "grade_atoms_cap", "grade_nbytes", "estimate_pass2", "pass2_batches", "cost_lines", "progress",
            "default_many_element_basis", "REDUCE_OPTIONS"]
 
@@ -75,6 +75,19 @@ def check_local_memory(S, K, M, k_folds, n_temperatures, budget, gate):
                          f"temperatures), more than the memory budget of {_gib(budget):.2f} GiB: give fewer "
                          f"--experts or --temperatures, {REDUCE_OPTIONS}, or raise --memory-budget to at least "
                          f"{math.ceil(_gib(need) * 10) / 10:g} if the machine has the memory")
+
+
+def local_cost_lines(S, K, Ms, kinds, k_folds, n_temperatures, auto):
+    """The cost line of the local gates (printed with pass 2's): how many local passes over the training
+    data run after the linear model (one per gate kind and candidate M) and the largest committee's normal
+    equations, the memory they hold at a time."""
+    Dp, M = S * K + S, max(Ms)
+    how = f"M = {', '.join(map(str, Ms))} by CV (--experts auto)" if auto else f"M = {M}"
+    n = len(Ms) * len(kinds)
+    return [f"cost: local gates ({', '.join(kinds)}): {how} -> {n} local pass{'es' if n != 1 else ''} over the "
+            f"training data after the linear model; the largest committee, M = {M}: {M * Dp} unknowns, "
+            f"{_size(local_gate_nbytes(S, K, M, k_folds, n_temperatures))} ({k_folds} folds x {n_temperatures} "
+            f"temperatures), one committee at a time"]
 
 
 def default_many_element_basis(n_elements, k_folds, budget, *, body_order=4, top_degree=12, lowest_degree=4):

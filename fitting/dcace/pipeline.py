@@ -445,7 +445,9 @@ def fit(train, **kw) -> Potential:
         with the largest f, so the degree-D model is nested) or (D, f) (fixed); None = off.
     gate : ``"structure"`` (default; the paper's gate on the structure's mean descriptor), ``"atom"``
         (a local gate on each atom's own descriptor, ``dcace.local_gate``: M experts per species,
-        ``experts="auto"`` means M = 4; tau and the committee ridge by CV; no fit state yet) or
+        ``experts="auto"``: M from ``DEFAULTS["local_experts_grid"]`` (2, 4, 6, 8) up to ``max_experts`` by
+        CV, one pass over the data per M, every M's CV loss in ``report.selection["experts_cv"]``; tau and
+        the committee ridge by CV; no fit state yet) or
         ``"neighbourhood"`` (a local gate on the smooth average p_i of B over the atom and its
         same-species neighbours within ``gate_range``, ``dcace.neighbourhood_gate``; fitted as the atom
         gate) or ``"auto"`` (all; the lowest CV loss among linear, structure, atom and neighbourhood
@@ -533,6 +535,8 @@ def _fit_settings(s: FitSettings, ranks, resume):
     blocks, bsize, own, p1 = d1.blocks, d1.bsize, d1.own, d1.p1
     counts, e_ref = p1.counts, p1.e_ref
     notes += d1.notes
+    _local_candidates(c, counts, d1.folds, basis.elements)   # experts="auto" with a local gate: the M CV compares
+    notes += c.local_notes
     cl = _clustering_stage(s, c, ranks, fixed, p1, d1.folds, Ms, d1.hashes, lean=ranks.size > 1 and fixed is None)
     clusterings = cl.clusterings
     anchor_src, anchor_atoms, probe_atoms, ground_atoms = _anchor_sources(
@@ -550,7 +554,10 @@ def _fit_settings(s: FitSettings, ranks, resume):
                                groups.membership.shape[1], budget, bsize, lambda j: p1.P(own[j] + offset), seed,
                                threads, progress, None if resume is None else resume.update_seconds,
                                counted, _n_with_stress(data, resume, wS), counts.sum(axis=0),
-                               n if d1.spill else 0) if ranks.is_root else {}
+                               n if d1.spill else 0,
+                               cost.local_cost_lines(basis.n_species, basis.n_features, c.M_atoms, c.local_kinds,
+                                                     k_folds, len(c.temps), c.local_auto) if c.M_atom else ()
+                               ) if ranks.is_root else {}
 
     # ---------------------------------------------------------------- pass 2: fitting rows
     t0 = time.perf_counter()
@@ -1296,7 +1303,8 @@ def _local_anchor_chooser(sl: _Selecting, s: FitSettings, unit_rows, anchor_atom
     probes = _safety_probes(sl, s, anchor_atoms, probe_atoms)
     lin_pot = sl.candidate_potential(theta_lin[None, :], None)
 
-    def chooser(kind, select):
+    def chooser(kind, select, notes_out=None):
+        """notes_out: where the notes go (a list the caller keeps, experts="auto" over M; default the fit's)."""
         t_auto = time.perf_counter()
 
         def candidate(w):
@@ -1304,8 +1312,9 @@ def _local_anchor_chooser(sl: _Selecting, s: FitSettings, unit_rows, anchor_atom
             return fit, sl.candidate_potential(fit["theta"], fit["gate"]), fit["theta"].shape[0], fit["cv_loss"]
 
         w, fit, record, auto_notes = choose_weight(s.anchors_auto_grid, candidate, probes, lin_pot)
-        notes.extend(f"{kind} gate: {note}" for note in auto_notes)
-        timings[f"anchors_auto_{kind}"] = time.perf_counter() - t_auto
+        (notes if notes_out is None else notes_out).extend(f"{kind} gate: {note}" for note in auto_notes)
+        key = f"anchors_auto_{kind}"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t_auto
         return dict(fit, anchor_weight=w, anchors_auto=record)
     return chooser
 
@@ -1368,6 +1377,7 @@ class _Final:
     atom_fit: dict | None     # a local gate's fit (dcace.local_gate.LocalGateRows.select)
     models: dict              # name -> (theta, gate function): the models the test set compares
     compare: bool
+    experts_cv: dict | None = None   # experts="auto" with a local gate: per kind every M's CV loss and the chosen M
 
 
 def _final_stage(s: FitSettings, c, basis, data, sel, d1, chosen, lam_dc, joint, models, compare, cv_rows, n,
@@ -1378,38 +1388,79 @@ def _final_stage(s: FitSettings, c, basis, data, sel, d1, chosen, lam_dc, joint,
     M_sel, tau_sel = chosen["M"], chosen["tau"]
     gate = joint[(M_sel, tau_sel)].gate if M_sel > 1 else None
     theta_final, _ = models["dc" if M_sel > 1 else "linear"]
-    gate_used, gate_cv, atom_fit, temps = ("structure" if M_sel > 1 else "none"), None, None, c.temps
+    gate_used, gate_cv, atom_fit, experts_cv = ("structure" if M_sel > 1 else "none"), None, None, {}
     if c.M_atom:   # the local gates (dcace.local_gate): their own clustering, rows and CV
         gate_cv = {"linear": cv_rows[0]["loss"], "structure": chosen["cv_loss"] if M_sel > 1 else None}
         best_loss, lam_dc0 = chosen["cv_loss"], lam_dc
         for kind in c.local_kinds:
             t_atom = time.perf_counter()
-            bar = _progress(None, n * len(temps), f"{kind} gate rows", progress) if progress else None
-            rows_k = LocalGateRows(
-                basis=basis, frames=data.frames, M=c.M_atom, temperatures=temps, folds=d1.folds, k=c.k_folds, p1=d1.p1,
-                wts=d1.wts, wE=c.wE, wF=c.wF, wS=c.wS, seed=s.seed, pca_variance=s.pca_variance,
-                pca_max_components=s.pca_max_components,
-                progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))),
-                kind=kind, gate_range=c.gate_range, body_order=c.gate_body_order)
-
-            def select(anchors, rows_k=rows_k):
-                return rows_k.select(sel=sel, lam=lam_dc0, ridge_factors=s.ridge_dc_factors, committee=s.committee,
-                                     anchors=anchors)
-            fit_k = select(sel.anchors) if local_anchors is None else local_anchors(kind, select)
-            if bar is not None:
-                bar.close()
-            cv_rows += fit_k["cv_rows"]
+            fit_k, per_M = _local_fit_over_M(s, c, kind, basis, data, sel, d1, lam_dc0, n, progress, notes, timings,
+                                             local_anchors)
+            cv_rows += [r for f in per_M.values() for r in f["cv_rows"]]
             timings[f"{kind}_gate"] = time.perf_counter() - t_atom
             gate_cv[kind] = fit_k["cv_loss"]
+            if c.local_auto:   # every M's CV loss, the chosen M (the report's selection["experts_cv"])
+                experts_cv[kind] = {"chosen": fit_k["theta"].shape[0], "candidates": [_M_record(M, f) for M, f in
+                                                                                      per_M.items()]}
             if c.gate_kind == kind or fit_k["cv_loss"] < best_loss:
                 best_loss, atom_fit = fit_k["cv_loss"], fit_k
-                M_sel, tau_sel, lam_dc, gate = c.M_atom, fit_k["tau"], fit_k["ridge"], fit_k["gate"]
+                M_sel, tau_sel, lam_dc, gate = fit_k["theta"].shape[0], fit_k["tau"], fit_k["ridge"], fit_k["gate"]
                 theta_final, gate_used = fit_k["theta"], kind
                 models, compare = {"linear": models["linear"]}, False   # test rows: linear (numpy) and the core's
         if c.gate_kind == "auto":
             notes.append("--gate auto: CV loss " + ", ".join(f"{k} {v:.6g}" for k, v in gate_cv.items() if v is not None)
                          + f"; chosen: {gate_used}")
-    return _Final(M_sel, tau_sel, lam_dc, gate, theta_final, gate_used, gate_cv, atom_fit, models, compare)
+    return _Final(M_sel, tau_sel, lam_dc, gate, theta_final, gate_used, gate_cv, atom_fit, models, compare,
+                  experts_cv or None)
+
+
+def _local_fit_over_M(s: FitSettings, c, kind, basis, data, sel, d1, lam_dc0, n, progress, notes, timings,
+                      local_anchors):
+    """One local gate kind: for each candidate M (c.M_atoms; one for an integer --experts) its clustering and
+    rows (``LocalGateRows``, one pass over the data, dropped before the next M: one committee's normal equations
+    in memory at a time), tau and the ridge by CV and the solve (--anchors auto: each M its own weight).
+    Returns (the fit of the lowest CV loss -- the smaller M on a tie --, {M: fit}); experts="auto" adds a note
+    with every M's loss and keeps the anchors' notes of the chosen M only."""
+    temps, per_M, M_notes = c.temps, {}, {}
+    for M in c.M_atoms:
+        t_M = time.perf_counter()
+        label = f"{kind} gate rows" + (f", M = {M}" if c.local_auto else "")
+        bar = _progress(None, n * len(temps), label, progress) if progress else None
+        rows_k = LocalGateRows(
+            basis=basis, frames=data.frames, M=M, temperatures=temps, folds=d1.folds, k=c.k_folds, p1=d1.p1,
+            wts=d1.wts, wE=c.wE, wF=c.wF, wS=c.wS, seed=s.seed, pca_variance=s.pca_variance,
+            pca_max_components=s.pca_max_components,
+            progress_fn=None if bar is None else (lambda k: bar.update(k * len(temps))),
+            kind=kind, gate_range=c.gate_range, body_order=c.gate_body_order)
+
+        def select(anchors, rows_k=rows_k):
+            return rows_k.select(sel=sel, lam=lam_dc0, ridge_factors=s.ridge_dc_factors, committee=s.committee,
+                                 anchors=anchors)
+        if local_anchors is None:
+            fit = select(sel.anchors)
+        elif c.local_auto:
+            fit = local_anchors(kind, select, M_notes.setdefault(M, []))
+        else:
+            fit = local_anchors(kind, select)
+        if bar is not None:
+            bar.close()
+        del rows_k, select
+        per_M[M] = dict(fit, seconds=time.perf_counter() - t_M)
+    best = min(per_M, key=lambda M: (per_M[M]["cv_loss"] if np.isfinite(per_M[M]["cv_loss"]) else np.inf, M))
+    if c.local_auto:
+        notes.extend(M_notes.get(best, []))
+        notes.append(f"{kind} gate, --experts auto: CV loss " + ", ".join(
+            f"M = {M} {f['cv_loss']:.6g} (tau {f['tau']:g})" for M, f in per_M.items()) + f"; chosen: M = {best}")
+    return per_M[best], per_M
+
+
+def _M_record(M, fit) -> dict:
+    """One candidate M of a local gate's experts="auto": its CV loss, tau, ridge (and --anchors auto weight)."""
+    rec = {"M": int(M), "cv_loss": float(fit["cv_loss"]), "tau": float(fit["tau"]), "ridge": float(fit["ridge"]),
+           "seconds": float(fit["seconds"])}
+    if "anchor_weight" in fit:
+        rec["anchor_weight"] = float(fit["anchor_weight"])
+    return rec
 
 
 def _selection_record(fm: _Final, lam, lam_table, eq9, V, clusterings, n, K, e_ref, column_choice, anchor_auto,
@@ -1430,6 +1481,8 @@ def _selection_record(fm: _Final, lam, lam_table, eq9, V, clusterings, n, K, e_r
             selection[key] = column_choice[key]
     if anchor_auto is not None:   # --anchors auto: the grid, each weight's probes and CV loss, the choice
         selection["anchors_auto"] = anchor_auto
+    if fm.experts_cv is not None:   # experts="auto" with a local gate: every candidate M's CV loss, per kind
+        selection["experts_cv"] = fm.experts_cv
     if sample is not None and len(sample) < n and clusterings:   # (absent when every structure was clustered)
         selection["cluster_sample"] = int(len(sample))
     selection["summary"] = (f"{n} structures, K={K} features/species, M={M_sel} expert(s)"
@@ -1492,6 +1545,40 @@ def _data_limits(c, s: FitSettings, n, fixed, rd: _Read, data, test_data, core_n
     return Ms, notes
 
 
+def _local_memory(c, S, K):
+    """The local gates' normal equations against the memory budget, before any work: experts="auto" drops
+    the candidate M over the budget (a note), then the largest M left (one M's rows are held at a time) is
+    checked -- an error naming the options if even the smallest is over."""
+    if c.local_auto:
+        fits = [M for M in c.M_atoms if cost.local_gate_nbytes(S, K, M, c.k_folds, len(c.temps)) <= c.budget]
+        if fits and len(fits) < len(c.M_atoms):
+            c.local_notes.append(f"--experts auto with a local gate: M = {', '.join(map(str, fits))} tried, not "
+                                 f"{', '.join(str(M) for M in c.M_atoms if M not in fits)} (over the memory budget, "
+                                 f"--memory-budget)")
+        c.M_atoms = fits or c.M_atoms[:1]
+        c.M_atom = max(c.M_atoms)
+    for kind in c.local_kinds:
+        cost.check_local_memory(S, K, c.M_atom, c.k_folds, len(c.temps), c.budget, kind)
+
+
+def _local_candidates(c, counts, folds, elements):
+    """experts="auto" with a local gate, after pass 1: the candidate M every CV fit can cluster -- each
+    fold's training part (the structures outside it) needs at least M atoms of every species; dropped M are
+    a note.  At least the smallest candidate stays (too few atoms for it: the local gate's own error)."""
+    if not c.local_auto:
+        return
+    per_fold = np.stack([counts[folds != f].sum(axis=0) for f in range(c.k_folds)])   # (k, S) training atoms
+    fewest = per_fold.min(axis=0)
+    s = int(np.argmin(fewest))
+    keep = [M for M in c.M_atoms if M <= fewest[s]]
+    if len(keep) < len(c.M_atoms):
+        c.local_notes.append(f"--experts auto with a local gate: M = {', '.join(map(str, keep)) or 'none'} tried, "
+                             f"not {', '.join(str(M) for M in c.M_atoms if M not in keep)} (element {elements[s]} "
+                             f"has {int(fewest[s])} training atoms in a CV fold's training part, fewer than M)")
+    c.M_atoms = keep or c.M_atoms[:1]
+    c.M_atom = max(c.M_atoms)
+
+
 def _basis_options(s: FitSettings, c, ranks):
     """(elements, basis_blocks, chemical_channels, block_ridge, degree_ridge, top_degree_ridge, embedding_kind):
     the basis and column options checked against the elements, K counted and its linear memory checked
@@ -1507,8 +1594,7 @@ def _basis_options(s: FitSettings, c, ranks):
     if K_count is not None:
         cost.check_linear_memory(n_el, K_count, c.k_folds, c.budget)
         if c.M_atom:   # each local gate's committee (dcace.local_gate), also before any work
-            for kind in c.local_kinds:
-                cost.check_local_memory(n_el, K_count, c.M_atom, c.k_folds, len(c.temps), c.budget, kind)
+            _local_memory(c, n_el, K_count)
     elements = ACEBasis(s.elements, s.cutoff, 2, 1, inner_cutoff=s.inner_cutoff, w_L=s.w_L).elements  # validates
     basis_blocks = {str(b): float(d) for b, d in sorted(
         check_degree_blocks(s.max_degree_blocks, len(elements), s.body_order, s.max_degree).items())} or None
@@ -1566,14 +1652,15 @@ def _n_with_stress(data, resume, wS):
 
 def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_groups, budget, bsize, P_own, seed,
                    threads, progress, update_s=None, counted=None, n_with_stress=0, atoms_per_species=(),
-                   spilled=0):
+                   spilled=0, local_lines=()):
     """Time a sample of pass 2 with the real accumulators, print the cost lines (dcace.cost).  A refit
     gives update_s, the per-structure update time its state measured on the same accumulators (the
     timed update is a pass over all of them: a sizeable part of a small refit).  counted: pass 2's
     batch sizes, blocks and folds (dcace.estimate.estimate_pass2).  n_with_stress: the training structures
     whose stress rows rank 0 will keep and atoms_per_species the training atoms of each species (the
     grade's MaxVol), for the expected peak.  P_own(j): mean descriptors of rank 0's structures own[j].
-    spilled: the structures whose rows go to a scratch file (dcace.rowstore; all or none), not into the peak."""
+    spilled: the structures whose rows go to a scratch file (dcace.rowstore; all or none), not into the peak.
+    local_lines: the local gates' cost line (dcace.cost.local_cost_lines), printed with the others."""
     S, K = basis.n_species, basis.n_features
     D, Dp = S * K, S * K + S
 
@@ -1601,7 +1688,7 @@ def _announce_cost(basis, frames, rows_fn, groups, joint, skipped, k_folds, n_gr
     lines = cost.cost_lines(S=S, K=K, k_folds=k_folds, group_bytes=groups.nbytes, n_groups=n_groups,
                             joint_bytes=joint_bytes, skipped=skipped, budget=budget, estimate=est, threads=threads,
                             resident=resident, stress_bytes=stress_bytes, grade_bytes=grade_bytes,
-                            scratch_bytes=scratch_bytes)
+                            scratch_bytes=scratch_bytes) + list(local_lines)
     if progress:
         import sys
 

@@ -44,13 +44,16 @@ class Checked:
     local_kinds: list             # the local gates to fit
     gate_range: object
     gate_body_order: object
-    M_atom: object                # M of the local gates (None: none)
+    M_atom: object                # the largest M of the local gates (None: none)
     experts: object               # 'auto' or M of the structure machinery (1 with a local gate only)
     compare: bool                 # fit and report the paper's variant too
     Ms: list = field(default_factory=list)   # candidate numbers of experts (before the data's limit)
     M_fixed: object = None        # experts as an integer (None: 'auto')
     rows_budget: float = None     # GB: rank 0's per-structure rows in memory below it (dcace.rowstore)
     cluster_sample: int = None    # structures the structure gate's clustering is fitted on
+    M_atoms: list = field(default_factory=list)   # the local gates' candidate M (experts="auto": CV picks)
+    local_auto: bool = False      # experts="auto" with a local gate: M by CV over M_atoms
+    local_notes: list = field(default_factory=list)   # why candidates of M_atoms were dropped (the fit's notes)
 
 
 def checked(s: FitSettings, ranks, resume) -> Checked:
@@ -120,11 +123,11 @@ def _check_gates(c: Checked, s: FitSettings, resume) -> None:
     if "neighbourhood" in c.local_kinds:
         c.gate_range = check_range(s.gate_range, s.cutoff)
         c.gate_body_order = gate_columns_check(s.gate_body_order)
+    if c.gate_kind in LOCAL_GATES or c.gate_kind == "auto":
+        c.M_atoms = atom_experts(s.experts, s.state, s.reuse, resume, c.gate_kind, s.local_experts_grid, c.max_M)
+        c.M_atom, c.local_auto = max(c.M_atoms), s.experts == "auto"
     if c.gate_kind in LOCAL_GATES:   # the structure machinery fits the linear model only; local_gate the rest
-        c.M_atom = atom_experts(s.experts, s.state, s.reuse, resume, c.gate_kind)
         c.experts, c.compare = 1, False
-    elif c.gate_kind == "auto":   # the structure machinery as asked, then the local gates; CV picks
-        c.M_atom = atom_experts(s.experts, s.state, s.reuse, resume, c.gate_kind)
 
 
 def _check_experts(c: Checked) -> None:
@@ -142,14 +145,21 @@ def _check_experts(c: Checked) -> None:
     c.Ms, c.M_fixed = ([1, M_fixed] if M_fixed > 1 else [1]), M_fixed
 
 
-def atom_experts(experts, state, reuse, resume, gate):
-    """M of the atom gate (experts="auto": 4), with its limits."""
+def atom_experts(experts, state, reuse, resume, gate, grid, max_M):
+    """The candidate M of the local gates, with their limits: [M] for an integer, and for experts="auto" the
+    grid's M <= max_experts (CV picks one; the data and the memory budget may drop more, later)."""
     if state is not None or reuse is not None or resume is not None:
         raise ValueError(f"gate={gate!r} fits cannot write or reuse a fit state yet (state=, reuse=, refit)")
-    M = 4 if experts == "auto" else experts
-    if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
+    if experts == "auto":
+        Ms = sorted({int(M) for M in grid if 2 <= M <= max_M})
+        if not Ms:
+            raise ValueError(f"gate={gate!r} with experts='auto' tries M = {', '.join(str(M) for M in grid)} up to "
+                             f"max_experts (--max-experts), which is {max_M}: give --max-experts 2 or more, or an "
+                             f"integer --experts >= 2")
+        return Ms
+    if isinstance(experts, bool) or not isinstance(experts, (int, np.integer)) or experts < 2:
         raise ValueError(f"gate={gate!r} needs experts = 'auto' or an integer >= 2, got {experts!r}")
-    return int(M)
+    return [int(experts)]
 
 
 def record(s: FitSettings, c: Checked, *, core, elements, basis_blocks, chemical_channels, embedding_kind,
@@ -187,10 +197,11 @@ def record(s: FitSettings, c: Checked, *, core, elements, basis_blocks, chemical
         settings["crystal_constraints"] = False
     if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
+    M_local = "auto" if c.local_auto else c.M_atom   # (auto: the chosen M is the selection's n_experts)
     if c.gate_kind in LOCAL_GATES:
-        settings.update(gate=c.gate_kind, experts=c.M_atom)
+        settings.update(gate=c.gate_kind, experts=M_local)
     elif c.gate_kind == "auto":
-        settings.update(gate=c.gate_kind, atom_experts=c.M_atom)
+        settings.update(gate=c.gate_kind, atom_experts=M_local)
     if "neighbourhood" in c.local_kinds:
         settings.update(gate_range=c.gate_range, gate_body_order=int(c.gate_body_order or 0))
     if chemical_channels is not None and not (isinstance(embedding_kind, str) and embedding_kind == "cosine"):

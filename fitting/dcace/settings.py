@@ -40,6 +40,9 @@ def arg(*flags, advanced=False, formatted=False, **kwargs) -> Arg:
 
 
 REFIT_KINDS = ("free", "state", "refused")
+#: experts="auto" with a local gate (atom, neighbourhood): the numbers of experts CV compares (issue 11)
+LOCAL_EXPERTS_GRID = (2, 4, 6, 8)
+_LOCAL_MS = ", ".join(str(M) for M in LOCAL_EXPERTS_GRID)
 
 
 def option(default, doc="", *, cli=(), from_args=None, keyword=True, none_is_default=False, refit="free"):
@@ -181,13 +184,15 @@ class FitSettings:
     experts: object = option("auto", "'auto' (M and tau by CV) or an integer M", cli=arg(
         "--experts", type=_experts, default=None, metavar="auto|M",
         help="number of experts: 'auto' chooses M = 1..max-experts and the gate temperature by "
-             "k-fold cross-validation; 1 is the plain linear potential (default: auto; example: --experts 4)"),
+             "k-fold cross-validation (a local --gate: M = " + _LOCAL_MS + " up to --max-experts, each its own pass "
+             "over the data); 1 is the plain linear potential (default: auto; example: --experts 4)"),
         from_args=_or_default("experts"), refit="state")
     gate: str = option("structure", "structure | atom | neighbourhood | auto (dcace.local_gate)", cli=arg(
         "--gate", choices=("structure", "atom", "neighbourhood", "auto"), default=None,
         help="what the gate sees: 'structure' (the paper's gate on the structure's mean descriptor), "
              "'atom' (a local gate on each atom's own descriptor: forces depend on atoms within "
-             "2 r_cut only; --experts auto means M = 4), 'neighbourhood' (a local gate on the smooth "
+             "2 r_cut only; --experts auto tries M = " + _LOCAL_MS + " up to --max-experts, by CV), 'neighbourhood' "
+             "(a local gate on the smooth "
              "average of the descriptors of the atom and its same-species neighbours within "
              "--gate-range: forces depend on atoms within 2 (r_cut + r_g)), 'auto' (all; the lowest "
              "CV loss among linear, structure, atom and neighbourhood gate wins) "
@@ -423,6 +428,9 @@ class FitSettings:
     ridge_dc_factors: tuple = option((1e-2, 1.0, 1e2, 1e4), "... and the chosen one is refined x these, by CV",
                                      keyword=False)
     parsimony: float = option(0.01, "fewer experts win if their CV loss is within 1 % of the best", keyword=False)
+    local_experts_grid: tuple = option(LOCAL_EXPERTS_GRID, "experts='auto' with a local gate: the M tried (those <= "
+                                       "max_experts the data and the memory budget allow), lowest CV loss wins",
+                                       keyword=False)
     pca_variance: float = option(0.99, "variance the PCA of the gate keeps", keyword=False)
     pca_max_components: int = option(10, "at most this many PCA components", keyword=False)
     anchors_auto_grid: tuple = option((0.0, 0.003, 0.005, 0.01, 0.03, 0.1), "anchors='auto' tries these, "
