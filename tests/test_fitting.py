@@ -173,6 +173,25 @@ def test_kmeans_is_seeded_and_canonical():
     assert (np.diff(np.bincount(l1)) <= 0).all()  # numbered by decreasing size
 
 
+@pytest.mark.parametrize("n_distinct", [1, 2])
+def test_kmeans_with_fewer_distinct_points_than_clusters_has_no_empty_cluster(n_distinct):
+    """Identical descriptors (a data set of repeated dimers, as experts="auto" meets) used to leave a cluster
+    empty after re-seeding and its centroid the mean of nothing (NaN, with a RuntimeWarning). Now every cluster
+    keeps a point, the centroids are points of the data and the inertia is that of the distinct points."""
+    import warnings
+
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(n_distinct, 3))
+    Y = points[[i % n_distinct for i in range(5)]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for seed in range(20):
+            labels, C, inertia = kmeans(Y, 4, seed=seed)
+            assert (np.bincount(labels, minlength=4) > 0).all()
+            assert np.isfinite(C).all() and all(np.min(np.abs(C[m] - points).sum(axis=1)) < 1e-12 for m in range(4))
+            assert inertia == pytest.approx(0.0, abs=1e-20)
+
+
 def test_gate_mirror_matches_core():
     fr = mo_frames(10)
     basis = dcace.ACEBasis(["Mo"], 5.2, 3, 6)

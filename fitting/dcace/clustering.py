@@ -104,6 +104,23 @@ def _sqdist(Y, C):
     return ((Y[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
 
 
+def _reseed_empty(labels, d2, M):
+    """Give every empty cluster (in place) the point farthest from its own centroid, taken only from a
+    cluster with two or more points, so that moving it never empties another one (M <= n points always
+    leaves such a cluster).  With fewer distinct points than M, clusters end up sharing a position:
+    equal centroids, never the mean of nothing."""
+    n = len(labels)
+    counts = np.bincount(labels, minlength=M)
+    while (counts == 0).any():
+        m = int(np.flatnonzero(counts == 0)[0])
+        own = d2[np.arange(n), labels]
+        own = np.where(counts[labels] >= 2, own, -1.0)
+        far = int(np.argmax(own))
+        counts[labels[far]] -= 1
+        labels[far], counts[m] = m, 1
+        d2[far] = 0.0
+
+
 def kmeans(Y: np.ndarray, M: int, seed: int = 0, n_init: int = 10, max_iter: int = 300):
     """Seeded k-means (k-means++ + Lloyd); returns (labels (n,), centroids (M, d), inertia).
 
@@ -124,13 +141,7 @@ def kmeans(Y: np.ndarray, M: int, seed: int = 0, n_init: int = 10, max_iter: int
         for _it in range(max_iter):
             d2 = _sqdist(Y, C)
             new = np.argmin(d2, axis=1)
-            # re-seed empty clusters with the point farthest from its centroid
-            counts = np.bincount(new, minlength=M)
-            for m in np.flatnonzero(counts == 0):
-                far = int(np.argmax(d2[np.arange(n), new]))
-                new[far] = m
-                d2[far] = 0.0
-                counts = np.bincount(new, minlength=M)
+            _reseed_empty(new, d2, M)
             if labels is not None and np.array_equal(new, labels):
                 break
             labels = new

@@ -1423,7 +1423,6 @@ def _local_fit_over_M(s: FitSettings, c, kind, basis, data, sel, d1, lam_dc0, n,
     with every M's loss and keeps the anchors' notes of the chosen M only."""
     temps, per_M, M_notes = c.temps, {}, {}
     for M in c.M_atoms:
-        t_M = time.perf_counter()
         label = f"{kind} gate rows" + (f", M = {M}" if c.local_auto else "")
         bar = _progress(None, n * len(temps), label, progress) if progress else None
         rows_k = LocalGateRows(
@@ -1445,7 +1444,7 @@ def _local_fit_over_M(s: FitSettings, c, kind, basis, data, sel, d1, lam_dc0, n,
         if bar is not None:
             bar.close()
         del rows_k, select
-        per_M[M] = dict(fit, seconds=time.perf_counter() - t_M)
+        per_M[M] = fit
     best = min(per_M, key=lambda M: (per_M[M]["cv_loss"] if np.isfinite(per_M[M]["cv_loss"]) else np.inf, M))
     if c.local_auto:
         notes.extend(M_notes.get(best, []))
@@ -1456,8 +1455,7 @@ def _local_fit_over_M(s: FitSettings, c, kind, basis, data, sel, d1, lam_dc0, n,
 
 def _M_record(M, fit) -> dict:
     """One candidate M of a local gate's experts="auto": its CV loss, tau, ridge (and --anchors auto weight)."""
-    rec = {"M": int(M), "cv_loss": float(fit["cv_loss"]), "tau": float(fit["tau"]), "ridge": float(fit["ridge"]),
-           "seconds": float(fit["seconds"])}
+    rec = {"M": int(M), "cv_loss": float(fit["cv_loss"]), "tau": float(fit["tau"]), "ridge": float(fit["ridge"])}
     if "anchor_weight" in fit:
         rec["anchor_weight"] = float(fit["anchor_weight"])
     return rec
