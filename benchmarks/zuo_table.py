@@ -202,8 +202,11 @@ def render(cache, args, deg):
          "pair core) and the committees' off-data anchors (weight "
          + ("0.03" if args.anchors is None else f"`--anchors {args.anchors}`")
          + ", per expert; `docs/short-range.md`; the weight of every fit is in the JSON), with bcc/fcc of every "
-         "element among the anchors at 3x that weight since session 9 (the degree-12 and TiAl rows were rerun with "
-         "them; the bo4 degree-16, bo5 degree-14 and Ni extra rows are from before them). "
+         "element among the anchors at 3x that weight since session 9, and the crystal constraints on the linear "
+         "model since session 16: each row's code is that of the run that fitted it (the JSON's `seconds` and "
+         "`notes`; session 17 reran the degree-12 and TiAl rows, their large linear models and the Ni degree-16 "
+         "(energy weight 100, rc 4.5, rc 5) and degree-18 rows; the bo4 degree-16 and bo5 degree-14 rows and the other Ni extra rows are from before "
+         "session 9). "
          "`docs/accuracy-v1.md/.json` is the same experiment before the core (3812c2c), `docs/accuracy-v2.md/.json` "
          "with the core but before the anchors (97368ea); `python benchmarks/accuracy_compare.py "
          "docs/accuracy-v1.json docs/accuracy.json` compares two of them key by key. Data: `examples/data/zuo2020/` (train/test splits of Zuo et al., paper cutoffs). "
