@@ -270,6 +270,10 @@ def test_experts_auto_chooses_M_by_cv_and_equals_that_fixed_M():
                for n in pot.report.notes)
     assert any("2 local passes" in line for line in pot.report.cost["lines"])
     assert {r["M"] for r in pot.report.cv_table if r.get("gate") == "atom"} == {2, 4}
+    t = pot.report.timings   # each M's wall time in the report (the file holds none), inside the fit's total
+    assert all(0 < t[f"atom_gate_M{M}"] for M in (2, 4))
+    assert t["atom_gate_M2"] + t["atom_gate_M4"] <= t["atom_gate"] <= t["total"]
+    assert "atom_gate_M2" not in pot.to_string()
     for M in (2, 4):
         fixed = fitted_M(M)
         fsel = fixed.report.selection

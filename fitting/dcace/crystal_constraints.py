@@ -27,7 +27,6 @@ constrained linear model.
 """
 from __future__ import annotations
 
-
 import numpy as np
 from ase.units import GPa
 

@@ -1420,9 +1420,11 @@ def _local_fit_over_M(s: FitSettings, c, kind, basis, data, sel, d1, lam_dc0, n,
     rows (``LocalGateRows``, one pass over the data, dropped before the next M: one committee's normal equations
     in memory at a time), tau and the ridge by CV and the solve (--anchors auto: each M its own weight).
     Returns (the fit of the lowest CV loss -- the smaller M on a tie --, {M: fit}); experts="auto" adds a note
-    with every M's loss and keeps the anchors' notes of the chosen M only."""
+    with every M's loss and keeps the anchors' notes of the chosen M only.  Each M's wall time goes into
+    ``timings[f"{kind}_gate_M{M}"]`` (the report; the file holds no wall time)."""
     temps, per_M, M_notes = c.temps, {}, {}
     for M in c.M_atoms:
+        t_M = time.perf_counter()
         label = f"{kind} gate rows" + (f", M = {M}" if c.local_auto else "")
         bar = _progress(None, n * len(temps), label, progress) if progress else None
         rows_k = LocalGateRows(
@@ -1445,6 +1447,7 @@ def _local_fit_over_M(s: FitSettings, c, kind, basis, data, sel, d1, lam_dc0, n,
             bar.close()
         del rows_k, select
         per_M[M] = fit
+        timings[f"{kind}_gate_M{M}"] = time.perf_counter() - t_M   # the report's, never the file's
     best = min(per_M, key=lambda M: (per_M[M]["cv_loss"] if np.isfinite(per_M[M]["cv_loss"]) else np.inf, M))
     if c.local_auto:
         notes.extend(M_notes.get(best, []))
