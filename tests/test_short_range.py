@@ -3,7 +3,8 @@
 * forces, stresses and per-atom energies are the exact derivatives of E (central finite
   differences) where the core acts: a pair inside the ZBL hand-over window, and atoms denser than
   any training atom (density core), for a linear and a two-expert DC potential with a mixed gate;
-* default fits of all six Zuo et al. elements and of TiAl are safe off their data: every dimer rises
+* default fits of all six Zuo et al. elements and of TiAl are safe off their data (the test is in
+  test_default_fits_off_data.py, with this module's probes off_data_problems): every dimer rises
   monotonically from the data's shortest distance of its pair down to 0.1 Å (the repulsion
   restraints and the level-matched core, dcace.restraints / baseline.core_shifts) and is above the
   separated atoms below its core window, and the ground-state crystal and bcc and fcc of every
@@ -32,7 +33,7 @@ from ase.io import read
 import dcace
 import shared_fits
 from dcace import _core
-from dcace.baseline import HI_MIN_GAP, core_window, shortest_distances
+from dcace.baseline import core_window
 from dcace.probes import dimer_curve, first_violation
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
@@ -376,32 +377,6 @@ def off_data_problems(pot, elements, rmin, crystal):
         if v["failure"]:
             problems[f"{label} compressed"] = f"{v['failure']} (a0 = {v['a0'] or float('nan'):.4f} A)"
     return problems
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(DEFAULT_SETS))
-def test_default_fit_is_safe_off_the_data(name):
-    """A default fit (`dcace fit` with no options: body order 4, degree 12, `--experts auto`, which
-    picks a committee for the six Zuo elements) probed below its data (off_data_problems: dimers, the
-    ground-state crystal, and bcc and fcc of every element). Where the fit raised a window top towards
-    the data (baseline.core_shifts), the training structures' energies are those of the potential with
-    the window it was fitted with."""
-    elements, rc, crystal = DEFAULT_SETS[name]
-    train, keys = _tial() if name == "TiAl" else _zuo(name)
-    pot = dcace.fit(train, elements=elements, cutoff=rc, progress=False, compare=False, **keys)
-    assert pot.baseline == "zbl"
-    frames = read(train, ":")
-    rmin = shortest_distances(frames, elements, rc)
-    lo_w, hi_w = pot.basis.core_window
-    _, hi_fit, _ = core_window(elements, rmin, rc, pot.basis.inner_cutoff)
-    assert (hi_w >= hi_fit).all() and (hi_w <= rmin - HI_MIN_GAP + 1e-9).all()
-    if (hi_w > hi_fit).any():
-        fitted = dcace.Potential.from_parts(pot.basis.with_core_window((lo_w, hi_fit)), pot.coefficients,
-                                            pot.one_body, pot.gate, {}, short_range=pot.short_range)
-        for fr in frames[::4]:
-            assert pot.compute(fr)["energy"] == pytest.approx(fitted.compute(fr)["energy"], rel=1e-12, abs=1e-9)
-    problems = off_data_problems(pot, elements, rmin, crystal)
-    assert not problems, f"{name} (M = {pot.n_experts}): " + "; ".join(f"{k}: {v}" for k, v in problems.items())
 
 
 @pytest.mark.slow
