@@ -14,18 +14,21 @@ import argparse
 
 import numpy as np
 from ase.build import bulk
+from ase.units import GPa
 
 import dcace
 
 
 def scan(pot, element, phase, a):
-    """Energies per atom and gate weights along the lattice constants a."""
-    E, W = [], []
+    """Energies per atom (eV), pressures (GPa, as dcace.probes.compression_curve) and gate weights along the
+    lattice constants a (also benchmarks/gate_softness.py's scan)."""
+    E, P, W = [], [], []
     for x in a:
         r = pot.compute(bulk(element, phase, a=x, cubic=True))
         E.append(r["energy"] / len(r["energies"]))
+        P.append(-float(np.sum(np.asarray(r["stress"]).reshape(-1)[:3])) / 3 / GPa)
         W.append(np.atleast_1d(r["weights"]))
-    return np.array(E), np.array(W)
+    return np.array(E), np.array(P), np.array(W)
 
 
 def main(argv=None):
@@ -39,7 +42,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     a = np.arange(args.a_lo, args.a_hi, args.step)
     for path in args.potentials:
-        E, W = scan(dcace.load(path), args.element, args.phase, a)
+        E, _, W = scan(dcace.load(path), args.element, args.phase, a)
         k0 = int(np.argmin(E))
         minima = [round(float(a[i]), 4) for i in range(k0 + 1, len(E) - 1) if E[i] < E[i - 1] and E[i] <= E[i + 1]]
         fall = 1000 * float(np.max(np.maximum.accumulate(E[k0:]) - E[k0:]))

@@ -14,23 +14,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from ase.build import bulk
 from ase.io import read
 
 import dcace
+from gate_notch import scan   # E, P and the gate weights along a lattice constant
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "zuo2020"
-GPA = 0.0062415   # eV/A^3
-
-
-def fcc_path(pot, a):
-    """Pressure (GPa) and gate weights of fcc Cu at the lattice constants a."""
-    P, W = [], []
-    for x in a:
-        r = pot.compute(bulk("Cu", "fcc", a=x, cubic=True))
-        P.append(-np.mean(np.asarray(r["stress"]).reshape(-1)[:3]) / GPA)
-        W.append(np.atleast_1d(r["weights"]))
-    return np.array(P), np.array(W)
 
 
 def main(argv=None):
@@ -46,7 +35,7 @@ def main(argv=None):
                         temperatures=(tau,), experts=args.experts)
         err = pot.report.errors["dc"]
         hard = np.mean([np.max(pot.compute(f)["weights"]) > 0.99 for f in frames])
-        P, W = fcc_path(pot, a)
+        _, P, W = scan(pot, "Cu", "fcc", a)
         kink = np.abs(P[1:-1] - 0.5 * (P[:-2] + P[2:])).max()
         step = (np.abs(np.diff(W, axis=0)).sum(1) / 2).max()
         print(f"tau {tau:g}: M {pot.n_experts}, test E {err['test']['energy_mae_mev_per_atom']:.3f} meV/atom, "
