@@ -27,19 +27,18 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
-from ase.units import GPa
 
 import dcace
+from gate_notch import along, pressure_kinks, weight_steps
 from lammps_common import run_lmp, thermo_table
+from zuo_table import CUTOFF
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
-SETS = {  # train file, test file, elements, cutoff, ground-state crystal, extra keys
-    "Mo": ("zuo2020/Mo_train.xyz", "zuo2020/Mo_test.xyz", ["Mo"], 5.2, lambda: bulk("Mo", "bcc", a=3.16, cubic=True)),
-    "Si": ("zuo2020/Si_train.xyz", "zuo2020/Si_test.xyz", ["Si"], 4.7, lambda: bulk("Si", "diamond", a=5.43, cubic=True)),
-    "Ge": ("zuo2020/Ge_train.xyz", "zuo2020/Ge_test.xyz", ["Ge"], 5.1, lambda: bulk("Ge", "diamond", a=5.66, cubic=True)),
-    "Cu": ("zuo2020/Cu_train.xyz", "zuo2020/Cu_test.xyz", ["Cu"], 3.9, lambda: bulk("Cu", "fcc", a=3.62, cubic=True)),
-    "Ni": ("zuo2020/Ni_train.xyz", "zuo2020/Ni_test.xyz", ["Ni"], 4.0, lambda: bulk("Ni", "fcc", a=3.52, cubic=True)),
-    "Li": ("zuo2020/Li_train.xyz", "zuo2020/Li_test.xyz", ["Li"], 5.1, lambda: bulk("Li", "bcc", a=3.44, cubic=True)),
+GROUND = {"Mo": ("bcc", 3.16), "Si": ("diamond", 5.43), "Ge": ("diamond", 5.66), "Cu": ("fcc", 3.62),
+          "Ni": ("fcc", 3.52), "Li": ("bcc", 3.44)}   # the Zuo elements' ground-state crystals (a in A)
+SETS = {  # train file, test file, elements, cutoff (the paper's), ground-state crystal
+    **{el: (f"zuo2020/{el}_train.xyz", f"zuo2020/{el}_test.xyz", [el], CUTOFF[el],
+            lambda el=el, phase=phase, a=a: bulk(el, phase, a=a, cubic=True)) for el, (phase, a) in GROUND.items()},
     "TiAl": ("tial/TiAl_tutorial.xyz", None, ["Ti", "Al"], 5.5,
              lambda: Atoms("Ti2Al2", cell=[4.00, 4.00, 4.08], pbc=True,
                            scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])),
@@ -48,26 +47,22 @@ KEYS = {"TiAl": dict(forces_key="force", virial_key="virial")}
 SCALES = np.arange(0.85, 1.10, 0.00015)
 
 
-def pressure_scan(pot, crystal):
-    """Pressure (GPa) and gate weights of the crystal scaled isotropically over SCALES."""
-    P, W = [], []
+def scaled(crystal):
+    """The crystal scaled isotropically to each a/a0 of SCALES."""
     for f in SCALES:
-        at = crystal.copy()
-        at.set_cell(crystal.cell * f, scale_atoms=True)
-        r = pot.compute(at)
-        P.append(-float(np.sum(np.asarray(r["stress"]).reshape(-1)[:3])) / 3 / GPa)
-        W.append(np.atleast_1d(r["weights"]))
-    return np.array(P), np.array(W)
+        atoms = crystal.copy()
+        atoms.set_cell(crystal.cell * f, scale_atoms=True)
+        yield atoms
 
 
-def kinks(P, W):
-    k = np.abs(P[1:-1] - 0.5 * (P[:-2] + P[2:]))
-    x = SCALES[1:-1]
+def kink_summary(P, W):
+    """Largest kink (GPa) with a/a0 and P there, largest within 5 % of a0, largest weight step, largest
+    kink / (0.5 GPa + 1 % of |P|)."""
+    k, x = pressure_kinks(P), SCALES[1:-1]
     j = int(np.argmax(k))
     near = (x > 0.95) & (x < 1.05)
-    step = (np.abs(np.diff(W, axis=0)).sum(1) / 2).max() if W.shape[1] > 1 else 0.0
     ratio = k / (0.5 + 0.01 * np.abs(P[1:-1]))
-    return k[j], x[j], P[j + 1], k[near].max(), step, ratio.max()
+    return k[j], x[j], P[j + 1], k[near].max(), weight_steps(W).max(), ratio.max()
 
 
 def tial_md(temperatures):
@@ -84,7 +79,7 @@ def tial_md(temperatures):
             head = f"variable potential string TiAl.dcace\nvariable data string TiAl.data\n" \
                    f"variable cells string 3\nvariable steps string 200\n"
             header, rows = thermo_table(run_lmp(head + deck, tmp)["stdout"])
-            n = 4 * 27
+            n = len(crystal()) * 27   # the deck's 3 x 3 x 3 cells
             cols = {h: i for i, h in enumerate(header)}
             print(f"tau {tau:g} (train E MAE {pot.report.errors['dc']['train']['energy_mae_mev_per_atom']:.3f} "
                   f"meV/atom): step / T (K) / PE per atom (eV) / weight of expert 1: " + "; ".join(
@@ -113,7 +108,8 @@ def main(argv=None):
         which = "test" if errs.get("test") else "cv"
         e = errs[which]
         force = e.get("force_mae_ev_per_a") if which == "test" else e.get("force_rmse_ev_per_a")
-        k, x, p, near, step, ratio = kinks(*pressure_scan(pot, crystal()))
+        _, P, W = along(pot, scaled(crystal()))
+        k, x, p, near, step, ratio = kink_summary(P, W)
         tau = pot.report.selection.get("temperature")
         print(f"| {name} | {pot.n_experts}" + (f" ({tau:g})" if pot.n_experts > 1 else "")
               + f" | {e['energy_mae_mev_per_atom']:.3f} / {force:.4f}" + ("" if which == "test" else " (CV, RMSE F)")

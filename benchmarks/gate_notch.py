@@ -19,16 +19,32 @@ from ase.units import GPa
 import dcace
 
 
-def scan(pot, element, phase, a):
-    """Energies per atom (eV), pressures (GPa, as dcace.probes.compression_curve) and gate weights along the
-    lattice constants a (also benchmarks/gate_softness.py's scan)."""
+def along(pot, structures):
+    """Energies per atom (eV), pressures (GPa, as dcace.probes.compression_curve) and gate weights of pot
+    on each structure (also benchmarks/gate_softness.py's and gate_grid.py's scans)."""
     E, P, W = [], [], []
-    for x in a:
-        r = pot.compute(bulk(element, phase, a=x, cubic=True))
+    for atoms in structures:
+        r = pot.compute(atoms)
         E.append(r["energy"] / len(r["energies"]))
         P.append(-float(np.sum(np.asarray(r["stress"]).reshape(-1)[:3])) / 3 / GPa)
         W.append(np.atleast_1d(r["weights"]))
     return np.array(E), np.array(P), np.array(W)
+
+
+def scan(pot, element, phase, a):
+    """along() for the cubic crystal `phase` of `element` at the lattice constants a."""
+    return along(pot, (bulk(element, phase, a=x, cubic=True) for x in a))
+
+
+def pressure_kinks(P):
+    """|P_k - (P_k-1 + P_k+1) / 2| at the interior points of a scan (GPa): ~ step^2 P'' / 4 on a smooth
+    curve, about half the experts' pressure difference where the gate switches within a step."""
+    return np.abs(P[1:-1] - 0.5 * (P[:-2] + P[2:]))
+
+
+def weight_steps(W):
+    """How much of the gate's weight moves from one scan point to the next (0 for a linear potential)."""
+    return np.abs(np.diff(W, axis=0)).sum(1) / 2 if W.shape[1] > 1 else np.zeros(max(len(W) - 1, 1))
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ import numpy as np
 from ase.io import read
 
 import dcace
-from gate_notch import scan   # E, P and the gate weights along a lattice constant
+from gate_notch import pressure_kinks, scan, weight_steps
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "zuo2020"
 
@@ -36,8 +36,8 @@ def main(argv=None):
         err = pot.report.errors["dc"]
         hard = np.mean([np.max(pot.compute(f)["weights"]) > 0.99 for f in frames])
         _, P, W = scan(pot, "Cu", "fcc", a)
-        kink = np.abs(P[1:-1] - 0.5 * (P[:-2] + P[2:])).max()
-        step = (np.abs(np.diff(W, axis=0)).sum(1) / 2).max()
+        kink = pressure_kinks(P).max()
+        step = weight_steps(W).max()
         print(f"tau {tau:g}: M {pot.n_experts}, test E {err['test']['energy_mae_mev_per_atom']:.3f} meV/atom, "
               f"F {err['test']['force_mae_ev_per_a']:.4f} eV/A, CV E {err['cv']['energy_mae_mev_per_atom']:.3f} "
               f"meV/atom; training structures with a weight > 0.99: {hard:.0%}; fcc a = 3.40-3.70 A: largest "
