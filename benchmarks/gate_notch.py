@@ -17,6 +17,7 @@ from ase.build import bulk
 from ase.units import GPa
 
 import dcace
+from dcace.gate_kinks import pressure_kinks, weight_steps   # noqa: F401 (gate_grid.py, gate_softness.py)
 
 
 def along(pot, structures):
@@ -34,17 +35,6 @@ def along(pot, structures):
 def scan(pot, element, phase, a):
     """along() for the cubic crystal `phase` of `element` at the lattice constants a."""
     return along(pot, (bulk(element, phase, a=x, cubic=True) for x in a))
-
-
-def pressure_kinks(P):
-    """|P_k - (P_k-1 + P_k+1) / 2| at the interior points of a scan (GPa): ~ step^2 P'' / 4 on a smooth
-    curve, about half the experts' pressure difference where the gate switches within a step."""
-    return np.abs(P[1:-1] - 0.5 * (P[:-2] + P[2:]))
-
-
-def weight_steps(W):
-    """How much of the gate's weight moves from one scan point to the next (0 for a linear potential)."""
-    return np.abs(np.diff(W, axis=0)).sum(1) / 2 if W.shape[1] > 1 else np.zeros(max(len(W) - 1, 1))
 
 
 def main(argv=None):

@@ -203,8 +203,10 @@ def render(cache, args, deg):
          + ("0.03" if args.anchors is None else f"`--anchors {args.anchors}`")
          + ", per expert; `docs/short-range.md`; the weight of every fit is in the JSON), with bcc/fcc of every "
          "element among the anchors at 3x that weight since session 9, and the crystal constraints on the linear "
-         "model since session 16: each row's code is that of the run that fitted it (the JSON's `seconds` and "
-         "`notes`; session 17 reran the degree-12 and TiAl rows, their large linear models and the Ni degree-16 "
+         "model since session 16, and the kink check on the committees since session 20 (`dcace/gate_kinks.py`): "
+         "each row's code is that of the run that fitted it (the JSON's `seconds` and "
+         "`notes`; session 20 reran the degree-12 DC rows of the six elements and the large linear models their "
+         "new sizes need; session 17 reran the degree-12 and TiAl rows, their large linear models and the Ni degree-16 "
          "(energy weight 100, rc 4.5, rc 5) and degree-18 rows; the bo4 degree-16 and bo5 degree-14 rows and the other Ni extra rows are from before "
          "session 9). "
          "`docs/accuracy-v1.md/.json` is the same experiment before the core (3812c2c), `docs/accuracy-v2.md/.json` "

@@ -20,7 +20,7 @@ OLD_DEFAULT_KEYS = {
     "anchors_auto_grid", "anchors_auto_force_ratio", "chemical_embedding", "block_ridge", "degree_ridge",
     "top_degree_ridge", "top_degree_ridge_grid"}
 #: the keys added since (each a FitSettings field with a default)
-NEW_DEFAULT_KEYS = {"rows_budget_gb", "cluster_sample", "crystal_constraints", "local_experts_grid"}
+NEW_DEFAULT_KEYS = {"rows_budget_gb", "cluster_sample", "crystal_constraints", "local_experts_grid", "kink_check"}
 
 
 def fit_parser():
@@ -76,12 +76,13 @@ def test_command_line_defaults_are_the_fit_defaults():
 def test_typed_options_reach_their_fields():
     args = fit_parser().parse_args(["--train", "a.xyz", "b.xyz", "--elements", "Ti,Al", "--cutoff", "5", "-o", "p",
                                     "--no-pca", "--no-baseline", "--quiet", "--angular-weight", "1", "--e0", "Ti=-1",
-                                    "--max-degree-blocks", "2:8", "--anchors", "auto", "--plots", "figs"])
+                                    "--max-degree-blocks", "2:8", "--anchors", "auto", "--plots", "figs",
+                                    "--no-kink-check"])
     kw = settings.from_args(args)
     assert kw["train"] == ["a.xyz", "b.xyz"] and kw["elements"] == ["Ti", "Al"] and kw["cutoff"] == 5.0
     assert kw["pca"] is False and kw["baseline"] is None and kw["progress"] is False and kw["w_L"] == 1.0
     assert kw["e0"] == {"Ti": -1.0} and kw["max_degree_blocks"] == {2: 8.0} and kw["anchors"] == "auto"
-    assert kw["keep_arrays"] is True
+    assert kw["keep_arrays"] is True and kw["kink_check"] is False
 
 
 def test_help_shows_the_fields_defaults(capsys):

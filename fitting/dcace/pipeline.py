@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -65,6 +66,7 @@ from .crystal_constraints import CrystalConstraints
 from . import anchors as anchors_module
 from .anchors import AnchorRows, anchor_batches, anchor_sources, anchor_structures, free_atoms_and_dimers, phase_anchors
 from .anchor_choice import SafetyProbes, choose_weight, probe_crystals
+from .gate_kinks import KINK_GPA, KINK_REL, worst_kink
 from .probes import probe_indices
 from .ridge import single_threaded_blas
 from .settings import FitSettings, defaults, from_keywords, signature
@@ -638,6 +640,7 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
                     clusterings, (Z, cl.sample), restraint, fixed, (block_ridge, degree_ridge, top_degree_ridge), Ms, compare,
                     settings["shared_one_body"])   # stage 8
     sl.crystals = _crystal_checks(s, basis, elements, ground_atoms, short_range, core, notes)
+    sl.kink_crystals = _kink_crystals(s, elements, ground_atoms, clusterings, fixed, notes)
     anchor_auto, unit_rows = None, anchor_rows   # (--anchors auto: unit_rows at weight 1)
     if auto_anchors and anchor_rows is not None and joint:   # the smallest weight whose committee is safe off the data
         picked, w_anchor, anchor_rows, anchor_src, anchor_auto = _choose_anchors(
@@ -652,6 +655,8 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     if auto_anchors and unit_rows is not None and c.M_atom:
         local_anchors = _local_anchor_chooser(sl, s, unit_rows, anchor_atoms, probe_atoms, picked[8], notes, timings)
     sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice = picked
+    kinks = chosen.pop("kinks", None)   # the kink check's record (dcace.gate_kinks), None: nothing checked
+    notes += _kink_notes(kinks)
     block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
     top_choice = column_choice["top_degree_ridge"]
     notes += _column_notes(block_choice, degree_choice, top_choice)
@@ -679,6 +684,8 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     timings["final_solve"] = time.perf_counter() - t0
     selection = _selection_record(fm, lam, lam_table, eq9, V if pca else None, clusterings, n, K, e_ref,
                                   column_choice, anchor_auto, cl.sample)
+    if kinks is not None and fm.gate_used in ("structure", "none"):   # (a local gate that won is not checked)
+        selection["gate_kinks"] = _finite(kinks)
     if sl.crystal_record is not None:   # the crystal constraints acted on the linear model
         selection["crystal_constraints"] = _finite(sl.crystal_record)
         notes.append(CrystalConstraints.note(sl.crystal_record))
@@ -997,7 +1004,7 @@ def _anchor_sources(c, s: FitSettings, ranks, resume, fixed, data, p1, own, own_
                     auto_anchors):
     """(anchor_src, anchor_atoms, probe_atoms, ground_atoms): the sources of the committees' off-data anchors
     (dcace.anchors; a state's are kept, dcace.state_anchors), their frames, --anchors auto's probe frames and the
-    lowest-energy training structure (the crystal constraints', dcace.crystal_constraints) on rank 0."""
+    lowest-energy training structure (the crystal constraints' and the kink check's) on rank 0."""
     N, n = p1.N, len(p1.N)   # (every rank has every structure's atom counts)
     anchor_atoms = None   # the sources of the committees' off-data anchors (dcace.anchors), from their ranks
     anchor_src = None     # (sources, ground): a state's are kept (dcace.state_anchors)
@@ -1016,7 +1023,7 @@ def _anchor_sources(c, s: FitSettings, ranks, resume, fixed, data, p1, own, own_
         got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i in pick]))
         probe_atoms = [got[i] for i in sorted(got)] if ranks.is_root else None
     ground_atoms = None if anchor_atoms is None else anchor_atoms[1]
-    if anchor_src is None and resume is None and s.crystal_constraints:   # no anchors: the ground structure alone
+    if anchor_src is None and resume is None and (s.crystal_constraints or s.kink_check):   # the ground structure alone
         _, ground = anchor_sources(N.tolist(), p1.yE.tolist())
         if ground is not None:   # (collective)
             got = dict(ranks.gather_indexed([(i, data.frames[i].atoms) for i in own if i == ground]))
@@ -1183,6 +1190,8 @@ class _Selecting:
         self.shared_one_body = shared_one_body
         self.crystals = None          # dcace.crystal_constraints.CrystalConstraints, or None (off / no ground)
         self.crystal_record = None    # what the constraints did to the final linear model (None: nothing)
+        self.kink_crystals = []       # the kink check's crystals [(label, Atoms)] (dcace.gate_kinks; [] = off)
+        self.kink_record = None       # what it checked: the bound and every committee (None: none checked)
         self._constrained_cache = {}  # unconstrained theta's bytes -> (theta, record): one check per solution
         self._level_cache = {}        # the last linear model's level_matched result
 
@@ -1223,14 +1232,49 @@ class _Selecting:
         lam_dc = lam if ridge is not None else max(lam, s.ridge_experts_floor)
         cv_rows = sel.cv_all(lam, committee=committee, compare=self.compare, lam_dc=lam_dc)
         n_stage1 = len(cv_rows)
-        chosen = sel.choose(cv_rows, committee=committee, experts=c.experts, parsimony=s.parsimony)
-        if chosen["M"] > 1 and ridge is None:
-            lam_dc, extra = sel.refine_committee_ridge(chosen, lam, lam_dc, s.ridge_dc_factors, committee)
-            cv_rows += extra
+        chosen, lam_dc, theta_lin, models, extra = self._smooth_choice(sel, cv_rows, lam, lam_dc)
+        cv_rows += extra
         eq9 = sel.eq9(lam, self.Ms, chosen, lam_dc)
-        theta_lin, models = _final_models(sel, chosen, lam, lam_dc, joint, committee, self.compare, self.clusterings,
-                                          self.Z, None if self.crystals is None else self._constrained(sel))
         return sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice
+
+    def _smooth_choice(self, sel, cv_rows, lam, lam_dc0):
+        """(chosen, lam_dc, theta_lin, models, extra CV rows): the CV choice among cv_rows and its final solves.
+        With the kink check (dcace.gate_kinks), a committee whose pressure kinks along the probe crystals is
+        turned down for the next candidate by CV; a fixed --experts M keeps to that M (if every temperature
+        kinks: the least kinking one, with a warning). chosen["kinks"]: what was checked (None: nothing)."""
+        s, c, committee = self.s, self.c, self.s.committee
+        record = {"bound": f"{KINK_GPA:g} GPa + {100 * KINK_REL:g} % of |P|", "checked": [], "kept_kinking": False,
+                  "seconds": 0.0}
+        tried, extra = [], []
+        while True:
+            out = [r for r in cv_rows if (r["M"], r["tau"]) not in {(x[0]["M"], x[0]["tau"]) for x in tried}]
+            chosen = sel.choose(out, committee=committee, experts=c.experts, parsimony=s.parsimony)
+            if tried and c.experts != "auto" and chosen["M"] != int(c.experts):   # every temperature of M kinks
+                chosen, lam_dc, theta_lin, models, _ = min(tried, key=lambda x: x[4])
+                record["kept_kinking"] = True
+                warnings.warn(f"the kink check: the committee kinks at every temperature of --experts {c.experts}; "
+                              f"kept tau = {chosen['tau']:g}, the least kinking", stacklevel=2)
+                break
+            lam_dc = lam_dc0
+            if chosen["M"] > 1 and s.ridge is None:
+                lam_dc, more = sel.refine_committee_ridge(chosen, lam, lam_dc0, s.ridge_dc_factors, committee)
+                extra += more
+            theta_lin, models = _final_models(sel, chosen, lam, lam_dc, self.joint, committee, self.compare,
+                                              self.clusterings, self.Z,
+                                              None if self.crystals is None else self._constrained(sel))
+            if chosen["M"] == 1 or not self.kink_crystals:
+                break
+            pot = self.candidate_potential(models["dc"][0], self.joint[(chosen["M"], chosen["tau"])].gate)
+            t_kink = time.perf_counter()
+            kink = worst_kink(pot, self.kink_crystals)
+            record["seconds"] += time.perf_counter() - t_kink
+            record["checked"].append(dict(_finite(kink), M=int(chosen["M"]), tau=float(chosen["tau"]),
+                                          cv_loss=float(chosen["cv_loss"])))
+            if kink["ratio"] <= 1.0:
+                break
+            tried.append((chosen, lam_dc, theta_lin, models, kink["ratio"]))
+        chosen = dict(chosen, kinks=record if record["checked"] else None)
+        return chosen, lam_dc, theta_lin, models, extra
 
     def level_matched(self, basis, window, short_range, coef, e0, gate):
         """(basis, window, short_range, notes): the pair core level-matched to the fitted dimers (format
@@ -1286,6 +1330,37 @@ def _crystal_checks(s: FitSettings, basis, elements, ground, short_range, core, 
                      "or a refit)")
         return None
     return CrystalConstraints(basis, crystals, short_range)
+
+
+def _kink_crystals(s: FitSettings, elements, ground, clusterings, fixed, notes):
+    """The kink check's crystals (dcace.gate_kinks): bcc and fcc of every element and the lowest-energy training
+    structure ([] when off or with no committee candidate; with a note when a fit continues a fit state -- a
+    refit has no training structure at hand, and a ``reuse=`` fit must equal the refit -- or has no periodic
+    lowest-energy training structure)."""
+    if not s.kink_check or not clusterings:
+        return []
+    crystals = probe_crystals(elements, ground) if fixed is None else []
+    if not crystals:
+        notes.append("kink check: not done (" + ("a fit that continues a fit state keeps the committee CV chooses"
+                                                  if fixed is not None else
+                                                  "no periodic lowest-energy training structure") + ")")
+    return crystals
+
+
+def _kink_notes(kinks) -> list:
+    """The report's lines on the kink check (dcace.gate_kinks): every committee it turned down, and a kept one
+    that kinks."""
+    if kinks is None:
+        return []
+    out = []
+    for row in kinks["checked"]:
+        where = (f"{row['kink_gpa']:.3g} GPa at {row['a_over_a0']:.4f} a0 of {row['label']} (P = {row['p_gpa']:.4g} GPa), "
+                 f"{row['ratio']:.3g}x the bound {kinks['bound']}" if row["label"] is not None else "no kink")
+        verdict = "passes" if row["ratio"] <= 1.0 else ("kept (every temperature kinks)" if kinks["kept_kinking"]
+                                                         and row is min(kinks["checked"], key=lambda r: r["ratio"])
+                                                         else "turned down")
+        out.append(f"kink check: M = {row['M']}, tau = {row['tau']:g} (CV loss {row['cv_loss']:.6g}): {where}: {verdict}")
+    return out
 
 
 def _safety_probes(sl: _Selecting, s: FitSettings, anchor_atoms, probe_atoms) -> SafetyProbes:

@@ -195,6 +195,8 @@ def record(s: FitSettings, c: Checked, *, core, elements, basis_blocks, chemical
         settings["cv_groups"] = s.cv_groups
     if not s.crystal_constraints:   # (absent at the default: the files of fits before it keep their bytes)
         settings["crystal_constraints"] = False
+    if not s.kink_check:   # (absent at the default, as crystal_constraints)
+        settings["kink_check"] = False
     if anchor_off is None:   # (else the settings keep no 'anchors' key, as that state's)
         settings["anchors"] = w_anchor
     M_local = "auto" if c.local_auto else c.M_atom   # (auto: the chosen M is the selection's n_experts)

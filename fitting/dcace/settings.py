@@ -316,6 +316,15 @@ class FitSettings:
              "below 0.95 a0 where ACE alone acts, the linear model is solved again with P >= 0.5 GPa there "
              "(default: constrained where a crystal fails; docs/short-range.md, 'Crystal constraints')"),
         from_args=lambda a: False if a.no_crystal_constraints else None, none_is_default=True)
+    kink_check: bool = option(True, "a structure-gate committee whose pressure kinks along compressed or expanded "
+                                    "crystals is turned down for the next candidate by CV (dcace.gate_kinks)", cli=arg(
+        "--no-kink-check", action="store_true", default=None, advanced=True,
+        help="keep the committee CV chooses even if its gate switches within a step along a crystal: by "
+             "default, bcc and fcc of every element and the lowest-energy training structure are scaled from "
+             "0.85 to 1.10 of their own a0, and a committee whose pressure kinks by more than 0.5 GPa + 1 %% of "
+             "|P| within 0.00015 a0 is turned down for the next (M, tau) by CV "
+             "(default: checked; docs/short-range.md, 'Pressure kinks')"),
+        from_args=lambda a: False if a.no_kink_check else None, none_is_default=True)
     anchors: object = option(0.03, "weight of the off-data anchors of committees, structure or local gate (dcace.anchors) "
                                    "or 'auto'", cli=arg(
         "--anchors", type=_anchors, default=None, metavar="W", advanced=True,
