@@ -91,6 +91,7 @@ def test_the_fit_turns_a_kinking_committee_down():
     assert worst_kink(pot, crystals())["ratio"] <= 1
     assert any(n.startswith("kink check: M = 3, tau = 0.005") and n.endswith("turned down") for n in pot.report.notes)
     assert "kink_check" not in pot.metadata["fit"]   # the default: absent (older files keep their bytes)
+    assert pot.report.timings["kink_check"] > 0 and "seconds" not in rec   # (the time: the report's, not the file's)
 
     with pytest.warns(UserWarning, match="kinks at every temperature of --experts 3; kept tau = 0.005"):
         kept = dcace.fit(frames(), experts=3, temperatures=(0.005,), **SMALL)

@@ -656,6 +656,8 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
         local_anchors = _local_anchor_chooser(sl, s, unit_rows, anchor_atoms, probe_atoms, picked[8], notes, timings)
     sel, lam, lam_table, lam_dc, cv_rows, n_stage1, chosen, eq9, theta_lin, models, column_choice = picked
     kinks = chosen.pop("kinks", None)   # the kink check's record (dcace.gate_kinks), None: nothing checked
+    if kinks is not None:   # (its time is the report's, never the file's: same data, same bytes)
+        timings["kink_check"] = kinks.pop("seconds")
     notes += _kink_notes(kinks)
     block_choice, degree_choice = column_choice["block_ridge"], column_choice["degree_ridge"]
     top_choice = column_choice["top_degree_ridge"]
