@@ -1193,7 +1193,6 @@ class _Selecting:
         self.crystals = None          # dcace.crystal_constraints.CrystalConstraints, or None (off / no ground)
         self.crystal_record = None    # what the constraints did to the final linear model (None: nothing)
         self.kink_crystals = []       # the kink check's crystals [(label, Atoms)] (dcace.gate_kinks; [] = off)
-        self.kink_record = None       # what it checked: the bound and every committee (None: none checked)
         self._constrained_cache = {}  # unconstrained theta's bytes -> (theta, record): one check per solution
         self._level_cache = {}        # the last linear model's level_matched result
 
