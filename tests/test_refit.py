@@ -90,6 +90,9 @@ def test_refit_equals_fit_from_scratch(fits):
     s1, s2 = p1.report.selection, p2.report.selection
     for k in ("n_experts", "temperature", "ridge", "ridge_experts", "cluster_sizes", "e_ref", "eq9"):
         assert s1[k] == s2[k], k
+    # both probe the state's lowest-energy training structure (format version 4, dcace.state_ground): the kink
+    # check (dcace.gate_kinks) judged the same committees the same way
+    assert s1["gate_kinks"]["checked"] and s1["gate_kinks"] == s2["gate_kinks"]
     assert [r["loss"] for r in p1.report.cv_table] == pytest.approx([r["loss"] for r in p2.report.cv_table],
                                                                     rel=1e-10)
     for model, sets in p2.report.errors.items():
@@ -260,7 +263,7 @@ def test_state_is_packed_and_version_1_still_loads(fits, work, frames):
     refit bit for bit."""
     state = fits[3]
     st = load_state(state)
-    assert st.meta["version"] == STATE_VERSION == 3
+    assert st.meta["version"] == STATE_VERSION == 4
     v1 = _as_version_1(state, work, "v1.npz")
     st1 = load_state(v1)
     ne1, ne2 = st1.nbytes()["normal_equations"], st.nbytes()["normal_equations"]
@@ -290,6 +293,8 @@ def test_old_states_resume_without_anchors(frames):
     for pot in (a, b):
         assert any("off-data anchors off: the fit state" in n and "was written without them" in n
                    for n in pot.report.notes)
+        assert any(n.startswith("kink check: not done (the fit state") and "holds no probe structure" in n
+                   for n in pot.report.notes)   # (dcace.state_ground: format version 4)
     full = dcace.fit(frames[0:150:4] + new, reuse=DATA / "v2_state_Mo.npz", **OLD_KW)
     assert any("off-data anchors off" in n for n in full.report.notes)
     assert a.n_experts == full.n_experts == 2 and a.report.selection["refit"]["added"] == 11

@@ -53,7 +53,7 @@ from .density_wall import density_wall
 from .data import Dataset, DataError, Frame, count_frames, read_data
 from . import pass3
 from . import state as _fit_state
-from . import state_anchors
+from . import state_anchors, state_ground
 from .parallel import Ranks, accumulate_blocks, as_ranks, default_threads, fit_blocks
 from .stream import EVERY, read_own
 from . import restream, rowstore
@@ -639,8 +639,9 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
     sl = _Selecting(s, c, basis, window, short_range, shortest, core, elements, groups, joint, d1, stress_store,
                     clusterings, (Z, cl.sample), restraint, fixed, (block_ridge, degree_ridge, top_degree_ridge), Ms, compare,
                     settings["shared_one_body"])   # stage 8
-    sl.crystals = _crystal_checks(s, basis, elements, ground_atoms, short_range, core, notes)
-    sl.kink_crystals = _kink_crystals(s, elements, ground_atoms, clusterings, fixed, notes)
+    probed = ground_atoms if fixed is None else state_ground.kept_ground(fixed)   # a state's: its own (dcace.state_ground)
+    sl.crystals = _crystal_checks(s, basis, elements, probed, short_range, core, fixed, notes)
+    sl.kink_crystals = _kink_crystals(s, elements, probed, clusterings, fixed, notes)
     anchor_auto, unit_rows = None, anchor_rows   # (--anchors auto: unit_rows at weight 1)
     if auto_anchors and anchor_rows is not None and joint:   # the smallest weight whose committee is safe off the data
         picked, w_anchor, anchor_rows, anchor_src, anchor_auto = _choose_anchors(
@@ -737,7 +738,7 @@ def _select_and_write(s: FitSettings, c, ranks, resume, p: _Passes):
             pot_text=pot.to_string(), files=meta_partial["data"]["train"], grade_meta=meta["grade"],
             paths=_fit_state.source_paths(train, resume), column_scale=sel.sc,
             update_seconds=cost_info.get("update_s_per_structure"), anchors=anchor_rows, anchor_sources=anchor_src,
-            anchor_weight=w_anchor)
+            anchor_weight=w_anchor, ground=probed)
         selection["state"] = {"path": str(state), "bytes": _fit_state.save_state(state, fs), **fs.nbytes()}
         timings["state"] = time.perf_counter() - t0
     return pot
@@ -1319,32 +1320,35 @@ class _Selecting:
         return Potential.from_parts(b, c, e, gate, {}, short_range=sr)
 
 
-def _crystal_checks(s: FitSettings, basis, elements, ground, short_range, core, notes):
+def _crystal_checks(s: FitSettings, basis, elements, ground, short_range, core, fixed, notes):
     """The crystal constraints of this fit (dcace.crystal_constraints), or None: off, no built-in core, or no
-    periodic lowest-energy training structure (a refit has none at hand: its linear model is not constrained,
-    with a note)."""
+    periodic probe structure (a fit that continues a fit state probes the state's, dcace.state_ground; one
+    before version 4 has none: its linear model is not constrained, with a note)."""
     if not s.crystal_constraints or core.baseline != "zbl":
         return None
     crystals = probe_crystals(elements, ground)
     if not crystals:
-        notes.append("crystal constraints: not checked (no periodic lowest-energy training structure at hand, "
-                     "or a refit)")
+        notes.append(f"crystal constraints: not checked ({_no_probe(fixed)})")
         return None
     return CrystalConstraints(basis, crystals, short_range)
 
 
+def _no_probe(fixed) -> str:
+    """Why a fit has no probe structure (the crystal constraints' and the kink check's)."""
+    if fixed is not None and int(fixed.meta.get("version", 0)) < 4:
+        return f"the fit state {fixed.path} (format version {fixed.meta.get('version')}) holds no probe structure"
+    return "no periodic lowest-energy training structure"
+
+
 def _kink_crystals(s: FitSettings, elements, ground, clusterings, fixed, notes):
-    """The kink check's crystals (dcace.gate_kinks): bcc and fcc of every element and the lowest-energy training
-    structure ([] when off or with no committee candidate; with a note when a fit continues a fit state -- a
-    refit has no training structure at hand, and a ``reuse=`` fit must equal the refit -- or has no periodic
-    lowest-energy training structure)."""
+    """The kink check's crystals (dcace.gate_kinks): bcc and fcc of every element at the probe structure's volume
+    per atom and that structure ([] when off or with no committee candidate; with a note when there is no
+    periodic probe structure: a fit that continues a fit state probes the state's, dcace.state_ground)."""
     if not s.kink_check or not clusterings:
         return []
-    crystals = probe_crystals(elements, ground) if fixed is None else []
+    crystals = probe_crystals(elements, ground)
     if not crystals:
-        notes.append("kink check: not done (" + ("a fit that continues a fit state keeps the committee CV chooses"
-                                                  if fixed is not None else
-                                                  "no periodic lowest-energy training structure") + ")")
+        notes.append(f"kink check: not done ({_no_probe(fixed)})")
     return crystals
 
 

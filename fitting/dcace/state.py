@@ -18,7 +18,9 @@ fit is adding their rows to the stored sums and solving again.  The state holds,
   active set of the extrapolation grade (K x K per species);
 * the committees' off-data anchors (format version 3, ``dcace.state_anchors``): H_a, one D' x D'
   matrix, and which training structures they were made from -- a refit keeps them, as it keeps the
-  folds and clusters.
+  folds and clusters;
+* the structure the crystal constraints and the kink check probe (format version 4,
+  ``dcace.state_ground``): a refit probes it, as the fit did.
 
 ``refit(add, resume=S)`` featurises only the new structures, assigns them folds deterministically
 (``new_folds``), lets each join the cluster whose centroid is nearest in units of its spread (the
@@ -45,8 +47,8 @@ __all__ = ["STATE_FORMAT", "STATE_VERSION", "FitState", "StateError", "load_stat
            "frame_hash", "refit", "REFIT_SETTINGS"]
 
 STATE_FORMAT = "dcace-fit-state"
-STATE_VERSION = 3   # 3: the off-data anchors (H_a, their sources); 2: packed upper triangles; 1, 2 still load
-READABLE_VERSIONS = (1, 2, 3)
+STATE_VERSION = 4   # 4: the probe structure; 3: the off-data anchors (H_a, their sources); 2: packed upper triangles
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 #: fit() arguments a refit takes from the state (the others -- test, threads, progress, ... -- are free):
 #: the FitSettings fields marked refit="state" (dcace.settings)
@@ -311,9 +313,10 @@ _PER_STRUCTURE = ("Bsum", "counts", "E", "weights", "folds", "frame_hash")
 
 def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fixed, core_extremes, st, V, clusterings, groups,
                 joint, stress_store, grade_stats, pot_text, files, grade_meta, paths=None, column_scale=None, notes=(),
-                update_seconds=None, anchors=None, anchor_sources=None, anchor_weight=0.0) -> FitState:
-    """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``)."""
-    from . import _core, state_anchors, state_pack
+                update_seconds=None, anchors=None, anchor_sources=None, anchor_weight=0.0, ground=None) -> FitState:
+    """A FitState from the pieces of a finished fit (called by ``dcace.pipeline``); ground: the structure the
+    crystal constraints and the kink check probed (dcace.state_ground), or None."""
+    from . import _core, state_anchors, state_ground, state_pack
 
     A = {"Bsum": p1.Bsum.array(), "counts": p1.counts, "E": p1.E, "e_ref": p1.e_ref, "weights": np.asarray(wts, float),
          "folds": np.asarray(folds, dtype=np.int64), "frame_hash": np.array(hashes, dtype="U16"),
@@ -340,6 +343,7 @@ def build_state(*, settings, basis, coef, one_body, p1, wts, folds, hashes, e_fi
     for s, sp in enumerate(grade_stats.get("species", [])):
         A[f"grade_active{s}"] = np.asarray(sp["active_rows"], float)
     A.update(state_anchors.arrays(anchors))
+    A.update(state_ground.arrays(ground))
     meta = {"format": STATE_FORMAT, "version": STATE_VERSION, "dcace_version": _core.__version__,
             "settings": json.loads(json.dumps(settings)), "elements": list(basis.elements),
             "n_features": int(basis.n_features), "joint_keys": [[int(M), float(t)] for M, t in keys],
