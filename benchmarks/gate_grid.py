@@ -29,6 +29,7 @@ from ase import Atoms
 from ase.build import bulk
 
 import dcace
+from dcace.gate_kinks import kink_bound
 from gate_notch import along, pressure_kinks, weight_steps
 from lammps_common import run_lmp, thermo_table
 from zuo_table import CUTOFF
@@ -61,7 +62,7 @@ def kink_summary(P, W):
     k, x = pressure_kinks(P), SCALES[1:-1]
     j = int(np.argmax(k))
     near = (x > 0.95) & (x < 1.05)
-    ratio = k / (0.5 + 0.01 * np.abs(P[1:-1]))
+    ratio = k / kink_bound(P[1:-1])
     return k[j], x[j], P[j + 1], k[near].max(), weight_steps(W).max(), ratio.max()
 
 

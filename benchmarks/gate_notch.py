@@ -14,20 +14,20 @@ import argparse
 
 import numpy as np
 from ase.build import bulk
-from ase.units import GPa
 
 import dcace
 from dcace.gate_kinks import pressure_kinks, weight_steps   # noqa: F401 (gate_grid.py, gate_softness.py)
+from dcace.probes import pressure_gpa
 
 
 def along(pot, structures):
-    """Energies per atom (eV), pressures (GPa, as dcace.probes.compression_curve) and gate weights of pot
+    """Energies per atom (eV), pressures (GPa, dcace.probes.pressure_gpa) and gate weights of pot
     on each structure (also benchmarks/gate_softness.py's and gate_grid.py's scans)."""
     E, P, W = [], [], []
     for atoms in structures:
         r = pot.compute(atoms)
         E.append(r["energy"] / len(r["energies"]))
-        P.append(-float(np.sum(np.asarray(r["stress"]).reshape(-1)[:3])) / 3 / GPa)
+        P.append(pressure_gpa(r))
         W.append(np.atleast_1d(r["weights"]))
     return np.array(E), np.array(P), np.array(W)
 

@@ -48,7 +48,7 @@ run {steps}
 """
 
 
-def worst_kink(pot, lo=0.90, hi=1.10, step=0.00015):
+def fcc_largest_kink(pot, lo=0.90, hi=1.10, step=0.00015):
     """(a in A, kink GPa, P GPa, kink / bound) of fcc Cu's largest pressure kink from lo to hi of a0."""
     fcc = bulk("Cu", "fcc", a=3.62, cubic=True)
     s0 = own_a0(pot, fcc)
@@ -77,7 +77,7 @@ def main(argv=None):
     kw = dict(elements=["Cu"], cutoff=CUTOFF["Cu"], test=str(DATA / "Cu_test.xyz"), progress=False)
     pots = {"kink_check=False": dcace.fit(str(DATA / "Cu_train.xyz"), kink_check=False, **kw),
             "default (kink check)": dcace.fit(str(DATA / "Cu_train.xyz"), **kw)}
-    a, kink, p, ratio = worst_kink(pots["kink_check=False"])
+    a, kink, p, ratio = fcc_largest_kink(pots["kink_check=False"])
     print(f"fcc Cu of the unchecked fit: largest kink above 0.90 a0 {kink:.3g} GPa at a = {a:.4f} A "
           f"(P = {p:.4g} GPa, {ratio:.3g}x the bound); NVE there, {4 * CELLS ** 3} atoms, {T0} K start, "
           f"dt = {args.dt:g} ps, {args.steps} steps\n")
@@ -91,7 +91,7 @@ def main(argv=None):
             model = "dc" if pot.n_experts > 1 else "linear"
             e = pot.report.errors[model]["test"]["energy_mae_mev_per_atom"]
             tau = pot.report.selection["temperature"]
-            print(f"| {name} | {pot.n_experts} ({tau:g}) | {e:.3f} | {worst_kink(pot)[3]:.3g} | {tmin:.0f}-{tmax:.0f} "
+            print(f"| {name} | {pot.n_experts} ({tau:g}) | {e:.3f} | {fcc_largest_kink(pot)[3]:.3g} | {tmin:.0f}-{tmax:.0f} "
                   f"| {dE:.3g} | {pmin:.2f}-{pmax:.2f} | {pmean:.2f} +- {psd:.2f} |", flush=True)
 
 

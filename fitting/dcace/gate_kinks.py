@@ -22,9 +22,9 @@ Everything is evaluated by the C++ core (``Potential.compute``).
 from __future__ import annotations
 
 import numpy as np
-from ase.units import GPa
 
 from .crystal_probe import own_a0
+from .probes import compression_curve
 
 __all__ = ["SCAN", "COARSE", "FINE", "FLAG", "KINK_GPA", "KINK_REL", "pressure_kinks", "weight_steps",
            "kink_bound", "crystal_kinks", "worst_kink"]
@@ -53,19 +53,6 @@ def kink_bound(P):
     return KINK_GPA + KINK_REL * np.abs(np.asarray(P, dtype=float))
 
 
-def _along(pot, atoms, scales):
-    """Pressures (GPa) and gate weights of `atoms` scaled uniformly by each factor."""
-    P, W = [], []
-    for s in scales:
-        at = atoms.copy()
-        at.calc = None
-        at.set_cell(atoms.cell * float(s), scale_atoms=True)
-        r = pot.compute(at)
-        P.append(-float(np.sum(np.asarray(r["stress"]).reshape(-1)[:3])) / 3 / GPa)
-        W.append(np.atleast_1d(r["weights"]))
-    return np.array(P), np.array(W)
-
-
 def _sharp_steps(W):
     """The coarse steps where the gate may switch within a fine step: its weights move by more than FLAG
     and bend by more than FLAG at one end of the step (a smooth drift, as a soft gate's, bends little)."""
@@ -87,10 +74,10 @@ def crystal_kinks(pot, atoms) -> dict:
     if s0 is None:
         return out
     coarse = np.arange(SCAN[0], SCAN[1] + COARSE / 2, COARSE)
-    _, W = _along(pot, atoms, s0 * coarse)
+    *_, W = compression_curve(pot, atoms, s0 * coarse, weights=True)
     for k in _sharp_steps(W):
         fine = coarse[k] + FINE * np.arange(-1, round(COARSE / FINE) + 2)
-        P, _ = _along(pot, atoms, s0 * fine)
+        _, P = compression_curve(pot, atoms, s0 * fine)
         ratios = pressure_kinks(P) / kink_bound(P[1:-1])
         j = int(np.argmax(ratios))
         out["rescanned"] += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-__all__ = ["dimer_curve", "compression_curve", "equilibrium", "first_violation", "probe_frames", "probe_indices",
+__all__ = ["dimer_curve", "pressure_gpa", "compression_curve", "equilibrium", "first_violation", "probe_frames", "probe_indices",
            "rattled", "max_force"]
 
 
@@ -33,19 +33,27 @@ def dimer_curve(pot, a: str, b: str, distances) -> np.ndarray:
     return np.array(out)
 
 
-def compression_curve(pot, atoms, scales):
-    """Energy per atom (eV) and pressure (GPa) of `atoms` scaled uniformly by each factor (start
-    from ``equilibrium(pot, atoms)`` for a/a0)."""
+def pressure_gpa(result) -> float:
+    """The pressure (GPa) of a ``Potential.compute`` result: minus the mean of its stress's diagonal."""
     from ase.units import GPa
 
-    E, P = [], []
+    return -float(np.sum(np.asarray(result["stress"]).reshape(-1)[:3])) / 3 / GPa
+
+
+def compression_curve(pot, atoms, scales, weights=False):
+    """Energy per atom (eV) and pressure (GPa) of `atoms` scaled uniformly by each factor (start
+    from ``equilibrium(pot, atoms)`` for a/a0); with weights=True also the gate weights at each (n x M)."""
+    E, P, W = [], [], []
     for s in scales:
         at = atoms.copy()
+        at.calc = None
         at.set_cell(atoms.cell * float(s), scale_atoms=True)
         out = _energy(pot, at)
         E.append(out["energy"] / len(at))
-        P.append(-float(np.sum(out["stress"][:3])) / 3 / GPa)
-    return np.array(E), np.array(P)
+        P.append(pressure_gpa(out))
+        if weights:
+            W.append(np.atleast_1d(out["weights"]))
+    return (np.array(E), np.array(P)) + ((np.array(W),) if weights else ())
 
 
 def equilibrium(pot, atoms, bounds=(0.85, 1.15)):
